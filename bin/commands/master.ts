@@ -1,0 +1,39 @@
+// gaffer master start: run a master until SIGINT or SIGTERM.
+import { Command } from "commander";
+import { createMaster } from "../../master/index.js";
+
+export function masterCommand(): Command {
+  const master = new Command("master").description("Run the master");
+  master
+    .command("start")
+    .description("Start a master: HTTP API, dashboard, sweepers, on a SQLite database")
+    .option("--db <path>", "SQLite database file (GAFFER_DB, default ./data/gaffer.db)")
+    .option("--host <host>", "address to listen on (GAFFER_HOST, default 127.0.0.1)")
+    .option("--port <port>", "port to listen on (GAFFER_PORT, default 8080)")
+    .option("--profile <profile>", "dev or prod defaults (GAFFER_PROFILE)")
+    .option("--config <file>", "a JSON file of settings")
+    .action(async (opts: { db?: string; host?: string; port?: string; profile?: string; config?: string }) => {
+      const running = await createMaster({
+        db: opts.db,
+        host: opts.host,
+        port: opts.port,
+        profile: opts.profile,
+        config: opts.config,
+      });
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const stop = (signal: NodeJS.Signals) => {
+          if (stopping) {
+            running.log.warn({ event: "master.killed", signal }, "second signal: stopping now");
+            process.exit(1);
+          }
+          stopping = true;
+          running.log.info({ event: "master.signal", signal });
+          void running.close().then(resolve);
+        };
+        process.on("SIGINT", stop);
+        process.on("SIGTERM", stop);
+      });
+    });
+  return master;
+}

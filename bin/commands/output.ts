@@ -1,0 +1,59 @@
+// How the CLI prints and fails: tables for people, --json for scripts, exit codes that mean something.
+import type { Command } from "commander";
+import { ConfigError } from "../../master/config.js";
+
+/** Exit codes: 0 ok, 1 failed, 2 bad usage or configuration, 3 not found, 4 conflict, 5 unreachable or unavailable. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, conflict: 4, unavailable: 5 } as const;
+
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number = EXIT.failed,
+  ) {
+    super(message);
+  }
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** A plain text table: one header row, columns padded to their widest cell. */
+export function printTable(rows: Record<string, unknown>[], columns: string[]): void {
+  if (rows.length === 0) {
+    process.stdout.write("(none)\n");
+    return;
+  }
+  const cell = (value: unknown): string =>
+    value === null || value === undefined ? "-" : typeof value === "object" ? JSON.stringify(value) : String(value);
+  const widths = columns.map((column) => Math.max(column.length, ...rows.map((row) => cell(row[column]).length)));
+  const line = (cells: string[]) => cells.map((text, i) => text.padEnd(widths[i] ?? 0)).join("  ").trimEnd();
+  process.stdout.write(`${line(columns.map((c) => c.toUpperCase()))}\n`);
+  for (const row of rows) process.stdout.write(`${line(columns.map((column) => cell(row[column])))}\n`);
+}
+
+export async function runCli(program: Command, argv: string[]): Promise<void> {
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    const commanderError = error as { code?: string; exitCode?: number };
+    if (commanderError.code?.startsWith("commander.")) {
+      // commander printed its own message (help, version, usage errors).
+      process.exitCode = commanderError.exitCode === 0 ? EXIT.ok : EXIT.usage;
+      return;
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`gaffer: ${error.message}\n`);
+      process.exitCode = EXIT.usage;
+      return;
+    }
+    if (error instanceof CliError) {
+      process.stderr.write(`gaffer: ${error.message}\n`);
+      process.exitCode = error.exitCode;
+      return;
+    }
+    process.stderr.write(`gaffer: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = EXIT.failed;
+  }
+}

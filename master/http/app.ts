@@ -1,0 +1,52 @@
+// The express application: every route from the declarations, then 404 and problem handling.
+import express, { type Express } from "express";
+import type { Authenticator } from "../auth/principal.js";
+import type { HttpDeps } from "./deps.js";
+import { buildOpenApi } from "./openapi.js";
+import { notFound, problemHandler, type ProblemError } from "./problem.js";
+import { mountRoutes, type MountParams, type Route } from "./route.js";
+import { jobRoutes } from "./routes/jobs.js";
+import { nodeRoutes } from "./routes/nodes.js";
+import { opsRoutes } from "./routes/ops.js";
+
+export interface AppParams {
+  deps: HttpDeps;
+  authenticator: Authenticator;
+  version: string;
+  isReady: () => boolean;
+  guards?: MountParams["guards"];
+  /** Map errors the HTTP layer does not know (say, a full disk) to a problem. */
+  onUnexpected?: (error: unknown) => ProblemError | undefined;
+}
+
+export function allRoutes(params: AppParams): Route[] {
+  const routes: Route[] = [];
+  let openApi: Record<string, unknown> | undefined;
+  routes.push(
+    ...opsRoutes(params.deps, { isReady: params.isReady, openApi: () => (openApi ??= buildOpenApi(routes, params.version)) }),
+    ...jobRoutes(params.deps),
+    ...nodeRoutes(params.deps),
+  );
+  return routes;
+}
+
+export function createApp(params: AppParams): { app: Express; routes: Route[] } {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.set("trust proxy", "loopback");
+  const routes = allRoutes(params);
+  const router = express.Router();
+  mountRoutes(router, routes, {
+    authenticator: params.authenticator,
+    maxPayloadBytes: params.deps.config.maxPayloadBytes,
+    maxBatchBytes: params.deps.config.maxBatchBytes,
+    guards: params.guards,
+  });
+  app.use(router);
+  app.use(() => {
+    throw notFound("route");
+  });
+  app.use(problemHandler(params.deps.log, params.onUnexpected));
+  return { app, routes };
+}

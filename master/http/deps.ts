@@ -1,0 +1,64 @@
+// What the route modules are given: the store, the dispatcher, the config, and
+// the wake-ups that tell the rest of the master something changed.
+import type { MasterConfig } from "../config.js";
+import type { Logger } from "../log.js";
+import type { Dispatcher } from "../queue/dispatcher.js";
+import type { Clock, Job, Store } from "../store/types.js";
+import { forbidden, notFound } from "./problem.js";
+import type { Principal } from "./route.js";
+
+export interface Wakeups {
+  /** Jobs became pending: waiting claims should look again. */
+  jobsReady(): void;
+  /** Jobs were scheduled for later: the promoter should look at its timer. */
+  jobsScheduled(): void;
+}
+
+export interface HttpDeps {
+  store: Store;
+  dispatcher: Dispatcher;
+  config: MasterConfig;
+  log: Logger;
+  clock: Clock;
+  wake: Wakeups;
+  nodeOwners: NodeOwners;
+}
+
+/** Who registered each node (it never changes), kept in memory for the hot node routes. */
+export class NodeOwners {
+  private readonly owners = new Map<string, string>();
+
+  constructor(private readonly store: Store) {}
+
+  async ownerOf(nodeId: string): Promise<string | undefined> {
+    const known = this.owners.get(nodeId);
+    if (known !== undefined) return known;
+    const node = await this.store.nodes.get(nodeId);
+    if (node) this.owners.set(nodeId, node.client_id);
+    return node?.client_id;
+  }
+
+  /**
+   * A worker acts only for the nodes it registered; an admin for any. Another
+   * client's node answers 404, as if it did not exist.
+   */
+  async check(principal: Principal, nodeId: string): Promise<void> {
+    const owner = await this.ownerOf(nodeId);
+    if (owner === undefined) throw notFound("node");
+    if (principal.role === "admin") return;
+    if (principal.role !== "worker") throw forbidden();
+    if (owner !== principal.clientId) throw notFound("node");
+  }
+}
+
+/** A job as `principal` may see it; anything else is 404 (API.md §3). */
+export async function visibleJob(deps: HttpDeps, principal: Principal, id: string): Promise<Job> {
+  const job = await deps.store.jobs.get(id);
+  if (!job) throw notFound("job");
+  if (principal.role === "admin") return job;
+  if (principal.role === "client" && job.client_id === principal.clientId) return job;
+  if (principal.role === "worker" && job.node_id !== null) {
+    if ((await deps.nodeOwners.ownerOf(job.node_id)) === principal.clientId) return job;
+  }
+  throw notFound("job");
+}

@@ -1,0 +1,176 @@
+// Routes are declared once, with their schemas and who may call them. The same
+// declarations mount the express handlers, build /openapi.json, and let a test
+// walk every route for auth: no route can exist outside this list.
+import type { IncomingMessage } from "node:http";
+import express, { type NextFunction, type Request, type RequestHandler, type Response, type Router } from "express";
+import type { z } from "zod";
+import type { Authenticator, Principal } from "../auth/principal.js";
+import type { Role } from "../store/types.js";
+import { badRequest, fieldErrors, forbidden, ProblemError } from "./problem.js";
+
+export type Method = "get" | "post" | "put" | "patch" | "delete";
+
+export interface ResponseSpec {
+  description: string;
+  schema?: z.ZodType;
+}
+
+export interface RouteSpec<B extends z.ZodType | undefined, Q extends z.ZodType | undefined> {
+  method: Method;
+  /** Express syntax: /api/v1/jobs/:id */
+  path: string;
+  summary: string;
+  tag: string;
+  /** The roles allowed; "public" routes need no token (API.md §1 names them). */
+  auth: readonly Role[] | "public";
+  body?: B;
+  query?: Q;
+  responses: Record<number, ResponseSpec>;
+  /** Batch routes accept bodies up to GAFFER_MAX_BATCH_BYTES instead of GAFFER_MAX_PAYLOAD_BYTES. */
+  largeBody?: boolean;
+}
+
+type Infer<S> = S extends z.ZodType ? z.output<S> : undefined;
+
+export interface RouteInput<B, Q> {
+  body: Infer<B>;
+  query: Infer<Q>;
+  params: Record<string, string>;
+  principal: Principal;
+  req: Request;
+  res: Response;
+  /** Aborted when the client goes away before the answer. */
+  signal: AbortSignal;
+}
+
+export interface Reply {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** Sent as is with this content type (for non-JSON answers). */
+  raw?: { contentType: string; text: string };
+}
+
+export interface Route {
+  spec: RouteSpec<z.ZodType | undefined, z.ZodType | undefined>;
+  handler: (input: RouteInput<unknown, unknown>) => Promise<Reply>;
+}
+
+export function route<B extends z.ZodType | undefined = undefined, Q extends z.ZodType | undefined = undefined>(
+  spec: RouteSpec<B, Q>,
+  handler: (input: RouteInput<B, Q>) => Promise<Reply>,
+): Route {
+  return { spec, handler } as unknown as Route;
+}
+
+export const ok = (body: unknown): Reply => ({ status: 200, body });
+export const created = (body: unknown): Reply => ({ status: 201, body });
+
+/** A principal-less placeholder for public routes; their handlers must not use it. */
+const NOBODY: Principal = Object.freeze({ clientId: "", role: "client" as const });
+
+export type { Principal } from "../auth/principal.js";
+
+export interface MountParams {
+  authenticator: Authenticator;
+  maxPayloadBytes: number;
+  maxBatchBytes: number;
+  /** Checks run on every authenticated request before its body is read (rate limits, modes). */
+  guards?: ((req: Request, principal: Principal, spec: Route["spec"]) => void | Promise<void>)[];
+  /** Nesting depth allowed in a JSON body (deeper bodies get 400, never a stack overflow). */
+  maxJsonDepth?: number;
+}
+
+const DEFAULT_MAX_JSON_DEPTH = 64;
+
+/** Depth of a parsed JSON value, counted without recursion; stops early past `max`. */
+export function exceedsDepth(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop() as [unknown, number];
+    if (current === null || typeof current !== "object") continue;
+    if (depth >= max) return true;
+    for (const child of Object.values(current)) {
+      if (child !== null && typeof child === "object") stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return (length !== undefined && length !== "0") || req.headers["transfer-encoding"] !== undefined;
+}
+
+function isJson(req: IncomingMessage): boolean {
+  const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+  return type === "application/json" || (type.startsWith("application/") && type.endsWith("+json"));
+}
+
+function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    throw badRequest(`the ${where} is not valid`, fieldErrors(result.error));
+  }
+  return result.data;
+}
+
+export function mountRoutes(router: Router, routes: Route[], params: MountParams): void {
+  const maxDepth = params.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
+  const parsers = {
+    small: express.json({ limit: params.maxPayloadBytes + 64 * 1024, type: isJson, strict: false }),
+    large: express.json({ limit: params.maxBatchBytes, type: isJson, strict: false }),
+  };
+  for (const { spec, handler } of routes) {
+    const chain: RequestHandler[] = [];
+    chain.push(async (req: Request, res: Response, next: NextFunction) => {
+      if (spec.auth === "public") return next();
+      const principal = await params.authenticator.authenticate(req);
+      if (!spec.auth.includes(principal.role)) throw forbidden();
+      res.locals.principal = principal;
+      for (const guard of params.guards ?? []) await guard(req, principal, spec);
+      next();
+    });
+    if (spec.body) {
+      chain.push((req, _res, next) => {
+        if (hasBody(req) && !isJson(req)) {
+          throw new ProblemError("unsupported_media_type", "send the body as application/json");
+        }
+        next();
+      });
+      chain.push(spec.largeBody ? parsers.large : parsers.small);
+    }
+    chain.push(async (req: Request, res: Response) => {
+      let body: unknown;
+      if (spec.body) {
+        const raw: unknown = req.body === undefined ? {} : req.body;
+        if (exceedsDepth(raw, maxDepth)) throw badRequest(`the body is nested deeper than ${maxDepth} levels`);
+        body = parse(spec.body, raw, "body");
+      }
+      const query = spec.query ? parse(spec.query, { ...req.query }, "query") : undefined;
+      const abort = new AbortController();
+      res.on("close", () => {
+        if (!res.writableFinished) abort.abort();
+      });
+      const reply = await handler({
+        body: body as undefined,
+        query: query as undefined,
+        params: req.params as Record<string, string>,
+        principal: (res.locals.principal as Principal | undefined) ?? NOBODY,
+        req,
+        res,
+        signal: abort.signal,
+      });
+      if (res.headersSent || res.destroyed) return;
+      for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
+      if (reply.raw) {
+        res.status(reply.status).type(reply.raw.contentType).send(reply.raw.text);
+      } else if (reply.body === undefined) {
+        res.status(reply.status).end();
+      } else {
+        res.status(reply.status).json(reply.body);
+      }
+    });
+    router[spec.method](spec.path, ...chain);
+  }
+}

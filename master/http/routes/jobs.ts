@@ -1,0 +1,239 @@
+// /api/v1/jobs: submit (one or a batch), read, list, cancel, retry, re-prioritise, events; queue stats.
+import type { JobActionOutcome, SubmitJobParams, SubmitOutcome } from "../../store/types.js";
+import { visibleJob, type HttpDeps } from "../deps.js";
+import { badRequest, conflict, forbidden, notFound, ProblemError, type FieldError } from "../problem.js";
+import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
+import {
+  auditEntrySchema,
+  idParams,
+  jobSchema,
+  listJobsQuery,
+  pageOnlyQuery,
+  pageSchema,
+  queueStatsSchema,
+  setPriorityBody,
+  submitBatchSchema,
+  submitJobSchema,
+  type SubmitJobBody,
+} from "../schemas.js";
+import { problemResponses } from "./common.js";
+
+const SUBMITTERS = ["admin", "client"] as const;
+
+/** Check one job's body beyond its schema and turn it into store params. */
+function toSubmitParams(deps: HttpDeps, principal: Principal, body: SubmitJobBody, path: string): SubmitJobParams {
+  const payload = body.payload === undefined ? {} : body.payload;
+  const size = Buffer.byteLength(JSON.stringify(payload));
+  if (size > deps.config.maxPayloadBytes) {
+    throw new ProblemError(
+      "payload_too_large",
+      `the payload is ${size} bytes; the limit is ${deps.config.maxPayloadBytes} (GAFFER_MAX_PAYLOAD_BYTES)`,
+      [{ path: `${path}payload`, message: `at most ${deps.config.maxPayloadBytes} bytes` }],
+    );
+  }
+  return {
+    clientId: principal.clientId,
+    type: body.type,
+    payload,
+    priority: body.priority,
+    maxRetries: body.max_retries ?? deps.config.maxRetries,
+    timeoutS: body.timeout_s ?? deps.config.jobTimeoutS,
+    runAt: body.run_at === undefined ? null : new Date(body.run_at),
+    requires: body.requires,
+    dependsOn: body.depends_on,
+    idempotencyKey: body.idempotency_key ?? null,
+    tags: body.tags,
+  };
+}
+
+function afterSubmit(deps: HttpDeps, outcome: Extract<SubmitOutcome, { ok: true }>): void {
+  if (outcome.ready > 0) deps.wake.jobsReady();
+  if (outcome.items.some((item) => item.created && item.job.status === "scheduled")) deps.wake.jobsScheduled();
+  for (const item of outcome.items) {
+    if (item.created) deps.log.debug({ event: "job.submitted", jobId: item.job.id, type: item.job.type });
+  }
+}
+
+function unknownDependency(outcome: Extract<SubmitOutcome, { ok: false }>, prefix: string): ProblemError {
+  const errors: FieldError[] = [
+    { path: `${prefix}depends_on`, message: `no job ${outcome.dependency} of yours exists` },
+  ];
+  return badRequest(`unknown dependency ${outcome.dependency}`, errors);
+}
+
+/** Map a store outcome for one job to the answer, or the right problem. */
+function jobActionReply(outcome: JobActionOutcome, what: string): Reply {
+  if (outcome.ok) return ok(outcome.job);
+  if (outcome.reason === "not_found") throw notFound("job");
+  throw conflict(outcome.detail ?? `cannot ${what} a job that is ${outcome.status ?? "in this state"}`);
+}
+
+export function jobRoutes(deps: HttpDeps): Route[] {
+  const { store } = deps;
+  const jobResponses = { 200: { description: "The job", schema: jobSchema }, ...problemResponses };
+  return [
+    route(
+      {
+        method: "post",
+        path: "/api/v1/jobs",
+        summary: "Submit a job",
+        tag: "jobs",
+        auth: SUBMITTERS,
+        body: submitJobSchema,
+        responses: {
+          201: { description: "Created", schema: jobSchema },
+          200: { description: "An existing job with the same idempotency key", schema: jobSchema },
+          ...problemResponses,
+        },
+      },
+      async ({ body, principal }) => {
+        const outcome = await store.jobs.submit([toSubmitParams(deps, principal, body, "")]);
+        if (!outcome.ok) throw unknownDependency(outcome, "");
+        afterSubmit(deps, outcome);
+        const item = outcome.items[0];
+        if (!item) throw new Error("submit answered no job");
+        return item.created ? created(item.job) : ok(item.job);
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/jobs/batch",
+        summary: "Submit up to 1000 jobs at once, all or nothing",
+        tag: "jobs",
+        auth: SUBMITTERS,
+        body: submitBatchSchema,
+        largeBody: true,
+        responses: { 201: { description: "Created, in order", schema: pageSchema(jobSchema).pick({ items: true }) }, ...problemResponses },
+      },
+      async ({ body, principal }) => {
+        const params = body.jobs.map((job, index) => toSubmitParams(deps, principal, job, `jobs.${index}.`));
+        const outcome = await store.jobs.submit(params);
+        if (!outcome.ok) throw unknownDependency(outcome, `jobs.${outcome.index}.`);
+        afterSubmit(deps, outcome);
+        return created({ items: outcome.items.map((item) => item.job) });
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/jobs",
+        summary: "List jobs, newest first",
+        tag: "jobs",
+        auth: ["admin", "client", "worker"],
+        query: listJobsQuery,
+        responses: { 200: { description: "A page of jobs", schema: pageSchema(jobSchema) }, ...problemResponses },
+      },
+      async ({ query, principal }) => {
+        let clientId = query.client_id;
+        if (principal.role === "client") {
+          // A client sees its own jobs only; asking for another's shows nothing.
+          if (clientId !== undefined && clientId !== principal.clientId) return ok({ items: [], next_cursor: null });
+          clientId = principal.clientId;
+        }
+        if (principal.role === "worker") {
+          if (query.node_id === undefined) throw forbidden("a worker lists only the jobs of its own nodes: pass node_id");
+          await deps.nodeOwners.check(principal, query.node_id);
+        }
+        const [tagKey, ...tagValue] = query.tag?.split(":") ?? [];
+        const page = await store.jobs.list({
+          limit: query.limit,
+          cursor: query.cursor,
+          status: query.status,
+          type: query.type,
+          priority: query.priority,
+          nodeId: query.node_id,
+          clientId,
+          tag: tagKey === undefined ? undefined : { key: tagKey, value: tagValue.join(":") },
+        });
+        return ok(page);
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/jobs/:id",
+        summary: "Get a job",
+        tag: "jobs",
+        auth: ["admin", "client", "worker"],
+        responses: jobResponses,
+      },
+      async ({ params, principal }) => ok(await visibleJob(deps, principal, idParams.parse(params).id)),
+    ),
+    route(
+      {
+        method: "patch",
+        path: "/api/v1/jobs/:id",
+        summary: "Change a job's priority while it is not running yet",
+        tag: "jobs",
+        auth: SUBMITTERS,
+        body: setPriorityBody,
+        responses: jobResponses,
+      },
+      async ({ params, principal, body }) => {
+        const job = await visibleJob(deps, principal, idParams.parse(params).id);
+        const outcome = await store.jobs.setPriority({ id: job.id, priority: body.priority, actor: principal.clientId });
+        return jobActionReply(outcome, "re-prioritise");
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/jobs/:id/cancel",
+        summary: "Cancel a job (a running one is asked to stop)",
+        tag: "jobs",
+        auth: SUBMITTERS,
+        responses: jobResponses,
+      },
+      async ({ params, principal }) => {
+        const job = await visibleJob(deps, principal, idParams.parse(params).id);
+        const outcome = await store.jobs.cancel({ id: job.id, actor: principal.clientId });
+        if (outcome.ok) deps.log.info({ event: "job.canceled", jobId: job.id, status: outcome.job.status });
+        return jobActionReply(outcome, "cancel");
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/jobs/:id/retry",
+        summary: "Run a failed or canceled job again",
+        tag: "jobs",
+        auth: SUBMITTERS,
+        responses: jobResponses,
+      },
+      async ({ params, principal }) => {
+        const job = await visibleJob(deps, principal, idParams.parse(params).id);
+        const outcome = await store.jobs.retry({ id: job.id, actor: principal.clientId });
+        if (outcome.ok && outcome.ready > 0) deps.wake.jobsReady();
+        if (outcome.ok && outcome.job.status === "scheduled") deps.wake.jobsScheduled();
+        return jobActionReply(outcome, "retry");
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/jobs/:id/events",
+        summary: "A job's audit-log entries, oldest first",
+        tag: "jobs",
+        auth: ["admin", "client", "worker"],
+        query: pageOnlyQuery,
+        responses: { 200: { description: "A page of events", schema: pageSchema(auditEntrySchema) }, ...problemResponses },
+      },
+      async ({ params, principal, query }) => {
+        const job = await visibleJob(deps, principal, idParams.parse(params).id);
+        return ok(await store.jobs.events({ jobId: job.id, limit: query.limit, cursor: query.cursor }));
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/queue/stats",
+        summary: "Jobs by status, pending jobs by priority, nodes by status",
+        tag: "jobs",
+        auth: SUBMITTERS,
+        responses: { 200: { description: "Queue statistics", schema: queueStatsSchema }, ...problemResponses },
+      },
+      async () => ok(await store.jobs.stats()),
+    ),
+  ];
+}

@@ -1,0 +1,302 @@
+// /api/v1/nodes: what workers do (register, heartbeat, claim, report, leave) and
+// what admins do to nodes (list, drain, resume). Single-job reports live under
+// /api/v1/jobs/:id/complete|fail but are node verbs, so they are here too.
+import type { JobReport, NodeActionOutcome, ReportVerdict } from "../../store/types.js";
+import type { HttpDeps } from "../deps.js";
+import { conflict, notFound } from "../problem.js";
+import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
+import {
+  claimedJobSchema,
+  claimSchema,
+  completeSchema,
+  failSchema,
+  heartbeatReplySchema,
+  heartbeatSchema,
+  idParams,
+  jobSchema,
+  listNodesQuery,
+  nodeSchema,
+  pageSchema,
+  registerNodeSchema,
+  resultsReplySchema,
+  resultsSchema,
+} from "../schemas.js";
+import { problemResponses } from "./common.js";
+
+const WORKERS = ["admin", "worker"] as const;
+
+function nodeActionReply(outcome: NodeActionOutcome, what: string): Reply {
+  if (outcome.ok) return ok(outcome.node);
+  if (outcome.reason === "not_found") throw notFound("node");
+  throw conflict(`cannot ${what} a node that is ${outcome.status ?? "in this state"}`);
+}
+
+function offlineConflict(): never {
+  throw conflict("the node is offline (it deregistered); register it again");
+}
+
+const REASONS: Record<ReportVerdict, string | undefined> = {
+  accepted: undefined,
+  duplicate: "duplicate",
+  stale_attempt: "stale_attempt",
+  not_found: "not_found",
+};
+
+export function nodeRoutes(deps: HttpDeps): Route[] {
+  const { store, nodeOwners } = deps;
+  const nodeResponses = { 200: { description: "The node", schema: nodeSchema }, ...problemResponses };
+
+  /** One report through the batch verb, answered as the single-job routes answer. */
+  async function reportOne(principal: Principal, nodeId: string, report: JobReport): Promise<Reply> {
+    await nodeOwners.check(principal, nodeId);
+    const result = await store.jobs.report({ nodeId, reports: [report] });
+    const verdict = result.items[0]?.verdict ?? "not_found";
+    if (verdict === "not_found") throw notFound("job");
+    if (verdict === "stale_attempt") {
+      throw conflict(`attempt ${report.attempt} is not this job's current lease on node ${nodeId}`);
+    }
+    if (result.ready > 0) deps.wake.jobsReady();
+    if (report.status === "failed") deps.wake.jobsScheduled();
+    const job = await store.jobs.get(report.jobId);
+    if (!job) throw notFound("job");
+    return ok(job);
+  }
+
+  return [
+    route(
+      {
+        method: "post",
+        path: "/api/v1/nodes",
+        summary: "Register a node (the same name again: the same node, back online)",
+        tag: "nodes",
+        auth: WORKERS,
+        body: registerNodeSchema,
+        responses: {
+          201: { description: "Registered", schema: nodeSchema },
+          200: { description: "Registered again", schema: nodeSchema },
+          ...problemResponses,
+        },
+      },
+      async ({ body, principal }) => {
+        const { node, created: isNew } = await store.nodes.register({
+          clientId: principal.clientId,
+          name: body.name,
+          labels: body.labels,
+          capacity: body.capacity,
+          version: body.version ?? null,
+          hardware: body.hardware,
+        });
+        deps.log.info({ event: "node.registered", nodeId: node.id, name: node.name, labels: node.labels, capacity: node.capacity });
+        return isNew ? created(node) : ok(node);
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/nodes",
+        summary: "List nodes",
+        tag: "nodes",
+        auth: ["admin"],
+        query: listNodesQuery,
+        responses: { 200: { description: "A page of nodes", schema: pageSchema(nodeSchema) }, ...problemResponses },
+      },
+      async ({ query }) => ok(await store.nodes.list({ limit: query.limit, cursor: query.cursor, status: query.status })),
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/nodes/:id",
+        summary: "Get a node",
+        tag: "nodes",
+        auth: WORKERS,
+        responses: nodeResponses,
+      },
+      async ({ params, principal }) => {
+        const { id } = idParams.parse(params);
+        await nodeOwners.check(principal, id);
+        const node = await store.nodes.get(id);
+        if (!node) throw notFound("node");
+        return ok(node);
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/nodes/:id/heartbeat",
+        summary: "Report liveness and running jobs; answers the jobs to stop",
+        tag: "nodes",
+        auth: WORKERS,
+        body: heartbeatSchema,
+        responses: { 200: { description: "Status and cancel list", schema: heartbeatReplySchema }, ...problemResponses },
+      },
+      async ({ params, principal, body }) => {
+        const { id } = idParams.parse(params);
+        await nodeOwners.check(principal, id);
+        const outcome = await store.nodes.heartbeat({
+          nodeId: id,
+          running: body.running.map((job) => ({
+            jobId: job.job_id,
+            attempt: job.attempt,
+            progress: job.progress,
+            message: job.message,
+          })),
+        });
+        if (!outcome.ok) {
+          if (outcome.reason === "not_found") throw notFound("node");
+          offlineConflict();
+        }
+        return ok({ status: outcome.status, heartbeat_interval_s: deps.config.heartbeatIntervalS, cancel: outcome.cancel });
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/nodes/:id/claim",
+        summary: "Take up to `max` ready jobs, waiting up to `wait_s` for one",
+        tag: "nodes",
+        auth: WORKERS,
+        body: claimSchema,
+        responses: {
+          200: { description: "The jobs, possibly none", schema: pageSchema(claimedJobSchema).pick({ items: true }) },
+          ...problemResponses,
+        },
+      },
+      async ({ params, principal, body, signal }) => {
+        const { id } = idParams.parse(params);
+        await nodeOwners.check(principal, id);
+        const outcome = await deps.dispatcher.claim({ nodeId: id, max: body.max, waitMs: body.wait_s * 1000, signal });
+        if (!outcome.ok) {
+          if (outcome.reason === "not_found") throw notFound("node");
+          offlineConflict();
+        }
+        if (outcome.items.length > 0) {
+          deps.log.debug({ event: "job.assigned", nodeId: id, jobs: outcome.items.map((job) => job.id) });
+        }
+        return ok({ items: outcome.items });
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/nodes/:id/results",
+        summary: "Report many results at once",
+        tag: "nodes",
+        auth: WORKERS,
+        body: resultsSchema,
+        largeBody: true,
+        responses: { 200: { description: "One verdict per result", schema: resultsReplySchema }, ...problemResponses },
+      },
+      async ({ params, principal, body }) => {
+        const { id } = idParams.parse(params);
+        await nodeOwners.check(principal, id);
+        const result = await store.jobs.report({
+          nodeId: id,
+          reports: body.results.map((r) => ({
+            jobId: r.job_id,
+            attempt: r.attempt,
+            status: r.status,
+            result: r.result,
+            error: r.error === undefined ? undefined : { ...r.error, retryable: r.error.retryable !== false },
+          })),
+        });
+        if (result.ready > 0) deps.wake.jobsReady();
+        if (body.results.some((r) => r.status === "failed")) deps.wake.jobsScheduled();
+        const items = result.items.map((item) => {
+          const accepted = item.verdict === "accepted" || item.verdict === "duplicate";
+          const reason = REASONS[item.verdict];
+          return reason === undefined ? { job_id: item.jobId, accepted } : { job_id: item.jobId, accepted, reason };
+        });
+        return ok({ items });
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/jobs/:id/complete",
+        summary: "Report a job completed",
+        tag: "nodes",
+        auth: WORKERS,
+        body: completeSchema,
+        responses: { 200: { description: "The job", schema: jobSchema }, ...problemResponses },
+      },
+      async ({ params, principal, body }) =>
+        reportOne(principal, body.node_id, {
+          jobId: idParams.parse(params).id,
+          attempt: body.attempt,
+          status: "completed",
+          result: body.result,
+        }),
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/jobs/:id/fail",
+        summary: "Report a job failed",
+        tag: "nodes",
+        auth: WORKERS,
+        body: failSchema,
+        responses: { 200: { description: "The job", schema: jobSchema }, ...problemResponses },
+      },
+      async ({ params, principal, body }) =>
+        reportOne(principal, body.node_id, {
+          jobId: idParams.parse(params).id,
+          attempt: body.attempt,
+          status: "failed",
+          error: { ...body.error, retryable: body.error.retryable !== false },
+        }),
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/nodes/:id/deregister",
+        summary: "Leave gracefully: offline, unfinished jobs back to the queue",
+        tag: "nodes",
+        auth: WORKERS,
+        responses: nodeResponses,
+      },
+      async ({ params, principal }) => {
+        const { id } = idParams.parse(params);
+        await nodeOwners.check(principal, id);
+        const outcome = await store.nodes.deregister({ id, actor: principal.clientId });
+        if (outcome.ok) {
+          deps.log.info({ event: "node.offline", nodeId: id, requeued: outcome.ready });
+          if (outcome.ready > 0) deps.wake.jobsReady();
+        }
+        return nodeActionReply(outcome, "deregister");
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/nodes/:id/drain",
+        summary: "Stop handing jobs to a node; its running jobs finish",
+        tag: "nodes",
+        auth: ["admin"],
+        responses: nodeResponses,
+      },
+      async ({ params, principal }) => {
+        const outcome = await store.nodes.drain({ id: idParams.parse(params).id, actor: principal.clientId });
+        if (outcome.ok) deps.log.info({ event: "node.draining", nodeId: outcome.node.id });
+        return nodeActionReply(outcome, "drain");
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/nodes/:id/resume",
+        summary: "Hand jobs to a drained node again",
+        tag: "nodes",
+        auth: ["admin"],
+        responses: nodeResponses,
+      },
+      async ({ params, principal }) => {
+        const outcome = await store.nodes.resume({ id: idParams.parse(params).id, actor: principal.clientId });
+        if (outcome.ok) {
+          deps.log.info({ event: "node.resumed", nodeId: outcome.node.id });
+          deps.wake.jobsReady();
+        }
+        return nodeActionReply(outcome, "resume");
+      },
+    ),
+  ];
+}

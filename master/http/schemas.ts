@@ -1,0 +1,234 @@
+// The zod schemas of the REST API: they validate requests, type the handlers and
+// feed /openapi.json. Shapes are API.md's.
+import { z } from "zod";
+import {
+  JOB_STATUSES,
+  NODE_STATUSES,
+  PRIORITY_NAMES,
+  type PriorityName,
+} from "../store/types.js";
+
+const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+export const jobType = z.string().regex(NAME_PATTERN, "must be 1–64 of A-Z a-z 0-9 _ . : -");
+export const label = z.string().regex(NAME_PATTERN, "must be 1–64 of A-Z a-z 0-9 _ . : -");
+export const id = z.string().min(1).max(64);
+export const priority = z.enum(PRIORITY_NAMES as [PriorityName, ...PriorityName[]]);
+export const timestamp = z.iso.datetime({ offset: true, message: "must be an ISO-8601 timestamp" });
+const json = z.unknown();
+const attempt = z.int().min(1).max(1_000_000_000);
+
+export const tagsSchema = z
+  .record(z.string().regex(NAME_PATTERN, "tag keys must be 1–64 of A-Z a-z 0-9 _ . : -"), z.string().max(256))
+  .refine((tags) => Object.keys(tags).length <= 32, "at most 32 tags");
+
+export const jobErrorSchema = z
+  .object({
+    message: z.string().max(65_536),
+    code: z.string().max(128).optional(),
+    retryable: z.boolean().optional(),
+  })
+  .strict();
+
+export const submitJobSchema = z
+  .object({
+    type: jobType,
+    payload: json.optional(),
+    priority: priority.default("medium"),
+    max_retries: z.int().min(0).max(100).optional(),
+    timeout_s: z.number().positive().max(30 * 86_400).optional(),
+    run_at: timestamp.optional(),
+    requires: z.array(label).max(32).default([]),
+    depends_on: z.array(id).max(100).default([]),
+    idempotency_key: z.string().min(1).max(255).optional(),
+    tags: tagsSchema.default({}),
+  })
+  .strict();
+export type SubmitJobBody = z.infer<typeof submitJobSchema>;
+
+export const MAX_BATCH_JOBS = 1000;
+export const submitBatchSchema = z.object({ jobs: z.array(submitJobSchema).min(1).max(MAX_BATCH_JOBS) }).strict();
+
+export const jobSchema = z
+  .object({
+    id: z.string(),
+    type: z.string(),
+    payload: json,
+    client_id: z.string(),
+    priority,
+    effective_priority: priority,
+    status: z.enum(JOB_STATUSES),
+    attempt: z.int(),
+    retry_count: z.int(),
+    max_retries: z.int(),
+    node_id: z.string().nullable(),
+    timeout_s: z.number(),
+    run_at: z.string().nullable(),
+    requires: z.array(z.string()),
+    depends_on: z.array(z.string()),
+    idempotency_key: z.string().nullable(),
+    tags: z.record(z.string(), z.string()),
+    progress: z.number().nullable(),
+    progress_message: z.string().nullable(),
+    result: json,
+    error: z.object({ message: z.string(), code: z.string().optional(), retryable: z.boolean() }).nullable(),
+    failure_reason: z.string().nullable(),
+    cancel_requested: z.boolean(),
+    created_at: z.string(),
+    updated_at: z.string(),
+    started_at: z.string().nullable(),
+    finished_at: z.string().nullable(),
+  })
+  .meta({ id: "Job" });
+
+export function pageSchema<T extends z.ZodType>(item: T) {
+  return z.object({ items: z.array(item), next_cursor: z.string().nullable() });
+}
+
+export const pageQuery = {
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().max(64).optional(),
+};
+
+export const listJobsQuery = z
+  .object({
+    ...pageQuery,
+    status: z.enum(JOB_STATUSES).optional(),
+    type: jobType.optional(),
+    priority: priority.optional(),
+    node_id: id.optional(),
+    client_id: id.optional(),
+    tag: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}:.{0,256}$/, "must be key:value")
+      .optional(),
+  })
+  .strict();
+
+export const pageOnlyQuery = z.object(pageQuery).strict();
+
+export const idParams = z.object({ id });
+
+export const setPriorityBody = z.object({ priority }).strict();
+
+export const auditEntrySchema = z
+  .object({
+    id: z.int(),
+    event_type: z.string(),
+    entity_type: z.string(),
+    entity_id: z.string(),
+    client_id: z.string().nullable(),
+    details: z.record(z.string(), json),
+    created_at: z.string(),
+  })
+  .meta({ id: "AuditEntry" });
+
+export const queueStatsSchema = z.object({
+  jobs: z.record(z.enum(JOB_STATUSES), z.int()),
+  pending_by_priority: z.record(priority, z.int()),
+  oldest_pending_age_s: z.number().nullable(),
+  nodes: z.record(z.enum(NODE_STATUSES), z.int()),
+});
+
+// ---- nodes ----
+
+export const registerNodeSchema = z
+  .object({
+    name: z.string().min(1).max(128).regex(/^[^\s/]+$/, "must have no spaces or slashes"),
+    labels: z.array(label).max(64).default([]),
+    capacity: z.int().min(1).max(10_000).default(1),
+    version: z.string().max(64).optional(),
+    hardware: z.record(z.string().max(64), json).default({}),
+  })
+  .strict();
+
+export const nodeSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    client_id: z.string(),
+    status: z.enum(NODE_STATUSES),
+    labels: z.array(z.string()),
+    capacity: z.int(),
+    running: z.int(),
+    hardware: z.record(z.string(), json),
+    version: z.string().nullable(),
+    registered_at: z.string(),
+    last_heartbeat: z.string(),
+  })
+  .meta({ id: "Node" });
+
+export const listNodesQuery = z.object({ ...pageQuery, status: z.enum(NODE_STATUSES).optional() }).strict();
+
+export const heartbeatSchema = z
+  .object({
+    running: z
+      .array(
+        z
+          .object({
+            job_id: id,
+            attempt,
+            progress: z.number().min(0).max(100).optional(),
+            message: z.string().max(1024).optional(),
+          })
+          .strict(),
+      )
+      .max(10_000)
+      .default([]),
+  })
+  .strict();
+
+export const heartbeatReplySchema = z.object({
+  status: z.enum(["online", "draining"]),
+  heartbeat_interval_s: z.number(),
+  cancel: z.array(
+    z.object({ job_id: z.string(), attempt: z.int(), reason: z.enum(["canceled", "reassigned", "stalled", "unknown"]) }),
+  ),
+});
+
+export const MAX_WAIT_S = 30;
+export const claimSchema = z
+  .object({
+    max: z.int().min(1).max(100).default(1),
+    wait_s: z.number().min(0).max(MAX_WAIT_S).default(0),
+  })
+  .strict();
+
+export const claimedJobSchema = z.object({
+  id: z.string(),
+  type: z.string(),
+  payload: json,
+  attempt: z.int(),
+  priority,
+  timeout_s: z.number(),
+  created_at: z.string(),
+});
+
+export const completeSchema = z.object({ node_id: id, attempt, result: json.optional() }).strict();
+export const failSchema = z.object({ node_id: id, attempt, error: jobErrorSchema }).strict();
+
+export const MAX_RESULTS = 1000;
+export const resultsSchema = z
+  .object({
+    results: z
+      .array(
+        z
+          .object({
+            job_id: id,
+            attempt,
+            status: z.enum(["completed", "failed"]),
+            result: json.optional(),
+            error: jobErrorSchema.optional(),
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(MAX_RESULTS),
+  })
+  .strict();
+
+export const resultsReplySchema = z.object({
+  items: z.array(z.object({ job_id: z.string(), accepted: z.boolean(), reason: z.string().optional() })),
+});
+
+export const healthSchema = z.object({ status: z.string() });

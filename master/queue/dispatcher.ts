@@ -1,0 +1,114 @@
+// Long-poll claims: a claim that finds nothing waits here until a job may be
+// ready for it (the master calls notify() after submissions, releases, retries,
+// promotions and re-queues) or its wait ends. No polling loop: waiting claims
+// are retried only when something changed, oldest waiter first.
+import type { ClaimOutcome, JobStore } from "../store/types.js";
+
+interface Waiter {
+  nodeId: string;
+  max: number;
+  resolve: (outcome: ClaimOutcome) => void;
+  timer: NodeJS.Timeout;
+  done: boolean;
+  cleanup: () => void;
+}
+
+export interface ClaimParams {
+  nodeId: string;
+  max: number;
+  waitMs: number;
+  /** Aborted when the caller went away: the claim stops waiting and takes nothing. */
+  signal?: AbortSignal;
+}
+
+const EMPTY: ClaimOutcome = { ok: true, items: [] };
+
+export class Dispatcher {
+  private waiters: Waiter[] = [];
+  private passRunning = false;
+  private passWanted = false;
+  private generation = 0;
+  private closed = false;
+
+  constructor(private readonly jobs: JobStore) {}
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  async claim(params: ClaimParams): Promise<ClaimOutcome> {
+    const seen = this.generation;
+    const first = await this.jobs.claim({ nodeId: params.nodeId, max: params.max });
+    if (!first.ok || first.items.length > 0 || params.waitMs <= 0 || this.closed || params.signal?.aborted) {
+      return first;
+    }
+    return new Promise<ClaimOutcome>((resolve) => {
+      const onAbort = () => this.finish(waiter, EMPTY);
+      const waiter: Waiter = {
+        nodeId: params.nodeId,
+        max: params.max,
+        resolve,
+        done: false,
+        timer: setTimeout(() => this.finish(waiter, EMPTY), params.waitMs),
+        cleanup: () => params.signal?.removeEventListener("abort", onAbort),
+      };
+      params.signal?.addEventListener("abort", onAbort, { once: true });
+      this.waiters.push(waiter);
+      // Something became ready while the first attempt ran: look again.
+      if (this.generation !== seen) this.notify();
+    });
+  }
+
+  /** Jobs may be ready: retry the waiting claims soon (coalesced within one tick). */
+  notify(): void {
+    this.generation += 1;
+    if (this.waiters.length === 0) return;
+    if (this.passRunning) {
+      this.passWanted = true;
+      return;
+    }
+    this.passRunning = true;
+    setImmediate(() => void this.pass());
+  }
+
+  private async pass(): Promise<void> {
+    try {
+      do {
+        this.passWanted = false;
+        for (const waiter of [...this.waiters]) {
+          if (waiter.done || this.closed) continue;
+          let outcome: ClaimOutcome;
+          try {
+            outcome = await this.jobs.claim({ nodeId: waiter.nodeId, max: waiter.max });
+          } catch {
+            outcome = EMPTY; // the store is failing; the waiter gets nothing rather than hanging
+          }
+          if (!outcome.ok || outcome.items.length > 0 || waiter.done) {
+            if (waiter.done && outcome.ok && outcome.items.length > 0) {
+              // Its caller left while we claimed: the jobs' leases run out and they go back.
+              continue;
+            }
+            this.finish(waiter, outcome);
+          }
+        }
+      } while (this.passWanted && !this.closed);
+    } finally {
+      this.passRunning = false;
+    }
+  }
+
+  private finish(waiter: Waiter, outcome: ClaimOutcome): void {
+    if (waiter.done) return;
+    waiter.done = true;
+    clearTimeout(waiter.timer);
+    waiter.cleanup();
+    this.waiters = this.waiters.filter((w) => w !== waiter);
+    waiter.resolve(outcome);
+  }
+
+  /** Shutdown: every waiting claim answers now with an empty list. */
+  close(): void {
+    this.closed = true;
+    for (const waiter of [...this.waiters]) this.finish(waiter, EMPTY);
+  }
+}

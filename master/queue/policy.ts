@@ -1,0 +1,33 @@
+// Queue rules from the configuration: retry backoff with jitter, stall grace, aging, leases.
+import type { QueuePolicy } from "../store/types.js";
+
+/** Retries wait ±20 % around their nominal delay, so a burst of failures does not retry in lockstep. */
+export const RETRY_JITTER = 0.2;
+
+export interface BackoffParams {
+  retryDelayS: number;
+  retryMaxDelayS: number;
+}
+
+/** API.md §5: GAFFER_RETRY_DELAY_S × 2^(retry_count−1), capped at GAFFER_RETRY_MAX_DELAY_S, ±20 %. */
+export function retryDelayMs(retryCount: number, params: BackoffParams, random: () => number = Math.random): number {
+  const exponent = Math.max(0, retryCount - 1);
+  const nominalS = Math.min(params.retryDelayS * 2 ** exponent, params.retryMaxDelayS);
+  const jitter = 1 + (random() * 2 - 1) * RETRY_JITTER;
+  return Math.round(nominalS * 1000 * jitter);
+}
+
+export interface PolicyParams extends BackoffParams {
+  stallGraceS: number;
+  agingS: number;
+  nodeTimeoutS: number;
+}
+
+export function createQueuePolicy(params: PolicyParams, random: () => number = Math.random): QueuePolicy {
+  return {
+    retryDelayMs: (retryCount) => retryDelayMs(retryCount, params, random),
+    stallGraceMs: params.stallGraceS * 1000,
+    agingMs: params.agingS * 1000,
+    leaseMs: params.nodeTimeoutS * 1000,
+  };
+}

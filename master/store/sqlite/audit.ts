@@ -1,0 +1,61 @@
+// The audit log: one row per state change, written inside the verb's own transaction.
+import type { AuditEntry, AuditStore, ListAuditParams, Page } from "../types.js";
+import { param, type SqliteDatabase } from "./database.js";
+import { decodeCursor, pageOf, toAuditEntry } from "./rows.js";
+
+export type AuditEvent = Omit<AuditEntry, "id" | "created_at">;
+
+export interface AuditWriter {
+  /** Append one row; call inside the transaction of the change it records. */
+  write(event: AuditEvent, at: string): void;
+}
+
+export function createAuditWriter(db: SqliteDatabase): AuditWriter {
+  const insert = db.prepare<{
+    eventType: string;
+    entityType: string;
+    entityId: string;
+    clientId: string | null;
+    details: string;
+    at: string;
+  }>(
+    db.kysely.insertInto("audit_log").values({
+      event_type: param("eventType"),
+      entity_type: param("entityType"),
+      entity_id: param("entityId"),
+      client_id: param("clientId"),
+      details: param("details"),
+      created_at: param("at"),
+    }),
+  );
+  return {
+    write(event, at) {
+      insert.run({
+        eventType: event.event_type,
+        entityType: event.entity_type,
+        entityId: event.entity_id,
+        clientId: event.client_id,
+        details: JSON.stringify(event.details),
+        at,
+      });
+    },
+  };
+}
+
+export function listAudit(db: SqliteDatabase, params: ListAuditParams): Page<AuditEntry> {
+  const before = decodeCursor(params.cursor);
+  let query = db.kysely.selectFrom("audit_log").selectAll().orderBy("id", "desc").limit(params.limit + 1);
+  if (before !== undefined) query = query.where("id", "<", before);
+  if (params.entityType !== undefined) query = query.where("entity_type", "=", params.entityType);
+  if (params.entityId !== undefined) query = query.where("entity_id", "=", params.entityId);
+  if (params.eventType !== undefined) query = query.where("event_type", "=", params.eventType);
+  if (params.clientId !== undefined) query = query.where("client_id", "=", params.clientId);
+  return pageOf(db.all(query), params.limit, (row) => row.id, toAuditEntry);
+}
+
+export function createAuditStore(db: SqliteDatabase, writer: AuditWriter, now: () => Date): AuditStore {
+  return {
+    list: async (params) => listAudit(db, params),
+    record: async (event) => writer.write(event, now().toISOString()),
+  };
+}

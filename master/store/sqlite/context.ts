@@ -1,0 +1,13 @@
+// What every verb of the SQLite store shares: the connection, the clock, the queue rules, the audit writer.
+import type { Clock, QueuePolicy } from "../types.js";
+import type { AuditWriter } from "./audit.js";
+import type { SqliteDatabase } from "./database.js";
+import type { RequirementSets } from "./requirement-sets.js";
+
+export interface StoreContext {
+  db: SqliteDatabase;
+  clock: Clock;
+  policy: QueuePolicy;
+  audit: AuditWriter;
+  requirementSets: RequirementSets;
+}

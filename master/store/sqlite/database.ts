@@ -1,0 +1,147 @@
+// The SQLite connection: pragmas, a compile-only Kysely, and cached prepared statements.
+//
+// Kysely builds and types every query; better-sqlite3 runs it. Queries run
+// synchronously on the one connection, so a transaction is a plain function
+// call that nothing else can interleave with (Kysely's own async transactions
+// on a single connection could let another request's statement slip in).
+import Database from "better-sqlite3";
+import {
+  DummyDriver,
+  Kysely,
+  SqliteAdapter,
+  SqliteIntrospector,
+  SqliteQueryCompiler,
+  type Compilable,
+  type RawBuilder,
+} from "kysely";
+import type { DatabaseSchema } from "../schema.js";
+
+export type Synchronous = "full" | "normal";
+
+export interface OpenDatabaseParams {
+  path: string;
+  synchronous?: Synchronous;
+  busyTimeoutMs?: number;
+  readonly?: boolean;
+}
+
+/** A named placeholder inside a query built once and run many times. */
+class Param {
+  constructor(readonly name: string) {}
+}
+
+/**
+ * Use in a query given to `db.prepare()`: bound from the params object at each
+ * call. Typed `never` so that it fits any column; the params type of
+ * `prepare()` says what is bound.
+ */
+export function param(name: string): never {
+  return new Param(name) as never;
+}
+
+export interface Prepared<Row, P> {
+  all(params: P): Row[];
+  get(params: P): Row | undefined;
+  run(params: P): number;
+}
+
+type Bindable = string | number | bigint | Buffer | null;
+
+function toBindable(value: unknown): Bindable {
+  if (value === undefined || value === null) return null;
+  if (typeof value === "boolean") return value ? 1 : 0;
+  return value as Bindable;
+}
+
+export class SqliteDatabase {
+  readonly sqlite: Database.Database;
+  /** Builds queries only; never executes them. */
+  readonly kysely: Kysely<DatabaseSchema>;
+  private readonly cache = new Map<string, Database.Statement>();
+
+  constructor(params: OpenDatabaseParams) {
+    this.sqlite = new Database(params.path, {
+      timeout: params.busyTimeoutMs ?? 5000,
+      readonly: params.readonly ?? false,
+    });
+    if (!params.readonly) {
+      this.sqlite.pragma("journal_mode = WAL");
+      this.sqlite.pragma(`synchronous = ${params.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+    }
+    this.sqlite.pragma("foreign_keys = ON");
+    this.kysely = new Kysely<DatabaseSchema>({
+      dialect: {
+        createAdapter: () => new SqliteAdapter(),
+        createDriver: () => new DummyDriver(),
+        createIntrospector: (db) => new SqliteIntrospector(db),
+        createQueryCompiler: () => new SqliteQueryCompiler(),
+      },
+    });
+  }
+
+  private statement(text: string): Database.Statement {
+    let stmt = this.cache.get(text);
+    if (!stmt) {
+      stmt = this.sqlite.prepare(text);
+      this.cache.set(text, stmt);
+    }
+    return stmt;
+  }
+
+  /** Run a query built now (its values inline). The statement is cached by its SQL text. */
+  all<Row>(query: Compilable<Row>): Row[] {
+    const compiled = query.compile();
+    return this.statement(compiled.sql).all(compiled.parameters.map(toBindable)) as Row[];
+  }
+
+  get<Row>(query: Compilable<Row>): Row | undefined {
+    const compiled = query.compile();
+    return this.statement(compiled.sql).get(compiled.parameters.map(toBindable)) as Row | undefined;
+  }
+
+  /**
+   * Run hand-written SQL (Kysely's `sql` tag, values still bound): for the few
+   * statements that must name their index (`INDEXED BY`), which the builder cannot say.
+   */
+  allSql<Row>(query: RawBuilder<Row>): Row[] {
+    const compiled = query.compile(this.kysely);
+    return this.statement(compiled.sql).all(compiled.parameters.map(toBindable)) as Row[];
+  }
+
+  /** Run a statement that returns no rows; answers the number of rows changed. */
+  run(query: Compilable<unknown>): number {
+    const compiled = query.compile();
+    return this.statement(compiled.sql).run(compiled.parameters.map(toBindable)).changes;
+  }
+
+  /**
+   * Compile a query once, with `param("name")` placeholders, for the hot paths:
+   * each call then binds values by name and skips Kysely and SQLite's parser.
+   */
+  prepare<P extends object, Row = unknown>(query: Compilable<Row>): Prepared<Row, P> {
+    const compiled = query.compile();
+    const slots = compiled.parameters.map((value) =>
+      value instanceof Param ? { name: value.name, value: null } : { name: null, value: toBindable(value) },
+    );
+    const stmt = this.sqlite.prepare(compiled.sql);
+    const bind = (params: P): Bindable[] =>
+      slots.map((slot) =>
+        slot.name === null ? slot.value : toBindable((params as Record<string, unknown>)[slot.name]),
+      );
+    return {
+      all: (params) => stmt.all(bind(params)) as Row[],
+      get: (params) => stmt.get(bind(params)) as Row | undefined,
+      run: (params) => stmt.run(bind(params)).changes,
+    };
+  }
+
+  /** One transaction; `BEGIN IMMEDIATE` so a writer never fails half-way on a lock upgrade. */
+  transaction<T>(fn: () => T): T {
+    return this.sqlite.transaction(fn).immediate();
+  }
+
+  close(): void {
+    this.cache.clear();
+    if (this.sqlite.open) this.sqlite.close();
+  }
+}

@@ -1,0 +1,152 @@
+// cancel, retry and setPriority: what people do to a job through the API.
+import {
+  PRIORITY_WEIGHTS,
+  type ActorParams,
+  type JobActionOutcome,
+  type JobStatus,
+  type PriorityName,
+} from "../../types.js";
+import type { StoreContext } from "../context.js";
+import { toJob, type JobRow } from "../rows.js";
+import { agedWeight, failDependents, nextAgingAt, reopenDependents } from "./lifecycle.js";
+
+function load(ctx: StoreContext, id: string): JobRow | undefined {
+  return ctx.db.get(ctx.db.kysely.selectFrom("jobs").selectAll().where("id", "=", id));
+}
+
+function reload(ctx: StoreContext, seq: number): JobRow {
+  return ctx.db.get(ctx.db.kysely.selectFrom("jobs").selectAll().where("seq", "=", seq)) as JobRow;
+}
+
+const WAITING = new Set(["blocked", "scheduled", "pending"]);
+
+/** blocked|scheduled|pending → canceled at once; running → cancel requested of its node. */
+export function cancelJob(ctx: StoreContext, params: ActorParams): JobActionOutcome {
+  const { db, audit } = ctx;
+  return db.transaction(() => {
+    const job = load(ctx, params.id);
+    if (!job) return { ok: false, reason: "not_found" };
+    const at = ctx.clock.now().toISOString();
+    const base = { entity_type: "job", entity_id: job.id, client_id: params.actor };
+    if (WAITING.has(job.status)) {
+      db.run(
+        db.kysely
+          .updateTable("jobs")
+          .set({ status: "canceled", aging_at: null, finished_at: at, updated_at: at })
+          .where("seq", "=", job.seq),
+      );
+      audit.write({ ...base, event_type: "job.canceled", details: { from: job.status } }, at);
+      failDependents(ctx, job.id, at);
+    } else if (job.status === "running") {
+      if (job.cancel_requested === 0) {
+        db.run(db.kysely.updateTable("jobs").set({ cancel_requested: 1, updated_at: at }).where("seq", "=", job.seq));
+        audit.write(
+          { ...base, event_type: "job.cancel_requested", details: { node_id: job.node_id, attempt: job.attempt } },
+          at,
+        );
+      }
+    } else {
+      return { ok: false, reason: "conflict", status: job.status as JobStatus };
+    }
+    return { ok: true, job: toJob(reload(ctx, job.seq)), ready: 0 };
+  });
+}
+
+/** failed|canceled → back to the queue with retry_count 0 and the same id. */
+export function retryJob(ctx: StoreContext, params: ActorParams): JobActionOutcome {
+  const { db, audit } = ctx;
+  return db.transaction(() => {
+    const job = load(ctx, params.id);
+    if (!job) return { ok: false, reason: "not_found" };
+    if (job.status !== "failed" && job.status !== "canceled") {
+      return { ok: false, reason: "conflict", status: job.status as JobStatus };
+    }
+    const now = ctx.clock.now();
+    const at = now.toISOString();
+    const dependencies = db.all(
+      db.kysely
+        .selectFrom("job_dependencies as d")
+        .innerJoin("jobs as j", "j.id", "d.depends_on_id")
+        .select(["j.id", "j.status"])
+        .where("d.job_id", "=", job.id),
+    );
+    const failed = dependencies.find((d) => d.status === "failed" || d.status === "canceled");
+    if (failed) {
+      const detail = `its dependency ${failed.id} is ${failed.status}; retry that first`;
+      return { ok: false, reason: "conflict", status: job.status as JobStatus, detail };
+    }
+    const runAt = job.run_at === null ? null : new Date(job.run_at);
+    const status = dependencies.some((d) => d.status !== "completed")
+      ? "blocked"
+      : runAt !== null && runAt > now
+        ? "scheduled"
+        : "pending";
+    db.run(
+      db.kysely
+        .updateTable("jobs")
+        .set({
+          status,
+          retry_count: 0,
+          effective_priority: job.priority,
+          node_id: null,
+          ready_at: status === "scheduled" && runAt !== null ? runAt.toISOString() : at,
+          aging_at: status === "pending" ? nextAgingAt(job.priority, now, ctx.policy.agingMs) : null,
+          stall_at: null,
+          progress: null,
+          progress_message: null,
+          result: null,
+          error: null,
+          failure_reason: null,
+          cancel_requested: 0,
+          lease_end_reason: null,
+          started_at: null,
+          finished_at: null,
+          updated_at: at,
+        })
+        .where("seq", "=", job.seq),
+    );
+    audit.write(
+      { event_type: "job.retried", entity_type: "job", entity_id: job.id, client_id: params.actor, details: { from: job.status, status } },
+      at,
+    );
+    reopenDependents(ctx, job.id, at, params.actor);
+    return { ok: true, job: toJob(reload(ctx, job.seq)), ready: status === "pending" ? 1 : 0 };
+  });
+}
+
+/** Re-prioritise a job that is not running yet. */
+export function setJobPriority(ctx: StoreContext, params: ActorParams & { priority: PriorityName }): JobActionOutcome {
+  const { db, audit } = ctx;
+  return db.transaction(() => {
+    const job = load(ctx, params.id);
+    if (!job) return { ok: false, reason: "not_found" };
+    if (!WAITING.has(job.status)) return { ok: false, reason: "conflict", status: job.status as JobStatus };
+    const now = ctx.clock.now();
+    const at = now.toISOString();
+    const weight = PRIORITY_WEIGHTS[params.priority];
+    const pending = job.status === "pending";
+    // A pending job keeps the credit it earned waiting.
+    const effective = pending ? agedWeight(weight, new Date(job.ready_at), now, ctx.policy.agingMs) : weight;
+    const agingAt = pending && effective < PRIORITY_WEIGHTS.high
+      ? new Date(new Date(job.ready_at).getTime() + (effective - weight + 1) * ctx.policy.agingMs).toISOString()
+      : null;
+    db.run(
+      db.kysely
+        .updateTable("jobs")
+        .set({ priority: weight, effective_priority: effective, aging_at: agingAt, updated_at: at })
+        .where("seq", "=", job.seq)
+        .where("status", "=", job.status),
+    );
+    audit.write(
+      {
+        event_type: "job.priority_changed",
+        entity_type: "job",
+        entity_id: job.id,
+        client_id: params.actor,
+        details: { from: toJob(job).priority, to: params.priority },
+      },
+      at,
+    );
+    return { ok: true, job: toJob(reload(ctx, job.seq)), ready: 0 };
+  });
+}

@@ -1,0 +1,94 @@
+// The SQLite JobStore: each verb is one function in this folder, run in one transaction.
+import type {
+  ActorParams,
+  AuditEntry,
+  ClaimOutcome,
+  Job,
+  JobActionOutcome,
+  JobReport,
+  JobStore,
+  ListJobsParams,
+  Page,
+  PageParams,
+  PriorityName,
+  QueueStats,
+  ReportManyResult,
+  RescuedJob,
+  SubmitJobParams,
+  SubmitOutcome,
+} from "../../types.js";
+import type { StoreContext } from "../context.js";
+import { cancelJob, retryJob, setJobPriority } from "./actions.js";
+import { claimJobs, prepareClaim, type ClaimStatements } from "./claim.js";
+import { getJob, jobEvents, listJobs, queueStats } from "./read.js";
+import { prepareReport, reportResults, type ReportStatements } from "./report.js";
+import { prepareSubmit, submitJobs, type SubmitStatements } from "./submit.js";
+import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
+
+export class SqliteJobStore implements JobStore {
+  private readonly submitStatements: SubmitStatements;
+  private readonly claimStatements: ClaimStatements;
+  private readonly reportStatements: ReportStatements;
+
+  constructor(private readonly ctx: StoreContext) {
+    this.submitStatements = prepareSubmit(ctx);
+    this.claimStatements = prepareClaim(ctx);
+    this.reportStatements = prepareReport(ctx);
+  }
+
+  async submit(jobs: SubmitJobParams[]): Promise<SubmitOutcome> {
+    return submitJobs(this.ctx, this.submitStatements, jobs);
+  }
+
+  async get(id: string): Promise<Job | undefined> {
+    return getJob(this.ctx, id);
+  }
+
+  async list(params: ListJobsParams): Promise<Page<Job>> {
+    return listJobs(this.ctx, params);
+  }
+
+  async events(params: PageParams & { jobId: string }): Promise<Page<AuditEntry>> {
+    return jobEvents(this.ctx, params);
+  }
+
+  async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
+    return claimJobs(this.ctx, this.claimStatements, params);
+  }
+
+  async report(params: { nodeId: string; reports: JobReport[] }): Promise<ReportManyResult> {
+    return reportResults(this.ctx, this.reportStatements, params);
+  }
+
+  async cancel(params: ActorParams): Promise<JobActionOutcome> {
+    return cancelJob(this.ctx, params);
+  }
+
+  async retry(params: ActorParams): Promise<JobActionOutcome> {
+    return retryJob(this.ctx, params);
+  }
+
+  async setPriority(params: ActorParams & { priority: PriorityName }): Promise<JobActionOutcome> {
+    return setJobPriority(this.ctx, params);
+  }
+
+  async promoteScheduled(): Promise<{ promoted: number; nextAt: Date | null }> {
+    return promoteScheduled(this.ctx, 1000);
+  }
+
+  async age(params: { limit: number }): Promise<number> {
+    return ageJobs(this.ctx, params.limit);
+  }
+
+  async rescueStalled(params: { limit: number }): Promise<RescuedJob[]> {
+    return rescueStalled(this.ctx, params.limit);
+  }
+
+  async expireLeases(params: { limit: number }): Promise<RescuedJob[]> {
+    return expireLeases(this.ctx, params.limit);
+  }
+
+  async stats(): Promise<QueueStats> {
+    return queueStats(this.ctx);
+  }
+}

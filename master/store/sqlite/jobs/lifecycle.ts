@@ -1,0 +1,235 @@
+// Transitions shared by several verbs: a lease ending without a report, a job
+// finishing (its dependents released or failed), aging arithmetic.
+// Every function here runs inside its caller's transaction.
+import { sql } from "kysely";
+import { AGING_CEILING_WEIGHT, type LeaseEndReason, type RescuedJob } from "../../types.js";
+import type { StoreContext } from "../context.js";
+import type { JobRow } from "../rows.js";
+
+/** When aging next lifts a job of `weight` that became ready at `readyAt`; null once at the ceiling. */
+export function nextAgingAt(weight: number, readyAt: Date, agingMs: number): string | null {
+  if (weight >= AGING_CEILING_WEIGHT) return null;
+  return new Date(readyAt.getTime() + agingMs).toISOString();
+}
+
+/** The class a job of `weight` has reached after waiting since `readyAt` (API.md §2). */
+export function agedWeight(weight: number, readyAt: Date, now: Date, agingMs: number): number {
+  if (weight >= AGING_CEILING_WEIGHT) return weight;
+  const intervals = Math.floor((now.getTime() - readyAt.getTime()) / agingMs);
+  return Math.min(AGING_CEILING_WEIGHT, weight + Math.max(0, intervals));
+}
+
+/**
+ * A running job whose lease ended without a report from its node (node dead,
+ * stalled, node left): canceled if a cancel was asked, else back to the queue,
+ * or failed once `max_retries` is spent.
+ */
+export function endLease(
+  ctx: StoreContext,
+  job: JobRow,
+  reason: LeaseEndReason,
+  event: "job.reassigned" | "job.stalled",
+  actor: string | null,
+): RescuedJob {
+  const { db, audit } = ctx;
+  const now = ctx.clock.now();
+  const at = now.toISOString();
+  const base = { entity_type: "job", entity_id: job.id, client_id: actor };
+  audit.write(
+    { ...base, event_type: event, details: { node_id: job.node_id, attempt: job.attempt, reason } },
+    at,
+  );
+  if (job.cancel_requested === 1) {
+    db.run(
+      db.kysely
+        .updateTable("jobs")
+        .set({ status: "canceled", lease_end_reason: "canceled", stall_at: null, lease_expires_at: null, finished_at: at, updated_at: at })
+        .where("seq", "=", job.seq),
+    );
+    audit.write({ ...base, event_type: "job.canceled", details: { attempt: job.attempt, reason } }, at);
+    failDependents(ctx, job.id, at);
+    return { jobId: job.id, nodeId: job.node_id, outcome: "canceled" };
+  }
+  const retryCount = job.retry_count + 1;
+  if (retryCount > job.max_retries) {
+    db.run(
+      db.kysely
+        .updateTable("jobs")
+        .set({
+          status: "failed",
+          failure_reason: "max_retries_exceeded",
+          lease_end_reason: reason,
+          stall_at: null, lease_expires_at: null,
+          finished_at: at,
+          updated_at: at,
+        })
+        .where("seq", "=", job.seq),
+    );
+    audit.write(
+      { ...base, event_type: "job.failed", details: { attempt: job.attempt, failure_reason: "max_retries_exceeded", reason } },
+      at,
+    );
+    failDependents(ctx, job.id, at);
+    return { jobId: job.id, nodeId: job.node_id, outcome: "failed" };
+  }
+  // Straight back to pending, at its old place in line (seq is kept): the lost
+  // time was the node's, not the job's.
+  db.run(
+    db.kysely
+      .updateTable("jobs")
+      .set({
+        status: "pending",
+        retry_count: retryCount,
+        node_id: null,
+        stall_at: null, lease_expires_at: null,
+        ready_at: at,
+        aging_at: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs),
+        lease_end_reason: reason,
+        updated_at: at,
+      })
+      .where("seq", "=", job.seq),
+  );
+  return { jobId: job.id, nodeId: job.node_id, outcome: "requeued" };
+}
+
+/**
+ * A job completed: each blocked dependent whose dependencies are now all
+ * completed is released. Answers how many became pending.
+ */
+export function releaseDependents(ctx: StoreContext, jobId: string, at: string): number {
+  const { db, audit } = ctx;
+  const now = new Date(at);
+  const dependents = db.all(
+    db.kysely
+      .selectFrom("job_dependencies as d")
+      .innerJoin("jobs as j", "j.id", "d.job_id")
+      .select(["j.seq", "j.id", "j.run_at", "j.effective_priority", "j.client_id"])
+      .where("d.depends_on_id", "=", jobId)
+      .where("j.status", "=", sql.lit("blocked")),
+  );
+  let ready = 0;
+  for (const dependent of dependents) {
+    const unfinished = db.get(
+      db.kysely
+        .selectFrom("job_dependencies as d")
+        .innerJoin("jobs as j", "j.id", "d.depends_on_id")
+        .select("j.id")
+        .where("d.job_id", "=", dependent.id)
+        .where("j.status", "!=", sql.lit("completed"))
+        .limit(1),
+    );
+    if (unfinished) continue;
+    const runAt = dependent.run_at === null ? null : new Date(dependent.run_at);
+    const scheduled = runAt !== null && runAt > now;
+    const readyAt = scheduled ? runAt : now;
+    db.run(
+      db.kysely
+        .updateTable("jobs")
+        .set({
+          status: scheduled ? "scheduled" : "pending",
+          ready_at: readyAt.toISOString(),
+          aging_at: scheduled ? null : nextAgingAt(dependent.effective_priority, now, ctx.policy.agingMs),
+          updated_at: at,
+        })
+        .where("seq", "=", dependent.seq),
+    );
+    audit.write(
+      {
+        event_type: "job.released",
+        entity_type: "job",
+        entity_id: dependent.id,
+        client_id: null,
+        details: { status: scheduled ? "scheduled" : "pending" },
+      },
+      at,
+    );
+    if (!scheduled) ready += 1;
+  }
+  return ready;
+}
+
+/** The ids of the jobs that wait on `jobId` (through job_dependencies_reverse). */
+function dependentsOf(ctx: StoreContext, jobId: string): string[] {
+  const { db } = ctx;
+  return db
+    .all(db.kysely.selectFrom("job_dependencies").select("job_id").where("depends_on_id", "=", jobId))
+    .map((row) => row.job_id);
+}
+
+/** A job ended failed or canceled: every job waiting on it, directly or not, fails. */
+export function failDependents(ctx: StoreContext, jobId: string, at: string): void {
+  const { db, audit } = ctx;
+  const stack = [jobId];
+  while (stack.length > 0) {
+    const dependency = stack.pop() as string;
+    for (const id of dependentsOf(ctx, dependency)) {
+      const failed = db.run(
+        db.kysely
+          .updateTable("jobs")
+          .set({ status: "failed", failure_reason: "dependency_failed", finished_at: at, updated_at: at })
+          .where("id", "=", id)
+          .where("status", "=", sql.lit("blocked")),
+      );
+      if (failed === 0) continue;
+      audit.write(
+        {
+          event_type: "job.failed",
+          entity_type: "job",
+          entity_id: id,
+          client_id: null,
+          details: { failure_reason: "dependency_failed", dependency },
+        },
+        at,
+      );
+      stack.push(id);
+    }
+  }
+}
+
+/**
+ * A failed or canceled job is retried: the jobs that failed only because of it
+ * wait for it again (blocked), so retrying the root of a chain resumes the chain.
+ */
+export function reopenDependents(ctx: StoreContext, jobId: string, at: string, actor: string | null): void {
+  const { db, audit } = ctx;
+  const stack = [jobId];
+  while (stack.length > 0) {
+    const dependency = stack.pop() as string;
+    const reopened = dependentsOf(ctx, dependency).filter((id) => {
+      // Not while another of its dependencies is still failed: it would wait forever.
+      const stillFailed = db.get(
+        db.kysely
+          .selectFrom("job_dependencies as d")
+          .innerJoin("jobs as j", "j.id", "d.depends_on_id")
+          .select("j.seq")
+          .where("d.job_id", "=", id)
+          .where("j.status", "in", [sql.lit("failed"), sql.lit("canceled")])
+          .limit(1),
+      );
+      if (stillFailed) return false;
+      return (
+        db.run(
+          db.kysely
+            .updateTable("jobs")
+            .set({ status: "blocked", failure_reason: null, finished_at: null, updated_at: at })
+            .where("id", "=", id)
+            .where("status", "=", sql.lit("failed"))
+            .where("failure_reason", "=", "dependency_failed"),
+        ) > 0
+      );
+    });
+    for (const id of reopened) {
+      audit.write(
+        {
+          event_type: "job.retried",
+          entity_type: "job",
+          entity_id: id,
+          client_id: actor,
+          details: { status: "blocked", because: dependency },
+        },
+        at,
+      );
+      stack.push(id);
+    }
+  }
+}

@@ -1,0 +1,107 @@
+// Reading jobs: one job, filtered lists (newest first), a job's events, queue stats.
+import { sql } from "kysely";
+import {
+  JOB_STATUSES,
+  NODE_STATUSES,
+  PRIORITY_NAMES,
+  PRIORITY_WEIGHTS,
+  type AuditEntry,
+  type Job,
+  type JobStatus,
+  type ListJobsParams,
+  type NodeStatus,
+  type Page,
+  type PageParams,
+  type PriorityName,
+  type QueueStats,
+} from "../../types.js";
+import type { StoreContext } from "../context.js";
+import { decodeCursor, pageOf, priorityName, toAuditEntry, toJob } from "../rows.js";
+
+export function getJob(ctx: StoreContext, id: string): Job | undefined {
+  const row = ctx.db.get(ctx.db.kysely.selectFrom("jobs").selectAll().where("id", "=", id));
+  return row ? toJob(row) : undefined;
+}
+
+export function listJobs(ctx: StoreContext, params: ListJobsParams): Page<Job> {
+  const { db } = ctx;
+  const before = decodeCursor(params.cursor);
+  let query = db.kysely.selectFrom("jobs").selectAll().orderBy("seq", "desc").limit(params.limit + 1);
+  if (before !== undefined) query = query.where("seq", "<", before);
+  if (params.status !== undefined) query = query.where("status", "=", params.status);
+  if (params.type !== undefined) query = query.where("type", "=", params.type);
+  if (params.priority !== undefined) query = query.where("priority", "=", PRIORITY_WEIGHTS[params.priority]);
+  if (params.nodeId !== undefined) query = query.where("node_id", "=", params.nodeId);
+  if (params.clientId !== undefined) query = query.where("client_id", "=", params.clientId);
+  const tag = params.tag;
+  if (tag !== undefined) {
+    query = query.where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom(sql<{ key: string; value: unknown }>`json_each(jobs.tags)`.as("t"))
+          .select("t.key")
+          .where("t.key", "=", tag.key)
+          .where("t.value", "=", tag.value),
+      ),
+    );
+  }
+  return pageOf(db.all(query), params.limit, (row) => row.seq, toJob);
+}
+
+export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: string }): Page<AuditEntry> {
+  const { db } = ctx;
+  const after = decodeCursor(params.cursor);
+  let query = db.kysely
+    .selectFrom("audit_log")
+    .selectAll()
+    .where("entity_type", "=", "job")
+    .where("entity_id", "=", params.jobId)
+    .orderBy("id")
+    .limit(params.limit + 1);
+  if (after !== undefined) query = query.where("id", ">", after);
+  return pageOf(db.all(query), params.limit, (row) => row.id, toAuditEntry);
+}
+
+function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
+  return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
+}
+
+export function queueStats(ctx: StoreContext): QueueStats {
+  const { db } = ctx;
+  const jobs = zeroes<JobStatus>(JOB_STATUSES);
+  for (const row of db.all(
+    db.kysely.selectFrom("jobs").select((eb) => ["status", eb.fn.countAll<number>().as("n")]).groupBy("status"),
+  )) {
+    jobs[row.status as JobStatus] = row.n;
+  }
+  const pendingByPriority = zeroes<PriorityName>(PRIORITY_NAMES);
+  for (const row of db.all(
+    db.kysely
+      .selectFrom("jobs")
+      .select((eb) => ["effective_priority", eb.fn.countAll<number>().as("n")])
+      .where("status", "=", sql.lit("pending"))
+      .groupBy("effective_priority"),
+  )) {
+    pendingByPriority[priorityName(row.effective_priority)] += row.n;
+  }
+  const oldest = db.get(
+    db.kysely
+      .selectFrom("jobs")
+      .select((eb) => eb.fn.min("ready_at").as("ready_at"))
+      .where("status", "=", sql.lit("pending")),
+  );
+  const nodes = zeroes<NodeStatus>(NODE_STATUSES);
+  for (const row of db.all(
+    db.kysely.selectFrom("nodes").select((eb) => ["status", eb.fn.countAll<number>().as("n")]).groupBy("status"),
+  )) {
+    nodes[row.status as NodeStatus] = row.n;
+  }
+  const oldestAt = oldest?.ready_at ?? null;
+  return {
+    jobs,
+    pending_by_priority: pendingByPriority,
+    oldest_pending_age_s:
+      oldestAt === null ? null : Math.max(0, (ctx.clock.now().getTime() - new Date(oldestAt).getTime()) / 1000),
+    nodes,
+  };
+}

@@ -1,0 +1,149 @@
+// submit: new jobs, all or nothing, with idempotency keys and dependencies.
+import { randomUUID } from "node:crypto";
+import { PRIORITY_WEIGHTS, type Job, type SubmitJobParams, type SubmitOutcome } from "../../types.js";
+import type { StoreContext } from "../context.js";
+import { param, type Prepared } from "../database.js";
+import { toJob, type JobRow } from "../rows.js";
+import { nextAgingAt } from "./lifecycle.js";
+
+type NewJobRow = Omit<JobRow, "seq">;
+
+/** Thrown inside the transaction to undo a batch that cannot be stored whole. */
+class Reject extends Error {
+  constructor(readonly outcome: Extract<SubmitOutcome, { ok: false }>) {
+    super(outcome.reason);
+  }
+}
+
+export interface SubmitStatements {
+  insert: Prepared<unknown, NewJobRow>;
+  byKey: Prepared<JobRow, { clientId: string; key: string }>;
+  dependency: Prepared<{ id: string; client_id: string; status: string }, { id: string }>;
+  linkDependency: Prepared<unknown, { jobId: string; dependsOn: string }>;
+}
+
+export function prepareSubmit(ctx: StoreContext): SubmitStatements {
+  const { db } = ctx;
+  const columns: (keyof NewJobRow)[] = [
+    "id", "client_id", "type", "payload", "priority", "effective_priority", "status", "node_id",
+    "attempt", "retry_count", "max_retries", "timeout_s", "run_at", "ready_at", "stall_at", "lease_expires_at", "aging_at",
+    "requires", "requires_key", "depends_on", "idempotency_key", "tags", "progress", "progress_message",
+    "progress_logged_at", "result", "error", "failure_reason", "cancel_requested", "lease_end_reason",
+    "reported_attempt", "reported_status", "created_at", "updated_at", "started_at", "finished_at",
+  ];
+  const values = Object.fromEntries(columns.map((column) => [column, param(column)])) as unknown as NewJobRow;
+  return {
+    insert: db.prepare(db.kysely.insertInto("jobs").values(values)),
+    byKey: db.prepare(
+      db.kysely
+        .selectFrom("jobs")
+        .selectAll()
+        .where("client_id", "=", param("clientId"))
+        .where("idempotency_key", "=", param("key")),
+    ),
+    dependency: db.prepare(
+      db.kysely.selectFrom("jobs").select(["id", "client_id", "status"]).where("id", "=", param("id")),
+    ),
+    linkDependency: db.prepare(
+      db.kysely.insertInto("job_dependencies").values({ job_id: param("jobId"), depends_on_id: param("dependsOn") }),
+    ),
+  };
+}
+
+function initialStatus(
+  dependencies: { status: string }[],
+  runAt: Date | null,
+  now: Date,
+): "failed" | "blocked" | "scheduled" | "pending" {
+  if (dependencies.some((d) => d.status === "failed" || d.status === "canceled")) return "failed";
+  if (dependencies.some((d) => d.status !== "completed")) return "blocked";
+  if (runAt !== null && runAt > now) return "scheduled";
+  return "pending";
+}
+
+function submitOne(ctx: StoreContext, statements: SubmitStatements, job: SubmitJobParams, index: number) {
+  const { audit, requirementSets } = ctx;
+  if (job.idempotencyKey !== null) {
+    const existing = statements.byKey.get({ clientId: job.clientId, key: job.idempotencyKey });
+    if (existing) return { job: toJob(existing), created: false, ready: false };
+  }
+  const dependsOn = [...new Set(job.dependsOn)];
+  const dependencies = dependsOn.map((id) => {
+    const row = statements.dependency.get({ id });
+    if (!row || row.client_id !== job.clientId) {
+      throw new Reject({ ok: false, reason: "unknown_dependency", index, dependency: id });
+    }
+    return row;
+  });
+  const now = ctx.clock.now();
+  const at = now.toISOString();
+  const status = initialStatus(dependencies, job.runAt, now);
+  const weight = PRIORITY_WEIGHTS[job.priority];
+  const readyAt = status === "scheduled" && job.runAt !== null ? job.runAt : now;
+  const requires = requirementSets.keyOf(job.requires);
+  requirementSets.ensure(requires.key, requires.labels, at);
+  const row: NewJobRow = {
+    id: randomUUID(),
+    client_id: job.clientId,
+    type: job.type,
+    payload: JSON.stringify(job.payload ?? null),
+    priority: weight,
+    effective_priority: weight,
+    status,
+    node_id: null,
+    attempt: 0,
+    retry_count: 0,
+    max_retries: job.maxRetries,
+    timeout_s: job.timeoutS,
+    run_at: job.runAt === null ? null : job.runAt.toISOString(),
+    ready_at: readyAt.toISOString(),
+    stall_at: null,
+    lease_expires_at: null,
+    aging_at: status === "pending" ? nextAgingAt(weight, now, ctx.policy.agingMs) : null,
+    requires: JSON.stringify(requires.labels),
+    requires_key: requires.key,
+    depends_on: JSON.stringify(dependsOn),
+    idempotency_key: job.idempotencyKey,
+    tags: JSON.stringify(job.tags),
+    progress: null,
+    progress_message: null,
+    progress_logged_at: null,
+    result: null,
+    error: null,
+    failure_reason: status === "failed" ? "dependency_failed" : null,
+    cancel_requested: 0,
+    lease_end_reason: null,
+    reported_attempt: null,
+    reported_status: null,
+    created_at: at,
+    updated_at: at,
+    started_at: null,
+    finished_at: status === "failed" ? at : null,
+  };
+  statements.insert.run(row);
+  for (const dependency of dependsOn) statements.linkDependency.run({ jobId: row.id, dependsOn: dependency });
+  const base = { entity_type: "job", entity_id: row.id, client_id: job.clientId };
+  audit.write({ ...base, event_type: "job.submitted", details: { type: job.type, priority: job.priority, status } }, at);
+  if (status === "failed") {
+    audit.write({ ...base, event_type: "job.failed", details: { failure_reason: "dependency_failed" } }, at);
+  }
+  return { job: toJob({ ...row, seq: 0 }), created: true, ready: status === "pending" };
+}
+
+export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs: SubmitJobParams[]): SubmitOutcome {
+  try {
+    return ctx.db.transaction(() => {
+      const items: { job: Job; created: boolean }[] = [];
+      let ready = 0;
+      jobs.forEach((job, index) => {
+        const outcome = submitOne(ctx, statements, job, index);
+        items.push({ job: outcome.job, created: outcome.created });
+        if (outcome.ready) ready += 1;
+      });
+      return { ok: true as const, items, ready };
+    });
+  } catch (error) {
+    if (error instanceof Reject) return error.outcome;
+    throw error;
+  }
+}

@@ -1,0 +1,83 @@
+// The verbs the master's timers call: promote due scheduled jobs, age pending
+// jobs, take back stalled ones. Each reads one range of a partial index.
+import { sql } from "kysely";
+import { AGING_CEILING_WEIGHT, type RescuedJob } from "../../types.js";
+import type { StoreContext } from "../context.js";
+import type { JobRow } from "../rows.js";
+import { endLease, nextAgingAt } from "./lifecycle.js";
+
+export function promoteScheduled(ctx: StoreContext, limit: number): { promoted: number; nextAt: Date | null } {
+  const { db, audit } = ctx;
+  return db.transaction(() => {
+    const now = ctx.clock.now();
+    const at = now.toISOString();
+    // INDEXED BY: without statistics SQLite would rather read every scheduled job through jobs_status_seq and sort.
+    const due = db.allSql<Pick<JobRow, "seq" | "id" | "effective_priority">>(sql`
+      SELECT seq, id, effective_priority FROM jobs INDEXED BY jobs_scheduled
+      WHERE status = 'scheduled' AND ready_at <= ${at} ORDER BY ready_at LIMIT ${limit}`);
+    for (const job of due) {
+      const agingAt = nextAgingAt(job.effective_priority, now, ctx.policy.agingMs);
+      db.run(
+        db.kysely
+          .updateTable("jobs")
+          .set({ status: "pending", ready_at: at, aging_at: agingAt, updated_at: at })
+          .where("seq", "=", job.seq)
+          .where("status", "=", sql.lit("scheduled")),
+      );
+      audit.write({ event_type: "job.promoted", entity_type: "job", entity_id: job.id, client_id: null, details: {} }, at);
+    }
+    const [next] = db.allSql<{ ready_at: string }>(sql`
+      SELECT ready_at FROM jobs INDEXED BY jobs_scheduled WHERE status = 'scheduled' ORDER BY ready_at LIMIT 1`);
+    return { promoted: due.length, nextAt: next ? new Date(next.ready_at) : null };
+  });
+}
+
+/** Lift each pending job whose aging time came by one class (API.md §2). */
+export function ageJobs(ctx: StoreContext, limit: number): number {
+  const { db } = ctx;
+  return db.transaction(() => {
+    const at = ctx.clock.now().toISOString();
+    const due = db.allSql<Pick<JobRow, "seq" | "effective_priority" | "aging_at">>(sql`
+      SELECT seq, effective_priority, aging_at FROM jobs INDEXED BY jobs_aging
+      WHERE status = 'pending' AND aging_at IS NOT NULL AND aging_at <= ${at} ORDER BY aging_at LIMIT ${limit}`);
+    for (const job of due) {
+      const weight = Math.min(AGING_CEILING_WEIGHT, job.effective_priority + 1);
+      const agingAt =
+        weight < AGING_CEILING_WEIGHT && job.aging_at !== null
+          ? new Date(new Date(job.aging_at).getTime() + ctx.policy.agingMs).toISOString()
+          : null;
+      db.run(
+        db.kysely
+          .updateTable("jobs")
+          .set({ effective_priority: weight, aging_at: agingAt })
+          .where("seq", "=", job.seq)
+          .where("status", "=", sql.lit("pending")),
+      );
+    }
+    return due.length;
+  });
+}
+
+/** Jobs running past 2 × timeout_s + the stall grace go back to the queue (or fail). */
+export function rescueStalled(ctx: StoreContext, limit: number): RescuedJob[] {
+  const { db } = ctx;
+  return db.transaction(() => {
+    const at = ctx.clock.now().toISOString();
+    const stalled = db.allSql<JobRow>(sql`
+      SELECT * FROM jobs INDEXED BY jobs_stall
+      WHERE status = 'running' AND stall_at <= ${at} ORDER BY stall_at LIMIT ${limit}`);
+    return stalled.map((job) => endLease(ctx, job, "stalled", "job.stalled", null));
+  });
+}
+
+/** Running jobs whose lease no heartbeat renewed: the node lost them (or is gone). */
+export function expireLeases(ctx: StoreContext, limit: number): RescuedJob[] {
+  const { db } = ctx;
+  return db.transaction(() => {
+    const at = ctx.clock.now().toISOString();
+    const expired = db.allSql<JobRow>(sql`
+      SELECT * FROM jobs INDEXED BY jobs_lease
+      WHERE status = 'running' AND lease_expires_at < ${at} ORDER BY lease_expires_at LIMIT ${limit}`);
+    return expired.map((job) => endLease(ctx, job, "lease_expired", "job.reassigned", null));
+  });
+}

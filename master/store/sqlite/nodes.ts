@@ -1,0 +1,319 @@
+// Nodes: register, heartbeat (leases and the cancel list), leave, drain and resume,
+// and the dead-node sweep.
+import { randomUUID } from "node:crypto";
+import { sql } from "kysely";
+import type {
+  ActorParams,
+  CancelNotice,
+  DeadNode,
+  HeartbeatJob,
+  HeartbeatOutcome,
+  ListNodesParams,
+  Node,
+  NodeActionOutcome,
+  NodeStatus,
+  NodeStore,
+  Page,
+  RegisterNodeParams,
+} from "../types.js";
+import type { StoreContext } from "./context.js";
+import { param, type Prepared } from "./database.js";
+import { endLease } from "./jobs/lifecycle.js";
+import { reviveNode } from "./node-lifecycle.js";
+import { decodeCursor, pageOf, toNode, type JobRow, type NodeRow } from "./rows.js";
+
+/** job.progress audit rows: at most one a minute per job (API.md §7). */
+const PROGRESS_AUDIT_INTERVAL_MS = 60_000;
+
+type Lease = Pick<
+  JobRow,
+  | "seq" | "id" | "status" | "node_id" | "attempt" | "cancel_requested" | "lease_end_reason"
+  | "lease_expires_at" | "progress" | "progress_message" | "progress_logged_at"
+>;
+
+interface HeartbeatStatements {
+  node: Prepared<{ id: string; status: string }, { nodeId: string }>;
+  touch: Prepared<unknown, { nodeId: string; at: string }>;
+  lease: Prepared<Lease, { id: string }>;
+  renew: Prepared<unknown, { seq: number; leaseExpiresAt: string }>;
+  progress: Prepared<unknown, { seq: number; progress: number | null; message: string | null; loggedAt: string | null; at: string }>;
+  canceled: Prepared<{ id: string; attempt: number }, { nodeId: string }>;
+}
+
+function selectNodes(ctx: StoreContext) {
+  return ctx.db.kysely
+    .selectFrom("nodes")
+    .selectAll("nodes")
+    .select((eb) =>
+      eb
+        .selectFrom("jobs")
+        .select(eb.fn.countAll<number>().as("n"))
+        .whereRef("jobs.node_id", "=", "nodes.id")
+        .where("jobs.status", "=", sql.lit("running"))
+        .as("running"),
+    );
+}
+
+function prepareHeartbeat(ctx: StoreContext): HeartbeatStatements {
+  const { db } = ctx;
+  const k = db.kysely;
+  return {
+    node: db.prepare(k.selectFrom("nodes").select(["id", "status"]).where("id", "=", param("nodeId"))),
+    touch: db.prepare(k.updateTable("nodes").set({ last_heartbeat: param("at") }).where("id", "=", param("nodeId"))),
+    lease: db.prepare(
+      k
+        .selectFrom("jobs")
+        .select([
+          "seq", "id", "status", "node_id", "attempt", "cancel_requested", "lease_end_reason",
+          "lease_expires_at", "progress", "progress_message", "progress_logged_at",
+        ])
+        .where("id", "=", param("id")),
+    ),
+    renew: db.prepare(
+      k
+        .updateTable("jobs")
+        .set({ lease_expires_at: param("leaseExpiresAt") })
+        .where("seq", "=", param("seq"))
+        .where("status", "=", sql.lit("running")),
+    ),
+    progress: db.prepare(
+      k
+        .updateTable("jobs")
+        .set({
+          progress: param("progress"),
+          progress_message: param("message"),
+          progress_logged_at: param("loggedAt"),
+          updated_at: param("at"),
+        })
+        .where("seq", "=", param("seq")),
+    ),
+    canceled: db.prepare(
+      k
+        .selectFrom("jobs")
+        .select(["id", "attempt"])
+        .where("node_id", "=", param("nodeId"))
+        .where("status", "=", sql.lit("running"))
+        .where("cancel_requested", "=", 1),
+    ),
+  };
+}
+
+/** Why a job the node lists is no longer its to run. */
+function cancelReason(lease: Lease, listedAttempt: number): CancelNotice["reason"] {
+  if (lease.status === "canceled" || lease.cancel_requested === 1) return "canceled";
+  if (lease.attempt === listedAttempt && lease.lease_end_reason === "stalled") return "stalled";
+  return "reassigned";
+}
+
+export class SqliteNodeStore implements NodeStore {
+  private readonly hb: HeartbeatStatements;
+
+  constructor(private readonly ctx: StoreContext) {
+    this.hb = prepareHeartbeat(ctx);
+  }
+
+  private load(id: string): NodeRow | undefined {
+    return this.ctx.db.get(selectNodes(this.ctx).where("nodes.id", "=", id));
+  }
+
+  async register(params: RegisterNodeParams): Promise<{ node: Node; created: boolean }> {
+    const { db, audit } = this.ctx;
+    return db.transaction(() => {
+      const at = this.ctx.clock.now().toISOString();
+      const existing = db.get(
+        db.kysely
+          .selectFrom("nodes")
+          .select(["id", "status"])
+          .where("client_id", "=", params.clientId)
+          .where("name", "=", params.name),
+      );
+      const fields = {
+        labels: JSON.stringify([...new Set(params.labels)].sort()),
+        capacity: params.capacity,
+        version: params.version,
+        hardware: JSON.stringify(params.hardware),
+        status: "online",
+        last_heartbeat: at,
+        updated_at: at,
+      };
+      const id = existing?.id ?? randomUUID();
+      if (existing) {
+        db.run(db.kysely.updateTable("nodes").set(fields).where("id", "=", id));
+      } else {
+        db.run(
+          db.kysely
+            .insertInto("nodes")
+            .values({ ...fields, id, name: params.name, client_id: params.clientId, registered_at: at }),
+        );
+      }
+      audit.write(
+        {
+          event_type: "node.registered",
+          entity_type: "node",
+          entity_id: id,
+          client_id: params.clientId,
+          details: { name: params.name, labels: params.labels, capacity: params.capacity, from: existing?.status ?? null },
+        },
+        at,
+      );
+      return { node: toNode(this.load(id) as NodeRow), created: !existing };
+    });
+  }
+
+  async get(id: string): Promise<Node | undefined> {
+    const row = this.load(id);
+    return row ? toNode(row) : undefined;
+  }
+
+  async list(params: ListNodesParams): Promise<Page<Node>> {
+    const before = decodeCursor(params.cursor);
+    let query = selectNodes(this.ctx)
+      .select(sql<number>`nodes.rowid`.as("position"))
+      .orderBy(sql`nodes.rowid`, "desc")
+      .limit(params.limit + 1);
+    if (before !== undefined) query = query.where(sql<number>`nodes.rowid`, "<", before);
+    if (params.status !== undefined) query = query.where("nodes.status", "=", params.status);
+    if (params.clientId !== undefined) query = query.where("nodes.client_id", "=", params.clientId);
+    return pageOf(this.ctx.db.all(query), params.limit, (row) => row.position, toNode);
+  }
+
+  async heartbeat(params: { nodeId: string; running: HeartbeatJob[] }): Promise<HeartbeatOutcome> {
+    const { db, audit, policy } = this.ctx;
+    const hb = this.hb;
+    return db.transaction(() => {
+      const node = hb.node.get({ nodeId: params.nodeId });
+      if (!node) return { ok: false, reason: "not_found" };
+      if (node.status === "offline") return { ok: false, reason: "offline" };
+      const now = this.ctx.clock.now();
+      const at = now.toISOString();
+      if (node.status === "dead") reviveNode(this.ctx, node.id, at);
+      else hb.touch.run({ nodeId: node.id, at });
+      const leaseExpiresAt = new Date(now.getTime() + policy.leaseMs).toISOString();
+      // Renew only leases past half their life: fewer writes, same guarantee.
+      const renewBefore = new Date(now.getTime() + policy.leaseMs / 2).toISOString();
+      const cancel: CancelNotice[] = [];
+      const listed = new Set<string>();
+      for (const job of params.running) {
+        listed.add(job.jobId);
+        const lease = hb.lease.get({ id: job.jobId });
+        if (!lease) {
+          cancel.push({ job_id: job.jobId, attempt: job.attempt, reason: "unknown" });
+          continue;
+        }
+        const ours = lease.status === "running" && lease.node_id === node.id && lease.attempt === job.attempt;
+        if (!ours || lease.cancel_requested === 1) {
+          cancel.push({ job_id: job.jobId, attempt: job.attempt, reason: cancelReason(lease, job.attempt) });
+          if (!ours) continue;
+        }
+        if (lease.lease_expires_at === null || lease.lease_expires_at < renewBefore) {
+          hb.renew.run({ seq: lease.seq, leaseExpiresAt });
+        }
+        const progress = job.progress ?? lease.progress;
+        const message = job.message ?? lease.progress_message;
+        if (progress !== lease.progress || message !== lease.progress_message) {
+          const logDue =
+            lease.progress_logged_at === null ||
+            now.getTime() - new Date(lease.progress_logged_at).getTime() >= PROGRESS_AUDIT_INTERVAL_MS;
+          hb.progress.run({ seq: lease.seq, progress, message, loggedAt: logDue ? at : lease.progress_logged_at, at });
+          if (logDue) {
+            audit.write(
+              {
+                event_type: "job.progress",
+                entity_type: "job",
+                entity_id: lease.id,
+                client_id: null,
+                details: { progress, message, attempt: lease.attempt },
+              },
+              at,
+            );
+          }
+        }
+      }
+      // A cancel asked for a job the node did not list yet (say, claimed a moment ago).
+      for (const job of hb.canceled.all({ nodeId: node.id })) {
+        if (!listed.has(job.id)) cancel.push({ job_id: job.id, attempt: job.attempt, reason: "canceled" });
+      }
+      const status: NodeStatus = node.status === "draining" ? "draining" : "online";
+      return { ok: true, status, cancel };
+    });
+  }
+
+  async deregister(params: ActorParams): Promise<NodeActionOutcome> {
+    return this.transition(params, ["online", "draining", "dead", "offline"], "offline", "node.offline");
+  }
+
+  async drain(params: ActorParams): Promise<NodeActionOutcome> {
+    return this.transition(params, ["online", "draining"], "draining", "node.draining");
+  }
+
+  async resume(params: ActorParams): Promise<NodeActionOutcome> {
+    return this.transition(params, ["online", "draining"], "online", "node.resumed");
+  }
+
+  /** Move a node from one of `from` to `to`; going offline hands its jobs back. */
+  private transition(params: ActorParams, from: NodeStatus[], to: NodeStatus, event: string): NodeActionOutcome {
+    const { db, audit } = this.ctx;
+    return db.transaction(() => {
+      const node = this.load(params.id);
+      if (!node) return { ok: false, reason: "not_found" };
+      if (!from.includes(node.status as NodeStatus)) {
+        return { ok: false, reason: "conflict", status: node.status as NodeStatus };
+      }
+      let ready = 0;
+      if (node.status !== to) {
+        const at = this.ctx.clock.now().toISOString();
+        db.run(db.kysely.updateTable("nodes").set({ status: to, updated_at: at }).where("id", "=", node.id));
+        audit.write(
+          { event_type: event, entity_type: "node", entity_id: node.id, client_id: params.actor, details: { from: node.status } },
+          at,
+        );
+        if (to === "offline") {
+          for (const job of this.runningJobs(node.id)) {
+            if (endLease(this.ctx, job, "node_left", "job.reassigned", params.actor).outcome === "requeued") ready += 1;
+          }
+        }
+        if (to === "online") ready = 1; // its waiting claims may now get work
+      }
+      return { ok: true, node: toNode(this.load(node.id) as NodeRow), ready };
+    });
+  }
+
+  private runningJobs(nodeId: string): JobRow[] {
+    const { db } = this.ctx;
+    return db.all(
+      db.kysely.selectFrom("jobs").selectAll().where("node_id", "=", nodeId).where("status", "=", sql.lit("running")),
+    );
+  }
+
+  async markDead(params: { cutoff: Date; limit: number }): Promise<DeadNode[]> {
+    const { db, audit } = this.ctx;
+    return db.transaction(() => {
+      const at = this.ctx.clock.now().toISOString();
+      const silent = db.all(
+        db.kysely
+          .selectFrom("nodes")
+          .select(["id", "name", "last_heartbeat"])
+          .where("status", "in", [sql.lit("online"), sql.lit("draining")])
+          .where("last_heartbeat", "<", params.cutoff.toISOString())
+          .orderBy("last_heartbeat")
+          .limit(params.limit),
+      );
+      return silent.map((node) => {
+        db.run(db.kysely.updateTable("nodes").set({ status: "dead", updated_at: at }).where("id", "=", node.id));
+        const running = this.runningJobs(node.id);
+        audit.write(
+          {
+            event_type: "node.dead",
+            entity_type: "node",
+            entity_id: node.id,
+            client_id: null,
+            details: { last_heartbeat: node.last_heartbeat, jobs: running.length },
+          },
+          at,
+        );
+        const jobs = running.map((job) => endLease(this.ctx, job, "node_dead", "job.reassigned", null));
+        return { nodeId: node.id, name: node.name, lastHeartbeat: node.last_heartbeat, jobs };
+      });
+    });
+  }
+}

@@ -1,0 +1,130 @@
+// Rows as stored ↔ objects as the API shows them: the only place that converts.
+import type { JobsTable, NodesTable, AuditLogTable } from "../schema.js";
+import {
+  InvalidCursorError,
+  PRIORITY_WEIGHTS,
+  type AuditEntry,
+  type ClaimedJob,
+  type Job,
+  type JobError,
+  type JobStatus,
+  type Node,
+  type NodeStatus,
+  type PriorityName,
+} from "../types.js";
+
+export type JobRow = Omit<JobsTable, "seq"> & { seq: number };
+export type NodeRow = NodesTable & { running: number | null };
+export type AuditRow = Omit<AuditLogTable, "id"> & { id: number };
+
+const NAME_BY_WEIGHT = new Map<number, PriorityName>(
+  Object.entries(PRIORITY_WEIGHTS).map(([name, weight]) => [weight, name as PriorityName]),
+);
+
+export function priorityName(weight: number): PriorityName {
+  return NAME_BY_WEIGHT.get(weight) ?? "medium";
+}
+
+export function iso(date: Date): string {
+  return date.toISOString();
+}
+
+function parseJson<T>(text: string | null, fallback: T): T {
+  if (text === null) return fallback;
+  return JSON.parse(text) as T;
+}
+
+export function toJob(row: JobRow): Job {
+  return {
+    id: row.id,
+    type: row.type,
+    payload: parseJson<unknown>(row.payload, null),
+    client_id: row.client_id,
+    priority: priorityName(row.priority),
+    effective_priority: priorityName(row.effective_priority),
+    status: row.status as JobStatus,
+    attempt: row.attempt,
+    retry_count: row.retry_count,
+    max_retries: row.max_retries,
+    node_id: row.node_id,
+    timeout_s: row.timeout_s,
+    run_at: row.run_at,
+    requires: parseJson<string[]>(row.requires, []),
+    depends_on: parseJson<string[]>(row.depends_on, []),
+    idempotency_key: row.idempotency_key,
+    tags: parseJson<Record<string, string>>(row.tags, {}),
+    progress: row.progress,
+    progress_message: row.progress_message,
+    result: parseJson<unknown>(row.result, null),
+    error: parseJson<JobError | null>(row.error, null),
+    failure_reason: row.failure_reason,
+    cancel_requested: row.cancel_requested === 1,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+    started_at: row.started_at,
+    finished_at: row.finished_at,
+  };
+}
+
+export function toClaimedJob(row: Pick<JobRow, "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at">): ClaimedJob {
+  return {
+    id: row.id,
+    type: row.type,
+    payload: parseJson<unknown>(row.payload, null),
+    attempt: row.attempt,
+    priority: priorityName(row.priority),
+    timeout_s: row.timeout_s,
+    created_at: row.created_at,
+  };
+}
+
+export function toNode(row: NodeRow): Node {
+  return {
+    id: row.id,
+    name: row.name,
+    client_id: row.client_id,
+    status: row.status as NodeStatus,
+    labels: parseJson<string[]>(row.labels, []),
+    capacity: row.capacity,
+    running: row.running ?? 0,
+    hardware: parseJson<Record<string, unknown>>(row.hardware, {}),
+    version: row.version,
+    registered_at: row.registered_at,
+    last_heartbeat: row.last_heartbeat,
+  };
+}
+
+export function toAuditEntry(row: AuditRow): AuditEntry {
+  return {
+    id: row.id,
+    event_type: row.event_type,
+    entity_type: row.entity_type,
+    entity_id: row.entity_id,
+    client_id: row.client_id,
+    details: parseJson<Record<string, unknown>>(row.details, {}),
+    created_at: row.created_at,
+  };
+}
+
+/** Opaque list cursors: the sort key of the last item shown. */
+export function encodeCursor(value: number): string {
+  return Buffer.from(String(value)).toString("base64url");
+}
+
+export function decodeCursor(cursor: string | undefined): number | undefined {
+  if (cursor === undefined) return undefined;
+  const text = Buffer.from(cursor, "base64url").toString();
+  const value = Number(text);
+  if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(value)) throw new InvalidCursorError(cursor);
+  return value;
+}
+
+export function pageOf<Row, T>(rows: Row[], limit: number, key: (row: Row) => number, convert: (row: Row) => T) {
+  const more = rows.length > limit;
+  const shown = more ? rows.slice(0, limit) : rows;
+  const last = shown[shown.length - 1];
+  return {
+    items: shown.map(convert),
+    next_cursor: more && last !== undefined ? encodeCursor(key(last)) : null,
+  };
+}

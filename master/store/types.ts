@@ -1,0 +1,331 @@
+// The store's interface: the domain's vocabulary and one set of verbs per aggregate.
+// The HTTP layer, the queue and the sweepers see only this; each dialect
+// (store/sqlite/, later store/postgres/) implements it and owns its SQL.
+
+/** API.md §2: class names and their weights, highest first. */
+export const PRIORITY_WEIGHTS = { live: 10, high: 3, medium: 2, low: 1, batch: 0 } as const;
+export type PriorityName = keyof typeof PRIORITY_WEIGHTS;
+export const PRIORITY_NAMES = Object.keys(PRIORITY_WEIGHTS) as PriorityName[];
+/** Aging lifts a job one class per interval, never above this weight (`live` stays reserved). */
+export const AGING_CEILING_WEIGHT = PRIORITY_WEIGHTS.high;
+
+export const JOB_STATUSES = [
+  "blocked",
+  "scheduled",
+  "pending",
+  "running",
+  "completed",
+  "failed",
+  "canceled",
+] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export const FINAL_JOB_STATUSES: readonly JobStatus[] = ["completed", "failed", "canceled"];
+
+export const NODE_STATUSES = ["online", "draining", "dead", "offline"] as const;
+export type NodeStatus = (typeof NODE_STATUSES)[number];
+
+export const ROLES = ["admin", "client", "worker"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Why a job ended `failed`. */
+export type FailureReason = "max_retries_exceeded" | "dependency_failed" | "non_retryable";
+
+/** Why a node must stop running a job (the heartbeat's `cancel` list). */
+export type CancelReason = "canceled" | "reassigned" | "stalled" | "unknown";
+
+/** Why a lease ended without the node's report. */
+export type LeaseEndReason = "node_dead" | "stalled" | "lease_expired" | "node_left" | "canceled";
+
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+export interface JobError {
+  message: string;
+  code?: string;
+  retryable: boolean;
+}
+
+/** The job object of API.md §5. */
+export interface Job {
+  id: string;
+  type: string;
+  payload: unknown;
+  client_id: string;
+  priority: PriorityName;
+  effective_priority: PriorityName;
+  status: JobStatus;
+  attempt: number;
+  retry_count: number;
+  max_retries: number;
+  node_id: string | null;
+  timeout_s: number;
+  run_at: string | null;
+  requires: string[];
+  depends_on: string[];
+  idempotency_key: string | null;
+  tags: Record<string, string>;
+  progress: number | null;
+  progress_message: string | null;
+  result: unknown;
+  error: JobError | null;
+  failure_reason: string | null;
+  cancel_requested: boolean;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** What a claim hands to a node (API.md §6). */
+export interface ClaimedJob {
+  id: string;
+  type: string;
+  payload: unknown;
+  attempt: number;
+  priority: PriorityName;
+  timeout_s: number;
+  created_at: string;
+}
+
+/** The node object of API.md §6. */
+export interface Node {
+  id: string;
+  name: string;
+  client_id: string;
+  status: NodeStatus;
+  labels: string[];
+  capacity: number;
+  running: number;
+  hardware: Record<string, unknown>;
+  version: string | null;
+  registered_at: string;
+  last_heartbeat: string;
+}
+
+export interface AuditEntry {
+  id: number;
+  event_type: string;
+  entity_type: string;
+  entity_id: string;
+  client_id: string | null;
+  details: Record<string, unknown>;
+  created_at: string;
+}
+
+/** A list cursor this store did not hand out. */
+export class InvalidCursorError extends Error {
+  constructor(readonly cursor: string) {
+    super("the cursor is not one this server handed out");
+  }
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+export interface PageParams {
+  limit: number;
+  cursor?: string | undefined;
+}
+
+/** Queue rules the store applies inside its transactions (computed by master/queue). */
+export interface QueuePolicy {
+  /** Delay before retry number `retryCount` (1 for the first retry), jitter included. */
+  retryDelayMs(retryCount: number): number;
+  stallGraceMs: number;
+  agingMs: number;
+  /** How long a running job's lease lasts without a heartbeat that lists it (the node timeout). */
+  leaseMs: number;
+}
+
+// ---- jobs ----------------------------------------------------------------
+
+export interface SubmitJobParams {
+  clientId: string;
+  type: string;
+  payload: unknown;
+  priority: PriorityName;
+  maxRetries: number;
+  timeoutS: number;
+  runAt: Date | null;
+  requires: string[];
+  dependsOn: string[];
+  idempotencyKey: string | null;
+  tags: Record<string, string>;
+}
+
+export type SubmitOutcome =
+  | { ok: true; items: { job: Job; created: boolean }[]; ready: number }
+  | { ok: false; reason: "unknown_dependency"; index: number; dependency: string };
+
+export interface ListJobsParams extends PageParams {
+  status?: JobStatus | undefined;
+  type?: string | undefined;
+  priority?: PriorityName | undefined;
+  nodeId?: string | undefined;
+  clientId?: string | undefined;
+  tag?: { key: string; value: string } | undefined;
+}
+
+export type ClaimOutcome =
+  | { ok: true; items: ClaimedJob[] }
+  | { ok: false; reason: "not_found" | "offline" };
+
+export interface JobReport {
+  jobId: string;
+  attempt: number;
+  status: "completed" | "failed";
+  result?: unknown;
+  error?: JobError | undefined;
+}
+
+export type ReportVerdict = "accepted" | "duplicate" | "stale_attempt" | "not_found";
+
+export interface ReportOutcome {
+  jobId: string;
+  verdict: ReportVerdict;
+}
+
+export interface ReportManyResult {
+  items: ReportOutcome[];
+  /** Jobs that became ready (retries are not; released dependents are). */
+  ready: number;
+}
+
+export interface ActorParams {
+  id: string;
+  /** Who asks; recorded in the audit log. */
+  actor: string | null;
+}
+
+export type JobActionOutcome =
+  | { ok: true; job: Job; ready: number }
+  | { ok: false; reason: "not_found" | "conflict"; status?: JobStatus; detail?: string };
+
+export interface RescuedJob {
+  jobId: string;
+  nodeId: string | null;
+  outcome: "requeued" | "failed" | "canceled";
+}
+
+export interface QueueStats {
+  jobs: Record<JobStatus, number>;
+  pending_by_priority: Record<PriorityName, number>;
+  oldest_pending_age_s: number | null;
+  nodes: Record<NodeStatus, number>;
+}
+
+export interface JobStore {
+  /** All or nothing: one unknown dependency stores none of them. */
+  submit(jobs: SubmitJobParams[]): Promise<SubmitOutcome>;
+  get(id: string): Promise<Job | undefined>;
+  list(params: ListJobsParams): Promise<Page<Job>>;
+  events(params: PageParams & { jobId: string }): Promise<Page<AuditEntry>>;
+  /** Hand up to `max` ready jobs to a node, within its free capacity and labels. */
+  claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome>;
+  /** Results from a node, guarded by each job's current lease (attempt). */
+  report(params: { nodeId: string; reports: JobReport[] }): Promise<ReportManyResult>;
+  cancel(params: ActorParams): Promise<JobActionOutcome>;
+  retry(params: ActorParams): Promise<JobActionOutcome>;
+  setPriority(params: ActorParams & { priority: PriorityName }): Promise<JobActionOutcome>;
+  /** Move scheduled jobs whose time came to pending; answers how many and when the next one is due. */
+  promoteScheduled(): Promise<{ promoted: number; nextAt: Date | null }>;
+  /** Aging (API.md §2): answers how many jobs rose a class. */
+  age(params: { limit: number }): Promise<number>;
+  /** Take back jobs running longer than 2 × timeout_s + the stall grace. */
+  rescueStalled(params: { limit: number }): Promise<RescuedJob[]>;
+  /** Take back running jobs whose node stopped listing them in its heartbeats. */
+  expireLeases(params: { limit: number }): Promise<RescuedJob[]>;
+  stats(): Promise<QueueStats>;
+}
+
+// ---- nodes ---------------------------------------------------------------
+
+export interface RegisterNodeParams {
+  clientId: string;
+  name: string;
+  labels: string[];
+  capacity: number;
+  version: string | null;
+  hardware: Record<string, unknown>;
+}
+
+export interface HeartbeatJob {
+  jobId: string;
+  attempt: number;
+  progress?: number | undefined;
+  message?: string | undefined;
+}
+
+export interface CancelNotice {
+  job_id: string;
+  attempt: number;
+  reason: CancelReason;
+}
+
+export type HeartbeatOutcome =
+  | { ok: true; status: NodeStatus; cancel: CancelNotice[] }
+  | { ok: false; reason: "not_found" | "offline" };
+
+export type NodeActionOutcome =
+  | { ok: true; node: Node; ready: number }
+  | { ok: false; reason: "not_found" | "conflict"; status?: NodeStatus };
+
+export interface DeadNode {
+  nodeId: string;
+  name: string;
+  lastHeartbeat: string;
+  jobs: RescuedJob[];
+}
+
+export interface ListNodesParams extends PageParams {
+  status?: NodeStatus | undefined;
+  clientId?: string | undefined;
+}
+
+export interface NodeStore {
+  /** The same name from the same client again: the same node, back `online`. */
+  register(params: RegisterNodeParams): Promise<{ node: Node; created: boolean }>;
+  get(id: string): Promise<Node | undefined>;
+  list(params: ListNodesParams): Promise<Page<Node>>;
+  heartbeat(params: { nodeId: string; running: HeartbeatJob[] }): Promise<HeartbeatOutcome>;
+  /** Graceful leave: `offline`, its unfinished jobs back to the queue. */
+  deregister(params: ActorParams): Promise<NodeActionOutcome>;
+  drain(params: ActorParams): Promise<NodeActionOutcome>;
+  resume(params: ActorParams): Promise<NodeActionOutcome>;
+  /** Nodes silent since before `cutoff` become `dead`; their jobs are re-queued or failed. */
+  markDead(params: { cutoff: Date; limit: number }): Promise<DeadNode[]>;
+}
+
+// ---- audit, settings -------------------------------------------------------
+
+export interface ListAuditParams extends PageParams {
+  entityType?: string | undefined;
+  entityId?: string | undefined;
+  eventType?: string | undefined;
+  clientId?: string | undefined;
+}
+
+export interface AuditStore {
+  /** Newest first. */
+  list(params: ListAuditParams): Promise<Page<AuditEntry>>;
+  record(entry: Omit<AuditEntry, "id" | "created_at">): Promise<void>;
+}
+
+export interface SettingsStore {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string): Promise<void>;
+}
+
+export interface Store {
+  readonly dialect: "sqlite";
+  readonly jobs: JobStore;
+  readonly nodes: NodeStore;
+  readonly audit: AuditStore;
+  readonly settings: SettingsStore;
+  close(): Promise<void>;
+}

@@ -1,0 +1,70 @@
+// Dead nodes (API.md §7): a node silent for more than the node timeout becomes
+// `dead` and its running jobs go back to the queue (or fail past max_retries).
+// The same run takes back jobs whose node stopped listing them in heartbeats.
+import type { Logger } from "../log.js";
+import type { Clock, DeadNode, RescuedJob, Store } from "../store/types.js";
+import { PeriodicService } from "./service.js";
+
+/** Nodes and leases handled per transaction, so one sweep never holds the database long. */
+export const DEAD_NODE_BATCH = 100;
+export const EXPIRED_LEASE_BATCH = 500;
+
+export interface DeadNodeSweeperParams {
+  store: Store;
+  clock: Clock;
+  log: Logger;
+  nodeTimeoutMs: number;
+  intervalMs: number;
+  /** When the master started: no node is declared dead before it has had one timeout to report. */
+  startedAt: Date;
+  onJobsReady: () => void;
+}
+
+export interface DeadNodeSweep {
+  dead: DeadNode[];
+  expired: RescuedJob[];
+  skipped: boolean;
+}
+
+export class DeadNodeSweeper extends PeriodicService<DeadNodeSweep> {
+  constructor(private readonly params: DeadNodeSweeperParams) {
+    super("dead_nodes", params.intervalMs, params.log);
+  }
+
+  async runOnce(): Promise<DeadNodeSweep> {
+    const { store, clock, nodeTimeoutMs, log } = this.params;
+    const now = clock.now();
+    // After a long stop every heartbeat is old: give nodes a timeout's grace to report in.
+    if (now.getTime() - this.params.startedAt.getTime() < nodeTimeoutMs) {
+      return { dead: [], expired: [], skipped: true };
+    }
+    const cutoff = new Date(now.getTime() - nodeTimeoutMs);
+    const dead: DeadNode[] = [];
+    for (;;) {
+      const batch = await store.nodes.markDead({ cutoff, limit: DEAD_NODE_BATCH });
+      dead.push(...batch);
+      if (batch.length < DEAD_NODE_BATCH) break;
+    }
+    const expired: RescuedJob[] = [];
+    for (;;) {
+      const batch = await store.jobs.expireLeases({ limit: EXPIRED_LEASE_BATCH });
+      expired.push(...batch);
+      if (batch.length < EXPIRED_LEASE_BATCH) break;
+    }
+    for (const node of dead) {
+      log.warn(
+        { event: "node.dead", nodeId: node.nodeId, name: node.name, lastHeartbeat: node.lastHeartbeat, jobs: node.jobs.length },
+        `node ${node.name} is dead`,
+      );
+      for (const job of node.jobs) {
+        log.info({ event: "job.reassigned", jobId: job.jobId, nodeId: job.nodeId, outcome: job.outcome, reason: "node_dead" });
+      }
+    }
+    for (const job of expired) {
+      log.info({ event: "job.reassigned", jobId: job.jobId, nodeId: job.nodeId, outcome: job.outcome, reason: "lease_expired" });
+    }
+    const requeued = [...dead.flatMap((n) => n.jobs), ...expired].some((job) => job.outcome === "requeued");
+    if (requeued) this.params.onJobsReady();
+    return { dead, expired, skipped: false };
+  }
+}

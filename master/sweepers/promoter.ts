@@ -1,0 +1,43 @@
+// Delayed jobs and retries whose backoff ended become pending on time: the
+// promoter sleeps until the earliest scheduled job is due (or one sweep
+// interval), and is poked when something new is scheduled.
+import type { Logger } from "../log.js";
+import type { Clock, Store } from "../store/types.js";
+import { PeriodicService } from "./service.js";
+
+export interface PromoterParams {
+  store: Store;
+  clock: Clock;
+  log: Logger;
+  intervalMs: number;
+  onJobsReady: () => void;
+}
+
+export class Promoter extends PeriodicService<number> {
+  private nextAt: Date | null = null;
+
+  constructor(private readonly params: PromoterParams) {
+    super("promoter", params.intervalMs, params.log);
+  }
+
+  async runOnce(): Promise<number> {
+    let promoted = 0;
+    for (;;) {
+      const result = await this.params.store.jobs.promoteScheduled();
+      promoted += result.promoted;
+      this.nextAt = result.nextAt;
+      if (result.nextAt === null || result.nextAt > this.params.clock.now()) break;
+    }
+    if (promoted > 0) {
+      this.params.log.debug({ event: "job.promoted", jobs: promoted });
+      this.params.onJobsReady();
+    }
+    return promoted;
+  }
+
+  protected override nextDelayMs(): number {
+    if (this.nextAt === null) return this.intervalMs;
+    const untilDue = this.nextAt.getTime() - this.params.clock.now().getTime();
+    return Math.min(this.intervalMs, Math.max(0, untilDue));
+  }
+}

@@ -1,0 +1,98 @@
+// One shape for the master's background services: start(), stop(), and runOnce()
+// that tests call directly. A run that throws is logged, counted and retried at
+// the next tick; it never takes the master down.
+import type { Logger } from "../log.js";
+
+export interface ServiceStatus {
+  name: string;
+  interval_s: number;
+  runs: number;
+  failures: number;
+  last_run_at: string | null;
+  last_duration_ms: number | null;
+  last_error: string | null;
+}
+
+export abstract class PeriodicService<Result> {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private stopped = true;
+  private readonly state: ServiceStatus;
+
+  constructor(
+    readonly name: string,
+    protected readonly intervalMs: number,
+    protected readonly log: Logger,
+  ) {
+    this.state = {
+      name,
+      interval_s: intervalMs / 1000,
+      runs: 0,
+      failures: 0,
+      last_run_at: null,
+      last_duration_ms: null,
+      last_error: null,
+    };
+  }
+
+  /** One pass of the service's work. */
+  abstract runOnce(): Promise<Result>;
+
+  /** How long to wait before the next run; services with their own timing override it. */
+  protected nextDelayMs(): number {
+    return this.intervalMs;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(this.nextDelayMs());
+  }
+
+  /** Run as soon as possible (coalesced with a run already due). */
+  poke(): void {
+    if (this.stopped) return;
+    this.schedule(0);
+  }
+
+  protected schedule(delayMs: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick(), Math.max(0, delayMs));
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.running) {
+      // A run is under way: look again right after it.
+      await this.running.catch(() => undefined);
+      this.schedule(0);
+      return;
+    }
+    const started = Date.now();
+    this.running = this.runOnce();
+    try {
+      await this.running;
+      this.state.last_error = null;
+    } catch (error) {
+      this.state.failures += 1;
+      this.state.last_error = error instanceof Error ? error.message : String(error);
+      this.log.error({ event: "sweeper.failed", sweeper: this.name, err: error }, `${this.name} failed`);
+    } finally {
+      this.running = undefined;
+      this.state.runs += 1;
+      this.state.last_run_at = new Date(started).toISOString();
+      this.state.last_duration_ms = Date.now() - started;
+    }
+    this.schedule(this.nextDelayMs());
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running?.catch(() => undefined);
+  }
+
+  status(): ServiceStatus {
+    return { ...this.state };
+  }
+}

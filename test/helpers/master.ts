@@ -1,0 +1,45 @@
+// An in-process master on a temporary database and a random port, and a tiny HTTP client.
+import { join } from "node:path";
+import { pino } from "pino";
+import { createMaster, type MasterInternals, type MasterOptions } from "../../master/index.js";
+import { tempDir } from "./temp.js";
+
+export async function startTestMaster(options: MasterOptions = {}): Promise<MasterInternals> {
+  return createMaster({
+    env: {},
+    db: join(tempDir(), "gaffer.db"),
+    port: 0,
+    auth: "off",
+    logger: pino({ level: process.env.GAFFER_TEST_LOG ?? "silent" }),
+    ...options,
+  });
+}
+
+export interface HttpResult<T = Record<string, unknown>> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export async function http<T = Record<string, unknown>>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<HttpResult<T>> {
+  const init: RequestInit = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
+    (init.headers as Record<string, string>)["content-type"] ??= "application/json";
+  }
+  const response = await fetch(`${base}${path}`, init);
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: response.status, body: parsed as T, headers: response.headers };
+}

@@ -1,0 +1,80 @@
+// Real gaffer processes started through the CLI (dist/), always stopped by the test that started them.
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const CLI = join(fileURLToPath(new URL("../..", import.meta.url)), "dist", "bin", "gaffer.js");
+
+const started = new Set<ChildProcess>();
+
+export interface GafferProcess {
+  proc: ChildProcess;
+  output: () => string;
+  /** Resolves with the exit code (or the signal's name). */
+  exited: Promise<number | string>;
+}
+
+export function spawnGaffer(args: string[], env: Record<string, string> = {}): GafferProcess {
+  const proc = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  started.add(proc);
+  let output = "";
+  proc.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  proc.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | string>((resolve) => {
+    proc.on("exit", (code, signal) => {
+      started.delete(proc);
+      resolve(code ?? signal ?? -1);
+    });
+  });
+  return { proc, output: () => output, exited };
+}
+
+/** Wait until the process printed a line matching `pattern`; answers the match. */
+export async function waitForOutput(gaffer: GafferProcess, pattern: RegExp, timeoutMs = 15_000): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = gaffer.output().match(pattern);
+    if (match) return match;
+    if (gaffer.proc.exitCode !== null || Date.now() > deadline) {
+      throw new Error(`no ${pattern} in the output of gaffer:\n${gaffer.output()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+export interface MasterProcess extends GafferProcess {
+  url: string;
+}
+
+export async function spawnMaster(db: string, env: Record<string, string> = {}, args: string[] = []): Promise<MasterProcess> {
+  const gaffer = spawnGaffer(["master", "start", "--db", db, "--port", "0", ...args], {
+    GAFFER_AUTH: "off",
+    GAFFER_LOG_LEVEL: "info",
+    ...env,
+  });
+  const [, url] = await waitForOutput(gaffer, /listening on (http:\/\/[0-9.:]+)/);
+  return { ...gaffer, url: url ?? "" };
+}
+
+/** Stop every process a test started and did not stop itself. */
+export async function stopAll(): Promise<void> {
+  await Promise.all(
+    [...started].map(
+      (proc) =>
+        new Promise<void>((resolve) => {
+          proc.once("exit", () => resolve());
+          proc.kill("SIGKILL");
+        }),
+    ),
+  );
+}
+
+/** Run a gaffer command to its end; answers its exit code and output. */
+export async function runGaffer(args: string[], env: Record<string, string> = {}): Promise<{ code: number | string; output: string }> {
+  const gaffer = spawnGaffer(args, env);
+  const code = await gaffer.exited;
+  return { code, output: gaffer.output() };
+}

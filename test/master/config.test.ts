@@ -1,0 +1,75 @@
+// Configuration: defaults < profile < file < environment < flags, validated all at once.
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../master/config.js";
+import { removeTempDirs, tempDir } from "../helpers/temp.js";
+
+afterEach(() => removeTempDirs());
+
+describe("loadConfig", () => {
+  it("uses the contract's defaults", () => {
+    const config = loadConfig({ env: {} });
+    expect(config).toMatchObject({
+      db: "./data/gaffer.db",
+      dbSynchronous: "full",
+      host: "127.0.0.1",
+      port: 8080,
+      auth: "on",
+      tokenTtlS: 3600,
+      rateLimitPerMinute: 600,
+      workerRateLimitPerMinute: 60_000,
+      nodeTimeoutS: 60,
+      sweepIntervalS: 10,
+      maxRetries: 3,
+      retryDelayS: 5,
+      retryMaxDelayS: 300,
+      jobTimeoutS: 3600,
+      stallGraceS: 300,
+      agingS: 300,
+      maxPayloadBytes: 1_048_576,
+      retentionDays: 30,
+      logLevel: "info",
+      heartbeatIntervalS: 10,
+    });
+  });
+
+  it("layers profile < file < environment < flags", () => {
+    const file = join(tempDir(), "gaffer.json");
+    writeFileSync(file, JSON.stringify({ nodeTimeoutS: 90, GAFFER_PORT: 9000, maxRetries: 7 }));
+    const config = loadConfig({
+      configFile: file,
+      env: { GAFFER_PORT: "9100", GAFFER_PROFILE: "dev", GAFFER_MAX_RETRIES: "8" },
+      flags: { port: "9200" },
+    });
+    expect(config.profile).toBe("dev");
+    expect(config.auth).toBe("off");
+    expect(config.nodeTimeoutS).toBe(90);
+    expect(config.maxRetries).toBe(8);
+    expect(config.port).toBe(9200);
+  });
+
+  it("takes fractional seconds, so tests can use short timeouts", () => {
+    const config = loadConfig({ env: { GAFFER_NODE_TIMEOUT_S: "0.5", GAFFER_SWEEP_INTERVAL_S: "0.1" } });
+    expect(config.nodeTimeoutS).toBe(0.5);
+    expect(config.heartbeatIntervalS).toBeCloseTo(0.5 / 3);
+  });
+
+  it("lists every bad value at once, by its variable name", () => {
+    try {
+      loadConfig({ env: { GAFFER_PORT: "http", GAFFER_NODE_TIMEOUT_S: "-1", GAFFER_DB_SYNCHRONOUS: "off" } });
+      expect.fail("loadConfig accepted bad values");
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      const message = (error as Error).message;
+      expect(message).toMatch(/GAFFER_PORT/);
+      expect(message).toMatch(/GAFFER_NODE_TIMEOUT_S/);
+      expect(message).toMatch(/GAFFER_DB_SYNCHRONOUS/);
+    }
+  });
+
+  it("refuses an unknown profile and an unreadable config file", () => {
+    expect(() => loadConfig({ env: { GAFFER_PROFILE: "staging" } })).toThrow(/dev or prod/);
+    expect(() => loadConfig({ env: {}, configFile: "/nonexistent/gaffer.json" })).toThrow(ConfigError);
+  });
+});

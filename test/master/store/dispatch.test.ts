@@ -1,0 +1,148 @@
+// Dispatch order, labels, capacity and aging, for every store dialect.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+describe.each(dialects)("dispatch ($name)", (dialect) => {
+  let t: TestStore;
+  beforeEach(() => {
+    t = dialect.open({ agingS: 60 });
+  });
+  afterEach(async () => {
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  it("gives a live job out before an older high job", async () => {
+    const high = await submit(t.store, { priority: "high" });
+    const live = await submit(t.store, { priority: "live" });
+    const node = await register(t.store);
+    const claimed = await claim(t.store, node.id, 1);
+    expect(claimed.map((j) => j.id)).toEqual([live.id]);
+    expect((await claim(t.store, node.id, 1)).map((j) => j.id)).toEqual([high.id]);
+  });
+
+  it("orders all five classes by weight, then by submission", async () => {
+    const order = ["batch", "low", "medium", "high", "live", "medium", "batch"] as const;
+    const jobs = [];
+    for (const priority of order) jobs.push(await submit(t.store, { priority }));
+    const node = await register(t.store);
+    const claimed = await claim(t.store, node.id, 10);
+    const expected = [jobs[4], jobs[3], jobs[2], jobs[5], jobs[1], jobs[0], jobs[6]].map((j) => j?.id);
+    expect(claimed.map((j) => j.id)).toEqual(expected);
+  });
+
+  it("keeps strict FIFO inside one batch submitted in the same millisecond", async () => {
+    const outcome = await t.store.jobs.submit(
+      Array.from({ length: 50 }, (_, i) => jobParams({ payload: { i } })),
+    );
+    if (!outcome.ok) throw new Error("batch failed");
+    const node = await register(t.store, "big", [], 100);
+    const claimed = [];
+    for (let i = 0; i < 5; i++) claimed.push(...(await claim(t.store, node.id, 10)));
+    expect(claimed.map((j) => (j.payload as { i: number }).i)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+
+  it("hands a job out only to a node whose labels cover its requires", async () => {
+    const gpuJob = await submit(t.store, { requires: ["gpu", "cuda"] });
+    const plain = await submit(t.store);
+    const cpu = await register(t.store, "cpu", ["linux"]);
+    const partial = await register(t.store, "partial", ["gpu"]);
+    const gpu = await register(t.store, "gpu", ["gpu", "cuda", "linux"]);
+    expect((await claim(t.store, cpu.id)).map((j) => j.id)).toEqual([plain.id]);
+    expect(await claim(t.store, partial.id)).toEqual([]);
+    expect((await claim(t.store, gpu.id)).map((j) => j.id)).toEqual([gpuJob.id]);
+  });
+
+  it("lets a node skip past jobs it cannot run at the head of the queue", async () => {
+    for (let i = 0; i < 20; i++) await submit(t.store, { priority: "live", requires: ["gpu"] });
+    const plain = await submit(t.store, { priority: "batch" });
+    const cpu = await register(t.store, "cpu");
+    expect((await claim(t.store, cpu.id)).map((j) => j.id)).toEqual([plain.id]);
+  });
+
+  it("merges requirement sets in priority order for a node that covers several", async () => {
+    const a = await submit(t.store, { priority: "low", requires: ["gpu"] });
+    const b = await submit(t.store, { priority: "high" });
+    const c = await submit(t.store, { priority: "high", requires: ["gpu"] });
+    const gpu = await register(t.store, "gpu", ["gpu"]);
+    expect((await claim(t.store, gpu.id)).map((j) => j.id)).toEqual([b.id, c.id, a.id]);
+  });
+
+  it("never runs more jobs on a node than its capacity", async () => {
+    for (let i = 0; i < 5; i++) await submit(t.store);
+    const node = await register(t.store, "small", [], 2);
+    expect(await claim(t.store, node.id, 10)).toHaveLength(2);
+    expect(await claim(t.store, node.id, 10)).toHaveLength(0);
+    const [first] = (await t.store.jobs.list({ limit: 10, status: "running" })).items;
+    if (!first) throw new Error("no running job");
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: first.id, attempt: 1, status: "completed" }] });
+    expect(await claim(t.store, node.id, 10)).toHaveLength(1);
+  });
+
+  it("gives a draining node nothing and a resumed one its work", async () => {
+    await submit(t.store);
+    const node = await register(t.store);
+    await t.store.nodes.drain({ id: node.id, actor: "admin" });
+    expect(await claim(t.store, node.id)).toEqual([]);
+    await t.store.nodes.resume({ id: node.id, actor: "admin" });
+    expect(await claim(t.store, node.id)).toHaveLength(1);
+  });
+
+  it("answers not_found for an unknown node and offline for one that left", async () => {
+    expect(await t.store.jobs.claim({ nodeId: "nope", max: 1 })).toEqual({ ok: false, reason: "not_found" });
+    const node = await register(t.store);
+    await t.store.nodes.deregister({ id: node.id, actor: null });
+    expect(await t.store.jobs.claim({ nodeId: node.id, max: 1 })).toEqual({ ok: false, reason: "offline" });
+  });
+
+  it("counts the lease: attempt grows by one each time a job is handed out", async () => {
+    const job = await submit(t.store);
+    const node = await register(t.store);
+    const [first] = await claim(t.store, node.id);
+    expect(first?.attempt).toBe(1);
+    await t.store.nodes.deregister({ id: node.id, actor: null });
+    const other = await register(t.store, "node-2");
+    const [second] = await claim(t.store, other.id);
+    expect(second?.id).toBe(job.id);
+    expect(second?.attempt).toBe(2);
+  });
+
+  describe("aging", () => {
+    it("lifts a waiting batch job one class per interval, never above high", async () => {
+      const old = await submit(t.store, { priority: "batch" });
+      t.clock.advanceSeconds(61);
+      expect(await t.store.jobs.age({ limit: 100 })).toBe(1);
+      expect((await t.store.jobs.get(old.id))?.effective_priority).toBe("low");
+      t.clock.advanceSeconds(60);
+      await t.store.jobs.age({ limit: 100 });
+      expect((await t.store.jobs.get(old.id))?.effective_priority).toBe("medium");
+      t.clock.advanceSeconds(600);
+      for (let i = 0; i < 5; i++) await t.store.jobs.age({ limit: 100 });
+      const aged = await t.store.jobs.get(old.id);
+      expect(aged?.effective_priority).toBe("high");
+      expect(aged?.priority).toBe("batch");
+    });
+
+    it("lets an aged low job out before a newer medium job, but never before live", async () => {
+      const low = await submit(t.store, { priority: "low" });
+      t.clock.advanceSeconds(130);
+      const medium = await submit(t.store, { priority: "medium" });
+      const live = await submit(t.store, { priority: "live" });
+      await t.store.jobs.age({ limit: 100 });
+      await t.store.jobs.age({ limit: 100 });
+      expect((await t.store.jobs.get(low.id))?.effective_priority).toBe("high");
+      const node = await register(t.store);
+      expect((await claim(t.store, node.id)).map((j) => j.id)).toEqual([live.id, low.id, medium.id]);
+    });
+
+    it("leaves live and high jobs where they are", async () => {
+      const live = await submit(t.store, { priority: "live" });
+      const high = await submit(t.store, { priority: "high" });
+      t.clock.advanceSeconds(3600);
+      expect(await t.store.jobs.age({ limit: 100 })).toBe(0);
+      expect((await t.store.jobs.get(live.id))?.effective_priority).toBe("live");
+      expect((await t.store.jobs.get(high.id))?.effective_priority).toBe("high");
+    });
+  });
+});

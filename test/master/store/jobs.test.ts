@@ -1,0 +1,232 @@
+// Submitting and acting on jobs: batches, idempotency, dependencies, delays, cancel, retry, priority, lists.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+describe.each(dialects)("jobs ($name)", (dialect) => {
+  let t: TestStore;
+  beforeEach(() => {
+    t = dialect.open();
+  });
+  afterEach(async () => {
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  describe("submit", () => {
+    it("stores a job as the API shows it", async () => {
+      const job = await submit(t.store, {
+        type: "transcode",
+        payload: { input: "a.mp4" },
+        priority: "live",
+        requires: ["gpu", "cuda", "gpu"],
+        tags: { customer: "acme" },
+      });
+      expect(job).toMatchObject({
+        type: "transcode",
+        payload: { input: "a.mp4" },
+        client_id: "client-a",
+        priority: "live",
+        effective_priority: "live",
+        status: "pending",
+        attempt: 0,
+        retry_count: 0,
+        requires: ["cuda", "gpu"],
+        tags: { customer: "acme" },
+        cancel_requested: false,
+        created_at: "2026-01-01T10:00:00.000Z",
+      });
+      expect(await t.store.jobs.get(job.id)).toEqual(job);
+    });
+
+    it("answers the same idempotency key from the same client with the existing job", async () => {
+      const first = await t.store.jobs.submit([jobParams({ idempotencyKey: "order-42" })]);
+      const again = await t.store.jobs.submit([jobParams({ idempotencyKey: "order-42", payload: { other: true } })]);
+      if (!first.ok || !again.ok) throw new Error("submit failed");
+      expect(again.items[0]?.created).toBe(false);
+      expect(again.items[0]?.job.id).toBe(first.items[0]?.job.id);
+      const otherClient = await t.store.jobs.submit([jobParams({ idempotencyKey: "order-42", clientId: "client-b" })]);
+      if (!otherClient.ok) throw new Error("submit failed");
+      expect(otherClient.items[0]?.created).toBe(true);
+      expect((await t.store.jobs.list({ limit: 10 })).items).toHaveLength(2);
+    });
+
+    it("stores nothing of a batch with one unknown dependency", async () => {
+      const outcome = await t.store.jobs.submit([jobParams(), jobParams(), jobParams({ dependsOn: ["missing"] })]);
+      expect(outcome).toEqual({ ok: false, reason: "unknown_dependency", index: 2, dependency: "missing" });
+      expect((await t.store.jobs.list({ limit: 10 })).items).toHaveLength(0);
+      expect((await t.store.audit.list({ limit: 10 })).items).toHaveLength(0);
+    });
+
+    it("refuses another client's job as a dependency", async () => {
+      const foreign = await submit(t.store, { clientId: "client-b" });
+      const outcome = await t.store.jobs.submit([jobParams({ dependsOn: [foreign.id] })]);
+      expect(outcome.ok).toBe(false);
+    });
+
+    it("keeps a job with run_at in the future scheduled until then", async () => {
+      const runAt = new Date(t.clock.now().getTime() + 30_000);
+      const job = await submit(t.store, { runAt });
+      expect(job).toMatchObject({ status: "scheduled", run_at: runAt.toISOString() });
+      const node = await register(t.store);
+      expect(await claim(t.store, node.id)).toEqual([]);
+      expect((await t.store.jobs.promoteScheduled()).nextAt).toEqual(runAt);
+      t.clock.advanceSeconds(30);
+      expect((await t.store.jobs.promoteScheduled()).promoted).toBe(1);
+      expect((await claim(t.store, node.id)).map((j) => j.id)).toEqual([job.id]);
+    });
+  });
+
+  describe("dependencies", () => {
+    it("blocks a job until all its dependencies completed, then releases it", async () => {
+      const a = await submit(t.store);
+      const b = await submit(t.store);
+      const child = await submit(t.store, { dependsOn: [a.id, b.id] });
+      expect(child.status).toBe("blocked");
+      expect(child.depends_on).toEqual([a.id, b.id]);
+      const node = await register(t.store);
+      expect((await claim(t.store, node.id)).map((j) => j.id)).toEqual([a.id, b.id]);
+      const first = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: a.id, attempt: 1, status: "completed" }] });
+      expect(first.ready).toBe(0);
+      expect((await t.store.jobs.get(child.id))?.status).toBe("blocked");
+      const second = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: b.id, attempt: 1, status: "completed" }] });
+      expect(second.ready).toBe(1);
+      expect((await t.store.jobs.get(child.id))?.status).toBe("pending");
+      const events = await t.store.jobs.events({ jobId: child.id, limit: 10 });
+      expect(events.items.map((e) => e.event_type)).toContain("job.released");
+    });
+
+    it("fails the whole chain with dependency_failed when a dependency fails", async () => {
+      const root = await submit(t.store, { maxRetries: 0 });
+      const child = await submit(t.store, { dependsOn: [root.id] });
+      const grandchild = await submit(t.store, { dependsOn: [child.id] });
+      const node = await register(t.store);
+      await claim(t.store, node.id);
+      await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: 1, status: "failed", error: { message: "x", retryable: true } }] });
+      for (const id of [child.id, grandchild.id]) {
+        expect(await t.store.jobs.get(id)).toMatchObject({ status: "failed", failure_reason: "dependency_failed" });
+      }
+    });
+
+    it("resumes the chain when its failed root is retried", async () => {
+      const root = await submit(t.store, { maxRetries: 0 });
+      const child = await submit(t.store, { dependsOn: [root.id] });
+      const node = await register(t.store);
+      await claim(t.store, node.id);
+      await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: 1, status: "failed", error: { message: "x", retryable: true } }] });
+      expect((await t.store.jobs.retry({ id: child.id, actor: "client-a" })).ok).toBe(false);
+      const retried = await t.store.jobs.retry({ id: root.id, actor: "client-a" });
+      expect(retried.ok && retried.job.status).toBe("pending");
+      expect((await t.store.jobs.get(child.id))?.status).toBe("blocked");
+      await claim(t.store, node.id);
+      await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: 2, status: "completed" }] });
+      expect((await t.store.jobs.get(child.id))?.status).toBe("pending");
+    });
+
+    it("creates a job whose dependency already failed as failed", async () => {
+      const root = await submit(t.store);
+      await t.store.jobs.cancel({ id: root.id, actor: null });
+      const child = await submit(t.store, { dependsOn: [root.id] });
+      expect(child).toMatchObject({ status: "failed", failure_reason: "dependency_failed" });
+    });
+
+    it("starts a job whose dependencies are all complete at once", async () => {
+      const root = await submit(t.store);
+      const node = await register(t.store);
+      await claim(t.store, node.id);
+      await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: 1, status: "completed" }] });
+      expect((await submit(t.store, { dependsOn: [root.id] })).status).toBe("pending");
+    });
+  });
+
+  describe("cancel", () => {
+    it("cancels a pending job at once and its dependents fail", async () => {
+      const job = await submit(t.store);
+      const child = await submit(t.store, { dependsOn: [job.id] });
+      const outcome = await t.store.jobs.cancel({ id: job.id, actor: "client-a" });
+      expect(outcome.ok && outcome.job.status).toBe("canceled");
+      expect((await t.store.jobs.get(child.id))?.failure_reason).toBe("dependency_failed");
+    });
+
+    it("asks the node to stop a running job, which ends canceled when the node reports", async () => {
+      const job = await submit(t.store);
+      const node = await register(t.store);
+      await claim(t.store, node.id);
+      const outcome = await t.store.jobs.cancel({ id: job.id, actor: "client-a" });
+      expect(outcome.ok && outcome.job).toMatchObject({ status: "running", cancel_requested: true });
+      const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: 1 }] });
+      expect(beat.ok && beat.cancel).toEqual([{ job_id: job.id, attempt: 1, reason: "canceled" }]);
+      await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 1, status: "failed", error: { message: "killed", retryable: true } }] });
+      expect((await t.store.jobs.get(job.id))?.status).toBe("canceled");
+    });
+
+    it("answers conflict for a job that already finished", async () => {
+      const job = await submit(t.store);
+      await t.store.jobs.cancel({ id: job.id, actor: null });
+      expect(await t.store.jobs.cancel({ id: job.id, actor: null })).toEqual({ ok: false, reason: "conflict", status: "canceled" });
+      expect(await t.store.jobs.cancel({ id: "missing", actor: null })).toEqual({ ok: false, reason: "not_found" });
+    });
+  });
+
+  describe("retry and priority", () => {
+    it("puts a failed job back with retry_count 0 and the same id", async () => {
+      const job = await submit(t.store, { maxRetries: 0 });
+      const node = await register(t.store);
+      await claim(t.store, node.id);
+      await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 1, status: "failed", error: { message: "x", retryable: true } }] });
+      const outcome = await t.store.jobs.retry({ id: job.id, actor: "client-a" });
+      expect(outcome.ok && outcome.job).toMatchObject({ id: job.id, status: "pending", retry_count: 0, error: null, failure_reason: null, attempt: 1 });
+      expect(outcome.ok && outcome.ready).toBe(1);
+      expect((await t.store.jobs.retry({ id: job.id, actor: null })).ok).toBe(false);
+    });
+
+    it("re-prioritises a waiting job and refuses a running one", async () => {
+      const a = await submit(t.store, { priority: "low" });
+      const b = await submit(t.store, { priority: "medium" });
+      const changed = await t.store.jobs.setPriority({ id: a.id, priority: "high", actor: "client-a" });
+      expect(changed.ok && changed.job).toMatchObject({ priority: "high", effective_priority: "high" });
+      const node = await register(t.store);
+      const [first] = await claim(t.store, node.id, 1);
+      expect(first?.id).toBe(a.id);
+      expect(await t.store.jobs.setPriority({ id: a.id, priority: "low", actor: null })).toMatchObject({ ok: false, reason: "conflict" });
+      expect(b.status).toBe("pending");
+    });
+  });
+
+  describe("lists", () => {
+    it("pages newest first with a cursor and filters by status, type, priority and tag", async () => {
+      const ids = [];
+      for (let i = 0; i < 7; i++) {
+        ids.push((await submit(t.store, { type: i % 2 ? "odd" : "even", priority: i < 3 ? "high" : "low", tags: { n: String(i) } })).id);
+      }
+      const first = await t.store.jobs.list({ limit: 3 });
+      expect(first.items.map((j) => j.id)).toEqual(ids.slice(4).reverse());
+      const second = await t.store.jobs.list({ limit: 3, cursor: first.next_cursor ?? undefined });
+      const third = await t.store.jobs.list({ limit: 3, cursor: second.next_cursor ?? undefined });
+      expect([...second.items, ...third.items].map((j) => j.id)).toEqual(ids.slice(0, 4).reverse());
+      expect(third.next_cursor).toBeNull();
+      expect((await t.store.jobs.list({ limit: 50, type: "odd" })).items).toHaveLength(3);
+      expect((await t.store.jobs.list({ limit: 50, priority: "high" })).items).toHaveLength(3);
+      expect((await t.store.jobs.list({ limit: 50, tag: { key: "n", value: "4" } })).items.map((j) => j.id)).toEqual([ids[4]]);
+      expect((await t.store.jobs.list({ limit: 50, status: "running" })).items).toHaveLength(0);
+      expect((await t.store.jobs.list({ limit: 50, clientId: "client-b" })).items).toHaveLength(0);
+    });
+
+    it("refuses a cursor it did not hand out", async () => {
+      await expect(t.store.jobs.list({ limit: 3, cursor: "bm9wZQ" })).rejects.toThrow(/cursor/);
+    });
+
+    it("counts jobs by status, pending by priority, nodes by status", async () => {
+      await submit(t.store, { priority: "live" });
+      await submit(t.store, { priority: "batch" });
+      await submit(t.store, { runAt: new Date(t.clock.now().getTime() + 60_000) });
+      await register(t.store);
+      t.clock.advanceSeconds(10);
+      const stats = await t.store.jobs.stats();
+      expect(stats.jobs).toMatchObject({ pending: 2, scheduled: 1, running: 0 });
+      expect(stats.pending_by_priority).toEqual({ live: 1, high: 0, medium: 0, low: 0, batch: 1 });
+      expect(stats.oldest_pending_age_s).toBe(10);
+      expect(stats.nodes).toEqual({ online: 1, draining: 0, dead: 0, offline: 0 });
+    });
+  });
+});

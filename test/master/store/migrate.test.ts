@@ -1,0 +1,110 @@
+// Migrations: applied once with a checksum, equal to what the sqlite3 CLI makes of the same files,
+// and a changed or unknown applied migration stops the master.
+import { execFileSync } from "node:child_process";
+import { appendFileSync, cpSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { createQueuePolicy } from "../../../master/queue/policy.js";
+import {
+  defaultMigrationsDir,
+  migrate,
+  migrationStatus,
+  openSqliteStore,
+  SqliteDatabase,
+} from "../../../master/store/sqlite/index.js";
+import { FakeClock } from "../../helpers/clock.js";
+import { removeTempDirs, tempDir } from "../../helpers/temp.js";
+
+const policy = createQueuePolicy({ retryDelayS: 1, retryMaxDelayS: 1, stallGraceS: 1, agingS: 1, nodeTimeoutS: 1 });
+
+function schemaOf(path: string): string[] {
+  const db = new SqliteDatabase({ path, readonly: true });
+  try {
+    return (
+      db.sqlite
+        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT IN ('schema_migrations', 'sqlite_sequence') ORDER BY name")
+        .all() as { type: string; name: string; sql: string | null }[]
+    ).map((row) => `${row.type} ${row.name}: ${row.sql ?? ""}`);
+  } finally {
+    db.close();
+  }
+}
+
+afterEach(() => removeTempDirs());
+
+describe("migrations (sqlite)", () => {
+  it("applies every migration once and records it with its checksum", () => {
+    const db = new SqliteDatabase({ path: join(tempDir(), "m.db") });
+    try {
+      const first = migrate(db);
+      expect(first.error).toBeUndefined();
+      expect(first.applied.map((m) => m.version)).toEqual([1]);
+      expect(migrate(db).applied).toEqual([]);
+      const [status] = migrationStatus(db);
+      expect(status).toMatchObject({ version: 1, name: "init", state: "applied" });
+      const row = db.sqlite.prepare("SELECT checksum FROM schema_migrations WHERE version = 1").get() as { checksum: string };
+      expect(row.checksum).toMatch(/^[0-9a-f]{64}$/);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("makes the same schema as `sqlite3 master.db < migrations/sqlite/0001_init.sql`", () => {
+    const dir = tempDir();
+    const byCli = join(dir, "cli.db");
+    execFileSync("sqlite3", [byCli], { input: readFileSync(join(defaultMigrationsDir(), "0001_init.sql")) });
+    const byMaster = join(dir, "master.db");
+    const store = openSqliteStore({ path: byMaster, clock: new FakeClock(), policy });
+    void store.close();
+    expect(schemaOf(byCli)).toEqual(schemaOf(byMaster));
+    expect(schemaOf(byCli).length).toBeGreaterThan(20);
+  });
+
+  it("adopts a database made with the sqlite3 CLI", async () => {
+    const path = join(tempDir(), "cli.db");
+    execFileSync("sqlite3", [path], { input: readFileSync(join(defaultMigrationsDir(), "0001_init.sql")) });
+    const store = openSqliteStore({ path, clock: new FakeClock(), policy });
+    await store.close();
+    const db = new SqliteDatabase({ path });
+    expect(migrationStatus(db).map((s) => s.state)).toEqual(["applied"]);
+    db.close();
+  });
+
+  it("refuses a database whose applied migration file was changed", () => {
+    const dir = tempDir();
+    const migrations = join(dir, "migrations");
+    cpSync(defaultMigrationsDir(), migrations, { recursive: true });
+    const path = join(dir, "m.db");
+    const db = new SqliteDatabase({ path });
+    expect(migrate(db, migrations).error).toBeUndefined();
+    appendFileSync(join(migrations, "0001_init.sql"), "\n-- edited after release\n");
+    const result = migrate(db, migrations);
+    expect(result.error?.message).toMatch(/0001_init.sql was changed after it was applied/);
+    db.close();
+    expect(() => openSqliteStore({ path, clock: new FakeClock(), policy, migrationsDir: migrations })).toThrow(/changed/);
+  });
+
+  it("refuses a database migrated by a newer gaffer", () => {
+    const path = join(tempDir(), "m.db");
+    const db = new SqliteDatabase({ path });
+    migrate(db);
+    db.sqlite
+      .prepare("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (999, 'future', 'x', 'now')")
+      .run();
+    expect(migrate(db).error?.message).toMatch(/newer version/);
+    db.close();
+  });
+
+  it("opens in WAL mode with foreign keys, synchronous FULL by default and NORMAL on request", () => {
+    const dir = tempDir();
+    const full = new SqliteDatabase({ path: join(dir, "a.db") });
+    const normal = new SqliteDatabase({ path: join(dir, "b.db"), synchronous: "normal" });
+    expect(full.sqlite.pragma("journal_mode", { simple: true })).toBe("wal");
+    expect(full.sqlite.pragma("foreign_keys", { simple: true })).toBe(1);
+    expect(full.sqlite.pragma("synchronous", { simple: true })).toBe(2);
+    expect(normal.sqlite.pragma("synchronous", { simple: true })).toBe(1);
+    expect(full.sqlite.pragma("busy_timeout", { simple: true })).toBeGreaterThan(0);
+    full.close();
+    normal.close();
+  });
+});

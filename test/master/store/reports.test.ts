@@ -1,0 +1,131 @@
+// Results and fencing: only the current lease may report; the same report twice is harmless.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { claim, dialects, register, submit, type TestStore } from "../../helpers/store.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+describe.each(dialects)("reports ($name)", (dialect) => {
+  let t: TestStore;
+  beforeEach(() => {
+    t = dialect.open({ retryDelayS: 5, retryMaxDelayS: 300 });
+  });
+  afterEach(async () => {
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  async function running(overrides = {}) {
+    const job = await submit(t.store, overrides);
+    const node = await register(t.store);
+    const [claimed] = await claim(t.store, node.id, 1);
+    if (!claimed) throw new Error("nothing claimed");
+    return { job, node, attempt: claimed.attempt };
+  }
+
+  it("completes a job with its result and an audit row", async () => {
+    const { job, node, attempt } = await running();
+    const outcome = await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [{ jobId: job.id, attempt, status: "completed", result: { ok: 1 } }],
+    });
+    expect(outcome.items).toEqual([{ jobId: job.id, verdict: "accepted" }]);
+    const done = await t.store.jobs.get(job.id);
+    expect(done).toMatchObject({ status: "completed", result: { ok: 1 }, node_id: node.id, finished_at: t.clock.now().toISOString() });
+    const events = await t.store.jobs.events({ jobId: job.id, limit: 50 });
+    expect(events.items.map((e) => e.event_type)).toEqual(["job.submitted", "job.assigned", "job.completed"]);
+  });
+
+  it("answers the same accepted report again as a duplicate and changes nothing", async () => {
+    const { job, node, attempt } = await running();
+    const report = { jobId: job.id, attempt, status: "completed" as const, result: { n: 1 } };
+    await t.store.jobs.report({ nodeId: node.id, reports: [report] });
+    const before = await t.store.jobs.get(job.id);
+    t.clock.advanceSeconds(5);
+    const again = await t.store.jobs.report({ nodeId: node.id, reports: [{ ...report, result: { n: 2 } }] });
+    expect(again.items[0]?.verdict).toBe("duplicate");
+    expect(await t.store.jobs.get(job.id)).toEqual(before);
+  });
+
+  it("refuses a report for an older attempt after the job was handed to another node", async () => {
+    const { job, node } = await running();
+    await t.store.nodes.deregister({ id: node.id, actor: null });
+    const other = await register(t.store, "node-2");
+    const [second] = await claim(t.store, other.id);
+    expect(second?.attempt).toBe(2);
+    const stale = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 1, status: "completed" }] });
+    expect(stale.items[0]?.verdict).toBe("stale_attempt");
+    const wrongNode = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 2, status: "completed" }] });
+    expect(wrongNode.items[0]?.verdict).toBe("stale_attempt");
+    expect((await t.store.jobs.get(job.id))?.status).toBe("running");
+    const fresh = await t.store.jobs.report({ nodeId: other.id, reports: [{ jobId: job.id, attempt: 2, status: "completed" }] });
+    expect(fresh.items[0]?.verdict).toBe("accepted");
+  });
+
+  it("refuses a completion after a failure of the same attempt", async () => {
+    const { job, node, attempt } = await running();
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt, status: "failed", error: { message: "x", retryable: true } }] });
+    const late = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt, status: "completed" }] });
+    expect(late.items[0]?.verdict).toBe("stale_attempt");
+  });
+
+  it("answers not_found for a job that does not exist", async () => {
+    const node = await register(t.store);
+    const outcome = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: "nope", attempt: 1, status: "completed" }] });
+    expect(outcome.items[0]?.verdict).toBe("not_found");
+  });
+
+  it("schedules a retryable failure with exponential backoff", async () => {
+    const { job, node, attempt } = await running({ maxRetries: 3 });
+    await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [{ jobId: job.id, attempt, status: "failed", error: { message: "boom", retryable: true } }],
+    });
+    const failed = await t.store.jobs.get(job.id);
+    expect(failed).toMatchObject({ status: "scheduled", retry_count: 1, node_id: null, error: { message: "boom", retryable: true } });
+    // Not before its 5 s backoff (jitter is 0 in these tests).
+    t.clock.advanceSeconds(4.9);
+    expect((await t.store.jobs.promoteScheduled()).promoted).toBe(0);
+    t.clock.advanceSeconds(0.1);
+    expect((await t.store.jobs.promoteScheduled()).promoted).toBe(1);
+    const [second] = await claim(t.store, node.id);
+    expect(second?.attempt).toBe(2);
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 2, status: "failed", error: { message: "again", retryable: true } }] });
+    const twice = await t.store.jobs.get(job.id);
+    expect(twice?.retry_count).toBe(2);
+    const events = await t.store.jobs.events({ jobId: job.id, limit: 50 });
+    const delays = events.items.filter((e) => e.event_type === "job.retry_scheduled").map((e) => e.details.delay_s);
+    expect(delays).toEqual([5, 10]);
+  });
+
+  it("fails a job past max_retries with failure_reason max_retries_exceeded", async () => {
+    const { job, node, attempt } = await running({ maxRetries: 0 });
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt, status: "failed", error: { message: "no", retryable: true } }] });
+    expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "failed", failure_reason: "max_retries_exceeded", retry_count: 0 });
+  });
+
+  it("does not retry an error marked retryable: false", async () => {
+    const { job, node, attempt } = await running({ maxRetries: 5 });
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt, status: "failed", error: { message: "bad input", code: "EINVAL", retryable: false } }] });
+    expect(await t.store.jobs.get(job.id)).toMatchObject({
+      status: "failed",
+      failure_reason: "non_retryable",
+      error: { message: "bad input", code: "EINVAL", retryable: false },
+    });
+  });
+
+  it("reports many results in one call, each judged on its own", async () => {
+    const node = await register(t.store);
+    const a = await submit(t.store);
+    const b = await submit(t.store);
+    await claim(t.store, node.id);
+    const outcome = await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [
+        { jobId: a.id, attempt: 1, status: "completed", result: 1 },
+        { jobId: b.id, attempt: 7, status: "completed" },
+        { jobId: "missing", attempt: 1, status: "completed" },
+        { jobId: a.id, attempt: 1, status: "completed", result: 1 },
+      ],
+    });
+    expect(outcome.items.map((i) => i.verdict)).toEqual(["accepted", "stale_attempt", "not_found", "duplicate"]);
+  });
+});

@@ -1,0 +1,123 @@
+// Every statement the SQLite store runs on a hot path or in a sweep reads an
+// index range, never a whole table: record each SQL text the store prepares
+// while every verb runs, then ask SQLite for its plan.
+import Database from "better-sqlite3";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DeadNodeSweeper } from "../../../master/sweepers/dead-nodes.js";
+import { claim, dialects, register, submit, type TestStore } from "../../helpers/store.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+/** Statements allowed to walk a table: lists read newest first and stop at their limit; stats count. */
+const SCANS_ALLOWED = [
+  /order by "seq" desc/i, // job lists: the rowid b-tree backwards, LIMIT n
+  /order by nodes\.rowid desc/i,
+  /order by "id" desc/i, // audit lists
+  /group by "status"/i, // stats (a covering index)
+  /group by "effective_priority"/i,
+  /min\("ready_at"\)/i,
+  /from "requirement_sets"/i, // a handful of rows, read once at start
+  /from "schema_migrations"/i,
+];
+
+function planOf(db: Database.Database, source: string): string[] {
+  const nulls = Array.from({ length: (source.match(/\?/g) ?? []).length }, () => null);
+  return (db.prepare(`EXPLAIN QUERY PLAN ${source}`).all(nulls) as { detail: string }[]).map((row) => row.detail);
+}
+
+/** A scan of a partial index reads only the rows in that state (say, the scheduled ones). */
+const PARTIAL_INDEX = /USING (COVERING )?INDEX jobs_(scheduled|aging|stall|lease|dispatch)\b/;
+
+describe("SQLite query plans", () => {
+  const seen = new Set<string>();
+  const original = Database.prototype.prepare;
+  let t: TestStore;
+
+  beforeAll(async () => {
+    Database.prototype.prepare = function (this: Database.Database, source: string) {
+      seen.add(source);
+      return original.call(this, source);
+    } as typeof original;
+    const sqlite = dialects.find((d) => d.name === "sqlite");
+    if (!sqlite) throw new Error("no sqlite dialect");
+    t = sqlite.open();
+    const { store, clock } = t;
+    // Exercise every verb so that each statement is prepared at least once.
+    const node = await register(store, "n1", ["gpu"]);
+    const root = await submit(store, { requires: ["gpu"], idempotencyKey: "k", tags: { a: "b" } });
+    const child = await submit(store, { dependsOn: [root.id] });
+    await submit(store, { runAt: new Date(clock.now().getTime() + 1000) });
+    const other = await submit(store);
+    await claim(store, node.id);
+    await store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: root.id, attempt: 1, progress: 5 }, { jobId: "x", attempt: 1 }] });
+    await store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: 1, status: "completed" }] });
+    await store.jobs.report({ nodeId: node.id, reports: [{ jobId: other.id, attempt: 1, status: "failed", error: { message: "x", retryable: true } }] });
+    await store.jobs.cancel({ id: child.id, actor: null });
+    await store.jobs.retry({ id: child.id, actor: null });
+    await store.jobs.setPriority({ id: child.id, priority: "high", actor: null });
+    await store.jobs.list({ limit: 5, status: "pending", tag: { key: "a", value: "b" } });
+    await store.jobs.events({ jobId: root.id, limit: 5 });
+    await store.jobs.stats();
+    await store.nodes.list({ limit: 5 });
+    await store.audit.list({ limit: 5, entityType: "job" });
+    clock.advanceSeconds(3600);
+    await store.jobs.promoteScheduled();
+    await store.jobs.age({ limit: 10 });
+    await store.jobs.rescueStalled({ limit: 10 });
+    const sweeper = new DeadNodeSweeper({
+      store,
+      clock,
+      log: pino({ level: "silent" }),
+      nodeTimeoutMs: 60_000,
+      intervalMs: 1000,
+      startedAt: new Date(0),
+      onJobsReady: () => undefined,
+    });
+    await sweeper.runOnce();
+    await store.nodes.drain({ id: node.id, actor: null });
+    await store.nodes.resume({ id: node.id, actor: null });
+    await store.nodes.deregister({ id: node.id, actor: null });
+  });
+
+  afterAll(async () => {
+    Database.prototype.prepare = original;
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  it("recorded the store's statements", () => {
+    expect(seen.size).toBeGreaterThan(30);
+  });
+
+  it("reads jobs and nodes through an index in every statement but lists and stats", () => {
+    const db = new Database(t.path, { readonly: true });
+    try {
+      const offenders: string[] = [];
+      for (const source of seen) {
+        if (!/^\s*(select|update|delete|insert)/i.test(source)) continue;
+        if (SCANS_ALLOWED.some((pattern) => pattern.test(source))) continue;
+        if (process.env.SHOW_PLANS) console.log(source.slice(0, 140), "\n   ->", planOf(db, source).join(" / "));
+        const scans = planOf(db, source).filter(
+          (detail) => /^SCAN (jobs|nodes|audit_log|job_dependencies)\b/.test(detail) && !PARTIAL_INDEX.test(detail),
+        );
+        if (scans.length > 0) offenders.push(`${source}\n    ${scans.join("; ")}`);
+      }
+      expect(offenders).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("claims from the partial dispatch index in priority, then submission order, with no sort", () => {
+    const db = new Database(t.path, { readonly: true });
+    try {
+      const head = [...seen].find((s) => /"requires_key" = \?/.test(s) && /order by "effective_priority" desc/i.test(s));
+      if (!head) throw new Error("claim statement not seen");
+      const plan = planOf(db, head);
+      expect(plan.join("\n")).toMatch(/USING INDEX jobs_dispatch/);
+      expect(plan.join("\n")).not.toMatch(/TEMP B-TREE/);
+    } finally {
+      db.close();
+    }
+  });
+});
