@@ -2,16 +2,20 @@
 // The gaffer command line (API.md §9): parse, call, print; no logic of its own.
 import { Command } from "commander";
 import { packageVersion } from "../master/package-info.js";
+import { devCommand } from "./commands/dev.js";
 import { masterCommand } from "./commands/master.js";
 import { migrateCommand } from "./commands/migrate.js";
 import { runCli } from "./commands/output.js";
+import { workerCommand } from "./commands/worker.js";
 
 const program = new Command()
   .name("gaffer")
   .description("gaffer: a job scheduler. Jobs from an API, run on your own machines.")
   .version(packageVersion())
   .showHelpAfterError()
+  .addCommand(devCommand())
   .addCommand(masterCommand())
+  .addCommand(workerCommand())
   .addCommand(migrateCommand());
 
 await runCli(program, process.argv);

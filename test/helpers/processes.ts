@@ -78,3 +78,59 @@ export async function runGaffer(args: string[], env: Record<string, string> = {}
   const code = await gaffer.exited;
   return { code, output: gaffer.output() };
 }
+
+/** A free TCP port on 127.0.0.1 (for a master that must come back on the same address). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface WorkerProcessOptions {
+  name: string;
+  handlers: string;
+  stateDir: string;
+  labels?: string;
+  capacity?: number;
+  env?: Record<string, string>;
+  args?: string[];
+}
+
+export async function spawnWorker(masterUrl: string, options: WorkerProcessOptions): Promise<GafferProcess> {
+  const args = [
+    "worker",
+    "start",
+    "--master",
+    masterUrl,
+    "--name",
+    options.name,
+    "--handlers",
+    options.handlers,
+    "--state-dir",
+    options.stateDir,
+    "--capacity",
+    String(options.capacity ?? 1),
+    ...(options.labels ? ["--labels", options.labels] : []),
+    ...(options.args ?? []),
+  ];
+  const worker = spawnGaffer(args, { GAFFER_LOG_LEVEL: "info", ...options.env });
+  await waitForOutput(worker, /"event":"worker.registered"/);
+  return worker;
+}
+
+/** Poll `check` until it answers something truthy. */
+export async function eventually<T>(check: () => Promise<T | undefined | false>, timeoutMs = 15_000, what = "condition"): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

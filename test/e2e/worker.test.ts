@@ -1,0 +1,229 @@
+// The worker daemon with real processes: a master and workers started through the CLI,
+// handler scripts written by the test. Each test uses its own label so that workers
+// of other tests never take its jobs.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Job } from "../../master/store/types.js";
+import { writeHandlers } from "../helpers/handlers.js";
+import { http } from "../helpers/master.js";
+import { eventually, freePort, spawnMaster, spawnWorker, stopAll, type MasterProcess } from "../helpers/processes.js";
+import { removeTempDirs, tempDir } from "../helpers/temp.js";
+
+/** Short timeouts through the GAFFER_* settings, so nothing waits for real minutes. */
+const FAST = {
+  GAFFER_NODE_TIMEOUT_S: "1.5",
+  GAFFER_SWEEP_INTERVAL_S: "0.2",
+  GAFFER_HEARTBEAT_INTERVAL_S: "0.3",
+  GAFFER_RETRY_DELAY_S: "0.05",
+  GAFFER_RETRY_MAX_DELAY_S: "0.2",
+  GAFFER_STALL_GRACE_S: "2",
+};
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function submit(url: string, body: Record<string, unknown>): Promise<Job> {
+  const result = await http<Job>(url, "POST", "/api/v1/jobs", body);
+  expect(result.status).toBe(201);
+  return result.body;
+}
+
+async function getJob(url: string, id: string): Promise<Job> {
+  return (await http<Job>(url, "GET", `/api/v1/jobs/${id}`)).body;
+}
+
+function until(url: string, id: string, predicate: (job: Job) => boolean, timeoutMs = 15_000): Promise<Job> {
+  return eventually(async () => {
+    const job = await getJob(url, id);
+    return predicate(job) ? job : undefined;
+  }, timeoutMs, `job ${id}`);
+}
+
+describe("worker daemon", () => {
+  let dir: string;
+  let handlers: string;
+  let master: MasterProcess;
+
+  beforeAll(async () => {
+    dir = tempDir("gaffer-worker-e2e-");
+    handlers = writeHandlers(dir);
+    master = await spawnMaster(join(dir, "master.db"), FAST);
+  });
+  afterAll(async () => {
+    await stopAll();
+    removeTempDirs();
+  });
+
+  const worker = (name: string, labels: string, extra: Partial<Parameters<typeof spawnWorker>[1]> = {}) =>
+    spawnWorker(master.url, {
+      name,
+      labels,
+      handlers,
+      stateDir: join(dir, `state-${name}`),
+      env: { WORKER_NAME: name },
+      ...extra,
+    });
+
+  it("runs a command job and reports its last stdout line as the result", async () => {
+    await worker("basic", "basic", { capacity: 2 });
+    const job = await submit(master.url, { type: "echo", requires: ["basic"], payload: { result: { answer: 42 } } });
+    const done = await until(master.url, job.id, (j) => j.status === "completed");
+    expect(done.result).toEqual({ answer: 42 });
+    const noHandler = await submit(master.url, { type: "unknown-type", requires: ["basic"] });
+    expect(await until(master.url, noHandler.id, (j) => j.status === "failed")).toMatchObject({
+      failure_reason: "non_retryable",
+      error: { code: "no_handler", retryable: false },
+    });
+  });
+
+  it("does not retry exit 65, retries other failures up to max_retries", async () => {
+    await worker("retries", "retries", { capacity: 3 });
+    const bad = await submit(master.url, { type: "echo", requires: ["retries"], max_retries: 3, payload: { exit: 65, stderr: "no such file" } });
+    const flaky = await submit(master.url, { type: "echo", requires: ["retries"], max_retries: 2, payload: { exit: 1, stderr: "boom" } });
+    const recovers = await submit(master.url, { type: "echo", requires: ["retries"], max_retries: 2, payload: { fail_until_attempt: 2 } });
+    expect(await until(master.url, bad.id, (j) => j.status === "failed")).toMatchObject({
+      attempt: 1,
+      failure_reason: "non_retryable",
+      error: { code: "exit_65", retryable: false, message: "no such file" },
+    });
+    expect(await until(master.url, flaky.id, (j) => j.status === "failed")).toMatchObject({
+      attempt: 3,
+      retry_count: 2,
+      failure_reason: "max_retries_exceeded",
+      error: { code: "exit_1", message: "boom" },
+    });
+    expect(await until(master.url, recovers.id, (j) => j.status === "completed")).toMatchObject({ attempt: 2, retry_count: 1 });
+  });
+
+  it("kills a job past its timeout_s, with its process, and retries it", async () => {
+    await worker("timeouts", "timeouts");
+    const pidFile = join(dir, "timeout.pid");
+    const job = await submit(master.url, {
+      type: "echo",
+      requires: ["timeouts"],
+      timeout_s: 0.5,
+      max_retries: 1,
+      payload: { sleep_ms: 60_000, pid_file: pidFile },
+    });
+    const failed = await until(master.url, job.id, (j) => j.status === "failed");
+    expect(failed).toMatchObject({ attempt: 2, failure_reason: "max_retries_exceeded", error: { code: "timeout", retryable: true } });
+    expect(alive(Number(readFileSync(pidFile, "utf8")))).toBe(false);
+  });
+
+  it("cancels a running job: its handler process is really gone", async () => {
+    await worker("cancel", "cancel");
+    const pidFile = join(dir, "cancel.pid");
+    const job = await submit(master.url, { type: "slow", requires: ["cancel"], payload: { sleep_ms: 60_000, pid_file: pidFile } });
+    await until(master.url, job.id, (j) => j.status === "running");
+    await eventually(async () => existsSync(pidFile), 5000, "the handler to start");
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    expect(alive(pid)).toBe(true);
+    const asked = await http<Job>(master.url, "POST", `/api/v1/jobs/${job.id}/cancel`);
+    expect(asked.body).toMatchObject({ status: "running", cancel_requested: true });
+    await until(master.url, job.id, (j) => j.status === "canceled");
+    expect(alive(pid)).toBe(false);
+  });
+
+  it("sends a handler's progress to the master", async () => {
+    await worker("progress", "progress");
+    const job = await submit(master.url, { type: "slow", requires: ["progress"], payload: { progress: [42, "the answer"], sleep_ms: 3000 } });
+    const reported = await until(master.url, job.id, (j) => j.progress === 42);
+    expect(reported).toMatchObject({ status: "running", progress_message: "the answer" });
+    const events = await http<{ items: { event_type: string }[] }>(master.url, "GET", `/api/v1/jobs/${job.id}/events`);
+    expect(events.body.items.map((e) => e.event_type)).toContain("job.progress");
+  });
+
+  it("never gives a gpu job to a worker without the gpu label", async () => {
+    await worker("cpu-only", "nogpu-test", { capacity: 4 });
+    const job = await submit(master.url, { type: "gpu-work", requires: ["nogpu-test", "gpu"] });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect((await getJob(master.url, job.id)).status).toBe("pending");
+    const gpu = await worker("gpu-box", "nogpu-test,gpu");
+    const done = await until(master.url, job.id, (j) => j.status === "completed");
+    const nodes = await http<{ items: { id: string; name: string }[] }>(master.url, "GET", "/api/v1/nodes?limit=100");
+    expect(nodes.body.items.find((n) => n.id === done.node_id)?.name).toBe("gpu-box");
+    expect(gpu.output()).toMatch(new RegExp(`"event":"job.completed","jobId":"${job.id}"`));
+  });
+
+  it("re-runs the job of a worker killed with -9 on another worker after the node timeout", async () => {
+    const runs = join(dir, "kill9.runs");
+    const victim = await worker("victim", "kill9");
+    const job = await submit(master.url, { type: "slow", requires: ["kill9"], payload: { sleep_ms: 2500, runs_file: runs } });
+    await until(master.url, job.id, (j) => j.status === "running");
+    await eventually(async () => existsSync(runs), 5000, "the handler to start");
+    victim.proc.kill("SIGKILL");
+    await victim.exited;
+    await worker("rescuer", "kill9");
+    const done = await until(master.url, job.id, (j) => j.status === "completed", 20_000);
+    expect(done).toMatchObject({ attempt: 2, retry_count: 1 });
+    const lines = readFileSync(runs, "utf8").trim().split("\n");
+    expect(lines.map((line) => line.split(" ").slice(1).join(" "))).toEqual(["1 victim", "2 rescuer"]);
+    const nodes = await http<{ items: { name: string; status: string }[] }>(master.url, "GET", "/api/v1/nodes?limit=100");
+    expect(nodes.body.items.find((n) => n.name === "victim")?.status).toBe("dead");
+  });
+
+  it("stops gracefully: finishes the running job, sends its result, deregisters, exits 0", async () => {
+    const leaving = await worker("leaving", "graceful");
+    const job = await submit(master.url, { type: "slow", requires: ["graceful"], payload: { sleep_ms: 1000, result: "finished" } });
+    await until(master.url, job.id, (j) => j.status === "running");
+    leaving.proc.kill("SIGTERM");
+    expect(await leaving.exited).toBe(0);
+    expect((await getJob(master.url, job.id)).status).toBe("completed");
+    const nodes = await http<{ items: { name: string; status: string }[] }>(master.url, "GET", "/api/v1/nodes?limit=100");
+    expect(nodes.body.items.find((n) => n.name === "leaving")?.status).toBe("offline");
+  });
+});
+
+describe("worker and a master that goes away", () => {
+  afterEach(async () => {
+    await stopAll();
+    removeTempDirs();
+  });
+
+  it("delivers a result produced while the master was down once it is back", async () => {
+    const dir = tempDir("gaffer-restart-");
+    const handlers = writeHandlers(dir);
+    const db = join(dir, "master.db");
+    const port = String(await freePort());
+    const env = { ...FAST, GAFFER_PORT: port };
+    let master = await spawnMaster(db, env, ["--port", port]);
+    const url = master.url;
+    await spawnWorker(url, { name: "steady", handlers, stateDir: join(dir, "state") });
+    const job = await submit(url, { type: "slow", payload: { sleep_ms: 1500, result: "survived" } });
+    await until(url, job.id, (j) => j.status === "running");
+    master.proc.kill("SIGKILL");
+    await master.exited;
+    // The job finishes while the master is down; its result waits in the worker's outbox.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    master = await spawnMaster(db, env, ["--port", port]);
+    const done = await until(url, job.id, (j) => j.status === "completed", 20_000);
+    expect(done).toMatchObject({ attempt: 1, result: "survived" });
+  });
+
+  it("gives up after --max-connect-attempts when no master answers", async () => {
+    const dir = tempDir();
+    const { runGaffer } = await import("../helpers/processes.js");
+    const port = await freePort();
+    const result = await runGaffer([
+      "worker",
+      "start",
+      "--master",
+      `http://127.0.0.1:${port}`,
+      "--handlers",
+      writeHandlers(dir),
+      "--state-dir",
+      join(dir, "state"),
+      "--max-connect-attempts",
+      "2",
+    ]);
+    expect(result.code).toBe(5);
+    expect(result.output).toMatch(/could not start/);
+  });
+});

@@ -1,0 +1,37 @@
+// The outbox keeps results on disk until the master answered for them.
+import { afterAll, describe, expect, it } from "vitest";
+import { Outbox } from "../../worker/outbox.js";
+import { removeTempDirs, tempDir } from "../helpers/temp.js";
+
+afterAll(() => removeTempDirs());
+
+describe("outbox", () => {
+  it("keeps results across a restart until they are settled", () => {
+    const dir = tempDir();
+    const first = new Outbox(dir);
+    first.add([
+      { nodeId: "n", jobId: "a", attempt: 1, status: "completed", result: { x: 1 } },
+      { nodeId: "n", jobId: "b", attempt: 2, status: "failed", error: { message: "e", retryable: true } },
+    ]);
+    first.close();
+    const second = new Outbox(dir);
+    expect(second.pending(10)).toEqual([
+      { nodeId: "n", jobId: "a", attempt: 1, status: "completed", result: { x: 1 } },
+      { nodeId: "n", jobId: "b", attempt: 2, status: "failed", error: { message: "e", retryable: true } },
+    ]);
+    expect(second.heldJobs()).toEqual([{ jobId: "a", attempt: 1 }, { jobId: "b", attempt: 2 }]);
+    second.settle([{ jobId: "a", attempt: 1 }]);
+    expect(second.size).toBe(1);
+    expect(second.pending(10).map((e) => e.jobId)).toEqual(["b"]);
+    second.close();
+  });
+
+  it("hands out the oldest first, a page at a time, and stores a repeat once", () => {
+    const outbox = new Outbox(tempDir());
+    outbox.add(Array.from({ length: 5 }, (_, i) => ({ nodeId: "n", jobId: `j${i}`, attempt: 1, status: "completed" as const, result: i })));
+    outbox.add([{ nodeId: "n", jobId: "j0", attempt: 1, status: "completed", result: 0 }]);
+    expect(outbox.size).toBe(5);
+    expect(outbox.pending(2).map((e) => e.jobId)).toEqual(["j1", "j2"]);
+    outbox.close();
+  });
+});

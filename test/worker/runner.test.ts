@@ -1,0 +1,168 @@
+// Command and function handlers (API.md §10), with real child processes.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { runCommand, runFunction, type Outcome, type RunParams } from "../../worker/runner.js";
+import { removeTempDirs, tempDir } from "../helpers/temp.js";
+
+const dir = tempDir("gaffer-runner-");
+afterAll(() => removeTempDirs());
+
+function script(name: string, body: string): string[] {
+  const path = join(dir, name);
+  writeFileSync(path, body);
+  return [process.execPath, path];
+}
+
+const job = { id: "job-1", type: "t", payload: { n: 1 }, attempt: 2 };
+
+function params(overrides: Partial<RunParams> = {}): RunParams & { progress: [number, string | undefined][] } {
+  const progress: [number, string | undefined][] = [];
+  return { timeoutMs: 10_000, signal: new AbortController().signal, onProgress: (p, m) => progress.push([p, m]), progress, ...overrides };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const READ_STDIN = `let input = ""; process.stdin.on("data", (c) => (input += c)); process.stdin.on("end", () => main(JSON.parse(input)));\n`;
+
+describe("command handlers", () => {
+  it("gets the job on stdin and in its environment, and its last stdout line is the result", async () => {
+    const command = script(
+      "echo.js",
+      READ_STDIN +
+        `function main(job) { console.log("working"); console.log(JSON.stringify({ job, env: [process.env.GAFFER_JOB_ID, process.env.GAFFER_JOB_TYPE, process.env.GAFFER_JOB_ATTEMPT, process.env.EXTRA] })); console.log(""); }`,
+    );
+    const outcome = await runCommand({ command, env: { EXTRA: "x" } }, job, params());
+    expect(outcome).toEqual({ status: "completed", result: { job, env: ["job-1", "t", "2", "x"] } });
+  });
+
+  it("is never run through a shell", async () => {
+    const command = script("args.js", `console.log(JSON.stringify(process.argv.slice(2)));`);
+    const outcome = await runCommand({ command: [...command, "$HOME", "a b", ";", "rm -rf /"] }, job, params());
+    expect(outcome).toEqual({ status: "completed", result: ["$HOME", "a b", ";", "rm -rf /"] });
+  });
+
+  it("answers the last 4 KiB of stdout when the last line is not JSON", async () => {
+    const command = script("text.js", `process.stdout.write("x".repeat(10000) + "\\nthe end\\n");`);
+    const outcome = (await runCommand({ command }, job, params())) as Extract<Outcome, { status: "completed" }>;
+    const stdout = (outcome.result as { stdout: string }).stdout;
+    expect(stdout.length).toBe(4096);
+    expect(stdout.endsWith("the end\n")).toBe(true);
+  });
+
+  it("fails exit 65 as not retryable, with the end of stderr", async () => {
+    const command = script("bad.js", `console.error("line 1"); console.error("bad input: no field x"); process.exit(65);`);
+    expect(await runCommand({ command }, job, params())).toEqual({
+      status: "failed",
+      error: { message: "line 1\nbad input: no field x", code: "exit_65", retryable: false },
+    });
+  });
+
+  it("fails any other exit as retryable and keeps only the end of a huge stderr", async () => {
+    const command = script("crash.js", `process.stderr.write("e".repeat(100000) + "TAIL"); process.exit(3);`);
+    const outcome = (await runCommand({ command }, job, params())) as Extract<Outcome, { status: "failed" }>;
+    expect(outcome.error.code).toBe("exit_3");
+    expect(outcome.error.retryable).toBe(true);
+    expect(outcome.error.message.length).toBeLessThanOrEqual(4096);
+    expect(outcome.error.message.endsWith("TAIL")).toBe(true);
+  });
+
+  it("reports ::progress lines and leaves them out of the result", async () => {
+    const command = script("progress.js", `console.log("::progress 10 starting"); console.log("::progress 150"); console.log('{"done":true}'); console.log("::progress 100 finished");`);
+    const p = params();
+    expect(await runCommand({ command }, job, p)).toEqual({ status: "completed", result: { done: true } });
+    expect(p.progress).toEqual([[10, "starting"], [100, undefined], [100, "finished"]]);
+  });
+
+  it("kills a command past its timeout, with everything it started", async () => {
+    const pidFile = join(dir, "timeout.pid");
+    const command = script(
+      "slow.js",
+      `const { spawn } = require("node:child_process");
+       const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"], { stdio: "ignore" });
+       require("node:fs").writeFileSync(${JSON.stringify(pidFile)}, String(child.pid));
+       process.on("SIGTERM", () => {}); // ignores the polite signal
+       setTimeout(() => {}, 60000);`,
+    );
+    const started = Date.now();
+    const outcome = await runCommand({ command }, job, params({ timeoutMs: 500, killGraceMs: 300 }));
+    expect(outcome).toMatchObject({ status: "failed", error: { code: "timeout", retryable: true } });
+    expect(Date.now() - started).toBeLessThan(5000);
+    const grandchild = Number(readFileSync(pidFile, "utf8"));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(alive(grandchild)).toBe(false);
+  });
+
+  it("stops a canceled command with SIGTERM to its process group", async () => {
+    const marker = join(dir, "terminated");
+    const command = script(
+      "cancel.js",
+      `process.on("SIGTERM", () => { require("node:fs").writeFileSync(${JSON.stringify(marker)}, "yes"); process.exit(143); });
+       console.log("ready"); setTimeout(() => {}, 60000);`,
+    );
+    const controller = new AbortController();
+    const running = runCommand({ command }, job, params({ signal: controller.signal }));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    controller.abort();
+    expect(await running).toMatchObject({ status: "failed", error: { code: "canceled", retryable: true } });
+    expect(existsSync(marker)).toBe(true);
+  });
+
+  it("fails a command that cannot start", async () => {
+    const outcome = await runCommand({ command: [join(dir, "no-such-program")] }, job, params());
+    expect(outcome).toMatchObject({ status: "failed", error: { code: "spawn_failed", retryable: true } });
+  });
+
+  it("runs in the handler's cwd", async () => {
+    const command = script("cwd.js", `console.log(JSON.stringify(process.cwd()));`);
+    expect(await runCommand({ command, cwd: dir }, job, params())).toEqual({ status: "completed", result: dir });
+  });
+});
+
+describe("function handlers", () => {
+  it("answers the returned value as the result and reports progress", async () => {
+    const p = params();
+    const outcome = await runFunction(async (j, { progress }) => {
+      progress(30, "a third");
+      return { doubled: (j.payload as { n: number }).n * 2 };
+    }, job, p);
+    expect(outcome).toEqual({ status: "completed", result: { doubled: 2 } });
+    expect(p.progress).toEqual([[30, "a third"]]);
+  });
+
+  it("fails on a throw, retryable unless the error says retryable: false", async () => {
+    expect(await runFunction(async () => { throw new Error("flaky"); }, job, params())).toEqual({
+      status: "failed",
+      error: { message: "flaky", code: "handler_error", retryable: true },
+    });
+    const permanent = Object.assign(new Error("bad payload"), { retryable: false, code: "EINVAL" });
+    expect(await runFunction(async () => { throw permanent; }, job, params())).toEqual({
+      status: "failed",
+      error: { message: "bad payload", code: "EINVAL", retryable: false },
+    });
+  });
+
+  it("times out and aborts the handler's signal", async () => {
+    let aborted = false;
+    const outcome = await runFunction(
+      (_j, { signal }) =>
+        new Promise((resolve) => {
+          signal.addEventListener("abort", () => {
+            aborted = true;
+            resolve("late");
+          });
+        }),
+      job,
+      params({ timeoutMs: 50 }),
+    );
+    expect(outcome).toMatchObject({ status: "failed", error: { code: "timeout" } });
+    expect(aborted).toBe(true);
+  });
+});

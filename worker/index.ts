@@ -1,0 +1,503 @@
+// The Worker: registers a node, heartbeats, pulls jobs with long-poll claims,
+// runs them, and reports results through a durable outbox (API.md §6, §10).
+import { cpus, hostname, totalmem } from "node:os";
+import { pino, type Logger } from "pino";
+import { packageVersion } from "../master/package-info.js";
+import { ApiError, MasterClient, type ClaimedJob, type ReportItem } from "./client.js";
+import { Outbox, type OutboxEntry } from "./outbox.js";
+import { backoffDelayMs, CircuitBreaker, sleep } from "./resilience.js";
+import {
+  killAllCommands,
+  runCommand,
+  runFunction,
+  type CommandHandler,
+  type FunctionHandler,
+  type HandlerJob,
+  type Outcome,
+} from "./runner.js";
+
+export type { CommandHandler, FunctionHandler, HandlerContext, HandlerJob } from "./runner.js";
+export { ApiError, MasterClient, MasterUnreachableError } from "./client.js";
+
+export const DEFAULT_STATE_DIR = "./gaffer-worker";
+export const DEFAULT_GRACE_S = 30;
+export const DEFAULT_CLAIM_WAIT_S = 20;
+/** Until the master says otherwise in its first heartbeat answer. */
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
+const MAX_CLAIM = 100;
+const MAX_RESULTS_PER_CALL = 1000;
+/** On stop, results are sent for at most this long; the rest wait on disk for the next start. */
+const FINAL_FLUSH_MS = 10_000;
+
+export interface WorkerOptions {
+  masterUrl: string;
+  clientId?: string | undefined;
+  clientSecret?: string | undefined;
+  /** A ready access token instead of client credentials. */
+  token?: string | undefined;
+  /** The node's name (default: this host's name); the same name registers the same node again. */
+  name?: string | undefined;
+  labels?: string[] | undefined;
+  capacity?: number | undefined;
+  handlers: Record<string, FunctionHandler | CommandHandler>;
+  /** Where the outbox lives (default ./gaffer-worker). */
+  stateDir?: string | undefined;
+  /** On stop, how long running jobs may take to finish (default 30 s). */
+  graceS?: number | undefined;
+  /** Attempts to reach the master at start before start() fails (default: keep trying). */
+  maxConnectAttempts?: number | undefined;
+  /** How long a claim waits for a job (default 20 s). */
+  claimWaitS?: number | undefined;
+  /** SIGTERM to SIGKILL for a command being stopped (default 10 s). */
+  killGraceMs?: number | undefined;
+  logger?: Logger | undefined;
+}
+
+interface Execution {
+  job: ClaimedJob;
+  controller: AbortController;
+  progress?: number;
+  message?: string;
+  /** Not ours any more (reassigned, stalled, unknown) or abandoned on stop: no result is reported. */
+  dropped: boolean;
+  done: Promise<void>;
+}
+
+function isCommand(handler: FunctionHandler | CommandHandler): handler is CommandHandler {
+  return typeof handler === "object" && handler !== null && Array.isArray((handler as CommandHandler).command);
+}
+
+export class Worker {
+  readonly log: Logger;
+  private readonly client: MasterClient;
+  private readonly capacity: number;
+  private readonly name: string;
+  private readonly labels: string[];
+  private outbox: Outbox | undefined;
+  private currentNodeId: string | undefined;
+  private readonly running = new Map<string, Execution>();
+  /** Finished results not yet on disk (written at the end of this tick, in one transaction). */
+  private finished: OutboxEntry[] = [];
+  private persistScheduled = false;
+  private flushing: Promise<void> | undefined;
+  private flushAgain = false;
+  private flushFailures = 0;
+  private flushRetry: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatIntervalMs = DEFAULT_HEARTBEAT_INTERVAL_MS;
+  private registering: Promise<void> | undefined;
+  private claimLoop: Promise<void> | undefined;
+  private readonly stopController = new AbortController();
+  private capacityWaiters: (() => void)[] = [];
+  private stopping: Promise<void> | undefined;
+  /** Aborted (and replaced) when the master answers again: backoff sleeps end early. */
+  private recovered = new AbortController();
+
+  constructor(private readonly options: WorkerOptions) {
+    this.log = options.logger ?? pino({ level: "info", base: { name: "gaffer-worker" } });
+    this.capacity = options.capacity ?? 1;
+    this.name = options.name ?? hostname();
+    this.labels = options.labels ?? [];
+    if (!Number.isInteger(this.capacity) || this.capacity < 1) throw new Error("capacity must be a whole number ≥ 1");
+    this.client = new MasterClient({
+      masterUrl: options.masterUrl,
+      clientId: options.clientId,
+      clientSecret: options.clientSecret,
+      token: options.token,
+      log: this.log,
+      breaker: new CircuitBreaker({
+        failureThreshold: 5,
+        openMs: 5000,
+        onChange: (state, failures) => {
+          this.log.warn({ event: `circuit.${state}`, failures }, `circuit to the master is ${state.replace("_", " ")}`);
+          if (state === "closed") this.masterIsBack();
+        },
+      }),
+    });
+  }
+
+  /** The node id the master gave this worker (after start()). */
+  get nodeId(): string | undefined {
+    return this.currentNodeId;
+  }
+
+  /** Jobs running now. */
+  get runningJobs(): number {
+    return this.running.size;
+  }
+
+  /** The master answers again: stop waiting out backoffs, send the outbox now. */
+  private masterIsBack(): void {
+    this.recovered.abort();
+    this.recovered = new AbortController();
+    if (this.flushRetry) {
+      clearTimeout(this.flushRetry);
+      this.flushRetry = undefined;
+      this.scheduleFlush();
+    }
+  }
+
+  /** A backoff sleep that ends early when the worker stops or the master is back. */
+  private pause(ms: number): Promise<void> {
+    return sleep(ms, AbortSignal.any([this.stopController.signal, this.recovered.signal]));
+  }
+
+  /** Resolves once registered with the master. */
+  async start(): Promise<void> {
+    this.outbox = new Outbox(this.options.stateDir ?? DEFAULT_STATE_DIR);
+    const waiting = this.outbox.size;
+    await this.connect();
+    if (waiting > 0) this.log.info({ event: "outbox.resend", results: waiting }, `sending ${waiting} results kept from before`);
+    this.scheduleFlush();
+    this.scheduleHeartbeat(0);
+    this.claimLoop = this.runClaimLoop();
+  }
+
+  private get stopped(): boolean {
+    return this.stopController.signal.aborted;
+  }
+
+  private async connect(): Promise<void> {
+    const maxAttempts = this.options.maxConnectAttempts ?? Number.POSITIVE_INFINITY;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.register();
+        return;
+      } catch (error) {
+        // Refused for good (bad credentials, bad request): no point in trying again.
+        if (error instanceof ApiError && error.status < 500 && error.status !== 429) throw error;
+        if (attempt >= maxAttempts || this.stopped) throw error;
+        const delayMs = backoffDelayMs(attempt, { baseMs: 500, maxMs: 30_000 });
+        this.log.warn(
+          { event: "master.unreachable", attempt, delayMs, err: (error as Error).message },
+          `cannot reach the master; trying again in ${Math.round(delayMs / 100) / 10} s`,
+        );
+        await sleep(delayMs, this.stopController.signal);
+      }
+    }
+  }
+
+  private async register(): Promise<void> {
+    const node = await this.client.registerNode({
+      name: this.name,
+      labels: this.labels,
+      capacity: this.capacity,
+      version: packageVersion(),
+      hardware: { cpus: cpus().length, memory_mb: Math.round(totalmem() / 1_048_576), platform: process.platform, arch: process.arch },
+    });
+    this.currentNodeId = node.id;
+    this.log.info(
+      { event: "worker.registered", nodeId: node.id, name: node.name, labels: node.labels, capacity: node.capacity },
+      `registered as ${node.name}`,
+    );
+  }
+
+  /** The master forgot this node (or it went offline): register again, once for every caller. */
+  private async reRegister(reason: string): Promise<void> {
+    this.log.warn({ event: "worker.reregistering", reason }, "the master does not know this node; registering again");
+    this.registering ??= this.connect().finally(() => (this.registering = undefined));
+    await this.registering;
+  }
+
+  private async runClaimLoop(): Promise<void> {
+    let failures = 0;
+    const waitS = this.options.claimWaitS ?? DEFAULT_CLAIM_WAIT_S;
+    while (!this.stopped) {
+      const free = this.capacity - this.running.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => this.capacityWaiters.push(resolve));
+        continue;
+      }
+      const nodeId = this.currentNodeId;
+      if (!nodeId) return;
+      try {
+        const { items } = await this.client.claim(nodeId, Math.min(free, MAX_CLAIM), waitS, this.stopController.signal);
+        failures = 0;
+        if (items.length > 0) {
+          this.log.info({ event: "job.claimed", jobs: items.map((job) => job.id) }, `claimed ${items.length} job(s)`);
+        }
+        for (const job of items) this.startJob(job);
+      } catch (error) {
+        if (this.stopped) return;
+        if (error instanceof ApiError && (error.status === 404 || error.status === 409)) {
+          await this.reRegister(error.code).catch(() => undefined);
+          continue;
+        }
+        failures += 1;
+        await this.pause(backoffDelayMs(failures, { baseMs: 250, maxMs: 5000 }));
+      }
+    }
+  }
+
+  private startJob(job: ClaimedJob): void {
+    const handler = this.options.handlers[job.type];
+    const controller = new AbortController();
+    const execution: Execution = { job, controller, dropped: false, done: Promise.resolve() };
+    this.running.set(job.id, execution);
+    this.log.info({ event: "job.started", jobId: job.id, type: job.type, attempt: job.attempt }, `started ${job.type} ${job.id}`);
+    const handlerJob: HandlerJob = { id: job.id, type: job.type, payload: job.payload, attempt: job.attempt };
+    const params = {
+      timeoutMs: ((handler && isCommand(handler) ? handler.timeout_s : undefined) ?? job.timeout_s) * 1000,
+      signal: controller.signal,
+      killGraceMs: this.options.killGraceMs,
+      onProgress: (percent: number, message: string | undefined) => {
+        execution.progress = percent;
+        if (message !== undefined) execution.message = message;
+      },
+    };
+    const run: Promise<Outcome> = !handler
+      ? Promise.resolve({
+          status: "failed",
+          error: { message: `this worker has no handler for type ${job.type}`, code: "no_handler", retryable: false },
+        })
+      : isCommand(handler)
+        ? runCommand(handler, handlerJob, params)
+        : runFunction(handler, handlerJob, params);
+    execution.done = run.then(
+      (outcome) => this.finishJob(execution, outcome),
+      (error: unknown) =>
+        this.finishJob(execution, { status: "failed", error: { message: String(error), code: "worker_error", retryable: true } }),
+    );
+  }
+
+  private finishJob(execution: Execution, outcome: Outcome): void {
+    const { job } = execution;
+    this.running.delete(job.id);
+    for (const wake of this.capacityWaiters.splice(0)) wake();
+    if (execution.dropped) {
+      this.log.info({ event: "job.dropped", jobId: job.id, attempt: job.attempt }, `dropped ${job.id}: no longer ours`);
+      return;
+    }
+    const nodeId = this.currentNodeId;
+    if (!nodeId) return;
+    this.log.info(
+      {
+        event: outcome.status === "completed" ? "job.completed" : "job.failed",
+        jobId: job.id,
+        attempt: job.attempt,
+        ...(outcome.status === "failed" ? { error: outcome.error } : {}),
+      },
+      `${outcome.status} ${job.type} ${job.id}`,
+    );
+    this.finished.push({
+      nodeId,
+      jobId: job.id,
+      attempt: job.attempt,
+      status: outcome.status,
+      ...(outcome.status === "completed" ? { result: outcome.result } : { error: outcome.error }),
+    });
+    this.schedulePersist();
+  }
+
+  /** Results of this tick go to disk together, then to the master. */
+  private schedulePersist(): void {
+    if (this.persistScheduled) return;
+    this.persistScheduled = true;
+    setImmediate(() => {
+      this.persistScheduled = false;
+      this.persist();
+      this.scheduleFlush();
+    });
+  }
+
+  private persist(): void {
+    if (this.finished.length === 0 || !this.outbox) return;
+    this.outbox.add(this.finished.splice(0));
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushing) {
+      this.flushAgain = true;
+      return;
+    }
+    if (this.flushRetry) return; // a retry is already due after a failure
+    this.flushing = this.flush().finally(() => {
+      this.flushing = undefined;
+      if (this.flushAgain) {
+        this.flushAgain = false;
+        this.scheduleFlush();
+      }
+    });
+  }
+
+  /** Send what the outbox holds, oldest first; keep what the master did not answer for. */
+  private async flush(): Promise<void> {
+    const outbox = this.outbox;
+    if (!outbox) return;
+    for (;;) {
+      this.persist();
+      const entries = outbox.pending(MAX_RESULTS_PER_CALL);
+      if (entries.length === 0) return;
+      const byNode = new Map<string, OutboxEntry[]>();
+      for (const entry of entries) byNode.set(entry.nodeId, [...(byNode.get(entry.nodeId) ?? []), entry]);
+      try {
+        for (const [nodeId, group] of byNode) await this.send(outbox, nodeId, group);
+        this.flushFailures = 0;
+      } catch (error) {
+        this.flushFailures += 1;
+        const delayMs = backoffDelayMs(this.flushFailures);
+        this.log.warn(
+          { event: "outbox.retrying", results: outbox.size, delayMs, err: (error as Error).message },
+          "could not send results; they wait on disk",
+        );
+        this.flushRetry = setTimeout(() => {
+          this.flushRetry = undefined;
+          this.scheduleFlush();
+        }, delayMs);
+        this.flushRetry.unref();
+        return;
+      }
+      if (entries.length < MAX_RESULTS_PER_CALL) return;
+    }
+  }
+
+  private async send(outbox: Outbox, nodeId: string, group: OutboxEntry[]): Promise<void> {
+    const items: ReportItem[] = group.map((entry) => ({
+      job_id: entry.jobId,
+      attempt: entry.attempt,
+      status: entry.status,
+      ...(entry.status === "completed" ? { result: entry.result ?? null } : {}),
+      ...(entry.error ? { error: entry.error } : {}),
+    }));
+    let verdicts: { job_id: string; accepted: boolean; reason?: string }[];
+    try {
+      verdicts = (await this.client.reportResults(nodeId, items)).items;
+    } catch (error) {
+      // The master will never take these (the node is not ours or no longer exists): drop them.
+      if (error instanceof ApiError && (error.status === 403 || error.status === 404)) {
+        this.log.warn({ event: "outbox.refused", nodeId, results: group.length, reason: error.code }, "the master refused these results");
+        outbox.settle(group);
+        return;
+      }
+      throw error;
+    }
+    for (const [index, verdict] of verdicts.entries()) {
+      if (!verdict.accepted) {
+        this.log.warn(
+          { event: "result.refused", jobId: verdict.job_id, attempt: group[index]?.attempt, reason: verdict.reason },
+          `the master refused the result of ${verdict.job_id}: ${verdict.reason ?? "refused"}`,
+        );
+      }
+    }
+    // Accepted, duplicate, stale or unknown: the master has answered for each; none is sent again.
+    outbox.settle(group);
+  }
+
+  private scheduleHeartbeat(delayMs: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = setTimeout(() => void this.heartbeat(), delayMs);
+  }
+
+  private async heartbeat(): Promise<void> {
+    const nodeId = this.currentNodeId;
+    if (!nodeId || this.stopped) return;
+    const running = [...this.running.values()]
+      .filter((execution) => !execution.dropped)
+      .map(({ job, progress, message }) => ({
+        job_id: job.id,
+        attempt: job.attempt,
+        ...(progress !== undefined ? { progress } : {}),
+        ...(message !== undefined ? { message: message.slice(0, 1024) } : {}),
+      }));
+    // Jobs whose results wait to be sent are still ours: keep their leases.
+    const held = [...this.finished, ...(this.outbox?.heldJobs() ?? [])];
+    for (const entry of held) running.push({ job_id: entry.jobId, attempt: entry.attempt });
+    try {
+      const reply = await this.client.heartbeat(nodeId, running);
+      this.heartbeatIntervalMs = reply.heartbeat_interval_s * 1000;
+      for (const notice of reply.cancel) {
+        const execution = this.running.get(notice.job_id);
+        if (!execution || execution.job.attempt !== notice.attempt) continue;
+        this.log.info({ event: "job.cancel", jobId: notice.job_id, reason: notice.reason }, `stopping ${notice.job_id}: ${notice.reason}`);
+        // A canceled job reports that it stopped; one that is no longer ours reports nothing.
+        if (notice.reason !== "canceled") execution.dropped = true;
+        execution.controller.abort();
+      }
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 404 || error.status === 409)) {
+        await this.reRegister(error.code).catch(() => undefined);
+      } else if (!this.stopped) {
+        this.log.warn({ event: "heartbeat.failed", err: (error as Error).message }, "heartbeat failed");
+      }
+    }
+    this.scheduleHeartbeat(this.heartbeatIntervalMs);
+  }
+
+  /**
+   * Graceful stop: claim nothing more, let running jobs finish within the grace
+   * period, send their results, deregister.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.log.info({ event: "worker.stopping", running: this.running.size }, "stopping: finishing running jobs");
+    this.stopController.abort();
+    for (const wake of this.capacityWaiters.splice(0)) wake();
+    const graceMs = (this.options.graceS ?? DEFAULT_GRACE_S) * 1000;
+    const allDone = Promise.all([...this.running.values()].map((execution) => execution.done));
+    const graceOver = new AbortController();
+    const finishedInTime = await Promise.race([
+      allDone.then(() => true),
+      sleep(graceMs, graceOver.signal).then(() => false),
+    ]);
+    graceOver.abort(); // no timer left behind to keep the process alive
+    if (!finishedInTime) {
+      this.log.warn({ event: "worker.grace_expired", running: this.running.size }, "grace period over: stopping running jobs");
+      for (const execution of this.running.values()) {
+        execution.dropped = true;
+        execution.controller.abort();
+      }
+      await Promise.all([...this.running.values()].map((execution) => execution.done));
+    }
+    await this.claimLoop;
+    clearTimeout(this.heartbeatTimer);
+    clearTimeout(this.flushRetry);
+    this.flushRetry = undefined;
+    await this.finalFlush();
+    const nodeId = this.currentNodeId;
+    if (nodeId) {
+      try {
+        await this.client.deregister(nodeId);
+        this.log.info({ event: "worker.deregistered", nodeId }, "deregistered");
+      } catch (error) {
+        this.log.warn({ event: "worker.deregister_failed", err: (error as Error).message }, "could not deregister");
+      }
+    }
+    this.outbox?.close();
+    this.log.info({ event: "worker.stopped" }, "stopped");
+  }
+
+  private async finalFlush(): Promise<void> {
+    const deadline = Date.now() + FINAL_FLUSH_MS;
+    while (Date.now() < deadline) {
+      await this.flushing;
+      this.persist();
+      if ((this.outbox?.size ?? 0) === 0) return;
+      clearTimeout(this.flushRetry);
+      this.flushRetry = undefined;
+      this.scheduleFlush();
+      await this.flushing;
+      if ((this.outbox?.size ?? 0) === 0) return;
+      await sleep(Math.min(1000, Math.max(0, deadline - Date.now())));
+    }
+    this.log.warn({ event: "outbox.kept", results: this.outbox?.size }, "results kept on disk for the next start");
+  }
+
+  /** Stop at once (a second signal): running jobs are killed, unsent results stay on disk. */
+  async kill(): Promise<void> {
+    this.stopController.abort();
+    clearTimeout(this.heartbeatTimer);
+    clearTimeout(this.flushRetry);
+    for (const execution of this.running.values()) {
+      execution.dropped = true;
+      execution.controller.abort();
+    }
+    killAllCommands();
+    this.persist();
+    this.outbox?.close();
+  }
+}

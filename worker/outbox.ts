@@ -1,0 +1,114 @@
+// Results kept on disk until the master acknowledged them (API.md §10): written
+// before they are sent, removed only on the master's answer, sent again after a
+// restart of the worker or the master.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import type { JobError } from "../master/store/types.js";
+
+export interface OutboxEntry {
+  nodeId: string;
+  jobId: string;
+  attempt: number;
+  status: "completed" | "failed";
+  result?: unknown;
+  error?: JobError | undefined;
+}
+
+interface Row {
+  node_id: string;
+  job_id: string;
+  attempt: number;
+  status: "completed" | "failed";
+  result: string | null;
+  error: string | null;
+}
+
+export class Outbox {
+  private readonly db: Database.Database;
+  private readonly insert: Database.Statement;
+  private readonly remove: Database.Statement;
+  private readonly oldest: Database.Statement;
+  private readonly counter: Database.Statement;
+  private readonly held: Database.Statement;
+
+  constructor(stateDir: string) {
+    mkdirSync(stateDir, { recursive: true });
+    this.db = new Database(join(stateDir, "outbox.db"));
+    this.db.pragma("journal_mode = WAL");
+    // NORMAL in WAL mode survives a crash of the worker (not a power cut, where the
+    // job simply runs again after its lease ends): at-least-once either way.
+    this.db.pragma("synchronous = NORMAL");
+    this.db.exec(`CREATE TABLE IF NOT EXISTS results (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      node_id TEXT NOT NULL,
+      job_id TEXT NOT NULL,
+      attempt INTEGER NOT NULL,
+      status TEXT NOT NULL,
+      result TEXT,
+      error TEXT,
+      created_at TEXT NOT NULL,
+      UNIQUE (job_id, attempt)
+    )`);
+    this.insert = this.db.prepare(
+      `INSERT OR REPLACE INTO results (node_id, job_id, attempt, status, result, error, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.remove = this.db.prepare("DELETE FROM results WHERE job_id = ? AND attempt = ?");
+    this.oldest = this.db.prepare(
+      "SELECT node_id, job_id, attempt, status, result, error FROM results ORDER BY seq LIMIT ?",
+    );
+    this.counter = this.db.prepare("SELECT COUNT(*) AS n FROM results");
+    this.held = this.db.prepare("SELECT job_id, attempt FROM results");
+  }
+
+  /** Keep these results on disk (one transaction). */
+  add(entries: OutboxEntry[]): void {
+    const at = new Date().toISOString();
+    this.db.transaction(() => {
+      for (const entry of entries) {
+        this.insert.run(
+          entry.nodeId,
+          entry.jobId,
+          entry.attempt,
+          entry.status,
+          entry.status === "completed" ? JSON.stringify(entry.result ?? null) : null,
+          entry.error === undefined ? null : JSON.stringify(entry.error),
+          at,
+        );
+      }
+    })();
+  }
+
+  /** The oldest results not yet acknowledged. */
+  pending(limit: number): OutboxEntry[] {
+    return (this.oldest.all(limit) as Row[]).map((row) => ({
+      nodeId: row.node_id,
+      jobId: row.job_id,
+      attempt: row.attempt,
+      status: row.status,
+      ...(row.result !== null ? { result: JSON.parse(row.result) as unknown } : {}),
+      ...(row.error !== null ? { error: JSON.parse(row.error) as JobError } : {}),
+    }));
+  }
+
+  /** The master answered for these: acknowledged, or refused for good. */
+  settle(keys: { jobId: string; attempt: number }[]): void {
+    this.db.transaction(() => {
+      for (const key of keys) this.remove.run(key.jobId, key.attempt);
+    })();
+  }
+
+  /** Jobs whose results wait here: the worker still holds their leases. */
+  heldJobs(): { jobId: string; attempt: number }[] {
+    return (this.held.all() as { job_id: string; attempt: number }[]).map((row) => ({ jobId: row.job_id, attempt: row.attempt }));
+  }
+
+  get size(): number {
+    return (this.counter.get() as { n: number }).n;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,104 @@
+// Talking to a master that may be slow, down or restarting: backoff with jitter and a circuit breaker.
+
+export interface BackoffParams {
+  baseMs: number;
+  maxMs: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffParams = { baseMs: 250, maxMs: 30_000 };
+
+/**
+ * Delay before retry number `attempt` (1 for the first): exponential, capped,
+ * with "equal jitter" (half fixed, half random) so that many workers that lost
+ * the master at the same moment do not come back in lockstep.
+ */
+export function backoffDelayMs(attempt: number, params: BackoffParams = DEFAULT_BACKOFF, random = Math.random): number {
+  const exponential = Math.min(params.maxMs, params.baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(exponential / 2 + (random() * exponential) / 2);
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+export type CircuitState = "closed" | "open" | "half_open";
+
+export interface CircuitBreakerParams {
+  /** Consecutive failures that open the circuit. */
+  failureThreshold: number;
+  /** How long it stays open before one probe request may pass. */
+  openMs: number;
+  now?: () => number;
+  onChange?: (state: CircuitState, failures: number) => void;
+}
+
+export const DEFAULT_CIRCUIT: CircuitBreakerParams = { failureThreshold: 5, openMs: 5000 };
+
+/** Thrown instead of making a request while the circuit is open. */
+export class CircuitOpenError extends Error {
+  constructor(readonly retryInMs: number) {
+    super(`the master is unreachable; trying again in ${Math.ceil(retryInMs / 1000)} s`);
+  }
+}
+
+/**
+ * Closed: requests pass. After `failureThreshold` failures in a row: open, and
+ * requests fail at once. After `openMs`: half open, one probe passes; its
+ * success closes the circuit, its failure opens it again.
+ */
+export class CircuitBreaker {
+  private failures = 0;
+  private openedAt = 0;
+  private probing = false;
+  private current: CircuitState = "closed";
+  private readonly now: () => number;
+
+  constructor(private readonly params: CircuitBreakerParams = DEFAULT_CIRCUIT) {
+    this.now = params.now ?? Date.now;
+  }
+
+  get state(): CircuitState {
+    return this.current;
+  }
+
+  /** Throws CircuitOpenError when no request may go out now. */
+  check(): void {
+    if (this.current === "closed") return;
+    const waited = this.now() - this.openedAt;
+    if (this.current === "open" && waited >= this.params.openMs) this.set("half_open");
+    if (this.current === "half_open" && !this.probing) {
+      this.probing = true;
+      return;
+    }
+    throw new CircuitOpenError(Math.max(0, this.params.openMs - waited));
+  }
+
+  succeeded(): void {
+    this.failures = 0;
+    this.probing = false;
+    if (this.current !== "closed") this.set("closed");
+  }
+
+  failed(): void {
+    this.failures += 1;
+    this.probing = false;
+    if (this.current === "half_open" || this.failures >= this.params.failureThreshold) {
+      this.openedAt = this.now();
+      if (this.current !== "open") this.set("open");
+    }
+  }
+
+  private set(state: CircuitState): void {
+    this.current = state;
+    this.params.onChange?.(state, this.failures);
+  }
+}

@@ -1,0 +1,254 @@
+// Running one job: a command from the handlers file (API.md §10) or an async function.
+import { spawn } from "node:child_process";
+import { StringDecoder } from "node:string_decoder";
+import type { JobError } from "../master/store/types.js";
+
+/** A handlers-file entry: the command is run directly, never through a shell. */
+export interface CommandHandler {
+  command: string[];
+  timeout_s?: number;
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
+/** What a handler gets of its job. */
+export interface HandlerJob {
+  id: string;
+  type: string;
+  payload: unknown;
+  attempt: number;
+}
+
+export interface HandlerContext {
+  /** Aborted when the job is canceled, reassigned, times out or the worker stops. */
+  signal: AbortSignal;
+  /** Report progress 0–100 with an optional message; it reaches the master with the next heartbeat. */
+  progress: (percent: number, message?: string) => void;
+}
+
+export type FunctionHandler = (job: HandlerJob, context: HandlerContext) => Promise<unknown>;
+
+export type Outcome = { status: "completed"; result: unknown } | { status: "failed"; error: JobError };
+
+export interface RunParams {
+  timeoutMs: number;
+  /** Aborted to stop the job: the command gets SIGTERM, then SIGKILL after `killGraceMs`. */
+  signal: AbortSignal;
+  onProgress: (percent: number, message: string | undefined) => void;
+  killGraceMs?: number;
+}
+
+/** Exit code 65 (EX_DATAERR) means: bad input, do not retry. */
+export const EXIT_NOT_RETRYABLE = 65;
+export const TAIL_BYTES = 4096;
+export const DEFAULT_KILL_GRACE_MS = 10_000;
+/** The last stdout line is kept for the result up to this size. */
+const MAX_RESULT_LINE = 1024 * 1024;
+const PROGRESS = /^::progress\s+(-?\d+(?:\.\d+)?)(?:\s+(.*))?$/;
+
+/** Process groups of the commands running now, for a stop that cannot wait. */
+const liveGroups = new Set<number>();
+
+/** SIGKILL every command still running (the worker is going away at once). */
+export function killAllCommands(): void {
+  for (const pid of liveGroups) {
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  liveGroups.clear();
+}
+
+/** The last `limit` bytes of a stream, kept without growing. */
+class Tail {
+  private chunks: Buffer[] = [];
+  private size = 0;
+
+  constructor(private readonly limit = TAIL_BYTES) {}
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    while (this.size - (this.chunks[0]?.length ?? 0) >= this.limit) {
+      this.size -= this.chunks.shift()?.length ?? 0;
+    }
+  }
+
+  text(): string {
+    const all = Buffer.concat(this.chunks);
+    return all.subarray(Math.max(0, all.length - this.limit)).toString("utf8");
+  }
+}
+
+/** Splits stdout into lines: progress lines are reported, the last other non-empty line is kept. */
+class StdoutLines {
+  private readonly decoder = new StringDecoder("utf8");
+  private partial = "";
+  lastLine = "";
+
+  constructor(private readonly onProgress: (percent: number, message: string | undefined) => void) {}
+
+  push(chunk: Buffer): void {
+    const text = this.partial + this.decoder.write(chunk);
+    const lines = text.split("\n");
+    this.partial = (lines.pop() ?? "").slice(-MAX_RESULT_LINE);
+    for (const line of lines) this.line(line);
+  }
+
+  end(): void {
+    this.line(this.partial + this.decoder.end());
+    this.partial = "";
+  }
+
+  private line(raw: string): void {
+    const line = raw.replace(/\r$/, "");
+    const progress = PROGRESS.exec(line);
+    if (progress) {
+      const percent = Math.min(100, Math.max(0, Number(progress[1])));
+      this.onProgress(percent, progress[2]?.trim() || undefined);
+    } else if (line.trim() !== "") {
+      this.lastLine = line.slice(0, MAX_RESULT_LINE);
+    }
+  }
+}
+
+function failure(message: string, code: string, retryable: boolean): Outcome {
+  return { status: "failed", error: { message: message.slice(-TAIL_BYTES) || code, code, retryable } };
+}
+
+/** Run a command handler to its end (API.md §10: stdin, environment, exit codes, progress, timeout, cancel). */
+export function runCommand(handler: CommandHandler, job: HandlerJob, params: RunParams): Promise<Outcome> {
+  return new Promise<Outcome>((resolve) => {
+    const [file, ...args] = handler.command;
+    if (!file) return resolve(failure("the handler has an empty command", "bad_handler", false));
+    const stdout = new Tail();
+    const stderr = new Tail();
+    const lines = new StdoutLines(params.onProgress);
+    let stopping: "timeout" | "canceled" | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
+    const child = spawn(file, args, {
+      cwd: handler.cwd,
+      env: {
+        ...process.env,
+        ...handler.env,
+        GAFFER_JOB_ID: job.id,
+        GAFFER_JOB_TYPE: job.type,
+        GAFFER_JOB_ATTEMPT: String(job.attempt),
+      },
+      // Its own process group, so that a stop reaches the whole tree it started.
+      detached: true,
+      stdio: ["pipe", "pipe", "pipe"],
+      shell: false,
+    });
+    if (child.pid !== undefined) liveGroups.add(child.pid);
+    const signalGroup = (signal: NodeJS.Signals) => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, signal);
+      } catch {
+        // already gone
+      }
+    };
+    const stop = (why: "timeout" | "canceled") => {
+      if (stopping || child.exitCode !== null) return;
+      stopping = why;
+      signalGroup("SIGTERM");
+      killTimer = setTimeout(() => signalGroup("SIGKILL"), params.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
+    };
+    const timer = setTimeout(() => stop("timeout"), params.timeoutMs);
+    const onAbort = () => stop("canceled");
+    params.signal.addEventListener("abort", onAbort, { once: true });
+    if (params.signal.aborted) stop("canceled");
+
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout.push(chunk);
+      lines.push(chunk);
+    });
+    child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
+    child.stdin.on("error", () => undefined); // a command that never reads stdin is fine
+    child.stdin.end(JSON.stringify(job));
+
+    let settled = false;
+    const finish = (outcome: Outcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      clearTimeout(killTimer);
+      params.signal.removeEventListener("abort", onAbort);
+      // Whatever the command left behind in its group goes with it.
+      signalGroup("SIGKILL");
+      if (child.pid !== undefined) liveGroups.delete(child.pid);
+      resolve(outcome);
+    };
+    child.on("error", (error) => finish(failure(`cannot start ${file}: ${error.message}`, "spawn_failed", true)));
+    // Once the command itself exits, what it left running in its group (holding our pipes open) goes too.
+    child.on("exit", () => signalGroup("SIGKILL"));
+    child.on("close", (code, signal) => {
+      lines.end();
+      const errorText = stderr.text().trim();
+      if (stopping === "timeout") {
+        return finish(failure(`timed out after ${params.timeoutMs / 1000} s${errorText ? `: ${errorText}` : ""}`, "timeout", true));
+      }
+      if (stopping === "canceled") return finish(failure("stopped: the job was canceled", "canceled", true));
+      if (code === 0) {
+        let result: unknown;
+        try {
+          result = JSON.parse(lines.lastLine);
+        } catch {
+          result = { stdout: stdout.text() };
+        }
+        return finish({ status: "completed", result });
+      }
+      if (code === EXIT_NOT_RETRYABLE) {
+        return finish(failure(errorText || `exited with code ${EXIT_NOT_RETRYABLE}`, `exit_${EXIT_NOT_RETRYABLE}`, false));
+      }
+      const how = code !== null ? `exited with code ${code}` : `killed by ${signal ?? "a signal"}`;
+      finish(failure(errorText || how, code !== null ? `exit_${code}` : `signal_${signal ?? "unknown"}`, true));
+    });
+  });
+}
+
+/** Run a function handler; it is told to stop through its signal (a function cannot be killed). */
+export async function runFunction(handler: FunctionHandler, job: HandlerJob, params: RunParams): Promise<Outcome> {
+  const controller = new AbortController();
+  let stopped: "timeout" | "canceled" | undefined;
+  const stop = (why: "timeout" | "canceled", settle: (outcome: Outcome) => void) => {
+    stopped ??= why;
+    controller.abort();
+    settle(
+      why === "timeout"
+        ? failure(`timed out after ${params.timeoutMs / 1000} s`, "timeout", true)
+        : failure("stopped: the job was canceled", "canceled", true),
+    );
+  };
+  return new Promise<Outcome>((resolve) => {
+    let settled = false;
+    const settle = (outcome: Outcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      params.signal.removeEventListener("abort", onAbort);
+      resolve(outcome);
+    };
+    const timer = setTimeout(() => stop("timeout", settle), params.timeoutMs);
+    const onAbort = () => stop("canceled", settle);
+    params.signal.addEventListener("abort", onAbort, { once: true });
+    if (params.signal.aborted) return onAbort();
+    const progress = (percent: number, message?: string) => {
+      if (!stopped) params.onProgress(Math.min(100, Math.max(0, percent)), message);
+    };
+    Promise.resolve()
+      .then(() => handler(job, { signal: controller.signal, progress }))
+      .then(
+        (result) => settle({ status: "completed", result: result === undefined ? null : result }),
+        (error: unknown) => {
+          const err = error as { message?: unknown; code?: unknown; retryable?: unknown };
+          const message = typeof err?.message === "string" ? err.message : String(error);
+          const code = typeof err?.code === "string" ? err.code : "handler_error";
+          settle(failure(message, code, err?.retryable !== false));
+        },
+      );
+  });
+}
