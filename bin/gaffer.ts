@@ -2,6 +2,7 @@
 // The gaffer command line (API.md §9): parse, call, print; no logic of its own.
 import { Command } from "commander";
 import { packageVersion } from "../master/package-info.js";
+import { clientsCommand } from "./commands/clients.js";
 import { devCommand } from "./commands/dev.js";
 import { masterCommand } from "./commands/master.js";
 import { migrateCommand } from "./commands/migrate.js";
@@ -16,6 +17,7 @@ const program = new Command()
   .addCommand(devCommand())
   .addCommand(masterCommand())
   .addCommand(workerCommand())
-  .addCommand(migrateCommand());
+  .addCommand(migrateCommand())
+  .addCommand(clientsCommand());
 
 await runCli(program, process.argv);

@@ -3,7 +3,10 @@ import { mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { dirname } from "node:path";
 import type { AddressInfo } from "node:net";
+import { FailedLoginLog } from "./auth/failed-logins.js";
 import { devAuthenticator } from "./auth/principal.js";
+import { LoginLimiter, RequestRateLimiter } from "./auth/rate-limits.js";
+import { resolveJwtSecret, TokenService } from "./auth/tokens.js";
 import { loadConfig, type ConfigValues, type MasterConfig } from "./config.js";
 import { createApp } from "./http/app.js";
 import { NodeOwners, type HttpDeps } from "./http/deps.js";
@@ -17,8 +20,10 @@ import { systemClock, type Clock, type Store } from "./store/types.js";
 import { AgingSweeper } from "./sweepers/aging.js";
 import { DeadNodeSweeper } from "./sweepers/dead-nodes.js";
 import { Promoter } from "./sweepers/promoter.js";
+import type { CronService } from "./sweepers/cron-service.js";
 import type { PeriodicService } from "./sweepers/service.js";
 import { StalledJobSweeper } from "./sweepers/stalled-jobs.js";
+import { TokenCleanup } from "./sweepers/token-cleanup.js";
 
 export { loadConfig, ConfigError, type MasterConfig } from "./config.js";
 
@@ -47,8 +52,10 @@ export interface MasterInternals extends RunningMaster {
   store: Store;
   dispatcher: Dispatcher;
   routes: Route[];
-  services: PeriodicService<unknown>[];
+  services: (PeriodicService<unknown> | CronService<unknown>)[];
   log: Logger;
+  /** Present when auth is on. */
+  tokens: TokenService | undefined;
 }
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -80,7 +87,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   const dispatcher = new Dispatcher(store.jobs);
   const intervalMs = config.sweepIntervalS * 1000;
   const promoter = new Promoter({ store, clock, log, intervalMs, onJobsReady: () => dispatcher.notify() });
-  const services: PeriodicService<unknown>[] = [
+  const services: (PeriodicService<unknown> | CronService<unknown>)[] = [
     new DeadNodeSweeper({
       store,
       clock,
@@ -93,6 +100,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     new StalledJobSweeper({ store, log, intervalMs, onJobsReady: () => dispatcher.notify() }),
     promoter,
     new AgingSweeper({ store, log, intervalMs: Math.min(intervalMs, config.agingS * 1000) }),
+    new TokenCleanup(store, clock, log),
   ];
 
   const deps: HttpDeps = {
@@ -105,14 +113,36 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     wake: { jobsReady: () => dispatcher.notify(), jobsScheduled: () => promoter.poke() },
   };
   let ready = false;
+  let tokens: TokenService | undefined;
   if (config.auth === "off") {
     log.warn({ event: "auth.off" }, "AUTH IS OFF (GAFFER_AUTH=off): every request acts as an admin. Development only.");
+  } else {
+    const secret = await resolveJwtSecret(config.jwtSecret, store.settings);
+    tokens = new TokenService({ store, secret, ttlS: config.tokenTtlS, clock, log });
+    if ((await store.clients.countByRole("admin")) === 0) {
+      log.warn(
+        { event: "auth.no_admin" },
+        `no admin client yet: make one with  gaffer clients create --db ${config.db} --name admin --role admin`,
+      );
+    }
   }
+  const rateLimiter = new RequestRateLimiter({
+    clientPerMinute: config.rateLimitPerMinute,
+    workerPerMinute: config.workerRateLimitPerMinute,
+  });
+  const failedLogins = new FailedLoginLog(store.audit, log);
+  failedLogins.start();
   const { app, routes } = createApp({
     deps,
-    authenticator: devAuthenticator,
+    authenticator: tokens ?? devAuthenticator,
+    auth: { tokens, loginLimiter: new LoginLimiter(), failedLogins },
     version: packageVersion(),
     isReady: () => ready,
+    guards: [
+      async (_req, res, principal) => {
+        for (const [name, value] of Object.entries(await rateLimiter.consume(principal))) res.setHeader(name, value);
+      },
+    ],
   });
 
   const server = createServer(app);
@@ -120,6 +150,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   try {
     address = await listen(server, config.host, config.port);
   } catch (error) {
+    await failedLogins.stop();
     await store.close();
     throw error;
   }
@@ -143,11 +174,12 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
       clearInterval(sweepIdle);
       clearTimeout(force);
       await Promise.all(services.map((service) => service.stop()));
+      await failedLogins.stop();
       await store.close();
       log.info({ event: "master.stopped" }, "stopped");
     })());
 
-  return { url, port: address.port, config, close, store, dispatcher, routes, services, log };
+  return { url, port: address.port, config, close, store, dispatcher, routes, services, log, tokens };
 }
 
 /** Start a master in-process with the same options as `gaffer master start`. */

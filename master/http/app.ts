@@ -5,6 +5,7 @@ import type { HttpDeps } from "./deps.js";
 import { buildOpenApi } from "./openapi.js";
 import { notFound, problemHandler, type ProblemError } from "./problem.js";
 import { mountRoutes, type MountParams, type Route } from "./route.js";
+import { authRoutes, type AuthDeps } from "./routes/auth.js";
 import { jobRoutes } from "./routes/jobs.js";
 import { nodeRoutes } from "./routes/nodes.js";
 import { opsRoutes } from "./routes/ops.js";
@@ -12,6 +13,7 @@ import { opsRoutes } from "./routes/ops.js";
 export interface AppParams {
   deps: HttpDeps;
   authenticator: Authenticator;
+  auth: AuthDeps;
   version: string;
   isReady: () => boolean;
   guards?: MountParams["guards"];
@@ -24,6 +26,7 @@ export function allRoutes(params: AppParams): Route[] {
   let openApi: Record<string, unknown> | undefined;
   routes.push(
     ...opsRoutes(params.deps, { isReady: params.isReady, openApi: () => (openApi ??= buildOpenApi(routes, params.version)) }),
+    ...authRoutes(params.deps, params.auth),
     ...jobRoutes(params.deps),
     ...nodeRoutes(params.deps),
   );

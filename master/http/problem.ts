@@ -3,6 +3,7 @@
 import type { ErrorRequestHandler, Response } from "express";
 import { z } from "zod";
 import type { Logger } from "../log.js";
+import { AuthenticationError, RateLimitedError } from "../auth/principal.js";
 import { InvalidCursorError } from "../store/types.js";
 
 export const PROBLEM_CODES = {
@@ -96,6 +97,10 @@ export function toProblem(error: unknown): ProblemError | undefined {
   if (error instanceof ProblemError) return error;
   if (error instanceof z.ZodError) return badRequest("the request is not valid", fieldErrors(error));
   if (error instanceof InvalidCursorError) return badRequest(error.message, [{ path: "cursor", message: error.message }]);
+  if (error instanceof AuthenticationError) return unauthorized(error.message);
+  if (error instanceof RateLimitedError) {
+    return new ProblemError("rate_limited", error.message, undefined, { ...error.headers, "Retry-After": String(error.retryAfterS) });
+  }
   const parserError = error as BodyParserError;
   switch (parserError?.type) {
     case "entity.parse.failed":

@@ -76,7 +76,7 @@ export interface MountParams {
   maxPayloadBytes: number;
   maxBatchBytes: number;
   /** Checks run on every authenticated request before its body is read (rate limits, modes). */
-  guards?: ((req: Request, principal: Principal, spec: Route["spec"]) => void | Promise<void>)[];
+  guards?: ((req: Request, res: Response, principal: Principal, spec: Route["spec"]) => void | Promise<void>)[];
   /** Nesting depth allowed in a JSON body (deeper bodies get 400, never a stack overflow). */
   maxJsonDepth?: number;
 }
@@ -128,7 +128,7 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
       const principal = await params.authenticator.authenticate(req);
       if (!spec.auth.includes(principal.role)) throw forbidden();
       res.locals.principal = principal;
-      for (const guard of params.guards ?? []) await guard(req, principal, spec);
+      for (const guard of params.guards ?? []) await guard(req, res, principal, spec);
       next();
     });
     if (spec.body) {

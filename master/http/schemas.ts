@@ -5,6 +5,7 @@ import {
   JOB_STATUSES,
   NODE_STATUSES,
   PRIORITY_NAMES,
+  ROLES,
   type PriorityName,
 } from "../store/types.js";
 
@@ -232,3 +233,49 @@ export const resultsReplySchema = z.object({
 });
 
 export const healthSchema = z.object({ status: z.string() });
+
+// ---- auth, clients, tokens ----
+
+export const tokenRequestSchema = z
+  .object({ client_id: z.string().min(1).max(128), client_secret: z.string().min(1).max(512) })
+  .strict();
+
+export const tokenResponseSchema = z.object({
+  access_token: z.string(),
+  token_type: z.literal("Bearer"),
+  expires_in: z.int(),
+  expires_at: z.string(),
+});
+
+export const createClientSchema = z
+  .object({ name: z.string().min(1).max(128), role: z.enum(ROLES) })
+  .strict();
+
+export const clientSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    role: z.enum(ROLES),
+    created_at: z.string(),
+    disabled_at: z.string().nullable(),
+  })
+  .meta({ id: "Client" });
+
+export const newClientSchema = clientSchema.extend({ client_secret: z.string() });
+
+export const listClientsQuery = z
+  .object({ ...pageQuery, include_disabled: z.enum(["true", "false"]).optional() })
+  .strict();
+
+export const tokenSchema = z
+  .object({
+    id: z.string(),
+    client_id: z.string(),
+    expires_at: z.string(),
+    created_at: z.string(),
+    last_used_at: z.string().nullable(),
+    revoked_at: z.string().nullable(),
+  })
+  .meta({ id: "Token" });
+
+export const listTokensQuery = z.object({ ...pageQuery, client_id: id.optional() }).strict();

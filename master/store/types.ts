@@ -301,6 +301,59 @@ export interface NodeStore {
   markDead(params: { cutoff: Date; limit: number }): Promise<DeadNode[]>;
 }
 
+// ---- clients and tokens ----------------------------------------------------
+
+/** An API client as the API shows it: never its secret. */
+export interface Client {
+  id: string;
+  name: string;
+  role: Role;
+  created_at: string;
+  disabled_at: string | null;
+}
+
+export interface ClientWithSecret extends Client {
+  secret_hash: string | null;
+}
+
+/** An issued access token as the API shows it: never the token, only its id (the jti). */
+export interface Token {
+  id: string;
+  client_id: string;
+  expires_at: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+/** What authenticating a request needs to know of a token. */
+export interface TokenGrant extends Token {
+  role: Role;
+  client_disabled_at: string | null;
+}
+
+export interface ClientStore {
+  create(params: { id: string; name: string; role: Role; secretHash: string; actor: string | null }): Promise<Client>;
+  get(id: string): Promise<ClientWithSecret | undefined>;
+  list(params: PageParams & { includeDisabled?: boolean }): Promise<Page<Client>>;
+  /** Disable a client and revoke its tokens; answers how many tokens were revoked. */
+  disable(params: ActorParams): Promise<{ ok: true; client: Client; revoked: string[] } | { ok: false; reason: "not_found" }>;
+  /** Any client of this role at all (to tell a newcomer how to make the first admin). */
+  countByRole(role: Role): Promise<number>;
+}
+
+export interface TokenStore {
+  issue(params: { id: string; clientId: string; tokenHash: string; expiresAt: Date }): Promise<Token>;
+  /** The token with this SHA-256, with its client's role and state. */
+  findByHash(tokenHash: string): Promise<TokenGrant | undefined>;
+  /** Record use (the caller limits this to about once a minute per token). */
+  touch(params: { id: string; at: Date }): Promise<void>;
+  revoke(params: ActorParams): Promise<{ ok: true; token: Token } | { ok: false; reason: "not_found" }>;
+  list(params: PageParams & { clientId?: string | undefined }): Promise<Page<Token>>;
+  /** Delete tokens expired before `before`; answers how many. */
+  deleteExpired(params: { before: Date; limit: number }): Promise<number>;
+}
+
 // ---- audit, settings -------------------------------------------------------
 
 export interface ListAuditParams extends PageParams {
@@ -327,5 +380,7 @@ export interface Store {
   readonly nodes: NodeStore;
   readonly audit: AuditStore;
   readonly settings: SettingsStore;
+  readonly clients: ClientStore;
+  readonly tokens: TokenStore;
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 // Open a SQLite store: connect, check, migrate, and wire the aggregates together.
 import type { Clock, QueuePolicy, SettingsStore, Store } from "../types.js";
 import { createAuditStore, createAuditWriter } from "./audit.js";
+import { createClientStore, createTokenStore } from "./clients.js";
 import type { StoreContext } from "./context.js";
 import { SqliteDatabase, type Synchronous } from "./database.js";
 import { SqliteJobStore } from "./jobs/index.js";
@@ -56,6 +57,8 @@ export function openSqliteStore(params: OpenSqliteStoreParams): Store {
       nodes: new SqliteNodeStore(ctx),
       audit: createAuditStore(db, audit, () => params.clock.now()),
       settings: createSettingsStore(db, params.clock),
+      clients: createClientStore(ctx),
+      tokens: createTokenStore(ctx),
       close: async () => db.close(),
     };
   } catch (error) {

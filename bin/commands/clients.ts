@@ -1,0 +1,69 @@
+// gaffer clients create | list | disable: API credentials.
+import { Command, Option } from "commander";
+import { createClient } from "../../master/auth/clients.js";
+import { loadConfig } from "../../master/config.js";
+import { withStore } from "../../master/offline.js";
+import { ROLES, type Role } from "../../master/store/types.js";
+import { printJson, printTable } from "./output.js";
+import { call, connect, withRemoteOptions, type RemoteFlags } from "./remote.js";
+
+const CLIENT_COLUMNS = ["id", "name", "role", "created_at", "disabled_at"];
+
+function printNewClient(client: { id: string; name: string; role: string; client_secret: string }, json: boolean | undefined) {
+  if (json) return printJson(client);
+  process.stdout.write(
+    `created ${client.role} client "${client.name}"\n` +
+      `  client_id:     ${client.id}\n` +
+      `  client_secret: ${client.client_secret}\n` +
+      `The secret is shown only now; only its hash is stored.\n`,
+  );
+}
+
+export function clientsCommand(): Command {
+  const clients = new Command("clients").description("API clients (credentials)");
+  withRemoteOptions(
+    clients
+      .command("create")
+      .description("Create a client; --db works on the database file directly (how the first admin is made)")
+      .requiredOption("--name <name>", "a name for people")
+      .addOption(new Option("--role <role>", "what it may do").choices([...ROLES]).makeOptionMandatory())
+      .option("--db <path>", "create it in this database file, no master needed (GAFFER_DB)"),
+  ).action(async (opts: RemoteFlags & { name: string; role: Role; db?: string }) => {
+    if (opts.db !== undefined || (!opts.master && !process.env.GAFFER_MASTER_URL && process.env.GAFFER_DB)) {
+      const db = loadConfig({ flags: { db: opts.db } }).db;
+      const client = await withStore(db, (store) => createClient(store, { name: opts.name, role: opts.role, actor: null }));
+      return printNewClient(client, opts.json);
+    }
+    const master = connect(opts);
+    const client = await call(() =>
+      master.request<{ id: string; name: string; role: string; client_secret: string }>("POST", "/api/v1/clients", {
+        body: { name: opts.name, role: opts.role },
+        retry: "never",
+      }),
+    );
+    printNewClient(client, opts.json);
+  });
+  withRemoteOptions(
+    clients.command("list").description("List clients").option("--all", "include disabled clients"),
+  ).action(async (opts: RemoteFlags & { all?: boolean }) => {
+    const master = connect(opts);
+    const page = await call(() =>
+      master.request<{ items: Record<string, unknown>[] }>("GET", "/api/v1/clients", {
+        query: { limit: 500, include_disabled: opts.all ? "true" : undefined },
+      }),
+    );
+    if (opts.json) printJson(page.items);
+    else printTable(page.items, CLIENT_COLUMNS);
+  });
+  withRemoteOptions(clients.command("disable").description("Disable a client and revoke its tokens").argument("<id>")).action(
+    async (id: string, opts: RemoteFlags) => {
+      const master = connect(opts);
+      const client = await call(() => master.request<Record<string, unknown>>("DELETE", `/api/v1/clients/${encodeURIComponent(id)}`));
+      if (opts.json) printJson(client);
+      else process.stdout.write(`disabled ${id}; its tokens are revoked\n`);
+    },
+  );
+  return clients;
+}
+
+

@@ -1,0 +1,160 @@
+// /api/v1/auth, /api/v1/clients, /api/v1/tokens: logging in, and managing API clients and their tokens.
+import { createClient } from "../../auth/clients.js";
+import type { FailedLoginLog } from "../../auth/failed-logins.js";
+import type { LoginLimiter } from "../../auth/rate-limits.js";
+import { verifySecret } from "../../auth/secrets.js";
+import type { TokenService } from "../../auth/tokens.js";
+import type { HttpDeps } from "../deps.js";
+import { notFound, problemSchema, unauthorized, unavailable } from "../problem.js";
+import { created, ok, route, type Route } from "../route.js";
+import {
+  clientSchema,
+  createClientSchema,
+  idParams,
+  listClientsQuery,
+  listTokensQuery,
+  newClientSchema,
+  pageSchema,
+  tokenRequestSchema,
+  tokenResponseSchema,
+  tokenSchema,
+} from "../schemas.js";
+import { problemResponses } from "./common.js";
+
+export interface AuthDeps {
+  /** Absent when auth is off: tokens cannot be issued then. */
+  tokens: TokenService | undefined;
+  loginLimiter: LoginLimiter;
+  failedLogins: FailedLoginLog;
+}
+
+export function authRoutes(deps: HttpDeps, auth: AuthDeps): Route[] {
+  const { store } = deps;
+  return [
+    route(
+      {
+        method: "post",
+        path: "/api/v1/auth/token",
+        summary: "Exchange a client id and secret for an access token",
+        tag: "auth",
+        auth: "public",
+        body: tokenRequestSchema,
+        responses: {
+          200: { description: "An access token", schema: tokenResponseSchema },
+          400: { description: "Invalid request", schema: problemSchema },
+          401: { description: "Wrong or disabled credentials", schema: problemSchema },
+          429: { description: "Too many failed logins", schema: problemSchema },
+        },
+      },
+      async ({ body, req }) => {
+        if (!auth.tokens) throw unavailable("auth is off on this master (GAFFER_AUTH=off): no tokens are issued or needed");
+        const address = req.ip ?? "unknown";
+        await auth.loginLimiter.assertAllowed(body.client_id, address);
+        const client = await store.clients.get(body.client_id);
+        const good = await verifySecret(body.client_secret, client?.secret_hash);
+        if (!client || !good || client.disabled_at !== null) {
+          await auth.loginLimiter.failed(body.client_id, address);
+          await auth.failedLogins.record(body.client_id, address);
+          throw unauthorized("invalid client credentials");
+        }
+        await auth.loginLimiter.succeeded(client.id);
+        const token = await auth.tokens.issue(client);
+        deps.log.info({ event: "auth.token_issued", clientId: client.id, expiresAt: token.expires_at });
+        return ok(token);
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/auth/revoke",
+        summary: "Revoke the access token that makes this call",
+        tag: "auth",
+        auth: ["admin", "client", "worker"],
+        responses: { 200: { description: "The revoked token", schema: tokenSchema }, ...problemResponses },
+      },
+      async ({ principal }) => {
+        if (!principal.tokenId) throw notFound("access token");
+        const outcome = await store.tokens.revoke({ id: principal.tokenId, actor: principal.clientId });
+        if (!outcome.ok) throw notFound("access token");
+        auth.tokens?.forget({ tokenIds: [outcome.token.id] });
+        deps.log.info({ event: "token.revoked", tokenId: outcome.token.id, clientId: principal.clientId });
+        return ok(outcome.token);
+      },
+    ),
+    route(
+      {
+        method: "post",
+        path: "/api/v1/clients",
+        summary: "Create an API client; its secret is shown only in this answer",
+        tag: "auth",
+        auth: ["admin"],
+        body: createClientSchema,
+        responses: { 201: { description: "The client, with its secret", schema: newClientSchema }, ...problemResponses },
+      },
+      async ({ body, principal }) => {
+        const client = await createClient(store, { name: body.name, role: body.role, actor: principal.clientId });
+        deps.log.info({ event: "client.created", clientId: client.id, role: client.role });
+        return created(client);
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/clients",
+        summary: "List API clients",
+        tag: "auth",
+        auth: ["admin"],
+        query: listClientsQuery,
+        responses: { 200: { description: "A page of clients", schema: pageSchema(clientSchema) }, ...problemResponses },
+      },
+      async ({ query }) =>
+        ok(await store.clients.list({ limit: query.limit, cursor: query.cursor, includeDisabled: query.include_disabled === "true" })),
+    ),
+    route(
+      {
+        method: "delete",
+        path: "/api/v1/clients/:id",
+        summary: "Disable a client and revoke its tokens",
+        tag: "auth",
+        auth: ["admin"],
+        responses: { 200: { description: "The disabled client", schema: clientSchema }, ...problemResponses },
+      },
+      async ({ params, principal }) => {
+        const outcome = await store.clients.disable({ id: idParams.parse(params).id, actor: principal.clientId });
+        if (!outcome.ok) throw notFound("client");
+        auth.tokens?.forget({ clientId: outcome.client.id, tokenIds: outcome.revoked });
+        deps.log.info({ event: "client.disabled", clientId: outcome.client.id, tokens: outcome.revoked.length });
+        return ok(outcome.client);
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/tokens",
+        summary: "List issued access tokens (never their values)",
+        tag: "auth",
+        auth: ["admin"],
+        query: listTokensQuery,
+        responses: { 200: { description: "A page of tokens", schema: pageSchema(tokenSchema) }, ...problemResponses },
+      },
+      async ({ query }) => ok(await store.tokens.list({ limit: query.limit, cursor: query.cursor, clientId: query.client_id })),
+    ),
+    route(
+      {
+        method: "delete",
+        path: "/api/v1/tokens/:id",
+        summary: "Revoke an access token",
+        tag: "auth",
+        auth: ["admin"],
+        responses: { 200: { description: "The revoked token", schema: tokenSchema }, ...problemResponses },
+      },
+      async ({ params, principal }) => {
+        const outcome = await store.tokens.revoke({ id: idParams.parse(params).id, actor: principal.clientId });
+        if (!outcome.ok) throw notFound("token");
+        auth.tokens?.forget({ tokenIds: [outcome.token.id] });
+        deps.log.info({ event: "token.revoked", tokenId: outcome.token.id });
+        return ok(outcome.token);
+      },
+    ),
+  ];
+}
