@@ -6,17 +6,21 @@ import type { AddressInfo } from "node:net";
 import { FailedLoginLog } from "./auth/failed-logins.js";
 import { devAuthenticator } from "./auth/principal.js";
 import { LoginLimiter, RequestRateLimiter } from "./auth/rate-limits.js";
+import { RateLimitedError } from "./auth/principal.js";
 import { resolveJwtSecret, TokenService } from "./auth/tokens.js";
 import { loadConfig, type ConfigValues, type MasterConfig } from "./config.js";
-import { createApp } from "./http/app.js";
+import { createApp, type AppParams } from "./http/app.js";
 import { NodeOwners, type HttpDeps } from "./http/deps.js";
-import type { Route } from "./http/route.js";
+import { unavailable } from "./http/problem.js";
+import { isWrite, type Route } from "./http/route.js";
 import { createLogger, type Logger } from "./log.js";
+import { Metrics } from "./metrics.js";
+import { ModeController } from "./modes.js";
 import { packageVersion } from "./package-info.js";
 import { Dispatcher } from "./queue/dispatcher.js";
 import { createQueuePolicy } from "./queue/policy.js";
 import { openSqliteStore } from "./store/sqlite/index.js";
-import { systemClock, type Clock, type Store } from "./store/types.js";
+import { StorageUnavailableError, systemClock, type Clock, type Store } from "./store/types.js";
 import { AgingSweeper } from "./sweepers/aging.js";
 import { DeadNodeSweeper } from "./sweepers/dead-nodes.js";
 import { Promoter } from "./sweepers/promoter.js";
@@ -52,11 +56,15 @@ export interface MasterInternals extends RunningMaster {
   store: Store;
   dispatcher: Dispatcher;
   routes: Route[];
-  services: (PeriodicService<unknown> | CronService<unknown>)[];
+  services: Service[];
   log: Logger;
   /** Present when auth is on. */
   tokens: TokenService | undefined;
+  modes: ModeController;
+  metrics: Metrics;
 }
+
+type Service = PeriodicService<unknown> | CronService<unknown>;
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -68,6 +76,70 @@ function listen(server: Server, host: string, port: number): Promise<AddressInfo
       resolve(server.address() as AddressInfo);
     });
   });
+}
+
+function createServices(params: {
+  config: MasterConfig;
+  store: Store;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+  dispatcher: Dispatcher;
+  startedAt: Date;
+}): { services: Service[]; promoter: Promoter } {
+  const { config, store, clock, log, metrics, dispatcher, startedAt } = params;
+  const intervalMs = config.sweepIntervalS * 1000;
+  const onJobsReady = () => dispatcher.notify();
+  const promoter = new Promoter({ store, clock, log, intervalMs, onJobsReady });
+  const services: Service[] = [
+    new DeadNodeSweeper({ store, clock, log, intervalMs, nodeTimeoutMs: config.nodeTimeoutS * 1000, startedAt, onJobsReady, metrics }),
+    new StalledJobSweeper({ store, log, intervalMs, onJobsReady, metrics }),
+    promoter,
+    new AgingSweeper({ store, log, intervalMs: Math.min(intervalMs, config.agingS * 1000) }),
+    new TokenCleanup(store, clock, log),
+  ];
+  return { services, promoter };
+}
+
+async function createAuth(config: MasterConfig, store: Store, clock: Clock, log: Logger, metrics: Metrics) {
+  let tokens: TokenService | undefined;
+  if (config.auth === "off") {
+    log.warn({ event: "auth.off" }, "AUTH IS OFF (GAFFER_AUTH=off): every request acts as an admin. Development only.");
+  } else {
+    const secret = await resolveJwtSecret(config.jwtSecret, store.settings);
+    tokens = new TokenService({ store, secret, ttlS: config.tokenTtlS, clock, log, onInvalid: (reason) => metrics.invalidTokens.inc({ reason }) });
+    if ((await store.clients.countByRole("admin")) === 0) {
+      log.warn(
+        { event: "auth.no_admin" },
+        `no admin client yet: make one with  gaffer clients create --db ${config.db} --name admin --role admin`,
+      );
+    }
+  }
+  const failedLogins = new FailedLoginLog(store.audit, log);
+  return { tokens, loginLimiter: new LoginLimiter(), failedLogins };
+}
+
+/** Guards every authenticated request passes before its body is read. */
+function requestGuards(config: MasterConfig, modes: ModeController, metrics: Metrics): NonNullable<AppParams["guards"]> {
+  const rateLimiter = new RequestRateLimiter({
+    clientPerMinute: config.rateLimitPerMinute,
+    workerPerMinute: config.workerRateLimitPerMinute,
+  });
+  return [
+    async (_req, res, principal) => {
+      try {
+        for (const [name, value] of Object.entries(await rateLimiter.consume(principal))) res.setHeader(name, value);
+      } catch (error) {
+        if (error instanceof RateLimitedError) metrics.rateLimited.inc({ kind: "requests" });
+        throw error;
+      }
+    },
+    (_req, _res, _principal, spec) => {
+      if (!modes.allowsWrites && isWrite(spec) && !spec.readOnlyAllowed) {
+        throw unavailable(`the master is read-only (${modes.current.reason ?? "set by an admin"}); reads still work`);
+      }
+    },
+  ];
 }
 
 export async function createMaster(options: MasterOptions = {}): Promise<MasterInternals> {
@@ -83,25 +155,17 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     clock,
     policy: createQueuePolicy(config, random),
   });
-
-  const dispatcher = new Dispatcher(store.jobs);
-  const intervalMs = config.sweepIntervalS * 1000;
-  const promoter = new Promoter({ store, clock, log, intervalMs, onJobsReady: () => dispatcher.notify() });
-  const services: (PeriodicService<unknown> | CronService<unknown>)[] = [
-    new DeadNodeSweeper({
-      store,
-      clock,
-      log,
-      intervalMs,
-      nodeTimeoutMs: config.nodeTimeoutS * 1000,
-      startedAt,
-      onJobsReady: () => dispatcher.notify(),
-    }),
-    new StalledJobSweeper({ store, log, intervalMs, onJobsReady: () => dispatcher.notify() }),
-    promoter,
-    new AgingSweeper({ store, log, intervalMs: Math.min(intervalMs, config.agingS * 1000) }),
-    new TokenCleanup(store, clock, log),
-  ];
+  const modes = new ModeController(store, clock, log);
+  await modes.load();
+  const metrics = new Metrics(() => store.jobs.stats());
+  const dispatcher = new Dispatcher(store.jobs, () => modes.allowsDispatch);
+  const { services, promoter } = createServices({ config, store, clock, log, metrics, dispatcher, startedAt });
+  // A full disk seen anywhere (a request or a sweep) turns the master read-only.
+  const watchStorage = (error: unknown) => {
+    if (error instanceof StorageUnavailableError) modes.storageFailed(error);
+  };
+  for (const service of services) service.onFailure = watchStorage;
+  const auth = await createAuth(config, store, clock, log, metrics);
 
   const deps: HttpDeps = {
     store,
@@ -109,40 +173,22 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     config,
     log,
     clock,
+    metrics,
+    modes,
     nodeOwners: new NodeOwners(store),
     wake: { jobsReady: () => dispatcher.notify(), jobsScheduled: () => promoter.poke() },
   };
   let ready = false;
-  let tokens: TokenService | undefined;
-  if (config.auth === "off") {
-    log.warn({ event: "auth.off" }, "AUTH IS OFF (GAFFER_AUTH=off): every request acts as an admin. Development only.");
-  } else {
-    const secret = await resolveJwtSecret(config.jwtSecret, store.settings);
-    tokens = new TokenService({ store, secret, ttlS: config.tokenTtlS, clock, log });
-    if ((await store.clients.countByRole("admin")) === 0) {
-      log.warn(
-        { event: "auth.no_admin" },
-        `no admin client yet: make one with  gaffer clients create --db ${config.db} --name admin --role admin`,
-      );
-    }
-  }
-  const rateLimiter = new RequestRateLimiter({
-    clientPerMinute: config.rateLimitPerMinute,
-    workerPerMinute: config.workerRateLimitPerMinute,
-  });
-  const failedLogins = new FailedLoginLog(store.audit, log);
-  failedLogins.start();
   const { app, routes } = createApp({
     deps,
-    authenticator: tokens ?? devAuthenticator,
-    auth: { tokens, loginLimiter: new LoginLimiter(), failedLogins },
+    authenticator: auth.tokens ?? devAuthenticator,
+    auth,
     version: packageVersion(),
     isReady: () => ready,
-    guards: [
-      async (_req, res, principal) => {
-        for (const [name, value] of Object.entries(await rateLimiter.consume(principal))) res.setHeader(name, value);
-      },
-    ],
+    startedAt,
+    services: () => Object.fromEntries(services.map((service) => [service.name, service.status()])),
+    guards: requestGuards(config, modes, metrics),
+    onError: watchStorage,
   });
 
   const server = createServer(app);
@@ -150,14 +196,14 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   try {
     address = await listen(server, config.host, config.port);
   } catch (error) {
-    await failedLogins.stop();
     await store.close();
     throw error;
   }
+  auth.failedLogins.start();
   for (const service of services) service.start();
   ready = true;
   const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
-  log.info({ event: "master.started", url, db: config.db, version: packageVersion() }, `listening on ${url}`);
+  log.info({ event: "master.started", url, db: config.db, version: packageVersion(), mode: modes.current.mode }, `listening on ${url}`);
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -174,12 +220,12 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
       clearInterval(sweepIdle);
       clearTimeout(force);
       await Promise.all(services.map((service) => service.stop()));
-      await failedLogins.stop();
+      await auth.failedLogins.stop();
       await store.close();
       log.info({ event: "master.stopped" }, "stopped");
     })());
 
-  return { url, port: address.port, config, close, store, dispatcher, routes, services, log, tokens };
+  return { url, port: address.port, config, close, store, dispatcher, routes, services, log, tokens: auth.tokens, modes, metrics };
 }
 
 /** Start a master in-process with the same options as `gaffer master start`. */

@@ -3,7 +3,7 @@ import express, { type Express } from "express";
 import type { Authenticator } from "../auth/principal.js";
 import type { HttpDeps } from "./deps.js";
 import { buildOpenApi } from "./openapi.js";
-import { notFound, problemHandler, type ProblemError } from "./problem.js";
+import { notFound, problemHandler } from "./problem.js";
 import { mountRoutes, type MountParams, type Route } from "./route.js";
 import { authRoutes, type AuthDeps } from "./routes/auth.js";
 import { jobRoutes } from "./routes/jobs.js";
@@ -16,16 +16,25 @@ export interface AppParams {
   auth: AuthDeps;
   version: string;
   isReady: () => boolean;
+  startedAt: Date;
+  services: () => Record<string, unknown>;
   guards?: MountParams["guards"];
-  /** Map errors the HTTP layer does not know (say, a full disk) to a problem. */
-  onUnexpected?: (error: unknown) => ProblemError | undefined;
+  /** Sees every error before it becomes a problem document (a full disk turns the master read-only). */
+  onError?: (error: unknown) => void;
 }
 
 export function allRoutes(params: AppParams): Route[] {
   const routes: Route[] = [];
   let openApi: Record<string, unknown> | undefined;
   routes.push(
-    ...opsRoutes(params.deps, { isReady: params.isReady, openApi: () => (openApi ??= buildOpenApi(routes, params.version)) }),
+    ...opsRoutes(params.deps, {
+      isReady: params.isReady,
+      openApi: () => (openApi ??= buildOpenApi(routes, params.version)),
+      version: params.version,
+      startedAt: params.startedAt,
+      services: params.services,
+      waitingClaims: () => params.deps.dispatcher.waiting,
+    }),
     ...authRoutes(params.deps, params.auth),
     ...jobRoutes(params.deps),
     ...nodeRoutes(params.deps),
@@ -45,11 +54,13 @@ export function createApp(params: AppParams): { app: Express; routes: Route[] } 
     maxPayloadBytes: params.deps.config.maxPayloadBytes,
     maxBatchBytes: params.deps.config.maxBatchBytes,
     guards: params.guards,
+    onResponse: (spec, status, durationS) =>
+      params.deps.metrics.httpDuration.observe({ method: spec.method.toUpperCase(), route: spec.path, status: String(status) }, durationS),
   });
   app.use(router);
   app.use(() => {
     throw notFound("route");
   });
-  app.use(problemHandler(params.deps.log, params.onUnexpected));
+  app.use(problemHandler(params.deps.log, params.onError));
   return { app, routes };
 }

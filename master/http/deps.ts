@@ -2,6 +2,8 @@
 // the wake-ups that tell the rest of the master something changed.
 import type { MasterConfig } from "../config.js";
 import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
+import type { ModeController } from "../modes.js";
 import type { Dispatcher } from "../queue/dispatcher.js";
 import type { Clock, Job, Store } from "../store/types.js";
 import { forbidden, notFound } from "./problem.js";
@@ -22,6 +24,8 @@ export interface HttpDeps {
   clock: Clock;
   wake: Wakeups;
   nodeOwners: NodeOwners;
+  metrics: Metrics;
+  modes: ModeController;
 }
 
 /** Who registered each node (it never changes), kept in memory for the hot node routes. */

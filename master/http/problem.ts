@@ -4,7 +4,7 @@ import type { ErrorRequestHandler, Response } from "express";
 import { z } from "zod";
 import type { Logger } from "../log.js";
 import { AuthenticationError, RateLimitedError } from "../auth/principal.js";
-import { InvalidCursorError } from "../store/types.js";
+import { InvalidCursorError, StorageUnavailableError } from "../store/types.js";
 
 export const PROBLEM_CODES = {
   invalid_request: { status: 400, title: "Invalid request" },
@@ -98,6 +98,9 @@ export function toProblem(error: unknown): ProblemError | undefined {
   if (error instanceof z.ZodError) return badRequest("the request is not valid", fieldErrors(error));
   if (error instanceof InvalidCursorError) return badRequest(error.message, [{ path: "cursor", message: error.message }]);
   if (error instanceof AuthenticationError) return unauthorized(error.message);
+  if (error instanceof StorageUnavailableError) {
+    return unavailable("the database refuses writes; the master is read-only until an admin sets mode normal");
+  }
   if (error instanceof RateLimitedError) {
     return new ProblemError("rate_limited", error.message, undefined, { ...error.headers, "Retry-After": String(error.retryAfterS) });
   }
@@ -121,9 +124,10 @@ export function toProblem(error: unknown): ProblemError | undefined {
   return undefined;
 }
 
-export function problemHandler(log: Logger, onUnexpected?: (error: unknown) => ProblemError | undefined): ErrorRequestHandler {
+export function problemHandler(log: Logger, onError?: (error: unknown) => void): ErrorRequestHandler {
   return (error, req, res, _next) => {
-    let problem = toProblem(error) ?? onUnexpected?.(error);
+    onError?.(error);
+    let problem = toProblem(error);
     if (!problem) {
       log.error({ event: "http.error", err: error, method: req.method, path: req.path }, "unexpected error");
       problem = new ProblemError("internal", "the master failed to handle this request; it is logged");

@@ -28,6 +28,15 @@ export interface RouteSpec<B extends z.ZodType | undefined, Q extends z.ZodType 
   responses: Record<number, ResponseSpec>;
   /** Batch routes accept bodies up to GAFFER_MAX_BATCH_BYTES instead of GAFFER_MAX_PAYLOAD_BYTES. */
   largeBody?: boolean;
+  /** Whether it changes state (refused in read_only mode). Default: every method but GET. */
+  writes?: boolean;
+  /** Served even in read_only mode (the call that leaves it). */
+  readOnlyAllowed?: boolean;
+}
+
+/** Whether a route changes state. */
+export function isWrite(spec: Pick<RouteSpec<undefined, undefined>, "method" | "writes">): boolean {
+  return spec.writes ?? spec.method !== "get";
 }
 
 type Infer<S> = S extends z.ZodType ? z.output<S> : undefined;
@@ -79,6 +88,8 @@ export interface MountParams {
   guards?: ((req: Request, res: Response, principal: Principal, spec: Route["spec"]) => void | Promise<void>)[];
   /** Nesting depth allowed in a JSON body (deeper bodies get 400, never a stack overflow). */
   maxJsonDepth?: number;
+  /** Called when each answer has gone out (metrics). */
+  onResponse?: (spec: Route["spec"], status: number, durationS: number) => void;
 }
 
 const DEFAULT_MAX_JSON_DEPTH = 64;
@@ -123,6 +134,14 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
   };
   for (const { spec, handler } of routes) {
     const chain: RequestHandler[] = [];
+    if (params.onResponse) {
+      const onResponse = params.onResponse;
+      chain.push((_req, res, next) => {
+        const started = process.hrtime.bigint();
+        res.once("finish", () => onResponse(spec, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
+        next();
+      });
+    }
     chain.push(async (req: Request, res: Response, next: NextFunction) => {
       if (spec.auth === "public") return next();
       const principal = await params.authenticator.authenticate(req);

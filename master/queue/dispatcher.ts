@@ -30,7 +30,16 @@ export class Dispatcher {
   private generation = 0;
   private closed = false;
 
-  constructor(private readonly jobs: JobStore) {}
+  /** `canDispatch` is false while the master is paused: claims get nothing, waiting ones keep waiting. */
+  constructor(
+    private readonly jobs: JobStore,
+    private readonly canDispatch: () => boolean = () => true,
+  ) {}
+
+  private async tryClaim(nodeId: string, max: number): Promise<ClaimOutcome> {
+    if (!this.canDispatch()) return EMPTY;
+    return this.jobs.claim({ nodeId, max });
+  }
 
   get waiting(): number {
     return this.waiters.length;
@@ -38,7 +47,7 @@ export class Dispatcher {
 
   async claim(params: ClaimParams): Promise<ClaimOutcome> {
     const seen = this.generation;
-    const first = await this.jobs.claim({ nodeId: params.nodeId, max: params.max });
+    const first = await this.tryClaim(params.nodeId, params.max);
     if (!first.ok || first.items.length > 0 || params.waitMs <= 0 || this.closed || params.signal?.aborted) {
       return first;
     }
@@ -79,7 +88,7 @@ export class Dispatcher {
           if (waiter.done || this.closed) continue;
           let outcome: ClaimOutcome;
           try {
-            outcome = await this.jobs.claim({ nodeId: waiter.nodeId, max: waiter.max });
+            outcome = await this.tryClaim(waiter.nodeId, waiter.max);
           } catch {
             outcome = EMPTY; // the store is failing; the waiter gets nothing rather than hanging
           }

@@ -115,6 +115,23 @@ export interface AuditEntry {
   created_at: string;
 }
 
+/**
+ * The database refuses writes (disk full, I/O error, read-only file): the
+ * master turns read-only until an admin sets it back. Stores translate their
+ * driver's errors into this; the core never sees driver errors.
+ */
+export class StorageUnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The database file failed its integrity check at open. */
+export class CorruptDatabaseError extends Error {}
+
 /** A list cursor this store did not hand out. */
 export class InvalidCursorError extends Error {
   constructor(readonly cursor: string) {
@@ -172,7 +189,7 @@ export interface ListJobsParams extends PageParams {
 }
 
 export type ClaimOutcome =
-  | { ok: true; items: ClaimedJob[] }
+  | { ok: true; items: ClaimedJob[]; /** How long each item waited since it became ready, aligned with items. */ waitedMs?: number[] }
   | { ok: false; reason: "not_found" | "offline" };
 
 export interface JobReport {
@@ -188,6 +205,14 @@ export type ReportVerdict = "accepted" | "duplicate" | "stale_attempt" | "not_fo
 export interface ReportOutcome {
   jobId: string;
   verdict: ReportVerdict;
+  /** For accepted reports: what became of the job, for metrics and logs. */
+  effect?: {
+    type: string;
+    priority: PriorityName;
+    status: JobStatus;
+    failureReason: string | null;
+    runMs: number | null;
+  };
 }
 
 export interface ReportManyResult {
@@ -374,8 +399,17 @@ export interface SettingsStore {
   set(key: string, value: string): Promise<void>;
 }
 
+export interface StoreDescription {
+  dialect: string;
+  [key: string]: unknown;
+}
+
 export interface Store {
   readonly dialect: "sqlite";
+  /** What an operator wants to know of the database (GET /api/v1/state). */
+  describe(): Promise<StoreDescription>;
+  /** Whether a write goes through now (leaving read-only mode). */
+  probeWrite(): Promise<void>;
   readonly jobs: JobStore;
   readonly nodes: NodeStore;
   readonly audit: AuditStore;

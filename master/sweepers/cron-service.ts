@@ -8,6 +8,8 @@ export abstract class CronService<Result> {
   private task: ScheduledTask | undefined;
   private running: Promise<unknown> | undefined;
   private readonly state: ServiceStatus;
+  /** Sees every failed run (a full disk turns the master read-only). */
+  onFailure: ((error: unknown) => void) | undefined;
 
   constructor(
     readonly name: string,
@@ -33,6 +35,7 @@ export abstract class CronService<Result> {
       this.state.failures += 1;
       this.state.last_error = error instanceof Error ? error.message : String(error);
       this.log.error({ event: "sweeper.failed", sweeper: this.name, err: error }, `${this.name} failed`);
+      this.onFailure?.(error);
     } finally {
       this.running = undefined;
       this.state.runs += 1;

@@ -2,6 +2,7 @@
 // `dead` and its running jobs go back to the queue (or fail past max_retries).
 // The same run takes back jobs whose node stopped listing them in heartbeats.
 import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import type { Clock, DeadNode, RescuedJob, Store } from "../store/types.js";
 import { PeriodicService } from "./service.js";
 
@@ -18,6 +19,7 @@ export interface DeadNodeSweeperParams {
   /** When the master started: no node is declared dead before it has had one timeout to report. */
   startedAt: Date;
   onJobsReady: () => void;
+  metrics?: Metrics;
 }
 
 export interface DeadNodeSweep {
@@ -62,6 +64,12 @@ export class DeadNodeSweeper extends PeriodicService<DeadNodeSweep> {
     }
     for (const job of expired) {
       log.info({ event: "job.reassigned", jobId: job.jobId, nodeId: job.nodeId, outcome: job.outcome, reason: "lease_expired" });
+    }
+    const metrics = this.params.metrics;
+    if (metrics) {
+      metrics.nodesDead.inc(dead.length);
+      metrics.jobsReassigned.inc({ reason: "node_dead" }, dead.reduce((sum, node) => sum + node.jobs.length, 0));
+      metrics.jobsReassigned.inc({ reason: "lease_expired" }, expired.length);
     }
     const requeued = [...dead.flatMap((n) => n.jobs), ...expired].some((job) => job.outcome === "requeued");
     if (requeued) this.params.onJobsReady();

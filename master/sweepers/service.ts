@@ -18,6 +18,8 @@ export abstract class PeriodicService<Result> {
   private running: Promise<unknown> | undefined;
   private stopped = true;
   private readonly state: ServiceStatus;
+  /** Sees every failed run (a full disk turns the master read-only). */
+  onFailure: ((error: unknown) => void) | undefined;
 
   constructor(
     readonly name: string,
@@ -77,6 +79,7 @@ export abstract class PeriodicService<Result> {
       this.state.failures += 1;
       this.state.last_error = error instanceof Error ? error.message : String(error);
       this.log.error({ event: "sweeper.failed", sweeper: this.name, err: error }, `${this.name} failed`);
+      this.onFailure?.(error);
     } finally {
       this.running = undefined;
       this.state.runs += 1;

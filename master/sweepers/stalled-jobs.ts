@@ -2,6 +2,7 @@
 // grace is re-queued (or failed past max_retries); its node is told to stop it
 // in its next heartbeat's cancel list.
 import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import type { RescuedJob, Store } from "../store/types.js";
 import { PeriodicService } from "./service.js";
 
@@ -12,6 +13,7 @@ export interface StalledJobSweeperParams {
   log: Logger;
   intervalMs: number;
   onJobsReady: () => void;
+  metrics?: Metrics;
 }
 
 export class StalledJobSweeper extends PeriodicService<RescuedJob[]> {
@@ -29,6 +31,7 @@ export class StalledJobSweeper extends PeriodicService<RescuedJob[]> {
     for (const job of rescued) {
       this.params.log.warn({ event: "job.stalled", jobId: job.jobId, nodeId: job.nodeId, outcome: job.outcome });
     }
+    this.params.metrics?.jobsReassigned.inc({ reason: "stalled" }, rescued.length);
     if (rescued.some((job) => job.outcome === "requeued")) this.params.onJobsReady();
     return rescued;
   }

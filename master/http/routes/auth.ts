@@ -1,6 +1,7 @@
 // /api/v1/auth, /api/v1/clients, /api/v1/tokens: logging in, and managing API clients and their tokens.
 import { createClient } from "../../auth/clients.js";
 import type { FailedLoginLog } from "../../auth/failed-logins.js";
+import { RateLimitedError } from "../../auth/principal.js";
 import type { LoginLimiter } from "../../auth/rate-limits.js";
 import { verifySecret } from "../../auth/secrets.js";
 import type { TokenService } from "../../auth/tokens.js";
@@ -49,7 +50,12 @@ export function authRoutes(deps: HttpDeps, auth: AuthDeps): Route[] {
       async ({ body, req }) => {
         if (!auth.tokens) throw unavailable("auth is off on this master (GAFFER_AUTH=off): no tokens are issued or needed");
         const address = req.ip ?? "unknown";
-        await auth.loginLimiter.assertAllowed(body.client_id, address);
+        try {
+          await auth.loginLimiter.assertAllowed(body.client_id, address);
+        } catch (error) {
+          if (error instanceof RateLimitedError) deps.metrics.rateLimited.inc({ kind: "logins" });
+          throw error;
+        }
         const client = await store.clients.get(body.client_id);
         const good = await verifySecret(body.client_secret, client?.secret_hash);
         if (!client || !good || client.disabled_at !== null) {
@@ -59,6 +65,7 @@ export function authRoutes(deps: HttpDeps, auth: AuthDeps): Route[] {
         }
         await auth.loginLimiter.succeeded(client.id);
         const token = await auth.tokens.issue(client);
+        deps.metrics.tokensIssued.inc();
         deps.log.info({ event: "auth.token_issued", clientId: client.id, expiresAt: token.expires_at });
         return ok(token);
       },

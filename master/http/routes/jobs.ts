@@ -50,7 +50,9 @@ function afterSubmit(deps: HttpDeps, outcome: Extract<SubmitOutcome, { ok: true 
   if (outcome.ready > 0) deps.wake.jobsReady();
   if (outcome.items.some((item) => item.created && item.job.status === "scheduled")) deps.wake.jobsScheduled();
   for (const item of outcome.items) {
-    if (item.created) deps.log.debug({ event: "job.submitted", jobId: item.job.id, type: item.job.type });
+    if (!item.created) continue;
+    deps.metrics.jobsSubmitted.inc({ type: item.job.type, priority: item.job.priority });
+    deps.log.debug({ event: "job.submitted", jobId: item.job.id, type: item.job.type });
   }
 }
 

@@ -1,7 +1,7 @@
 // /api/v1/nodes: what workers do (register, heartbeat, claim, report, leave) and
 // what admins do to nodes (list, drain, resume). Single-job reports live under
 // /api/v1/jobs/:id/complete|fail but are node verbs, so they are here too.
-import type { JobReport, NodeActionOutcome, ReportVerdict } from "../../store/types.js";
+import type { JobReport, NodeActionOutcome, ReportOutcome, ReportVerdict } from "../../store/types.js";
 import type { HttpDeps } from "../deps.js";
 import { conflict, notFound } from "../problem.js";
 import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
@@ -42,6 +42,20 @@ const REASONS: Record<ReportVerdict, string | undefined> = {
   not_found: "not_found",
 };
 
+/** Count what accepted reports did (metrics) and say it in the log. */
+function recordEffects(deps: HttpDeps, items: ReportOutcome[]): void {
+  for (const { jobId, effect } of items) {
+    if (!effect) continue;
+    const labels = { type: effect.type, priority: effect.priority };
+    if (effect.runMs !== null) deps.metrics.jobRun.observe({ type: effect.type }, effect.runMs / 1000);
+    if (effect.status === "completed") deps.metrics.jobsCompleted.inc(labels);
+    else if (effect.status === "failed") {
+      deps.metrics.jobsFailed.inc({ ...labels, reason: effect.failureReason ?? "unknown" });
+      deps.log.info({ event: "job.failed", jobId, type: effect.type, reason: effect.failureReason });
+    } else if (effect.status === "scheduled" || effect.status === "pending") deps.metrics.jobsRetried.inc(labels);
+  }
+}
+
 export function nodeRoutes(deps: HttpDeps): Route[] {
   const { store, nodeOwners } = deps;
   const nodeResponses = { 200: { description: "The node", schema: nodeSchema }, ...problemResponses };
@@ -50,6 +64,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
   async function reportOne(principal: Principal, nodeId: string, report: JobReport): Promise<Reply> {
     await nodeOwners.check(principal, nodeId);
     const result = await store.jobs.report({ nodeId, reports: [report] });
+    recordEffects(deps, result.items);
     const verdict = result.items[0]?.verdict ?? "not_found";
     if (verdict === "not_found") throw notFound("job");
     if (verdict === "stale_attempt") {
@@ -170,6 +185,9 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
           offlineConflict();
         }
         if (outcome.items.length > 0) {
+          outcome.items.forEach((job, index) =>
+            deps.metrics.jobWait.observe({ priority: job.priority }, (outcome.waitedMs?.[index] ?? 0) / 1000),
+          );
           deps.log.debug({ event: "job.assigned", nodeId: id, jobs: outcome.items.map((job) => job.id) });
         }
         return ok({ items: outcome.items });
@@ -199,6 +217,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
             error: r.error === undefined ? undefined : { ...r.error, retryable: r.error.retryable !== false },
           })),
         });
+        recordEffects(deps, result.items);
         if (result.ready > 0) deps.wake.jobsReady();
         if (body.results.some((r) => r.status === "failed")) deps.wake.jobsScheduled();
         const items = result.items.map((item) => {

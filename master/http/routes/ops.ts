@@ -1,15 +1,50 @@
-// The public operational routes: /health, /ready, /openapi.json.
+// Operations: /health, /ready, /metrics, /openapi.json (public), and the master's state and mode (admin).
+import { z } from "zod";
+import { MODES } from "../../modes.js";
 import type { HttpDeps } from "../deps.js";
 import { problemSchema, unavailable } from "../problem.js";
 import { ok, route, type Route } from "../route.js";
 import { healthSchema } from "../schemas.js";
+import { problemResponses } from "./common.js";
 
 export interface OpsParams {
   isReady: () => boolean;
   openApi: () => Record<string, unknown>;
+  version: string;
+  startedAt: Date;
+  /** Each background service's last runs, for GET /api/v1/state. */
+  services: () => Record<string, unknown>;
+  waitingClaims: () => number;
 }
 
-export function opsRoutes(_deps: HttpDeps, params: OpsParams): Route[] {
+const modeSchema = z.object({ mode: z.enum(MODES) }).strict();
+
+const stateSchema = z.object({
+  mode: z.enum(MODES),
+  mode_reason: z.string().nullable(),
+  mode_since: z.string(),
+  version: z.string(),
+  uptime_s: z.number(),
+  db: z.record(z.string(), z.unknown()),
+  sweepers: z.record(z.string(), z.unknown()),
+  counts: z.record(z.string(), z.unknown()),
+});
+
+export function opsRoutes(deps: HttpDeps, params: OpsParams): Route[] {
+  const state = async () => {
+    const mode = deps.modes.current;
+    const stats = await deps.store.jobs.stats();
+    return {
+      mode: mode.mode,
+      mode_reason: mode.reason,
+      mode_since: mode.since,
+      version: params.version,
+      uptime_s: Math.round((deps.clock.now().getTime() - params.startedAt.getTime()) / 100) / 10,
+      db: await deps.store.describe(),
+      sweepers: params.services(),
+      counts: { jobs: stats.jobs, nodes: stats.nodes, pending_by_priority: stats.pending_by_priority, waiting_claims: params.waitingClaims() },
+    };
+  };
   return [
     route(
       {
@@ -26,18 +61,31 @@ export function opsRoutes(_deps: HttpDeps, params: OpsParams): Route[] {
       {
         method: "get",
         path: "/ready",
-        summary: "The database is open and migrated",
+        summary: "The database is open and migrated, and takes writes",
         tag: "operations",
         auth: "public",
         responses: {
           200: { description: "Ready", schema: healthSchema },
-          503: { description: "Not ready", schema: problemSchema },
+          503: { description: "Not ready, or read-only", schema: problemSchema },
         },
       },
       async () => {
         if (!params.isReady()) throw unavailable("the master is not ready");
-        return ok({ status: "ready" });
+        const mode = deps.modes.current;
+        if (mode.mode === "read_only") throw unavailable(`the master is read-only: ${mode.reason ?? "set by an admin"}`);
+        return ok({ status: "ready", mode: mode.mode });
       },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics",
+        tag: "operations",
+        auth: "public",
+        responses: { 200: { description: "Prometheus text format" } },
+      },
+      async () => ({ status: 200, raw: { contentType: deps.metrics.contentType, text: await deps.metrics.text() } }),
     ),
     route(
       {
@@ -49,6 +97,35 @@ export function opsRoutes(_deps: HttpDeps, params: OpsParams): Route[] {
         responses: { 200: { description: "OpenAPI 3.1" } },
       },
       async () => ok(params.openApi()),
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/state",
+        summary: "Mode, version, uptime, database, sweepers and counts",
+        tag: "operations",
+        auth: ["admin"],
+        responses: { 200: { description: "The master's state", schema: stateSchema }, ...problemResponses },
+      },
+      async () => ok(await state()),
+    ),
+    route(
+      {
+        method: "put",
+        path: "/api/v1/state/mode",
+        summary: "Set the mode: normal, paused (no jobs handed out) or read_only (writes refused)",
+        tag: "operations",
+        auth: ["admin"],
+        body: modeSchema,
+        readOnlyAllowed: true,
+        responses: { 200: { description: "The master's state", schema: stateSchema }, ...problemResponses },
+      },
+      async ({ body, principal }) => {
+        const outcome = await deps.modes.set(body.mode, principal.clientId);
+        if (!outcome.ok) throw unavailable(outcome.detail);
+        if (body.mode === "normal") deps.wake.jobsReady();
+        return ok(await state());
+      },
     ),
   ];
 }

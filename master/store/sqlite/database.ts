@@ -15,6 +15,7 @@ import {
   type RawBuilder,
 } from "kysely";
 import type { DatabaseSchema } from "../schema.js";
+import { StorageUnavailableError } from "../types.js";
 
 export type Synchronous = "full" | "normal";
 
@@ -46,6 +47,28 @@ export interface Prepared<Row, P> {
 }
 
 type Bindable = string | number | bigint | Buffer | null;
+
+/** SQLite result codes that mean the disk, not the query, is the problem. */
+const STORAGE_FAILURES = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|NOTADB|CORRUPT|PROTOCOL)/;
+
+/** Map a driver error the core must understand (a full disk) to the store's own; leave the rest. */
+export function translateError(error: unknown): unknown {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code === "string" && STORAGE_FAILURES.test(code)) {
+    return new StorageUnavailableError(`the database refuses writes (${code}): ${(error as Error).message}`, code);
+  }
+  return error;
+}
+
+function guarded<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  return (...args: A) => {
+    try {
+      return fn(...args);
+    } catch (error) {
+      throw translateError(error);
+    }
+  };
+}
 
 function toBindable(value: unknown): Bindable {
   if (value === undefined || value === null) return null;
@@ -88,15 +111,23 @@ export class SqliteDatabase {
     return stmt;
   }
 
+  private execute<T>(work: () => T): T {
+    try {
+      return work();
+    } catch (error) {
+      throw translateError(error);
+    }
+  }
+
   /** Run a query built now (its values inline). The statement is cached by its SQL text. */
   all<Row>(query: Compilable<Row>): Row[] {
     const compiled = query.compile();
-    return this.statement(compiled.sql).all(compiled.parameters.map(toBindable)) as Row[];
+    return this.execute(() => this.statement(compiled.sql).all(compiled.parameters.map(toBindable)) as Row[]);
   }
 
   get<Row>(query: Compilable<Row>): Row | undefined {
     const compiled = query.compile();
-    return this.statement(compiled.sql).get(compiled.parameters.map(toBindable)) as Row | undefined;
+    return this.execute(() => this.statement(compiled.sql).get(compiled.parameters.map(toBindable)) as Row | undefined);
   }
 
   /**
@@ -105,13 +136,13 @@ export class SqliteDatabase {
    */
   allSql<Row>(query: RawBuilder<Row>): Row[] {
     const compiled = query.compile(this.kysely);
-    return this.statement(compiled.sql).all(compiled.parameters.map(toBindable)) as Row[];
+    return this.execute(() => this.statement(compiled.sql).all(compiled.parameters.map(toBindable)) as Row[]);
   }
 
   /** Run a statement that returns no rows; answers the number of rows changed. */
   run(query: Compilable<unknown>): number {
     const compiled = query.compile();
-    return this.statement(compiled.sql).run(compiled.parameters.map(toBindable)).changes;
+    return this.execute(() => this.statement(compiled.sql).run(compiled.parameters.map(toBindable)).changes);
   }
 
   /**
@@ -129,15 +160,19 @@ export class SqliteDatabase {
         slot.name === null ? slot.value : toBindable((params as Record<string, unknown>)[slot.name]),
       );
     return {
-      all: (params) => stmt.all(bind(params)) as Row[],
-      get: (params) => stmt.get(bind(params)) as Row | undefined,
-      run: (params) => stmt.run(bind(params)).changes,
+      all: guarded((params: P) => stmt.all(bind(params)) as Row[]),
+      get: guarded((params: P) => stmt.get(bind(params)) as Row | undefined),
+      run: guarded((params: P) => stmt.run(bind(params)).changes),
     };
   }
 
   /** One transaction; `BEGIN IMMEDIATE` so a writer never fails half-way on a lock upgrade. */
   transaction<T>(fn: () => T): T {
-    return this.sqlite.transaction(fn).immediate();
+    try {
+      return this.sqlite.transaction(fn).immediate();
+    } catch (error) {
+      throw translateError(error);
+    }
   }
 
   close(): void {

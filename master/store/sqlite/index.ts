@@ -1,9 +1,10 @@
 // Open a SQLite store: connect, check, migrate, and wire the aggregates together.
-import type { Clock, QueuePolicy, SettingsStore, Store } from "../types.js";
+import { statSync } from "node:fs";
+import { CorruptDatabaseError, type Clock, type QueuePolicy, type SettingsStore, type Store } from "../types.js";
 import { createAuditStore, createAuditWriter } from "./audit.js";
 import { createClientStore, createTokenStore } from "./clients.js";
 import type { StoreContext } from "./context.js";
-import { SqliteDatabase, type Synchronous } from "./database.js";
+import { SqliteDatabase, translateError, type Synchronous } from "./database.js";
 import { SqliteJobStore } from "./jobs/index.js";
 import { defaultMigrationsDir, migrate } from "./migrate.js";
 import { SqliteNodeStore } from "./nodes.js";
@@ -37,10 +38,47 @@ function createSettingsStore(db: SqliteDatabase, clock: Clock): SettingsStore {
   };
 }
 
-/** Opens, verifies and migrates the database; throws with a clear message if it cannot. */
-export function openSqliteStore(params: OpenSqliteStoreParams): Store {
-  const db = new SqliteDatabase({ path: params.path, synchronous: params.synchronous ?? "full" });
+function fileSize(path: string): number {
   try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** PRAGMA quick_check: a corrupt file is refused with a message that says what to do. */
+function checkIntegrity(db: SqliteDatabase, path: string): void {
+  const rows = db.sqlite.pragma("quick_check(20)") as { quick_check: string }[];
+  const problems = rows.map((row) => row.quick_check).filter((line) => line !== "ok");
+  if (problems.length > 0) {
+    throw new CorruptDatabaseError(
+      `the database ${path} is corrupt (PRAGMA quick_check: ${problems.slice(0, 5).join("; ")}); ` +
+        `restore a backup with: gaffer restore BACKUP.db --db ${path}`,
+    );
+  }
+}
+
+/** Thrown to roll the write probe back once it went through. */
+class ProbeDone extends Error {}
+
+/** The SQLite store; `database` is for tests that must reach the connection (say, to fill the disk). */
+export interface SqliteStore extends Store {
+  readonly database: SqliteDatabase;
+}
+
+/** Opens, verifies and migrates the database; throws with a clear message if it cannot. */
+export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
+  let db: SqliteDatabase;
+  try {
+    db = new SqliteDatabase({ path: params.path, synchronous: params.synchronous ?? "full" });
+  } catch (error) {
+    if ((error as { code?: string }).code === "SQLITE_NOTADB") {
+      throw new CorruptDatabaseError(`${params.path} is not a SQLite database (or is corrupt); restore a backup with gaffer restore`);
+    }
+    throw error;
+  }
+  try {
+    if (params.path !== ":memory:") checkIntegrity(db, params.path);
     const migrated = migrate(db, params.migrationsDir ?? defaultMigrationsDir(), params.clock.now());
     if (migrated.error) throw migrated.error;
     const audit = createAuditWriter(db);
@@ -53,6 +91,37 @@ export function openSqliteStore(params: OpenSqliteStoreParams): Store {
     };
     return {
       dialect: "sqlite",
+      database: db,
+      async describe() {
+        const pragma = (name: string) => db.sqlite.pragma(name, { simple: true }) as unknown;
+        return {
+          dialect: "sqlite",
+          path: params.path,
+          size_bytes: fileSize(params.path),
+          wal_bytes: fileSize(`${params.path}-wal`),
+          page_size: pragma("page_size"),
+          page_count: pragma("page_count"),
+          freelist_count: pragma("freelist_count"),
+          journal_mode: pragma("journal_mode"),
+          synchronous: ["off", "normal", "full", "extra"][Number(pragma("synchronous"))] ?? "unknown",
+          sqlite_version: (db.sqlite.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v,
+        };
+      },
+      async probeWrite() {
+        // A write that needs new pages (64 KiB), undone at once: updating a row in place
+        // would succeed on a full disk and prove nothing.
+        const probe = db.sqlite.transaction(() => {
+          db.sqlite
+            .prepare("INSERT INTO settings (key, value, updated_at) VALUES ('write_probe', hex(randomblob(32768)), ?)")
+            .run(params.clock.now().toISOString());
+          throw new ProbeDone();
+        });
+        try {
+          probe.immediate();
+        } catch (error) {
+          if (!(error instanceof ProbeDone)) throw translateError(error);
+        }
+      },
       jobs: new SqliteJobStore(ctx),
       nodes: new SqliteNodeStore(ctx),
       audit: createAuditStore(db, audit, () => params.clock.now()),

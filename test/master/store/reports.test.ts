@@ -27,7 +27,13 @@ describe.each(dialects)("reports ($name)", (dialect) => {
       nodeId: node.id,
       reports: [{ jobId: job.id, attempt, status: "completed", result: { ok: 1 } }],
     });
-    expect(outcome.items).toEqual([{ jobId: job.id, verdict: "accepted" }]);
+    expect(outcome.items).toEqual([
+      {
+        jobId: job.id,
+        verdict: "accepted",
+        effect: { type: "echo", priority: "medium", status: "completed", failureReason: null, runMs: 0 },
+      },
+    ]);
     const done = await t.store.jobs.get(job.id);
     expect(done).toMatchObject({ status: "completed", result: { ok: 1 }, node_id: node.id, finished_at: t.clock.now().toISOString() });
     const events = await t.store.jobs.events({ jobId: job.id, limit: 50 });

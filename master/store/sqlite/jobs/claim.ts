@@ -7,7 +7,7 @@ import { param, type Prepared } from "../database.js";
 import { toClaimedJob, type JobRow } from "../rows.js";
 import { reviveNode } from "../node-lifecycle.js";
 
-type Head = Pick<JobRow, "seq" | "effective_priority" | "timeout_s">;
+type Head = Pick<JobRow, "seq" | "effective_priority" | "timeout_s" | "ready_at">;
 type Taken = Pick<JobRow, "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at">;
 
 export interface ClaimStatements {
@@ -33,7 +33,7 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
     head: db.prepare(
       k
         .selectFrom("jobs")
-        .select(["seq", "effective_priority", "timeout_s"])
+        .select(["seq", "effective_priority", "timeout_s", "ready_at"])
         .where("status", "=", sql.lit("pending"))
         .where("requires_key", "=", param("key"))
         .orderBy("effective_priority", "desc")
@@ -92,6 +92,7 @@ export function claimJobs(
     const chosen = candidates.length > limit ? candidates.sort(byDispatchOrder).slice(0, limit) : candidates.sort(byDispatchOrder);
     const leaseExpiresAt = new Date(now.getTime() + ctx.policy.leaseMs).toISOString();
     const items = [];
+    const waitedMs: number[] = [];
     for (const head of chosen) {
       const stallAt = new Date(now.getTime() + 2 * head.timeout_s * 1000 + ctx.policy.stallGraceMs).toISOString();
       const taken = statements.take.get({ seq: head.seq, nodeId: node.id, at, stallAt, leaseExpiresAt });
@@ -107,7 +108,8 @@ export function claimJobs(
         at,
       );
       items.push(toClaimedJob(taken));
+      waitedMs.push(Math.max(0, now.getTime() - new Date(head.ready_at).getTime()));
     }
-    return { ok: true, items };
+    return { ok: true, items, waitedMs };
   });
 }

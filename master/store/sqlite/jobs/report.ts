@@ -2,16 +2,17 @@
 // (status running, same node, same attempt); the same accepted report again is a
 // harmless duplicate, anything older is a stale attempt that changes nothing.
 import { sql } from "kysely";
-import type { JobError, JobReport, ReportManyResult, ReportOutcome } from "../../types.js";
+import type { JobError, JobReport, JobStatus, ReportManyResult, ReportOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { param, type Prepared } from "../database.js";
-import type { JobRow } from "../rows.js";
+import { priorityName, type JobRow } from "../rows.js";
 import { failDependents, nextAgingAt, releaseDependents } from "./lifecycle.js";
 
 type Lease = Pick<
   JobRow,
   | "seq" | "id" | "status" | "node_id" | "attempt" | "retry_count" | "max_retries"
   | "effective_priority" | "cancel_requested" | "reported_attempt" | "reported_status"
+  | "type" | "priority" | "started_at"
 >;
 
 interface Finish {
@@ -43,7 +44,7 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
         .selectFrom("jobs")
         .select([
           "seq", "id", "status", "node_id", "attempt", "retry_count", "max_retries", "effective_priority",
-          "cancel_requested", "reported_attempt", "reported_status",
+          "cancel_requested", "reported_attempt", "reported_status", "type", "priority", "started_at",
         ])
         .where("id", "=", param("id")),
     ),
@@ -94,8 +95,15 @@ function normalizeError(error: JobError | undefined): JobError {
   return normalized;
 }
 
-/** Accept one report for the current lease. Answers how many jobs became ready. */
-function accept(ctx: StoreContext, statements: ReportStatements, lease: Lease, report: JobReport, nodeId: string): number {
+interface Accepted {
+  /** Jobs that became ready (a retry without delay, released dependents). */
+  ready: number;
+  status: JobStatus;
+  failureReason: string | null;
+}
+
+/** Accept one report for the current lease. */
+function accept(ctx: StoreContext, statements: ReportStatements, lease: Lease, report: JobReport, nodeId: string): Accepted {
   const now = ctx.clock.now();
   const at = now.toISOString();
   const base = { entity_type: "job", entity_id: lease.id, client_id: null };
@@ -117,12 +125,12 @@ function accept(ctx: StoreContext, statements: ReportStatements, lease: Lease, r
     finish("canceled", null);
     ctx.audit.write({ ...base, event_type: "job.canceled", details: { ...details, reported: report.status } }, at);
     failDependents(ctx, lease.id, at);
-    return 0;
+    return { ready: 0, status: "canceled", failureReason: null };
   }
   if (error === null) {
     finish("completed", null);
     ctx.audit.write({ ...base, event_type: "job.completed", details }, at);
-    return releaseDependents(ctx, lease.id, at);
+    return { ready: releaseDependents(ctx, lease.id, at), status: "completed", failureReason: null };
   }
   const retryCount = lease.retry_count + 1;
   if (!error.retryable || retryCount > lease.max_retries) {
@@ -133,7 +141,7 @@ function accept(ctx: StoreContext, statements: ReportStatements, lease: Lease, r
       at,
     );
     failDependents(ctx, lease.id, at);
-    return 0;
+    return { ready: 0, status: "failed", failureReason };
   }
   const delayMs = Math.max(0, ctx.policy.retryDelayMs(retryCount));
   const readyAt = new Date(now.getTime() + delayMs);
@@ -156,7 +164,7 @@ function accept(ctx: StoreContext, statements: ReportStatements, lease: Lease, r
     },
     at,
   );
-  return status === "pending" ? 1 : 0;
+  return { ready: status === "pending" ? 1 : 0, status, failureReason: null };
 }
 
 export function reportResults(
@@ -172,8 +180,20 @@ export function reportResults(
       if (!lease) {
         items.push({ jobId: report.jobId, verdict: "not_found" });
       } else if (lease.status === "running" && lease.node_id === params.nodeId && lease.attempt === report.attempt) {
-        ready += accept(ctx, statements, lease, report, params.nodeId);
-        items.push({ jobId: report.jobId, verdict: "accepted" });
+        const accepted = accept(ctx, statements, lease, report, params.nodeId);
+        ready += accepted.ready;
+        const startedAt = lease.started_at === null ? null : new Date(lease.started_at).getTime();
+        items.push({
+          jobId: report.jobId,
+          verdict: "accepted",
+          effect: {
+            type: lease.type,
+            priority: priorityName(lease.priority),
+            status: accepted.status,
+            failureReason: accepted.failureReason,
+            runMs: startedAt === null ? null : Math.max(0, ctx.clock.now().getTime() - startedAt),
+          },
+        });
       } else if (lease.reported_attempt === report.attempt && lease.reported_status === report.status) {
         items.push({ jobId: report.jobId, verdict: "duplicate" });
       } else {

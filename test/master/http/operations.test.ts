@@ -1,0 +1,128 @@
+// Operations over HTTP: metrics, state, modes (paused, read_only, and read_only by itself on a full disk).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { MasterInternals } from "../../../master/index.js";
+import type { SqliteStore } from "../../../master/store/sqlite/index.js";
+import { http, startTestMaster } from "../../helpers/master.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+let master: MasterInternals;
+const call = <T = Record<string, unknown>>(method: string, path: string, body?: unknown) => http<T>(master.url, method, path, body);
+
+beforeAll(async () => {
+  master = await startTestMaster();
+});
+afterAll(async () => {
+  await master.close();
+  removeTempDirs();
+});
+
+function metricValue(text: string, name: string, labels = ""): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ""} `));
+  return line ? Number(line.split(" ").at(-1)) : Number.NaN;
+}
+
+describe("GET /metrics", () => {
+  it("counts submissions, completions, failures, waits, runs, HTTP requests and queue gauges", async () => {
+    const node = await call("POST", "/api/v1/nodes", { name: "metrics-node", labels: ["metrics"], capacity: 5 });
+    const nodeId = String(node.body.id);
+    await call("POST", "/api/v1/jobs/batch", { jobs: [{ type: "m", requires: ["metrics"] }, { type: "m", requires: ["metrics"], max_retries: 0 }] });
+    await call("POST", "/api/v1/jobs", { type: "m", priority: "low", requires: ["metrics", "nowhere"] });
+    const claimed = await call<{ items: { id: string; attempt: number }[] }>("POST", `/api/v1/nodes/${nodeId}/claim`, { max: 5 });
+    const [a, b] = claimed.body.items;
+    await call("POST", `/api/v1/nodes/${nodeId}/results`, {
+      results: [
+        { job_id: a?.id, attempt: a?.attempt, status: "completed" },
+        { job_id: b?.id, attempt: b?.attempt, status: "failed", error: { message: "x" } },
+      ],
+    });
+    const response = await fetch(`${master.url}/metrics`);
+    expect(response.headers.get("content-type")).toMatch(/^text\/plain/);
+    const text = await response.text();
+    expect(metricValue(text, "gaffer_jobs_submitted_total", 'type="m",priority="medium"')).toBe(2);
+    expect(metricValue(text, "gaffer_jobs_submitted_total", 'type="m",priority="low"')).toBe(1);
+    expect(metricValue(text, "gaffer_jobs_completed_total", 'type="m",priority="medium"')).toBe(1);
+    expect(metricValue(text, "gaffer_jobs_failed_total", 'type="m",priority="medium",reason="max_retries_exceeded"')).toBe(1);
+    expect(metricValue(text, "gaffer_job_wait_seconds_count", 'priority="medium"')).toBe(2);
+    expect(metricValue(text, "gaffer_job_run_seconds_count", 'type="m"')).toBe(2);
+    expect(metricValue(text, "gaffer_jobs_pending", 'priority="low"')).toBe(1);
+    expect(metricValue(text, "gaffer_nodes", 'status="online"')).toBe(1);
+    expect(metricValue(text, "gaffer_http_request_duration_seconds_count", 'method="POST",route="/api/v1/jobs/batch",status="201"')).toBe(1);
+    expect(text).toMatch(/^gaffer_process_resident_memory_bytes \d+/m);
+    for (const name of ["gaffer_jobs_retried_total", "gaffer_jobs_reassigned_total", "gaffer_nodes_dead_total", "gaffer_tokens_issued_total", "gaffer_invalid_tokens_total", "gaffer_rate_limited_total", "gaffer_jobs_running", "gaffer_oldest_pending_age_seconds"]) {
+      expect(text).toContain(`# TYPE ${name}`);
+    }
+  });
+});
+
+describe("GET /api/v1/state", () => {
+  it("tells mode, version, uptime, database, sweepers and counts", async () => {
+    const state = await call<Record<string, Record<string, unknown>>>("GET", "/api/v1/state");
+    expect(state.body).toMatchObject({ mode: "normal", version: expect.any(String), uptime_s: expect.any(Number) });
+    expect(state.body.db).toMatchObject({ dialect: "sqlite", journal_mode: "wal", synchronous: "full" });
+    expect(Object.keys(state.body.sweepers ?? {})).toEqual(expect.arrayContaining(["dead_nodes", "stalled_jobs", "promoter", "aging", "token_cleanup"]));
+    expect(state.body.counts).toMatchObject({ jobs: expect.any(Object), nodes: expect.any(Object), waiting_claims: expect.any(Number) });
+  });
+});
+
+describe("modes", () => {
+  it("paused: hands out nothing until normal again, then the waiting claim gets its job", async () => {
+    const node = await call("POST", "/api/v1/nodes", { name: "paused-node", labels: ["paused"] });
+    const nodeId = String(node.body.id);
+    expect((await call("PUT", "/api/v1/state/mode", { mode: "paused" })).body).toMatchObject({ mode: "paused" });
+    const job = await call("POST", "/api/v1/jobs", { type: "p", requires: ["paused"] });
+    expect(job.status).toBe(201);
+    expect((await call("POST", `/api/v1/nodes/${nodeId}/claim`, { max: 1 })).body).toEqual({ items: [] });
+    const waiting = call<{ items: { id: string }[] }>("POST", `/api/v1/nodes/${nodeId}/claim`, { max: 1, wait_s: 10 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await call("PUT", "/api/v1/state/mode", { mode: "normal" });
+    expect((await waiting).body.items.map((j) => j.id)).toEqual([job.body.id]);
+  });
+
+  it("read_only: refuses writes with 503, keeps reads, says so in /ready, and leaves on normal", async () => {
+    const before = await call("POST", "/api/v1/jobs", { type: "ro" });
+    await call("PUT", "/api/v1/state/mode", { mode: "read_only" });
+    const refused = await call("POST", "/api/v1/jobs", { type: "ro" });
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatchObject({ code: "unavailable" });
+    expect((await call("GET", `/api/v1/jobs/${String(before.body.id)}`)).status).toBe(200);
+    expect((await call("GET", "/ready")).status).toBe(503);
+    expect((await call("PUT", "/api/v1/state/mode", { mode: "normal" })).status).toBe(200);
+    expect((await call("POST", "/api/v1/jobs", { type: "ro" })).status).toBe(201);
+    const events = await master.store.audit.list({ limit: 10, eventType: "mode.changed" });
+    expect(events.items.map((e) => e.details.to)).toEqual(expect.arrayContaining(["read_only", "normal", "paused"]));
+  });
+
+  it("turns read_only by itself when the disk is full, keeps what it acknowledged, and recovers", async () => {
+    const own = await startTestMaster();
+    try {
+      const sqlite = (own.store as SqliteStore).database.sqlite;
+      const acknowledged: string[] = [];
+      const first = await http(own.url, "POST", "/api/v1/jobs", { type: "full" });
+      acknowledged.push(String(first.body.id));
+      // The disk "fills": the database may not grow past its current size.
+      sqlite.pragma(`max_page_count = ${Number(sqlite.pragma("page_count", { simple: true }))}`);
+      let status = 201;
+      for (let i = 0; i < 200 && status === 201; i++) {
+        const result = await http(own.url, "POST", "/api/v1/jobs", { type: "full", payload: { blob: "x".repeat(4000), i } });
+        status = result.status;
+        if (status === 201) acknowledged.push(String(result.body.id));
+      }
+      expect(status).toBe(503);
+      const state = await http<{ mode: string; mode_reason: string }>(own.url, "GET", "/api/v1/state");
+      expect(state.body.mode).toBe("read_only");
+      expect(state.body.mode_reason).toMatch(/SQLITE_FULL/);
+      expect((await http(own.url, "GET", "/ready")).status).toBe(503);
+      expect((await http(own.url, "POST", "/api/v1/jobs", { type: "tiny" })).status).toBe(503);
+      for (const id of acknowledged) expect((await http(own.url, "GET", `/api/v1/jobs/${id}`)).status).toBe(200);
+      // Still full: asking for normal fails and stays read-only.
+      const tooSoon = await http(own.url, "PUT", "/api/v1/state/mode", { mode: "normal" });
+      expect(tooSoon.status).toBe(503);
+      // Space returns.
+      sqlite.pragma("max_page_count = 1073741823");
+      expect((await http(own.url, "PUT", "/api/v1/state/mode", { mode: "normal" })).body).toMatchObject({ mode: "normal" });
+      expect((await http(own.url, "POST", "/api/v1/jobs", { type: "after" })).status).toBe(201);
+    } finally {
+      await own.close();
+    }
+  });
+});
