@@ -2,6 +2,7 @@
 // The gaffer command line (API.md §9): parse, call, print; no logic of its own.
 import { Command } from "commander";
 import { packageVersion } from "../master/package-info.js";
+import { backupCommand, restoreCommand } from "./commands/backup.js";
 import { clientsCommand } from "./commands/clients.js";
 import { devCommand } from "./commands/dev.js";
 import { masterCommand } from "./commands/master.js";
@@ -18,6 +19,8 @@ const program = new Command()
   .addCommand(masterCommand())
   .addCommand(workerCommand())
   .addCommand(migrateCommand())
-  .addCommand(clientsCommand());
+  .addCommand(clientsCommand())
+  .addCommand(backupCommand())
+  .addCommand(restoreCommand());
 
 await runCli(program, process.argv);

@@ -24,6 +24,8 @@ import { StorageUnavailableError, systemClock, type Clock, type Store } from "./
 import { AgingSweeper } from "./sweepers/aging.js";
 import { DeadNodeSweeper } from "./sweepers/dead-nodes.js";
 import { Promoter } from "./sweepers/promoter.js";
+import { Retention } from "./sweepers/retention.js";
+import { Scheduler } from "./sweepers/scheduler.js";
 import type { CronService } from "./sweepers/cron-service.js";
 import type { PeriodicService } from "./sweepers/service.js";
 import { StalledJobSweeper } from "./sweepers/stalled-jobs.js";
@@ -86,19 +88,29 @@ function createServices(params: {
   metrics: Metrics;
   dispatcher: Dispatcher;
   startedAt: Date;
-}): { services: Service[]; promoter: Promoter } {
+}): { services: Service[]; promoter: Promoter; scheduler: Scheduler } {
   const { config, store, clock, log, metrics, dispatcher, startedAt } = params;
   const intervalMs = config.sweepIntervalS * 1000;
   const onJobsReady = () => dispatcher.notify();
   const promoter = new Promoter({ store, clock, log, intervalMs, onJobsReady });
+  const scheduler = new Scheduler({
+    store,
+    clock,
+    log,
+    intervalMs,
+    defaults: { maxRetries: config.maxRetries, jobTimeoutS: config.jobTimeoutS },
+    onJobsReady,
+  });
   const services: Service[] = [
     new DeadNodeSweeper({ store, clock, log, intervalMs, nodeTimeoutMs: config.nodeTimeoutS * 1000, startedAt, onJobsReady, metrics }),
     new StalledJobSweeper({ store, log, intervalMs, onJobsReady, metrics }),
     promoter,
+    scheduler,
     new AgingSweeper({ store, log, intervalMs: Math.min(intervalMs, config.agingS * 1000) }),
     new TokenCleanup(store, clock, log),
+    new Retention(store, clock, config.retentionDays, log),
   ];
-  return { services, promoter };
+  return { services, promoter, scheduler };
 }
 
 async function createAuth(config: MasterConfig, store: Store, clock: Clock, log: Logger, metrics: Metrics) {
@@ -159,7 +171,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   await modes.load();
   const metrics = new Metrics(() => store.jobs.stats());
   const dispatcher = new Dispatcher(store.jobs, () => modes.allowsDispatch);
-  const { services, promoter } = createServices({ config, store, clock, log, metrics, dispatcher, startedAt });
+  const { services, promoter, scheduler } = createServices({ config, store, clock, log, metrics, dispatcher, startedAt });
   // A full disk seen anywhere (a request or a sweep) turns the master read-only.
   const watchStorage = (error: unknown) => {
     if (error instanceof StorageUnavailableError) modes.storageFailed(error);
@@ -176,7 +188,11 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     metrics,
     modes,
     nodeOwners: new NodeOwners(store),
-    wake: { jobsReady: () => dispatcher.notify(), jobsScheduled: () => promoter.poke() },
+    wake: {
+      jobsReady: () => dispatcher.notify(),
+      jobsScheduled: () => promoter.poke(),
+      schedulesChanged: () => scheduler.poke(),
+    },
   };
   let ready = false;
   const { app, routes } = createApp({

@@ -9,6 +9,7 @@ import { authRoutes, type AuthDeps } from "./routes/auth.js";
 import { jobRoutes } from "./routes/jobs.js";
 import { nodeRoutes } from "./routes/nodes.js";
 import { opsRoutes } from "./routes/ops.js";
+import { scheduleRoutes } from "./routes/schedules.js";
 
 export interface AppParams {
   deps: HttpDeps;
@@ -38,6 +39,7 @@ export function allRoutes(params: AppParams): Route[] {
     ...authRoutes(params.deps, params.auth),
     ...jobRoutes(params.deps),
     ...nodeRoutes(params.deps),
+    ...scheduleRoutes(params.deps),
   );
   return routes;
 }

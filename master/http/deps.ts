@@ -14,6 +14,8 @@ export interface Wakeups {
   jobsReady(): void;
   /** Jobs were scheduled for later: the promoter should look at its timer. */
   jobsScheduled(): void;
+  /** A schedule was created or changed: the scheduler should look at its timer. */
+  schedulesChanged(): void;
 }
 
 export interface HttpDeps {

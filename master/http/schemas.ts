@@ -234,6 +234,48 @@ export const resultsReplySchema = z.object({
 
 export const healthSchema = z.object({ status: z.string() });
 
+// ---- schedules ----
+
+export const scheduledJobSchema = submitJobSchema
+  .omit({ run_at: true, depends_on: true, idempotency_key: true })
+  .refine((job) => !("schedule" in job.tags), { message: "the tag schedule is set by the schedule itself", path: ["tags", "schedule"] });
+
+export const createScheduleSchema = z
+  .object({
+    name: z.string().min(1).max(128),
+    cron: z.string().min(1).max(128),
+    timezone: z.string().min(1).max(64).default("UTC"),
+    job: scheduledJobSchema,
+    enabled: z.boolean().default(true),
+  })
+  .strict();
+
+export const updateScheduleSchema = z
+  .object({
+    name: z.string().min(1).max(128).optional(),
+    cron: z.string().min(1).max(128).optional(),
+    timezone: z.string().min(1).max(64).optional(),
+    job: scheduledJobSchema.optional(),
+    enabled: z.boolean().optional(),
+  })
+  .strict();
+
+export const scheduleSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    client_id: z.string(),
+    cron: z.string(),
+    timezone: z.string(),
+    job: z.record(z.string(), z.unknown()),
+    enabled: z.boolean(),
+    next_run_at: z.string().nullable(),
+    last_run_at: z.string().nullable(),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .meta({ id: "Schedule" });
+
 // ---- auth, clients, tokens ----
 
 export const tokenRequestSchema = z

@@ -266,6 +266,8 @@ export interface JobStore {
   /** Take back running jobs whose node stopped listing them in its heartbeats. */
   expireLeases(params: { limit: number }): Promise<RescuedJob[]>;
   stats(): Promise<QueueStats>;
+  /** Retention: delete up to `limit` jobs that finished before `before`; answers how many. */
+  purgeFinished(params: { before: Date; limit: number }): Promise<number>;
 }
 
 // ---- nodes ---------------------------------------------------------------
@@ -379,6 +381,61 @@ export interface TokenStore {
   deleteExpired(params: { before: Date; limit: number }): Promise<number>;
 }
 
+// ---- schedules ---------------------------------------------------------------
+
+/** The job a schedule submits on each tick: a POST /jobs body without run_at, depends_on or idempotency_key. */
+export interface ScheduledJobSpec {
+  type: string;
+  payload?: unknown;
+  priority?: PriorityName;
+  max_retries?: number;
+  timeout_s?: number;
+  requires?: string[];
+  tags?: Record<string, string>;
+}
+
+/** A recurring schedule as the API shows it (API.md §5). */
+export interface Schedule {
+  id: string;
+  name: string;
+  client_id: string;
+  cron: string;
+  timezone: string;
+  job: ScheduledJobSpec;
+  enabled: boolean;
+  next_run_at: string | null;
+  last_run_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ScheduleFields {
+  name: string;
+  cron: string;
+  timezone: string;
+  job: ScheduledJobSpec;
+  enabled: boolean;
+  /** When it fires next (null while disabled). */
+  nextRunAt: Date | null;
+}
+
+export interface ScheduleStore {
+  create(params: ScheduleFields & { clientId: string; actor: string | null }): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "conflict" }>;
+  get(id: string): Promise<Schedule | undefined>;
+  list(params: PageParams & { clientId?: string | undefined }): Promise<Page<Schedule>>;
+  update(params: { id: string; fields: ScheduleFields; actor: string | null }): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "not_found" | "conflict" }>;
+  delete(params: ActorParams): Promise<boolean>;
+  /** Enabled schedules whose next_run_at has come. */
+  due(params: { now: Date; limit: number }): Promise<Schedule[]>;
+  /** The earliest next_run_at of an enabled schedule. */
+  nextDueAt(): Promise<Date | null>;
+  /**
+   * One tick: move next_run_at from `dueAt` to `nextRunAt` and submit the job, in
+   * one transaction. Only one caller wins a tick, however many masters try.
+   */
+  fire(params: { scheduleId: string; dueAt: string; nextRunAt: Date; job: SubmitJobParams }): Promise<{ fired: true; job: Job } | { fired: false }>;
+}
+
 // ---- audit, settings -------------------------------------------------------
 
 export interface ListAuditParams extends PageParams {
@@ -392,6 +449,8 @@ export interface AuditStore {
   /** Newest first. */
   list(params: ListAuditParams): Promise<Page<AuditEntry>>;
   record(entry: Omit<AuditEntry, "id" | "created_at">): Promise<void>;
+  /** Retention: delete up to `limit` rows written before `before`; answers how many. */
+  purge(params: { before: Date; limit: number }): Promise<number>;
 }
 
 export interface SettingsStore {
@@ -416,5 +475,6 @@ export interface Store {
   readonly settings: SettingsStore;
   readonly clients: ClientStore;
   readonly tokens: TokenStore;
+  readonly schedules: ScheduleStore;
   close(): Promise<void>;
 }

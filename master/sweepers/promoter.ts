@@ -3,7 +3,7 @@
 // interval), and is poked when something new is scheduled.
 import type { Logger } from "../log.js";
 import type { Clock, Store } from "../store/types.js";
-import { PeriodicService } from "./service.js";
+import { delayUntil, PeriodicService } from "./service.js";
 
 export interface PromoterParams {
   store: Store;
@@ -36,8 +36,6 @@ export class Promoter extends PeriodicService<number> {
   }
 
   protected override nextDelayMs(): number {
-    if (this.nextAt === null) return this.intervalMs;
-    const untilDue = this.nextAt.getTime() - this.params.clock.now().getTime();
-    return Math.min(this.intervalMs, Math.max(0, untilDue));
+    return delayUntil(this.nextAt, this.params.clock.now(), this.intervalMs);
   }
 }

@@ -13,6 +13,12 @@ export interface ServiceStatus {
   last_error: string | null;
 }
 
+/** Sleep until `nextAt` (a due time in the store), but never longer than `intervalMs`. */
+export function delayUntil(nextAt: Date | null, now: Date, intervalMs: number): number {
+  if (nextAt === null) return intervalMs;
+  return Math.min(intervalMs, Math.max(0, nextAt.getTime() - now.getTime()));
+}
+
 export abstract class PeriodicService<Result> {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;

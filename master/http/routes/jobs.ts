@@ -20,9 +20,8 @@ import { problemResponses } from "./common.js";
 
 const SUBMITTERS = ["admin", "client"] as const;
 
-/** Check one job's body beyond its schema and turn it into store params. */
-function toSubmitParams(deps: HttpDeps, principal: Principal, body: SubmitJobBody, path: string): SubmitJobParams {
-  const payload = body.payload === undefined ? {} : body.payload;
+/** A payload over GAFFER_MAX_PAYLOAD_BYTES is refused with 413, naming the field. */
+export function checkPayloadSize(deps: HttpDeps, payload: unknown, path: string): void {
   const size = Buffer.byteLength(JSON.stringify(payload));
   if (size > deps.config.maxPayloadBytes) {
     throw new ProblemError(
@@ -31,6 +30,12 @@ function toSubmitParams(deps: HttpDeps, principal: Principal, body: SubmitJobBod
       [{ path: `${path}payload`, message: `at most ${deps.config.maxPayloadBytes} bytes` }],
     );
   }
+}
+
+/** Check one job's body beyond its schema and turn it into store params. */
+function toSubmitParams(deps: HttpDeps, principal: Principal, body: SubmitJobBody, path: string): SubmitJobParams {
+  const payload = body.payload === undefined ? {} : body.payload;
+  checkPayloadSize(deps, payload, path);
   return {
     clientId: principal.clientId,
     type: body.type,

@@ -57,5 +57,20 @@ export function createAuditStore(db: SqliteDatabase, writer: AuditWriter, now: (
   return {
     list: async (params) => listAudit(db, params),
     record: async (event) => writer.write(event, now().toISOString()),
+    purge: async (params) =>
+      db.run(
+        db.kysely
+          .deleteFrom("audit_log")
+          .where(
+            "id",
+            "in",
+            db.kysely
+              .selectFrom("audit_log")
+              .select("id")
+              .where("created_at", "<", params.before.toISOString())
+              .orderBy("created_at")
+              .limit(params.limit),
+          ),
+      ),
   };
 }

@@ -3,6 +3,7 @@ import { statSync } from "node:fs";
 import { CorruptDatabaseError, type Clock, type QueuePolicy, type SettingsStore, type Store } from "../types.js";
 import { createAuditStore, createAuditWriter } from "./audit.js";
 import { createClientStore, createTokenStore } from "./clients.js";
+import { createScheduleStore } from "./schedules.js";
 import type { StoreContext } from "./context.js";
 import { SqliteDatabase, translateError, type Synchronous } from "./database.js";
 import { SqliteJobStore } from "./jobs/index.js";
@@ -89,6 +90,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       audit,
       requirementSets: createRequirementSets(db),
     };
+    const jobs = new SqliteJobStore(ctx);
     return {
       dialect: "sqlite",
       database: db,
@@ -122,7 +124,8 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
           if (!(error instanceof ProbeDone)) throw translateError(error);
         }
       },
-      jobs: new SqliteJobStore(ctx),
+      jobs,
+      schedules: createScheduleStore(ctx, jobs),
       nodes: new SqliteNodeStore(ctx),
       audit: createAuditStore(db, audit, () => params.clock.now()),
       settings: createSettingsStore(db, params.clock),

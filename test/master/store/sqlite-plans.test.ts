@@ -77,6 +77,8 @@ describe("SQLite query plans", () => {
     await store.nodes.drain({ id: node.id, actor: null });
     await store.nodes.resume({ id: node.id, actor: null });
     await store.nodes.deregister({ id: node.id, actor: null });
+    await store.jobs.purgeFinished({ before: clock.now(), limit: 10 });
+    await store.audit.purge({ before: new Date(0), limit: 10 });
   });
 
   afterAll(async () => {

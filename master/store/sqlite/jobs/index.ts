@@ -17,6 +17,7 @@ import type {
   SubmitJobParams,
   SubmitOutcome,
 } from "../../types.js";
+import { sql } from "kysely";
 import type { StoreContext } from "../context.js";
 import { cancelJob, retryJob, setJobPriority } from "./actions.js";
 import { claimJobs, prepareClaim, type ClaimStatements } from "./claim.js";
@@ -37,6 +38,11 @@ export class SqliteJobStore implements JobStore {
   }
 
   async submit(jobs: SubmitJobParams[]): Promise<SubmitOutcome> {
+    return submitJobs(this.ctx, this.submitStatements, jobs);
+  }
+
+  /** submit, inside a caller's transaction (a schedule's tick). */
+  submitNow(jobs: SubmitJobParams[]): SubmitOutcome {
     return submitJobs(this.ctx, this.submitStatements, jobs);
   }
 
@@ -90,5 +96,19 @@ export class SqliteJobStore implements JobStore {
 
   async stats(): Promise<QueueStats> {
     return queueStats(this.ctx);
+  }
+
+  async purgeFinished(params: { before: Date; limit: number }): Promise<number> {
+    const { db } = this.ctx;
+    // finished_at is set only in a final state (a retry clears it); the partial index holds exactly those.
+    return db.transaction(
+      () =>
+        db.allSql<{ seq: number }>(sql`
+          DELETE FROM jobs WHERE seq IN (
+            SELECT seq FROM jobs INDEXED BY jobs_finished
+            WHERE finished_at IS NOT NULL AND finished_at < ${params.before.toISOString()}
+            ORDER BY finished_at LIMIT ${params.limit})
+          RETURNING seq`).length,
+    );
   }
 }

@@ -1,0 +1,152 @@
+// Recurring schedules: one job per tick, claimed by moving next_run_at under a guard.
+import { randomUUID } from "node:crypto";
+import { sql } from "kysely";
+import type { SchedulesTable } from "../schema.js";
+import type { Schedule, ScheduleFields, ScheduledJobSpec, ScheduleStore } from "../types.js";
+import type { StoreContext } from "./context.js";
+import type { SqliteJobStore } from "./jobs/index.js";
+import { decodeCursor, pageOf } from "./rows.js";
+
+function toSchedule(row: SchedulesTable): Schedule {
+  return {
+    id: row.id,
+    name: row.name,
+    client_id: row.client_id,
+    cron: row.cron,
+    timezone: row.timezone,
+    job: JSON.parse(row.job) as ScheduledJobSpec,
+    enabled: row.enabled === 1,
+    next_run_at: row.next_run_at,
+    last_run_at: row.last_run_at,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+  };
+}
+
+function columns(fields: ScheduleFields) {
+  return {
+    name: fields.name,
+    cron: fields.cron,
+    timezone: fields.timezone,
+    job: JSON.stringify(fields.job),
+    enabled: fields.enabled ? 1 : 0,
+    next_run_at: fields.enabled && fields.nextRunAt ? fields.nextRunAt.toISOString() : null,
+  };
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return (error as { code?: string })?.code === "SQLITE_CONSTRAINT_UNIQUE";
+}
+
+export function createScheduleStore(ctx: StoreContext, jobs: SqliteJobStore): ScheduleStore {
+  const { db, audit } = ctx;
+  const load = (id: string) => db.get(db.kysely.selectFrom("schedules").selectAll().where("id", "=", id));
+  const record = (event: string, id: string, actor: string | null, details: Record<string, unknown>, at: string) =>
+    audit.write({ event_type: event, entity_type: "schedule", entity_id: id, client_id: actor, details }, at);
+  return {
+    async create(params) {
+      try {
+        return db.transaction(() => {
+          const at = ctx.clock.now().toISOString();
+          const row: SchedulesTable = {
+            id: randomUUID(),
+            client_id: params.clientId,
+            ...columns(params),
+            last_run_at: null,
+            created_at: at,
+            updated_at: at,
+          };
+          db.run(db.kysely.insertInto("schedules").values(row));
+          record("schedule.created", row.id, params.actor, { name: row.name, cron: row.cron, timezone: row.timezone }, at);
+          return { ok: true as const, schedule: toSchedule(row) };
+        });
+      } catch (error) {
+        if (isUniqueViolation(error)) return { ok: false, reason: "conflict" };
+        throw error;
+      }
+    },
+    async get(id) {
+      const row = load(id);
+      return row ? toSchedule(row) : undefined;
+    },
+    async list(params) {
+      const after = decodeCursor(params.cursor);
+      let query = db.kysely
+        .selectFrom("schedules")
+        .selectAll()
+        .select(sql<number>`rowid`.as("position"))
+        .orderBy(sql`rowid`)
+        .limit(params.limit + 1);
+      if (after !== undefined) query = query.where(sql<number>`rowid`, ">", after);
+      if (params.clientId !== undefined) query = query.where("client_id", "=", params.clientId);
+      return pageOf(db.all(query), params.limit, (row) => row.position, toSchedule);
+    },
+    async update(params) {
+      try {
+        return db.transaction(() => {
+          if (!load(params.id)) return { ok: false as const, reason: "not_found" as const };
+          const at = ctx.clock.now().toISOString();
+          db.run(db.kysely.updateTable("schedules").set({ ...columns(params.fields), updated_at: at }).where("id", "=", params.id));
+          record("schedule.updated", params.id, params.actor, { cron: params.fields.cron, enabled: params.fields.enabled }, at);
+          return { ok: true as const, schedule: toSchedule(load(params.id) as SchedulesTable) };
+        });
+      } catch (error) {
+        if (isUniqueViolation(error)) return { ok: false, reason: "conflict" };
+        throw error;
+      }
+    },
+    async delete(params) {
+      return db.transaction(() => {
+        const at = ctx.clock.now().toISOString();
+        const deleted = db.run(db.kysely.deleteFrom("schedules").where("id", "=", params.id)) > 0;
+        if (deleted) record("schedule.deleted", params.id, params.actor, {}, at);
+        return deleted;
+      });
+    },
+    async due(params) {
+      return db
+        .all(
+          db.kysely
+            .selectFrom("schedules")
+            .selectAll()
+            .where("enabled", "=", sql.lit(1))
+            .where("next_run_at", "<=", params.now.toISOString())
+            .orderBy("next_run_at")
+            .limit(params.limit),
+        )
+        .map(toSchedule);
+    },
+    async nextDueAt() {
+      const row = db.get(
+        db.kysely
+          .selectFrom("schedules")
+          .select("next_run_at")
+          .where("enabled", "=", sql.lit(1))
+          .where("next_run_at", "is not", null)
+          .orderBy("next_run_at")
+          .limit(1),
+      );
+      return row?.next_run_at ? new Date(row.next_run_at) : null;
+    },
+    async fire(params) {
+      return db.transaction(() => {
+        const at = ctx.clock.now().toISOString();
+        const moved = db.run(
+          db.kysely
+            .updateTable("schedules")
+            .set({ next_run_at: params.nextRunAt.toISOString(), last_run_at: params.dueAt, updated_at: at })
+            .where("id", "=", params.scheduleId)
+            .where("enabled", "=", 1)
+            .where("next_run_at", "=", params.dueAt),
+        );
+        if (moved === 0) return { fired: false as const };
+        const outcome = jobs.submitNow([params.job]);
+        if (!outcome.ok) throw new Error(`a scheduled job could not be submitted: ${outcome.reason}`);
+        const job = outcome.items[0]?.job;
+        if (!job) throw new Error("a scheduled job was not stored");
+        record("schedule.fired", params.scheduleId, null, { job_id: job.id, tick: params.dueAt }, at);
+        return { fired: true as const, job };
+      });
+    },
+  };
+}

@@ -1,0 +1,75 @@
+// Recurring schedules (API.md §5): each tick submits one job tagged with the
+// schedule's id. Ticks missed while the master was down are not replayed one
+// by one: the schedule fires once to catch up, then moves to its next future tick.
+import type { Logger } from "../log.js";
+import { nextTick } from "../queue/cron.js";
+import type { Clock, Schedule, Store, SubmitJobParams } from "../store/types.js";
+import { delayUntil, PeriodicService } from "./service.js";
+
+export const SCHEDULE_BATCH = 100;
+
+export interface SchedulerParams {
+  store: Store;
+  clock: Clock;
+  log: Logger;
+  intervalMs: number;
+  defaults: { maxRetries: number; jobTimeoutS: number };
+  onJobsReady: () => void;
+}
+
+export class Scheduler extends PeriodicService<number> {
+  private nextAt: Date | null = null;
+
+  constructor(private readonly params: SchedulerParams) {
+    super("scheduler", params.intervalMs, params.log);
+  }
+
+  /** The job of one tick: its owner's, tagged with the schedule, with a key unique to the tick. */
+  private jobOf(schedule: Schedule, dueAt: string): SubmitJobParams {
+    const spec = schedule.job;
+    return {
+      clientId: schedule.client_id,
+      type: spec.type,
+      payload: spec.payload ?? {},
+      priority: spec.priority ?? "medium",
+      maxRetries: spec.max_retries ?? this.params.defaults.maxRetries,
+      timeoutS: spec.timeout_s ?? this.params.defaults.jobTimeoutS,
+      runAt: null,
+      requires: spec.requires ?? [],
+      dependsOn: [],
+      idempotencyKey: `schedule:${schedule.id}:${dueAt}`,
+      tags: { ...spec.tags, schedule: schedule.id },
+    };
+  }
+
+  async runOnce(): Promise<number> {
+    const { store, clock, log } = this.params;
+    const now = clock.now();
+    let fired = 0;
+    for (const schedule of await store.schedules.due({ now, limit: SCHEDULE_BATCH })) {
+      const dueAt = schedule.next_run_at;
+      if (dueAt === null) continue;
+      let nextRunAt: Date;
+      try {
+        nextRunAt = nextTick(schedule.cron, schedule.timezone, now);
+      } catch (error) {
+        log.error({ event: "schedule.invalid", scheduleId: schedule.id, err: (error as Error).message });
+        continue;
+      }
+      const outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt) });
+      if (!outcome.fired) continue;
+      fired += 1;
+      log.info(
+        { event: "schedule.fired", scheduleId: schedule.id, name: schedule.name, jobId: outcome.job.id, tick: dueAt, next: nextRunAt.toISOString() },
+        `schedule ${schedule.name} submitted job ${outcome.job.id}`,
+      );
+    }
+    this.nextAt = await store.schedules.nextDueAt();
+    if (fired > 0) this.params.onJobsReady();
+    return fired;
+  }
+
+  protected override nextDelayMs(): number {
+    return delayUntil(this.nextAt, this.params.clock.now(), this.intervalMs);
+  }
+}

@@ -1,0 +1,95 @@
+// Recurring schedules with a fake clock: one job per tick, at most one catch-up, one winner among masters.
+import { pino } from "pino";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { nextTick } from "../../../master/queue/cron.js";
+import { Scheduler } from "../../../master/sweepers/scheduler.js";
+import { dialects, type TestStore } from "../../helpers/store.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+describe.each(dialects)("scheduler ($name)", (dialect) => {
+  let t: TestStore;
+  beforeEach(() => {
+    t = dialect.open();
+  });
+  afterEach(async () => {
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  const scheduler = () =>
+    new Scheduler({
+      store: t.store,
+      clock: t.clock,
+      log: pino({ level: "silent" }),
+      intervalMs: 1000,
+      defaults: { maxRetries: 3, jobTimeoutS: 60 },
+      onJobsReady: () => undefined,
+    });
+
+  async function createSchedule(cron: string, timezone = "UTC", enabled = true) {
+    const outcome = await t.store.schedules.create({
+      clientId: "client-a",
+      actor: "client-a",
+      name: `s-${cron}-${timezone}`,
+      cron,
+      timezone,
+      enabled,
+      job: { type: "report", payload: { kind: "nightly" }, tags: { team: "ops" } },
+      nextRunAt: enabled ? nextTick(cron, timezone, t.clock.now()) : null,
+    });
+    if (!outcome.ok) throw new Error("create failed");
+    return outcome.schedule;
+  }
+
+  const jobsOf = async (scheduleId: string) =>
+    (await t.store.jobs.list({ limit: 100, tag: { key: "schedule", value: scheduleId } })).items;
+
+  it("submits one job per tick, tagged with the schedule", async () => {
+    const schedule = await createSchedule("*/5 * * * *");
+    expect(schedule.next_run_at).toBe("2026-01-01T10:05:00.000Z");
+    const s = scheduler();
+    t.clock.advanceSeconds(299);
+    expect(await s.runOnce()).toBe(0);
+    t.clock.advanceSeconds(1);
+    expect(await s.runOnce()).toBe(1);
+    expect(await s.runOnce()).toBe(0);
+    const [job] = await jobsOf(schedule.id);
+    expect(job).toMatchObject({ type: "report", client_id: "client-a", payload: { kind: "nightly" }, tags: { team: "ops", schedule: schedule.id } });
+    expect(await t.store.schedules.get(schedule.id)).toMatchObject({
+      last_run_at: "2026-01-01T10:05:00.000Z",
+      next_run_at: "2026-01-01T10:10:00.000Z",
+    });
+  });
+
+  it("catches up missed ticks with a single job, then resumes on the next future tick", async () => {
+    const schedule = await createSchedule("*/5 * * * *");
+    t.clock.advanceSeconds(3 * 3600 + 60);
+    const s = scheduler();
+    expect(await s.runOnce()).toBe(1);
+    expect(await s.runOnce()).toBe(0);
+    expect(await jobsOf(schedule.id)).toHaveLength(1);
+    expect((await t.store.schedules.get(schedule.id))?.next_run_at).toBe("2026-01-01T13:05:00.000Z");
+  });
+
+  it("lets only one of two masters fire a tick", async () => {
+    const schedule = await createSchedule("0 * * * *");
+    t.clock.advanceSeconds(3600);
+    const [a, b] = [scheduler(), scheduler()];
+    const fired = (await Promise.all([a.runOnce(), b.runOnce(), a.runOnce()])).reduce((sum, n) => sum + n, 0);
+    expect(fired).toBe(1);
+    expect(await jobsOf(schedule.id)).toHaveLength(1);
+  });
+
+  it("follows the schedule's time zone, daylight saving included", async () => {
+    const berlin = await createSchedule("0 3 * * *", "Europe/Berlin");
+    expect(berlin.next_run_at).toBe("2026-01-02T02:00:00.000Z");
+    expect(nextTick("0 3 * * *", "Europe/Berlin", new Date("2026-07-01T12:00:00Z")).toISOString()).toBe("2026-07-02T01:00:00.000Z");
+  });
+
+  it("does not fire while disabled", async () => {
+    const schedule = await createSchedule("* * * * *", "UTC", false);
+    t.clock.advanceSeconds(600);
+    expect(await scheduler().runOnce()).toBe(0);
+    expect(await jobsOf(schedule.id)).toHaveLength(0);
+  });
+});
