@@ -5,6 +5,9 @@ import { packageVersion } from "../master/package-info.js";
 import { backupCommand, restoreCommand } from "./commands/backup.js";
 import { clientsCommand } from "./commands/clients.js";
 import { devCommand } from "./commands/dev.js";
+import { jobsCommand } from "./commands/jobs.js";
+import { nodesCommand, stateCommand, statsCommand, tokenCommand } from "./commands/nodes.js";
+import { schedulesCommand } from "./commands/schedules.js";
 import { masterCommand } from "./commands/master.js";
 import { migrateCommand } from "./commands/migrate.js";
 import { runCli } from "./commands/output.js";
@@ -20,6 +23,12 @@ const program = new Command()
   .addCommand(workerCommand())
   .addCommand(migrateCommand())
   .addCommand(clientsCommand())
+  .addCommand(jobsCommand())
+  .addCommand(nodesCommand())
+  .addCommand(schedulesCommand())
+  .addCommand(statsCommand())
+  .addCommand(stateCommand())
+  .addCommand(tokenCommand())
   .addCommand(backupCommand())
   .addCommand(restoreCommand());
 

@@ -1,34 +1,99 @@
 // gaffer dev (npm start): a master on an embedded SQLite file plus a local worker, so a newcomer sees jobs flow.
-import { join } from "node:path";
+// Auth is on, as in production: the first start makes an admin (for you) and a worker
+// (for the local worker) and writes their credentials to a file only you can read.
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { Command } from "commander";
-import { createMaster } from "../../master/index.js";
+import { createClient } from "../../master/auth/clients.js";
+import { verifySecret } from "../../master/auth/secrets.js";
+import { createMaster, type MasterInternals } from "../../master/index.js";
+import type { Role } from "../../master/store/types.js";
 import { exampleHandlers } from "../../worker/examples/handlers.js";
 import { Worker } from "../../worker/index.js";
 
+interface Credentials {
+  GAFFER_MASTER_URL: string;
+  GAFFER_CLIENT_ID: string;
+  GAFFER_CLIENT_SECRET: string;
+  GAFFER_DEV_WORKER_ID: string;
+  GAFFER_DEV_WORKER_SECRET: string;
+}
+
+function readCredentials(path: string): Partial<Credentials> {
+  if (!existsSync(path)) return {};
+  const pairs = readFileSync(path, "utf8")
+    .split("\n")
+    .map((line) => /^([A-Z_]+)=(.*)$/.exec(line.trim()))
+    .filter((match): match is RegExpExecArray => match !== null);
+  return Object.fromEntries(pairs.map((match) => [match[1], match[2]]));
+}
+
+/** The saved client if it still exists, is enabled and its secret still matches; else a new one. */
+async function ensureClient(master: MasterInternals, id: string | undefined, secret: string | undefined, name: string, role: Role) {
+  if (id && secret) {
+    const client = await master.store.clients.get(id);
+    if (client && client.disabled_at === null && client.role === role && (await verifySecret(secret, client.secret_hash))) {
+      return { id, secret };
+    }
+  }
+  const created = await createClient(master.store, { name, role, actor: null });
+  return { id: created.id, secret: created.client_secret };
+}
+
+async function ensureCredentials(master: MasterInternals, path: string): Promise<Credentials> {
+  const saved = readCredentials(path);
+  const admin = await ensureClient(master, saved.GAFFER_CLIENT_ID, saved.GAFFER_CLIENT_SECRET, "dev-admin", "admin");
+  const worker = await ensureClient(master, saved.GAFFER_DEV_WORKER_ID, saved.GAFFER_DEV_WORKER_SECRET, "dev-worker", "worker");
+  const credentials: Credentials = {
+    GAFFER_MASTER_URL: master.url,
+    GAFFER_CLIENT_ID: admin.id,
+    GAFFER_CLIENT_SECRET: admin.secret,
+    GAFFER_DEV_WORKER_ID: worker.id,
+    GAFFER_DEV_WORKER_SECRET: worker.secret,
+  };
+  const text = [
+    "# gaffer dev: credentials of the first admin (you) and of the local worker.",
+    "# Readable only by you. Load them into a shell with:  set -a; . ./data/credentials.env; set +a",
+    ...Object.entries(credentials).map(([key, value]) => `${key}=${value}`),
+    "",
+  ].join("\n");
+  writeFileSync(path, text, { mode: 0o600 });
+  chmodSync(path, 0o600);
+  return credentials;
+}
+
 export function devCommand(): Command {
   return new Command("dev")
-    .description("Run a master (dev profile) and a local worker with example handlers: echo, sleep, fail")
+    .description("Run a master and a local worker with example handlers (echo, sleep, fail); writes admin credentials")
     .option("--db <path>", "SQLite database file", "./data/gaffer.db")
     .option("--port <port>", "port to listen on (GAFFER_PORT, default 8080)")
     .action(async (opts: { db: string; port?: string }) => {
-      const master = await createMaster({ profile: "dev", db: opts.db, port: opts.port });
+      const master = await createMaster({ profile: "dev", auth: "on", db: opts.db, port: opts.port });
+      const credentialsFile = join(dirname(opts.db), "credentials.env");
+      const credentials = await ensureCredentials(master, credentialsFile);
       const worker = new Worker({
         masterUrl: master.url,
+        clientId: credentials.GAFFER_DEV_WORKER_ID,
+        clientSecret: credentials.GAFFER_DEV_WORKER_SECRET,
         name: "local",
         labels: ["local"],
         capacity: 4,
         handlers: exampleHandlers,
-        stateDir: join(opts.db, "..", "worker"),
+        stateDir: join(dirname(opts.db), "worker"),
         logger: master.log.child({ component: "worker" }),
       });
       await worker.start();
+      const cli = "node dist/bin/gaffer.js";
       master.log.info(
-        { event: "dev.ready", url: master.url },
+        { event: "dev.ready", url: master.url, credentials: credentialsFile },
         [
           `gaffer is running at ${master.url} with a local worker (handlers: echo, sleep, fail).`,
-          `Submit a job:  curl -s -X POST ${master.url}/api/v1/jobs -H 'content-type: application/json' -d '{"type":"echo","payload":{"hello":"world"}}'`,
-          `Watch jobs:    curl -s ${master.url}/api/v1/jobs`,
-          `API document:  ${master.url}/openapi.json`,
+          `The first admin's credentials are in ${credentialsFile} (readable only by you). In another terminal:`,
+          `  set -a; . ${credentialsFile}; set +a`,
+          `  ${cli} jobs submit --type echo --payload '{"hello":"world"}' --wait`,
+          `  ${cli} jobs list`,
+          `  curl -s -H "Authorization: Bearer $(${cli} token)" ${master.url}/api/v1/queue/stats`,
+          `API document: ${master.url}/openapi.json`,
         ].join("\n"),
       );
       await new Promise<void>((resolve) => {

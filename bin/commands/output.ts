@@ -2,8 +2,11 @@
 import type { Command } from "commander";
 import { ConfigError } from "../../master/config.js";
 
-/** Exit codes: 0 ok, 1 failed, 2 bad usage or configuration, 3 not found, 4 conflict, 5 unreachable or unavailable. */
-export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, conflict: 4, unavailable: 5 } as const;
+/**
+ * Exit codes: 0 ok; 1 failed (or the awaited job failed); 2 bad usage, configuration or credentials;
+ * 3 not found; 4 conflict; 5 master unreachable or unavailable; 6 gave up waiting.
+ */
+export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, conflict: 4, unavailable: 5, waitTimeout: 6 } as const;
 
 export class CliError extends Error {
   constructor(
@@ -32,8 +35,40 @@ export function printTable(rows: Record<string, unknown>[], columns: string[]): 
   for (const row of rows) process.stdout.write(`${line(columns.map((column) => cell(row[column])))}\n`);
 }
 
+/** One object: JSON for scripts, `key: value` lines for people. */
+export function printObject(value: Record<string, unknown>, json: boolean | undefined): void {
+  if (json) return printJson(value);
+  const width = Math.max(...Object.keys(value).map((key) => key.length));
+  for (const [key, field] of Object.entries(value)) {
+    const text = field === null || field === undefined ? "-" : typeof field === "object" ? JSON.stringify(field) : String(field);
+    process.stdout.write(`${key.padEnd(width)}  ${text}\n`);
+  }
+}
+
+/** A page of items: JSON for scripts, a table for people (and how to get the next page). */
+export function printPage(page: { items: unknown[]; next_cursor?: string | null }, columns: string[], json: boolean | undefined): void {
+  if (json) return printJson(page);
+  printTable(page.items as Record<string, unknown>[], columns);
+  if (page.next_cursor) process.stdout.write(`(more: --cursor ${page.next_cursor})\n`);
+}
+
+/** Parse a JSON flag, or fail as bad usage naming the flag. */
+export function parseJsonFlag(flag: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new CliError(`${flag} is not valid JSON: ${(error as Error).message}`, EXIT.usage);
+  }
+}
+
+/** exitOverride is not inherited by commands added with addCommand(): set it on the whole tree. */
+function overrideExits(command: Command): void {
+  command.exitOverride();
+  for (const sub of command.commands) overrideExits(sub);
+}
+
 export async function runCli(program: Command, argv: string[]): Promise<void> {
-  program.exitOverride();
+  overrideExits(program);
   try {
     await program.parseAsync(argv);
   } catch (error) {

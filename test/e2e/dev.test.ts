@@ -1,11 +1,12 @@
-// `npm start` (gaffer dev): a master and a local worker; a submitted job completes.
+// `npm start` (gaffer dev): a master and a local worker; a newcomer submits a job with the CLI and sees it complete.
+import { statSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadHandlers } from "../../worker/config.js";
 import { runCommand } from "../../worker/runner.js";
 import { http } from "../helpers/master.js";
-import { eventually, spawnGaffer, stopAll, waitForOutput } from "../helpers/processes.js";
+import { runGaffer, spawnGaffer, stopAll, waitForOutput } from "../helpers/processes.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
 afterEach(async () => {
@@ -13,20 +14,37 @@ afterEach(async () => {
   removeTempDirs();
 });
 
+function envFile(path: string): Record<string, string> {
+  return Object.fromEntries(
+    readFileSync(path, "utf8")
+      .split("\n")
+      .filter((line) => /^[A-Z_]+=/.test(line))
+      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+  );
+}
+
 describe("gaffer dev (npm start)", () => {
-  it("runs a master with a local worker that completes a submitted job, and stops on SIGINT", async () => {
-    const dev = spawnGaffer(["dev", "--db", join(tempDir(), "gaffer.db"), "--port", "0"]);
-    const [, url] = await waitForOutput(dev, /listening on (http:\/\/[0-9.:]+)/);
+  it("writes the first admin's credentials for the user only, runs a job submitted with the CLI, keeps them across restarts", async () => {
+    const dir = tempDir();
+    const dev = spawnGaffer(["dev", "--db", join(dir, "gaffer.db"), "--port", "0"]);
     await waitForOutput(dev, /"event":"dev.ready"/);
-    const base = url ?? "";
-    const job = await http(base, "POST", "/api/v1/jobs", { type: "echo", payload: { hello: "world" } });
-    const done = await eventually(async () => {
-      const current = await http(base, "GET", `/api/v1/jobs/${String(job.body.id)}`);
-      return current.body.status === "completed" ? current.body : undefined;
-    }, 10_000, "the echo job");
-    expect(done.result).toEqual({ echo: { hello: "world" }, attempt: 1 });
+    const file = join(dir, "credentials.env");
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const env = envFile(file);
+    expect(env.GAFFER_CLIENT_ID).toMatch(/^admin-/);
+    const submitted = await runGaffer(["jobs", "submit", "--type", "echo", "--payload", '{"hello":"world"}', "--wait", "--json"], env);
+    expect(submitted.code).toBe(0);
+    expect(JSON.parse(submitted.output.slice(submitted.output.indexOf("{")))).toMatchObject({
+      status: "completed",
+      result: { echo: { hello: "world" }, attempt: 1 },
+    });
+    expect((await http(env.GAFFER_MASTER_URL ?? "", "GET", "/api/v1/jobs")).status).toBe(401);
     dev.proc.kill("SIGINT");
     expect(await dev.exited).toBe(0);
+
+    const again = spawnGaffer(["dev", "--db", join(dir, "gaffer.db"), "--port", "0"]);
+    await waitForOutput(again, /"event":"dev.ready"/);
+    expect(envFile(file).GAFFER_CLIENT_ID).toBe(env.GAFFER_CLIENT_ID);
   });
 });
 

@@ -1,0 +1,176 @@
+// gaffer jobs submit | list | get | cancel | retry | priority | events
+import { Command, Option } from "commander";
+import { PRIORITY_NAMES, type Job } from "../../master/store/types.js";
+import { CliError, EXIT, parseJsonFlag, printObject, printPage } from "./output.js";
+import { call, connect, withRemoteOptions, type RemoteFlags } from "./remote.js";
+
+const JOB_COLUMNS = ["id", "type", "priority", "status", "attempt", "retry_count", "node_id", "created_at"];
+const FINAL = new Set(["completed", "failed", "canceled"]);
+
+interface SubmitFlags extends RemoteFlags {
+  type: string;
+  payload?: string;
+  priority?: string;
+  maxRetries?: string;
+  timeoutS?: string;
+  runAt?: string;
+  requires?: string;
+  dependsOn?: string;
+  idempotencyKey?: string;
+  tag?: string[];
+  wait?: boolean;
+  waitTimeoutS?: string;
+}
+
+function list(text: string | undefined): string[] | undefined {
+  return text === undefined ? undefined : text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+function number(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isFinite(value)) throw new CliError(`${flag} must be a number, not ${text}`, EXIT.usage);
+  return value;
+}
+
+function tags(pairs: string[] | undefined): Record<string, string> | undefined {
+  if (!pairs) return undefined;
+  return Object.fromEntries(
+    pairs.map((pair) => {
+      const at = pair.indexOf("=");
+      if (at < 1) throw new CliError(`--tag must be key=value, not ${pair}`, EXIT.usage);
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }),
+  );
+}
+
+/** Poll until the job is final; exit 0 if it completed, 1 if not, 6 if the wait ran out. */
+async function waitFor(master: ReturnType<typeof connect>, id: string, timeoutS: number | undefined): Promise<Job> {
+  const deadline = timeoutS === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutS * 1000;
+  let delayMs = 100;
+  for (;;) {
+    const job = await call(() => master.getJob(id));
+    if (FINAL.has(job.status)) return job;
+    if (Date.now() > deadline) throw new CliError(`job ${id} is still ${job.status} after ${timeoutS} s`, EXIT.waitTimeout);
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    delayMs = Math.min(1000, delayMs * 1.5);
+  }
+}
+
+function summary(job: Job): Record<string, unknown> {
+  return {
+    id: job.id,
+    type: job.type,
+    status: job.status,
+    priority: job.priority,
+    attempt: job.attempt,
+    node_id: job.node_id,
+    ...(job.result !== null ? { result: job.result } : {}),
+    ...(job.error ? { error: job.error.message } : {}),
+    ...(job.failure_reason ? { failure_reason: job.failure_reason } : {}),
+  };
+}
+
+export function jobsCommand(): Command {
+  const jobs = new Command("jobs").description("Submit jobs and see or act on them");
+  withRemoteOptions(
+    jobs
+      .command("submit")
+      .description("Submit a job (--wait: until it finishes; exit 0 if it completed, 1 if it failed)")
+      .requiredOption("--type <type>", "the job type (which handler runs it)")
+      .option("--payload <json>", "the payload, as JSON", "{}")
+      .addOption(new Option("--priority <priority>", "priority class").choices(PRIORITY_NAMES))
+      .option("--max-retries <n>", "retries after failures (default GAFFER_MAX_RETRIES)")
+      .option("--timeout-s <seconds>", "expected run time")
+      .option("--run-at <iso>", "not before this time (ISO-8601)")
+      .option("--requires <labels>", "labels a node must have, comma-separated")
+      .option("--depends-on <ids>", "job ids that must complete first, comma-separated")
+      .option("--idempotency-key <key>", "submitting the same key again returns the same job")
+      .option("--tag <key=value...>", "tags (repeatable)")
+      .option("--wait", "wait until the job finishes and print it")
+      .option("--wait-timeout-s <seconds>", "with --wait: give up after this long (exit 6)"),
+  ).action(async (opts: SubmitFlags) => {
+    const body: Record<string, unknown> = {
+      type: opts.type,
+      payload: parseJsonFlag("--payload", opts.payload ?? "{}"),
+      priority: opts.priority,
+      max_retries: number("--max-retries", opts.maxRetries),
+      timeout_s: number("--timeout-s", opts.timeoutS),
+      run_at: opts.runAt,
+      requires: list(opts.requires),
+      depends_on: list(opts.dependsOn),
+      idempotency_key: opts.idempotencyKey,
+      tags: tags(opts.tag),
+    };
+    for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
+    const master = connect(opts);
+    const job = await call(() => master.submitJob(body));
+    if (!opts.wait) return printObject(opts.json ? (job as unknown as Record<string, unknown>) : summary(job), opts.json);
+    if (!opts.json) process.stderr.write(`submitted ${job.id}; waiting…\n`);
+    const done = await waitFor(master, job.id, number("--wait-timeout-s", opts.waitTimeoutS));
+    printObject(opts.json ? (done as unknown as Record<string, unknown>) : summary(done), opts.json);
+    if (done.status !== "completed") process.exitCode = EXIT.failed;
+  });
+  withRemoteOptions(
+    jobs
+      .command("list")
+      .description("List jobs, newest first")
+      .option("--status <status>")
+      .option("--type <type>")
+      .option("--priority <priority>")
+      .option("--node <id>", "jobs of this node")
+      .option("--client <id>", "jobs of this client (admin)")
+      .option("--tag <key:value>")
+      .option("--limit <n>", "1–500", "50")
+      .option("--cursor <cursor>", "the next page"),
+  ).action(
+    async (
+      opts: RemoteFlags & { status?: string; type?: string; priority?: string; node?: string; client?: string; tag?: string; limit: string; cursor?: string },
+    ) => {
+      const master = connect(opts);
+      const page = await call(() =>
+        master.listJobs({
+          status: opts.status,
+          type: opts.type,
+          priority: opts.priority,
+          node_id: opts.node,
+          client_id: opts.client,
+          tag: opts.tag,
+          limit: opts.limit,
+          cursor: opts.cursor,
+        }),
+      );
+      printPage(page, JOB_COLUMNS, opts.json);
+    },
+  );
+  withRemoteOptions(jobs.command("get").description("Show a job").argument("<id>")).action(async (id: string, opts: RemoteFlags) => {
+    const job = await call(() => connect(opts).getJob(id));
+    printObject(job as unknown as Record<string, unknown>, opts.json);
+  });
+  withRemoteOptions(jobs.command("events").description("A job's history, oldest first").argument("<id>")).action(
+    async (id: string, opts: RemoteFlags) => {
+      const page = await call(() => connect(opts).jobEvents(id, { limit: 500 }));
+      printPage(page, ["created_at", "event_type", "client_id", "details"], opts.json);
+    },
+  );
+  for (const [name, description, act] of [
+    ["cancel", "Cancel a job (a running one is asked to stop)", (m: ReturnType<typeof connect>, id: string) => m.cancelJob(id)],
+    ["retry", "Run a failed or canceled job again", (m: ReturnType<typeof connect>, id: string) => m.retryJob(id)],
+  ] as const) {
+    withRemoteOptions(jobs.command(name).description(description).argument("<id>")).action(async (id: string, opts: RemoteFlags) => {
+      const job = await call(() => act(connect(opts), id));
+      printObject(opts.json ? (job as unknown as Record<string, unknown>) : summary(job), opts.json);
+    });
+  }
+  withRemoteOptions(
+    jobs
+      .command("priority")
+      .description("Change the priority of a job that is not running yet")
+      .argument("<id>")
+      .addArgument(new Command().createArgument("<priority>", "the new class").choices(PRIORITY_NAMES)),
+  ).action(async (id: string, priority: string, opts: RemoteFlags) => {
+    const job = await call(() => connect(opts).setPriority(id, priority));
+    printObject(opts.json ? (job as unknown as Record<string, unknown>) : summary(job), opts.json);
+  });
+  return jobs;
+}

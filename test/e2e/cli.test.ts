@@ -1,0 +1,124 @@
+// The command line against a real master: every command of API.md §9, tables and --json, exit codes.
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runGaffer, spawnMaster, stopAll, freePort, type MasterProcess } from "../helpers/processes.js";
+import { removeTempDirs, tempDir } from "../helpers/temp.js";
+
+let master: MasterProcess;
+let env: Record<string, string>;
+let db: string;
+
+beforeAll(async () => {
+  db = join(tempDir(), "cli.db");
+  const admin = await runGaffer(["clients", "create", "--db", db, "--name", "root", "--role", "admin", "--json"]);
+  const creds = JSON.parse(admin.output) as { id: string; client_secret: string };
+  master = await spawnMaster(db, { GAFFER_AUTH: "on" });
+  env = { GAFFER_MASTER_URL: master.url, GAFFER_CLIENT_ID: creds.id, GAFFER_CLIENT_SECRET: creds.client_secret };
+});
+afterAll(async () => {
+  await stopAll();
+  removeTempDirs();
+});
+
+const gaffer = (...args: string[]) => runGaffer(args, env);
+const json = <T>(output: string): T => JSON.parse(output) as T;
+
+describe("gaffer jobs", () => {
+  it("submits, lists, shows, re-prioritises, cancels, retries and shows events", async () => {
+    const submitted = await gaffer("jobs", "submit", "--type", "cli", "--payload", '{"n":1}', "--priority", "low", "--tag", "team=ops", "--requires", "nowhere", "--json");
+    expect(submitted.code).toBe(0);
+    const job = json<{ id: string; status: string; tags: Record<string, string> }>(submitted.output);
+    expect(job).toMatchObject({ status: "pending", tags: { team: "ops" } });
+    const table = await gaffer("jobs", "list", "--type", "cli");
+    expect(table.output.split("\n")[0]).toMatch(/^ID\s+TYPE\s+PRIORITY\s+STATUS/);
+    expect(table.output).toContain(job.id);
+    expect((await gaffer("jobs", "get", job.id)).output).toMatch(/status\s+pending/);
+    expect(json<{ priority: string }>((await gaffer("jobs", "priority", job.id, "high", "--json")).output).priority).toBe("high");
+    expect((await gaffer("jobs", "cancel", job.id)).output).toMatch(/status\s+canceled/);
+    expect((await gaffer("jobs", "retry", job.id)).output).toMatch(/status\s+pending/);
+    const events = await gaffer("jobs", "events", job.id, "--json");
+    expect(json<{ items: { event_type: string }[] }>(events.output).items.map((e) => e.event_type)).toEqual([
+      "job.submitted",
+      "job.priority_changed",
+      "job.canceled",
+      "job.retried",
+    ]);
+  });
+
+  it("exits with codes that mean something", async () => {
+    expect((await gaffer("jobs", "get", "no-such-job")).code).toBe(3);
+    const finished = json<{ id: string }>((await gaffer("jobs", "submit", "--type", "x", "--json")).output);
+    await gaffer("jobs", "cancel", finished.id);
+    const conflict = await gaffer("jobs", "cancel", finished.id);
+    expect(conflict.code).toBe(4);
+    expect(conflict.output).toMatch(/409 conflict/);
+    const badJson = await gaffer("jobs", "submit", "--type", "x", "--payload", "{oops");
+    expect(badJson.code).toBe(2);
+    expect(badJson.output).toMatch(/--payload is not valid JSON/);
+    const invalid = await gaffer("jobs", "submit", "--type", "bad type");
+    expect(invalid.code).toBe(2);
+    expect(invalid.output).toMatch(/type/);
+    const badChoice = await gaffer("jobs", "submit", "--type", "x", "--priority", "urgent");
+    expect(badChoice.code).toBe(2);
+    const unreachable = await runGaffer(["jobs", "list"], { ...env, GAFFER_MASTER_URL: `http://127.0.0.1:${await freePort()}` });
+    expect(unreachable.code).toBe(5);
+    const waited = await gaffer("jobs", "submit", "--type", "nobody-runs-this", "--requires", "nowhere", "--wait", "--wait-timeout-s", "0.5");
+    expect(waited.code).toBe(6);
+  });
+
+  it("answers --help on every command", async () => {
+    for (const command of [[], ["jobs"], ["jobs", "submit"], ["nodes", "list"], ["schedules", "create"], ["worker", "start"], ["master", "start"], ["backup"], ["restore"], ["stats"]]) {
+      const help = await runGaffer([...command, "--help"]);
+      expect(help.code, command.join(" ")).toBe(0);
+      expect(help.output).toMatch(/Usage: gaffer/);
+    }
+  });
+});
+
+describe("gaffer nodes, schedules, stats, state, token", () => {
+  it("lists, drains and resumes nodes", async () => {
+    const worker = json<{ id: string; client_secret: string }>((await gaffer("clients", "create", "--name", "w", "--role", "worker", "--json")).output);
+    const token = (await runGaffer(["token"], { ...env, GAFFER_CLIENT_ID: worker.id, GAFFER_CLIENT_SECRET: worker.client_secret })).output.trim();
+    const node = await fetch(`${master.url}/api/v1/nodes`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "cli-node", labels: ["a", "b"], capacity: 3 }),
+    });
+    const nodeId = ((await node.json()) as { id: string }).id;
+    const listed = await gaffer("nodes", "list");
+    expect(listed.output).toMatch(/cli-node\s+online\s+0\s+3\s+\["a","b"\]/);
+    expect((await gaffer("nodes", "drain", nodeId)).output).toMatch(/status\s+draining/);
+    expect((await gaffer("nodes", "resume", nodeId)).output).toMatch(/status\s+online/);
+    expect((await gaffer("nodes", "drain", "nope")).code).toBe(3);
+  });
+
+  it("creates, lists and deletes schedules", async () => {
+    const created = await gaffer("schedules", "create", "--name", "nightly", "--cron", "0 3 * * *", "--timezone", "Europe/Berlin", "--type", "report", "--payload", '{"a":1}', "--json");
+    expect(created.code).toBe(0);
+    const schedule = json<{ id: string; next_run_at: string }>(created.output);
+    expect(schedule.next_run_at).toMatch(/T0[12]:00:00.000Z$/);
+    expect((await gaffer("schedules", "list")).output).toMatch(/nightly\s+0 3 \* \* \*\s+Europe\/Berlin\s+true/);
+    const bad = await gaffer("schedules", "create", "--name", "bad", "--cron", "not a cron", "--type", "x");
+    expect(bad.code).toBe(2);
+    expect(bad.output).toMatch(/cron/);
+    expect((await gaffer("schedules", "delete", schedule.id)).code).toBe(0);
+    expect((await gaffer("schedules", "delete", schedule.id)).code).toBe(3);
+  });
+
+  it("shows stats and state, and sets the mode", async () => {
+    const stats = await gaffer("stats");
+    expect(stats.output).toMatch(/BLOCKED\s+SCHEDULED\s+PENDING\s+RUNNING\s+COMPLETED\s+FAILED\s+CANCELED/);
+    expect(json<{ jobs: Record<string, number> }>((await gaffer("stats", "--json")).output).jobs).toHaveProperty("pending");
+    expect((await gaffer("state")).output).toMatch(/mode\s+normal/);
+    expect((await gaffer("state", "mode", "paused")).output).toBe("mode paused\n");
+    expect(json<{ mode: string }>((await gaffer("state", "--json")).output).mode).toBe("paused");
+    expect((await gaffer("state", "mode", "normal")).code).toBe(0);
+    expect((await gaffer("state", "mode", "sideways")).code).toBe(2);
+  });
+
+  it("prints a token that works with curl-style calls", async () => {
+    const token = (await gaffer("token")).output.trim();
+    const response = await fetch(`${master.url}/api/v1/queue/stats`, { headers: { authorization: `Bearer ${token}` } });
+    expect(response.status).toBe(200);
+  });
+});
