@@ -88,6 +88,7 @@ export function devCommand(): Command {
         { event: "dev.ready", url: master.url, credentials: credentialsFile },
         [
           `gaffer is running at ${master.url} with a local worker (handlers: echo, sleep, fail).`,
+          `Dashboard: ${master.url}/ (sign in with the client id and secret below)`,
           `The first admin's credentials are in ${credentialsFile} (readable only by you). In another terminal:`,
           `  set -a; . ${credentialsFile}; set +a`,
           `  ${cli} jobs submit --type echo --payload '{"hello":"world"}' --wait`,

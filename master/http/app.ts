@@ -1,5 +1,8 @@
 // The express application: every route from the declarations, then 404 and problem handling.
-import express, { type Express } from "express";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import express, { type Express, type RequestHandler } from "express";
+import { packageRoot } from "../package-info.js";
 import type { Authenticator } from "../auth/principal.js";
 import type { HttpDeps } from "./deps.js";
 import { buildOpenApi } from "./openapi.js";
@@ -44,6 +47,42 @@ export function allRoutes(params: AppParams): Route[] {
   return routes;
 }
 
+/** Nothing the dashboard loads may come from another host. */
+const DASHBOARD_HEADERS: Record<string, string> = {
+  "Content-Security-Policy":
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  "X-Content-Type-Options": "nosniff",
+  "Referrer-Policy": "no-referrer",
+  "X-Frame-Options": "DENY",
+};
+
+/** The dashboard's files, built into dist/dashboard by npm run build (which npm install runs). */
+function dashboard(): RequestHandler[] {
+  const dir = join(packageRoot(), "dist", "dashboard");
+  const headers: RequestHandler = (_req, res, next) => {
+    for (const [name, value] of Object.entries(DASHBOARD_HEADERS)) res.setHeader(name, value);
+    next();
+  };
+  if (!existsSync(join(dir, "index.html"))) {
+    return [
+      (req, res, next) => {
+        if (req.method !== "GET" || req.path !== "/") return next();
+        res.status(404).type("text/plain").send("The dashboard is not built: run npm run build.\n");
+      },
+    ];
+  }
+  return [
+    headers,
+    express.static(dir, {
+      index: "index.html",
+      // Hashed file names under assets/ never change; index.html must always be fresh.
+      setHeaders: (res, path) =>
+        res.setHeader("Cache-Control", path.includes(`${join("dashboard", "assets")}`) ? "public, max-age=31536000, immutable" : "no-cache"),
+    }),
+  ];
+}
+
 export function createApp(params: AppParams): { app: Express; routes: Route[] } {
   const app = express();
   app.disable("x-powered-by");
@@ -60,6 +99,7 @@ export function createApp(params: AppParams): { app: Express; routes: Route[] } 
       params.deps.metrics.httpDuration.observe({ method: spec.method.toUpperCase(), route: spec.path, status: String(status) }, durationS),
   });
   app.use(router);
+  app.use(...dashboard());
   app.use(() => {
     throw notFound("route");
   });

@@ -234,6 +234,23 @@ export const resultsReplySchema = z.object({
 
 export const healthSchema = z.object({ status: z.string() });
 
+export const throughputQuery = z.object({ minutes: z.coerce.number().int().min(1).max(1440).default(60) }).strict();
+
+export const throughputSchema = z.object({
+  since: z.string(),
+  minutes: z.array(z.object({ minute: z.string(), completed: z.int(), failed: z.int() })),
+});
+
+export const listAuditQuery = z
+  .object({
+    ...pageQuery,
+    event_type: z.string().max(64).optional(),
+    entity_type: z.string().max(32).optional(),
+    entity_id: z.string().max(128).optional(),
+    client_id: z.string().max(128).optional(),
+  })
+  .strict();
+
 // ---- schedules ----
 
 export const scheduledJobSchema = submitJobSchema
@@ -319,5 +336,12 @@ export const tokenSchema = z
     revoked_at: z.string().nullable(),
   })
   .meta({ id: "Token" });
+
+export const meSchema = z.object({
+  client_id: z.string(),
+  name: z.string(),
+  role: z.enum(ROLES),
+  auth: z.enum(["on", "off"]),
+});
 
 export const listTokensQuery = z.object({ ...pageQuery, client_id: id.optional() }).strict();

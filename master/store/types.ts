@@ -268,6 +268,8 @@ export interface JobStore {
   stats(): Promise<QueueStats>;
   /** Retention: delete up to `limit` jobs that finished before `before`; answers how many. */
   purgeFinished(params: { before: Date; limit: number }): Promise<number>;
+  /** Jobs completed and failed per minute since `since` (from finished_at), oldest first, minutes with none left out. */
+  throughput(params: { since: Date }): Promise<{ minute: string; completed: number; failed: number }[]>;
 }
 
 // ---- nodes ---------------------------------------------------------------

@@ -14,6 +14,7 @@ import {
   idParams,
   listClientsQuery,
   listTokensQuery,
+  meSchema,
   newClientSchema,
   pageSchema,
   tokenRequestSchema,
@@ -68,6 +69,20 @@ export function authRoutes(deps: HttpDeps, auth: AuthDeps): Route[] {
         deps.metrics.tokensIssued.inc();
         deps.log.info({ event: "auth.token_issued", clientId: client.id, expiresAt: token.expires_at });
         return ok(token);
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/auth/me",
+        summary: "Who the caller is: client id, name and role",
+        tag: "auth",
+        auth: ["admin", "client", "worker"],
+        responses: { 200: { description: "The caller", schema: meSchema }, ...problemResponses },
+      },
+      async ({ principal }) => {
+        const client = await store.clients.get(principal.clientId);
+        return ok({ client_id: principal.clientId, name: client?.name ?? principal.clientId, role: principal.role, auth: auth.tokens ? "on" : "off" });
       },
     ),
     route(

@@ -7,6 +7,7 @@ import {
   auditEntrySchema,
   idParams,
   jobSchema,
+  listAuditQuery,
   listJobsQuery,
   pageOnlyQuery,
   pageSchema,
@@ -14,6 +15,8 @@ import {
   setPriorityBody,
   submitBatchSchema,
   submitJobSchema,
+  throughputQuery,
+  throughputSchema,
   type SubmitJobBody,
 } from "../schemas.js";
 import { problemResponses } from "./common.js";
@@ -241,6 +244,43 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         responses: { 200: { description: "Queue statistics", schema: queueStatsSchema }, ...problemResponses },
       },
       async () => ok(await store.jobs.stats()),
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/queue/throughput",
+        summary: "Jobs completed and failed per minute over the last `minutes` (from the database)",
+        tag: "jobs",
+        auth: SUBMITTERS,
+        query: throughputQuery,
+        responses: { 200: { description: "Per-minute counts, oldest first", schema: throughputSchema }, ...problemResponses },
+      },
+      async ({ query }) => {
+        const since = new Date(deps.clock.now().getTime() - query.minutes * 60_000);
+        return ok({ since: since.toISOString(), minutes: await store.jobs.throughput({ since }) });
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/audit",
+        summary: "The audit log, newest first, with filters",
+        tag: "operations",
+        auth: ["admin"],
+        query: listAuditQuery,
+        responses: { 200: { description: "A page of audit entries", schema: pageSchema(auditEntrySchema) }, ...problemResponses },
+      },
+      async ({ query }) =>
+        ok(
+          await store.audit.list({
+            limit: query.limit,
+            cursor: query.cursor,
+            eventType: query.event_type,
+            entityType: query.entity_type,
+            entityId: query.entity_id,
+            clientId: query.client_id,
+          }),
+        ),
     ),
   ];
 }

@@ -126,3 +126,35 @@ describe("modes", () => {
     }
   });
 });
+
+describe("dashboard data", () => {
+  it("counts jobs completed and failed per minute from the database", async () => {
+    const node = await call("POST", "/api/v1/nodes", { name: "tp-node", labels: ["tp"], capacity: 5 });
+    const nodeId = String(node.body.id);
+    await call("POST", "/api/v1/jobs/batch", { jobs: [0, 1, 2].map(() => ({ type: "tp", requires: ["tp"], max_retries: 0 })) });
+    const claimed = await call<{ items: { id: string; attempt: number; type: string }[] }>("POST", `/api/v1/nodes/${nodeId}/claim`, { max: 5 });
+    claimed.body.items = claimed.body.items.filter((job) => job.type === "tp");
+    const before = await call<{ minutes: { completed: number; failed: number }[] }>("GET", "/api/v1/queue/throughput");
+    const sum = (rows: { completed: number; failed: number }[]) =>
+      rows.reduce((total, row) => ({ completed: total.completed + row.completed, failed: total.failed + row.failed }), { completed: 0, failed: 0 });
+    await call("POST", `/api/v1/nodes/${nodeId}/results`, {
+      results: claimed.body.items.map((job, i) =>
+        i < 2 ? { job_id: job.id, attempt: job.attempt, status: "completed" } : { job_id: job.id, attempt: job.attempt, status: "failed", error: { message: "x" } },
+      ),
+    });
+    const after = await call<{ since: string; minutes: { minute: string; completed: number; failed: number }[] }>("GET", "/api/v1/queue/throughput?minutes=60");
+    const delta = { completed: sum(after.body.minutes).completed - sum(before.body.minutes).completed, failed: sum(after.body.minutes).failed - sum(before.body.minutes).failed };
+    expect(delta).toEqual({ completed: 2, failed: 1 });
+    expect(after.body.minutes.at(-1)?.minute).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:00\.000Z$/);
+    expect((await call("GET", "/api/v1/queue/throughput?minutes=0")).status).toBe(400);
+  });
+
+  it("lists the audit log with filters, and tells who the caller is", async () => {
+    const job = await call("POST", "/api/v1/jobs", { type: "audited" });
+    const page = await call<{ items: { event_type: string; entity_id: string }[] }>("GET", `/api/v1/audit?entity_id=${String(job.body.id)}`);
+    expect(page.body.items.map((e) => e.event_type)).toEqual(["job.submitted"]);
+    const byType = await call<{ items: { event_type: string }[] }>("GET", "/api/v1/audit?event_type=node.registered&limit=2");
+    expect(byType.body.items.every((e) => e.event_type === "node.registered")).toBe(true);
+    expect((await call("GET", "/api/v1/auth/me")).body).toEqual({ client_id: "dev", name: "dev", role: "admin", auth: "off" });
+  });
+});

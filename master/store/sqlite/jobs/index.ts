@@ -98,6 +98,18 @@ export class SqliteJobStore implements JobStore {
     return queueStats(this.ctx);
   }
 
+  async throughput(params: { since: Date }): Promise<{ minute: string; completed: number; failed: number }[]> {
+    const rows = this.ctx.db.allSql<{ minute: string; completed: number; failed: number }>(sql`
+      SELECT substr(finished_at, 1, 16) || ':00.000Z' AS minute,
+             sum(status = 'completed') AS completed,
+             sum(status = 'failed') AS failed
+      FROM jobs INDEXED BY jobs_finished
+      WHERE finished_at IS NOT NULL AND finished_at >= ${params.since.toISOString()}
+      GROUP BY substr(finished_at, 1, 16)
+      ORDER BY minute`);
+    return rows.map((row) => ({ minute: row.minute, completed: row.completed, failed: row.failed }));
+  }
+
   async purgeFinished(params: { before: Date; limit: number }): Promise<number> {
     const { db } = this.ctx;
     // finished_at is set only in a final state (a retry clears it); the partial index holds exactly those.

@@ -1,0 +1,103 @@
+// Shared state and hooks: who is signed in, hash routes, data that refreshes itself.
+import { createContext } from "preact";
+import { useCallback, useContext, useEffect, useRef, useState } from "preact/hooks";
+import { Unauthorized, Unreachable, type Me } from "./api.js";
+
+export interface Session {
+  me: Me;
+  /** Sign out (after a 401, with a message saying why). */
+  end: (message?: string) => void;
+  /** Whether the master answered the last request. */
+  setReachable: (reachable: boolean) => void;
+}
+
+export const SessionContext = createContext<Session | null>(null);
+
+export function useSession(): Session {
+  const session = useContext(SessionContext);
+  if (!session) throw new Error("no session");
+  return session;
+}
+
+export function readHash(): { path: string; params: URLSearchParams } {
+  const raw = window.location.hash.replace(/^#/, "") || "/";
+  const [path = "/", search = ""] = raw.split("?");
+  return { path, params: new URLSearchParams(search) };
+}
+
+export function useHashRoute(): { path: string; params: URLSearchParams } {
+  const [route, setRoute] = useState(readHash);
+  useEffect(() => {
+    const onChange = () => setRoute(readHash());
+    window.addEventListener("hashchange", onChange);
+    return () => window.removeEventListener("hashchange", onChange);
+  }, []);
+  return route;
+}
+
+export interface Polled<T> {
+  data: T | undefined;
+  error: string | undefined;
+  updatedAt: Date | undefined;
+  reload: () => void;
+}
+
+/**
+ * Load now and every `intervalMs`, keeping the last data on screen while the next
+ * load runs (no flicker, no layout shift). A 401 ends the session.
+ */
+export function usePoll<T>(load: () => Promise<T>, intervalMs: number, key: string): Polled<T> {
+  const session = useSession();
+  const [data, setData] = useState<T | undefined>(undefined);
+  const [error, setError] = useState<string | undefined>(undefined);
+  const [updatedAt, setUpdatedAt] = useState<Date | undefined>(undefined);
+  const [tick, setTick] = useState(0);
+  const loadRef = useRef(load);
+  loadRef.current = load;
+  useEffect(() => {
+    setData(undefined);
+    setError(undefined);
+  }, [key]);
+  useEffect(() => {
+    let alive = true;
+    let timer: number | undefined;
+    const run = async () => {
+      try {
+        const value = await loadRef.current();
+        if (!alive) return;
+        setData(value);
+        setError(undefined);
+        setUpdatedAt(new Date());
+        session.setReachable(true);
+      } catch (failure) {
+        if (!alive) return;
+        if (failure instanceof Unauthorized) return session.end("Your session ended (the token expired or was revoked). Sign in again.");
+        if (failure instanceof Unreachable) session.setReachable(false);
+        setError((failure as Error).message);
+      }
+      if (alive) timer = window.setTimeout(run, intervalMs);
+    };
+    void run();
+    return () => {
+      alive = false;
+      window.clearTimeout(timer);
+    };
+  }, [key, tick, intervalMs]);
+  const reload = useCallback(() => setTick((n) => n + 1), []);
+  return { data, error, updatedAt, reload };
+}
+
+/** "12 s ago", "3 min ago", "2 h ago". */
+export function ago(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return "–";
+  const seconds = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000));
+  if (seconds < 90) return `${seconds} s ago`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86_400)} d ago`;
+}
+
+export function time(iso: string | null | undefined): string {
+  if (!iso) return "–";
+  return new Date(iso).toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
+}

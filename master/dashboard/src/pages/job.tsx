@@ -1,0 +1,146 @@
+// One job: what it is, its payload, result or error, its attempts and its events; cancel, retry, re-prioritise.
+import { useState } from "preact/hooks";
+import { api, type AuditEntry, type Job, type Page } from "../api.js";
+import { ErrorNote, Json, PageHeader, Status, Updated } from "../components/common.js";
+import { time, usePoll, useSession } from "../hooks.js";
+
+const PRIORITIES = ["live", "high", "medium", "low", "batch"];
+const WAITING = new Set(["blocked", "scheduled", "pending"]);
+
+export function JobPage({ id }: { id: string }) {
+  const { me } = useSession();
+  const job = usePoll(() => api<Job>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`), 3000, `job-${id}`);
+  const events = usePoll(() => api<Page<AuditEntry>>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events?limit=500`), 3000, `events-${id}`);
+  const [actionError, setActionError] = useState<string | undefined>(undefined);
+  const [priority, setPriority] = useState("");
+  const act = async (method: string, path: string, body?: unknown) => {
+    setActionError(undefined);
+    try {
+      await api(method, path, body);
+      job.reload();
+      events.reload();
+    } catch (failure) {
+      setActionError((failure as Error).message);
+    }
+  };
+  const current = job.data;
+  const canAct = me.role === "admin" || me.role === "client";
+  const base = `/api/v1/jobs/${encodeURIComponent(id)}`;
+  return (
+    <>
+      <PageHeader title={current ? `${current.type} job` : "Job"}>
+        <Updated at={job.updatedAt} />
+      </PageHeader>
+      <p>
+        <a href="#/jobs">← All jobs</a>
+      </p>
+      <ErrorNote message={job.error ?? actionError} />
+      {current ? (
+        <>
+          {canAct ? (
+            <section class="card job-actions" aria-label="Actions">
+              {(WAITING.has(current.status) || (current.status === "running" && !current.cancel_requested)) && (
+                <button type="button" onClick={() => void act("POST", `${base}/cancel`)}>
+                  Cancel job
+                </button>
+              )}
+              {(current.status === "failed" || current.status === "canceled") && (
+                <button type="button" onClick={() => void act("POST", `${base}/retry`)}>
+                  Retry job
+                </button>
+              )}
+              {WAITING.has(current.status) && (
+                <form
+                  class="inline"
+                  onSubmit={(e) => {
+                    e.preventDefault();
+                    if (priority) void act("PATCH", base, { priority });
+                  }}
+                >
+                  <label for="new-priority">Priority</label>
+                  <select id="new-priority" value={priority || current.priority} onChange={(e) => setPriority(e.currentTarget.value)}>
+                    {PRIORITIES.map((p) => (
+                      <option key={p} value={p}>
+                        {p}
+                      </option>
+                    ))}
+                  </select>
+                  <button type="submit">Change priority</button>
+                </form>
+              )}
+            </section>
+          ) : null}
+          <section class="card" aria-labelledby="h-summary">
+            <h2 id="h-summary">Summary</h2>
+            <dl class="facts">
+              <dt>Id</dt>
+              <dd class="mono">{current.id}</dd>
+              <dt>Status</dt>
+              <dd>
+                <Status value={current.status} />
+                {current.cancel_requested && current.status === "running" ? " (asked to stop)" : null}
+                {current.failure_reason ? ` — ${current.failure_reason}` : null}
+              </dd>
+              <dt>Priority</dt>
+              <dd>
+                {current.priority}
+                {current.effective_priority !== current.priority ? ` (now ${current.effective_priority})` : null}
+              </dd>
+              <dt>Attempts</dt>
+              <dd>
+                attempt {current.attempt}, {current.retry_count} of {current.max_retries} retries used
+              </dd>
+              <dt>Node</dt>
+              <dd class="mono">{current.node_id ?? "–"}</dd>
+              <dt>Progress</dt>
+              <dd>
+                {current.progress === null ? "–" : `${current.progress}%`} {current.progress_message ?? ""}
+              </dd>
+              <dt>Submitted</dt>
+              <dd>{time(current.created_at)}</dd>
+              <dt>Started</dt>
+              <dd>{time(current.started_at)}</dd>
+              <dt>Finished</dt>
+              <dd>{time(current.finished_at)}</dd>
+              <dt>Requires</dt>
+              <dd>{current.requires.length ? current.requires.join(", ") : "–"}</dd>
+              <dt>Tags</dt>
+              <dd>{Object.keys(current.tags).length ? Object.entries(current.tags).map(([k, v]) => `${k}=${v}`).join(", ") : "–"}</dd>
+            </dl>
+          </section>
+          <section class="card" aria-labelledby="h-payload">
+            <h2 id="h-payload">Payload</h2>
+            <Json value={current.payload} label="Payload" />
+          </section>
+          {current.result !== null ? (
+            <section class="card" aria-labelledby="h-result">
+              <h2 id="h-result">Result</h2>
+              <Json value={current.result} label="Result" />
+            </section>
+          ) : null}
+          {current.error ? (
+            <section class="card" aria-labelledby="h-error">
+              <h2 id="h-error">Error</h2>
+              <p>
+                {current.error.code ? <span class="mono">{current.error.code}: </span> : null}
+                {current.error.retryable ? "retryable" : "not retryable"}
+              </p>
+              <pre class="json">{current.error.message}</pre>
+            </section>
+          ) : null}
+        </>
+      ) : null}
+      <section class="card" aria-labelledby="h-events">
+        <h2 id="h-events">Events</h2>
+        <ol class="timeline">
+          {(events.data?.items ?? []).map((event) => (
+            <li key={event.id}>
+              <time dateTime={event.created_at}>{time(event.created_at)}</time> <strong>{event.event_type}</strong>
+              {Object.keys(event.details).length ? <span class="muted mono"> {JSON.stringify(event.details)}</span> : null}
+            </li>
+          ))}
+        </ol>
+      </section>
+    </>
+  );
+}
