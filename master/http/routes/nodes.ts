@@ -56,6 +56,15 @@ function recordEffects(deps: HttpDeps, items: ReportOutcome[]): void {
   }
 }
 
+/**
+ * An accepted result frees a slot on its node: claims waiting for that node (a
+ * worker claims again the moment its handlers finish, before its results land)
+ * must look again now, not when their long-poll ends.
+ */
+function wakeAfterReports(deps: HttpDeps, result: { ready: number; items: ReportOutcome[] }): void {
+  if (result.ready > 0 || result.items.some((item) => item.verdict === "accepted")) deps.wake.jobsReady();
+}
+
 export function nodeRoutes(deps: HttpDeps): Route[] {
   const { store, nodeOwners } = deps;
   const nodeResponses = { 200: { description: "The node", schema: nodeSchema }, ...problemResponses };
@@ -70,7 +79,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
     if (verdict === "stale_attempt") {
       throw conflict(`attempt ${report.attempt} is not this job's current lease on node ${nodeId}`);
     }
-    if (result.ready > 0) deps.wake.jobsReady();
+    wakeAfterReports(deps, result);
     if (report.status === "failed") deps.wake.jobsScheduled();
     const job = await store.jobs.get(report.jobId);
     if (!job) throw notFound("job");
@@ -218,7 +227,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
           })),
         });
         recordEffects(deps, result.items);
-        if (result.ready > 0) deps.wake.jobsReady();
+        wakeAfterReports(deps, result);
         if (body.results.some((r) => r.status === "failed")) deps.wake.jobsScheduled();
         const items = result.items.map((item) => {
           const accepted = item.verdict === "accepted" || item.verdict === "duplicate";

@@ -60,6 +60,23 @@ describe("claiming", () => {
     expect(claimed.body.items[0]).toMatchObject({ attempt: 1, type: "quick", priority: "medium", timeout_s: 3600 });
   });
 
+  it("answers a claim waiting on a full node as soon as a result frees a slot", async () => {
+    const node = await newNode(["full"], 1);
+    await call("POST", "/api/v1/jobs/batch", { jobs: [{ type: "a", requires: ["full"] }, { type: "b", requires: ["full"] }] });
+    const first = await call<Claimed>("POST", `/api/v1/nodes/${node}/claim`, { max: 1 });
+    const running = first.body.items[0];
+    if (!running) throw new Error("nothing claimed");
+    // The worker claims again before its result lands: the node is full, so the claim waits...
+    const waiting = call<Claimed>("POST", `/api/v1/nodes/${node}/claim`, { max: 1, wait_s: 20 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const reported = performance.now();
+    await call("POST", `/api/v1/nodes/${node}/results`, { results: [{ job_id: running.id, attempt: running.attempt, status: "completed" }] });
+    // ...and is answered when the result frees the slot, not when its 20 s run out.
+    const next = await waiting;
+    expect(performance.now() - reported).toBeLessThan(1000);
+    expect(next.body.items.map((j) => j.type)).toEqual(["b"]);
+  });
+
   it("answers an empty list when wait_s passes", async () => {
     const node = await newNode(["idle"]);
     await call("POST", `/api/v1/nodes/${node}/drain`);
