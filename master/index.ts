@@ -87,9 +87,9 @@ function createServices(params: {
   log: Logger;
   metrics: Metrics;
   dispatcher: Dispatcher;
-  startedAt: Date;
+  reportingSince: () => Date;
 }): { services: Service[]; promoter: Promoter; scheduler: Scheduler } {
-  const { config, store, clock, log, metrics, dispatcher, startedAt } = params;
+  const { config, store, clock, log, metrics, dispatcher, reportingSince } = params;
   const intervalMs = config.sweepIntervalS * 1000;
   const onJobsReady = () => dispatcher.notify();
   const promoter = new Promoter({ store, clock, log, intervalMs, onJobsReady });
@@ -102,7 +102,7 @@ function createServices(params: {
     onJobsReady,
   });
   const services: Service[] = [
-    new DeadNodeSweeper({ store, clock, log, intervalMs, nodeTimeoutMs: config.nodeTimeoutS * 1000, startedAt, onJobsReady, metrics }),
+    new DeadNodeSweeper({ store, clock, log, intervalMs, nodeTimeoutMs: config.nodeTimeoutS * 1000, reportingSince, onJobsReady, metrics }),
     new StalledJobSweeper({ store, log, intervalMs, onJobsReady, metrics }),
     promoter,
     scheduler,
@@ -171,7 +171,12 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   await modes.load();
   const metrics = new Metrics(() => store.jobs.stats());
   const dispatcher = new Dispatcher(store.jobs, () => modes.allowsDispatch);
-  const { services, promoter, scheduler } = createServices({ config, store, clock, log, metrics, dispatcher, startedAt });
+  // Nodes can report from the master's start, and again from the end of each read-only spell.
+  const reportingSince = () => {
+    const writable = modes.lastWritableAgainAt;
+    return writable && writable > startedAt ? writable : startedAt;
+  };
+  const { services, promoter, scheduler } = createServices({ config, store, clock, log, metrics, dispatcher, reportingSince });
   // A full disk seen anywhere (a request or a sweep) turns the master read-only.
   const watchStorage = (error: unknown) => {
     if (error instanceof StorageUnavailableError) modes.storageFailed(error);

@@ -21,6 +21,8 @@ export interface ModeState {
 export class ModeController {
   private state: ModeState;
   private readonly listeners: ((state: ModeState) => void)[] = [];
+  /** The last time the master left read_only (nodes could not heartbeat before it). */
+  private writableAgainAt: Date | undefined;
 
   constructor(
     private readonly store: Store,
@@ -48,6 +50,11 @@ export class ModeController {
 
   get allowsDispatch(): boolean {
     return this.state.mode === "normal";
+  }
+
+  /** When writes last became possible again after read_only, if ever. */
+  get lastWritableAgainAt(): Date | undefined {
+    return this.writableAgainAt;
   }
 
   onChange(listener: (state: ModeState) => void): void {
@@ -85,6 +92,7 @@ export class ModeController {
 
   private change(state: ModeState): void {
     const from = this.state.mode;
+    if (from === "read_only" && state.mode !== "read_only") this.writableAgainAt = this.clock.now();
     this.state = state;
     if (from !== state.mode) {
       this.log.warn({ event: "mode.changed", from, to: state.mode, reason: state.reason }, `mode ${from} → ${state.mode}`);

@@ -16,8 +16,12 @@ export interface DeadNodeSweeperParams {
   log: Logger;
   nodeTimeoutMs: number;
   intervalMs: number;
-  /** When the master started: no node is declared dead before it has had one timeout to report. */
-  startedAt: Date;
+  /**
+   * Since when nodes could report (the master's start, or the end of a read-only
+   * spell when heartbeats were refused): no node is declared dead, and no lease
+   * ends, before nodes have had one timeout to report after it.
+   */
+  reportingSince: () => Date;
   onJobsReady: () => void;
   metrics?: Metrics;
 }
@@ -36,8 +40,8 @@ export class DeadNodeSweeper extends PeriodicService<DeadNodeSweep> {
   async runOnce(): Promise<DeadNodeSweep> {
     const { store, clock, nodeTimeoutMs, log } = this.params;
     const now = clock.now();
-    // After a long stop every heartbeat is old: give nodes a timeout's grace to report in.
-    if (now.getTime() - this.params.startedAt.getTime() < nodeTimeoutMs) {
+    // After a long stop (or a read-only spell) every heartbeat is old: give nodes a timeout's grace to report in.
+    if (now.getTime() - this.params.reportingSince().getTime() < nodeTimeoutMs) {
       return { dead: [], expired: [], skipped: true };
     }
     const cutoff = new Date(now.getTime() - nodeTimeoutMs);

@@ -27,7 +27,7 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       log: silent,
       nodeTimeoutMs: 60_000,
       intervalMs: 10_000,
-      startedAt,
+      reportingSince: () => startedAt,
       onJobsReady: () => (woken += 1),
     });
   }

@@ -70,7 +70,7 @@ describe("SQLite query plans", () => {
       log: pino({ level: "silent" }),
       nodeTimeoutMs: 60_000,
       intervalMs: 1000,
-      startedAt: new Date(0),
+      reportingSince: () => new Date(0),
       onJobsReady: () => undefined,
     });
     await sweeper.runOnce();
