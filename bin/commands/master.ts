@@ -20,6 +20,8 @@ export function masterCommand(): Command {
         profile: opts.profile,
         config: opts.config,
       });
+      // API.md §9: the ready line is printed whatever the log level.
+      if (!running.log.isLevelEnabled("info")) process.stdout.write(`listening on ${running.url}\n`);
       await new Promise<void>((resolve) => {
         let stopping = false;
         const stop = (signal: NodeJS.Signals) => {

@@ -80,3 +80,10 @@ describe("gaffer migrate", () => {
     expect(JSON.parse(status.output)).toEqual([expect.objectContaining({ version: 1, name: "init", state: "applied" })]);
   });
 });
+
+describe("the ready line", () => {
+  it("is printed even when info logs are off", async () => {
+    const quiet = await spawnMaster(join(tempDir(), "q.db"), { GAFFER_LOG_LEVEL: "warn" });
+    expect(quiet.output()).toMatch(/^listening on http:\/\/127\.0\.0\.1:\d+$/m);
+  });
+});

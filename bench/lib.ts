@@ -1,0 +1,160 @@
+// What the benchmarks share: real master and worker processes, an admin's tokens, and medians.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createClient } from "../master/auth/clients.js";
+import { withStore } from "../master/offline.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const CLI = join(here, "..", "bin", "gaffer.js");
+
+export type Size = "tiny" | "full";
+
+export interface Settings {
+  size: Size;
+  runs: number;
+}
+
+/** Master settings for every benchmark: production durability, limits out of the way. */
+export const MASTER_ENV: Record<string, string> = {
+  GAFFER_AUTH: "on",
+  GAFFER_DB_SYNCHRONOUS: "full",
+  GAFFER_LOG_LEVEL: "warn",
+  GAFFER_RATE_LIMIT_PER_MINUTE: "100000000",
+  GAFFER_WORKER_RATE_LIMIT_PER_MINUTE: "100000000",
+  GAFFER_MAX_BATCH_BYTES: "268435456",
+};
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[middle] ?? 0) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0;
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A high-resolution wall clock (ms since the epoch) comparable across processes on this machine. */
+export function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+const dirs: string[] = [];
+export function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "gaffer-bench-"));
+  dirs.push(dir);
+  return dir;
+}
+export function cleanTempDirs(): void {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+export interface Credentials {
+  admin: { id: string; secret: string };
+  client: { id: string; secret: string };
+  worker: { id: string; secret: string };
+}
+
+/** An admin, a client and a worker, made in the database file before the master starts. */
+export async function makeClients(db: string): Promise<Credentials> {
+  return withStore(db, async (store) => {
+    const [admin, client, worker] = await Promise.all(
+      (["admin", "client", "worker"] as const).map((role) => createClient(store, { name: `bench-${role}`, role, actor: null })),
+    );
+    if (!admin || !client || !worker) throw new Error("clients not made");
+    return {
+      admin: { id: admin.id, secret: admin.client_secret },
+      client: { id: client.id, secret: client.client_secret },
+      worker: { id: worker.id, secret: worker.client_secret },
+    };
+  });
+}
+
+export interface Running {
+  proc: ChildProcess;
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function waitFor(proc: ChildProcess, pattern: RegExp, what: string): Promise<RegExpMatchArray> {
+  let output = "";
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = output.match(pattern);
+      if (match) resolve(match);
+    };
+    proc.stdout?.on("data", onData);
+    proc.stderr?.on("data", onData);
+    proc.once("exit", (code) => reject(new Error(`${what} exited (${code}) before it was ready:\n${output.slice(-2000)}`)));
+  });
+}
+
+function stopper(proc: ChildProcess): () => Promise<void> {
+  return () =>
+    new Promise((resolve) => {
+      if (proc.exitCode !== null) return resolve();
+      proc.once("exit", () => resolve());
+      proc.kill("SIGKILL");
+    });
+}
+
+export async function startMaster(db: string, env: Record<string, string> = {}): Promise<Running> {
+  const proc = spawn(process.execPath, [CLI, "master", "start", "--db", db, "--port", "0"], {
+    env: { PATH: process.env.PATH ?? "", ...MASTER_ENV, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const [, url] = await waitFor(proc, /listening on (http:\/\/[0-9.:]+)/, "the master");
+  return { proc, url: url ?? "", stop: stopper(proc) };
+}
+
+export async function startNodeScript(script: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Running> {
+  const proc = spawn(process.execPath, [join(here, script), ...args], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe", "ipc"],
+  });
+  const [, url] = await waitFor(proc, ready, script);
+  return { proc, url: url ?? "", stop: stopper(proc) };
+}
+
+export async function token(url: string, who: { id: string; secret: string }): Promise<string> {
+  const response = await fetch(`${url}/api/v1/auth/token`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ client_id: who.id, client_secret: who.secret }),
+  });
+  if (!response.ok) throw new Error(`no token: ${response.status}`);
+  return ((await response.json()) as { access_token: string }).access_token;
+}
+
+export async function call<T>(url: string, accessToken: string, method: string, path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${accessToken}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text.slice(0, 300)}`);
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+/** Submit `count` no-op jobs in batches of 1000. */
+export async function fill(url: string, accessToken: string, count: number, job: Record<string, unknown> = { type: "noop" }): Promise<void> {
+  for (let done = 0; done < count; done += 1000) {
+    const jobs = Array.from({ length: Math.min(1000, count - done) }, () => job);
+    await call(url, accessToken, "POST", "/api/v1/jobs/batch", { jobs });
+  }
+}
+
+/** Resident memory of a process, in MB (Linux). */
+export function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return kb / 1024;
+}

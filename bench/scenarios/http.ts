@@ -1,0 +1,164 @@
+// 1. Submission: single POSTs with 32 connections, Express's own ceiling beside it, batches of 1000.
+// 2. Drain: 20,000 queued no-op jobs through 2 worker processes.
+// 3. Mixed: submitting ~5,000 jobs/s while draining.
+// 4. Dispatch latency: from a submit's answer to the handler starting on an idle, long-polling worker.
+import { join } from "node:path";
+import autocannon from "autocannon";
+import Database from "better-sqlite3";
+import { call, fill, makeClients, nowMs, percentile, sleep, startMaster, startNodeScript, tempDir, token, type Running, type Settings } from "../lib.js";
+
+type Metrics = Record<string, number>;
+
+async function load(options: autocannon.Options): Promise<autocannon.Result> {
+  return autocannon({ ...options, setupClient: undefined });
+}
+
+async function cluster(settings: Settings) {
+  void settings;
+  const dir = tempDir();
+  const db = join(dir, "bench.db");
+  const credentials = await makeClients(db);
+  const master = await startMaster(db);
+  return { dir, db, credentials, master };
+}
+
+async function startWorkers(master: Running, dir: string, credentials: Awaited<ReturnType<typeof makeClients>>, count: number, capacity: number, ipc = false) {
+  const env = { GAFFER_CLIENT_ID: credentials.worker.id, GAFFER_CLIENT_SECRET: credentials.worker.secret };
+  return Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      startNodeScript("worker.js", [master.url, `w${i}`, join(dir, `w${i}`), String(capacity), ...(ipc ? ["--ipc"] : [])], env, /listening on worker/),
+    ),
+  );
+}
+
+function readDb<T>(db: string, sql: string): T {
+  const connection = new Database(db, { readonly: true });
+  try {
+    return connection.prepare(sql).get() as T;
+  } finally {
+    connection.close();
+  }
+}
+
+export async function submission(settings: Settings): Promise<Metrics> {
+  const durationS = settings.size === "full" ? 10 : 1;
+  const { master, credentials } = await cluster(settings);
+  const echo = await startNodeScript("echo-server.js", [], {}, /listening on (http:\/\/[0-9.:]+)/);
+  try {
+    const auth = `Bearer ${await token(master.url, credentials.client)}`;
+    const body = JSON.stringify({ type: "noop", payload: { order: 42, customer: "acme" } });
+    const headers = { authorization: auth, "content-type": "application/json" };
+    const single = await load({ url: `${master.url}/api/v1/jobs`, method: "POST", headers, body, connections: 32, duration: durationS });
+    const express = await load({ url: `${echo.url}/echo`, method: "POST", headers: { "content-type": "application/json" }, body, connections: 32, duration: durationS });
+    const batchBody = JSON.stringify({ jobs: Array.from({ length: 1000 }, (_, i) => ({ type: "noop", payload: { i } })) });
+    const batch = await load({ url: `${master.url}/api/v1/jobs/batch`, method: "POST", headers, body: batchBody, connections: 4, duration: durationS });
+    const singleRate = single["2xx"] / durationS;
+    const expressRate = express["2xx"] / durationS;
+    return {
+      "submit single (jobs/s, 32 connections)": singleRate,
+      "express echo (req/s, 32 connections)": expressRate,
+      "submit / express ratio": singleRate / expressRate,
+      "submit single p99 (ms)": single.latency.p99,
+      "submit batch of 1000 (jobs/s)": (batch["2xx"] * 1000) / durationS,
+      "non-2xx answers": single.non2xx + batch.non2xx,
+    };
+  } finally {
+    await echo.stop();
+    await master.stop();
+  }
+}
+
+export async function drain(settings: Settings): Promise<Metrics> {
+  const jobs = settings.size === "full" ? 20_000 : 500;
+  const { master, credentials, dir, db } = await cluster(settings);
+  try {
+    await fill(master.url, await token(master.url, credentials.client), jobs);
+    const workers = await startWorkers(master, dir, credentials, 2, 500);
+    const deadline = Date.now() + 300_000;
+    while (readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed'").n < jobs) {
+      if (Date.now() > deadline) throw new Error("drain did not finish in 5 minutes");
+      await sleep(100);
+    }
+    const span = readDb<{ first: string; last: string }>(
+      db,
+      "SELECT (SELECT MIN(created_at) FROM audit_log WHERE event_type = 'job.assigned') AS first, (SELECT MAX(finished_at) FROM jobs) AS last",
+    );
+    const audited = readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM audit_log WHERE event_type = 'job.completed'").n;
+    await Promise.all(workers.map((worker) => worker.stop()));
+    const seconds = (new Date(span.last).getTime() - new Date(span.first).getTime()) / 1000;
+    return { "drain (jobs/s, 2 workers)": jobs / seconds, "drain: completions audited": audited / jobs };
+  } finally {
+    await master.stop();
+  }
+}
+
+export async function mixed(settings: Settings): Promise<Metrics> {
+  const durationS = settings.size === "full" ? 30 : 3;
+  const { master, credentials, dir, db } = await cluster(settings);
+  try {
+    const workers = await startWorkers(master, dir, credentials, 2, 500);
+    const auth = `Bearer ${await token(master.url, credentials.client)}`;
+    // 5,000 jobs/s: 50 batches of 100 each second.
+    const body = JSON.stringify({ jobs: Array.from({ length: 100 }, () => ({ type: "noop" })) });
+    const pendingSamples: number[] = [];
+    const sampler = setInterval(() => {
+      pendingSamples.push(readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM jobs WHERE status = 'pending'").n);
+    }, 1000);
+    const started = new Date().toISOString();
+    const result = await load({
+      url: `${master.url}/api/v1/jobs/batch`,
+      method: "POST",
+      headers: { authorization: auth, "content-type": "application/json" },
+      body,
+      connections: 8,
+      overallRate: 50,
+      duration: durationS,
+    });
+    const ended = new Date().toISOString();
+    clearInterval(sampler);
+    const completed = readDb<{ n: number }>(db, `SELECT COUNT(*) AS n FROM jobs WHERE finished_at >= '${started}' AND finished_at <= '${ended}'`).n;
+    await Promise.all(workers.map((worker) => worker.stop()));
+    const half = Math.floor(pendingSamples.length / 2);
+    return {
+      "mixed: submitted (jobs/s)": (result["2xx"] * 100) / durationS,
+      "mixed: completed (jobs/s)": completed / durationS,
+      "mixed: pending, first half max": Math.max(0, ...pendingSamples.slice(0, half)),
+      "mixed: pending, second half max": Math.max(0, ...pendingSamples.slice(half)),
+    };
+  } finally {
+    await master.stop();
+  }
+}
+
+export async function latency(settings: Settings): Promise<Metrics> {
+  const count = settings.size === "full" ? 500 : 30;
+  const { master, credentials, dir } = await cluster(settings);
+  try {
+    const [worker] = await startWorkers(master, dir, credentials, 1, 1, true);
+    if (!worker) throw new Error("no worker");
+    const started = new Map<string, number>();
+    const waiters = new Map<string, (at: number) => void>();
+    worker.proc.on("message", (message: { id: string; startedAt: number }) => {
+      started.set(message.id, message.startedAt);
+      waiters.get(message.id)?.(message.startedAt);
+    });
+    const auth = await token(master.url, credentials.client);
+    const samples: number[] = [];
+    await sleep(300); // the worker's claim is waiting
+    for (let i = 0; i < count; i++) {
+      const job = await call<{ id: string }>(master.url, auth, "POST", "/api/v1/jobs", { type: "noop", payload: { i } });
+      const answered = nowMs();
+      const handlerAt = started.get(job.id) ?? (await new Promise<number>((resolve) => waiters.set(job.id, resolve)));
+      samples.push(handlerAt - answered);
+      // Let the worker report and long-poll again before the next one.
+      await sleep(20);
+    }
+    await worker.stop();
+    return {
+      "dispatch latency p50 (ms)": percentile(samples, 50),
+      "dispatch latency p99 (ms)": percentile(samples, 99),
+    };
+  } finally {
+    await master.stop();
+  }
+}

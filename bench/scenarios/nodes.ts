@@ -1,0 +1,104 @@
+// 6a. 1,000 nodes heartbeating every second with 10,000 running jobs, sweepers running.
+// 7. Master memory with 1,000,000 jobs in the database and 1,000 nodes.
+import { copyFileSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { join } from "node:path";
+import { call, makeClients, percentile, rssMb, sleep, startMaster, tempDir, token, type Settings } from "../lib.js";
+import { bigDatabase } from "./store.js";
+
+type Metrics = Record<string, number>;
+
+function post(agent: Agent, url: URL, auth: string, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { agent, host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { authorization: auth, "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+export async function heartbeats(settings: Settings): Promise<Metrics> {
+  const nodes = settings.size === "full" ? 1000 : 50;
+  const durationS = settings.size === "full" ? 10 : 2;
+  const dir = tempDir();
+  const db = join(dir, "nodes.db");
+  const credentials = await makeClients(db);
+  const master = await startMaster(db, { GAFFER_SWEEP_INTERVAL_S: "1" });
+  try {
+    const client = await token(master.url, credentials.client);
+    const worker = await token(master.url, credentials.worker);
+    for (let done = 0; done < nodes * 10; done += 1000) {
+      await call(master.url, client, "POST", "/api/v1/jobs/batch", { jobs: Array.from({ length: Math.min(1000, nodes * 10 - done) }, () => ({ type: "noop" })) });
+    }
+    const held: { id: string; running: { job_id: string; attempt: number }[] }[] = [];
+    for (let i = 0; i < nodes; i++) {
+      const node = await call<{ id: string }>(master.url, worker, "POST", "/api/v1/nodes", { name: `sim-${i}`, capacity: 10 });
+      const claimed = await call<{ items: { id: string; attempt: number }[] }>(master.url, worker, "POST", `/api/v1/nodes/${node.id}/claim`, { max: 10 });
+      held.push({ id: node.id, running: claimed.items.map((job) => ({ job_id: job.id, attempt: job.attempt })) });
+    }
+    const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+    const latencies: number[] = [];
+    const failures: number[] = [];
+    const base = master.url;
+    const started = performance.now();
+    const pending: Promise<void>[] = [];
+    // Each node beats once a second, spread evenly over the second.
+    for (let tick = 0; performance.now() - started < durationS * 1000; tick++) {
+      const node = held[tick % nodes];
+      if (!node) break;
+      const due = started + (tick * 1000) / nodes;
+      const wait = due - performance.now();
+      if (wait > 1) await sleep(wait);
+      const sent = performance.now();
+      pending.push(
+        post(agent, new URL(`${base}/api/v1/nodes/${node.id}/heartbeat`), `Bearer ${worker}`, JSON.stringify({ running: node.running })).then((status) => {
+          latencies.push(performance.now() - sent);
+          if (status !== 200) failures.push(status);
+        }),
+      );
+    }
+    await Promise.all(pending);
+    agent.destroy();
+    return {
+      [`heartbeat p50 (ms, ${nodes} nodes, ${nodes * 10} running jobs)`]: percentile(latencies, 50),
+      "heartbeat p99 (ms)": percentile(latencies, 99),
+      "heartbeats failed": failures.length,
+    };
+  } finally {
+    await master.stop();
+  }
+}
+
+export async function memory(settings: Settings): Promise<Metrics> {
+  const { path, pending } = await bigDatabase(settings);
+  const dir = tempDir();
+  const db = join(dir, "memory.db");
+  copyFileSync(path, db);
+  const credentials = await makeClients(db);
+  const master = await startMaster(db);
+  try {
+    const worker = await token(master.url, credentials.worker);
+    const admin = await token(master.url, credentials.admin);
+    const nodes = settings.size === "full" ? 1000 : 50;
+    for (let i = 0; i < nodes; i++) {
+      const node = await call<{ id: string }>(master.url, worker, "POST", "/api/v1/nodes", { name: `m-${i}`, capacity: 2 });
+      await call(master.url, worker, "POST", `/api/v1/nodes/${node.id}/claim`, { max: 2 });
+    }
+    for (let i = 0; i < 20; i++) {
+      await call(master.url, admin, "GET", "/api/v1/queue/stats");
+      await call(master.url, admin, "GET", "/api/v1/jobs?limit=500");
+      await call(master.url, admin, "GET", "/api/v1/nodes?limit=500");
+      await (await fetch(`${master.url}/metrics`)).text();
+    }
+    const pid = master.proc.pid;
+    if (pid === undefined) throw new Error("no pid");
+    return { [`master RSS with ${pending.toLocaleString("en")} jobs and ${nodes} nodes (MB)`]: rssMb(pid) };
+  } finally {
+    await master.stop();
+  }
+}
