@@ -91,7 +91,7 @@ describe("dashboard", () => {
     const job = await http<{ id: string }>(master.url, "POST", "/api/v1/jobs", { type: "render", payload: { frame: 7 }, requires: ["gpu"], tags: { film: "demo" } }, {
       authorization: `Bearer ${await token(client)}`,
     });
-    const link = page.getByRole("link", { name: job.body.id.slice(0, 8) });
+    const link = page.getByRole("link", { name: job.body.id.slice(-8) });
     await link.waitFor({ timeout: 10_000 });
     await link.click();
     await page.getByRole("heading", { name: "render job" }).waitFor();

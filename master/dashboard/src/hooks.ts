@@ -87,6 +87,11 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number, key: stri
   return { data, error, updatedAt, reload };
 }
 
+/** A short, still distinctive form of an id: its random tail (ids begin with their time). */
+export function shortId(id: string): string {
+  return id.slice(-8);
+}
+
 /** "12 s ago", "3 min ago", "2 h ago". */
 export function ago(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return "–";

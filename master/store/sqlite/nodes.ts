@@ -180,7 +180,7 @@ export class SqliteNodeStore implements NodeStore {
   async heartbeat(params: { nodeId: string; running: HeartbeatJob[] }): Promise<HeartbeatOutcome> {
     const { db, audit, policy } = this.ctx;
     const hb = this.hb;
-    return db.transaction(() => {
+    return db.grouped(() => {
       const node = hb.node.get({ nodeId: params.nodeId });
       if (!node) return { ok: false, reason: "not_found" };
       if (node.status === "offline") return { ok: false, reason: "offline" };

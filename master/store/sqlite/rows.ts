@@ -1,4 +1,5 @@
 // Rows as stored ↔ objects as the API shows them: the only place that converts.
+import { randomUUID } from "node:crypto";
 import type { JobsTable, NodesTable, AuditLogTable } from "../schema.js";
 import {
   InvalidCursorError,
@@ -29,16 +30,35 @@ export function iso(date: Date): string {
   return date.toISOString();
 }
 
+/**
+ * A UUID in version 7's layout: 48 bits of milliseconds first, then randomness.
+ * Ids made close in time sort close together, so inserting a job touches the
+ * right-hand edge of the id indexes instead of a random page of them.
+ */
+export function timeOrderedId(at: number): string {
+  const random = randomUUID();
+  const time = at.toString(16).padStart(12, "0");
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
+}
+
 function parseJson<T>(text: string | null, fallback: T): T {
   if (text === null) return fallback;
   return JSON.parse(text) as T;
 }
 
-export function toJob(row: JobRow): Job {
+/** JSON columns already parsed (a job just submitted): converting need not parse what it just wrote. */
+export interface ParsedJobColumns {
+  payload: unknown;
+  requires: string[];
+  depends_on: string[];
+  tags: Record<string, string>;
+}
+
+export function toJob(row: JobRow, parsed?: ParsedJobColumns): Job {
   return {
     id: row.id,
     type: row.type,
-    payload: parseJson<unknown>(row.payload, null),
+    payload: parsed ? parsed.payload : parseJson<unknown>(row.payload, null),
     client_id: row.client_id,
     priority: priorityName(row.priority),
     effective_priority: priorityName(row.effective_priority),
@@ -49,10 +69,10 @@ export function toJob(row: JobRow): Job {
     node_id: row.node_id,
     timeout_s: row.timeout_s,
     run_at: row.run_at,
-    requires: parseJson<string[]>(row.requires, []),
-    depends_on: parseJson<string[]>(row.depends_on, []),
+    requires: parsed ? parsed.requires : parseJson<string[]>(row.requires, []),
+    depends_on: parsed ? parsed.depends_on : parseJson<string[]>(row.depends_on, []),
     idempotency_key: row.idempotency_key,
-    tags: parseJson<Record<string, string>>(row.tags, {}),
+    tags: parsed ? parsed.tags : parseJson<Record<string, string>>(row.tags, {}),
     progress: row.progress,
     progress_message: row.progress_message,
     result: parseJson<unknown>(row.result, null),

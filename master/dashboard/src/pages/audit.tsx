@@ -2,7 +2,7 @@
 import { useState } from "preact/hooks";
 import { api, query, type AuditEntry, type Page } from "../api.js";
 import { Empty, ErrorNote, PageHeader, Pager, Updated } from "../components/common.js";
-import { time, usePoll } from "../hooks.js";
+import { shortId, time, usePoll } from "../hooks.js";
 
 interface Filters {
   event_type: string;
@@ -65,7 +65,7 @@ export function Audit() {
                 </td>
                 <th scope="row">{entry.event_type}</th>
                 <td class="mono">
-                  {entry.entity_type === "job" ? <a href={`#/jobs/${entry.entity_id}`}>{entry.entity_id.slice(0, 8)}</a> : `${entry.entity_type} ${entry.entity_id.slice(0, 12)}`}
+                  {entry.entity_type === "job" ? <a href={`#/jobs/${entry.entity_id}`}>{shortId(entry.entity_id)}</a> : `${entry.entity_type} ${shortId(entry.entity_id)}`}
                 </td>
                 <td>{entry.client_id ?? "master"}</td>
                 <td class="mono muted">{JSON.stringify(entry.details)}</td>

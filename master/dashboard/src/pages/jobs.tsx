@@ -2,7 +2,7 @@
 import { useState } from "preact/hooks";
 import { api, query, type Job, type Page } from "../api.js";
 import { Empty, ErrorNote, PageHeader, Pager, Status, Updated } from "../components/common.js";
-import { ago, usePoll } from "../hooks.js";
+import { ago, shortId, usePoll } from "../hooks.js";
 
 const STATUSES = ["blocked", "scheduled", "pending", "running", "completed", "failed", "canceled"];
 const PRIORITIES = ["live", "high", "medium", "low", "batch"];
@@ -106,7 +106,7 @@ export function Jobs({ params }: { params: URLSearchParams }) {
               <tr key={job.id} data-job={job.id}>
                 <th scope="row">
                   <a href={`#/jobs/${job.id}`} class="mono">
-                    {job.id.slice(0, 8)}
+                    {shortId(job.id)}
                   </a>
                 </th>
                 <td>{job.type}</td>

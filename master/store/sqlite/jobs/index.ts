@@ -38,7 +38,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   async submit(jobs: SubmitJobParams[]): Promise<SubmitOutcome> {
-    return submitJobs(this.ctx, this.submitStatements, jobs);
+    return this.ctx.db.grouped(() => submitJobs(this.ctx, this.submitStatements, jobs));
   }
 
   /** submit, inside a caller's transaction (a schedule's tick). */
@@ -59,23 +59,23 @@ export class SqliteJobStore implements JobStore {
   }
 
   async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
-    return claimJobs(this.ctx, this.claimStatements, params);
+    return this.ctx.db.grouped(() => claimJobs(this.ctx, this.claimStatements, params));
   }
 
   async report(params: { nodeId: string; reports: JobReport[] }): Promise<ReportManyResult> {
-    return reportResults(this.ctx, this.reportStatements, params);
+    return this.ctx.db.grouped(() => reportResults(this.ctx, this.reportStatements, params));
   }
 
   async cancel(params: ActorParams): Promise<JobActionOutcome> {
-    return cancelJob(this.ctx, params);
+    return this.ctx.db.grouped(() => cancelJob(this.ctx, params));
   }
 
   async retry(params: ActorParams): Promise<JobActionOutcome> {
-    return retryJob(this.ctx, params);
+    return this.ctx.db.grouped(() => retryJob(this.ctx, params));
   }
 
   async setPriority(params: ActorParams & { priority: PriorityName }): Promise<JobActionOutcome> {
-    return setJobPriority(this.ctx, params);
+    return this.ctx.db.grouped(() => setJobPriority(this.ctx, params));
   }
 
   async promoteScheduled(): Promise<{ promoted: number; nextAt: Date | null }> {

@@ -1,19 +1,11 @@
 // submit: new jobs, all or nothing, with idempotency keys and dependencies.
-import { randomUUID } from "node:crypto";
 import { PRIORITY_WEIGHTS, type Job, type SubmitJobParams, type SubmitOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { param, type Prepared } from "../database.js";
-import { toJob, type JobRow } from "../rows.js";
+import { timeOrderedId, toJob, type JobRow } from "../rows.js";
 import { nextAgingAt } from "./lifecycle.js";
 
 type NewJobRow = Omit<JobRow, "seq">;
-
-/** Thrown inside the transaction to undo a batch that cannot be stored whole. */
-class Reject extends Error {
-  constructor(readonly outcome: Extract<SubmitOutcome, { ok: false }>) {
-    super(outcome.reason);
-  }
-}
 
 export interface SubmitStatements {
   insert: Prepared<unknown, NewJobRow>;
@@ -61,29 +53,63 @@ function initialStatus(
   return "pending";
 }
 
-function submitOne(ctx: StoreContext, statements: SubmitStatements, job: SubmitJobParams, index: number) {
-  const { audit, requirementSets } = ctx;
-  if (job.idempotencyKey !== null) {
-    const existing = statements.byKey.get({ clientId: job.clientId, key: job.idempotencyKey });
-    if (existing) return { job: toJob(existing), created: false, ready: false };
-  }
-  const dependsOn = [...new Set(job.dependsOn)];
-  const dependencies = dependsOn.map((id) => {
-    const row = statements.dependency.get({ id });
-    if (!row || row.client_id !== job.clientId) {
-      throw new Reject({ ok: false, reason: "unknown_dependency", index, dependency: id });
+/** What the first pass found for one job of the batch. */
+type Checked =
+  | { kind: "existing"; row: JobRow }
+  | { kind: "repeat"; of: number }
+  | { kind: "new"; job: SubmitJobParams; dependsOn: string[]; dependencies: { status: string }[] };
+
+/**
+ * First pass: look everything up. An unknown dependency refuses the whole batch
+ * here, before anything is written, so a refusal never needs undoing.
+ */
+function check(statements: SubmitStatements, jobs: SubmitJobParams[]): Checked[] | Extract<SubmitOutcome, { ok: false }> {
+  const checked: Checked[] = [];
+  const keysInBatch = new Map<string, number>();
+  for (const [index, job] of jobs.entries()) {
+    if (job.idempotencyKey !== null) {
+      const key = `${job.clientId}\u0000${job.idempotencyKey}`;
+      const earlier = keysInBatch.get(key);
+      if (earlier !== undefined) {
+        checked.push({ kind: "repeat", of: earlier });
+        continue;
+      }
+      const existing = statements.byKey.get({ clientId: job.clientId, key: job.idempotencyKey });
+      if (existing) {
+        checked.push({ kind: "existing", row: existing });
+        continue;
+      }
+      keysInBatch.set(key, index);
     }
-    return row;
-  });
-  const now = ctx.clock.now();
-  const at = now.toISOString();
+    const dependsOn = [...new Set(job.dependsOn)];
+    const dependencies: { status: string }[] = [];
+    for (const id of dependsOn) {
+      const row = statements.dependency.get({ id });
+      if (!row || row.client_id !== job.clientId) return { ok: false, reason: "unknown_dependency", index, dependency: id };
+      dependencies.push(row);
+    }
+    checked.push({ kind: "new", job, dependsOn, dependencies });
+  }
+  return checked;
+}
+
+/** Second pass: write one new job and its audit row. */
+function insertOne(
+  ctx: StoreContext,
+  statements: SubmitStatements,
+  entry: Extract<Checked, { kind: "new" }>,
+  now: Date,
+  at: string,
+): { job: Job; ready: boolean } {
+  const { audit, requirementSets } = ctx;
+  const { job, dependsOn, dependencies } = entry;
   const status = initialStatus(dependencies, job.runAt, now);
   const weight = PRIORITY_WEIGHTS[job.priority];
   const readyAt = status === "scheduled" && job.runAt !== null ? job.runAt : now;
   const requires = requirementSets.keyOf(job.requires);
   requirementSets.ensure(requires.key, requires.labels, at);
   const row: NewJobRow = {
-    id: randomUUID(),
+    id: timeOrderedId(now.getTime()),
     client_id: job.clientId,
     type: job.type,
     payload: JSON.stringify(job.payload ?? null),
@@ -127,23 +153,27 @@ function submitOne(ctx: StoreContext, statements: SubmitStatements, job: SubmitJ
   if (status === "failed") {
     audit.write({ ...base, event_type: "job.failed", details: { failure_reason: "dependency_failed" } }, at);
   }
-  return { job: toJob({ ...row, seq: 0 }), created: true, ready: status === "pending" };
+  const parsed = { payload: job.payload ?? null, requires: requires.labels, depends_on: dependsOn, tags: job.tags };
+  return { job: toJob({ ...row, seq: 0 }, parsed), ready: status === "pending" };
 }
 
 export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs: SubmitJobParams[]): SubmitOutcome {
-  try {
-    return ctx.db.transaction(() => {
-      const items: { job: Job; created: boolean }[] = [];
-      let ready = 0;
-      jobs.forEach((job, index) => {
-        const outcome = submitOne(ctx, statements, job, index);
-        items.push({ job: outcome.job, created: outcome.created });
-        if (outcome.ready) ready += 1;
-      });
-      return { ok: true as const, items, ready };
-    });
-  } catch (error) {
-    if (error instanceof Reject) return error.outcome;
-    throw error;
-  }
+  return ctx.db.transaction(() => {
+    const checked = check(statements, jobs);
+    if (!Array.isArray(checked)) return checked;
+    const now = ctx.clock.now();
+    const at = now.toISOString();
+    const items: { job: Job; created: boolean }[] = [];
+    let ready = 0;
+    for (const entry of checked) {
+      if (entry.kind === "existing") items.push({ job: toJob(entry.row), created: false });
+      else if (entry.kind === "repeat") items.push({ job: (items[entry.of] as { job: Job }).job, created: false });
+      else {
+        const inserted = insertOne(ctx, statements, entry, now, at);
+        items.push({ job: inserted.job, created: true });
+        if (inserted.ready) ready += 1;
+      }
+    }
+    return { ok: true as const, items, ready };
+  });
 }
