@@ -171,8 +171,10 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   await modes.load();
   const metrics = new Metrics(() => store.jobs.stats());
   const dispatcher = new Dispatcher(store.jobs, () => modes.allowsDispatch);
-  // Nodes can report from the master's start, and again from the end of each read-only spell.
+  // Nodes can report from the master's start, and again from the end of each read-only spell;
+  // while read-only, their heartbeats are refused, so silence proves nothing.
   const reportingSince = () => {
+    if (!modes.allowsWrites) return clock.now();
     const writable = modes.lastWritableAgainAt;
     return writable && writable > startedAt ? writable : startedAt;
   };

@@ -25,6 +25,8 @@ export const DEFAULT_CLAIM_WAIT_S = 20;
 /** Until the master says otherwise in its first heartbeat answer. */
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
 const MAX_CLAIM = 100;
+/** Claims in flight at once while there is a backlog (one long-poll otherwise). */
+const MAX_PARALLEL_CLAIMS = 4;
 const MAX_RESULTS_PER_CALL = 1000;
 /** On stop, results are sent for at most this long; the rest wait on disk for the next start. */
 const FINAL_FLUSH_MS = 10_000;
@@ -89,6 +91,10 @@ export class Worker {
   private claimLoop: Promise<void> | undefined;
   private readonly stopController = new AbortController();
   private capacityWaiters: (() => void)[] = [];
+  /** Capacity asked for by claims in flight. */
+  private reservedCapacity = 0;
+  /** The last claim came back full: more work is waiting. */
+  private backlog = false;
   private stopping: Promise<void> | undefined;
   /** Aborted (and replaced) when the master answers again: backoff sleeps end early. */
   private recovered = new AbortController();
@@ -150,7 +156,7 @@ export class Worker {
     if (waiting > 0) this.log.info({ event: "outbox.resend", results: waiting }, `sending ${waiting} results kept from before`);
     this.scheduleFlush();
     this.scheduleHeartbeat(0);
-    this.claimLoop = this.runClaimLoop();
+    this.claimLoop = Promise.all(Array.from({ length: MAX_PARALLEL_CLAIMS }, (_, loop) => this.runClaimLoop(loop))).then(() => undefined);
   }
 
   private get stopped(): boolean {
@@ -199,25 +205,36 @@ export class Worker {
     await this.registering;
   }
 
-  private async runClaimLoop(): Promise<void> {
+  /**
+   * One claim loop of several: while the queue has a backlog (the last claim came
+   * back full), up to MAX_PARALLEL_CLAIMS loops keep claims in flight, so the
+   * worker is not idle during each round trip; once it is drained, only the first
+   * loop long-polls. Each loop reserves what it asks for from the free capacity.
+   */
+  private async runClaimLoop(loop: number): Promise<void> {
     let failures = 0;
     const waitS = this.options.claimWaitS ?? DEFAULT_CLAIM_WAIT_S;
     while (!this.stopped) {
-      const free = this.capacity - this.running.size;
-      if (free <= 0) {
+      const free = this.capacity - this.running.size - this.reservedCapacity;
+      if (free <= 0 || (loop > 0 && !this.backlog)) {
         await new Promise<void>((resolve) => this.capacityWaiters.push(resolve));
         continue;
       }
       const nodeId = this.currentNodeId;
       if (!nodeId) return;
+      const max = Math.min(free, MAX_CLAIM);
+      this.reservedCapacity += max;
       try {
-        const { items } = await this.client.claim(nodeId, Math.min(free, MAX_CLAIM), waitS, this.stopController.signal);
+        const { items } = await this.client.claim(nodeId, max, loop === 0 ? waitS : 0, this.stopController.signal);
         failures = 0;
+        this.backlog = items.length === max;
+        this.release(max);
         if (items.length > 0) {
           this.log.info({ event: "job.claimed", jobs: items.map((job) => job.id) }, `claimed ${items.length} job(s)`);
         }
         for (const job of items) this.startJob(job);
       } catch (error) {
+        this.release(max);
         if (this.stopped) return;
         if (error instanceof ApiError && (error.status === 404 || error.status === 409)) {
           await this.reRegister(error.code).catch(() => undefined);
@@ -227,6 +244,20 @@ export class Worker {
         await this.pause(backoffDelayMs(failures, { baseMs: 250, maxMs: 5000 }));
       }
     }
+  }
+
+  /**
+   * A claim is back: its unused capacity is free again. Every waiting loop looks
+   * again, so the first loop takes over long-polling when a backlog ends on
+   * another loop's claim, and the others join in when one begins.
+   */
+  private release(reserved: number): void {
+    this.reservedCapacity -= reserved;
+    this.wakeClaimLoops();
+  }
+
+  private wakeClaimLoops(): void {
+    for (const wake of this.capacityWaiters.splice(0)) wake();
   }
 
   private startJob(job: ClaimedJob): void {
@@ -263,7 +294,7 @@ export class Worker {
   private finishJob(execution: Execution, outcome: Outcome): void {
     const { job } = execution;
     this.running.delete(job.id);
-    for (const wake of this.capacityWaiters.splice(0)) wake();
+    this.wakeClaimLoops();
     if (execution.dropped) {
       this.log.info({ event: "job.dropped", jobId: job.id, attempt: job.attempt }, `dropped ${job.id}: no longer ours`);
       return;
@@ -436,7 +467,7 @@ export class Worker {
   private async shutdown(): Promise<void> {
     this.log.info({ event: "worker.stopping", running: this.running.size }, "stopping: finishing running jobs");
     this.stopController.abort();
-    for (const wake of this.capacityWaiters.splice(0)) wake();
+    this.wakeClaimLoops();
     const graceMs = (this.options.graceS ?? DEFAULT_GRACE_S) * 1000;
     const allDone = Promise.all([...this.running.values()].map((execution) => execution.done));
     const graceOver = new AbortController();

@@ -83,6 +83,17 @@ describe("worker daemon", () => {
     });
   });
 
+  it("keeps claiming with a capacity of one: a backlog, its end, then one job at a time", async () => {
+    await worker("single", "single", { capacity: 1 });
+    // A backlog first (every claim comes back full), then jobs that arrive one by one.
+    const backlog = await Promise.all([1, 2, 3].map((i) => submit(master.url, { type: "echo", requires: ["single"], payload: { result: i } })));
+    for (const job of backlog) await until(master.url, job.id, (j) => j.status === "completed");
+    for (let i = 0; i < 3; i++) {
+      const job = await submit(master.url, { type: "echo", requires: ["single"], payload: { result: i } });
+      expect((await until(master.url, job.id, (j) => j.status === "completed")).result).toBe(i);
+    }
+  });
+
   it("does not retry exit 65, retries other failures up to max_retries", async () => {
     await worker("retries", "retries", { capacity: 3 });
     const bad = await submit(master.url, { type: "echo", requires: ["retries"], max_retries: 3, payload: { exit: 65, stderr: "no such file" } });

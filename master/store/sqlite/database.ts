@@ -217,6 +217,18 @@ export class SqliteDatabase {
     batch.forEach((item, index) => item.resolve(values[index]));
   }
 
+  private readonly named = new Map<string, Prepared<unknown, object>>();
+
+  /** `prepare()`, once: the statement built on first use under `key` and kept. */
+  prepared<P extends object, Row = unknown>(key: string, build: () => Compilable<Row>): Prepared<Row, P> {
+    let statement = this.named.get(key);
+    if (!statement) {
+      statement = this.prepare<P, Row>(build()) as Prepared<unknown, object>;
+      this.named.set(key, statement);
+    }
+    return statement as Prepared<Row, P>;
+  }
+
   private controls: Record<"begin" | "commit" | "rollback", Database.Statement> | undefined;
 
   private control() {

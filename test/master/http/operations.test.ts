@@ -2,6 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MasterInternals } from "../../../master/index.js";
 import type { SqliteStore } from "../../../master/store/sqlite/index.js";
+import type { DeadNodeSweeper } from "../../../master/sweepers/dead-nodes.js";
+import { FakeClock } from "../../helpers/clock.js";
 import { http, startTestMaster } from "../../helpers/master.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
@@ -90,6 +92,27 @@ describe("modes", () => {
     expect((await call("POST", "/api/v1/jobs", { type: "ro" })).status).toBe(201);
     const events = await master.store.audit.list({ limit: 10, eventType: "mode.changed" });
     expect(events.items.map((e) => e.details.to)).toEqual(expect.arrayContaining(["read_only", "normal", "paused"]));
+  });
+
+  it("declares no node dead for silence while read-only, nor within a node timeout after it", async () => {
+    const clock = new FakeClock(new Date().toISOString());
+    const own = await startTestMaster({ clock, env: { GAFFER_NODE_TIMEOUT_S: "10", GAFFER_SWEEP_INTERVAL_S: "3600" } });
+    try {
+      const sweeper = own.services.find((service) => service.name === "dead_nodes") as DeadNodeSweeper;
+      const node = await http(own.url, "POST", "/api/v1/nodes", { name: "quiet", capacity: 1 });
+      clock.advanceSeconds(11); // past the start's grace
+      await http(own.url, "POST", `/api/v1/nodes/${String(node.body.id)}/heartbeat`, { running: [] });
+      await http(own.url, "PUT", "/api/v1/state/mode", { mode: "read_only" });
+      clock.advanceSeconds(60); // heartbeats are refused all this while
+      expect((await sweeper.runOnce()).skipped).toBe(true);
+      await http(own.url, "PUT", "/api/v1/state/mode", { mode: "normal" });
+      clock.advanceSeconds(5);
+      expect((await sweeper.runOnce()).skipped).toBe(true);
+      clock.advanceSeconds(6); // a node timeout after read-only ended, still silent: dead
+      expect((await sweeper.runOnce()).dead.map((dead) => dead.nodeId)).toEqual([node.body.id]);
+    } finally {
+      await own.close();
+    }
   });
 
   it("turns read_only by itself when the disk is full, keeps what it acknowledged, and recovers", async () => {

@@ -4,6 +4,7 @@
 import { sql } from "kysely";
 import { AGING_CEILING_WEIGHT, type LeaseEndReason, type RescuedJob } from "../../types.js";
 import type { StoreContext } from "../context.js";
+import { param } from "../database.js";
 import type { JobRow } from "../rows.js";
 
 /** When aging next lifts a job of `weight` that became ready at `readyAt`; null once at the ceiling. */
@@ -99,14 +100,17 @@ export function endLease(
 export function releaseDependents(ctx: StoreContext, jobId: string, at: string): number {
   const { db, audit } = ctx;
   const now = new Date(at);
-  const dependents = db.all(
-    db.kysely
-      .selectFrom("job_dependencies as d")
-      .innerJoin("jobs as j", "j.id", "d.job_id")
-      .select(["j.seq", "j.id", "j.run_at", "j.effective_priority", "j.client_id"])
-      .where("d.depends_on_id", "=", jobId)
-      .where("j.status", "=", sql.lit("blocked")),
-  );
+  // Prepared once: this runs for every completed job, and most have no dependents.
+  const dependents = db
+    .prepared<{ jobId: string }, Pick<JobRow, "seq" | "id" | "run_at" | "effective_priority" | "client_id">>("blocked-dependents", () =>
+      db.kysely
+        .selectFrom("job_dependencies as d")
+        .innerJoin("jobs as j", "j.id", "d.job_id")
+        .select(["j.seq", "j.id", "j.run_at", "j.effective_priority", "j.client_id"])
+        .where("d.depends_on_id", "=", param("jobId"))
+        .where("j.status", "=", sql.lit("blocked")),
+    )
+    .all({ jobId });
   let ready = 0;
   for (const dependent of dependents) {
     const unfinished = db.get(
@@ -152,7 +156,10 @@ export function releaseDependents(ctx: StoreContext, jobId: string, at: string):
 function dependentsOf(ctx: StoreContext, jobId: string): string[] {
   const { db } = ctx;
   return db
-    .all(db.kysely.selectFrom("job_dependencies").select("job_id").where("depends_on_id", "=", jobId))
+    .prepared<{ jobId: string }, { job_id: string }>("dependents", () =>
+      db.kysely.selectFrom("job_dependencies").select("job_id").where("depends_on_id", "=", param("jobId")),
+    )
+    .all({ jobId })
     .map((row) => row.job_id);
 }
 

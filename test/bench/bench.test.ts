@@ -1,0 +1,63 @@
+// The benchmark harness runs to completion at its tiny size and reports every figure:
+// `npm run bench` is a command of the README, so it must not rot between measurements.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { removeTempDirs, tempDir } from "../helpers/temp.js";
+
+const RUN = join(fileURLToPath(new URL("../..", import.meta.url)), "dist", "bench", "run.js");
+
+/** Every figure the harness prints, at any size. */
+const FIGURES = [
+  "submit single (jobs/s, 32 connections)",
+  "express echo (POSTs/s, 32 connections)",
+  "submit / express ratio",
+  "drain (jobs/s, 2 workers)",
+  "drain: completions audited",
+  "dispatch latency p50 (ms)",
+  "dispatch latency p99 (ms)",
+  "claim cost ratio",
+  "heartbeat p99 (ms)",
+  "master RSS (MB)",
+];
+
+let bench: ChildProcess | undefined;
+
+afterEach(() => {
+  // The harness runs in its own process group: this ends it and every master and worker it started.
+  if (bench?.pid && bench.exitCode === null) process.kill(-bench.pid, "SIGKILL");
+  bench = undefined;
+  removeTempDirs();
+});
+
+describe("npm run bench", () => {
+  it("runs every scenario at --size tiny and writes the figures with their targets", async () => {
+    const out = join(tempDir(), "bench.json");
+    let output = "";
+    bench = spawn(process.execPath, [RUN, "--size", "tiny", "--out", out], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    bench.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    bench.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => bench?.on("exit", resolve));
+    expect(code, output).toBe(0);
+
+    const report = JSON.parse(readFileSync(out, "utf8")) as {
+      settings: { size: string; master_env: Record<string, string> };
+      figures: Record<string, { median: number; runs: number[]; target: string }>;
+    };
+    expect(report.settings.size).toBe("tiny");
+    // Measured with the shipped durability, never a weaker setting.
+    expect(report.settings.master_env.GAFFER_DB_SYNCHRONOUS).toBe("full");
+    for (const name of FIGURES) {
+      const figure = Object.entries(report.figures).find(([key]) => key.startsWith(name.split(" (")[0] ?? name));
+      expect(figure, `${name} in ${Object.keys(report.figures).join(", ")}`).toBeDefined();
+      expect(Number.isFinite(figure?.[1].median), name).toBe(true);
+      expect(figure?.[1].median, name).toBeGreaterThan(0);
+    }
+    expect(report.figures["drain: completions audited"]?.median).toBe(1);
+    // Targeted figures carry their verdict, so the table says what was missed.
+    expect(Object.values(report.figures).filter((f) => /ok|MISSED/.test(f.target)).length).toBeGreaterThanOrEqual(8);
+    expect(output).toMatch(/medians of 1 run\(s\), size tiny/);
+  }, 240_000);
+});
