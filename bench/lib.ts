@@ -82,24 +82,42 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-async function waitFor(proc: ChildProcess, pattern: RegExp, what: string): Promise<RegExpMatchArray> {
+/** The process's output, kept (the last 64 kB) so that a crash can be told. */
+function capture(proc: ChildProcess, what: string): { output: () => string } {
   let output = "";
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-65_536);
+  };
+  proc.stdout?.on("data", keep);
+  proc.stderr?.on("data", keep);
+  proc.once("exit", (code, signal) => {
+    if (signal === "SIGKILL" || code === 0) return; // stopped by us, or a clean exit
+    process.stderr.write(`bench: ${what} exited (${code ?? signal}); its last output:\n${output.slice(-4000)}\n`);
+  });
+  return { output: () => output };
+}
+
+async function waitFor(proc: ChildProcess, pattern: RegExp, what: string): Promise<RegExpMatchArray> {
+  const { output } = capture(proc, what);
   return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = output.match(pattern);
-      if (match) resolve(match);
+    const onData = () => {
+      const match = output().match(pattern);
+      if (match) {
+        proc.stdout?.off("data", onData);
+        proc.stderr?.off("data", onData);
+        resolve(match);
+      }
     };
     proc.stdout?.on("data", onData);
     proc.stderr?.on("data", onData);
-    proc.once("exit", (code) => reject(new Error(`${what} exited (${code}) before it was ready:\n${output.slice(-2000)}`)));
+    proc.once("exit", (code) => reject(new Error(`${what} exited (${code}) before it was ready`)));
   });
 }
 
 function stopper(proc: ChildProcess): () => Promise<void> {
   return () =>
     new Promise((resolve) => {
-      if (proc.exitCode !== null) return resolve();
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
       proc.once("exit", () => resolve());
       proc.kill("SIGKILL");
     });

@@ -68,37 +68,52 @@ function format(value: number): string {
 
 async function main(): Promise<void> {
   const { settings, only, out } = parseArgs(process.argv.slice(2));
+  const file = out ?? join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "results", "latest.json");
   const figures: Record<string, { median: number; runs: number[]; target: string }> = {};
+  const failed: Record<string, string> = {};
+  // Written after every scenario, so that a long run that fails late keeps what it measured.
+  const save = () => {
+    const report = {
+      version: packageVersion(),
+      at: new Date().toISOString(),
+      machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version },
+      settings: { ...settings, master_env: MASTER_ENV },
+      figures,
+      failed,
+    };
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  };
   for (const [name, scenario] of Object.entries(SCENARIOS)) {
     if (only && !only.includes(name)) continue;
     const runs: Record<string, number>[] = [];
-    for (let run = 0; run < settings.runs; run++) {
-      process.stderr.write(`bench: ${name} run ${run + 1}/${settings.runs}\n`);
-      runs.push(await scenario(settings));
+    try {
+      for (let run = 0; run < settings.runs; run++) {
+        process.stderr.write(`bench: ${name} run ${run + 1}/${settings.runs}\n`);
+        runs.push(await scenario(settings));
+      }
+    } catch (error) {
+      failed[name] = (error as Error).stack ?? String(error);
+      process.stderr.write(`bench: ${name} FAILED: ${failed[name]}\n`);
+      continue;
     }
     for (const key of Object.keys(runs[0] ?? {})) {
       const values = runs.map((r) => r[key] ?? Number.NaN);
       figures[key] = { median: median(values), runs: values, target: "" };
       figures[key].target = verdict(key, figures[key].median);
     }
+    save();
   }
   cleanTempDirs();
+  save();
   const width = Math.max(...Object.keys(figures).map((k) => k.length));
   process.stdout.write(`\ngaffer ${packageVersion()} — medians of ${settings.runs} run(s), size ${settings.size}\n\n`);
   for (const [name, figure] of Object.entries(figures)) {
     process.stdout.write(`${name.padEnd(width)}  ${format(figure.median).padStart(12)}  ${figure.target}\n`);
   }
-  const report = {
-    version: packageVersion(),
-    at: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version },
-    settings: { ...settings, master_env: MASTER_ENV },
-    figures,
-  };
-  const file = out ?? join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "results", "latest.json");
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  for (const name of Object.keys(failed)) process.stdout.write(`${name}: FAILED (see the log above)\n`);
   process.stdout.write(`\nwritten to ${file}\n`);
+  if (Object.keys(failed).length > 0) process.exitCode = 1;
 }
 
 await main();

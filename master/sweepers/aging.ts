@@ -1,7 +1,7 @@
 // Aging (API.md §2): pending jobs rise one class per GAFFER_AGING_S waited, never above `high`.
 import type { Logger } from "../log.js";
 import type { Store } from "../store/types.js";
-import { PeriodicService } from "./service.js";
+import { inBatches, PeriodicService } from "./service.js";
 
 export const AGING_BATCH = 1000;
 
@@ -17,12 +17,7 @@ export class AgingSweeper extends PeriodicService<number> {
   }
 
   async runOnce(): Promise<number> {
-    let aged = 0;
-    for (;;) {
-      const batch = await this.params.store.jobs.age({ limit: AGING_BATCH });
-      aged += batch;
-      if (batch < AGING_BATCH) break;
-    }
+    const aged = await inBatches(AGING_BATCH, () => this.params.store.jobs.age({ limit: AGING_BATCH }));
     if (aged > 0) this.params.log.debug({ event: "job.aged", jobs: aged });
     return aged;
   }

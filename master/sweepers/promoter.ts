@@ -1,6 +1,7 @@
 // Delayed jobs and retries whose backoff ended become pending on time: the
 // promoter sleeps until the earliest scheduled job is due (or one sweep
 // interval), and is poked when something new is scheduled.
+import { setImmediate as yieldToRequests } from "node:timers/promises";
 import type { Logger } from "../log.js";
 import type { Clock, Store } from "../store/types.js";
 import { delayUntil, PeriodicService } from "./service.js";
@@ -27,6 +28,7 @@ export class Promoter extends PeriodicService<number> {
       promoted += result.promoted;
       this.nextAt = result.nextAt;
       if (result.nextAt === null || result.nextAt > this.params.clock.now()) break;
+      await yieldToRequests(); // more are due: let waiting requests in first
     }
     if (promoted > 0) {
       this.params.log.debug({ event: "job.promoted", jobs: promoted });

@@ -1,6 +1,7 @@
 // One shape for the master's background services: start(), stop(), and runOnce()
 // that tests call directly. A run that throws is logged, counted and retried at
 // the next tick; it never takes the master down.
+import { setImmediate as yieldToRequests } from "node:timers/promises";
 import type { Logger } from "../log.js";
 
 export interface ServiceStatus {
@@ -17,6 +18,22 @@ export interface ServiceStatus {
 export function delayUntil(nextAt: Date | null, now: Date, intervalMs: number): number {
   if (nextAt === null) return intervalMs;
   return Math.min(intervalMs, Math.max(0, nextAt.getTime() - now.getTime()));
+}
+
+/**
+ * Run `step` (one batch, one short transaction, answering how many rows it
+ * handled) until a batch comes back short, letting waiting requests in between
+ * batches: the store is synchronous, so without the yield a sweep over a
+ * million rows would hold the event loop for seconds. Answers the total.
+ */
+export async function inBatches(limit: number, step: () => Promise<number>): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const handled = await step();
+    total += handled;
+    if (handled < limit) return total;
+    await yieldToRequests();
+  }
 }
 
 export abstract class PeriodicService<Result> {

@@ -2,6 +2,7 @@
 import type { Logger } from "../log.js";
 import type { Clock, Store } from "../store/types.js";
 import { CronService } from "./cron-service.js";
+import { inBatches } from "./service.js";
 
 export const TOKEN_CLEANUP_SCHEDULE = "*/10 * * * *";
 export const TOKEN_CLEANUP_BATCH = 1000;
@@ -17,12 +18,7 @@ export class TokenCleanup extends CronService<number> {
 
   async runOnce(): Promise<number> {
     const before = this.clock.now();
-    let deleted = 0;
-    for (;;) {
-      const batch = await this.store.tokens.deleteExpired({ before, limit: TOKEN_CLEANUP_BATCH });
-      deleted += batch;
-      if (batch < TOKEN_CLEANUP_BATCH) break;
-    }
+    const deleted = await inBatches(TOKEN_CLEANUP_BATCH, () => this.store.tokens.deleteExpired({ before, limit: TOKEN_CLEANUP_BATCH }));
     if (deleted > 0) this.log.info({ event: "token.cleaned", tokens: deleted }, `deleted ${deleted} expired tokens`);
     return deleted;
   }
