@@ -4,7 +4,7 @@
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { Clock, DeadNode, RescuedJob, Store } from "../store/types.js";
-import { inBatches, PeriodicService } from "./service.js";
+import { collect, inBatches, PeriodicService } from "./service.js";
 
 /** Nodes and leases handled per transaction, so one sweep never holds the database long. */
 export const DEAD_NODE_BATCH = 100;
@@ -46,9 +46,9 @@ export class DeadNodeSweeper extends PeriodicService<DeadNodeSweep> {
     }
     const cutoff = new Date(now.getTime() - nodeTimeoutMs);
     const dead: DeadNode[] = [];
-    await inBatches(DEAD_NODE_BATCH, async () => dead.push(...(await store.nodes.markDead({ cutoff, limit: DEAD_NODE_BATCH }))));
+    await inBatches(DEAD_NODE_BATCH, async () => collect(dead, await store.nodes.markDead({ cutoff, limit: DEAD_NODE_BATCH })));
     const expired: RescuedJob[] = [];
-    await inBatches(EXPIRED_LEASE_BATCH, async () => expired.push(...(await store.jobs.expireLeases({ limit: EXPIRED_LEASE_BATCH }))));
+    await inBatches(EXPIRED_LEASE_BATCH, async () => collect(expired, await store.jobs.expireLeases({ limit: EXPIRED_LEASE_BATCH })));
     for (const node of dead) {
       log.warn(
         { event: "node.dead", nodeId: node.nodeId, name: node.name, lastHeartbeat: node.lastHeartbeat, jobs: node.jobs.length },

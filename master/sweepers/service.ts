@@ -36,6 +36,12 @@ export async function inBatches(limit: number, step: () => Promise<number>): Pro
   }
 }
 
+/** Add a batch's rows to `into`; answers the batch's size (what inBatches counts). */
+export function collect<T>(into: T[], batch: T[]): number {
+  into.push(...batch);
+  return batch.length;
+}
+
 export abstract class PeriodicService<Result> {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;

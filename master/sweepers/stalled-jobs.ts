@@ -4,7 +4,7 @@
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { RescuedJob, Store } from "../store/types.js";
-import { inBatches, PeriodicService } from "./service.js";
+import { collect, inBatches, PeriodicService } from "./service.js";
 
 export const STALLED_JOB_BATCH = 500;
 
@@ -23,7 +23,7 @@ export class StalledJobSweeper extends PeriodicService<RescuedJob[]> {
 
   async runOnce(): Promise<RescuedJob[]> {
     const rescued: RescuedJob[] = [];
-    await inBatches(STALLED_JOB_BATCH, async () => rescued.push(...(await this.params.store.jobs.rescueStalled({ limit: STALLED_JOB_BATCH }))));
+    await inBatches(STALLED_JOB_BATCH, async () => collect(rescued, await this.params.store.jobs.rescueStalled({ limit: STALLED_JOB_BATCH })));
     for (const job of rescued) {
       this.params.log.warn({ event: "job.stalled", jobId: job.jobId, nodeId: job.nodeId, outcome: job.outcome });
     }

@@ -1,9 +1,9 @@
 // Nodes: registration, heartbeats and leases, and the sweepers that take work back.
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { DeadNodeSweeper } from "../../../master/sweepers/dead-nodes.js";
-import { StalledJobSweeper } from "../../../master/sweepers/stalled-jobs.js";
-import { claim, dialects, register, submit, type TestStore } from "../../helpers/store.js";
+import { DEAD_NODE_BATCH, DeadNodeSweeper, EXPIRED_LEASE_BATCH } from "../../../master/sweepers/dead-nodes.js";
+import { STALLED_JOB_BATCH, StalledJobSweeper } from "../../../master/sweepers/stalled-jobs.js";
+import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 const silent = pino({ level: "silent" });
@@ -190,6 +190,25 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       expect(beat.ok && beat.cancel[0]?.reason).toBe("reassigned");
     });
 
+    it("sweeps more dead nodes and lost leases than one batch holds, then stops", async () => {
+      const nodes = DEAD_NODE_BATCH + 5;
+      for (let i = 0; i < nodes; i++) {
+        await submit(t.store);
+        await claim(t.store, (await register(t.store, `dies-${i}`)).id, 1);
+      }
+      const survivor = await register(t.store, "survivor", [], EXPIRED_LEASE_BATCH + 5);
+      await t.store.jobs.submit(Array.from({ length: EXPIRED_LEASE_BATCH + 5 }, () => jobParams()));
+      await claim(t.store, survivor.id, EXPIRED_LEASE_BATCH + 5);
+      for (let i = 0; i < 4; i++) {
+        t.clock.advanceSeconds(20);
+        await t.store.nodes.heartbeat({ nodeId: survivor.id, running: [] });
+      }
+      const sweep = await deadNodeSweeper().runOnce();
+      expect(sweep.dead).toHaveLength(nodes);
+      expect(sweep.expired).toHaveLength(EXPIRED_LEASE_BATCH + 5);
+      expect(await deadNodeSweeper().runOnce()).toEqual({ dead: [], expired: [], skipped: false });
+    });
+
     it("keeps the lease of a job its node keeps listing", async () => {
       const job = await submit(t.store, { timeoutS: 3600 });
       const node = await register(t.store);
@@ -222,6 +241,16 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       expect(events.items.map((e) => e.event_type)).toContain("job.stalled");
       const late = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 1, status: "completed" }] });
       expect(late.items[0]?.verdict).toBe("stale_attempt");
+    });
+    it("re-queues more stalled jobs than one batch holds", async () => {
+      const count = STALLED_JOB_BATCH + 5;
+      await t.store.jobs.submit(Array.from({ length: count }, () => jobParams({ timeoutS: 10 })));
+      const node = await register(t.store, "slow", [], count);
+      await claim(t.store, node.id, count);
+      t.clock.advanceSeconds(51);
+      const sweeper = new StalledJobSweeper({ store: t.store, log: silent, intervalMs: 1000, onJobsReady: () => (woken += 1) });
+      expect(await sweeper.runOnce()).toHaveLength(count);
+      expect(await sweeper.runOnce()).toEqual([]);
     });
   });
 
