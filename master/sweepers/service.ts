@@ -42,11 +42,54 @@ export function collect<T>(into: T[], batch: T[]): number {
   return batch.length;
 }
 
+/**
+ * What both kinds of service (PeriodicService, CronService) keep about their
+ * runs, and the one way a run is made: counted, timed, its failure logged and
+ * handed to `failed`, never thrown.
+ */
+export class RunRecorder {
+  readonly state: ServiceStatus;
+  /** The run under way, if any. */
+  running: Promise<unknown> | undefined;
+
+  constructor(
+    name: string,
+    intervalS: number,
+    private readonly log: Logger,
+    private readonly failed: (error: unknown) => void,
+  ) {
+    this.state = { name, interval_s: intervalS, runs: 0, failures: 0, last_run_at: null, last_duration_ms: null, last_error: null };
+  }
+
+  async run(work: () => Promise<unknown>): Promise<void> {
+    const started = Date.now();
+    this.running = work();
+    try {
+      await this.running;
+      this.state.last_error = null;
+    } catch (error) {
+      this.state.failures += 1;
+      this.state.last_error = error instanceof Error ? error.message : String(error);
+      this.log.error({ event: "sweeper.failed", sweeper: this.state.name, err: error }, `${this.state.name} failed`);
+      this.failed(error);
+    } finally {
+      this.running = undefined;
+      this.state.runs += 1;
+      this.state.last_run_at = new Date(started).toISOString();
+      this.state.last_duration_ms = Date.now() - started;
+    }
+  }
+
+  /** Resolves when the run under way (if any) has ended, however it ended. */
+  async settled(): Promise<void> {
+    await this.running?.catch(() => undefined);
+  }
+}
+
 export abstract class PeriodicService<Result> {
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
   private stopped = true;
-  private readonly state: ServiceStatus;
+  private readonly runs: RunRecorder;
   /** Sees every failed run (a full disk turns the master read-only). */
   onFailure: ((error: unknown) => void) | undefined;
 
@@ -55,15 +98,7 @@ export abstract class PeriodicService<Result> {
     protected readonly intervalMs: number,
     protected readonly log: Logger,
   ) {
-    this.state = {
-      name,
-      interval_s: intervalMs / 1000,
-      runs: 0,
-      failures: 0,
-      last_run_at: null,
-      last_duration_ms: null,
-      last_error: null,
-    };
+    this.runs = new RunRecorder(name, intervalMs / 1000, log, (error) => this.onFailure?.(error));
   }
 
   /** One pass of the service's work. */
@@ -93,38 +128,23 @@ export abstract class PeriodicService<Result> {
   }
 
   private async tick(): Promise<void> {
-    if (this.running) {
+    if (this.runs.running) {
       // A run is under way: look again right after it.
-      await this.running.catch(() => undefined);
+      await this.runs.settled();
       this.schedule(0);
       return;
     }
-    const started = Date.now();
-    this.running = this.runOnce();
-    try {
-      await this.running;
-      this.state.last_error = null;
-    } catch (error) {
-      this.state.failures += 1;
-      this.state.last_error = error instanceof Error ? error.message : String(error);
-      this.log.error({ event: "sweeper.failed", sweeper: this.name, err: error }, `${this.name} failed`);
-      this.onFailure?.(error);
-    } finally {
-      this.running = undefined;
-      this.state.runs += 1;
-      this.state.last_run_at = new Date(started).toISOString();
-      this.state.last_duration_ms = Date.now() - started;
-    }
+    await this.runs.run(() => this.runOnce());
     this.schedule(this.nextDelayMs());
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.running?.catch(() => undefined);
+    await this.runs.settled();
   }
 
   status(): ServiceStatus {
-    return { ...this.state };
+    return { ...this.runs.state };
   }
 }
