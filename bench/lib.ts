@@ -119,12 +119,21 @@ function stopper(proc: ChildProcess): () => Promise<void> {
     new Promise((resolve) => {
       if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
       proc.once("exit", () => resolve());
-      proc.kill("SIGKILL");
+      if (!process.env.BENCH_PROFILE) return void proc.kill("SIGKILL");
+      // A profile is written only on a clean exit.
+      proc.kill("SIGTERM");
+      setTimeout(() => proc.kill("SIGKILL"), 10_000).unref();
     });
 }
 
+/** BENCH_PROFILE=DIR: every master and worker process writes a CPU profile there when it exits. */
+function nodeArgs(): string[] {
+  const profile = process.env.BENCH_PROFILE;
+  return profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [];
+}
+
 export async function startMaster(db: string, env: Record<string, string> = {}): Promise<Running> {
-  const proc = spawn(process.execPath, [CLI, "master", "start", "--db", db, "--port", "0"], {
+  const proc = spawn(process.execPath, [...nodeArgs(), CLI, "master", "start", "--db", db, "--port", "0"], {
     env: { PATH: process.env.PATH ?? "", ...MASTER_ENV, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -133,7 +142,7 @@ export async function startMaster(db: string, env: Record<string, string> = {}):
 }
 
 export async function startNodeScript(script: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Running> {
-  const proc = spawn(process.execPath, [join(here, script), ...args], {
+  const proc = spawn(process.execPath, [...nodeArgs(), join(here, script), ...args], {
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe", "ipc"],
   });

@@ -154,6 +154,17 @@ function requestGuards(config: MasterConfig, modes: ModeController, metrics: Met
   ];
 }
 
+/** `fn`, at most once per `ms` (the rest dropped). */
+function throttled<A extends unknown[]>(ms: number, fn: (...args: A) => void): (...args: A) => void {
+  let last = -Infinity;
+  return (...args) => {
+    const now = Date.now();
+    if (now - last < ms) return;
+    last = now;
+    fn(...args);
+  };
+}
+
 export async function createMaster(options: MasterOptions = {}): Promise<MasterInternals> {
   const { config: configFile, env, clock = systemClock, logger, random, ...flags } = options;
   const config = loadConfig({ flags, env, configFile });
@@ -166,6 +177,8 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     synchronous: config.dbSynchronous,
     clock,
     policy: createQueuePolicy(config, random),
+    backgroundCheckpoints: true,
+    onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();

@@ -5,6 +5,7 @@ import { createAuditStore, createAuditWriter } from "./audit.js";
 import { createClientStore, createTokenStore } from "./clients.js";
 import { createScheduleStore } from "./schedules.js";
 import type { StoreContext } from "./context.js";
+import { startCheckpointer, type Checkpointer, type CheckpointerParams } from "./checkpointer.js";
 import { SqliteDatabase, translateError, type Synchronous } from "./database.js";
 import { SqliteJobStore } from "./jobs/index.js";
 import { defaultMigrationsDir, migrate } from "./migrate.js";
@@ -20,6 +21,13 @@ export interface OpenSqliteStoreParams {
   clock: Clock;
   policy: QueuePolicy;
   migrationsDir?: string;
+  /**
+   * WAL checkpoints in a worker thread instead of inside commits (the master
+   * turns this on; short-lived tools and tests need not pay for a thread).
+   */
+  backgroundCheckpoints?: boolean | Pick<CheckpointerParams, "intervalMs" | "restartFrames">;
+  /** A background checkpoint failed; it is tried again. */
+  onCheckpointError?: (message: string) => void;
 }
 
 function createSettingsStore(db: SqliteDatabase, clock: Clock): SettingsStore {
@@ -59,6 +67,29 @@ function checkIntegrity(db: SqliteDatabase, path: string): void {
   }
 }
 
+/** Hand checkpoints to a thread; should the thread die, the connection checkpoints itself again. */
+function backgroundCheckpoints(db: SqliteDatabase, params: OpenSqliteStoreParams): Checkpointer {
+  const automatic = db.sqlite.pragma("wal_autocheckpoint", { simple: true }) as number;
+  db.sqlite.pragma("wal_autocheckpoint = 0");
+  return startCheckpointer({
+    ...(typeof params.backgroundCheckpoints === "object" ? params.backgroundCheckpoints : {}),
+    path: params.path,
+    synchronous: params.synchronous ?? "full",
+    onError: params.onCheckpointError,
+    onLongWal: () => {
+      if (!db.sqlite.open || db.sqlite.inTransaction) return;
+      try {
+        db.sqlite.pragma("wal_checkpoint(PASSIVE)");
+      } catch (error) {
+        params.onCheckpointError?.((error as Error).message);
+      }
+    },
+    onExit: () => {
+      if (db.sqlite.open) db.sqlite.pragma(`wal_autocheckpoint = ${automatic}`);
+    },
+  });
+}
+
 /** Thrown to roll the write probe back once it went through. */
 class ProbeDone extends Error {}
 
@@ -91,6 +122,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       requirementSets: createRequirementSets(db),
     };
     const jobs = new SqliteJobStore(ctx);
+    const checkpointer = params.backgroundCheckpoints && params.path !== ":memory:" ? backgroundCheckpoints(db, params) : undefined;
     return {
       dialect: "sqlite",
       database: db,
@@ -131,7 +163,10 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       settings: createSettingsStore(db, params.clock),
       clients: createClientStore(ctx),
       tokens: createTokenStore(ctx),
-      close: async () => db.close(),
+      close: async () => {
+        await checkpointer?.stop();
+        db.close();
+      },
     };
   } catch (error) {
     db.close();
