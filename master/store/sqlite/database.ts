@@ -12,6 +12,7 @@ import {
   SqliteIntrospector,
   SqliteQueryCompiler,
   type Compilable,
+  type CompiledQuery,
   type RawBuilder,
 } from "kysely";
 import type { DatabaseSchema } from "../schema.js";
@@ -162,7 +163,15 @@ export class SqliteDatabase {
    * each call then binds values by name and skips Kysely and SQLite's parser.
    */
   prepare<P extends object, Row = unknown>(query: Compilable<Row>): Prepared<Row, P> {
-    const compiled = query.compile();
+    return this.prepareCompiled<P, Row>(query.compile());
+  }
+
+  /** `prepare()` for hand-written SQL (Kysely's `sql` tag): what the builder cannot say. */
+  prepareSql<P extends object, Row = unknown>(query: RawBuilder<Row>): Prepared<Row, P> {
+    return this.prepareCompiled<P, Row>(query.compile(this.kysely));
+  }
+
+  private prepareCompiled<P extends object, Row>(compiled: CompiledQuery<Row>): Prepared<Row, P> {
     const slots = compiled.parameters.map((value) =>
       value instanceof Param ? { name: value.name, value: null } : { name: null, value: toBindable(value) },
     );

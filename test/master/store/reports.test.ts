@@ -134,4 +134,55 @@ describe.each(dialects)("reports ($name)", (dialect) => {
     });
     expect(outcome.items.map((i) => i.verdict)).toEqual(["accepted", "stale_attempt", "not_found", "duplicate"]);
   });
+
+  it("applies a batch of distinct reports together with the same effects as one by one", async () => {
+    const node = await register(t.store, "node-1", [], 10);
+    const [a, b, c, d, e] = [await submit(t.store), await submit(t.store), await submit(t.store), await submit(t.store), await submit(t.store)];
+    if (!a || !b || !c || !d || !e) throw new Error("not submitted");
+    const child = await submit(t.store, { dependsOn: [a.id, b.id] });
+    expect(await claim(t.store, node.id)).toHaveLength(5);
+    await t.store.jobs.cancel({ id: d.id, actor: null }); // running: cancel requested
+    const outcome = await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [
+        { jobId: a.id, attempt: 1, status: "completed", result: { n: "a" } },
+        { jobId: c.id, attempt: 1, status: "failed", error: { message: "boom", retryable: false } },
+        { jobId: b.id, attempt: 1, status: "completed", result: [1, 2] },
+        { jobId: d.id, attempt: 1, status: "completed", result: "late" },
+        { jobId: e.id, attempt: 2, status: "completed" },
+      ],
+    });
+    expect(outcome.items.map((i) => [i.jobId, i.verdict, i.verdict === "accepted" ? i.effect?.status : null])).toEqual([
+      [a.id, "accepted", "completed"],
+      [c.id, "accepted", "failed"],
+      [b.id, "accepted", "completed"],
+      [d.id, "accepted", "canceled"],
+      [e.id, "stale_attempt", null],
+    ]);
+    // The child waited on a and b: both completed in this batch, so it is ready.
+    expect(outcome.ready).toBe(1);
+    const jobA = await t.store.jobs.get(a.id);
+    const jobB = await t.store.jobs.get(b.id);
+    expect([jobA?.status, jobA?.result, jobA?.finished_at !== null]).toEqual(["completed", { n: "a" }, true]);
+    expect([jobB?.status, jobB?.result]).toEqual(["completed", [1, 2]]);
+    expect((await t.store.jobs.get(c.id))?.status).toBe("failed");
+    expect((await t.store.jobs.get(d.id))?.status).toBe("canceled");
+    expect((await t.store.jobs.get(e.id))?.status).toBe("running");
+    expect((await t.store.jobs.get(child.id))?.status).toBe("pending");
+    const eventsOf = async (id: string) => (await t.store.jobs.events({ jobId: id, limit: 10 })).items.map((entry) => entry.event_type);
+    expect(await eventsOf(a.id)).toEqual(["job.submitted", "job.assigned", "job.completed"]);
+    expect(await eventsOf(b.id)).toEqual(["job.submitted", "job.assigned", "job.completed"]);
+    const completed = (await t.store.jobs.events({ jobId: a.id, limit: 10 })).items.at(-1);
+    expect(completed?.details).toEqual({ node_id: node.id, attempt: 1 });
+    // The same batch again: each is now a duplicate (or still stale), and nothing changes.
+    const again = await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [
+        { jobId: a.id, attempt: 1, status: "completed", result: { n: "other" } },
+        { jobId: b.id, attempt: 1, status: "completed" },
+      ],
+    });
+    expect(again.items.map((i) => i.verdict)).toEqual(["duplicate", "duplicate"]);
+    expect((await t.store.jobs.get(a.id))?.result).toEqual({ n: "a" });
+  });
 });

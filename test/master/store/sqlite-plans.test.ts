@@ -122,4 +122,18 @@ describe("SQLite query plans", () => {
       db.close();
     }
   });
+
+  it("updates a set of jobs (a claim's, a result batch's) by primary key, never through a status index", () => {
+    const db = new Database(t.path, { readonly: true });
+    try {
+      const sets = [...seen].filter((s) => /^\s*UPDATE jobs NOT INDEXED/.test(s));
+      expect(sets.map((s) => /status = '(\w+)'/.exec(s)?.[1])).toEqual(expect.arrayContaining(["running", "completed"]));
+      for (const source of sets) {
+        const jobsSteps = planOf(db, source).filter((detail) => /\bjobs\b/.test(detail));
+        expect(jobsSteps).toEqual(["SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"]);
+      }
+    } finally {
+      db.close();
+    }
+  });
 });

@@ -8,13 +8,14 @@ import { toClaimedJob, type JobRow } from "../rows.js";
 import { reviveNode } from "../node-lifecycle.js";
 
 type Head = Pick<JobRow, "seq" | "effective_priority" | "timeout_s" | "ready_at">;
-type Taken = Pick<JobRow, "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at">;
+type Taken = Pick<JobRow, "seq" | "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at">;
 
 export interface ClaimStatements {
   node: Prepared<{ id: string; status: string; labels: string; capacity: number }, { nodeId: string }>;
   running: Prepared<{ n: number }, { nodeId: string }>;
   head: Prepared<Head, { key: string; limit: number }>;
-  take: Prepared<Taken, { seq: number; nodeId: string; at: string; stallAt: string; leaseExpiresAt: string }>;
+  /** `chosen`: a JSON array of {seq, stall_at}. */
+  take: Prepared<Taken, { chosen: string; nodeId: string; at: string; leaseExpiresAt: string }>;
 }
 
 export function prepareClaim(ctx: StoreContext): ClaimStatements {
@@ -40,26 +41,18 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
         .orderBy("seq")
         .limit(param("limit")),
     ),
-    take: db.prepare(
-      k
-        .updateTable("jobs")
-        .set({
-          status: sql.lit("running"),
-          node_id: param("nodeId"),
-          attempt: sql`attempt + 1`,
-          started_at: param("at"),
-          updated_at: param("at"),
-          stall_at: param("stallAt"),
-          lease_expires_at: param("leaseExpiresAt"),
-          aging_at: null,
-          progress: null,
-          progress_message: null,
-          lease_end_reason: null,
-        })
-        .where("seq", "=", param("seq"))
-        .where("status", "=", sql.lit("pending"))
-        .returning(["id", "type", "payload", "attempt", "priority", "timeout_s", "created_at"]),
-    ),
+    // All the chosen jobs in one statement (a statement per job cost twice as much per
+    // job). NOT INDEXED: rows are found by seq, the primary key; without it SQLite
+    // would rather walk every pending job through jobs_status_seq.
+    take: db.prepareSql(sql<Taken>`
+      UPDATE jobs NOT INDEXED
+      SET status = 'running', node_id = ${param("nodeId")}, attempt = attempt + 1,
+          started_at = ${param("at")}, updated_at = ${param("at")},
+          stall_at = chosen.value ->> 'stall_at', lease_expires_at = ${param("leaseExpiresAt")},
+          aging_at = NULL, progress = NULL, progress_message = NULL, lease_end_reason = NULL
+      FROM json_each(${param("chosen")}) AS chosen
+      WHERE jobs.seq = chosen.value ->> 'seq' AND jobs.status = 'pending'
+      RETURNING jobs.seq, jobs.id, jobs.type, jobs.payload, jobs.attempt, jobs.priority, jobs.timeout_s, jobs.created_at`),
   };
 }
 
@@ -90,26 +83,35 @@ export function claimJobs(
       candidates.push(...statements.head.all({ key, limit }));
     }
     const chosen = candidates.length > limit ? candidates.sort(byDispatchOrder).slice(0, limit) : candidates.sort(byDispatchOrder);
+    if (chosen.length === 0) return { ok: true, items: [], waitedMs: [] };
     const leaseExpiresAt = new Date(now.getTime() + ctx.policy.leaseMs).toISOString();
+    const stallAt = (timeoutS: number) => new Date(now.getTime() + 2 * timeoutS * 1000 + ctx.policy.stallGraceMs).toISOString();
+    const taken = statements.take.all({
+      chosen: JSON.stringify(chosen.map((head) => ({ seq: head.seq, stall_at: stallAt(head.timeout_s) }))),
+      nodeId: node.id,
+      at,
+      leaseExpiresAt,
+    });
+    // RETURNING gives no order: put them back in dispatch order.
+    const bySeq = new Map(taken.map((row) => [row.seq, row]));
     const items = [];
     const waitedMs: number[] = [];
     for (const head of chosen) {
-      const stallAt = new Date(now.getTime() + 2 * head.timeout_s * 1000 + ctx.policy.stallGraceMs).toISOString();
-      const taken = statements.take.get({ seq: head.seq, nodeId: node.id, at, stallAt, leaseExpiresAt });
-      if (!taken) continue;
-      ctx.audit.write(
-        {
-          event_type: "job.assigned",
-          entity_type: "job",
-          entity_id: taken.id,
-          client_id: null,
-          details: { node_id: node.id, attempt: taken.attempt },
-        },
-        at,
-      );
-      items.push(toClaimedJob(taken));
+      const row = bySeq.get(head.seq);
+      if (!row) continue;
+      items.push(toClaimedJob(row));
       waitedMs.push(Math.max(0, now.getTime() - new Date(head.ready_at).getTime()));
     }
+    ctx.audit.writeMany(
+      items.map((item) => ({
+        event_type: "job.assigned",
+        entity_type: "job",
+        entity_id: item.id,
+        client_id: null,
+        details: { node_id: node.id, attempt: item.attempt },
+      })),
+      at,
+    );
     return { ok: true, items, waitedMs };
   });
 }

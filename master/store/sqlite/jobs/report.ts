@@ -15,6 +15,11 @@ type Lease = Pick<
   | "type" | "priority" | "started_at"
 >;
 
+const LEASE_COLUMNS = [
+  "seq", "id", "status", "node_id", "attempt", "retry_count", "max_retries", "effective_priority",
+  "cancel_requested", "reported_attempt", "reported_status", "type", "priority", "started_at",
+] as const satisfies readonly (keyof Lease)[];
+
 interface Finish {
   seq: number;
   status: string;
@@ -28,6 +33,10 @@ interface Finish {
 
 export interface ReportStatements {
   lease: Prepared<Lease, { id: string }>;
+  /** `ids`: a JSON array of job ids. */
+  leases: Prepared<Lease, { ids: string }>;
+  /** `done`: a JSON array of {seq, attempt, result} (result as JSON text). */
+  complete: Prepared<unknown, { done: string; at: string }>;
   finish: Prepared<unknown, Finish>;
   retryLater: Prepared<
     unknown,
@@ -40,14 +49,19 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
   const k = db.kysely;
   return {
     lease: db.prepare(
-      k
-        .selectFrom("jobs")
-        .select([
-          "seq", "id", "status", "node_id", "attempt", "retry_count", "max_retries", "effective_priority",
-          "cancel_requested", "reported_attempt", "reported_status", "type", "priority", "started_at",
-        ])
-        .where("id", "=", param("id")),
+      k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "=", param("id")),
     ),
+    leases: db.prepareSql(sql<Lease>`
+      SELECT ${sql.join(LEASE_COLUMNS.map((column) => sql.ref(column)))} FROM jobs
+      WHERE id IN (SELECT value FROM json_each(${param("ids")}))`),
+    // Many completions in one statement; NOT INDEXED: by seq, the primary key (see claim).
+    complete: db.prepareSql(sql`
+      UPDATE jobs NOT INDEXED
+      SET status = 'completed', result = done.value ->> 'result', error = NULL, failure_reason = NULL,
+          reported_attempt = done.value ->> 'attempt', reported_status = 'completed',
+          stall_at = NULL, lease_expires_at = NULL, finished_at = ${param("at")}, updated_at = ${param("at")}
+      FROM json_each(${param("done")}) AS done
+      WHERE jobs.seq = done.value ->> 'seq' AND jobs.status = 'running'`),
     finish: db.prepare(
       k
         .updateTable("jobs")
@@ -167,21 +181,60 @@ function accept(ctx: StoreContext, statements: ReportStatements, lease: Lease, r
   return { ready: status === "pending" ? 1 : 0, status, failureReason: null };
 }
 
+/** Plain completions of current leases, applied together: one UPDATE, one audit INSERT. */
+function completeMany(ctx: StoreContext, statements: ReportStatements, done: { lease: Lease; report: JobReport }[], nodeId: string): number {
+  if (done.length === 0) return 0;
+  const at = ctx.clock.now().toISOString();
+  statements.complete.run({
+    done: JSON.stringify(
+      done.map(({ lease, report }) => ({ seq: lease.seq, attempt: lease.attempt, result: JSON.stringify(report.result ?? null) })),
+    ),
+    at,
+  });
+  ctx.audit.writeMany(
+    done.map(({ lease }) => ({
+      event_type: "job.completed",
+      entity_type: "job",
+      entity_id: lease.id,
+      client_id: null,
+      details: { node_id: nodeId, attempt: lease.attempt },
+    })),
+    at,
+  );
+  let ready = 0;
+  for (const { lease } of done) ready += releaseDependents(ctx, lease.id, at);
+  return ready;
+}
+
 export function reportResults(
   ctx: StoreContext,
   statements: ReportStatements,
   params: { nodeId: string; reports: JobReport[] },
 ): ReportManyResult {
   return ctx.db.transaction(() => {
+    const ids = params.reports.map((report) => report.jobId);
+    // Every lease in one read, and plain completions applied together, unless a job is
+    // reported twice in this batch: then the second must see what the first changed, so
+    // each is read and applied in turn.
+    const together = ids.length > 1 && new Set(ids).size === ids.length;
+    const leases = together ? new Map(statements.leases.all({ ids: JSON.stringify(ids) }).map((lease) => [lease.id, lease])) : undefined;
+    const completions: { lease: Lease; report: JobReport }[] = [];
     const items: ReportOutcome[] = [];
     let ready = 0;
     for (const report of params.reports) {
-      const lease = statements.lease.get({ id: report.jobId });
+      const lease = leases ? leases.get(report.jobId) : statements.lease.get({ id: report.jobId });
       if (!lease) {
         items.push({ jobId: report.jobId, verdict: "not_found" });
       } else if (lease.status === "running" && lease.node_id === params.nodeId && lease.attempt === report.attempt) {
-        const accepted = accept(ctx, statements, lease, report, params.nodeId);
-        ready += accepted.ready;
+        let outcome: Pick<Accepted, "status" | "failureReason">;
+        if (together && report.status === "completed" && lease.cancel_requested !== 1) {
+          completions.push({ lease, report });
+          outcome = { status: "completed", failureReason: null };
+        } else {
+          const accepted = accept(ctx, statements, lease, report, params.nodeId);
+          ready += accepted.ready;
+          outcome = accepted;
+        }
         const startedAt = lease.started_at === null ? null : new Date(lease.started_at).getTime();
         items.push({
           jobId: report.jobId,
@@ -189,8 +242,8 @@ export function reportResults(
           effect: {
             type: lease.type,
             priority: priorityName(lease.priority),
-            status: accepted.status,
-            failureReason: accepted.failureReason,
+            status: outcome.status,
+            failureReason: outcome.failureReason,
             runMs: startedAt === null ? null : Math.max(0, ctx.clock.now().getTime() - startedAt),
           },
         });
@@ -200,6 +253,7 @@ export function reportResults(
         items.push({ jobId: report.jobId, verdict: "stale_attempt" });
       }
     }
+    ready += completeMany(ctx, statements, completions, params.nodeId);
     return { items, ready };
   });
 }
