@@ -1,4 +1,5 @@
 // Submitting and acting on jobs: batches, idempotency, dependencies, delays, cancel, retry, priority, lists.
+import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
@@ -37,6 +38,47 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
         created_at: "2026-01-01T10:00:00.000Z",
       });
       expect(await t.store.jobs.get(job.id)).toEqual(job);
+    });
+
+    it("stores the jobs of a batch exactly as it stores a single job, in the batch's order", async () => {
+      const dependency = await submit(t.store);
+      const params = jobParams({
+        payload: { text: "é \"quoted\" ☃", n: 1.5, list: [null, true] },
+        priority: "low",
+        timeoutS: 2.5,
+        maxRetries: 0,
+        requires: ["gpu"],
+        dependsOn: [dependency.id],
+        tags: { team: "a" },
+        idempotencyKey: "single",
+      });
+      const single = await t.store.jobs.submit([params]);
+      const batch = await t.store.jobs.submit([
+        { ...params, idempotencyKey: "batch-1" },
+        { ...params, idempotencyKey: "batch-2", runAt: new Date("2030-01-01T00:00:00.000Z") },
+      ]);
+      if (!single.ok || !batch.ok) throw new Error("not submitted");
+      const db = new Database(t.path, { readonly: true });
+      try {
+        const columns = (db.prepare("SELECT name FROM pragma_table_info('jobs')").all() as { name: string }[])
+          .map((column) => column.name)
+          .filter((name) => !["seq", "id", "idempotency_key", "run_at", "ready_at", "status", "aging_at"].includes(name));
+        const rowOf = (id: string) =>
+          db.prepare(`SELECT ${columns.map((c) => `typeof(${c}) AS "${c}:type", ${c}`).join(", ")} FROM jobs WHERE id = ?`).get(id);
+        const [first, second] = batch.items.map((item) => item.job.id);
+        expect(rowOf(first ?? "")).toEqual(rowOf(single.items[0]?.job.id ?? ""));
+        expect(rowOf(second ?? "")).toEqual(rowOf(single.items[0]?.job.id ?? ""));
+        const order = db.prepare("SELECT id FROM jobs ORDER BY seq").all().map((row) => (row as { id: string }).id);
+        expect(order.slice(-2)).toEqual([first, second]);
+        const links = db.prepare("SELECT job_id FROM job_dependencies WHERE depends_on_id = ?").all(dependency.id);
+        expect(links).toHaveLength(3);
+      } finally {
+        db.close();
+      }
+      expect(batch.items[1]?.job.status).toBe("blocked");
+      expect((await t.store.jobs.events({ jobId: batch.items[1]?.job.id ?? "", limit: 5 })).items.map((e) => e.details)).toEqual([
+        { type: "echo", priority: "low", status: "blocked" },
+      ]);
     });
 
     it("answers the same idempotency key from the same client with the existing job", async () => {

@@ -1,5 +1,6 @@
 // submit: new jobs, all or nothing, with idempotency keys and dependencies.
 import { PRIORITY_WEIGHTS, type Job, type SubmitJobParams, type SubmitOutcome } from "../../types.js";
+import type { AuditEvent } from "../audit.js";
 import type { StoreContext } from "../context.js";
 import { param, type Prepared } from "../database.js";
 import { timeOrderedId, toJob, type JobRow } from "../rows.js";
@@ -93,15 +94,17 @@ function check(statements: SubmitStatements, jobs: SubmitJobParams[]): Checked[]
   return checked;
 }
 
-/** Second pass: write one new job and its audit row. */
-function insertOne(
-  ctx: StoreContext,
-  statements: SubmitStatements,
-  entry: Extract<Checked, { kind: "new" }>,
-  now: Date,
-  at: string,
-): { job: Job; ready: boolean } {
-  const { audit, requirementSets } = ctx;
+interface Built {
+  row: NewJobRow;
+  dependsOn: string[];
+  events: AuditEvent[];
+  job: Job;
+  ready: boolean;
+}
+
+/** Second pass: one new job's row and audit rows, not yet written. */
+function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, now: Date, at: string): Built {
+  const { requirementSets } = ctx;
   const { job, dependsOn, dependencies } = entry;
   const status = initialStatus(dependencies, job.runAt, now);
   const weight = PRIORITY_WEIGHTS[job.priority];
@@ -146,15 +149,25 @@ function insertOne(
     started_at: null,
     finished_at: status === "failed" ? at : null,
   };
-  statements.insert.run(row);
-  for (const dependency of dependsOn) statements.linkDependency.run({ jobId: row.id, dependsOn: dependency });
   const base = { entity_type: "job", entity_id: row.id, client_id: job.clientId };
-  audit.write({ ...base, event_type: "job.submitted", details: { type: job.type, priority: job.priority, status } }, at);
-  if (status === "failed") {
-    audit.write({ ...base, event_type: "job.failed", details: { failure_reason: "dependency_failed" } }, at);
-  }
+  const events: AuditEvent[] = [{ ...base, event_type: "job.submitted", details: { type: job.type, priority: job.priority, status } }];
+  if (status === "failed") events.push({ ...base, event_type: "job.failed", details: { failure_reason: "dependency_failed" } });
   const parsed = { payload: job.payload ?? null, requires: requires.labels, depends_on: dependsOn, tags: job.tags };
-  return { job: toJob({ ...row, seq: 0 }, parsed), ready: status === "pending" };
+  return { row, dependsOn, events, job: toJob({ ...row, seq: 0 }, parsed), ready: status === "pending" };
+}
+
+/**
+ * Write the new rows, their links and their audit rows (one INSERT for all of
+ * those). The jobs go in a statement each: one multi-row INSERT measured no
+ * faster, the cost is in the table's indexes, and INSERT … SELECT from a JSON
+ * array parses each row's object once per column.
+ */
+function write(ctx: StoreContext, statements: SubmitStatements, built: Built[], at: string): void {
+  for (const { row, dependsOn } of built) {
+    statements.insert.run(row);
+    for (const dependency of dependsOn) statements.linkDependency.run({ jobId: row.id, dependsOn: dependency });
+  }
+  ctx.audit.writeMany(built.flatMap((entry) => entry.events), at);
 }
 
 export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs: SubmitJobParams[]): SubmitOutcome {
@@ -164,16 +177,18 @@ export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs
     const now = ctx.clock.now();
     const at = now.toISOString();
     const items: { job: Job; created: boolean }[] = [];
-    let ready = 0;
+    const built: Built[] = [];
     for (const entry of checked) {
       if (entry.kind === "existing") items.push({ job: toJob(entry.row), created: false });
       else if (entry.kind === "repeat") items.push({ job: (items[entry.of] as { job: Job }).job, created: false });
       else {
-        const inserted = insertOne(ctx, statements, entry, now, at);
-        items.push({ job: inserted.job, created: true });
-        if (inserted.ready) ready += 1;
+        const made = build(ctx, entry, now, at);
+        built.push(made);
+        items.push({ job: made.job, created: true });
       }
     }
+    write(ctx, statements, built, at);
+    const ready = built.filter((entry) => entry.ready).length;
     return { ok: true as const, items, ready };
   });
 }
