@@ -48,6 +48,9 @@ function checkpoint(mode) {
   const [status] = db.pragma("wal_checkpoint(" + mode + ")");
   return status || { busy: 0, log: 0, checkpointed: 0 };
 }
+function next(log) {
+  if (!stopped) timer = log >= 1000 ? setImmediate(round) : setTimeout(round, workerData.intervalMs);
+}
 function round() {
   let log = 0;
   try {
@@ -56,14 +59,16 @@ function round() {
     // Under steady writes the writer never finds the WAL fully copied when it begins a
     // transaction, so it never starts the file over. Once the WAL is long and this
     // thread has caught up, the writer's own connection copies the last few pages
-    // between two of its transactions (see onLongWal) and the next one starts over.
-    if (status.log >= workerData.restartFrames && log < 1000) parentPort.postMessage({ long: true });
+    // between two of its transactions (onLongWal) and its next one starts over. This
+    // thread waits for "resume" meanwhile: two checkpoints at once, one would fail.
+    if (status.log >= workerData.restartFrames && log < 1000) return parentPort.postMessage({ long: true });
   } catch (error) {
     parentPort.postMessage({ error: String(error && error.message || error) });
   }
-  if (!stopped) timer = log >= 1000 ? setImmediate(round) : setTimeout(round, workerData.intervalMs);
+  next(log);
 }
 parentPort.on("message", (message) => {
+  if (message === "resume") return next(0);
   if (message !== "stop") return;
   stopped = true;
   clearTimeout(timer);
@@ -96,7 +101,10 @@ export function startCheckpointer(params: CheckpointerParams): Checkpointer {
   });
   thread.on("message", (message: { error?: string; long?: boolean }) => {
     if (message.error) params.onError?.(message.error);
-    if (message.long) params.onLongWal?.();
+    if (message.long) {
+      params.onLongWal?.();
+      thread.postMessage("resume");
+    }
   });
   thread.on("error", (error) => params.onError?.(error.message));
   // The thread must not keep a master that is done from exiting.
@@ -104,6 +112,8 @@ export function startCheckpointer(params: CheckpointerParams): Checkpointer {
   return {
     async stop() {
       stopping = true;
+      // Referenced again: a process with nothing else to do must still wait for the exit.
+      thread.ref();
       thread.postMessage("stop");
       await exited;
     },

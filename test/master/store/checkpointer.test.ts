@@ -1,8 +1,10 @@
 // Background WAL checkpoints: the thread copies the WAL into the database file, the
 // writer's connection never checkpoints inside a commit, and the WAL is started over
 // under steady writes instead of growing without end.
+import { execFileSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { createQueuePolicy } from "../../../master/queue/policy.js";
 import { openSqliteStore, type SqliteStore } from "../../../master/store/sqlite/index.js";
@@ -50,6 +52,20 @@ describe("background WAL checkpoints", () => {
     // started over from 50 pages, it stays near 1.5 MB.
     expect(size(`${path}-wal`)).toBeLessThan(4_000_000);
     expect((await store.jobs.stats()).jobs.pending).toBe(6000);
+  });
+
+  it("lets a process that only opened and closed a store finish (the close waits for the thread)", () => {
+    const dist = fileURLToPath(new URL("../../../dist/master/", import.meta.url));
+    const script = `
+      import { openSqliteStore } from ${JSON.stringify(join(dist, "store/sqlite/index.js"))};
+      import { createQueuePolicy } from ${JSON.stringify(join(dist, "queue/policy.js"))};
+      const policy = createQueuePolicy({ retryDelayS: 5, retryMaxDelayS: 300, stallGraceS: 300, agingS: 300, nodeTimeoutS: 60 });
+      const store = openSqliteStore({ path: ${JSON.stringify(join(tempDir(), "tool.db"))}, clock: { now: () => new Date() }, policy, backgroundCheckpoints: true });
+      await store.close();
+      console.log("closed");`;
+    // Exit code 13 (a top-level await that never settled) if close() waited on an unreferenced thread.
+    const output = execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 20_000 });
+    expect(output.trim()).toBe("closed");
   });
 
   it("stops its thread when the store closes", async () => {
