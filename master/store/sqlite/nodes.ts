@@ -280,9 +280,11 @@ export class SqliteNodeStore implements NodeStore {
 
   private runningJobs(nodeId: string): JobRow[] {
     const { db } = this.ctx;
-    return db.all(
-      db.kysely.selectFrom("jobs").selectAll().where("node_id", "=", nodeId).where("status", "=", sql.lit("running")),
-    );
+    return db
+      .prepared<{ nodeId: string }, JobRow>("node-running-jobs", () =>
+        db.kysely.selectFrom("jobs").selectAll().where("node_id", "=", param("nodeId")).where("status", "=", sql.lit("running")),
+      )
+      .all({ nodeId });
   }
 
   async markDead(params: { cutoff: Date; limit: number }): Promise<DeadNode[]> {
@@ -299,7 +301,9 @@ export class SqliteNodeStore implements NodeStore {
           .limit(params.limit),
       );
       return silent.map((node) => {
-        db.run(db.kysely.updateTable("nodes").set({ status: "dead", updated_at: at }).where("id", "=", node.id));
+        db.prepared<{ id: string; at: string }>("node-dead", () =>
+          db.kysely.updateTable("nodes").set({ status: sql.lit("dead"), updated_at: param("at") }).where("id", "=", param("id")),
+        ).run({ id: node.id, at });
         const running = this.runningJobs(node.id);
         audit.write(
           {

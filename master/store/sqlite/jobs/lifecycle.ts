@@ -74,22 +74,24 @@ export function endLease(
     return { jobId: job.id, nodeId: job.node_id, outcome: "failed" };
   }
   // Straight back to pending, at its old place in line (seq is kept): the lost
-  // time was the node's, not the job's.
-  db.run(
+  // time was the node's, not the job's. Prepared: a dead node's sweep runs this for
+  // each of its jobs.
+  db.prepared<{ seq: number; retryCount: number; at: string; agingAt: string | null; reason: string }>("requeue", () =>
     db.kysely
       .updateTable("jobs")
       .set({
-        status: "pending",
-        retry_count: retryCount,
+        status: sql.lit("pending"),
+        retry_count: param("retryCount"),
         node_id: null,
-        stall_at: null, lease_expires_at: null,
-        ready_at: at,
-        aging_at: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs),
-        lease_end_reason: reason,
-        updated_at: at,
+        stall_at: null,
+        lease_expires_at: null,
+        ready_at: param("at"),
+        aging_at: param("agingAt"),
+        lease_end_reason: param("reason"),
+        updated_at: param("at"),
       })
-      .where("seq", "=", job.seq),
-  );
+      .where("seq", "=", param("seq")),
+  ).run({ seq: job.seq, retryCount, at, agingAt: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs), reason });
   return { jobId: job.id, nodeId: job.node_id, outcome: "requeued" };
 }
 
