@@ -34,11 +34,18 @@ type Lease = Pick<
 interface HeartbeatStatements {
   node: Prepared<{ id: string; status: string }, { nodeId: string }>;
   touch: Prepared<unknown, { nodeId: string; at: string }>;
-  lease: Prepared<Lease, { id: string }>;
-  renew: Prepared<unknown, { seq: number; leaseExpiresAt: string }>;
+  /** `ids`: a JSON array of job ids. */
+  leases: Prepared<Lease, { ids: string }>;
+  /** `seqs`: a JSON array of seq. */
+  renew: Prepared<unknown, { seqs: string; leaseExpiresAt: string }>;
   progress: Prepared<unknown, { seq: number; progress: number | null; message: string | null; loggedAt: string | null; at: string }>;
   canceled: Prepared<{ id: string; attempt: number }, { nodeId: string }>;
 }
+
+const LEASE_COLUMNS = [
+  "seq", "id", "status", "node_id", "attempt", "cancel_requested", "lease_end_reason",
+  "lease_expires_at", "progress", "progress_message", "progress_logged_at",
+] as const satisfies readonly (keyof Lease)[];
 
 function selectNodes(ctx: StoreContext) {
   return ctx.db.kysely
@@ -60,22 +67,14 @@ function prepareHeartbeat(ctx: StoreContext): HeartbeatStatements {
   return {
     node: db.prepare(k.selectFrom("nodes").select(["id", "status"]).where("id", "=", param("nodeId"))),
     touch: db.prepare(k.updateTable("nodes").set({ last_heartbeat: param("at") }).where("id", "=", param("nodeId"))),
-    lease: db.prepare(
-      k
-        .selectFrom("jobs")
-        .select([
-          "seq", "id", "status", "node_id", "attempt", "cancel_requested", "lease_end_reason",
-          "lease_expires_at", "progress", "progress_message", "progress_logged_at",
-        ])
-        .where("id", "=", param("id")),
-    ),
-    renew: db.prepare(
-      k
-        .updateTable("jobs")
-        .set({ lease_expires_at: param("leaseExpiresAt") })
-        .where("seq", "=", param("seq"))
-        .where("status", "=", sql.lit("running")),
-    ),
+    // Every listed job in one read and every renewal in one write: a statement per job
+    // was most of a heartbeat's time in the store. NOT INDEXED: by seq (see claim).
+    leases: db.prepareSql(sql<Lease>`
+      SELECT ${sql.join(LEASE_COLUMNS.map((column) => sql.ref(column)))} FROM jobs
+      WHERE id IN (SELECT value FROM json_each(${param("ids")}))`),
+    renew: db.prepareSql(sql`
+      UPDATE jobs NOT INDEXED SET lease_expires_at = ${param("leaseExpiresAt")}
+      WHERE seq IN (SELECT value FROM json_each(${param("seqs")})) AND status = 'running'`),
     progress: db.prepare(
       k
         .updateTable("jobs")
@@ -193,9 +192,16 @@ export class SqliteNodeStore implements NodeStore {
       const renewBefore = new Date(now.getTime() + policy.leaseMs / 2).toISOString();
       const cancel: CancelNotice[] = [];
       const listed = new Set<string>();
+      const leases = new Map(
+        params.running.length === 0
+          ? []
+          : hb.leases.all({ ids: JSON.stringify(params.running.map((job) => job.jobId)) }).map((lease) => [lease.id, lease]),
+      );
+      const renew: number[] = [];
       for (const job of params.running) {
+        if (listed.has(job.jobId)) continue; // listed twice: counts once
         listed.add(job.jobId);
-        const lease = hb.lease.get({ id: job.jobId });
+        const lease = leases.get(job.jobId);
         if (!lease) {
           cancel.push({ job_id: job.jobId, attempt: job.attempt, reason: "unknown" });
           continue;
@@ -205,9 +211,7 @@ export class SqliteNodeStore implements NodeStore {
           cancel.push({ job_id: job.jobId, attempt: job.attempt, reason: cancelReason(lease, job.attempt) });
           if (!ours) continue;
         }
-        if (lease.lease_expires_at === null || lease.lease_expires_at < renewBefore) {
-          hb.renew.run({ seq: lease.seq, leaseExpiresAt });
-        }
+        if (lease.lease_expires_at === null || lease.lease_expires_at < renewBefore) renew.push(lease.seq);
         const progress = job.progress ?? lease.progress;
         const message = job.message ?? lease.progress_message;
         if (progress !== lease.progress || message !== lease.progress_message) {
@@ -229,6 +233,7 @@ export class SqliteNodeStore implements NodeStore {
           }
         }
       }
+      if (renew.length > 0) hb.renew.run({ seqs: JSON.stringify(renew), leaseExpiresAt });
       // A cancel asked for a job the node did not list yet (say, claimed a moment ago).
       for (const job of hb.canceled.all({ nodeId: node.id })) {
         if (!listed.has(job.id)) cancel.push({ job_id: job.id, attempt: job.attempt, reason: "canceled" });

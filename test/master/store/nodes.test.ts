@@ -220,6 +220,31 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       }
       expect((await t.store.jobs.get(job.id))?.status).toBe("running");
     });
+
+    it("keeps every lease of a node that lists several jobs (one listed twice), and only those", async () => {
+      const jobs = [await submit(t.store, { timeoutS: 3600 }), await submit(t.store, { timeoutS: 3600 }), await submit(t.store, { timeoutS: 3600 })];
+      const node = await register(t.store);
+      await claim(t.store, node.id);
+      const [first, second, unlisted] = jobs.map((job) => job.id);
+      for (let i = 0; i < 10; i++) {
+        t.clock.advanceSeconds(20);
+        const beat = await t.store.nodes.heartbeat({
+          nodeId: node.id,
+          running: [
+            { jobId: first ?? "", attempt: 1, progress: i },
+            { jobId: second ?? "", attempt: 1 },
+            { jobId: first ?? "", attempt: 1, progress: i },
+          ],
+        });
+        expect(beat).toEqual({ ok: true, status: "online", cancel: [] });
+        await deadNodeSweeper().runOnce();
+      }
+      expect((await t.store.jobs.get(first ?? ""))?.status).toBe("running");
+      expect((await t.store.jobs.get(first ?? ""))?.progress).toBe(9);
+      expect((await t.store.jobs.get(second ?? ""))?.status).toBe("running");
+      // The job the node stopped listing lost its lease and went back to the queue.
+      expect((await t.store.jobs.get(unlisted ?? ""))?.status).toBe("pending");
+    });
   });
 
   describe("stalled-job sweep", () => {
