@@ -178,6 +178,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     clock,
     policy: createQueuePolicy(config, random),
     backgroundCheckpoints: true,
+    syncOffThread: true,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
   });
   const modes = new ModeController(store, clock, log);

@@ -38,7 +38,7 @@ function job(overrides: Partial<SubmitJobParams> = {}): SubmitJobParams {
 }
 
 export function openStore(path: string, clock: Clock = new ManualClock()): Store {
-  return openSqliteStore({ path, clock, policy, synchronous: "full", backgroundCheckpoints: true });
+  return openSqliteStore({ path, clock, policy, synchronous: "full", backgroundCheckpoints: true, syncOffThread: true });
 }
 
 export async function fillStore(store: Store, count: number, overrides: Partial<SubmitJobParams> = {}): Promise<void> {

@@ -4,6 +4,8 @@
 // synchronously on the one connection, so a transaction is a plain function
 // call that nothing else can interleave with (Kysely's own async transactions
 // on a single connection could let another request's statement slip in).
+import { closeSync, fdatasync, fdatasyncSync, openSync } from "node:fs";
+import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import {
   DummyDriver,
@@ -25,6 +27,14 @@ export interface OpenDatabaseParams {
   synchronous?: Synchronous;
   busyTimeoutMs?: number;
   readonly?: boolean;
+  /**
+   * With synchronous "full": group commits fsync the WAL on libuv's thread pool
+   * and settle once it is on disk, instead of SQLite fsyncing inside COMMIT on
+   * the event loop (see WalSync). Same guarantee; the master turns it on.
+   */
+  syncOffThread?: boolean;
+  /** Tests: how the WAL is flushed (default fs.fdatasync). */
+  fdatasync?: (fd: number) => Promise<void>;
 }
 
 /** A named placeholder inside a query built once and run many times. */
@@ -77,6 +87,97 @@ function toBindable(value: unknown): Bindable {
   return value as Bindable;
 }
 
+/**
+ * Durable group commits without blocking the event loop. The connection runs
+ * with synchronous=NORMAL (a COMMIT only writes the WAL), and a group's promises
+ * settle after an fdatasync of the WAL file on the thread pool: a commit is
+ * acknowledged only once it is on disk, as with FULL. One flush covers every
+ * commit before it (the WAL is appended to), so concurrent groups share flushes.
+ * Writes outside a group (sweeps, admin verbs) flush synchronously right after
+ * their COMMIT, as SQLite would. SQLite itself still syncs around checkpoints
+ * and when the WAL starts over.
+ */
+class WalSync {
+  private fd: number | undefined;
+  private commits = 0;
+  private flushed = 0;
+  private running = false;
+  private waiting: { upTo: number; resolve: () => void; reject: (error: unknown) => void }[] = [];
+
+  constructor(
+    private readonly walPath: string,
+    private readonly fdatasync: (fd: number) => Promise<void>,
+  ) {}
+
+  /** A write transaction (or a statement outside one) committed. */
+  committed(): void {
+    this.commits += 1;
+  }
+
+  private file(): number | undefined {
+    if (this.fd === undefined) {
+      try {
+        this.fd = openSync(this.walPath, "r");
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      }
+    }
+    return this.fd;
+  }
+
+  /** Every commit so far on disk, waiting on the event loop's terms. */
+  durable(): Promise<void> {
+    const upTo = this.commits;
+    if (this.flushed >= upTo) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ upTo, resolve, reject });
+      this.next();
+    });
+  }
+
+  /** Every commit so far on disk, now (blocking). */
+  durableNow(): void {
+    if (this.flushed >= this.commits) return;
+    try {
+      const fd = this.file();
+      if (fd !== undefined) fdatasyncSync(fd);
+    } catch (error) {
+      throw new StorageUnavailableError(`the WAL could not be flushed to disk: ${(error as Error).message}`, "EIO");
+    }
+    this.flushed = this.commits;
+  }
+
+  private next(): void {
+    if (this.running || this.waiting.length === 0) return;
+    this.running = true;
+    const upTo = this.commits;
+    let flush: Promise<void>;
+    try {
+      const fd = this.file();
+      flush = fd === undefined ? Promise.resolve() : this.fdatasync(fd);
+    } catch (error) {
+      flush = Promise.reject(error);
+    }
+    const settle = (error?: unknown) => {
+      this.running = false;
+      if (error === undefined) this.flushed = Math.max(this.flushed, upTo);
+      const done = this.waiting.filter((w) => w.upTo <= upTo);
+      this.waiting = this.waiting.filter((w) => w.upTo > upTo);
+      for (const w of done) {
+        if (error === undefined) w.resolve();
+        else w.reject(new StorageUnavailableError(`the WAL could not be flushed to disk: ${(error as Error).message}`, "EIO"));
+      }
+      this.next();
+    };
+    flush.then(() => settle(), (error: unknown) => settle(error ?? new Error("fdatasync failed")));
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
 interface Queued {
   work: () => unknown;
   resolve: (value: unknown) => void;
@@ -90,6 +191,18 @@ export class SqliteDatabase {
   /** Builds queries only; never executes them. */
   readonly kysely: Kysely<DatabaseSchema>;
   private readonly cache = new Map<string, Database.Statement>();
+  /** Set when commits are flushed off the event loop (syncOffThread). */
+  private readonly walSync: WalSync | undefined;
+
+  /** Settles once every commit so far is on disk (at once unless syncOffThread). */
+  durable(): Promise<void> {
+    return this.walSync?.durable() ?? Promise.resolve();
+  }
+
+  /** What a COMMIT guarantees: "full" (on disk when acknowledged) or "normal". */
+  get durability(): Synchronous {
+    return this.walSync || this.sqlite.pragma("synchronous", { simple: true }) === 2 ? "full" : "normal";
+  }
 
   constructor(params: OpenDatabaseParams) {
     this.sqlite = new Database(params.path, {
@@ -98,7 +211,11 @@ export class SqliteDatabase {
     });
     if (!params.readonly) {
       this.sqlite.pragma("journal_mode = WAL");
-      this.sqlite.pragma(`synchronous = ${params.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+      const full = params.synchronous !== "normal";
+      if (full && params.syncOffThread && params.path !== ":memory:") {
+        this.walSync = new WalSync(`${params.path}-wal`, params.fdatasync ?? ((fd) => promisify(fdatasync)(fd)));
+      }
+      this.sqlite.pragma(`synchronous = ${full && !this.walSync ? "FULL" : "NORMAL"}`);
     }
     this.sqlite.pragma("foreign_keys = ON");
     // 32 MB of page cache (the default is 2 MB): the hot index pages stay in memory.
@@ -135,12 +252,21 @@ export class SqliteDatabase {
   /** Run a query built now (its values inline). The statement is cached by its SQL text. */
   all<Row>(query: Compilable<Row>): Row[] {
     const compiled = query.compile();
-    return this.execute(() => this.statement(compiled.sql).all(compiled.parameters.map(toBindable)) as Row[]);
+    return this.execute(() => this.read(this.statement(compiled.sql), (stmt) => stmt.all(compiled.parameters.map(toBindable)) as Row[]));
   }
 
   get<Row>(query: Compilable<Row>): Row | undefined {
     const compiled = query.compile();
-    return this.execute(() => this.statement(compiled.sql).get(compiled.parameters.map(toBindable)) as Row | undefined);
+    return this.execute(() =>
+      this.read(this.statement(compiled.sql), (stmt) => stmt.get(compiled.parameters.map(toBindable)) as Row | undefined),
+    );
+  }
+
+  /** A statement that answers rows, which may still write (RETURNING). */
+  private read<T>(stmt: Database.Statement, fn: (stmt: Database.Statement) => T): T {
+    const value = fn(stmt);
+    if (!stmt.readonly) this.afterStatement();
+    return value;
   }
 
   /**
@@ -149,13 +275,22 @@ export class SqliteDatabase {
    */
   allSql<Row>(query: RawBuilder<Row>): Row[] {
     const compiled = query.compile(this.kysely);
-    return this.execute(() => this.statement(compiled.sql).all(compiled.parameters.map(toBindable)) as Row[]);
+    return this.execute(() => this.read(this.statement(compiled.sql), (stmt) => stmt.all(compiled.parameters.map(toBindable)) as Row[]));
   }
 
   /** Run a statement that returns no rows; answers the number of rows changed. */
   run(query: Compilable<unknown>): number {
     const compiled = query.compile();
-    return this.execute(() => this.statement(compiled.sql).run(compiled.parameters.map(toBindable)).changes);
+    const changes = this.execute(() => this.statement(compiled.sql).run(compiled.parameters.map(toBindable)).changes);
+    this.afterStatement();
+    return changes;
+  }
+
+  /** A statement outside a transaction committed on its own: make it as durable as a transaction. */
+  private afterStatement(): void {
+    if (!this.walSync || this.sqlite.inTransaction) return;
+    this.walSync.committed();
+    this.execute(() => this.walSync?.durableNow());
   }
 
   /**
@@ -180,10 +315,15 @@ export class SqliteDatabase {
       slots.map((slot) =>
         slot.name === null ? slot.value : toBindable((params as Record<string, unknown>)[slot.name]),
       );
+    const writes = !stmt.readonly;
+    const after = <T>(value: T): T => {
+      if (writes) this.afterStatement();
+      return value;
+    };
     return {
-      all: guarded((params: P) => stmt.all(bind(params)) as Row[]),
-      get: guarded((params: P) => stmt.get(bind(params)) as Row | undefined),
-      run: guarded((params: P) => stmt.run(bind(params)).changes),
+      all: guarded((params: P) => after(stmt.all(bind(params)) as Row[])),
+      get: guarded((params: P) => after(stmt.get(bind(params)) as Row | undefined)),
+      run: guarded((params: P) => after(stmt.run(bind(params)).changes)),
     };
   }
 
@@ -211,7 +351,7 @@ export class SqliteDatabase {
     this.queue = [];
     let values: unknown[];
     try {
-      values = this.transaction(() => batch.map((item) => item.work()));
+      values = this.runTransaction(() => batch.map((item) => item.work()), false);
     } catch {
       // Undone as a whole; now each on its own, so only the failing ones fail.
       for (const item of batch) {
@@ -223,7 +363,9 @@ export class SqliteDatabase {
       }
       return;
     }
-    batch.forEach((item, index) => item.resolve(values[index]));
+    const settle = () => batch.forEach((item, index) => item.resolve(values[index]));
+    if (!this.walSync) return settle();
+    this.walSync.durable().then(settle, (error: unknown) => batch.forEach((item) => item.reject(error)));
   }
 
   private readonly named = new Map<string, Prepared<unknown, object>>();
@@ -256,12 +398,19 @@ export class SqliteDatabase {
    * statement journal, which doubled the cost of each write.)
    */
   transaction<T>(fn: () => T): T {
+    return this.runTransaction(fn, true);
+  }
+
+  /** `flushNow`: false only for a group commit, which waits for its flush without blocking. */
+  private runTransaction<T>(fn: () => T, flushNow: boolean): T {
     const control = this.control();
     if (this.sqlite.inTransaction) return fn();
     try {
       control.begin.run();
       const result = fn();
       control.commit.run();
+      this.walSync?.committed();
+      if (flushNow) this.walSync?.durableNow();
       return result;
     } catch (error) {
       if (this.sqlite.inTransaction) control.rollback.run();
@@ -270,6 +419,7 @@ export class SqliteDatabase {
   }
 
   close(): void {
+    this.walSync?.close();
     this.cache.clear();
     if (this.sqlite.open) this.sqlite.close();
   }

@@ -26,6 +26,8 @@ export interface OpenSqliteStoreParams {
    * turns this on; short-lived tools and tests need not pay for a thread).
    */
   backgroundCheckpoints?: boolean | Pick<CheckpointerParams, "intervalMs" | "restartFrames">;
+  /** Group commits flush the WAL on the thread pool (see SqliteDatabase's syncOffThread). */
+  syncOffThread?: boolean;
   /** A background checkpoint failed; it is tried again. */
   onCheckpointError?: (message: string) => void;
 }
@@ -102,7 +104,7 @@ export interface SqliteStore extends Store {
 export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
   let db: SqliteDatabase;
   try {
-    db = new SqliteDatabase({ path: params.path, synchronous: params.synchronous ?? "full" });
+    db = new SqliteDatabase({ path: params.path, synchronous: params.synchronous ?? "full", syncOffThread: params.syncOffThread });
   } catch (error) {
     if ((error as { code?: string }).code === "SQLITE_NOTADB") {
       throw new CorruptDatabaseError(`${params.path} is not a SQLite database (or is corrupt); restore a backup with gaffer restore`);
@@ -137,7 +139,9 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
           page_count: pragma("page_count"),
           freelist_count: pragma("freelist_count"),
           journal_mode: pragma("journal_mode"),
-          synchronous: ["off", "normal", "full", "extra"][Number(pragma("synchronous"))] ?? "unknown",
+          // What an acknowledged commit is worth; with syncOffThread the connection itself says NORMAL.
+          synchronous: db.durability,
+          commit_flush: params.syncOffThread && db.durability === "full" ? "thread pool" : "in COMMIT",
           sqlite_version: (db.sqlite.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v,
         };
       },
