@@ -3,7 +3,7 @@
 // 6b. A dead-node sweep that re-queues 1,000 jobs.
 import { join } from "node:path";
 import { pino } from "pino";
-import { createQueuePolicy } from "../../master/queue/policy.js";
+import { defaultQueuePolicy } from "../../master/queue/policy.js";
 import { openSqliteStore } from "../../master/store/sqlite/index.js";
 import type { Clock, Store, SubmitJobParams } from "../../master/store/types.js";
 import { DeadNodeSweeper } from "../../master/sweepers/dead-nodes.js";
@@ -18,7 +18,7 @@ class ManualClock implements Clock {
   }
 }
 
-const policy = createQueuePolicy({ retryDelayS: 5, retryMaxDelayS: 300, stallGraceS: 300, agingS: 300, nodeTimeoutS: 60 });
+const policy = defaultQueuePolicy();
 
 function job(overrides: Partial<SubmitJobParams> = {}): SubmitJobParams {
   return {

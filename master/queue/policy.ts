@@ -1,4 +1,11 @@
 // Queue rules from the configuration: retry backoff with jitter, stall grace, aging, leases.
+import {
+  DEFAULT_AGING_S,
+  DEFAULT_NODE_TIMEOUT_S,
+  DEFAULT_RETRY_DELAY_S,
+  DEFAULT_RETRY_MAX_DELAY_S,
+  DEFAULT_STALL_GRACE_S,
+} from "../config.js";
 import type { QueuePolicy } from "../store/types.js";
 
 /** Retries wait ±20 % around their nominal delay, so a burst of failures does not retry in lockstep. */
@@ -30,4 +37,18 @@ export function createQueuePolicy(params: PolicyParams, random: () => number = M
     agingMs: params.agingS * 1000,
     leaseMs: params.nodeTimeoutS * 1000,
   };
+}
+
+/** The policy of a default configuration: for offline tools, benchmarks and tests. */
+export function defaultQueuePolicy(random: () => number = Math.random): QueuePolicy {
+  return createQueuePolicy(
+    {
+      retryDelayS: DEFAULT_RETRY_DELAY_S,
+      retryMaxDelayS: DEFAULT_RETRY_MAX_DELAY_S,
+      stallGraceS: DEFAULT_STALL_GRACE_S,
+      agingS: DEFAULT_AGING_S,
+      nodeTimeoutS: DEFAULT_NODE_TIMEOUT_S,
+    },
+    random,
+  );
 }

@@ -6,13 +6,13 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { createQueuePolicy } from "../../../master/queue/policy.js";
+import { defaultQueuePolicy } from "../../../master/queue/policy.js";
 import { openSqliteStore, type SqliteStore } from "../../../master/store/sqlite/index.js";
 import { FakeClock } from "../../helpers/clock.js";
 import { jobParams } from "../../helpers/store.js";
 import { tempDir } from "../../helpers/temp.js";
 
-const policy = createQueuePolicy({ retryDelayS: 5, retryMaxDelayS: 300, stallGraceS: 300, agingS: 300, nodeTimeoutS: 60 });
+const policy = defaultQueuePolicy();
 const size = (path: string) => statSync(path).size;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -58,8 +58,8 @@ describe("background WAL checkpoints", () => {
     const dist = fileURLToPath(new URL("../../../dist/master/", import.meta.url));
     const script = `
       import { openSqliteStore } from ${JSON.stringify(join(dist, "store/sqlite/index.js"))};
-      import { createQueuePolicy } from ${JSON.stringify(join(dist, "queue/policy.js"))};
-      const policy = createQueuePolicy({ retryDelayS: 5, retryMaxDelayS: 300, stallGraceS: 300, agingS: 300, nodeTimeoutS: 60 });
+      import { defaultQueuePolicy } from ${JSON.stringify(join(dist, "queue/policy.js"))};
+      const policy = defaultQueuePolicy();
       const store = openSqliteStore({ path: ${JSON.stringify(join(tempDir(), "tool.db"))}, clock: { now: () => new Date() }, policy, backgroundCheckpoints: true });
       await store.close();
       console.log("closed");`;

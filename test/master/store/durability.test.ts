@@ -33,54 +33,73 @@ describe("group commits flushed on the thread pool", () => {
     return db;
   }
 
+  const insert = (d: SqliteDatabase, n: number) => d.grouped(() => d.sqlite.prepare("INSERT INTO t VALUES (?)").run(n).changes);
+
   it("acknowledges a group only after its WAL flush, and still guarantees full durability", async () => {
     const flushes = heldFlushes();
     const d = open(flushes.fdatasync);
     // COMMIT itself no longer fsyncs; the flush does.
     expect(d.sqlite.pragma("synchronous", { simple: true })).toBe(1);
     expect(d.durability).toBe("full");
-    let settled = false;
-    const write = d.grouped(() => d.sqlite.prepare("INSERT INTO t VALUES (1)").run().changes).then((n) => {
-      settled = true;
-      return n;
-    });
+    let settled = 0;
+    const writes = [insert(d, 1), insert(d, 2)].map((write) => write.then(() => (settled += 1)));
     await turn();
     await turn();
     expect(flushes.calls).toHaveLength(1);
-    expect(settled).toBe(false);
+    expect(settled).toBe(0);
     flushes.calls[0]?.resolve();
-    expect(await write).toBe(1);
+    await Promise.all(writes);
+    expect(settled).toBe(2);
   });
 
-  it("lets later groups share one flush while another is on disk", async () => {
+  it("lets the next group grow while a flush is on its way, then commits it once", async () => {
     const flushes = heldFlushes();
     const d = open(flushes.fdatasync);
-    const first = d.grouped(() => d.sqlite.prepare("INSERT INTO t VALUES (1)").run());
-    await turn();
-    await turn();
-    const second = d.grouped(() => d.sqlite.prepare("INSERT INTO t VALUES (2)").run());
-    const third = d.grouped(() => d.sqlite.prepare("INSERT INTO t VALUES (3)").run());
-    await turn();
-    await turn();
-    // The first flush may not cover the later commits, so they wait for the next one, together.
-    expect(flushes.calls).toHaveLength(1);
-    flushes.calls[0]?.resolve();
-    await first;
-    await turn();
-    expect(flushes.calls).toHaveLength(2);
-    flushes.calls[1]?.resolve();
-    await Promise.all([second, third]);
-    expect(flushes.calls).toHaveLength(2);
+    const reader = new SqliteDatabase({ path: d.sqlite.name, readonly: true });
+    const rows = () => (reader.sqlite.prepare("SELECT COUNT(*) AS n FROM t").get() as { n: number }).n;
+    try {
+      const first = [insert(d, 1), insert(d, 2)];
+      await turn();
+      await turn();
+      expect(rows()).toBe(2);
+      // Three more writes in three ticks, while the first flush is held: none commits yet.
+      const later: Promise<number>[] = [];
+      for (const n of [3, 4, 5]) {
+        later.push(insert(d, n));
+        await turn();
+      }
+      expect(rows()).toBe(2);
+      expect(flushes.calls).toHaveLength(1);
+      flushes.calls[0]?.resolve();
+      await Promise.all(first);
+      await turn();
+      await turn();
+      // Then all three in one transaction, and one flush for them.
+      expect(rows()).toBe(5);
+      expect(flushes.calls).toHaveLength(2);
+      flushes.calls[1]?.resolve();
+      expect(await Promise.all(later)).toEqual([1, 1, 1]);
+    } finally {
+      reader.close();
+    }
   });
 
   it("answers a failed flush with a storage error (the master turns read-only)", async () => {
     const flushes = heldFlushes();
     const d = open(flushes.fdatasync);
-    const write = d.grouped(() => d.sqlite.prepare("INSERT INTO t VALUES (1)").run());
+    const writes = [insert(d, 1), insert(d, 2)];
     await turn();
     await turn();
     flushes.calls[0]?.reject(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
-    await expect(write).rejects.toBeInstanceOf(StorageUnavailableError);
+    for (const write of writes) await expect(write).rejects.toBeInstanceOf(StorageUnavailableError);
+  });
+
+  it("flushes a lone write with nothing else waiting at once, without the thread pool", async () => {
+    const flushes = heldFlushes();
+    const d = open(flushes.fdatasync);
+    expect(await insert(d, 1)).toBe(1);
+    await d.durable();
+    expect(flushes.calls).toHaveLength(0);
   });
 
   it("flushes a write outside a group at once, so a group after it needs no flush of its own for it", async () => {
