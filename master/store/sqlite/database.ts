@@ -95,8 +95,8 @@ function toBindable(value: unknown): Bindable {
  * commit before it (the WAL is appended to). While a flush is on its way the
  * next group keeps growing and commits when it lands, so there is one commit
  * per flush, as when COMMIT waited for the disk, but requests keep being read
- * and checked meanwhile. A lone write with nothing else waiting is flushed on
- * the spot (the thread pool's round trip cost more than it saves when idle).
+ * and checked meanwhile. A group of one is flushed on the spot (the thread
+ * pool's round trip cost more than it saved when little else is going on).
  * Writes outside a group (sweeps, admin verbs) flush synchronously right after
  * their COMMIT, as SQLite would. SQLite itself still syncs around checkpoints
  * and when the WAL starts over.
@@ -132,11 +132,6 @@ class WalSync {
       }
     }
     return this.fd;
-  }
-
-  /** A flush is on its way to disk. */
-  get busy(): boolean {
-    return this.running;
   }
 
   private idle: (() => void)[] = [];
@@ -395,9 +390,9 @@ export class SqliteDatabase {
     }
     const settle = () => batch.forEach((item, index) => item.resolve(values[index]));
     if (!this.walSync) return settle();
-    // A lone write with nothing else waiting: flushing here is quicker than a trip
-    // through the thread pool, and there is nothing the event loop would do meanwhile.
-    if (batch.length === 1 && this.queue.length === 0) {
+    // A group of one (nothing else arrived in its tick, so little is waiting):
+    // flushing here is quicker than a round trip through the thread pool.
+    if (batch.length === 1) {
       try {
         this.walSync.durableNow();
       } catch (error) {

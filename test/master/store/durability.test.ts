@@ -94,7 +94,7 @@ describe("group commits flushed on the thread pool", () => {
     for (const write of writes) await expect(write).rejects.toBeInstanceOf(StorageUnavailableError);
   });
 
-  it("flushes a lone write with nothing else waiting at once, without the thread pool", async () => {
+  it("flushes a group of one at once, without the thread pool", async () => {
     const flushes = heldFlushes();
     const d = open(flushes.fdatasync);
     expect(await insert(d, 1)).toBe(1);
