@@ -3,6 +3,7 @@
 import { sql } from "kysely";
 import { AGING_CEILING_WEIGHT, type RescuedJob } from "../../types.js";
 import type { StoreContext } from "../context.js";
+import { param } from "../database.js";
 import type { JobRow } from "../rows.js";
 import { endLease, nextAgingAt } from "./lifecycle.js";
 
@@ -46,13 +47,15 @@ export function ageJobs(ctx: StoreContext, limit: number): number {
         weight < AGING_CEILING_WEIGHT && job.aging_at !== null
           ? new Date(new Date(job.aging_at).getTime() + ctx.policy.agingMs).toISOString()
           : null;
-      db.run(
+      // Prepared: a backlog older than the aging interval means a million of these, and
+      // a Kysely query compiled for each one left the master 35 MB larger (bench: memory).
+      db.prepared<{ seq: number; weight: number; agingAt: string | null }>("age-job", () =>
         db.kysely
           .updateTable("jobs")
-          .set({ effective_priority: weight, aging_at: agingAt })
-          .where("seq", "=", job.seq)
+          .set({ effective_priority: param("weight"), aging_at: param("agingAt") })
+          .where("seq", "=", param("seq"))
           .where("status", "=", sql.lit("pending")),
-      );
+      ).run({ seq: job.seq, weight, agingAt });
     }
     return due.length;
   });
