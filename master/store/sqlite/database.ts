@@ -87,6 +87,10 @@ function toBindable(value: unknown): Bindable {
   return value as Bindable;
 }
 
+function flushFailed(error: unknown): StorageUnavailableError {
+  return new StorageUnavailableError(`the WAL could not be flushed to disk: ${(error as Error).message}`, "EIO");
+}
+
 /**
  * Durable group commits without blocking the event loop. The connection runs
  * with synchronous=NORMAL (a COMMIT only writes the WAL), and a group's promises
@@ -159,7 +163,7 @@ class WalSync {
       const fd = this.file();
       if (fd !== undefined) fdatasyncSync(fd);
     } catch (error) {
-      throw new StorageUnavailableError(`the WAL could not be flushed to disk: ${(error as Error).message}`, "EIO");
+      throw flushFailed(error);
     }
     this.flushed = this.commits;
   }
@@ -182,7 +186,7 @@ class WalSync {
       this.waiting = this.waiting.filter((w) => w.upTo > upTo);
       for (const w of done) {
         if (error === undefined) w.resolve();
-        else w.reject(new StorageUnavailableError(`the WAL could not be flushed to disk: ${(error as Error).message}`, "EIO"));
+        else w.reject(flushFailed(error));
       }
       this.next();
       if (!this.running) for (const fn of this.idle.splice(0)) fn();

@@ -16,17 +16,19 @@ export function promoteScheduled(ctx: StoreContext, limit: number): { promoted: 
     const due = db.allSql<Pick<JobRow, "seq" | "id" | "effective_priority">>(sql`
       SELECT seq, id, effective_priority FROM jobs INDEXED BY jobs_scheduled
       WHERE status = 'scheduled' AND ready_at <= ${at} ORDER BY ready_at LIMIT ${limit}`);
-    for (const job of due) {
-      const agingAt = nextAgingAt(job.effective_priority, now, ctx.policy.agingMs);
-      db.run(
-        db.kysely
-          .updateTable("jobs")
-          .set({ status: "pending", ready_at: at, aging_at: agingAt, updated_at: at })
-          .where("seq", "=", job.seq)
-          .where("status", "=", sql.lit("scheduled")),
-      );
-      audit.write({ event_type: "job.promoted", entity_type: "job", entity_id: job.id, client_id: null, details: {} }, at);
-    }
+    // Prepared, as in ageJobs: many delayed jobs can fall due at once.
+    const promote = db.prepared<{ seq: number; at: string; agingAt: string | null }>("promote-job", () =>
+      db.kysely
+        .updateTable("jobs")
+        .set({ status: sql.lit("pending"), ready_at: param("at"), aging_at: param("agingAt"), updated_at: param("at") })
+        .where("seq", "=", param("seq"))
+        .where("status", "=", sql.lit("scheduled")),
+    );
+    for (const job of due) promote.run({ seq: job.seq, at, agingAt: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs) });
+    audit.writeMany(
+      due.map((job) => ({ event_type: "job.promoted", entity_type: "job", entity_id: job.id, client_id: null, details: {} })),
+      at,
+    );
     const [next] = db.allSql<{ ready_at: string }>(sql`
       SELECT ready_at FROM jobs INDEXED BY jobs_scheduled WHERE status = 'scheduled' ORDER BY ready_at LIMIT 1`);
     return { promoted: due.length, nextAt: next ? new Date(next.ready_at) : null };
