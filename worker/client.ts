@@ -118,7 +118,7 @@ export class MasterClient {
       } catch (error) {
         lastError = error;
         if (attempt === attempts) break;
-        await sleep((error as CircuitOpenError).retryInMs, options.signal);
+        await this.breaker.wait((error as CircuitOpenError).retryInMs, options.signal);
         continue;
       }
       try {

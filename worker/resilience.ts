@@ -61,6 +61,8 @@ export class CircuitBreaker {
   private probing = false;
   private current: CircuitState = "closed";
   private readonly now: () => number;
+  /** Aborted (and replaced) each time the circuit closes: ends the waits of calls held back while it was open. */
+  private closing = new AbortController();
 
   constructor(private readonly params: CircuitBreakerParams = DEFAULT_CIRCUIT) {
     this.now = params.now ?? Date.now;
@@ -82,6 +84,14 @@ export class CircuitBreaker {
     throw new CircuitOpenError(Math.max(0, this.params.openMs - waited));
   }
 
+  /**
+   * Wait before trying again after a CircuitOpenError: `ms`, or less when another
+   * call (a heartbeat probe) finds the master back and closes the circuit first.
+   */
+  wait(ms: number, signal?: AbortSignal): Promise<void> {
+    return sleep(ms, signal ? AbortSignal.any([signal, this.closing.signal]) : this.closing.signal);
+  }
+
   succeeded(): void {
     this.failures = 0;
     this.probing = false;
@@ -99,6 +109,10 @@ export class CircuitBreaker {
 
   private set(state: CircuitState): void {
     this.current = state;
+    if (state === "closed") {
+      this.closing.abort();
+      this.closing = new AbortController();
+    }
     this.params.onChange?.(state, this.failures);
   }
 }

@@ -50,4 +50,25 @@ describe("circuit breaker", () => {
     breaker.failed();
     expect(breaker.state).toBe("closed");
   });
+
+  it("ends the wait of a call held back while open as soon as another call closes the circuit", async () => {
+    let now = 0;
+    const breaker = new CircuitBreaker({ failureThreshold: 1, openMs: 60_000, now: () => now });
+    breaker.failed();
+    const held = breaker.wait(60_000).then(() => "woken");
+    now = 60_000;
+    breaker.check(); // a heartbeat's probe goes out and finds the master back
+    breaker.succeeded();
+    const timeout = new Promise((resolve) => setTimeout(() => resolve("still waiting"), 2000));
+    expect(await Promise.race([held, timeout])).toBe("woken");
+  });
+
+  it("still ends the wait on the caller's signal", async () => {
+    const breaker = new CircuitBreaker({ failureThreshold: 1, openMs: 60_000 });
+    breaker.failed();
+    const stop = new AbortController();
+    const held = breaker.wait(60_000, stop.signal).then(() => "stopped");
+    stop.abort();
+    expect(await held).toBe("stopped");
+  });
 });
