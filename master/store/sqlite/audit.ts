@@ -1,5 +1,4 @@
 // The audit log: one row per state change, written inside the verb's own transaction.
-import { sql } from "kysely";
 import type { AuditEntry, AuditStore, ListAuditParams, Page } from "../types.js";
 import { param, type SqliteDatabase } from "./database.js";
 import { decodeCursor, pageOf, toAuditEntry } from "./rows.js";
@@ -12,6 +11,8 @@ export interface AuditWriter {
   /** Append many rows with one statement, in order (a claim's or a result batch's). */
   writeMany(events: AuditEvent[], at: string): void;
 }
+
+const AUDIT_COLUMNS = ["event_type", "entity_type", "entity_id", "client_id", "details", "created_at"] as const;
 
 export function createAuditWriter(db: SqliteDatabase): AuditWriter {
   const insert = db.prepare<{
@@ -31,17 +32,15 @@ export function createAuditWriter(db: SqliteDatabase): AuditWriter {
       created_at: param("at"),
     }),
   );
-  // One INSERT for many rows: the events travel as one JSON array, details already text.
-  const insertMany = db.prepareSql<{ events: string; at: string }>(sql`
-    INSERT INTO audit_log (event_type, entity_type, entity_id, client_id, details, created_at)
-    SELECT value ->> 'event_type', value ->> 'entity_type', value ->> 'entity_id', value ->> 'client_id',
-           value ->> 'details', ${param("at")}
-    FROM json_each(${param("events")})`);
   return {
     writeMany(events, at) {
       if (events.length === 0) return;
       if (events.length === 1) return this.write(events[0] as AuditEvent, at);
-      insertMany.run({ events: JSON.stringify(events.map((event) => ({ ...event, details: JSON.stringify(event.details) }))), at });
+      db.insertRows(
+        "audit_log",
+        AUDIT_COLUMNS,
+        events.map((event) => [event.event_type, event.entity_type, event.entity_id, event.client_id, JSON.stringify(event.details), at]),
+      );
     },
     write(event, at) {
       insert.run({
