@@ -138,6 +138,18 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
       expect(events.items.map((e) => e.event_type)).toContain("job.released");
     });
 
+    it("releases a dependent whose run_at is still ahead as scheduled, not pending", async () => {
+      const root = await submit(t.store);
+      const runAt = new Date(t.clock.now().getTime() + 60_000);
+      const child = await submit(t.store, { dependsOn: [root.id], runAt });
+      const node = await register(t.store);
+      await claim(t.store, node.id);
+      const outcome = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: 1, status: "completed" }] });
+      expect(outcome.ready).toBe(0);
+      expect(await t.store.jobs.get(child.id)).toMatchObject({ status: "scheduled", run_at: runAt.toISOString() });
+      expect((await t.store.jobs.promoteScheduled()).nextAt).toEqual(runAt);
+    });
+
     it("fails the whole chain with dependency_failed when a dependency fails", async () => {
       const root = await submit(t.store, { maxRetries: 0 });
       const child = await submit(t.store, { dependsOn: [root.id] });

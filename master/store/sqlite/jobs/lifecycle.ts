@@ -40,32 +40,41 @@ export function endLease(
     { ...base, event_type: event, details: { node_id: job.node_id, attempt: job.attempt, reason } },
     at,
   );
+  // Prepared, like the requeue below: a dead node's sweep may end hundreds of leases.
   if (job.cancel_requested === 1) {
-    db.run(
+    db.prepared<{ seq: number; at: string }>("lease-end-canceled", () =>
       db.kysely
         .updateTable("jobs")
-        .set({ status: "canceled", lease_end_reason: "canceled", stall_at: null, lease_expires_at: null, finished_at: at, updated_at: at })
-        .where("seq", "=", job.seq),
-    );
+        .set({
+          status: sql.lit("canceled"),
+          lease_end_reason: sql.lit("canceled"),
+          stall_at: null,
+          lease_expires_at: null,
+          finished_at: param("at"),
+          updated_at: param("at"),
+        })
+        .where("seq", "=", param("seq")),
+    ).run({ seq: job.seq, at });
     audit.write({ ...base, event_type: "job.canceled", details: { attempt: job.attempt, reason } }, at);
     failDependents(ctx, job.id, at);
     return { jobId: job.id, nodeId: job.node_id, outcome: "canceled" };
   }
   const retryCount = job.retry_count + 1;
   if (retryCount > job.max_retries) {
-    db.run(
+    db.prepared<{ seq: number; at: string; reason: string }>("lease-end-failed", () =>
       db.kysely
         .updateTable("jobs")
         .set({
-          status: "failed",
-          failure_reason: "max_retries_exceeded",
-          lease_end_reason: reason,
-          stall_at: null, lease_expires_at: null,
-          finished_at: at,
-          updated_at: at,
+          status: sql.lit("failed"),
+          failure_reason: sql.lit("max_retries_exceeded"),
+          lease_end_reason: param("reason"),
+          stall_at: null,
+          lease_expires_at: null,
+          finished_at: param("at"),
+          updated_at: param("at"),
         })
-        .where("seq", "=", job.seq),
-    );
+        .where("seq", "=", param("seq")),
+    ).run({ seq: job.seq, at, reason });
     audit.write(
       { ...base, event_type: "job.failed", details: { attempt: job.attempt, failure_reason: "max_retries_exceeded", reason } },
       at,
@@ -74,8 +83,7 @@ export function endLease(
     return { jobId: job.id, nodeId: job.node_id, outcome: "failed" };
   }
   // Straight back to pending, at its old place in line (seq is kept): the lost
-  // time was the node's, not the job's. Prepared: a dead node's sweep runs this for
-  // each of its jobs.
+  // time was the node's, not the job's.
   db.prepared<{ seq: number; retryCount: number; at: string; agingAt: string | null; reason: string }>("requeue", () =>
     db.kysely
       .updateTable("jobs")
@@ -113,32 +121,36 @@ export function releaseDependents(ctx: StoreContext, jobId: string, at: string):
         .where("j.status", "=", sql.lit("blocked")),
     )
     .all({ jobId });
+  if (dependents.length === 0) return 0;
+  // A job many others wait on (a fan-in's root) releases them all here: prepared too.
+  const unfinished = db.prepared<{ jobId: string }, { id: string }>("unfinished-dependency", () =>
+    db.kysely
+      .selectFrom("job_dependencies as d")
+      .innerJoin("jobs as j", "j.id", "d.depends_on_id")
+      .select("j.id")
+      .where("d.job_id", "=", param("jobId"))
+      .where("j.status", "!=", sql.lit("completed"))
+      .limit(1),
+  );
+  const release = db.prepared<{ seq: number; status: string; readyAt: string; agingAt: string | null; at: string }>("release", () =>
+    db.kysely
+      .updateTable("jobs")
+      .set({ status: param("status"), ready_at: param("readyAt"), aging_at: param("agingAt"), updated_at: param("at") })
+      .where("seq", "=", param("seq")),
+  );
   let ready = 0;
   for (const dependent of dependents) {
-    const unfinished = db.get(
-      db.kysely
-        .selectFrom("job_dependencies as d")
-        .innerJoin("jobs as j", "j.id", "d.depends_on_id")
-        .select("j.id")
-        .where("d.job_id", "=", dependent.id)
-        .where("j.status", "!=", sql.lit("completed"))
-        .limit(1),
-    );
-    if (unfinished) continue;
+    if (unfinished.get({ jobId: dependent.id })) continue;
     const runAt = dependent.run_at === null ? null : new Date(dependent.run_at);
     const scheduled = runAt !== null && runAt > now;
     const readyAt = scheduled ? runAt : now;
-    db.run(
-      db.kysely
-        .updateTable("jobs")
-        .set({
-          status: scheduled ? "scheduled" : "pending",
-          ready_at: readyAt.toISOString(),
-          aging_at: scheduled ? null : nextAgingAt(dependent.effective_priority, now, ctx.policy.agingMs),
-          updated_at: at,
-        })
-        .where("seq", "=", dependent.seq),
-    );
+    release.run({
+      seq: dependent.seq,
+      status: scheduled ? "scheduled" : "pending",
+      readyAt: readyAt.toISOString(),
+      agingAt: scheduled ? null : nextAgingAt(dependent.effective_priority, now, ctx.policy.agingMs),
+      at,
+    });
     audit.write(
       {
         event_type: "job.released",
@@ -168,17 +180,18 @@ function dependentsOf(ctx: StoreContext, jobId: string): string[] {
 /** A job ended failed or canceled: every job waiting on it, directly or not, fails. */
 export function failDependents(ctx: StoreContext, jobId: string, at: string): void {
   const { db, audit } = ctx;
+  const failDependent = db.prepared<{ id: string; at: string }>("fail-dependent", () =>
+    db.kysely
+      .updateTable("jobs")
+      .set({ status: sql.lit("failed"), failure_reason: sql.lit("dependency_failed"), finished_at: param("at"), updated_at: param("at") })
+      .where("id", "=", param("id"))
+      .where("status", "=", sql.lit("blocked")),
+  );
   const stack = [jobId];
   while (stack.length > 0) {
     const dependency = stack.pop() as string;
     for (const id of dependentsOf(ctx, dependency)) {
-      const failed = db.run(
-        db.kysely
-          .updateTable("jobs")
-          .set({ status: "failed", failure_reason: "dependency_failed", finished_at: at, updated_at: at })
-          .where("id", "=", id)
-          .where("status", "=", sql.lit("blocked")),
-      );
+      const failed = failDependent.run({ id, at });
       if (failed === 0) continue;
       audit.write(
         {
