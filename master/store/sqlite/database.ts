@@ -13,6 +13,7 @@ import {
   SqliteAdapter,
   SqliteIntrospector,
   SqliteQueryCompiler,
+  sql,
   type Compilable,
   type CompiledQuery,
   type RawBuilder,
@@ -49,6 +50,14 @@ class Param {
  */
 export function param(name: string): never {
   return new Param(name) as never;
+}
+
+/**
+ * `(SELECT value FROM json_each(:name))`: the values of a JSON array bound as one
+ * parameter, for `column IN …` over a whole batch of ids in one prepared statement.
+ */
+export function inJsonArray<T>(name: string): RawBuilder<T> {
+  return sql<T>`(SELECT value FROM json_each(${param(name)}))`;
 }
 
 export interface Prepared<Row, P> {

@@ -17,7 +17,7 @@ import type {
   RegisterNodeParams,
 } from "../types.js";
 import type { StoreContext } from "./context.js";
-import { param, type Prepared } from "./database.js";
+import { inJsonArray, param, type Prepared } from "./database.js";
 import { endLease } from "./jobs/lifecycle.js";
 import { reviveNode } from "./node-lifecycle.js";
 import { decodeCursor, pageOf, toNode, type JobRow, type NodeRow } from "./rows.js";
@@ -69,12 +69,10 @@ function prepareHeartbeat(ctx: StoreContext): HeartbeatStatements {
     touch: db.prepare(k.updateTable("nodes").set({ last_heartbeat: param("at") }).where("id", "=", param("nodeId"))),
     // Every listed job in one read and every renewal in one write: a statement per job
     // was most of a heartbeat's time in the store. NOT INDEXED: by seq (see claim).
-    leases: db.prepareSql(sql<Lease>`
-      SELECT ${sql.join(LEASE_COLUMNS.map((column) => sql.ref(column)))} FROM jobs
-      WHERE id IN (SELECT value FROM json_each(${param("ids")}))`),
+    leases: db.prepare(k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "in", inJsonArray<string>("ids"))),
     renew: db.prepareSql(sql`
       UPDATE jobs NOT INDEXED SET lease_expires_at = ${param("leaseExpiresAt")}
-      WHERE seq IN (SELECT value FROM json_each(${param("seqs")})) AND status = 'running'`),
+      WHERE seq IN ${inJsonArray("seqs")} AND status = 'running'`),
     progress: db.prepare(
       k
         .updateTable("jobs")

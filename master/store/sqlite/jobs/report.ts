@@ -4,7 +4,7 @@
 import { sql } from "kysely";
 import type { JobError, JobReport, JobStatus, ReportManyResult, ReportOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
-import { param, type Prepared } from "../database.js";
+import { inJsonArray, param, type Prepared } from "../database.js";
 import { priorityName, type JobRow } from "../rows.js";
 import { failDependents, nextAgingAt, releaseDependents } from "./lifecycle.js";
 
@@ -51,9 +51,7 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
     lease: db.prepare(
       k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "=", param("id")),
     ),
-    leases: db.prepareSql(sql<Lease>`
-      SELECT ${sql.join(LEASE_COLUMNS.map((column) => sql.ref(column)))} FROM jobs
-      WHERE id IN (SELECT value FROM json_each(${param("ids")}))`),
+    leases: db.prepare(k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "in", inJsonArray<string>("ids"))),
     // Many completions in one statement; NOT INDEXED: by seq, the primary key (see claim).
     complete: db.prepareSql(sql`
       UPDATE jobs NOT INDEXED
