@@ -8,6 +8,7 @@ import { Outbox, type OutboxEntry } from "./outbox.js";
 import { backoffDelayMs, CircuitBreaker, sleep } from "./resilience.js";
 import {
   killAllCommands,
+  refused,
   runCommand,
   runFunction,
   type CommandHandler,
@@ -57,7 +58,8 @@ export interface WorkerOptions {
 
 interface Execution {
   job: ClaimedJob;
-  controller: AbortController;
+  /** Ends the run early (cancel, reassignment, the worker stopping). */
+  stop: () => void;
   progress?: number;
   message?: string;
   /** Not ours any more (reassigned, stalled, unknown) or abandoned on stop: no result is reported. */
@@ -262,28 +264,24 @@ export class Worker {
 
   private startJob(job: ClaimedJob): void {
     const handler = this.options.handlers[job.type];
-    const controller = new AbortController();
-    const execution: Execution = { job, controller, dropped: false, done: Promise.resolve() };
+    const execution: Execution = { job, stop: () => undefined, dropped: false, done: Promise.resolve() };
     this.running.set(job.id, execution);
     this.log.info({ event: "job.started", jobId: job.id, type: job.type, attempt: job.attempt }, `started ${job.type} ${job.id}`);
     const handlerJob: HandlerJob = { id: job.id, type: job.type, payload: job.payload, attempt: job.attempt };
     const params = {
       timeoutMs: ((handler && isCommand(handler) ? handler.timeout_s : undefined) ?? job.timeout_s) * 1000,
-      signal: controller.signal,
       killGraceMs: this.options.killGraceMs,
       onProgress: (percent: number, message: string | undefined) => {
         execution.progress = percent;
         if (message !== undefined) execution.message = message;
       },
     };
-    const run: Promise<Outcome> = !handler
-      ? Promise.resolve({
-          status: "failed",
-          error: { message: `this worker has no handler for type ${job.type}`, code: "no_handler", retryable: false },
-        })
+    const run = !handler
+      ? refused({ message: `this worker has no handler for type ${job.type}`, code: "no_handler", retryable: false })
       : isCommand(handler)
         ? runCommand(handler, handlerJob, params)
         : runFunction(handler, handlerJob, params);
+    execution.stop = run.stop;
     execution.done = run.then(
       (outcome) => this.finishJob(execution, outcome),
       (error: unknown) =>
@@ -443,7 +441,7 @@ export class Worker {
         this.log.info({ event: "job.cancel", jobId: notice.job_id, reason: notice.reason }, `stopping ${notice.job_id}: ${notice.reason}`);
         // A canceled job reports that it stopped; one that is no longer ours reports nothing.
         if (notice.reason !== "canceled") execution.dropped = true;
-        execution.controller.abort();
+        execution.stop();
       }
     } catch (error) {
       if (error instanceof ApiError && (error.status === 404 || error.status === 409)) {
@@ -480,7 +478,7 @@ export class Worker {
       this.log.warn({ event: "worker.grace_expired", running: this.running.size }, "grace period over: stopping running jobs");
       for (const execution of this.running.values()) {
         execution.dropped = true;
-        execution.controller.abort();
+        execution.stop();
       }
       await Promise.all([...this.running.values()].map((execution) => execution.done));
     }
@@ -525,7 +523,7 @@ export class Worker {
     clearTimeout(this.flushRetry);
     for (const execution of this.running.values()) {
       execution.dropped = true;
-      execution.controller.abort();
+      execution.stop();
     }
     killAllCommands();
     this.persist();

@@ -32,10 +32,29 @@ export type Outcome = { status: "completed"; result: unknown } | { status: "fail
 
 export interface RunParams {
   timeoutMs: number;
-  /** Aborted to stop the job: the command gets SIGTERM, then SIGKILL after `killGraceMs`. */
-  signal: AbortSignal;
   onProgress: (percent: number, message: string | undefined) => void;
+  /** After `stop()` or the timeout, how long a command has between SIGTERM and SIGKILL. */
   killGraceMs?: number;
+}
+
+/**
+ * A job being run: it settles with the outcome; `stop()` ends it early as canceled
+ * (a command gets SIGTERM, then SIGKILL after `killGraceMs`; a function's signal is
+ * aborted). A method rather than an AbortSignal passed in: a signal costs ~3 µs to
+ * make and another ~3 to listen to, for every job, and almost no job is ever stopped.
+ */
+export type Running = Promise<Outcome> & { stop(): void };
+
+/** Wrap a runner's promise with the stop its executor set up (the executor runs at once). */
+function running(start: (resolve: (outcome: Outcome) => void, onStop: (stop: () => void) => void) => void): Running {
+  let stop = () => undefined as void;
+  const outcome = new Promise<Outcome>((resolve) => start(resolve, (fn) => (stop = fn)));
+  return Object.assign(outcome, { stop: () => stop() });
+}
+
+/** A job that ends before it starts (no handler for its type): nothing to stop. */
+export function refused(error: JobError): Running {
+  return running((resolve) => resolve({ status: "failed", error }));
 }
 
 /** Exit code 65 (EX_DATAERR) means: bad input, do not retry. */
@@ -119,8 +138,8 @@ function failure(message: string, code: string, retryable: boolean): Outcome {
 }
 
 /** Run a command handler to its end (API.md §10: stdin, environment, exit codes, progress, timeout, cancel). */
-export function runCommand(handler: CommandHandler, job: HandlerJob, params: RunParams): Promise<Outcome> {
-  return new Promise<Outcome>((resolve) => {
+export function runCommand(handler: CommandHandler, job: HandlerJob, params: RunParams): Running {
+  return running((resolve, onStop) => {
     const [file, ...args] = handler.command;
     if (!file) return resolve(failure("the handler has an empty command", "bad_handler", false));
     const stdout = new Tail();
@@ -158,9 +177,7 @@ export function runCommand(handler: CommandHandler, job: HandlerJob, params: Run
       killTimer = setTimeout(() => signalGroup("SIGKILL"), params.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
     };
     const timer = setTimeout(() => stop("timeout"), params.timeoutMs);
-    const onAbort = () => stop("canceled");
-    params.signal.addEventListener("abort", onAbort, { once: true });
-    if (params.signal.aborted) stop("canceled");
+    onStop(() => stop("canceled"));
 
     child.stdout.on("data", (chunk: Buffer) => {
       stdout.push(chunk);
@@ -176,7 +193,6 @@ export function runCommand(handler: CommandHandler, job: HandlerJob, params: Run
       settled = true;
       clearTimeout(timer);
       clearTimeout(killTimer);
-      params.signal.removeEventListener("abort", onAbort);
       // Whatever the command left behind in its group goes with it.
       signalGroup("SIGKILL");
       if (child.pid !== undefined) liveGroups.delete(child.pid);
@@ -211,36 +227,41 @@ export function runCommand(handler: CommandHandler, job: HandlerJob, params: Run
 }
 
 /** Run a function handler; it is told to stop through its signal (a function cannot be killed). */
-export async function runFunction(handler: FunctionHandler, job: HandlerJob, params: RunParams): Promise<Outcome> {
-  const controller = new AbortController();
-  let stopped: "timeout" | "canceled" | undefined;
-  const stop = (why: "timeout" | "canceled", settle: (outcome: Outcome) => void) => {
-    stopped ??= why;
-    controller.abort();
-    settle(
-      why === "timeout"
-        ? failure(`timed out after ${params.timeoutMs / 1000} s`, "timeout", true)
-        : failure("stopped: the job was canceled", "canceled", true),
-    );
-  };
-  return new Promise<Outcome>((resolve) => {
+export function runFunction(handler: FunctionHandler, job: HandlerJob, params: RunParams): Running {
+  return running((resolve, onStop) => {
+    // Made when the handler first looks at its signal: most never do.
+    let controller: AbortController | undefined;
+    let stopped: "timeout" | "canceled" | undefined;
     let settled = false;
     const settle = (outcome: Outcome) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      params.signal.removeEventListener("abort", onAbort);
       resolve(outcome);
     };
-    const timer = setTimeout(() => stop("timeout", settle), params.timeoutMs);
-    const onAbort = () => stop("canceled", settle);
-    params.signal.addEventListener("abort", onAbort, { once: true });
-    if (params.signal.aborted) return onAbort();
-    const progress = (percent: number, message?: string) => {
-      if (!stopped) params.onProgress(Math.min(100, Math.max(0, percent)), message);
+    const stop = (why: "timeout" | "canceled") => {
+      stopped ??= why;
+      controller?.abort();
+      settle(
+        why === "timeout"
+          ? failure(`timed out after ${params.timeoutMs / 1000} s`, "timeout", true)
+          : failure("stopped: the job was canceled", "canceled", true),
+      );
+    };
+    const timer = setTimeout(() => stop("timeout"), params.timeoutMs);
+    onStop(() => stop("canceled"));
+    const context: HandlerContext = {
+      get signal() {
+        controller ??= new AbortController();
+        if (stopped) controller.abort();
+        return controller.signal;
+      },
+      progress: (percent: number, message?: string) => {
+        if (!stopped) params.onProgress(Math.min(100, Math.max(0, percent)), message);
+      },
     };
     Promise.resolve()
-      .then(() => handler(job, { signal: controller.signal, progress }))
+      .then(() => handler(job, context))
       .then(
         (result) => settle({ status: "completed", result: result === undefined ? null : result }),
         (error: unknown) => {

@@ -58,14 +58,12 @@ describe("worker/examples/handlers.json", () => {
     const progress: number[] = [];
     const outcome = await runCommand(echo, { id: "j1", type: "echo", payload: { a: 1 }, attempt: 1 }, {
       timeoutMs: 10_000,
-      signal: new AbortController().signal,
       onProgress: (p) => progress.push(p),
     });
     expect(outcome).toEqual({ status: "completed", result: { echo: { a: 1 }, job_id: "j1" } });
     expect(progress).toEqual([50]);
     const bad = await runCommand(echo, { id: "j2", type: "echo", payload: "text", attempt: 1 }, {
       timeoutMs: 10_000,
-      signal: new AbortController().signal,
       onProgress: () => undefined,
     });
     expect(bad).toMatchObject({ status: "failed", error: { code: "exit_65", retryable: false } });

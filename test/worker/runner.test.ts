@@ -18,7 +18,7 @@ const job = { id: "job-1", type: "t", payload: { n: 1 }, attempt: 2 };
 
 function params(overrides: Partial<RunParams> = {}): RunParams & { progress: [number, string | undefined][] } {
   const progress: [number, string | undefined][] = [];
-  return { timeoutMs: 10_000, signal: new AbortController().signal, onProgress: (p, m) => progress.push([p, m]), progress, ...overrides };
+  return { timeoutMs: 10_000, onProgress: (p, m) => progress.push([p, m]), progress, ...overrides };
 }
 
 function alive(pid: number): boolean {
@@ -107,10 +107,9 @@ describe("command handlers", () => {
       `process.on("SIGTERM", () => { require("node:fs").writeFileSync(${JSON.stringify(marker)}, "yes"); process.exit(143); });
        console.log("ready"); setTimeout(() => {}, 60000);`,
     );
-    const controller = new AbortController();
-    const running = runCommand({ command }, job, params({ signal: controller.signal }));
+    const running = runCommand({ command }, job, params());
     await new Promise((resolve) => setTimeout(resolve, 300));
-    controller.abort();
+    running.stop();
     expect(await running).toMatchObject({ status: "failed", error: { code: "canceled", retryable: true } });
     expect(existsSync(marker)).toBe(true);
   });
@@ -164,5 +163,40 @@ describe("function handlers", () => {
     );
     expect(outcome).toMatchObject({ status: "failed", error: { code: "timeout" } });
     expect(aborted).toBe(true);
+  });
+
+  it("stops a function on stop(): canceled, and its signal aborted", async () => {
+    let aborted = false;
+    const running = runFunction(
+      (_j, { signal }) =>
+        new Promise((resolve) => {
+          signal.addEventListener("abort", () => {
+            aborted = true;
+            resolve("late");
+          });
+        }),
+      job,
+      params(),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    running.stop();
+    expect(await running).toMatchObject({ status: "failed", error: { code: "canceled", retryable: true } });
+    expect(aborted).toBe(true);
+  });
+
+  it("hands a signal already aborted to a handler that first looks after the stop", async () => {
+    let look: (() => boolean) | undefined;
+    const running = runFunction(
+      (_j, context) =>
+        new Promise(() => {
+          look = () => context.signal.aborted;
+        }),
+      job,
+      params(),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    running.stop();
+    await running;
+    expect(look?.()).toBe(true);
   });
 });
