@@ -56,10 +56,17 @@ export async function heartbeats(settings: Settings): Promise<Metrics> {
       if (wait > 1) await sleep(wait);
       const sent = performance.now();
       pending.push(
-        post(agent, new URL(`${base}/api/v1/nodes/${node.id}/heartbeat`), `Bearer ${worker}`, JSON.stringify({ running: node.running })).then((status) => {
-          latencies.push(performance.now() - sent);
-          if (status !== 200) failures.push(status);
-        }),
+        post(agent, new URL(`${base}/api/v1/nodes/${node.id}/heartbeat`), `Bearer ${worker}`, JSON.stringify({ running: node.running })).then(
+          (status) => {
+            latencies.push(performance.now() - sent);
+            if (status !== 200) failures.push(status);
+          },
+          // No answer at all (the connection failed): a failed heartbeat, counted, not a crash of the run.
+          (error: unknown) => {
+            failures.push(0);
+            process.stderr.write(`bench: heartbeat without an answer: ${(error as Error).message}\n`);
+          },
+        ),
       );
     }
     await Promise.all(pending);
