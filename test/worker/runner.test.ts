@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { runCommand, runFunction, type Outcome, type RunParams } from "../../worker/runner.js";
+import { runCommand, runFunction, type FunctionHandler, type Outcome, type RunParams } from "../../worker/runner.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
 const dir = tempDir("gaffer-runner-");
@@ -148,40 +148,33 @@ describe("function handlers", () => {
     });
   });
 
-  it("times out and aborts the handler's signal", async () => {
+  /** A handler that waits for its signal to be aborted; `aborted()` tells whether it was. */
+  function waitsForAbort(): { handler: FunctionHandler; aborted: () => boolean } {
     let aborted = false;
-    const outcome = await runFunction(
-      (_j, { signal }) =>
-        new Promise((resolve) => {
-          signal.addEventListener("abort", () => {
-            aborted = true;
-            resolve("late");
-          });
-        }),
-      job,
-      params({ timeoutMs: 50 }),
-    );
+    const handler: FunctionHandler = (_j, { signal }) =>
+      new Promise((resolve) => {
+        signal.addEventListener("abort", () => {
+          aborted = true;
+          resolve("late");
+        });
+      });
+    return { handler, aborted: () => aborted };
+  }
+
+  it("times out and aborts the handler's signal", async () => {
+    const waiting = waitsForAbort();
+    const outcome = await runFunction(waiting.handler, job, params({ timeoutMs: 50 }));
     expect(outcome).toMatchObject({ status: "failed", error: { code: "timeout" } });
-    expect(aborted).toBe(true);
+    expect(waiting.aborted()).toBe(true);
   });
 
   it("stops a function on stop(): canceled, and its signal aborted", async () => {
-    let aborted = false;
-    const running = runFunction(
-      (_j, { signal }) =>
-        new Promise((resolve) => {
-          signal.addEventListener("abort", () => {
-            aborted = true;
-            resolve("late");
-          });
-        }),
-      job,
-      params(),
-    );
+    const waiting = waitsForAbort();
+    const running = runFunction(waiting.handler, job, params());
     await new Promise((resolve) => setTimeout(resolve, 20));
     running.stop();
     expect(await running).toMatchObject({ status: "failed", error: { code: "canceled", retryable: true } });
-    expect(aborted).toBe(true);
+    expect(waiting.aborted()).toBe(true);
   });
 
   it("hands a signal already aborted to a handler that first looks after the stop", async () => {
