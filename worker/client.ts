@@ -60,6 +60,12 @@ export interface ClientOptions {
   breaker?: CircuitBreaker;
   /** Per-request timeout (long-poll claims add their wait). Default 30 s. */
   timeoutMs?: number;
+  /**
+   * Close a kept-alive connection after this long unused (default 4 s): before the
+   * master's own idle limit (Node's 5 s), so that a call never goes out on a
+   * connection the master is closing at that moment ("socket hang up").
+   */
+  idleConnectionMs?: number;
 }
 
 export interface RequestOptions {
@@ -97,6 +103,7 @@ export interface HeartbeatReply {
 /** Refresh a token this long before it expires. */
 const TOKEN_REFRESH_MARGIN_MS = 60_000;
 const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
+const DEFAULT_IDLE_CONNECTION_MS = 4000;
 
 interface Answer {
   status: number;
@@ -144,11 +151,14 @@ export class MasterClient {
   private token: { value: string; refreshAt: number } | undefined;
   private refreshing: Promise<string> | undefined;
   /** Connections kept open between calls (idle ones do not keep the process alive). */
-  private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
+  private readonly agents: { http: http.Agent; https: https.Agent };
 
   constructor(private readonly options: ClientOptions) {
     this.baseUrl = options.masterUrl.replace(/\/+$/, "");
     this.breaker = options.breaker ?? new CircuitBreaker();
+    // The agents' `timeout` applies to unused connections only; a long poll in flight is not cut.
+    const agentOptions = { keepAlive: true, timeout: options.idleConnectionMs ?? DEFAULT_IDLE_CONNECTION_MS };
+    this.agents = { http: new http.Agent(agentOptions), https: new https.Agent(agentOptions) };
   }
 
   /** One call to the master; throws ApiError for problem answers, MasterUnreachableError when it never answered. */

@@ -50,6 +50,20 @@ describe("master client", () => {
     expect(master.connections()).toBe(1);
   });
 
+  it("opens a new connection after one sat unused past the idle limit, and still answers a longer call", async () => {
+    const master = await serve((req, _body, res) => {
+      if (req.url?.includes("slow")) setTimeout(() => json(res, 200, { items: [] }), 300);
+      else json(res, 200, { items: [] });
+    });
+    const client = new MasterClient({ masterUrl: master.url, token: "t", idleConnectionMs: 100 });
+    await client.reportResults("n1", []);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    await client.reportResults("n1", []);
+    expect(master.connections()).toBe(2);
+    // The idle limit is for unused connections only: an answer slower than it still arrives.
+    expect(await client.reportResults("slow", [])).toEqual({ items: [] });
+  });
+
   it("turns a problem document into an ApiError with its code, detail and field errors", async () => {
     const master = await serve((_req, _body, res) =>
       json(res, 400, { code: "validation_failed", detail: "the body is not valid", errors: [{ path: "max", message: "too big" }] }),
