@@ -132,20 +132,31 @@ function nodeArgs(): string[] {
   return profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [];
 }
 
-export async function startMaster(db: string, env: Record<string, string> = {}): Promise<Running> {
-  const proc = spawn(process.execPath, [...nodeArgs(), CLI, "master", "start", "--db", db, "--port", "0"], {
-    env: { PATH: process.env.PATH ?? "", ...MASTER_ENV, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
+/** Every process the bench started and that has not exited yet. */
+const children = new Set<ChildProcess>();
+// A run that dies (an uncaught error in a scenario) must not leave masters and workers behind.
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
+
+function spawnChild(args: string[], env: Record<string, string>, ipc = false): ChildProcess {
+  const proc = spawn(process.execPath, [...nodeArgs(), ...args], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ipc ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe"],
   });
+  children.add(proc);
+  proc.once("exit", () => children.delete(proc));
+  return proc;
+}
+
+export async function startMaster(db: string, env: Record<string, string> = {}): Promise<Running> {
+  const proc = spawnChild([CLI, "master", "start", "--db", db, "--port", "0"], { ...MASTER_ENV, ...env });
   const [, url] = await waitFor(proc, /listening on (http:\/\/[0-9.:]+)/, "the master");
   return { proc, url: url ?? "", stop: stopper(proc) };
 }
 
 export async function startNodeScript(script: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Running> {
-  const proc = spawn(process.execPath, [...nodeArgs(), join(here, script), ...args], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe", "ipc"],
-  });
+  const proc = spawnChild([join(here, script), ...args], env, true);
   const [, url] = await waitFor(proc, ready, script);
   return { proc, url: url ?? "", stop: stopper(proc) };
 }
