@@ -1,6 +1,6 @@
 // The audit log: one row per state change, written inside the verb's own transaction.
 import type { AuditEntry, AuditStore, ListAuditParams, Page } from "../types.js";
-import { param, type SqliteDatabase } from "./database.js";
+import type { Bindable, SqliteDatabase } from "./database.js";
 import { decodeCursor, pageOf, toAuditEntry } from "./rows.js";
 
 export type AuditEvent = Omit<AuditEntry, "id" | "created_at">;
@@ -15,43 +15,18 @@ export interface AuditWriter {
 const AUDIT_COLUMNS = ["event_type", "entity_type", "entity_id", "client_id", "details", "created_at"] as const;
 
 export function createAuditWriter(db: SqliteDatabase): AuditWriter {
-  const insert = db.prepare<{
-    eventType: string;
-    entityType: string;
-    entityId: string;
-    clientId: string | null;
-    details: string;
-    at: string;
-  }>(
-    db.kysely.insertInto("audit_log").values({
-      event_type: param("eventType"),
-      entity_type: param("entityType"),
-      entity_id: param("entityId"),
-      client_id: param("clientId"),
-      details: param("details"),
-      created_at: param("at"),
-    }),
-  );
+  const insert = db.rowInserter("audit_log", AUDIT_COLUMNS);
+  const row = (event: AuditEvent, at: string): Bindable[] => [
+    event.event_type,
+    event.entity_type,
+    event.entity_id,
+    event.client_id,
+    JSON.stringify(event.details),
+    at,
+  ];
   return {
-    writeMany(events, at) {
-      if (events.length === 0) return;
-      if (events.length === 1) return this.write(events[0] as AuditEvent, at);
-      db.insertRows(
-        "audit_log",
-        AUDIT_COLUMNS,
-        events.map((event) => [event.event_type, event.entity_type, event.entity_id, event.client_id, JSON.stringify(event.details), at]),
-      );
-    },
-    write(event, at) {
-      insert.run({
-        eventType: event.event_type,
-        entityType: event.entity_type,
-        entityId: event.entity_id,
-        clientId: event.client_id,
-        details: JSON.stringify(event.details),
-        at,
-      });
-    },
+    writeMany: (events, at) => insert(events.map((event) => row(event, at))),
+    write: (event, at) => insert([row(event, at)]),
   };
 }
 
