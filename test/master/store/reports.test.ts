@@ -172,6 +172,8 @@ describe.each(dialects)("reports ($name)", (dialect) => {
     const eventsOf = async (id: string) => (await t.store.jobs.events({ jobId: id, limit: 10 })).items.map((entry) => entry.event_type);
     expect(await eventsOf(a.id)).toEqual(["job.submitted", "job.assigned", "job.completed"]);
     expect(await eventsOf(b.id)).toEqual(["job.submitted", "job.assigned", "job.completed"]);
+    // Found as a dependent of both a and b in one read, it is released once.
+    expect(await eventsOf(child.id)).toEqual(["job.submitted", "job.released"]);
     const completed = (await t.store.jobs.events({ jobId: a.id, limit: 10 })).items.at(-1);
     expect(completed?.details).toEqual({ node_id: node.id, attempt: 1 });
     // The same batch again: each is now a duplicate (or still stale), and nothing changes.

@@ -123,6 +123,19 @@ describe("SQLite query plans", () => {
     }
   });
 
+  it("finds the dependents of completed jobs from the dependencies, not by walking every blocked job", () => {
+    const db = new Database(t.path, { readonly: true });
+    try {
+      const dependents = [...seen].find((s) => /from "job_dependencies" as "d"/.test(s) && /'blocked'/.test(s));
+      if (!dependents) throw new Error("dependents statement not seen");
+      const plan = planOf(db, dependents);
+      expect(plan[0]).toMatch(/^SEARCH d USING COVERING INDEX job_dependencies_reverse \(depends_on_id=\?\)/);
+      expect(plan.join("\n")).toMatch(/SEARCH j USING INDEX sqlite_autoindex_jobs_1 \(id=\?\)/);
+    } finally {
+      db.close();
+    }
+  });
+
   it("updates a set of jobs (a claim's, a result batch's) by primary key, never through a status index", () => {
     const db = new Database(t.path, { readonly: true });
     try {

@@ -142,7 +142,7 @@ function accept(ctx: StoreContext, statements: ReportStatements, lease: Lease, r
   if (error === null) {
     finish("completed", null);
     ctx.audit.write({ ...base, event_type: "job.completed", details }, at);
-    return { ready: releaseDependents(ctx, lease.id, at), status: "completed", failureReason: null };
+    return { ready: releaseDependents(ctx, [lease.id], at), status: "completed", failureReason: null };
   }
   const retryCount = lease.retry_count + 1;
   if (!error.retryable || retryCount > lease.max_retries) {
@@ -199,9 +199,11 @@ function completeMany(ctx: StoreContext, statements: ReportStatements, done: { l
     })),
     at,
   );
-  let ready = 0;
-  for (const { lease } of done) ready += releaseDependents(ctx, lease.id, at);
-  return ready;
+  return releaseDependents(
+    ctx,
+    done.map(({ lease }) => lease.id),
+    at,
+  );
 }
 
 export function reportResults(
