@@ -190,9 +190,9 @@ export async function fill(url: string, accessToken: string, count: number, job:
   }
 }
 
-/** Resident memory of a process, in MB (Linux). */
-export function rssMb(pid: number): number {
+/** A process's resident memory in MB (VmRSS), or one part of it (RssAnon, RssFile, RssShmem), from /proc (Linux). */
+export function rssMb(pid: number, field: "VmRSS" | "RssAnon" | "RssFile" | "RssShmem" = "VmRSS"): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return kb / 1024;
 }

@@ -104,7 +104,14 @@ export async function memory(settings: Settings): Promise<Metrics> {
     }
     const pid = master.proc.pid;
     if (pid === undefined) throw new Error("no pid");
-    return { [`master RSS with ${pending.toLocaleString("en")} jobs and ${nodes} nodes (MB)`]: rssMb(pid) };
+    // What the RSS is made of: V8's heap (from the master's own metrics) and all anonymous memory (V8 + malloc, SQLite's cache).
+    const metrics = await (await fetch(`${master.url}/metrics`)).text();
+    const heapBytes = Number(/^gaffer_nodejs_heap_size_total_bytes (\d+)/m.exec(metrics)?.[1] ?? NaN);
+    return {
+      [`master RSS with ${pending.toLocaleString("en")} jobs and ${nodes} nodes (MB)`]: rssMb(pid),
+      "master V8 heap (MB)": heapBytes / 2 ** 20,
+      "master anonymous memory (MB)": rssMb(pid, "RssAnon"),
+    };
   } finally {
     await master.stop();
   }
