@@ -5,6 +5,7 @@
 // call that nothing else can interleave with (Kysely's own async transactions
 // on a single connection could let another request's statement slip in).
 import { closeSync, fdatasync, fdatasyncSync, openSync } from "node:fs";
+import { performance } from "node:perf_hooks";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import {
@@ -36,6 +37,32 @@ export interface OpenDatabaseParams {
   syncOffThread?: boolean;
   /** Tests: how the WAL is flushed (default fs.fdatasync). */
   fdatasync?: (fd: number) => Promise<void>;
+  /** Tests: whether the event loop is busy (default: its utilization over the last 50 ms, see loopLoad). */
+  loopBusy?: () => boolean;
+}
+
+/** Above this share of the last window spent working, the event loop counts as busy. */
+const BUSY_UTILIZATION = 0.5;
+const LOAD_WINDOW_MS = 50;
+
+/**
+ * Whether the event loop was busy lately (perf_hooks' event loop utilization,
+ * over windows of 50 ms): cheap enough to ask before every flush.
+ */
+export function loopLoad(): () => boolean {
+  let since = performance.eventLoopUtilization();
+  let sinceAt = performance.now();
+  let busy = false;
+  return () => {
+    const now = performance.now();
+    if (now - sinceAt >= LOAD_WINDOW_MS) {
+      const current = performance.eventLoopUtilization();
+      busy = performance.eventLoopUtilization(current, since).utilization > BUSY_UTILIZATION;
+      since = current;
+      sinceAt = now;
+    }
+    return busy;
+  };
 }
 
 /** A named placeholder inside a query built once and run many times. */
@@ -111,8 +138,9 @@ function flushFailed(error: unknown): StorageUnavailableError {
  * commit before it (the WAL is appended to). While a flush is on its way the
  * next group keeps growing and commits when it lands, so there is one commit
  * per flush, as when COMMIT waited for the disk, but requests keep being read
- * and checked meanwhile. A group of one is flushed on the spot (the thread
- * pool's round trip cost more than it saved when little else is going on).
+ * and checked meanwhile. A group of one is flushed on the spot while the event
+ * loop is not busy (the thread pool's round trip cost more than it saved when
+ * little else is going on).
  * Writes outside a group (sweeps, admin verbs) flush synchronously right after
  * their COMMIT, as SQLite would. SQLite itself still syncs around checkpoints
  * and when the WAL starts over.
@@ -227,6 +255,7 @@ export class SqliteDatabase {
   private readonly cache = new Map<string, Database.Statement>();
   /** Set when commits are flushed off the event loop (syncOffThread). */
   private readonly walSync: WalSync | undefined;
+  private readonly loopBusy: () => boolean;
 
   /** Settles once every commit so far is on disk (at once unless syncOffThread). */
   durable(): Promise<void> {
@@ -243,6 +272,7 @@ export class SqliteDatabase {
       timeout: params.busyTimeoutMs ?? 5000,
       readonly: params.readonly ?? false,
     });
+    this.loopBusy = params.loopBusy ?? loopLoad();
     if (!params.readonly) {
       this.sqlite.pragma("journal_mode = WAL");
       const full = params.synchronous !== "normal";
@@ -434,9 +464,11 @@ export class SqliteDatabase {
     }
     const settle = () => batch.forEach((item, index) => item.resolve(values[index]));
     if (!this.walSync) return settle();
-    // A group of one (nothing else arrived in its tick, so little is waiting):
-    // flushing here is quicker than a round trip through the thread pool.
-    if (batch.length === 1) {
+    // A group of one while the event loop has little else to do: flushing here is
+    // quicker than a round trip through the thread pool (dispatch latency p50 1.6 vs
+    // 2.4 ms). Under load it would stall every other request for the fsync (1,000
+    // heartbeats a second spent 11 % of the loop in fdatasync, p99 80 vs 30 ms).
+    if (batch.length === 1 && !this.loopBusy()) {
       try {
         this.walSync.durableNow();
       } catch (error) {

@@ -2,7 +2,7 @@
 // is on disk, flushes are shared between groups, and a failed flush is a storage error.
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { SqliteDatabase } from "../../../master/store/sqlite/database.js";
+import { loopLoad, SqliteDatabase } from "../../../master/store/sqlite/database.js";
 import { StorageUnavailableError } from "../../../master/store/types.js";
 import { tempDir } from "../../helpers/temp.js";
 
@@ -27,8 +27,8 @@ describe("group commits flushed on the thread pool", () => {
     db = undefined;
   });
 
-  function open(fdatasync: (fd: number) => Promise<void>): SqliteDatabase {
-    db = new SqliteDatabase({ path: join(tempDir(), "d.db"), synchronous: "full", syncOffThread: true, fdatasync });
+  function open(fdatasync: (fd: number) => Promise<void>, loopBusy = () => false): SqliteDatabase {
+    db = new SqliteDatabase({ path: join(tempDir(), "d.db"), synchronous: "full", syncOffThread: true, fdatasync, loopBusy });
     db.sqlite.exec("CREATE TABLE t (n INTEGER); CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)");
     return db;
   }
@@ -100,6 +100,30 @@ describe("group commits flushed on the thread pool", () => {
     expect(await insert(d, 1)).toBe(1);
     await d.durable();
     expect(flushes.calls).toHaveLength(0);
+  });
+
+  it("sends a group of one to the thread pool while the event loop is busy, so the others need not wait for the disk", async () => {
+    const flushes = heldFlushes();
+    const d = open(flushes.fdatasync, () => true);
+    let settled = false;
+    const write = insert(d, 1).then(() => (settled = true));
+    await turn();
+    await turn();
+    expect(flushes.calls).toHaveLength(1);
+    expect(settled).toBe(false);
+    flushes.calls[0]?.resolve();
+    await write;
+    expect(settled).toBe(true);
+  });
+
+  it("counts the event loop busy only after a window mostly spent working", async () => {
+    const busy = loopLoad();
+    expect(busy()).toBe(false);
+    const until = performance.now() + 80;
+    while (performance.now() < until); // a stretch of work with no turn of the loop
+    expect(busy()).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    expect(busy()).toBe(false);
   });
 
   it("flushes a write outside a group at once, so a group after it needs no flush of its own for it", async () => {
