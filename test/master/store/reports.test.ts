@@ -61,6 +61,15 @@ describe.each(dialects)("reports ($name)", (dialect) => {
     expect(stale.items[0]?.verdict).toBe("stale_attempt");
     const wrongNode = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 2, status: "completed" }] });
     expect(wrongNode.items[0]?.verdict).toBe("stale_attempt");
+    // The same inside a batch, where plain completions are applied together.
+    const wrongNodeBatch = await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [
+        { jobId: job.id, attempt: 2, status: "completed" },
+        { jobId: "missing", attempt: 1, status: "completed" },
+      ],
+    });
+    expect(wrongNodeBatch.items.map((item) => item.verdict)).toEqual(["stale_attempt", "not_found"]);
     expect((await t.store.jobs.get(job.id))?.status).toBe("running");
     const fresh = await t.store.jobs.report({ nodeId: other.id, reports: [{ jobId: job.id, attempt: 2, status: "completed" }] });
     expect(fresh.items[0]?.verdict).toBe("accepted");

@@ -136,14 +136,18 @@ describe("SQLite query plans", () => {
     }
   });
 
-  it("updates a set of jobs (a claim's, a result batch's) by primary key, never through a status index", () => {
+  it("updates a claim's set of jobs by primary key and a result batch's by job id, never through a status index", () => {
     const db = new Database(t.path, { readonly: true });
     try {
-      const sets = [...seen].filter((s) => /^\s*UPDATE jobs NOT INDEXED/.test(s));
+      const sets = [...seen].filter((s) => /^\s*UPDATE jobs (NOT INDEXED|INDEXED BY)/.test(s));
       expect(sets.map((s) => /status = '(\w+)'/.exec(s)?.[1])).toEqual(expect.arrayContaining(["running", "completed"]));
+      const expected: Record<string, string> = {
+        running: "SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)",
+        completed: "SEARCH jobs USING INDEX sqlite_autoindex_jobs_1 (id=?)",
+      };
       for (const source of sets) {
         const jobsSteps = planOf(db, source).filter((detail) => /\bjobs\b/.test(detail));
-        expect(jobsSteps).toEqual(["SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"]);
+        expect(jobsSteps).toEqual([expected[/status = '(\w+)'/.exec(source)?.[1] ?? ""]]);
       }
     } finally {
       db.close();

@@ -20,6 +20,8 @@ const LEASE_COLUMNS = [
   "cancel_requested", "reported_attempt", "reported_status", "type", "priority", "started_at",
 ] as const satisfies readonly (keyof Lease)[];
 
+type Completed = Pick<JobRow, "id" | "attempt" | "type" | "priority" | "started_at">;
+
 interface Finish {
   seq: number;
   status: string;
@@ -35,8 +37,11 @@ export interface ReportStatements {
   lease: Prepared<Lease, { id: string }>;
   /** `ids`: a JSON array of job ids. */
   leases: Prepared<Lease, { ids: string }>;
-  /** `done`: a JSON array of {seq, attempt, result} (result as JSON text). */
-  complete: Prepared<unknown, { done: string; at: string }>;
+  /**
+   * Completes the listed jobs that are this node's current leases with no cancel
+   * asked, and answers those. `done`: a JSON array of {id, attempt, result} (result as JSON text).
+   */
+  complete: Prepared<Completed, { done: string; nodeId: string; at: string }>;
   finish: Prepared<unknown, Finish>;
   retryLater: Prepared<
     unknown,
@@ -52,14 +57,18 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
       k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "=", param("id")),
     ),
     leases: db.prepare(k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "in", inJsonArray<string>("ids"))),
-    // Many completions in one statement; NOT INDEXED: by seq, the primary key (see claim).
-    complete: db.prepareSql(sql`
-      UPDATE jobs NOT INDEXED
+    // Many completions in one statement, each checked against its lease in the same
+    // pass (no read before). INDEXED BY the id's unique index: SQLite would rather walk
+    // the node's running jobs (jobs_node) and the whole list for each.
+    complete: db.prepareSql(sql<Completed>`
+      UPDATE jobs INDEXED BY sqlite_autoindex_jobs_1
       SET status = 'completed', result = done.value ->> 'result', error = NULL, failure_reason = NULL,
-          reported_attempt = done.value ->> 'attempt', reported_status = 'completed',
+          reported_attempt = jobs.attempt, reported_status = 'completed',
           stall_at = NULL, lease_expires_at = NULL, finished_at = ${param("at")}, updated_at = ${param("at")}
       FROM json_each(${param("done")}) AS done
-      WHERE jobs.seq = done.value ->> 'seq' AND jobs.status = 'running'`),
+      WHERE jobs.id = done.value ->> 'id' AND jobs.status = 'running' AND jobs.node_id = ${param("nodeId")}
+        AND jobs.attempt = done.value ->> 'attempt' AND jobs.cancel_requested = 0
+      RETURNING jobs.id, jobs.attempt, jobs.type, jobs.priority, jobs.started_at`),
     finish: db.prepare(
       k
         .updateTable("jobs")
@@ -179,31 +188,50 @@ function accept(ctx: StoreContext, statements: ReportStatements, lease: Lease, r
   return { ready: status === "pending" ? 1 : 0, status, failureReason: null };
 }
 
-/** Plain completions of current leases, applied together: one UPDATE, one audit INSERT. */
-function completeMany(ctx: StoreContext, statements: ReportStatements, done: { lease: Lease; report: JobReport }[], nodeId: string): number {
-  if (done.length === 0) return 0;
+/**
+ * The plain completions of a batch (distinct jobs), applied together in one UPDATE
+ * that checks each lease as it goes, with one audit INSERT. Answers the jobs it
+ * completed; every other report takes the one-by-one path.
+ */
+function completeMany(ctx: StoreContext, statements: ReportStatements, reports: JobReport[], nodeId: string) {
   const at = ctx.clock.now().toISOString();
-  statements.complete.run({
+  const completed = statements.complete.all({
     done: JSON.stringify(
-      done.map(({ lease, report }) => ({ seq: lease.seq, attempt: lease.attempt, result: JSON.stringify(report.result ?? null) })),
+      reports.map((report) => ({ id: report.jobId, attempt: report.attempt, result: JSON.stringify(report.result ?? null) })),
     ),
+    nodeId,
     at,
   });
   ctx.audit.writeMany(
-    done.map(({ lease }) => ({
+    completed.map((job) => ({
       event_type: "job.completed",
       entity_type: "job",
-      entity_id: lease.id,
+      entity_id: job.id,
       client_id: null,
-      details: { node_id: nodeId, attempt: lease.attempt },
+      details: { node_id: nodeId, attempt: job.attempt },
     })),
     at,
   );
-  return releaseDependents(
-    ctx,
-    done.map(({ lease }) => lease.id),
-    at,
-  );
+  return {
+    byId: new Map(completed.map((job) => [job.id, job])),
+    ready: releaseDependents(
+      ctx,
+      completed.map((job) => job.id),
+      at,
+    ),
+  };
+}
+
+/** What an accepted report did, for the metrics. */
+function effectOf(ctx: StoreContext, job: Pick<JobRow, "type" | "priority" | "started_at">, outcome: Pick<Accepted, "status" | "failureReason">) {
+  const startedAt = job.started_at === null ? null : new Date(job.started_at).getTime();
+  return {
+    type: job.type,
+    priority: priorityName(job.priority),
+    status: outcome.status,
+    failureReason: outcome.failureReason,
+    runMs: startedAt === null ? null : Math.max(0, ctx.clock.now().getTime() - startedAt),
+  };
 }
 
 export function reportResults(
@@ -213,47 +241,40 @@ export function reportResults(
 ): ReportManyResult {
   return ctx.db.transaction(() => {
     const ids = params.reports.map((report) => report.jobId);
-    // Every lease in one read, and plain completions applied together, unless a job is
-    // reported twice in this batch: then the second must see what the first changed, so
-    // each is read and applied in turn.
+    // Plain completions of distinct jobs first, together. Unless a job is reported
+    // twice in this batch: then the second must see what the first changed, so each
+    // is read and applied in turn.
     const together = ids.length > 1 && new Set(ids).size === ids.length;
-    const leases = together ? new Map(statements.leases.all({ ids: JSON.stringify(ids) }).map((lease) => [lease.id, lease])) : undefined;
-    const completions: { lease: Lease; report: JobReport }[] = [];
+    const plain = together ? params.reports.filter((report) => report.status === "completed") : [];
+    const { byId: completed, ready: released } =
+      plain.length > 0 ? completeMany(ctx, statements, plain, params.nodeId) : { byId: new Map<string, Completed>(), ready: 0 };
+    // The rest (failures, cancels asked, stale and repeated reports) are read together too.
+    const rest = params.reports.filter((report) => !completed.has(report.jobId));
+    const leases =
+      together && rest.length > 1
+        ? new Map(statements.leases.all({ ids: JSON.stringify(rest.map((report) => report.jobId)) }).map((lease) => [lease.id, lease]))
+        : undefined;
     const items: ReportOutcome[] = [];
-    let ready = 0;
+    let ready = released;
     for (const report of params.reports) {
+      const done = completed.get(report.jobId);
+      if (done) {
+        items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(ctx, done, { status: "completed", failureReason: null }) });
+        continue;
+      }
       const lease = leases ? leases.get(report.jobId) : statements.lease.get({ id: report.jobId });
       if (!lease) {
         items.push({ jobId: report.jobId, verdict: "not_found" });
       } else if (lease.status === "running" && lease.node_id === params.nodeId && lease.attempt === report.attempt) {
-        let outcome: Pick<Accepted, "status" | "failureReason">;
-        if (together && report.status === "completed" && lease.cancel_requested !== 1) {
-          completions.push({ lease, report });
-          outcome = { status: "completed", failureReason: null };
-        } else {
-          const accepted = accept(ctx, statements, lease, report, params.nodeId);
-          ready += accepted.ready;
-          outcome = accepted;
-        }
-        const startedAt = lease.started_at === null ? null : new Date(lease.started_at).getTime();
-        items.push({
-          jobId: report.jobId,
-          verdict: "accepted",
-          effect: {
-            type: lease.type,
-            priority: priorityName(lease.priority),
-            status: outcome.status,
-            failureReason: outcome.failureReason,
-            runMs: startedAt === null ? null : Math.max(0, ctx.clock.now().getTime() - startedAt),
-          },
-        });
+        const accepted = accept(ctx, statements, lease, report, params.nodeId);
+        ready += accepted.ready;
+        items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(ctx, lease, accepted) });
       } else if (lease.reported_attempt === report.attempt && lease.reported_status === report.status) {
         items.push({ jobId: report.jobId, verdict: "duplicate" });
       } else {
         items.push({ jobId: report.jobId, verdict: "stale_attempt" });
       }
     }
-    ready += completeMany(ctx, statements, completions, params.nodeId);
     return { items, ready };
   });
 }
