@@ -41,6 +41,9 @@ export interface OpenDatabaseParams {
   loopBusy?: () => boolean;
 }
 
+/** fs.fdatasync as a promise, made once (not once per flush). */
+const fdatasyncOnPool = promisify(fdatasync);
+
 /** Above this share of the last window spent working, the event loop counts as busy. */
 const BUSY_UTILIZATION = 0.5;
 const LOAD_WINDOW_MS = 50;
@@ -277,7 +280,7 @@ export class SqliteDatabase {
       this.sqlite.pragma("journal_mode = WAL");
       const full = params.synchronous !== "normal";
       if (full && params.syncOffThread && params.path !== ":memory:") {
-        this.walSync = new WalSync(`${params.path}-wal`, params.fdatasync ?? ((fd) => promisify(fdatasync)(fd)));
+        this.walSync = new WalSync(`${params.path}-wal`, params.fdatasync ?? fdatasyncOnPool);
       }
       this.sqlite.pragma(`synchronous = ${full && !this.walSync ? "FULL" : "NORMAL"}`);
     }
