@@ -486,9 +486,18 @@ export class SqliteDatabase {
 
   /** `prepare()`, once: the statement built on first use under `key` and kept. */
   prepared<P extends object, Row = unknown>(key: string, build: () => Compilable<Row>): Prepared<Row, P> {
+    return this.preparedOnce(key, () => this.prepare<P, Row>(build()));
+  }
+
+  /** `prepareSql()`, once, under `key`: for hand-written SQL on a path that runs often. */
+  preparedSql<P extends object, Row = unknown>(key: string, build: () => RawBuilder<Row>): Prepared<Row, P> {
+    return this.preparedOnce(key, () => this.prepareSql<P, Row>(build()));
+  }
+
+  private preparedOnce<P extends object, Row>(key: string, make: () => Prepared<Row, P>): Prepared<Row, P> {
     let statement = this.named.get(key);
     if (!statement) {
-      statement = this.prepare<P, Row>(build()) as Prepared<unknown, object>;
+      statement = make() as Prepared<unknown, object>;
       this.named.set(key, statement);
     }
     return statement as Prepared<Row, P>;

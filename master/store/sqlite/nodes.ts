@@ -18,7 +18,7 @@ import type {
 } from "../types.js";
 import type { StoreContext } from "./context.js";
 import { inJsonArray, param, type Prepared } from "./database.js";
-import { endLease } from "./jobs/lifecycle.js";
+import { ENDING_LEASE_COLUMNS, endLeases, type EndingLease } from "./jobs/lifecycle.js";
 import { reviveNode } from "./node-lifecycle.js";
 import { decodeCursor, pageOf, toNode, type JobRow, type NodeRow } from "./rows.js";
 
@@ -271,9 +271,8 @@ export class SqliteNodeStore implements NodeStore {
           at,
         );
         if (to === "offline") {
-          for (const job of this.runningJobs(node.id)) {
-            if (endLease(this.ctx, job, "node_left", "job.reassigned", params.actor).outcome === "requeued") ready += 1;
-          }
+          const rescued = endLeases(this.ctx, this.runningJobs(node.id), "node_left", "job.reassigned", params.actor);
+          ready += rescued.filter((job) => job.outcome === "requeued").length;
         }
         if (to === "online") ready = 1; // its waiting claims may now get work
       }
@@ -281,11 +280,15 @@ export class SqliteNodeStore implements NodeStore {
     });
   }
 
-  private runningJobs(nodeId: string): JobRow[] {
+  private runningJobs(nodeId: string): EndingLease[] {
     const { db } = this.ctx;
     return db
-      .prepared<{ nodeId: string }, JobRow>("node-running-jobs", () =>
-        db.kysely.selectFrom("jobs").selectAll().where("node_id", "=", param("nodeId")).where("status", "=", sql.lit("running")),
+      .prepared<{ nodeId: string }, EndingLease>("node-running-jobs", () =>
+        db.kysely
+          .selectFrom("jobs")
+          .select(ENDING_LEASE_COLUMNS)
+          .where("node_id", "=", param("nodeId"))
+          .where("status", "=", sql.lit("running")),
       )
       .all({ nodeId });
   }
@@ -318,7 +321,7 @@ export class SqliteNodeStore implements NodeStore {
           },
           at,
         );
-        const jobs = running.map((job) => endLease(this.ctx, job, "node_dead", "job.reassigned", null));
+        const jobs = endLeases(this.ctx, running, "node_dead", "job.reassigned", null);
         return { nodeId: node.id, name: node.name, lastHeartbeat: node.last_heartbeat, jobs };
       });
     });

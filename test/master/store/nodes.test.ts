@@ -1,4 +1,5 @@
 // Nodes: registration, heartbeats and leases, and the sweepers that take work back.
+import Database from "better-sqlite3";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DEAD_NODE_BATCH, DeadNodeSweeper, EXPIRED_LEASE_BATCH } from "../../../master/sweepers/dead-nodes.js";
@@ -143,6 +144,40 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       // Still ahead of the job submitted after it.
       expect((await claim(t.store, alive.id)).map((j) => j.id)).toEqual([job.id]);
       expect(later.status).toBe("pending");
+    });
+
+    it("re-queues a dead node's jobs together, each with a fresh aging time and the reason its lease ended", async () => {
+      const jobs = [await submit(t.store), await submit(t.store), await submit(t.store)];
+      const node = await register(t.store, "node-1", [], 3);
+      expect(await claim(t.store, node.id)).toHaveLength(3);
+      t.clock.advanceSeconds(61);
+      const sweep = await deadNodeSweeper().runOnce();
+      expect(sweep.dead[0]?.jobs.map((job) => [job.jobId, job.outcome])).toEqual(jobs.map((job) => [job.id, "requeued"]));
+      const db = new Database(t.path, { readonly: true });
+      try {
+        const rows = db
+          .prepare("SELECT status, retry_count, node_id, stall_at, lease_expires_at, ready_at, aging_at, lease_end_reason FROM jobs ORDER BY seq")
+          .all();
+        const now = t.clock.now();
+        expect(rows).toEqual(
+          jobs.map(() => ({
+            status: "pending",
+            retry_count: 1,
+            node_id: null,
+            stall_at: null,
+            lease_expires_at: null,
+            ready_at: now.toISOString(),
+            aging_at: new Date(now.getTime() + t.policy.agingMs).toISOString(),
+            lease_end_reason: "node_dead",
+          })),
+        );
+      } finally {
+        db.close();
+      }
+      for (const job of jobs) {
+        const events = (await t.store.jobs.events({ jobId: job.id, limit: 10 })).items.map((entry) => entry.event_type);
+        expect(events).toEqual(["job.submitted", "job.assigned", "job.reassigned"]);
+      }
     });
 
     it("fails a job whose node died once retries are spent", async () => {

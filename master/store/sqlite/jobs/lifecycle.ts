@@ -20,87 +20,106 @@ export function agedWeight(weight: number, readyAt: Date, now: Date, agingMs: nu
   return Math.min(AGING_CEILING_WEIGHT, weight + Math.max(0, intervals));
 }
 
+/** What ending a lease needs of a running job. */
+export type EndingLease = Pick<
+  JobRow,
+  "seq" | "id" | "node_id" | "attempt" | "retry_count" | "max_retries" | "cancel_requested" | "effective_priority"
+>;
+
+export const ENDING_LEASE_COLUMNS = [
+  "seq", "id", "node_id", "attempt", "retry_count", "max_retries", "cancel_requested", "effective_priority",
+] as const satisfies readonly (keyof EndingLease)[];
+
 /**
- * A running job whose lease ended without a report from its node (node dead,
- * stalled, node left): canceled if a cancel was asked, else back to the queue,
- * or failed once `max_retries` is spent.
+ * Running jobs whose leases ended without a report from their node (node dead,
+ * stalled, node left): each canceled if a cancel was asked, else back to the
+ * queue, or failed once `max_retries` is spent. The jobs going back to the queue,
+ * nearly all of them, go in one statement, and every job's first audit row in
+ * another (a dead node's sweep may end hundreds of leases; a statement each cost
+ * about twice as much).
  */
-export function endLease(
+export function endLeases(
   ctx: StoreContext,
-  job: JobRow,
+  jobs: readonly EndingLease[],
   reason: LeaseEndReason,
   event: "job.reassigned" | "job.stalled",
   actor: string | null,
-): RescuedJob {
+): RescuedJob[] {
+  if (jobs.length === 0) return [];
   const { db, audit } = ctx;
   const now = ctx.clock.now();
   const at = now.toISOString();
-  const base = { entity_type: "job", entity_id: job.id, client_id: actor };
-  audit.write(
-    { ...base, event_type: event, details: { node_id: job.node_id, attempt: job.attempt, reason } },
+  audit.writeMany(
+    jobs.map((job) => ({
+      event_type: event,
+      entity_type: "job",
+      entity_id: job.id,
+      client_id: actor,
+      details: { node_id: job.node_id, attempt: job.attempt, reason },
+    })),
     at,
   );
-  // Prepared, like the requeue below: a dead node's sweep may end hundreds of leases.
-  if (job.cancel_requested === 1) {
-    db.prepared<{ seq: number; at: string }>("lease-end-canceled", () =>
-      db.kysely
-        .updateTable("jobs")
-        .set({
-          status: sql.lit("canceled"),
-          lease_end_reason: sql.lit("canceled"),
-          stall_at: null,
-          lease_expires_at: null,
-          finished_at: param("at"),
-          updated_at: param("at"),
-        })
-        .where("seq", "=", param("seq")),
-    ).run({ seq: job.seq, at });
-    audit.write({ ...base, event_type: "job.canceled", details: { attempt: job.attempt, reason } }, at);
-    failDependents(ctx, job.id, at);
-    return { jobId: job.id, nodeId: job.node_id, outcome: "canceled" };
+  const requeue: { seq: number; retry_count: number; aging_at: string | null }[] = [];
+  const rescued = jobs.map((job): RescuedJob => {
+    const base = { entity_type: "job", entity_id: job.id, client_id: actor };
+    if (job.cancel_requested === 1) {
+      db.prepared<{ seq: number; at: string }>("lease-end-canceled", () =>
+        db.kysely
+          .updateTable("jobs")
+          .set({
+            status: sql.lit("canceled"),
+            lease_end_reason: sql.lit("canceled"),
+            stall_at: null,
+            lease_expires_at: null,
+            finished_at: param("at"),
+            updated_at: param("at"),
+          })
+          .where("seq", "=", param("seq")),
+      ).run({ seq: job.seq, at });
+      audit.write({ ...base, event_type: "job.canceled", details: { attempt: job.attempt, reason } }, at);
+      failDependents(ctx, job.id, at);
+      return { jobId: job.id, nodeId: job.node_id, outcome: "canceled" };
+    }
+    const retryCount = job.retry_count + 1;
+    if (retryCount > job.max_retries) {
+      db.prepared<{ seq: number; at: string; reason: string }>("lease-end-failed", () =>
+        db.kysely
+          .updateTable("jobs")
+          .set({
+            status: sql.lit("failed"),
+            failure_reason: sql.lit("max_retries_exceeded"),
+            lease_end_reason: param("reason"),
+            stall_at: null,
+            lease_expires_at: null,
+            finished_at: param("at"),
+            updated_at: param("at"),
+          })
+          .where("seq", "=", param("seq")),
+      ).run({ seq: job.seq, at, reason });
+      audit.write(
+        { ...base, event_type: "job.failed", details: { attempt: job.attempt, failure_reason: "max_retries_exceeded", reason } },
+        at,
+      );
+      failDependents(ctx, job.id, at);
+      return { jobId: job.id, nodeId: job.node_id, outcome: "failed" };
+    }
+    requeue.push({ seq: job.seq, retry_count: retryCount, aging_at: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs) });
+    return { jobId: job.id, nodeId: job.node_id, outcome: "requeued" };
+  });
+  // Straight back to pending, at their old place in line (seq is kept): the lost
+  // time was the node's, not the jobs'. NOT INDEXED: by seq, the primary key.
+  if (requeue.length > 0) {
+    db.preparedSql<{ jobs: string; at: string; reason: string }>("requeue", () =>
+      sql`
+        UPDATE jobs NOT INDEXED
+        SET status = 'pending', retry_count = back.value ->> 'retry_count', node_id = NULL, stall_at = NULL,
+            lease_expires_at = NULL, ready_at = ${param("at")}, aging_at = back.value ->> 'aging_at',
+            lease_end_reason = ${param("reason")}, updated_at = ${param("at")}
+        FROM json_each(${param("jobs")}) AS back
+        WHERE jobs.seq = back.value ->> 'seq'`,
+    ).run({ jobs: JSON.stringify(requeue), at, reason });
   }
-  const retryCount = job.retry_count + 1;
-  if (retryCount > job.max_retries) {
-    db.prepared<{ seq: number; at: string; reason: string }>("lease-end-failed", () =>
-      db.kysely
-        .updateTable("jobs")
-        .set({
-          status: sql.lit("failed"),
-          failure_reason: sql.lit("max_retries_exceeded"),
-          lease_end_reason: param("reason"),
-          stall_at: null,
-          lease_expires_at: null,
-          finished_at: param("at"),
-          updated_at: param("at"),
-        })
-        .where("seq", "=", param("seq")),
-    ).run({ seq: job.seq, at, reason });
-    audit.write(
-      { ...base, event_type: "job.failed", details: { attempt: job.attempt, failure_reason: "max_retries_exceeded", reason } },
-      at,
-    );
-    failDependents(ctx, job.id, at);
-    return { jobId: job.id, nodeId: job.node_id, outcome: "failed" };
-  }
-  // Straight back to pending, at its old place in line (seq is kept): the lost
-  // time was the node's, not the job's.
-  db.prepared<{ seq: number; retryCount: number; at: string; agingAt: string | null; reason: string }>("requeue", () =>
-    db.kysely
-      .updateTable("jobs")
-      .set({
-        status: sql.lit("pending"),
-        retry_count: param("retryCount"),
-        node_id: null,
-        stall_at: null,
-        lease_expires_at: null,
-        ready_at: param("at"),
-        aging_at: param("agingAt"),
-        lease_end_reason: param("reason"),
-        updated_at: param("at"),
-      })
-      .where("seq", "=", param("seq")),
-  ).run({ seq: job.seq, retryCount, at, agingAt: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs), reason });
-  return { jobId: job.id, nodeId: job.node_id, outcome: "requeued" };
+  return rescued;
 }
 
 /**

@@ -5,7 +5,7 @@ import { AGING_CEILING_WEIGHT, type RescuedJob } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { param } from "../database.js";
 import type { JobRow } from "../rows.js";
-import { endLease, nextAgingAt } from "./lifecycle.js";
+import { ENDING_LEASE_COLUMNS, endLeases, nextAgingAt, type EndingLease } from "./lifecycle.js";
 
 export function promoteScheduled(ctx: StoreContext, limit: number): { promoted: number; nextAt: Date | null } {
   const { db, audit } = ctx;
@@ -68,10 +68,10 @@ export function rescueStalled(ctx: StoreContext, limit: number): RescuedJob[] {
   const { db } = ctx;
   return db.transaction(() => {
     const at = ctx.clock.now().toISOString();
-    const stalled = db.allSql<JobRow>(sql`
-      SELECT * FROM jobs INDEXED BY jobs_stall
+    const stalled = db.allSql<EndingLease>(sql`
+      SELECT ${sql.raw(ENDING_LEASE_COLUMNS.join(", "))} FROM jobs INDEXED BY jobs_stall
       WHERE status = 'running' AND stall_at <= ${at} ORDER BY stall_at LIMIT ${limit}`);
-    return stalled.map((job) => endLease(ctx, job, "stalled", "job.stalled", null));
+    return endLeases(ctx, stalled, "stalled", "job.stalled", null);
   });
 }
 
@@ -80,9 +80,9 @@ export function expireLeases(ctx: StoreContext, limit: number): RescuedJob[] {
   const { db } = ctx;
   return db.transaction(() => {
     const at = ctx.clock.now().toISOString();
-    const expired = db.allSql<JobRow>(sql`
-      SELECT * FROM jobs INDEXED BY jobs_lease
+    const expired = db.allSql<EndingLease>(sql`
+      SELECT ${sql.raw(ENDING_LEASE_COLUMNS.join(", "))} FROM jobs INDEXED BY jobs_lease
       WHERE status = 'running' AND lease_expires_at < ${at} ORDER BY lease_expires_at LIMIT ${limit}`);
-    return expired.map((job) => endLease(ctx, job, "lease_expired", "job.reassigned", null));
+    return endLeases(ctx, expired, "lease_expired", "job.reassigned", null);
   });
 }
