@@ -123,6 +123,17 @@ function guarded<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) =>
   };
 }
 
+/**
+ * An object of fixed shape from a row's values, compiled once per statement (a
+ * literal with the column names, as better-sqlite3 would name them; a later
+ * column of the same name wins, as there). The names come from our own SQL and
+ * are quoted with JSON.stringify.
+ */
+function rowMaker(names: readonly string[]): (values: unknown[]) => Record<string, unknown> {
+  const fields = names.map((name, index) => `${JSON.stringify(name)}: values[${index}]`);
+  return new Function("values", `return { ${fields.join(", ")} };`) as (values: unknown[]) => Record<string, unknown>;
+}
+
 function toBindable(value: unknown): Bindable {
   if (value === undefined || value === null) return null;
   if (typeof value === "boolean") return value ? 1 : 0;
@@ -417,10 +428,25 @@ export class SqliteDatabase {
       if (writes) this.afterStatement();
       return value;
     };
+    if (!stmt.reader) {
+      return {
+        all: guarded((params: P) => after(stmt.all(bind(params)) as Row[])),
+        get: guarded((params: P) => after(stmt.get(bind(params)) as Row | undefined)),
+        run: guarded((params: P) => after(stmt.run(bind(params)).changes)),
+      };
+    }
+    // Rows as arrays, made into objects here: better-sqlite3's own row objects cost
+    // about 0.45 µs a column (a heartbeat's 10 leases of 11 columns: 5.9 µs a row
+    // against 3.7 this way).
+    const rawStmt = stmt.raw(true);
+    const toRow = rowMaker(stmt.columns().map((column) => column.name)) as (values: unknown[]) => Row;
     return {
-      all: guarded((params: P) => after(stmt.all(bind(params)) as Row[])),
-      get: guarded((params: P) => after(stmt.get(bind(params)) as Row | undefined)),
-      run: guarded((params: P) => after(stmt.run(bind(params)).changes)),
+      all: guarded((params: P) => after((rawStmt.all(bind(params)) as unknown[][]).map(toRow))),
+      get: guarded((params: P) => {
+        const values = rawStmt.get(bind(params)) as unknown[] | undefined;
+        return after(values === undefined ? undefined : toRow(values));
+      }),
+      run: guarded((params: P) => after(rawStmt.run(bind(params)).changes)),
     };
   }
 

@@ -1,6 +1,7 @@
 // Group commits flushed off the event loop: a write is acknowledged only once the WAL
 // is on disk, flushes are shared between groups, and a failed flush is a storage error.
 import { join } from "node:path";
+import { sql } from "kysely";
 import { afterEach, describe, expect, it } from "vitest";
 import { loopLoad, SqliteDatabase } from "../../../master/store/sqlite/database.js";
 import { StorageUnavailableError } from "../../../master/store/types.js";
@@ -138,5 +139,29 @@ describe("group commits flushed on the thread pool", () => {
     d.run(d.kysely.insertInto("settings").values({ key: "k", value: "v", updated_at: "2026-01-01T00:00:00.000Z" }));
     await d.durable();
     expect(flushes.calls).toHaveLength(0);
+  });
+});
+
+describe("prepared statements", () => {
+  it("answer rows as objects named by their columns, NULLs included, a later column of the same name winning", () => {
+    const db = new SqliteDatabase({ path: join(tempDir(), "rows.db") });
+    try {
+      db.sqlite.exec("CREATE TABLE t (a INTEGER, b TEXT, c REAL); INSERT INTO t VALUES (1, 'x', NULL), (2, 'y', 2.5)");
+      const both = db.prepareSql<object, { a: number; b: string; c: number | null }>(sql`SELECT a, b, c FROM t ORDER BY a`);
+      expect(both.all({})).toEqual([
+        { a: 1, b: "x", c: null },
+        { a: 2, b: "y", c: 2.5 },
+      ]);
+      expect(both.get({})).toEqual({ a: 1, b: "x", c: null });
+      const none = db.prepareSql<object, { a: number }>(sql`SELECT a FROM t WHERE a > 5`);
+      expect(none.get({})).toBeUndefined();
+      expect(none.all({})).toEqual([]);
+      const twice = db.prepareSql<object, { a: string }>(sql`SELECT a, b AS a FROM t WHERE a = 1`);
+      expect(twice.get({})).toEqual({ a: "x" });
+      // What better-sqlite3 itself answers for the same statements.
+      expect(db.sqlite.prepare("SELECT a, b AS a FROM t WHERE a = 1").get()).toEqual({ a: "x" });
+    } finally {
+      db.close();
+    }
   });
 });
