@@ -30,6 +30,61 @@ export const ENDING_LEASE_COLUMNS = [
   "seq", "id", "node_id", "attempt", "retry_count", "max_retries", "cancel_requested", "effective_priority",
 ] as const satisfies readonly (keyof EndingLease)[];
 
+/** A job whose lease ended after a cancel was asked: canceled, and its dependents fail. */
+function cancelEnded(ctx: StoreContext, job: EndingLease, reason: LeaseEndReason, actor: string | null, at: string): "canceled" {
+  const { db, audit } = ctx;
+  db.prepared<{ seq: number; at: string }>("lease-end-canceled", () =>
+    db.kysely
+      .updateTable("jobs")
+      .set({
+        status: sql.lit("canceled"),
+        lease_end_reason: sql.lit("canceled"),
+        stall_at: null,
+        lease_expires_at: null,
+        finished_at: param("at"),
+        updated_at: param("at"),
+      })
+      .where("seq", "=", param("seq")),
+  ).run({ seq: job.seq, at });
+  audit.write(
+    { entity_type: "job", entity_id: job.id, client_id: actor, event_type: "job.canceled", details: { attempt: job.attempt, reason } },
+    at,
+  );
+  failDependents(ctx, job.id, at);
+  return "canceled";
+}
+
+/** A job whose lease ended with its retries spent: failed, and its dependents fail. */
+function failEnded(ctx: StoreContext, job: EndingLease, reason: LeaseEndReason, actor: string | null, at: string): "failed" {
+  const { db, audit } = ctx;
+  db.prepared<{ seq: number; at: string; reason: string }>("lease-end-failed", () =>
+    db.kysely
+      .updateTable("jobs")
+      .set({
+        status: sql.lit("failed"),
+        failure_reason: sql.lit("max_retries_exceeded"),
+        lease_end_reason: param("reason"),
+        stall_at: null,
+        lease_expires_at: null,
+        finished_at: param("at"),
+        updated_at: param("at"),
+      })
+      .where("seq", "=", param("seq")),
+  ).run({ seq: job.seq, at, reason });
+  audit.write(
+    {
+      entity_type: "job",
+      entity_id: job.id,
+      client_id: actor,
+      event_type: "job.failed",
+      details: { attempt: job.attempt, failure_reason: "max_retries_exceeded", reason },
+    },
+    at,
+  );
+  failDependents(ctx, job.id, at);
+  return "failed";
+}
+
 /**
  * Running jobs whose leases ended without a report from their node (node dead,
  * stalled, node left): each canceled if a cancel was asked, else back to the
@@ -61,50 +116,11 @@ export function endLeases(
   );
   const requeue: { seq: number; retry_count: number; aging_at: string | null }[] = [];
   const rescued = jobs.map((job): RescuedJob => {
-    const base = { entity_type: "job", entity_id: job.id, client_id: actor };
-    if (job.cancel_requested === 1) {
-      db.prepared<{ seq: number; at: string }>("lease-end-canceled", () =>
-        db.kysely
-          .updateTable("jobs")
-          .set({
-            status: sql.lit("canceled"),
-            lease_end_reason: sql.lit("canceled"),
-            stall_at: null,
-            lease_expires_at: null,
-            finished_at: param("at"),
-            updated_at: param("at"),
-          })
-          .where("seq", "=", param("seq")),
-      ).run({ seq: job.seq, at });
-      audit.write({ ...base, event_type: "job.canceled", details: { attempt: job.attempt, reason } }, at);
-      failDependents(ctx, job.id, at);
-      return { jobId: job.id, nodeId: job.node_id, outcome: "canceled" };
-    }
-    const retryCount = job.retry_count + 1;
-    if (retryCount > job.max_retries) {
-      db.prepared<{ seq: number; at: string; reason: string }>("lease-end-failed", () =>
-        db.kysely
-          .updateTable("jobs")
-          .set({
-            status: sql.lit("failed"),
-            failure_reason: sql.lit("max_retries_exceeded"),
-            lease_end_reason: param("reason"),
-            stall_at: null,
-            lease_expires_at: null,
-            finished_at: param("at"),
-            updated_at: param("at"),
-          })
-          .where("seq", "=", param("seq")),
-      ).run({ seq: job.seq, at, reason });
-      audit.write(
-        { ...base, event_type: "job.failed", details: { attempt: job.attempt, failure_reason: "max_retries_exceeded", reason } },
-        at,
-      );
-      failDependents(ctx, job.id, at);
-      return { jobId: job.id, nodeId: job.node_id, outcome: "failed" };
-    }
-    requeue.push({ seq: job.seq, retry_count: retryCount, aging_at: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs) });
-    return { jobId: job.id, nodeId: job.node_id, outcome: "requeued" };
+    let outcome: RescuedJob["outcome"] = "requeued";
+    if (job.cancel_requested === 1) outcome = cancelEnded(ctx, job, reason, actor, at);
+    else if (job.retry_count + 1 > job.max_retries) outcome = failEnded(ctx, job, reason, actor, at);
+    else requeue.push({ seq: job.seq, retry_count: job.retry_count + 1, aging_at: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs) });
+    return { jobId: job.id, nodeId: job.node_id, outcome };
   });
   // Straight back to pending, at their old place in line (seq is kept): the lost
   // time was the node's, not the jobs'. NOT INDEXED: by seq, the primary key.
