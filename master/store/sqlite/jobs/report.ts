@@ -222,15 +222,15 @@ function completeMany(ctx: StoreContext, statements: ReportStatements, reports: 
   };
 }
 
-/** What an accepted report did, for the metrics. */
-function effectOf(ctx: StoreContext, job: Pick<JobRow, "type" | "priority" | "started_at">, outcome: Pick<Accepted, "status" | "failureReason">) {
+/** What an accepted report did, for the metrics; `nowMs`: when the batch is applied. */
+function effectOf(job: Pick<JobRow, "type" | "priority" | "started_at">, outcome: Pick<Accepted, "status" | "failureReason">, nowMs: number) {
   const startedAt = job.started_at === null ? null : new Date(job.started_at).getTime();
   return {
     type: job.type,
     priority: priorityName(job.priority),
     status: outcome.status,
     failureReason: outcome.failureReason,
-    runMs: startedAt === null ? null : Math.max(0, ctx.clock.now().getTime() - startedAt),
+    runMs: startedAt === null ? null : Math.max(0, nowMs - startedAt),
   };
 }
 
@@ -255,11 +255,12 @@ export function reportResults(
         ? new Map(statements.leases.all({ ids: JSON.stringify(rest.map((report) => report.jobId)) }).map((lease) => [lease.id, lease]))
         : undefined;
     const items: ReportOutcome[] = [];
+    const nowMs = ctx.clock.now().getTime();
     let ready = released;
     for (const report of params.reports) {
       const done = completed.get(report.jobId);
       if (done) {
-        items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(ctx, done, { status: "completed", failureReason: null }) });
+        items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(done, { status: "completed", failureReason: null }, nowMs) });
         continue;
       }
       const lease = leases ? leases.get(report.jobId) : statements.lease.get({ id: report.jobId });
@@ -268,7 +269,7 @@ export function reportResults(
       } else if (lease.status === "running" && lease.node_id === params.nodeId && lease.attempt === report.attempt) {
         const accepted = accept(ctx, statements, lease, report, params.nodeId);
         ready += accepted.ready;
-        items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(ctx, lease, accepted) });
+        items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(lease, accepted, nowMs) });
       } else if (lease.reported_attempt === report.attempt && lease.reported_status === report.status) {
         items.push({ jobId: report.jobId, verdict: "duplicate" });
       } else {
