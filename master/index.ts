@@ -185,12 +185,14 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   await modes.load();
   const metrics = new Metrics(() => store.jobs.stats());
   const dispatcher = new Dispatcher(store.jobs, () => modes.allowsDispatch);
-  // Nodes can report from the master's start, and again from the end of each read-only spell;
-  // while read-only, their heartbeats are refused, so silence proves nothing.
+  // Nodes can report from the moment the master listens (opening and checking a big database
+  // can take seconds, which must not eat their grace), and again from the end of each
+  // read-only spell; while read-only, their heartbeats are refused, so silence proves nothing.
+  let listeningSince = startedAt;
   const reportingSince = () => {
     if (!modes.allowsWrites) return clock.now();
     const writable = modes.lastWritableAgainAt;
-    return writable && writable > startedAt ? writable : startedAt;
+    return writable && writable > listeningSince ? writable : listeningSince;
   };
   const { services, promoter, scheduler } = createServices({ config, store, clock, log, metrics, dispatcher, reportingSince });
   // A full disk seen anywhere (a request or a sweep) turns the master read-only.
@@ -236,6 +238,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     await store.close();
     throw error;
   }
+  listeningSince = clock.now();
   auth.failedLogins.start();
   for (const service of services) service.start();
   ready = true;
