@@ -24,6 +24,12 @@ export function retryDelayMs(retryCount: number, params: BackoffParams, random: 
   return Math.round(nominalS * 1000 * jitter);
 }
 
+/**
+ * last_heartbeat is kept to within a tenth of the node timeout (6 s of the default 60):
+ * nodes that beat more often than that cost a read, not a write and an fsync.
+ */
+export const HEARTBEAT_WRITES_PER_TIMEOUT = 10;
+
 export interface PolicyParams extends BackoffParams {
   stallGraceS: number;
   agingS: number;
@@ -36,6 +42,7 @@ export function createQueuePolicy(params: PolicyParams, random: () => number = M
     stallGraceMs: params.stallGraceS * 1000,
     agingMs: params.agingS * 1000,
     leaseMs: params.nodeTimeoutS * 1000,
+    heartbeatWriteMs: (params.nodeTimeoutS * 1000) / HEARTBEAT_WRITES_PER_TIMEOUT,
   };
 }
 

@@ -157,6 +157,12 @@ export interface QueuePolicy {
   agingMs: number;
   /** How long a running job's lease lasts without a heartbeat that lists it (the node timeout). */
   leaseMs: number;
+  /**
+   * A heartbeat rewrites the node's last_heartbeat only once the stored one is older
+   * than this, so last_heartbeat may lag by up to this much; the dead-node sweep
+   * allows for it (a node is never declared dead sooner than the node timeout).
+   */
+  heartbeatWriteMs: number;
 }
 
 // ---- jobs ----------------------------------------------------------------
@@ -326,7 +332,10 @@ export interface NodeStore {
   deregister(params: ActorParams): Promise<NodeActionOutcome>;
   drain(params: ActorParams): Promise<NodeActionOutcome>;
   resume(params: ActorParams): Promise<NodeActionOutcome>;
-  /** Nodes silent since before `cutoff` become `dead`; their jobs are re-queued or failed. */
+  /**
+   * Nodes silent since before `cutoff` become `dead`; their jobs are re-queued or failed.
+   * Only nodes known to be: last_heartbeat older than `cutoff` by more than heartbeatWriteMs.
+   */
   markDead(params: { cutoff: Date; limit: number }): Promise<DeadNode[]>;
 }
 

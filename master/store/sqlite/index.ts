@@ -28,6 +28,8 @@ export interface OpenSqliteStoreParams {
   backgroundCheckpoints?: boolean | Pick<CheckpointerParams, "intervalMs" | "restartFrames">;
   /** Group commits flush the WAL on the thread pool (see SqliteDatabase's syncOffThread). */
   syncOffThread?: boolean;
+  /** The flush of the WAL with syncOffThread (tests hold it to see who waits for it). */
+  fdatasync?: (fd: number) => Promise<void>;
   /** A background checkpoint failed; it is tried again. */
   onCheckpointError?: (message: string) => void;
 }
@@ -104,7 +106,7 @@ export interface SqliteStore extends Store {
 export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
   let db: SqliteDatabase;
   try {
-    db = new SqliteDatabase({ path: params.path, synchronous: params.synchronous ?? "full", syncOffThread: params.syncOffThread });
+    db = new SqliteDatabase({ path: params.path, synchronous: params.synchronous ?? "full", syncOffThread: params.syncOffThread, fdatasync: params.fdatasync });
   } catch (error) {
     if ((error as { code?: string }).code === "SQLITE_NOTADB") {
       throw new CorruptDatabaseError(`${params.path} is not a SQLite database (or is corrupt); restore a backup with gaffer restore`);

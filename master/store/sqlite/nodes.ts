@@ -32,7 +32,7 @@ type Lease = Pick<
 >;
 
 interface HeartbeatStatements {
-  node: Prepared<{ id: string; status: string }, { nodeId: string }>;
+  node: Prepared<{ id: string; status: string; last_heartbeat: string }, { nodeId: string }>;
   touch: Prepared<unknown, { nodeId: string; at: string }>;
   /** `ids`: a JSON array of job ids. */
   leases: Prepared<Lease, { ids: string }>;
@@ -65,7 +65,7 @@ function prepareHeartbeat(ctx: StoreContext): HeartbeatStatements {
   const { db } = ctx;
   const k = db.kysely;
   return {
-    node: db.prepare(k.selectFrom("nodes").select(["id", "status"]).where("id", "=", param("nodeId"))),
+    node: db.prepare(k.selectFrom("nodes").select(["id", "status", "last_heartbeat"]).where("id", "=", param("nodeId"))),
     touch: db.prepare(k.updateTable("nodes").set({ last_heartbeat: param("at") }).where("id", "=", param("nodeId"))),
     // Every listed job in one read and every renewal in one write: a statement per job
     // was most of a heartbeat's time in the store. NOT INDEXED: by seq (see claim).
@@ -94,6 +94,9 @@ function prepareHeartbeat(ctx: StoreContext): HeartbeatStatements {
     ),
   };
 }
+
+/** A heartbeat that would write something: answered by a write transaction, not a read. */
+const MUST_WRITE = Symbol("must write");
 
 /** Why a job the node lists is no longer its to run. */
 function cancelReason(lease: Lease, listedAttempt: number): CancelNotice["reason"] {
@@ -175,70 +178,88 @@ export class SqliteNodeStore implements NodeStore {
   }
 
   async heartbeat(params: { nodeId: string; running: HeartbeatJob[] }): Promise<HeartbeatOutcome> {
-    const { db, audit, policy } = this.ctx;
+    // Most heartbeats of a busy cluster change nothing: the node's last_heartbeat is
+    // recent, no lease is due for renewal, no progress moved. Those are answered from
+    // a read: no transaction, no commit, no fsync. The others run again as a write.
+    const read = this.beat(params, false);
+    if (read === MUST_WRITE) return this.ctx.db.grouped(() => this.beat(params, true) as HeartbeatOutcome);
+    // What the answer says must not be lost: every commit it could have read is on disk first.
+    await this.ctx.db.durable();
+    return read;
+  }
+
+  /** The heartbeat; with `write` false, MUST_WRITE at the first thing that would be written. */
+  private beat(params: { nodeId: string; running: HeartbeatJob[] }, write: boolean): HeartbeatOutcome | typeof MUST_WRITE {
+    const { audit, policy } = this.ctx;
     const hb = this.hb;
-    return db.grouped(() => {
-      const node = hb.node.get({ nodeId: params.nodeId });
-      if (!node) return { ok: false, reason: "not_found" };
-      if (node.status === "offline") return { ok: false, reason: "offline" };
-      const now = this.ctx.clock.now();
-      const at = now.toISOString();
+    const node = hb.node.get({ nodeId: params.nodeId });
+    if (!node) return { ok: false, reason: "not_found" };
+    if (node.status === "offline") return { ok: false, reason: "offline" };
+    const now = this.ctx.clock.now();
+    const at = now.toISOString();
+    const stale = node.last_heartbeat < new Date(now.getTime() - policy.heartbeatWriteMs).toISOString();
+    if (node.status === "dead" || stale) {
+      if (!write) return MUST_WRITE;
       if (node.status === "dead") reviveNode(this.ctx, node.id, at);
       else hb.touch.run({ nodeId: node.id, at });
-      const leaseExpiresAt = new Date(now.getTime() + policy.leaseMs).toISOString();
-      // Renew only leases past half their life: fewer writes, same guarantee.
-      const renewBefore = new Date(now.getTime() + policy.leaseMs / 2).toISOString();
-      const cancel: CancelNotice[] = [];
-      const listed = new Set<string>();
-      const leases = new Map(
-        params.running.length === 0
-          ? []
-          : hb.leases.all({ ids: JSON.stringify(params.running.map((job) => job.jobId)) }).map((lease) => [lease.id, lease]),
-      );
-      const renew: number[] = [];
-      for (const job of params.running) {
-        if (listed.has(job.jobId)) continue; // listed twice: counts once
-        listed.add(job.jobId);
-        const lease = leases.get(job.jobId);
-        if (!lease) {
-          cancel.push({ job_id: job.jobId, attempt: job.attempt, reason: "unknown" });
-          continue;
-        }
-        const ours = lease.status === "running" && lease.node_id === node.id && lease.attempt === job.attempt;
-        if (!ours || lease.cancel_requested === 1) {
-          cancel.push({ job_id: job.jobId, attempt: job.attempt, reason: cancelReason(lease, job.attempt) });
-          if (!ours) continue;
-        }
-        if (lease.lease_expires_at === null || lease.lease_expires_at < renewBefore) renew.push(lease.seq);
-        const progress = job.progress ?? lease.progress;
-        const message = job.message ?? lease.progress_message;
-        if (progress !== lease.progress || message !== lease.progress_message) {
-          const logDue =
-            lease.progress_logged_at === null ||
-            now.getTime() - new Date(lease.progress_logged_at).getTime() >= PROGRESS_AUDIT_INTERVAL_MS;
-          hb.progress.run({ seq: lease.seq, progress, message, loggedAt: logDue ? at : lease.progress_logged_at, at });
-          if (logDue) {
-            audit.write(
-              {
-                event_type: "job.progress",
-                entity_type: "job",
-                entity_id: lease.id,
-                client_id: null,
-                details: { progress, message, attempt: lease.attempt },
-              },
-              at,
-            );
-          }
+    }
+    const leaseExpiresAt = new Date(now.getTime() + policy.leaseMs).toISOString();
+    // Renew only leases past half their life: fewer writes, same guarantee.
+    const renewBefore = new Date(now.getTime() + policy.leaseMs / 2).toISOString();
+    const cancel: CancelNotice[] = [];
+    const listed = new Set<string>();
+    const leases = new Map(
+      params.running.length === 0
+        ? []
+        : hb.leases.all({ ids: JSON.stringify(params.running.map((job) => job.jobId)) }).map((lease) => [lease.id, lease]),
+    );
+    const renew: number[] = [];
+    for (const job of params.running) {
+      if (listed.has(job.jobId)) continue; // listed twice: counts once
+      listed.add(job.jobId);
+      const lease = leases.get(job.jobId);
+      if (!lease) {
+        cancel.push({ job_id: job.jobId, attempt: job.attempt, reason: "unknown" });
+        continue;
+      }
+      const ours = lease.status === "running" && lease.node_id === node.id && lease.attempt === job.attempt;
+      if (!ours || lease.cancel_requested === 1) {
+        cancel.push({ job_id: job.jobId, attempt: job.attempt, reason: cancelReason(lease, job.attempt) });
+        if (!ours) continue;
+      }
+      if (lease.lease_expires_at === null || lease.lease_expires_at < renewBefore) {
+        if (!write) return MUST_WRITE;
+        renew.push(lease.seq);
+      }
+      const progress = job.progress ?? lease.progress;
+      const message = job.message ?? lease.progress_message;
+      if (progress !== lease.progress || message !== lease.progress_message) {
+        if (!write) return MUST_WRITE;
+        const logDue =
+          lease.progress_logged_at === null ||
+          now.getTime() - new Date(lease.progress_logged_at).getTime() >= PROGRESS_AUDIT_INTERVAL_MS;
+        hb.progress.run({ seq: lease.seq, progress, message, loggedAt: logDue ? at : lease.progress_logged_at, at });
+        if (logDue) {
+          audit.write(
+            {
+              event_type: "job.progress",
+              entity_type: "job",
+              entity_id: lease.id,
+              client_id: null,
+              details: { progress, message, attempt: lease.attempt },
+            },
+            at,
+          );
         }
       }
-      if (renew.length > 0) hb.renew.run({ seqs: JSON.stringify(renew), leaseExpiresAt });
-      // A cancel asked for a job the node did not list yet (say, claimed a moment ago).
-      for (const job of hb.canceled.all({ nodeId: node.id })) {
-        if (!listed.has(job.id)) cancel.push({ job_id: job.id, attempt: job.attempt, reason: "canceled" });
-      }
-      const status: NodeStatus = node.status === "draining" ? "draining" : "online";
-      return { ok: true, status, cancel };
-    });
+    }
+    if (renew.length > 0) hb.renew.run({ seqs: JSON.stringify(renew), leaseExpiresAt });
+    // A cancel asked for a job the node did not list yet (say, claimed a moment ago).
+    for (const job of hb.canceled.all({ nodeId: node.id })) {
+      if (!listed.has(job.id)) cancel.push({ job_id: job.id, attempt: job.attempt, reason: "canceled" });
+    }
+    const status: NodeStatus = node.status === "draining" ? "draining" : "online";
+    return { ok: true, status, cancel };
   }
 
   async deregister(params: ActorParams): Promise<NodeActionOutcome> {
@@ -297,12 +318,14 @@ export class SqliteNodeStore implements NodeStore {
     const { db, audit } = this.ctx;
     return db.transaction(() => {
       const at = this.ctx.clock.now().toISOString();
+      // last_heartbeat lags a node's latest heartbeat by up to heartbeatWriteMs.
+      const before = new Date(params.cutoff.getTime() - this.ctx.policy.heartbeatWriteMs).toISOString();
       const silent = db.all(
         db.kysely
           .selectFrom("nodes")
           .select(["id", "name", "last_heartbeat"])
           .where("status", "in", [sql.lit("online"), sql.lit("draining")])
-          .where("last_heartbeat", "<", params.cutoff.toISOString())
+          .where("last_heartbeat", "<", before)
           .orderBy("last_heartbeat")
           .limit(params.limit),
       );

@@ -1,11 +1,15 @@
 // Nodes: registration, heartbeats and leases, and the sweepers that take work back.
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { defaultQueuePolicy } from "../../../master/queue/policy.js";
+import { openSqliteStore } from "../../../master/store/sqlite/index.js";
 import { DEAD_NODE_BATCH, DeadNodeSweeper, EXPIRED_LEASE_BATCH } from "../../../master/sweepers/dead-nodes.js";
 import { STALLED_JOB_BATCH, StalledJobSweeper } from "../../../master/sweepers/stalled-jobs.js";
 import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { FakeClock } from "../../helpers/clock.js";
+import { removeTempDirs, tempDir } from "../../helpers/temp.js";
 
 const silent = pino({ level: "silent" });
 
@@ -20,6 +24,11 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
     await t.store.close();
     removeTempDirs();
   });
+
+  /** Time enough for a node that last beat now to be declared dead: the timeout, and the lag of last_heartbeat. */
+  function silence() {
+    t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
+  }
 
   function deadNodeSweeper(startedAt = new Date(0)) {
     return new DeadNodeSweeper({
@@ -107,9 +116,52 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       expect(beat.ok && beat.cancel).toEqual([{ job_id: job.id, attempt: 1, reason: "canceled" }]);
     });
 
+    it("rewrites last_heartbeat only once the stored one is older than heartbeatWriteMs", async () => {
+      const node = await register(t.store);
+      const registered = t.clock.now().toISOString();
+      t.clock.advance(t.policy.heartbeatWriteMs - 1000);
+      expect(await t.store.nodes.heartbeat({ nodeId: node.id, running: [] })).toEqual({ ok: true, status: "online", cancel: [] });
+      expect((await t.store.nodes.get(node.id))?.last_heartbeat).toBe(registered);
+      t.clock.advance(2000);
+      await t.store.nodes.heartbeat({ nodeId: node.id, running: [] });
+      expect((await t.store.nodes.get(node.id))?.last_heartbeat).toBe(t.clock.now().toISOString());
+    });
+
+    it("records progress even while last_heartbeat needs no rewrite", async () => {
+      const job = await submit(t.store);
+      const node = await register(t.store);
+      await claim(t.store, node.id);
+      t.clock.advanceSeconds(1);
+      await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: 1, progress: 10, message: "started" }] });
+      expect(await t.store.jobs.get(job.id)).toMatchObject({ progress: 10, progress_message: "started" });
+    });
+
+    it("renews a lease due for it even while last_heartbeat needs no rewrite", async () => {
+      const node = await register(t.store);
+      t.clock.advanceSeconds(1);
+      const job = await submit(t.store, { timeoutS: 3600 });
+      await claim(t.store, node.id);
+      const leaseEnd = () => {
+        const db = new Database(t.path, { readonly: true });
+        try {
+          return (db.prepare("SELECT lease_expires_at FROM jobs WHERE id = ?").get(job.id) as { lease_expires_at: string }).lease_expires_at;
+        } finally {
+          db.close();
+        }
+      };
+      const running = [{ jobId: job.id, attempt: 1 }];
+      const claimed = leaseEnd();
+      t.clock.advanceSeconds(29);
+      await t.store.nodes.heartbeat({ nodeId: node.id, running }); // last_heartbeat rewritten; the lease has 31 s left
+      expect(leaseEnd()).toBe(claimed);
+      t.clock.advanceSeconds(2);
+      await t.store.nodes.heartbeat({ nodeId: node.id, running }); // 29 s left: past half its life
+      expect(leaseEnd()).toBe(new Date(t.clock.now().getTime() + t.policy.leaseMs).toISOString());
+    });
+
     it("revives a dead node that heartbeats again", async () => {
       const node = await register(t.store);
-      t.clock.advanceSeconds(61);
+      silence();
       await deadNodeSweeper().runOnce();
       expect((await t.store.nodes.get(node.id))?.status).toBe("dead");
       const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [] });
@@ -134,7 +186,7 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       await claim(t.store, node.id);
       t.clock.advanceSeconds(45);
       await t.store.nodes.heartbeat({ nodeId: alive.id, running: [] });
-      t.clock.advanceSeconds(16);
+      t.clock.advance(16_000 + t.policy.heartbeatWriteMs);
       const sweep = await deadNodeSweeper().runOnce();
       expect(sweep.dead.map((d) => d.nodeId)).toEqual([node.id]);
       expect(sweep.dead[0]?.jobs).toEqual([{ jobId: job.id, nodeId: node.id, outcome: "requeued" }]);
@@ -150,7 +202,7 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       const jobs = [await submit(t.store), await submit(t.store), await submit(t.store)];
       const node = await register(t.store, "node-1", [], 3);
       expect(await claim(t.store, node.id)).toHaveLength(3);
-      t.clock.advanceSeconds(61);
+      silence();
       const sweep = await deadNodeSweeper().runOnce();
       expect(sweep.dead[0]?.jobs.map((job) => [job.jobId, job.outcome])).toEqual(jobs.map((job) => [job.id, "requeued"]));
       const db = new Database(t.path, { readonly: true });
@@ -184,7 +236,7 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       const job = await submit(t.store, { maxRetries: 0 });
       const node = await register(t.store);
       await claim(t.store, node.id);
-      t.clock.advanceSeconds(61);
+      silence();
       await deadNodeSweeper().runOnce();
       expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "failed", failure_reason: "max_retries_exceeded" });
     });
@@ -194,7 +246,7 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       const node = await register(t.store);
       await claim(t.store, node.id);
       await t.store.jobs.cancel({ id: job.id, actor: null });
-      t.clock.advanceSeconds(61);
+      silence();
       await deadNodeSweeper().runOnce();
       expect((await t.store.jobs.get(job.id))?.status).toBe("canceled");
     });
@@ -208,6 +260,32 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       expect((await t.store.nodes.get(node.id))?.status).toBe("online");
       t.clock.advanceSeconds(2);
       expect((await justStarted.runOnce()).dead).toHaveLength(1);
+    });
+
+    it("declares no node dead that beat within the node timeout, though its last_heartbeat lags behind", async () => {
+      const node = await register(t.store);
+      t.clock.advance(t.policy.heartbeatWriteMs - 1000);
+      await t.store.nodes.heartbeat({ nodeId: node.id, running: [] }); // not written: within heartbeatWriteMs
+      t.clock.advanceSeconds(59);
+      expect((await deadNodeSweeper().runOnce()).dead).toEqual([]);
+      expect((await t.store.nodes.get(node.id))?.status).toBe("online");
+      t.clock.advance(t.policy.heartbeatWriteMs);
+      expect((await deadNodeSweeper().runOnce()).dead.map((dead) => dead.nodeId)).toEqual([node.id]);
+    });
+
+    it("keeps the leases of a node that beats more often than last_heartbeat is rewritten", async () => {
+      const job = await submit(t.store, { timeoutS: 3600 });
+      const node = await register(t.store);
+      await claim(t.store, node.id);
+      const every = t.policy.heartbeatWriteMs / 2;
+      for (let at = 0; at < 3 * 60_000; at += every) {
+        t.clock.advance(every);
+        const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: 1 }] });
+        expect(beat).toEqual({ ok: true, status: "online", cancel: [] });
+        await deadNodeSweeper().runOnce();
+      }
+      expect((await t.store.nodes.get(node.id))?.status).toBe("online");
+      expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "running", attempt: 1 });
     });
 
     it("takes back a job its live node stopped listing once the lease runs out", async () => {
@@ -327,7 +405,7 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
 
     it("refuses to drain a dead node and to resume an offline one", async () => {
       const node = await register(t.store);
-      t.clock.advanceSeconds(61);
+      silence();
       await deadNodeSweeper().runOnce();
       expect(await t.store.nodes.drain({ id: node.id, actor: null })).toEqual({ ok: false, reason: "conflict", status: "dead" });
       await t.store.nodes.deregister({ id: node.id, actor: null });
@@ -345,5 +423,48 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       expect(next.items.map((n) => n.id)).toEqual([a.id]);
       expect((await t.store.nodes.list({ limit: 10, status: "draining" })).items.map((n) => n.id)).toEqual([a.id]);
     });
+  });
+});
+
+describe("a heartbeat answered from a read", () => {
+  it("waits until every commit it could have read is on disk", async () => {
+    let hold = false;
+    const held: (() => void)[] = [];
+    const clock = new FakeClock();
+    const store = openSqliteStore({
+      path: join(tempDir(), "gaffer.db"),
+      clock,
+      policy: defaultQueuePolicy(() => 0.5),
+      syncOffThread: true,
+      fdatasync: () => new Promise<void>((resolve) => (hold ? held.push(resolve) : resolve())),
+    });
+    try {
+      const job = await submit(store);
+      const other = await submit(store);
+      const node = await register(store);
+      await claim(store, node.id);
+      hold = true;
+      // Two writes in one group: a lone one may be flushed on the spot, not by fdatasync above.
+      void store.jobs.cancel({ id: job.id, actor: null });
+      void store.jobs.cancel({ id: other.id, actor: null });
+      while (held.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      // The cancel is committed, its flush held: a heartbeat that reads it must not tell the node yet.
+      let answer: unknown;
+      const running = [{ jobId: job.id, attempt: 1 }, { jobId: other.id, attempt: 1 }];
+      const beat = store.nodes.heartbeat({ nodeId: node.id, running }).then((outcome) => (answer = outcome));
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+      expect(answer).toBeUndefined();
+      hold = false;
+      for (const release of held.splice(0)) release();
+      await beat;
+      expect(answer).toEqual({
+        ok: true,
+        status: "online",
+        cancel: [job, other].map((canceled) => ({ job_id: canceled.id, attempt: 1, reason: "canceled" })),
+      });
+    } finally {
+      await store.close();
+      removeTempDirs();
+    }
   });
 });
