@@ -133,7 +133,7 @@ describe("SQLite query plans", () => {
       if (!dependents) throw new Error("dependents statement not seen");
       const plan = planOf(db, dependents);
       expect(plan[0]).toMatch(/^SEARCH d USING COVERING INDEX job_dependencies_reverse \(depends_on_id=\?\)/);
-      expect(plan.join("\n")).toMatch(/SEARCH j USING INDEX sqlite_autoindex_jobs_1 \(id=\?\)/);
+      expect(plan.join("\n")).toMatch(/SEARCH j USING INDEX \S+ \(id=\?\)/);
     } finally {
       db.close();
     }
@@ -142,16 +142,18 @@ describe("SQLite query plans", () => {
   it("updates a claim's or a requeue's set of jobs by primary key and a result batch's by job id, never through a status index", () => {
     const db = new Database(t.path, { readonly: true });
     try {
-      const sets = [...seen].filter((s) => /^\s*UPDATE jobs (NOT INDEXED|INDEXED BY)/.test(s));
+      const sets = [...seen].filter((s) => /^\s*UPDATE jobs\b/.test(s));
       expect(sets.map((s) => /status = '(\w+)'/.exec(s)?.[1])).toEqual(expect.arrayContaining(["running", "completed", "pending"]));
-      const expected: Record<string, string> = {
-        running: "SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)",
-        pending: "SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)",
-        completed: "SEARCH jobs USING INDEX sqlite_autoindex_jobs_1 (id=?)",
+      // The id's index is SQLite's own for the UNIQUE constraint: its name is not ours to rely on.
+      const expected: Record<string, RegExp> = {
+        running: /^SEARCH jobs USING INTEGER PRIMARY KEY \(rowid=\?\)$/,
+        pending: /^SEARCH jobs USING INTEGER PRIMARY KEY \(rowid=\?\)$/,
+        completed: /^SEARCH jobs USING INDEX \S+ \(id=\?\)$/,
       };
       for (const source of sets) {
         const jobsSteps = planOf(db, source).filter((detail) => /\bjobs\b/.test(detail));
-        expect(jobsSteps).toEqual([expected[/status = '(\w+)'/.exec(source)?.[1] ?? ""]]);
+        expect(jobsSteps).toHaveLength(1);
+        expect(jobsSteps[0]).toMatch(expected[/status = '(\w+)'/.exec(source)?.[1] ?? ""] ?? /^never$/);
       }
     } finally {
       db.close();

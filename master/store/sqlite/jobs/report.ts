@@ -58,15 +58,15 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
     ),
     leases: db.prepare(k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "in", inJsonArray<string>("ids"))),
     // Many completions in one statement, each checked against its lease in the same
-    // pass (no read before). INDEXED BY the id's unique index: SQLite would rather walk
-    // the node's running jobs (jobs_node) and the whole list for each.
+    // pass (no read before). Found by id: the unary + keeps SQLite from walking the
+    // node's running jobs (jobs_node, jobs_status_seq) and the whole list for each.
     complete: db.prepareSql(sql<Completed>`
-      UPDATE jobs INDEXED BY sqlite_autoindex_jobs_1
+      UPDATE jobs
       SET status = 'completed', result = done.value ->> 'result', error = NULL, failure_reason = NULL,
           reported_attempt = jobs.attempt, reported_status = 'completed',
           stall_at = NULL, lease_expires_at = NULL, finished_at = ${param("at")}, updated_at = ${param("at")}
       FROM json_each(${param("done")}) AS done
-      WHERE jobs.id = done.value ->> 'id' AND jobs.status = 'running' AND jobs.node_id = ${param("nodeId")}
+      WHERE jobs.id = done.value ->> 'id' AND +jobs.status = 'running' AND +jobs.node_id = ${param("nodeId")}
         AND jobs.attempt = done.value ->> 'attempt' AND jobs.cancel_requested = 0
       RETURNING jobs.id, jobs.attempt, jobs.type, jobs.priority, jobs.started_at`),
     finish: db.prepare(
