@@ -127,10 +127,14 @@ function guarded<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) =>
  * An object of fixed shape from a row's values, compiled once per statement (a
  * literal with the column names, as better-sqlite3 would name them; a later
  * column of the same name wins, as there). The names come from our own SQL and
- * are quoted with JSON.stringify.
+ * are quoted with JSON.stringify; a column named __proto__ becomes a property
+ * of that name (a computed key), never the object's prototype.
  */
 function rowMaker(names: readonly string[]): (values: unknown[]) => Record<string, unknown> {
-  const fields = names.map((name, index) => `${JSON.stringify(name)}: values[${index}]`);
+  const fields = names.map((name, index) => {
+    const key = JSON.stringify(name);
+    return `${name === "__proto__" ? `[${key}]` : key}: values[${index}]`;
+  });
   return new Function("values", `return { ${fields.join(", ")} };`) as (values: unknown[]) => Record<string, unknown>;
 }
 

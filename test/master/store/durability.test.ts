@@ -160,6 +160,10 @@ describe("prepared statements", () => {
       expect(twice.get({})).toEqual({ a: "x" });
       // What better-sqlite3 itself answers for the same statements.
       expect(db.sqlite.prepare("SELECT a, b AS a FROM t WHERE a = 1").get()).toEqual({ a: "x" });
+      // A column named __proto__ is a column, not the row's prototype.
+      const odd = db.prepareSql<object, Record<string, unknown>>(sql`SELECT x'00' AS __proto__, a FROM t WHERE a = 1`).get({});
+      expect(Object.getPrototypeOf(odd)).toBe(Object.prototype);
+      expect(Object.keys(odd ?? {})).toEqual(["__proto__", "a"]);
     } finally {
       db.close();
     }
