@@ -149,16 +149,19 @@ function spawnChild(args: string[], env: Record<string, string>, ipc = false): C
   return proc;
 }
 
-export async function startMaster(db: string, env: Record<string, string> = {}): Promise<Running> {
-  const proc = spawnChild([CLI, "master", "start", "--db", db, "--port", "0"], { ...MASTER_ENV, ...env });
-  const [, url] = await waitFor(proc, /listening on (http:\/\/[0-9.:]+)/, "the master");
+/** A started process, once its output matched `ready` (whose first group is its URL, if any). */
+async function running(proc: ChildProcess, ready: RegExp, what: string): Promise<Running> {
+  const [, url] = await waitFor(proc, ready, what);
   return { proc, url: url ?? "", stop: stopper(proc) };
 }
 
+export async function startMaster(db: string, env: Record<string, string> = {}): Promise<Running> {
+  const proc = spawnChild([CLI, "master", "start", "--db", db, "--port", "0"], { ...MASTER_ENV, ...env });
+  return running(proc, /listening on (http:\/\/[0-9.:]+)/, "the master");
+}
+
 export async function startNodeScript(script: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Running> {
-  const proc = spawnChild([join(here, script), ...args], env, true);
-  const [, url] = await waitFor(proc, ready, script);
-  return { proc, url: url ?? "", stop: stopper(proc) };
+  return running(spawnChild([join(here, script), ...args], env, true), ready, script);
 }
 
 export async function token(url: string, who: { id: string; secret: string }): Promise<string> {
