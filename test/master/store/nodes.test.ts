@@ -1,15 +1,11 @@
 // Nodes: registration, heartbeats and leases, and the sweepers that take work back.
-import { join } from "node:path";
 import Database from "better-sqlite3";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { defaultQueuePolicy } from "../../../master/queue/policy.js";
-import { openSqliteStore } from "../../../master/store/sqlite/index.js";
 import { DEAD_NODE_BATCH, DeadNodeSweeper, EXPIRED_LEASE_BATCH } from "../../../master/sweepers/dead-nodes.js";
 import { STALLED_JOB_BATCH, StalledJobSweeper } from "../../../master/sweepers/stalled-jobs.js";
 import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
-import { FakeClock } from "../../helpers/clock.js";
-import { removeTempDirs, tempDir } from "../../helpers/temp.js";
+import { removeTempDirs } from "../../helpers/temp.js";
 
 const silent = pino({ level: "silent" });
 
@@ -423,48 +419,5 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       expect(next.items.map((n) => n.id)).toEqual([a.id]);
       expect((await t.store.nodes.list({ limit: 10, status: "draining" })).items.map((n) => n.id)).toEqual([a.id]);
     });
-  });
-});
-
-describe("a heartbeat answered from a read", () => {
-  it("waits until every commit it could have read is on disk", async () => {
-    let hold = false;
-    const held: (() => void)[] = [];
-    const clock = new FakeClock();
-    const store = openSqliteStore({
-      path: join(tempDir(), "gaffer.db"),
-      clock,
-      policy: defaultQueuePolicy(() => 0.5),
-      syncOffThread: true,
-      fdatasync: () => new Promise<void>((resolve) => (hold ? held.push(resolve) : resolve())),
-    });
-    try {
-      const job = await submit(store);
-      const other = await submit(store);
-      const node = await register(store);
-      await claim(store, node.id);
-      hold = true;
-      // Two writes in one group: a lone one may be flushed on the spot, not by fdatasync above.
-      void store.jobs.cancel({ id: job.id, actor: null });
-      void store.jobs.cancel({ id: other.id, actor: null });
-      while (held.length === 0) await new Promise((resolve) => setImmediate(resolve));
-      // The cancel is committed, its flush held: a heartbeat that reads it must not tell the node yet.
-      let answer: unknown;
-      const running = [{ jobId: job.id, attempt: 1 }, { jobId: other.id, attempt: 1 }];
-      const beat = store.nodes.heartbeat({ nodeId: node.id, running }).then((outcome) => (answer = outcome));
-      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
-      expect(answer).toBeUndefined();
-      hold = false;
-      for (const release of held.splice(0)) release();
-      await beat;
-      expect(answer).toEqual({
-        ok: true,
-        status: "online",
-        cancel: [job, other].map((canceled) => ({ job_id: canceled.id, attempt: 1, reason: "canceled" })),
-      });
-    } finally {
-      await store.close();
-      removeTempDirs();
-    }
   });
 });

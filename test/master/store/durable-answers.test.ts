@@ -1,0 +1,90 @@
+// A heartbeat with nothing to write is answered from a read (no transaction, no
+// commit, no flush of its own), yet never tells a node of anything a crash could
+// undo. Seen here through a flush the test holds; a claim, which writes, waits for it.
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { defaultQueuePolicy } from "../../../master/queue/policy.js";
+import { openSqliteStore, type SqliteStore } from "../../../master/store/sqlite/index.js";
+import { FakeClock } from "../../helpers/clock.js";
+import { claim, register, submit } from "../../helpers/store.js";
+import { removeTempDirs, tempDir } from "../../helpers/temp.js";
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+/** Whether `promise` settles within a few turns of the event loop. */
+async function settlesSoon(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  void promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  for (let i = 0; i < 5 && !settled; i++) await turn();
+  return settled;
+}
+
+describe("answers that tell of writes", () => {
+  let store: SqliteStore;
+  let hold: boolean;
+  let held: (() => void)[];
+
+  beforeEach(() => {
+    hold = false;
+    held = [];
+    store = openSqliteStore({
+      path: join(tempDir(), "gaffer.db"),
+      clock: new FakeClock(),
+      policy: defaultQueuePolicy(() => 0.5),
+      syncOffThread: true,
+      fdatasync: () => new Promise<void>((resolve) => (hold ? held.push(resolve) : resolve())),
+    });
+  });
+  afterEach(async () => {
+    hold = false;
+    for (const release of held.splice(0)) release();
+    await store.close();
+    removeTempDirs();
+  });
+
+  /** Two cancels in one group (a lone write may be flushed on the spot, not by the fdatasync above), their flush held. */
+  async function cancelsCommittedNotFlushed(ids: string[]): Promise<void> {
+    hold = true;
+    for (const id of ids) void store.jobs.cancel({ id, actor: null });
+    while (held.length === 0) await turn();
+  }
+
+  function release(): void {
+    hold = false;
+    for (const next of held.splice(0)) next();
+  }
+
+  it("a heartbeat waits until every commit it could have read is on disk", async () => {
+    const job = await submit(store);
+    const other = await submit(store);
+    const node = await register(store);
+    await claim(store, node.id);
+    await cancelsCommittedNotFlushed([job.id, other.id]);
+    // The cancels are committed, their flush held: a heartbeat that reads them must not tell the node yet.
+    const running = [{ jobId: job.id, attempt: 1 }, { jobId: other.id, attempt: 1 }];
+    const beat = store.nodes.heartbeat({ nodeId: node.id, running });
+    expect(await settlesSoon(beat)).toBe(false);
+    release();
+    expect(await beat).toEqual({
+      ok: true,
+      status: "online",
+      cancel: [job, other].map((canceled) => ({ job_id: canceled.id, attempt: 1, reason: "canceled" })),
+    });
+  });
+
+  it("a claim that takes jobs answers only after they are on disk", async () => {
+    const jobs = [await submit(store), await submit(store)];
+    const first = await register(store, "node-1", [], 1);
+    const second = await register(store, "node-2", [], 1);
+    hold = true;
+    // Two claims in one group, so that their flush is the held one.
+    const claims = [store.jobs.claim({ nodeId: first.id, max: 1 }), store.jobs.claim({ nodeId: second.id, max: 1 })];
+    expect(await settlesSoon(Promise.race(claims))).toBe(false);
+    release();
+    const taken = (await Promise.all(claims)).flatMap((outcome) => (outcome.ok ? outcome.items.map((item) => item.id) : []));
+    expect(taken.sort()).toEqual(jobs.map((job) => job.id).sort());
+  });
+});
