@@ -20,6 +20,7 @@ export function createRequirementSets(db: SqliteDatabase): RequirementSets {
   const covered = new Map<string, string[]>();
   return {
     keyOf(labels) {
+      if (labels.length === 0) return { key: "", labels: [] };
       const sorted = [...new Set(labels)].sort();
       return { key: sorted.join(","), labels: sorted };
     },

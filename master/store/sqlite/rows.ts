@@ -54,7 +54,7 @@ export interface ParsedJobColumns {
   tags: Record<string, string>;
 }
 
-export function toJob(row: JobRow, parsed?: ParsedJobColumns): Job {
+export function toJob(row: Omit<JobRow, "seq">, parsed?: ParsedJobColumns): Job {
   return {
     id: row.id,
     type: row.type,

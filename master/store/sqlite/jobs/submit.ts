@@ -102,13 +102,36 @@ interface Built {
   ready: boolean;
 }
 
+/** What every job of one batch shares: the time, and when aging first lifts each class. */
+interface BatchTime {
+  now: Date;
+  at: string;
+  agingAt: Map<number, string | null>;
+}
+
+function batchTime(ctx: StoreContext): BatchTime {
+  const now = ctx.clock.now();
+  return { now, at: now.toISOString(), agingAt: new Map() };
+}
+
+/** A pending job of `weight` made now first ages then (the same for the whole batch). */
+function agingAtOf(ctx: StoreContext, time: BatchTime, weight: number): string | null {
+  let agingAt = time.agingAt.get(weight);
+  if (agingAt === undefined) {
+    agingAt = nextAgingAt(weight, time.now, ctx.policy.agingMs);
+    time.agingAt.set(weight, agingAt);
+  }
+  return agingAt;
+}
+
 /** Second pass: one new job's row and audit rows, not yet written. */
-function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, now: Date, at: string): Built {
+function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time: BatchTime): Built {
   const { requirementSets } = ctx;
+  const { now, at } = time;
   const { job, dependsOn, dependencies } = entry;
   const status = initialStatus(dependencies, job.runAt, now);
   const weight = PRIORITY_WEIGHTS[job.priority];
-  const readyAt = status === "scheduled" && job.runAt !== null ? job.runAt : now;
+  const readyAt = status === "scheduled" && job.runAt !== null ? job.runAt.toISOString() : at;
   const requires = requirementSets.keyOf(job.requires);
   requirementSets.ensure(requires.key, requires.labels, at);
   const row: NewJobRow = {
@@ -125,13 +148,13 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, now:
     max_retries: job.maxRetries,
     timeout_s: job.timeoutS,
     run_at: job.runAt === null ? null : job.runAt.toISOString(),
-    ready_at: readyAt.toISOString(),
+    ready_at: readyAt,
     stall_at: null,
     lease_expires_at: null,
-    aging_at: status === "pending" ? nextAgingAt(weight, now, ctx.policy.agingMs) : null,
-    requires: JSON.stringify(requires.labels),
+    aging_at: status === "pending" ? agingAtOf(ctx, time, weight) : null,
+    requires: requires.labels.length === 0 ? "[]" : JSON.stringify(requires.labels),
     requires_key: requires.key,
-    depends_on: JSON.stringify(dependsOn),
+    depends_on: dependsOn.length === 0 ? "[]" : JSON.stringify(dependsOn),
     idempotency_key: job.idempotencyKey,
     tags: JSON.stringify(job.tags),
     progress: null,
@@ -149,11 +172,17 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, now:
     started_at: null,
     finished_at: status === "failed" ? at : null,
   };
-  const base = { entity_type: "job", entity_id: row.id, client_id: job.clientId };
-  const events: AuditEvent[] = [{ ...base, event_type: "job.submitted", details: { type: job.type, priority: job.priority, status } }];
-  if (status === "failed") events.push({ ...base, event_type: "job.failed", details: { failure_reason: "dependency_failed" } });
+  const event = (type: string, details: Record<string, unknown>): AuditEvent => ({
+    event_type: type,
+    entity_type: "job",
+    entity_id: row.id,
+    client_id: job.clientId,
+    details,
+  });
+  const events = [event("job.submitted", { type: job.type, priority: job.priority, status })];
+  if (status === "failed") events.push(event("job.failed", { failure_reason: "dependency_failed" }));
   const parsed = { payload: job.payload ?? null, requires: requires.labels, depends_on: dependsOn, tags: job.tags };
-  return { row, dependsOn, events, job: toJob({ ...row, seq: 0 }, parsed), ready: status === "pending" };
+  return { row, dependsOn, events, job: toJob(row, parsed), ready: status === "pending" };
 }
 
 /**
@@ -174,20 +203,19 @@ export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs
   return ctx.db.transaction(() => {
     const checked = check(statements, jobs);
     if (!Array.isArray(checked)) return checked;
-    const now = ctx.clock.now();
-    const at = now.toISOString();
+    const time = batchTime(ctx);
     const items: { job: Job; created: boolean }[] = [];
     const built: Built[] = [];
     for (const entry of checked) {
       if (entry.kind === "existing") items.push({ job: toJob(entry.row), created: false });
       else if (entry.kind === "repeat") items.push({ job: (items[entry.of] as { job: Job }).job, created: false });
       else {
-        const made = build(ctx, entry, now, at);
+        const made = build(ctx, entry, time);
         built.push(made);
         items.push({ job: made.job, created: true });
       }
     }
-    write(ctx, statements, built, at);
+    write(ctx, statements, built, time.at);
     const ready = built.filter((entry) => entry.ready).length;
     return { ok: true as const, items, ready };
   });
