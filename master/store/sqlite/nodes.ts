@@ -39,7 +39,8 @@ interface HeartbeatStatements {
   /** `seqs`: a JSON array of seq. */
   renew: Prepared<unknown, { seqs: string; leaseExpiresAt: string }>;
   progress: Prepared<unknown, { seq: number; progress: number | null; message: string | null; loggedAt: string | null; at: string }>;
-  canceled: Prepared<{ id: string; attempt: number }, { nodeId: string }>;
+  /** The node's running jobs: the leases of what it lists, and cancels it has not heard of. */
+  running: Prepared<Lease, { nodeId: string }>;
 }
 
 const LEASE_COLUMNS = [
@@ -67,8 +68,8 @@ function prepareHeartbeat(ctx: StoreContext): HeartbeatStatements {
   return {
     node: db.prepare(k.selectFrom("nodes").select(["id", "status", "last_heartbeat"]).where("id", "=", param("nodeId"))),
     touch: db.prepare(k.updateTable("nodes").set({ last_heartbeat: param("at") }).where("id", "=", param("nodeId"))),
-    // Every listed job in one read and every renewal in one write: a statement per job
-    // was most of a heartbeat's time in the store. NOT INDEXED: by seq (see claim).
+    // The listed jobs that are not (or no longer) the node's running ones, in one read;
+    // every renewal in one write. NOT INDEXED: by seq (see claim).
     leases: db.prepare(k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "in", inJsonArray<string>("ids"))),
     renew: db.prepareSql(sql`
       UPDATE jobs NOT INDEXED SET lease_expires_at = ${param("leaseExpiresAt")}
@@ -84,13 +85,10 @@ function prepareHeartbeat(ctx: StoreContext): HeartbeatStatements {
         })
         .where("seq", "=", param("seq")),
     ),
-    canceled: db.prepare(
-      k
-        .selectFrom("jobs")
-        .select(["id", "attempt"])
-        .where("node_id", "=", param("nodeId"))
-        .where("status", "=", sql.lit("running"))
-        .where("cancel_requested", "=", 1),
+    // One range of jobs_node instead of a lookup by id for each listed job (a descent of
+    // the id index and one of the table each).
+    running: db.prepare(
+      k.selectFrom("jobs").select(LEASE_COLUMNS).where("node_id", "=", param("nodeId")).where("status", "=", sql.lit("running")),
     ),
   };
 }
@@ -208,11 +206,13 @@ export class SqliteNodeStore implements NodeStore {
     const renewBefore = new Date(now.getTime() + policy.leaseMs / 2).toISOString();
     const cancel: CancelNotice[] = [];
     const listed = new Set<string>();
-    const leases = new Map(
-      params.running.length === 0
-        ? []
-        : hb.leases.all({ ids: JSON.stringify(params.running.map((job) => job.jobId)) }).map((lease) => [lease.id, lease]),
-    );
+    // The node's running jobs first (most of what it lists), then the rest it lists by id.
+    const running = hb.running.all({ nodeId: node.id });
+    const leases = new Map(running.map((lease) => [lease.id, lease]));
+    const elsewhere = params.running.filter((job) => !leases.has(job.jobId)).map((job) => job.jobId);
+    if (elsewhere.length > 0) {
+      for (const lease of hb.leases.all({ ids: JSON.stringify(elsewhere) })) leases.set(lease.id, lease);
+    }
     const renew: number[] = [];
     for (const job of params.running) {
       if (listed.has(job.jobId)) continue; // listed twice: counts once
@@ -255,8 +255,8 @@ export class SqliteNodeStore implements NodeStore {
     }
     if (renew.length > 0) hb.renew.run({ seqs: JSON.stringify(renew), leaseExpiresAt });
     // A cancel asked for a job the node did not list yet (say, claimed a moment ago).
-    for (const job of hb.canceled.all({ nodeId: node.id })) {
-      if (!listed.has(job.id)) cancel.push({ job_id: job.id, attempt: job.attempt, reason: "canceled" });
+    for (const job of running) {
+      if (job.cancel_requested === 1 && !listed.has(job.id)) cancel.push({ job_id: job.id, attempt: job.attempt, reason: "canceled" });
     }
     const status: NodeStatus = node.status === "draining" ? "draining" : "online";
     return { ok: true, status, cancel };
