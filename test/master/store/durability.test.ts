@@ -5,21 +5,8 @@ import { sql } from "kysely";
 import { afterEach, describe, expect, it } from "vitest";
 import { loopLoad, SqliteDatabase } from "../../../master/store/sqlite/database.js";
 import { StorageUnavailableError } from "../../../master/store/types.js";
+import { heldFlushes, turn } from "../../helpers/flushes.js";
 import { tempDir } from "../../helpers/temp.js";
-
-/** An fdatasync the test releases (or fails) by hand. */
-function heldFlushes() {
-  const calls: { resolve: () => void; reject: (error: Error) => void }[] = [];
-  return {
-    calls,
-    fdatasync: (_fd: number) =>
-      new Promise<void>((resolve, reject) => {
-        calls.push({ resolve, reject });
-      }),
-  };
-}
-
-const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 describe("group commits flushed on the thread pool", () => {
   let db: SqliteDatabase | undefined;

@@ -6,10 +6,9 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { defaultQueuePolicy } from "../../../master/queue/policy.js";
 import { openSqliteStore, type SqliteStore } from "../../../master/store/sqlite/index.js";
 import { FakeClock } from "../../helpers/clock.js";
+import { heldFlushes, turn } from "../../helpers/flushes.js";
 import { claim, register, submit } from "../../helpers/store.js";
 import { removeTempDirs, tempDir } from "../../helpers/temp.js";
-
-const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 /** Whether `promise` settles within a few turns of the event loop. */
 async function settlesSoon(promise: Promise<unknown>): Promise<boolean> {
@@ -24,37 +23,29 @@ async function settlesSoon(promise: Promise<unknown>): Promise<boolean> {
 
 describe("answers that tell of writes", () => {
   let store: SqliteStore;
-  let hold: boolean;
-  let held: (() => void)[];
+  let flushes: ReturnType<typeof heldFlushes>;
 
   beforeEach(() => {
-    hold = false;
-    held = [];
+    flushes = heldFlushes(false);
     store = openSqliteStore({
       path: join(tempDir(), "gaffer.db"),
       clock: new FakeClock(),
       policy: defaultQueuePolicy(() => 0.5),
       syncOffThread: true,
-      fdatasync: () => new Promise<void>((resolve) => (hold ? held.push(resolve) : resolve())),
+      fdatasync: flushes.fdatasync,
     });
   });
   afterEach(async () => {
-    hold = false;
-    for (const release of held.splice(0)) release();
+    flushes.releaseAll();
     await store.close();
     removeTempDirs();
   });
 
   /** Two cancels in one group (a lone write may be flushed on the spot, not by the fdatasync above), their flush held. */
   async function cancelsCommittedNotFlushed(ids: string[]): Promise<void> {
-    hold = true;
+    flushes.hold(true);
     for (const id of ids) void store.jobs.cancel({ id, actor: null });
-    while (held.length === 0) await turn();
-  }
-
-  function release(): void {
-    hold = false;
-    for (const next of held.splice(0)) next();
+    while (flushes.calls.length === 0) await turn();
   }
 
   it("a heartbeat waits until every commit it could have read is on disk", async () => {
@@ -67,7 +58,7 @@ describe("answers that tell of writes", () => {
     const running = [{ jobId: job.id, attempt: 1 }, { jobId: other.id, attempt: 1 }];
     const beat = store.nodes.heartbeat({ nodeId: node.id, running });
     expect(await settlesSoon(beat)).toBe(false);
-    release();
+    flushes.releaseAll();
     expect(await beat).toEqual({
       ok: true,
       status: "online",
@@ -79,11 +70,11 @@ describe("answers that tell of writes", () => {
     const jobs = [await submit(store), await submit(store)];
     const first = await register(store, "node-1", [], 1);
     const second = await register(store, "node-2", [], 1);
-    hold = true;
+    flushes.hold(true);
     // Two claims in one group, so that their flush is the held one.
     const claims = [store.jobs.claim({ nodeId: first.id, max: 1 }), store.jobs.claim({ nodeId: second.id, max: 1 })];
     expect(await settlesSoon(Promise.race(claims))).toBe(false);
-    release();
+    flushes.releaseAll();
     const taken = (await Promise.all(claims)).flatMap((outcome) => (outcome.ok ? outcome.items.map((item) => item.id) : []));
     expect(taken.sort()).toEqual(jobs.map((job) => job.id).sort());
   });
