@@ -28,7 +28,7 @@ export function retryDelayMs(retryCount: number, params: BackoffParams, random: 
  * last_heartbeat is kept to within a tenth of the node timeout (6 s of the default 60):
  * nodes that beat more often than that cost a read, not a write and an fsync.
  */
-export const HEARTBEAT_WRITES_PER_TIMEOUT = 10;
+const HEARTBEAT_WRITES_PER_TIMEOUT = 10;
 
 export interface PolicyParams extends BackoffParams {
   stallGraceS: number;
