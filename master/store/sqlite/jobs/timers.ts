@@ -63,13 +63,16 @@ export function ageJobs(ctx: StoreContext, limit: number): number {
   });
 }
 
+/** The columns endLeases needs, for the sweeps' hand-written reads. */
+const ENDING_LEASE_SELECT = sql.raw(ENDING_LEASE_COLUMNS.join(", "));
+
 /** Jobs running past 2 × timeout_s + the stall grace go back to the queue (or fail). */
 export function rescueStalled(ctx: StoreContext, limit: number): RescuedJob[] {
   const { db } = ctx;
   return db.transaction(() => {
     const at = ctx.clock.now().toISOString();
     const stalled = db.allSql<EndingLease>(sql`
-      SELECT ${sql.raw(ENDING_LEASE_COLUMNS.join(", "))} FROM jobs INDEXED BY jobs_stall
+      SELECT ${ENDING_LEASE_SELECT} FROM jobs INDEXED BY jobs_stall
       WHERE status = 'running' AND stall_at <= ${at} ORDER BY stall_at LIMIT ${limit}`);
     return endLeases(ctx, stalled, "stalled", "job.stalled", null);
   });
@@ -81,7 +84,7 @@ export function expireLeases(ctx: StoreContext, limit: number): RescuedJob[] {
   return db.transaction(() => {
     const at = ctx.clock.now().toISOString();
     const expired = db.allSql<EndingLease>(sql`
-      SELECT ${sql.raw(ENDING_LEASE_COLUMNS.join(", "))} FROM jobs INDEXED BY jobs_lease
+      SELECT ${ENDING_LEASE_SELECT} FROM jobs INDEXED BY jobs_lease
       WHERE status = 'running' AND lease_expires_at < ${at} ORDER BY lease_expires_at LIMIT ${limit}`);
     return endLeases(ctx, expired, "lease_expired", "job.reassigned", null);
   });
