@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { packageVersion } from "../master/package-info.js";
 import { cleanTempDirs, MASTER_ENV, median, type Settings } from "./lib.js";
+import { floor } from "./scenarios/floor.js";
 import { drain, latency, mixed, submission } from "./scenarios/http.js";
 import { heartbeats, memory } from "./scenarios/nodes.js";
 import { deadNodeSweep, scaling } from "./scenarios/store.js";
@@ -14,6 +15,7 @@ import { deadNodeSweep, scaling } from "./scenarios/store.js";
 type Scenario = (settings: Settings) => Promise<Record<string, number>>;
 
 const SCENARIOS: Record<string, Scenario> = {
+  floor,
   submission,
   drain,
   mixed,

@@ -1,11 +1,13 @@
 // 1. Submission: single POSTs with 32 connections, Express's own ceiling beside it, batches of 1000.
 // 2. Drain: 20,000 queued no-op jobs through 2 worker processes.
+// Batches and the drain are also given as a share of their SQL floor (floor.ts) measured beside them.
 // 3. Mixed: submitting ~5,000 jobs/s while draining.
 // 4. Dispatch latency: from a submit's answer to the handler starting on an idle, long-polling worker.
 import { join } from "node:path";
 import autocannon from "autocannon";
 import Database from "better-sqlite3";
 import { call, fill, makeClients, nowMs, percentile, sleep, startMaster, startNodeScript, tempDir, token, type Running, type Settings } from "../lib.js";
+import { sqlFloor } from "./floor.js";
 
 type Metrics = Record<string, number>;
 
@@ -54,12 +56,15 @@ export async function submission(settings: Settings): Promise<Metrics> {
     const batch = await load({ url: `${master.url}/api/v1/jobs/batch`, method: "POST", headers, body: batchBody, connections: 4, duration: durationS });
     const singleRate = single["2xx"] / durationS;
     const expressRate = express["2xx"] / durationS;
+    const batchRate = (batch["2xx"] * 1000) / durationS;
+    const floor = sqlFloor("gaffer", settings.size === "full" ? 20_000 : 2_000);
     return {
       "submit single (jobs/s, 32 connections)": singleRate,
       "express echo (req/s, 32 connections)": expressRate,
       "submit / express ratio": singleRate / expressRate,
       "submit single p99 (ms)": single.latency.p99,
-      "submit batch of 1000 (jobs/s)": (batch["2xx"] * 1000) / durationS,
+      "submit batch of 1000 (jobs/s)": batchRate,
+      "submit batch / its SQL floor in the same run": batchRate / floor.batch,
       "non-2xx answers": single.non2xx + batch.non2xx,
     };
   } finally {
@@ -86,7 +91,12 @@ export async function drain(settings: Settings): Promise<Metrics> {
     const audited = readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM audit_log WHERE event_type = 'job.completed'").n;
     await Promise.all(workers.map((worker) => worker.stop()));
     const seconds = (new Date(span.last).getTime() - new Date(span.first).getTime()) / 1000;
-    return { "drain (jobs/s, 2 workers)": jobs / seconds, "drain: completions audited": audited / jobs };
+    const floor = sqlFloor("gaffer", jobs);
+    return {
+      "drain (jobs/s, 2 workers)": jobs / seconds,
+      "drain / its SQL floor in the same run": jobs / seconds / floor.drain,
+      "drain: completions audited": audited / jobs,
+    };
   } finally {
     await master.stop();
   }

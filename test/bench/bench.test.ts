@@ -11,6 +11,12 @@ const RUN = join(fileURLToPath(new URL("../..", import.meta.url)), "dist", "benc
 
 /** Every figure the harness prints, at any size. */
 const FIGURES = [
+  "SQL floor, gaffer's schema: batch of 1000 (jobs/s)",
+  "SQL floor, gaffer's schema: claim + complete by 500 (jobs/s)",
+  "SQL floor, bare schema: batch of 1000 (jobs/s)",
+  "SQL floor, bare schema: claim + complete by 500 (jobs/s)",
+  "submit batch / its SQL floor in the same run",
+  "drain / its SQL floor in the same run",
   "submit single (jobs/s, 32 connections)",
   "express echo (POSTs/s, 32 connections)",
   "submit / express ratio",

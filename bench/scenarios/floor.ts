@@ -1,0 +1,159 @@
+// 0. The floor under gaffer: the writes the contract asks for each job, as bare SQL through
+//    better-sqlite3 in this process, with no gaffer code, no HTTP and no JSON: a batch of
+//    1,000 submissions (a job row and its job.submitted audit row each), and the drain's claims
+//    and completions of 500 (the row's update and a job.assigned / job.completed row each),
+//    every transaction with synchronous=FULL as the master commits. Twice: on gaffer's own
+//    schema (its migrations: the indexes its lists, sweepers and events read) and on a bare one
+//    that keeps only what the contract cannot do without (API.md §11's columns, the issue's
+//    dispatch index, audit rows with no index). gaffer's own figures are read against these.
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { defaultMigrationsDir, readMigrations } from "../../master/store/sqlite/migrate.js";
+import { tempDir, type Settings } from "../lib.js";
+
+type Metrics = Record<string, number>;
+export type Schema = "gaffer" | "bare";
+
+const BARE_SCHEMA = `
+  CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, client_id TEXT NOT NULL, type TEXT NOT NULL,
+    payload TEXT NOT NULL, priority INTEGER NOT NULL, status TEXT NOT NULL, node_id TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0, retry_count INTEGER NOT NULL DEFAULT 0, max_retries INTEGER NOT NULL,
+    run_at TEXT, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT, result TEXT, error TEXT);
+  CREATE INDEX jobs_dispatch ON jobs (priority DESC, seq) WHERE status = 'pending';
+  CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT NOT NULL, entity_type TEXT NOT NULL,
+    entity_id TEXT NOT NULL, client_id TEXT, details TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL);`;
+
+/** The statements of one schema: what a submission, a claim and a completion must write. */
+const SQL: Record<Schema, { insert: string; claim: string; complete: string }> = {
+  gaffer: {
+    insert: `INSERT INTO jobs (id, client_id, type, payload, priority, effective_priority, status, max_retries, timeout_s,
+               ready_at, aging_at, requires_key, created_at, updated_at)
+             VALUES (@id, 'bench', 'noop', @payload, 2, 2, 'pending', 3, 60, @at, @at, '', @at, @at)`,
+    claim: `UPDATE jobs SET status = 'running', node_id = @node, attempt = attempt + 1, started_at = @at, updated_at = @at,
+              stall_at = @at, lease_expires_at = @at, aging_at = NULL
+            WHERE seq IN (SELECT seq FROM jobs WHERE status = 'pending' AND requires_key = ''
+                          ORDER BY effective_priority DESC, seq LIMIT @limit)
+            RETURNING id, type, payload, attempt`,
+    complete: `UPDATE jobs SET status = 'completed', result = 'null', finished_at = @at, updated_at = @at, stall_at = NULL,
+                 lease_expires_at = NULL, reported_attempt = attempt, reported_status = 'completed'
+               WHERE id IN (SELECT value FROM json_each(@ids))`,
+  },
+  bare: {
+    insert: `INSERT INTO jobs (id, client_id, type, payload, priority, status, max_retries, created_at)
+             VALUES (@id, 'bench', 'noop', @payload, 2, 'pending', 3, @at)`,
+    claim: `UPDATE jobs SET status = 'running', node_id = @node, attempt = attempt + 1, started_at = @at
+            WHERE seq IN (SELECT seq FROM jobs WHERE status = 'pending' ORDER BY priority DESC, seq LIMIT @limit)
+            RETURNING id, type, payload, attempt`,
+    complete: `UPDATE jobs SET status = 'completed', result = 'null', finished_at = @at WHERE id IN (SELECT value FROM json_each(@ids))`,
+  },
+};
+
+const AUDIT_ROWS_PER_INSERT = 100;
+
+function open(schema: Schema): Database.Database {
+  const db = new Database(join(tempDir(), `floor-${schema}.db`));
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("cache_size = -16384");
+  if (schema === "bare") db.exec(BARE_SCHEMA);
+  else {
+    for (const migration of readMigrations(defaultMigrationsDir())) db.exec(migration.sql);
+    db.exec(`INSERT INTO nodes (id, name, client_id, status, capacity, registered_at, last_heartbeat, updated_at)
+             VALUES ('node', 'node', 'bench', 'online', 1000, '', '', '')`);
+  }
+  return db;
+}
+
+/**
+ * Audit rows of one kind for many jobs, a multi-row INSERT per hundred: the way the master's
+ * `rowInserter` writes them, written out again here so that the floor runs none of gaffer's code.
+ */
+function auditWriter(db: Database.Database): (type: string, ids: string[], details: string, at: string) => void {
+  const tuple = "(?, 'job', ?, NULL, ?, ?)";
+  const statements = new Map<number, Database.Statement>();
+  const statement = (rows: number) => {
+    let stmt = statements.get(rows);
+    if (!stmt) {
+      stmt = db.prepare(
+        `INSERT INTO audit_log (event_type, entity_type, entity_id, client_id, details, created_at) VALUES ${Array(rows).fill(tuple).join(", ")}`,
+      );
+      statements.set(rows, stmt);
+    }
+    return stmt;
+  };
+  return (type, ids, details, at) => {
+    for (let start = 0; start < ids.length; start += AUDIT_ROWS_PER_INSERT) {
+      const chunk = ids.slice(start, start + AUDIT_ROWS_PER_INSERT);
+      statement(chunk.length).run(chunk.flatMap((id) => [type, id, details, at]));
+    }
+  };
+}
+
+/**
+ * Jobs a second for `jobs` submissions in batches of 1,000, then for claims and completions
+ * of 500 until none is left. The HTTP scenarios run it beside their own figure, so that a
+ * share of the floor compares runs taken in a fast and a slow hour of this machine.
+ */
+export function sqlFloor(schema: Schema, jobs: number): { batch: number; drain: number } {
+  const db = open(schema);
+  try {
+    const sql = SQL[schema];
+    const insert = db.prepare(sql.insert);
+    const claim = db.prepare(sql.claim);
+    const complete = db.prepare(sql.complete);
+    const audit = auditWriter(db);
+    const prefix = randomUUID().slice(0, 8);
+    let made = 0;
+
+    const submit = db.transaction((count: number) => {
+      const at = new Date().toISOString();
+      const ids: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const id = `${prefix}-${(made++).toString(36).padStart(10, "0")}`;
+        insert.run({ id, payload: `{"i":${i}}`, at });
+        ids.push(id);
+      }
+      audit("job.submitted", ids, '{"type":"noop","priority":"medium","status":"pending"}', at);
+    });
+    const take = db.transaction((limit: number) => {
+      const at = new Date().toISOString();
+      const rows = claim.all({ node: "node", at, limit }) as { id: string }[];
+      audit("job.assigned", rows.map((row) => row.id), '{"node_id":"node","attempt":1}', at);
+      return rows.map((row) => row.id);
+    });
+    const finish = db.transaction((ids: string[]) => {
+      const at = new Date().toISOString();
+      complete.run({ at, ids: JSON.stringify(ids) });
+      audit("job.completed", ids, '{"node_id":"node","attempt":1}', at);
+    });
+
+    let started = performance.now();
+    for (let done = 0; done < jobs; done += 1000) submit(Math.min(1000, jobs - done));
+    const batch = jobs / ((performance.now() - started) / 1000);
+    started = performance.now();
+    for (let ids = take(500); ids.length > 0; ids = take(500)) finish(ids);
+    const drain = jobs / ((performance.now() - started) / 1000);
+
+    const completed = (db.prepare("SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed'").get() as { n: number }).n;
+    const audited = (db.prepare("SELECT COUNT(*) AS n FROM audit_log").get() as { n: number }).n;
+    if (completed !== jobs || audited !== 3 * jobs) throw new Error(`floor ${schema}: ${completed} completed, ${audited} audit rows of ${jobs} jobs`);
+    return { batch, drain };
+  } finally {
+    db.close();
+  }
+}
+
+export function floor(settings: Settings): Promise<Metrics> {
+  const jobs = settings.size === "full" ? 20_000 : 2_000;
+  const gaffer = sqlFloor("gaffer", jobs);
+  const bare = sqlFloor("bare", jobs);
+  return Promise.resolve({
+    "SQL floor, gaffer's schema: batch of 1000 (jobs/s)": gaffer.batch,
+    "SQL floor, gaffer's schema: claim + complete by 500 (jobs/s)": gaffer.drain,
+    "SQL floor, bare schema: batch of 1000 (jobs/s)": bare.batch,
+    "SQL floor, bare schema: claim + complete by 500 (jobs/s)": bare.drain,
+  });
+}
