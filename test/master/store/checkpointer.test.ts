@@ -50,7 +50,7 @@ describe("background WAL checkpoints", () => {
     }
     // 6,000 jobs back to back: never started over, the WAL grows past 15 MB (measured: 19 MB);
     // started over from 50 pages, it stays near 1.5 MB.
-    expect(size(`${path}-wal`)).toBeLessThan(4_000_000);
+    expect(size(`${path}-wal`)).toBeLessThan(8_000_000); // room for a busy machine (4.5 MB seen under the full suite)
     expect((await store.jobs.stats()).jobs.pending).toBe(6000);
   });
 
