@@ -1,4 +1,5 @@
 // Dispatch order, labels, capacity and aging, for every store dialect.
+import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
@@ -67,6 +68,34 @@ describe.each(dialects)("dispatch ($name)", (dialect) => {
     const c = await submit(t.store, { priority: "high", requires: ["gpu"] });
     const gpu = await register(t.store, "gpu", ["gpu"]);
     expect((await claim(t.store, gpu.id)).map((j) => j.id)).toEqual([b.id, c.id, a.id]);
+  });
+
+  it("gives a job the same lease whether its node covers one requirement set or several", async () => {
+    // A node with no labels takes the head of its one set in one statement (stall time made
+    // in SQL); a node covering several reads each head first (stall time made in JS).
+    const timeoutS = 7.23478; // twice is 14,469.56 ms: a stall time in whole milliseconds drops the fraction, as a Date does
+    const plain = [await submit(t.store, { timeoutS }), await submit(t.store, { timeoutS })];
+    await submit(t.store, { requires: ["gpu"], priority: "low" });
+    const cpu = await register(t.store, "cpu");
+    const gpu = await register(t.store, "gpu", ["gpu"]);
+    t.clock.advanceSeconds(0.0017);
+    expect((await claim(t.store, cpu.id, 1)).map((j) => j.id)).toEqual([plain[0]?.id]);
+    expect((await claim(t.store, gpu.id, 1)).map((j) => j.id)).toEqual([plain[1]?.id]);
+    const now = t.clock.now().getTime();
+    const db = new Database(t.path, { readonly: true });
+    try {
+      const leases = db.prepare("SELECT node_id, started_at, stall_at, lease_expires_at FROM jobs WHERE status = 'running' ORDER BY seq").all();
+      expect(leases).toEqual(
+        [cpu.id, gpu.id].map((nodeId) => ({
+          node_id: nodeId,
+          started_at: new Date(now).toISOString(),
+          stall_at: new Date(now + 2 * timeoutS * 1000 + t.policy.stallGraceMs).toISOString(),
+          lease_expires_at: new Date(now + t.policy.leaseMs).toISOString(),
+        })),
+      );
+    } finally {
+      db.close();
+    }
   });
 
   it("never runs more jobs on a node than its capacity", async () => {

@@ -49,6 +49,8 @@ describe("SQLite query plans", () => {
     await submit(store, { runAt: new Date(clock.now().getTime() + 1000) });
     const other = await submit(store);
     await claim(store, node.id);
+    // A node with no labels covers one requirement set: its claim reads and takes in one statement.
+    await claim(store, (await register(store, "plain")).id);
     await store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: root.id, attempt: 1, progress: 5 }, { jobId: "x", attempt: 1 }] });
     await store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: 1, status: "completed" }] });
     await store.jobs.report({ nodeId: node.id, reports: [{ jobId: other.id, attempt: 1, status: "failed", error: { message: "x", retryable: true } }] });
@@ -126,6 +128,20 @@ describe("SQLite query plans", () => {
     }
   });
 
+  it("takes the head of one requirement set by its seq, read from the dispatch index, with no sort", () => {
+    const db = new Database(t.path, { readonly: true });
+    try {
+      const takeHead = [...seen].find((s) => /WHERE seq IN \(\s*SELECT seq FROM jobs WHERE status = 'pending' AND requires_key = \?/.test(s));
+      if (!takeHead) throw new Error("one-set claim statement not seen");
+      const plan = planOf(db, takeHead).join("\n");
+      expect(plan).toMatch(/^SEARCH jobs USING INTEGER PRIMARY KEY \(rowid=\?\)/);
+      expect(plan).toMatch(/SEARCH jobs USING COVERING INDEX jobs_dispatch \(requires_key=\?\)/);
+      expect(plan).not.toMatch(/TEMP B-TREE/);
+    } finally {
+      db.close();
+    }
+  });
+
   it("finds the dependents of completed jobs from the dependencies, not by walking every blocked job", () => {
     const db = new Database(t.path, { readonly: true });
     try {
@@ -151,7 +167,8 @@ describe("SQLite query plans", () => {
         completed: /^SEARCH jobs USING INDEX \S+ \(id=\?\)$/,
       };
       for (const source of sets) {
-        const jobsSteps = planOf(db, source).filter((detail) => /\bjobs\b/.test(detail));
+        // (The one-set claim also reads its queue's head from jobs_dispatch: the test above.)
+        const jobsSteps = planOf(db, source).filter((detail) => /\bjobs\b/.test(detail) && !/INDEX jobs_dispatch\b/.test(detail));
         expect(jobsSteps).toHaveLength(1);
         expect(jobsSteps[0]).toMatch(expected[/status = '(\w+)'/.exec(source)?.[1] ?? ""] ?? /^never$/);
       }
