@@ -94,8 +94,9 @@ function auditWriter(db: Database.Database): (type: string, ids: string[], detai
 
 /**
  * Jobs a second for `jobs` submissions in batches of 1,000, then for claims and completions
- * of 500 until none is left. The HTTP scenarios run it beside their own figure, so that a
- * share of the floor compares runs taken in a fast and a slow hour of this machine.
+ * of 500 until none is left. The HTTP scenarios run it right after their own figure and give
+ * their share of it, which moves less with the machine's hour than the figure (it still moves:
+ * this is one process's CPU and fsync, theirs three processes and loopback HTTP).
  */
 export function sqlFloor(schema: Schema, jobs: number): { batch: number; drain: number } {
   const db = open(schema);
