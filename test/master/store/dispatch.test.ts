@@ -71,8 +71,8 @@ describe.each(dialects)("dispatch ($name)", (dialect) => {
   });
 
   it("gives a job the same lease whether its node covers one requirement set or several", async () => {
-    // A node with no labels takes the head of its one set in one statement (stall time made
-    // in SQL); a node covering several reads each head first (stall time made in JS).
+    // A node with no labels takes the head of its one set in one statement; a node covering
+    // several reads each set's head first, then takes the chosen by seq.
     const timeoutS = 7.23478; // twice is 14,469.56 ms: a stall time in whole milliseconds drops the fraction, as a Date does
     const plain = [await submit(t.store, { timeoutS }), await submit(t.store, { timeoutS })];
     await submit(t.store, { requires: ["gpu"], priority: "low" });

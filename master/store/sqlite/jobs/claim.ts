@@ -10,19 +10,33 @@ import { reviveNode } from "../node-lifecycle.js";
 type Head = Pick<JobRow, "seq" | "effective_priority" | "timeout_s" | "ready_at">;
 type Taken = Pick<JobRow, "seq" | "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at" | "effective_priority" | "ready_at">;
 
-/** What both ways of taking jobs set on each: running on the node, a new lease. */
+/**
+ * What both ways of taking jobs set on each: running on the node, a new lease, and the
+ * time the stalled-job sweeper takes it back (now + 2 × timeout_s + the grace, as ISO text in
+ * whole milliseconds, truncated as a JS Date does).
+ */
 const LEASE_SET = sql`status = 'running', node_id = ${param("nodeId")}, attempt = attempt + 1,
   started_at = ${param("at")}, updated_at = ${param("at")}, lease_expires_at = ${param("leaseExpiresAt")},
+  stall_at = strftime('%Y-%m-%dT%H:%M:%fZ',
+    CAST(${param("nowMs")} + 2 * timeout_s * 1000 + ${param("graceMs")} AS INTEGER) / 1000.0, 'unixepoch'),
   aging_at = NULL, progress = NULL, progress_message = NULL, lease_end_reason = NULL`;
+
+interface LeaseParams {
+  nodeId: string;
+  at: string;
+  leaseExpiresAt: string;
+  nowMs: number;
+  graceMs: number;
+}
 
 export interface ClaimStatements {
   node: Prepared<{ id: string; status: string; labels: string; capacity: number }, { nodeId: string }>;
   running: Prepared<{ n: number }, { nodeId: string }>;
   head: Prepared<Head, { key: string; limit: number }>;
-  /** `chosen`: a JSON array of {seq, stall_at}. */
-  take: Prepared<Taken, { chosen: string; nodeId: string; at: string; leaseExpiresAt: string }>;
+  /** `chosen`: a JSON array of seqs. */
+  take: Prepared<Taken, LeaseParams & { chosen: string }>;
   /** The head of one requirement set's queue, read and taken in one statement. */
-  takeHead: Prepared<Taken, { key: string; limit: number; nodeId: string; at: string; leaseExpiresAt: string; nowMs: number; graceMs: number }>;
+  takeHead: Prepared<Taken, LeaseParams & { key: string; limit: number }>;
 }
 
 export function prepareClaim(ctx: StoreContext): ClaimStatements {
@@ -53,20 +67,17 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
     // would rather walk every pending job through jobs_status_seq.
     take: db.prepareSql(sql<Taken>`
       UPDATE jobs NOT INDEXED
-      SET ${LEASE_SET}, stall_at = chosen.value ->> 'stall_at'
+      SET ${LEASE_SET}
       FROM json_each(${param("chosen")}) AS chosen
-      WHERE jobs.seq = chosen.value ->> 'seq' AND jobs.status = 'pending'
+      WHERE jobs.seq = chosen.value AND jobs.status = 'pending'
       RETURNING jobs.seq, jobs.id, jobs.type, jobs.payload, jobs.attempt, jobs.priority, jobs.timeout_s, jobs.created_at,
                 jobs.effective_priority, jobs.ready_at`),
     // A node whose labels cover one requirement set (a node with no labels, the usual case)
     // takes its head in one statement: 15–25 % less time than the head read, the JSON list of
-    // the chosen and the UPDATE from it. stall_at is the ISO text stallAt() below makes (whole
-    // milliseconds, truncated as a JS Date does).
+    // the chosen and the UPDATE from it.
     takeHead: db.prepareSql(sql<Taken>`
       UPDATE jobs
-      SET ${LEASE_SET},
-          stall_at = strftime('%Y-%m-%dT%H:%M:%fZ',
-            CAST(${param("nowMs")} + 2 * timeout_s * 1000 + ${param("graceMs")} AS INTEGER) / 1000.0, 'unixepoch')
+      SET ${LEASE_SET}
       WHERE seq IN (
         SELECT seq FROM jobs WHERE status = 'pending' AND requires_key = ${param("key")}
         ORDER BY effective_priority DESC, seq LIMIT ${param("limit")})
@@ -79,23 +90,12 @@ function byDispatchOrder(a: Pick<JobRow, "seq" | "effective_priority">, b: Pick<
 }
 
 /** Several requirement sets: the head of each, the best `limit` of them, then one UPDATE of those. */
-function takeChosen(
-  ctx: StoreContext,
-  statements: ClaimStatements,
-  keys: string[],
-  limit: number,
-  now: Date,
-  lease: { nodeId: string; at: string; leaseExpiresAt: string },
-): Taken[] {
+function takeChosen(statements: ClaimStatements, keys: string[], limit: number, lease: LeaseParams): Taken[] {
   const candidates: Head[] = [];
   for (const key of keys) candidates.push(...statements.head.all({ key, limit }));
   const chosen = candidates.sort(byDispatchOrder).slice(0, limit);
   if (chosen.length === 0) return [];
-  const stallAt = (timeoutS: number) => new Date(now.getTime() + 2 * timeoutS * 1000 + ctx.policy.stallGraceMs).toISOString();
-  return statements.take.all({
-    chosen: JSON.stringify(chosen.map((head) => ({ seq: head.seq, stall_at: stallAt(head.timeout_s) }))),
-    ...lease,
-  });
+  return statements.take.all({ chosen: JSON.stringify(chosen.map((head) => head.seq)), ...lease });
 }
 
 export function claimJobs(
@@ -116,11 +116,17 @@ export function claimJobs(
     const limit = Math.min(params.max, node.capacity - running);
     if (limit <= 0) return { ok: true, items: [] };
     const keys = ctx.requirementSets.coveredBy(JSON.parse(node.labels) as string[]);
-    const lease = { nodeId: node.id, at, leaseExpiresAt: new Date(now.getTime() + ctx.policy.leaseMs).toISOString() };
+    const lease: LeaseParams = {
+      nodeId: node.id,
+      at,
+      leaseExpiresAt: new Date(now.getTime() + ctx.policy.leaseMs).toISOString(),
+      nowMs: now.getTime(),
+      graceMs: ctx.policy.stallGraceMs,
+    };
     const taken =
       keys.length === 1
-        ? statements.takeHead.all({ key: keys[0] ?? "", limit, nowMs: now.getTime(), graceMs: ctx.policy.stallGraceMs, ...lease })
-        : takeChosen(ctx, statements, keys, limit, now, lease);
+        ? statements.takeHead.all({ key: keys[0] ?? "", limit, ...lease })
+        : takeChosen(statements, keys, limit, lease);
     if (taken.length === 0) return { ok: true, items: [], waitedMs: [] };
     // RETURNING gives no order: put them back in dispatch order.
     taken.sort(byDispatchOrder);
