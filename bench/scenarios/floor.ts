@@ -147,8 +147,13 @@ export function sqlFloor(schema: Schema, jobs: number): { batch: number; drain: 
   }
 }
 
+/** How many jobs the floor writes at a size. */
+export function floorJobs(settings: Settings): number {
+  return settings.size === "full" ? 20_000 : 2_000;
+}
+
 export function floor(settings: Settings): Promise<Metrics> {
-  const jobs = settings.size === "full" ? 20_000 : 2_000;
+  const jobs = floorJobs(settings);
   const gaffer = sqlFloor("gaffer", jobs);
   const bare = sqlFloor("bare", jobs);
   return Promise.resolve({

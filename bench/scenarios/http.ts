@@ -1,13 +1,13 @@
 // 1. Submission: single POSTs with 32 connections, Express's own ceiling beside it, batches of 1000.
 // 2. Drain: 20,000 queued no-op jobs through 2 worker processes.
-// Batches and the drain are also given as a share of their SQL floor (floor.ts) measured beside them.
 // 3. Mixed: submitting ~5,000 jobs/s while draining.
 // 4. Dispatch latency: from a submit's answer to the handler starting on an idle, long-polling worker.
+// Batches and the drain are also given as a share of their SQL floor (floor.ts) measured right after them.
 import { join } from "node:path";
 import autocannon from "autocannon";
 import Database from "better-sqlite3";
 import { call, fill, makeClients, nowMs, percentile, sleep, startMaster, startNodeScript, tempDir, token, type Running, type Settings } from "../lib.js";
-import { sqlFloor } from "./floor.js";
+import { floorJobs, sqlFloor } from "./floor.js";
 
 type Metrics = Record<string, number>;
 
@@ -57,7 +57,7 @@ export async function submission(settings: Settings): Promise<Metrics> {
     const singleRate = single["2xx"] / durationS;
     const expressRate = express["2xx"] / durationS;
     const batchRate = (batch["2xx"] * 1000) / durationS;
-    const floor = sqlFloor("gaffer", settings.size === "full" ? 20_000 : 2_000);
+    const floor = sqlFloor("gaffer", floorJobs(settings));
     return {
       "submit single (jobs/s, 32 connections)": singleRate,
       "express echo (req/s, 32 connections)": expressRate,
