@@ -44,6 +44,8 @@ export interface MasterOptions extends ConfigValues {
   logger?: Logger;
   /** Retry jitter source (tests make it deterministic). */
   random?: () => number;
+  /** Tests: how group commits flush the WAL (default fs.fdatasync; see heldFlushes). */
+  fdatasync?: (fd: number) => Promise<void>;
 }
 
 export interface RunningMaster {
@@ -166,7 +168,7 @@ function throttled<A extends unknown[]>(ms: number, fn: (...args: A) => void): (
 }
 
 export async function createMaster(options: MasterOptions = {}): Promise<MasterInternals> {
-  const { config: configFile, env, clock = systemClock, logger, random, ...flags } = options;
+  const { config: configFile, env, clock = systemClock, logger, random, fdatasync, ...flags } = options;
   const config = loadConfig({ flags, env, configFile });
   const log = logger ?? createLogger({ level: config.logLevel });
   const startedAt = clock.now();
@@ -179,6 +181,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     policy: createQueuePolicy(config, random),
     backgroundCheckpoints: true,
     syncOffThread: true,
+    fdatasync,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
   });
   const modes = new ModeController(store, clock, log);
@@ -213,6 +216,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     nodeOwners: new NodeOwners(store),
     wake: {
       jobsReady: () => dispatcher.notify(),
+      jobsComing: () => dispatcher.notify(),
       jobsScheduled: () => promoter.poke(),
       schedulesChanged: () => scheduler.poke(),
     },

@@ -2,6 +2,14 @@
 // ready for it (the master calls notify() after submissions, releases, retries,
 // promotions and re-queues) or its wait ends. No polling loop: waiting claims
 // are retried only when something changed, oldest waiter first.
+//
+// notify() retries them at once, not a tick later, so that it can also be called
+// right after a write is queued and before it commits: with a store that gathers
+// the writes of a tick into one transaction (SQLite's group commit), the waiting
+// claims then run in that same transaction, right after the write. A job submitted
+// while a worker waits is handed over in the submission's own commit (one
+// transaction and one fsync for both), and a worker's next jobs in the commit of
+// the results that freed its slots.
 import type { ClaimOutcome, JobStore } from "../store/types.js";
 
 interface Waiter {
@@ -68,7 +76,11 @@ export class Dispatcher {
     });
   }
 
-  /** Jobs may be ready: retry the waiting claims soon (coalesced within one tick). */
+  /**
+   * Jobs may be ready, or will be once the writes queued so far commit: retry the
+   * waiting claims now (see the top of this file). While a retry is on its way,
+   * further calls ask for one more after it.
+   */
   notify(): void {
     this.generation += 1;
     if (this.waiters.length === 0) return;
@@ -77,29 +89,29 @@ export class Dispatcher {
       return;
     }
     this.passRunning = true;
-    setImmediate(() => void this.pass());
+    void this.pass();
   }
 
+  /**
+   * Every waiting claim at once, oldest first: their claims are queued in that order,
+   * so in one group commit the oldest waiter takes first.
+   */
   private async pass(): Promise<void> {
     try {
       do {
         this.passWanted = false;
-        for (const waiter of [...this.waiters]) {
-          if (waiter.done || this.closed) continue;
-          let outcome: ClaimOutcome;
-          try {
-            outcome = await this.tryClaim(waiter.nodeId, waiter.max);
-          } catch {
-            outcome = EMPTY; // the store is failing; the waiter gets nothing rather than hanging
-          }
-          if (!outcome.ok || outcome.items.length > 0 || waiter.done) {
-            if (waiter.done && outcome.ok && outcome.items.length > 0) {
-              // Its caller left while we claimed: the jobs' leases run out and they go back.
-              continue;
-            }
-            this.finish(waiter, outcome);
-          }
-        }
+        const waiters = this.waiters.filter((waiter) => !waiter.done);
+        const outcomes = await Promise.all(
+          // A failing store: the waiter gets nothing rather than hanging.
+          waiters.map((waiter) => this.tryClaim(waiter.nodeId, waiter.max).catch(() => EMPTY)),
+        );
+        waiters.forEach((waiter, index) => {
+          const outcome = outcomes[index] ?? EMPTY;
+          // Nothing for it yet: it keeps waiting. (A waiter whose caller left while we
+          // claimed is done already; its jobs' leases run out and they go back.)
+          if (outcome.ok && outcome.items.length === 0) return;
+          this.finish(waiter, outcome);
+        });
       } while (this.passWanted && !this.closed);
     } finally {
       this.passRunning = false;

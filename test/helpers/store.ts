@@ -25,6 +25,8 @@ export interface TestStoreOptions {
   stallGraceS?: number;
   agingS?: number;
   nodeTimeoutS?: number;
+  /** Flush group commits off the event loop with this fdatasync (see heldFlushes). */
+  fdatasync?: (fd: number) => Promise<void>;
 }
 
 export interface Dialect {
@@ -49,7 +51,8 @@ export const dialects: Dialect[] = [
         () => 0.5,
       );
       const path = join(tempDir(), "gaffer.db");
-      return { store: openSqliteStore({ path, clock, policy }), clock, policy, path };
+      const { fdatasync } = options;
+      return { store: openSqliteStore({ path, clock, policy, syncOffThread: fdatasync !== undefined, fdatasync }), clock, policy, path };
     },
   },
 ];

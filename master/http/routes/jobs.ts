@@ -97,7 +97,9 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         },
       },
       async ({ body, principal }) => {
-        const outcome = await store.jobs.submit([toSubmitParams(deps, principal, body, "")]);
+        const submitting = store.jobs.submit([toSubmitParams(deps, principal, body, "")]);
+        deps.wake.jobsComing();
+        const outcome = await submitting;
         if (!outcome.ok) throw unknownDependency(outcome, "");
         afterSubmit(deps, outcome);
         const item = outcome.items[0];
@@ -118,7 +120,9 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       },
       async ({ body, principal }) => {
         const params = body.jobs.map((job, index) => toSubmitParams(deps, principal, job, `jobs.${index}.`));
-        const outcome = await store.jobs.submit(params);
+        const submitting = store.jobs.submit(params);
+        deps.wake.jobsComing();
+        const outcome = await submitting;
         if (!outcome.ok) throw unknownDependency(outcome, `jobs.${outcome.index}.`);
         afterSubmit(deps, outcome);
         return created({ items: outcome.items.map((item) => item.job) });

@@ -216,7 +216,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
       async ({ params, principal, body }) => {
         const { id } = idParams.parse(params);
         await nodeOwners.check(principal, id);
-        const result = await store.jobs.report({
+        const reporting = store.jobs.report({
           nodeId: id,
           reports: body.results.map((r) => ({
             jobId: r.job_id,
@@ -226,6 +226,10 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
             error: r.error === undefined ? undefined : { ...r.error, retryable: r.error.retryable !== false },
           })),
         });
+        // This node's waiting claim (its worker claims again as its handlers finish) can
+        // take its next jobs in the same commit as these results.
+        deps.wake.jobsComing();
+        const result = await reporting;
         recordEffects(deps, result.items);
         wakeAfterReports(deps, result);
         if (body.results.some((r) => r.status === "failed")) deps.wake.jobsScheduled();

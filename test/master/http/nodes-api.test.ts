@@ -1,7 +1,9 @@
 // The nodes API over real HTTP: register, heartbeat, long-poll claims, results, leave, drain.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MasterInternals } from "../../../master/index.js";
+import { heldFlushes } from "../../helpers/flushes.js";
 import { http, startTestMaster } from "../../helpers/master.js";
+import { eventually } from "../../helpers/processes.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 let master: MasterInternals;
@@ -75,6 +77,60 @@ describe("claiming", () => {
     const next = await waiting;
     expect(performance.now() - reported).toBeLessThan(1000);
     expect(next.body.items.map((j) => j.type)).toEqual(["b"]);
+  });
+
+  /**
+   * With WAL flushes held: `write` is sent while a claim waits; both must be answered
+   * after the one flush of the write's group commit. What the claim got is returned.
+   */
+  async function claimWithWrite(
+    setup: (url: string, node: string) => Promise<void>,
+    write: (url: string, node: string) => Promise<unknown>,
+  ): Promise<Claimed | undefined> {
+    const flushes = heldFlushes(false);
+    const held = await startTestMaster({ fdatasync: flushes.fdatasync });
+    try {
+      const node = String((await http(held.url, "POST", "/api/v1/nodes", { name: "same-commit", capacity: 1 })).body.id);
+      await setup(held.url, node);
+      const waiting = http<Claimed>(held.url, "POST", `/api/v1/nodes/${node}/claim`, { max: 1, wait_s: 10 });
+      await eventually(async () => held.dispatcher.waiting === 1, 5000, "the claim to wait");
+      flushes.hold(true);
+      const written = write(held.url, node);
+      await eventually(async () => flushes.calls.length > 0, 5000, "a flush");
+      flushes.calls[0]?.resolve();
+      await written;
+      // Had the claim committed on its own, it would wait for a second (held) flush.
+      const claimed = await Promise.race([waiting, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1000))]);
+      expect(flushes.calls).toHaveLength(1);
+      return claimed?.body;
+    } finally {
+      flushes.releaseAll();
+      await held.close();
+    }
+  }
+
+  it("hands a job to a waiting claim in the submission's commit: one WAL flush answers both", async () => {
+    const claimed = await claimWithWrite(
+      async () => undefined,
+      async (url) => expect((await http(url, "POST", "/api/v1/jobs", { type: "handed-over" })).status).toBe(201),
+    );
+    expect(claimed?.items.map((j) => j.type)).toEqual(["handed-over"]);
+  });
+
+  it("gives a full node its next job in the commit of the result that freed its slot", async () => {
+    let running = { id: "", attempt: 0 };
+    const claimed = await claimWithWrite(
+      async (url, node) => {
+        await http(url, "POST", "/api/v1/jobs/batch", { jobs: [{ type: "first" }, { type: "second" }] });
+        const first = await http<Claimed>(url, "POST", `/api/v1/nodes/${node}/claim`, { max: 1 });
+        running = first.body.items[0] ?? running;
+      },
+      async (url, node) => {
+        const results = [{ job_id: running.id, attempt: running.attempt, status: "completed" }];
+        expect((await http(url, "POST", `/api/v1/nodes/${node}/results`, { results })).status).toBe(200);
+      },
+    );
+    expect(claimed?.items.map((j) => j.type)).toEqual(["second"]);
   });
 
   it("answers an empty list when wait_s passes", async () => {

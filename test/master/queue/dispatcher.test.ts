@@ -1,19 +1,24 @@
 // Long-poll claims wait for work and are woken by notify(), not by polling.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Dispatcher } from "../../../master/queue/dispatcher.js";
-import { dialects, register, submit, type TestStore } from "../../helpers/store.js";
+import type { ClaimOutcome } from "../../../master/store/types.js";
+import { heldFlushes, turn } from "../../helpers/flushes.js";
+import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 describe("dispatcher", () => {
   let t: TestStore;
   let dispatcher: Dispatcher;
+  const flushes = heldFlushes(false);
   beforeEach(() => {
     const sqlite = dialects[0];
     if (!sqlite) throw new Error("no dialect");
-    t = sqlite.open();
+    // Group commits flushed with an fdatasync the tests can hold (and see).
+    t = sqlite.open({ fdatasync: flushes.fdatasync });
     dispatcher = new Dispatcher(t.store.jobs);
   });
   afterEach(async () => {
+    flushes.releaseAll();
     dispatcher.close();
     await t.store.close();
     removeTempDirs();
@@ -69,6 +74,54 @@ describe("dispatcher", () => {
     const gpuOutcome = await onGpu;
     expect(gpuOutcome.ok && gpuOutcome.items.map((j) => j.id)).toEqual([job.id]);
     expect(await onCpu).toEqual({ ok: true, items: [] });
+  });
+
+  /** Waits (a few turns at most) for `outcome`'s claim to settle; undefined if it did not. */
+  async function settled(outcome: Promise<ClaimOutcome>): Promise<ClaimOutcome | undefined> {
+    let value: ClaimOutcome | undefined;
+    void outcome.then((v) => (value = v));
+    for (let i = 0; i < 20 && value === undefined; i++) await turn();
+    return value;
+  }
+
+  // notify() right after a write is queued: the waiting claims join that write's group commit.
+  it("hands a waiting claim a job in the submission's own commit: one flush for both", async () => {
+    const node = await register(t.store);
+    const waiting = dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 10_000 });
+    await turn();
+    expect(dispatcher.waiting).toBe(1);
+    flushes.hold(true);
+    const submitted = t.store.jobs.submit([jobParams()]);
+    dispatcher.notify();
+    for (let i = 0; i < 10 && flushes.calls.length === 0; i++) await turn();
+    expect(flushes.calls).toHaveLength(1);
+    flushes.calls[0]?.resolve();
+    const outcome = await submitted;
+    const claimed = await settled(waiting);
+    expect(flushes.calls).toHaveLength(1);
+    const job = outcome.ok ? outcome.items[0]?.job : undefined;
+    expect(claimed?.ok && claimed.items.map((j) => j.id)).toEqual([job?.id]);
+  });
+
+  it("gives a full node its next job in the commit of the result that freed its slot", async () => {
+    const node = await register(t.store, "node-1", [], 1);
+    const first = await submit(t.store);
+    const second = await submit(t.store);
+    expect((await claim(t.store, node.id, 1)).map((j) => j.id)).toEqual([first.id]);
+    // Its worker claims again as its handler ends, before the result lands: it waits.
+    const waiting = dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 10_000 });
+    await turn();
+    expect(dispatcher.waiting).toBe(1);
+    flushes.hold(true);
+    const reported = t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: first.id, attempt: 1, status: "completed" }] });
+    dispatcher.notify();
+    for (let i = 0; i < 10 && flushes.calls.length === 0; i++) await turn();
+    expect(flushes.calls).toHaveLength(1);
+    flushes.calls[0]?.resolve();
+    expect((await reported).items.map((item) => item.verdict)).toEqual(["accepted"]);
+    const claimed = await settled(waiting);
+    expect(flushes.calls).toHaveLength(1);
+    expect(claimed?.ok && claimed.items.map((j) => j.id)).toEqual([second.id]);
   });
 
   it("stops waiting when the caller goes away, and on close", async () => {
