@@ -7,7 +7,7 @@ import { param, type Prepared } from "../database.js";
 import { toClaimedJob, type JobRow } from "../rows.js";
 import { reviveNode } from "../node-lifecycle.js";
 
-type Head = Pick<JobRow, "seq" | "effective_priority" | "timeout_s" | "ready_at">;
+type Head = Pick<JobRow, "seq" | "effective_priority">;
 type Taken = Pick<JobRow, "seq" | "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at" | "effective_priority" | "ready_at">;
 
 /**
@@ -51,11 +51,12 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
         .where("node_id", "=", param("nodeId"))
         .where("status", "=", sql.lit("running")),
     ),
-    // One range of the partial index jobs_dispatch per requirement set.
+    // One range of the partial index jobs_dispatch per requirement set, read from the
+    // index alone (it holds both columns).
     head: db.prepare(
       k
         .selectFrom("jobs")
-        .select(["seq", "effective_priority", "timeout_s", "ready_at"])
+        .select(["seq", "effective_priority"])
         .where("status", "=", sql.lit("pending"))
         .where("requires_key", "=", param("key"))
         .orderBy("effective_priority", "desc")
