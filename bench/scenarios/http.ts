@@ -1,4 +1,5 @@
-// 1. Submission: single POSTs with 32 connections, Express's own ceiling beside it, batches of 1000.
+// 1. Submission: single POSTs with 32 connections, Express's own ceiling beside it (in turns,
+//    a slice each), batches of 1000.
 // 2. Drain: 20,000 queued no-op jobs through 2 worker processes.
 // 3. Mixed: submitting ~5,000 jobs/s while draining.
 // 4. Dispatch latency: from a submit's answer to the handler starting on an idle, long-polling worker.
@@ -50,19 +51,32 @@ export async function submission(settings: Settings): Promise<Metrics> {
     const auth = `Bearer ${await token(master.url, credentials.client)}`;
     const body = JSON.stringify({ type: "noop", payload: { order: 42, customer: "acme" } });
     const headers = { authorization: auth, "content-type": "application/json" };
-    const single = await load({ url: `${master.url}/api/v1/jobs`, method: "POST", headers, body, connections: 32, duration: durationS });
-    const express = await load({ url: `${echo.url}/echo`, method: "POST", headers: { "content-type": "application/json" }, body, connections: 32, duration: durationS });
+    // gaffer and the echo in turns, a slice each, so that both meet the machine in the same
+    // state: run one after the other, 10 s each, their ratio moved with the VM's speed
+    // (0.53-0.87 in one full run).
+    const rounds = settings.size === "full" ? 5 : 1;
+    const sliceS = durationS / rounds;
+    const single = { ok: 0, non2xx: 0, p99: 0 };
+    let echoed = 0;
+    for (let round = 0; round < rounds; round++) {
+      const slice = await load({ url: `${master.url}/api/v1/jobs`, method: "POST", headers, body, connections: 32, duration: sliceS });
+      single.ok += slice["2xx"];
+      single.non2xx += slice.non2xx;
+      single.p99 = Math.max(single.p99, slice.latency.p99);
+      const express = await load({ url: `${echo.url}/echo`, method: "POST", headers: { "content-type": "application/json" }, body, connections: 32, duration: sliceS });
+      echoed += express["2xx"];
+    }
     const batchBody = JSON.stringify({ jobs: Array.from({ length: 1000 }, (_, i) => ({ type: "noop", payload: { i } })) });
     const batch = await load({ url: `${master.url}/api/v1/jobs/batch`, method: "POST", headers, body: batchBody, connections: 4, duration: durationS });
-    const singleRate = single["2xx"] / durationS;
-    const expressRate = express["2xx"] / durationS;
+    const singleRate = single.ok / durationS;
+    const expressRate = echoed / durationS;
     const batchRate = (batch["2xx"] * 1000) / durationS;
     const floor = sqlFloor("gaffer", floorJobs(settings));
     return {
       "submit single (jobs/s, 32 connections)": singleRate,
       "express echo (req/s, 32 connections)": expressRate,
       "submit / express ratio": singleRate / expressRate,
-      "submit single p99 (ms)": single.latency.p99,
+      "submit single p99 (ms, the highest of its slices)": single.p99,
       "submit batch of 1000 (jobs/s)": batchRate,
       "submit batch / its SQL floor in the same run": batchRate / floor.batch,
       "non-2xx answers": single.non2xx + batch.non2xx,
