@@ -527,13 +527,14 @@ export class SqliteDatabase {
     return statement as Prepared<Row, P>;
   }
 
-  private controls: Record<"begin" | "commit" | "rollback", Database.Statement> | undefined;
+  private controls: Record<"begin" | "commit" | "rollback" | "changes", Database.Statement> | undefined;
 
   private control() {
     this.controls ??= {
       begin: this.sqlite.prepare("BEGIN IMMEDIATE"),
       commit: this.sqlite.prepare("COMMIT"),
       rollback: this.sqlite.prepare("ROLLBACK"),
+      changes: this.sqlite.prepare("SELECT total_changes()").pluck(),
     };
     return this.controls;
   }
@@ -554,10 +555,17 @@ export class SqliteDatabase {
     if (this.sqlite.inTransaction) return fn();
     try {
       control.begin.run();
+      const before = this.walSync ? (control.changes.get() as number) : 0;
       const result = fn();
       control.commit.run();
-      this.walSync?.committed();
-      if (flushNow) this.walSync?.durableNow();
+      // Only a transaction that changed rows has anything to flush. One that read only (a
+      // sweep that found nothing, a claim that took nothing) neither fsyncs on the event loop
+      // nor makes later answers wait for a flush. (DDL alone changes no rows; the
+      // migrations always record themselves in schema_migrations, which does.)
+      if (this.walSync && control.changes.get() !== before) {
+        this.walSync.committed();
+        if (flushNow) this.walSync.durableNow();
+      }
       return result;
     } catch (error) {
       if (this.sqlite.inTransaction) control.rollback.run();

@@ -127,6 +127,33 @@ describe("group commits flushed on the thread pool", () => {
     await d.durable();
     expect(flushes.calls).toHaveLength(0);
   });
+
+  it("has nothing to flush after a transaction that changed no rows, and no answer waits for one", async () => {
+    const flushes = heldFlushes();
+    const d = open(flushes.fdatasync);
+    // Two writes in a group, their flush held.
+    const writes = Promise.all([insert(d, 1), insert(d, 2)]);
+    await turn();
+    await turn();
+    expect(flushes.calls).toHaveLength(1);
+    // A transaction that reads only (a sweep that found nothing): no fdatasync of its own on
+    // the event loop, which would also have made the held group durable at once.
+    const count = d.transaction(() => (d.sqlite.prepare("SELECT COUNT(*) AS n FROM t").get() as { n: number }).n);
+    expect(count).toBe(2);
+    let durable = false;
+    void d.durable().then(() => (durable = true));
+    await turn();
+    await turn();
+    expect(durable).toBe(false);
+    flushes.calls[0]?.resolve();
+    await writes;
+    await turn();
+    expect(durable).toBe(true);
+    // And once everything is on disk, another such transaction leaves nothing to wait for.
+    d.transaction(() => d.sqlite.prepare("UPDATE t SET n = n WHERE n < 0").run());
+    await d.durable();
+    expect(flushes.calls).toHaveLength(1);
+  });
 });
 
 describe("prepared statements", () => {
