@@ -10,7 +10,7 @@ import { defaultQueuePolicy } from "../../../master/queue/policy.js";
 import { openSqliteStore, type SqliteStore } from "../../../master/store/sqlite/index.js";
 import { FakeClock } from "../../helpers/clock.js";
 import { jobParams } from "../../helpers/store.js";
-import { tempDir } from "../../helpers/temp.js";
+import { removeTempDirs, tempDir } from "../../helpers/temp.js";
 
 const policy = defaultQueuePolicy();
 const size = (path: string) => statSync(path).size;
@@ -29,6 +29,7 @@ describe("background WAL checkpoints", () => {
   afterEach(async () => {
     await store?.close();
     store = undefined;
+    removeTempDirs();
   });
 
   it("copies the WAL into the database file from its own thread", async () => {

@@ -6,13 +6,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { loopLoad, SqliteDatabase } from "../../../master/store/sqlite/database.js";
 import { StorageUnavailableError } from "../../../master/store/types.js";
 import { heldFlushes, turn } from "../../helpers/flushes.js";
-import { tempDir } from "../../helpers/temp.js";
+import { removeTempDirs, tempDir } from "../../helpers/temp.js";
 
 describe("group commits flushed on the thread pool", () => {
   let db: SqliteDatabase | undefined;
   afterEach(() => {
     db?.close();
     db = undefined;
+    removeTempDirs();
   });
 
   function open(fdatasync: (fd: number) => Promise<void>, loopBusy = () => false): SqliteDatabase {
@@ -180,6 +181,7 @@ describe("prepared statements", () => {
       expect(Object.keys(odd ?? {})).toEqual(["__proto__", "a"]);
     } finally {
       db.close();
+      removeTempDirs();
     }
   });
 });
