@@ -216,7 +216,6 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     nodeOwners: new NodeOwners(store),
     wake: {
       jobsReady: () => dispatcher.notify(),
-      jobsComing: () => dispatcher.notify(),
       jobsScheduled: () => promoter.poke(),
       schedulesChanged: () => scheduler.poke(),
     },

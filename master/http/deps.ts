@@ -10,15 +10,13 @@ import { forbidden, notFound } from "./problem.js";
 import type { Principal } from "./route.js";
 
 export interface Wakeups {
-  /** Jobs became pending: waiting claims should look again. */
-  jobsReady(): void;
   /**
-   * A write that may make jobs pending was just queued, not yet committed: waiting
-   * claims look now, so that where the store groups a tick's writes into one
-   * transaction (SQLite) they run in the write's own transaction, right after it.
-   * Call jobsReady() too once the write is answered, for stores that do not group.
+   * Jobs became pending, or will be once a write queued just now commits: waiting
+   * claims look now. The store runs the writes queued in a tick in that order, in one
+   * transaction, so a wake right after queueing the write is all it needs: the claims
+   * run in the write's own transaction, right after it (see Dispatcher).
    */
-  jobsComing(): void;
+  jobsReady(): void;
   /** Jobs were scheduled for later: the promoter should look at its timer. */
   jobsScheduled(): void;
   /** A schedule was created or changed: the scheduler should look at its timer. */

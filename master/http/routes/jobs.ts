@@ -54,8 +54,17 @@ function toSubmitParams(deps: HttpDeps, principal: Principal, body: SubmitJobBod
   };
 }
 
+/**
+ * Queue the submissions and wake the waiting claims at once: they join the submissions'
+ * own commit, so a job submitted while a worker waits leaves with the 201.
+ */
+function submit(deps: HttpDeps, jobs: SubmitJobParams[]): Promise<SubmitOutcome> {
+  const submitting = deps.store.jobs.submit(jobs);
+  deps.wake.jobsReady();
+  return submitting;
+}
+
 function afterSubmit(deps: HttpDeps, outcome: Extract<SubmitOutcome, { ok: true }>): void {
-  if (outcome.ready > 0) deps.wake.jobsReady();
   if (outcome.items.some((item) => item.created && item.job.status === "scheduled")) deps.wake.jobsScheduled();
   for (const item of outcome.items) {
     if (!item.created) continue;
@@ -97,9 +106,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         },
       },
       async ({ body, principal }) => {
-        const submitting = store.jobs.submit([toSubmitParams(deps, principal, body, "")]);
-        deps.wake.jobsComing();
-        const outcome = await submitting;
+        const outcome = await submit(deps, [toSubmitParams(deps, principal, body, "")]);
         if (!outcome.ok) throw unknownDependency(outcome, "");
         afterSubmit(deps, outcome);
         const item = outcome.items[0];
@@ -120,9 +127,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       },
       async ({ body, principal }) => {
         const params = body.jobs.map((job, index) => toSubmitParams(deps, principal, job, `jobs.${index}.`));
-        const submitting = store.jobs.submit(params);
-        deps.wake.jobsComing();
-        const outcome = await submitting;
+        const outcome = await submit(deps, params);
         if (!outcome.ok) throw unknownDependency(outcome, `jobs.${outcome.index}.`);
         afterSubmit(deps, outcome);
         return created({ items: outcome.items.map((item) => item.job) });

@@ -1,7 +1,7 @@
 // /api/v1/nodes: what workers do (register, heartbeat, claim, report, leave) and
 // what admins do to nodes (list, drain, resume). Single-job reports live under
 // /api/v1/jobs/:id/complete|fail but are node verbs, so they are here too.
-import type { JobReport, NodeActionOutcome, ReportOutcome, ReportVerdict } from "../../store/types.js";
+import type { JobReport, NodeActionOutcome, ReportManyResult, ReportOutcome, ReportVerdict } from "../../store/types.js";
 import type { HttpDeps } from "../deps.js";
 import { conflict, notFound } from "../problem.js";
 import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
@@ -57,12 +57,15 @@ function recordEffects(deps: HttpDeps, items: ReportOutcome[]): void {
 }
 
 /**
- * An accepted result frees a slot on its node: claims waiting for that node (a
- * worker claims again the moment its handlers finish, before its results land)
- * must look again now, not when their long-poll ends.
+ * Queue a node's results and wake the waiting claims at once. An accepted result frees
+ * a slot on its node, and a worker claims again the moment its handlers finish, before
+ * its results land: that waiting claim joins the results' own commit and takes the
+ * node's next jobs in it (and so do claims for jobs the results made ready).
  */
-function wakeAfterReports(deps: HttpDeps, result: { ready: number; items: ReportOutcome[] }): void {
-  if (result.ready > 0 || result.items.some((item) => item.verdict === "accepted")) deps.wake.jobsReady();
+function report(deps: HttpDeps, nodeId: string, reports: JobReport[]): Promise<ReportManyResult> {
+  const reporting = deps.store.jobs.report({ nodeId, reports });
+  deps.wake.jobsReady();
+  return reporting;
 }
 
 export function nodeRoutes(deps: HttpDeps): Route[] {
@@ -70,18 +73,17 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
   const nodeResponses = { 200: { description: "The node", schema: nodeSchema }, ...problemResponses };
 
   /** One report through the batch verb, answered as the single-job routes answer. */
-  async function reportOne(principal: Principal, nodeId: string, report: JobReport): Promise<Reply> {
+  async function reportOne(principal: Principal, nodeId: string, single: JobReport): Promise<Reply> {
     await nodeOwners.check(principal, nodeId);
-    const result = await store.jobs.report({ nodeId, reports: [report] });
+    const result = await report(deps, nodeId, [single]);
     recordEffects(deps, result.items);
     const verdict = result.items[0]?.verdict ?? "not_found";
     if (verdict === "not_found") throw notFound("job");
     if (verdict === "stale_attempt") {
-      throw conflict(`attempt ${report.attempt} is not this job's current lease on node ${nodeId}`);
+      throw conflict(`attempt ${single.attempt} is not this job's current lease on node ${nodeId}`);
     }
-    wakeAfterReports(deps, result);
-    if (report.status === "failed") deps.wake.jobsScheduled();
-    const job = await store.jobs.get(report.jobId);
+    if (single.status === "failed") deps.wake.jobsScheduled();
+    const job = await store.jobs.get(single.jobId);
     if (!job) throw notFound("job");
     return ok(job);
   }
@@ -216,22 +218,18 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
       async ({ params, principal, body }) => {
         const { id } = idParams.parse(params);
         await nodeOwners.check(principal, id);
-        const reporting = store.jobs.report({
-          nodeId: id,
-          reports: body.results.map((r) => ({
+        const result = await report(
+          deps,
+          id,
+          body.results.map((r) => ({
             jobId: r.job_id,
             attempt: r.attempt,
             status: r.status,
             result: r.result,
             error: r.error === undefined ? undefined : { ...r.error, retryable: r.error.retryable !== false },
           })),
-        });
-        // This node's waiting claim (its worker claims again as its handlers finish) can
-        // take its next jobs in the same commit as these results.
-        deps.wake.jobsComing();
-        const result = await reporting;
+        );
         recordEffects(deps, result.items);
-        wakeAfterReports(deps, result);
         if (body.results.some((r) => r.status === "failed")) deps.wake.jobsScheduled();
         const items = result.items.map((item) => {
           const accepted = item.verdict === "accepted" || item.verdict === "duplicate";

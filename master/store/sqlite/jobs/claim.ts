@@ -86,7 +86,7 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
   };
 }
 
-function byDispatchOrder(a: Pick<JobRow, "seq" | "effective_priority">, b: Pick<JobRow, "seq" | "effective_priority">): number {
+function byDispatchOrder(a: Head, b: Head): number {
   return b.effective_priority - a.effective_priority || a.seq - b.seq;
 }
 
