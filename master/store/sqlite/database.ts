@@ -171,6 +171,8 @@ function flushFailed(error: unknown): StorageUnavailableError {
 class WalSync {
   private fd: number | undefined;
   private commits = 0;
+  /** The last commit whose answer waits for the disk (soft commits after it do not count). */
+  private hard = 0;
   private flushed = 0;
   private running = false;
   private waiting: { upTo: number; resolve: () => void; reject: (error: unknown) => void }[] = [];
@@ -180,9 +182,13 @@ class WalSync {
     private readonly fdatasync: (fd: number) => Promise<void>,
   ) {}
 
-  /** A write transaction (or a statement outside one) committed. */
-  committed(): void {
+  /**
+   * A write transaction (or a statement outside one) committed. `soft`: nothing waits
+   * to see it on disk; the next flush covers it all the same (the WAL is appended to).
+   */
+  committed(soft = false): void {
     this.commits += 1;
+    if (!soft) this.hard = this.commits;
   }
 
   private file(): number | undefined {
@@ -204,9 +210,9 @@ class WalSync {
     else fn();
   }
 
-  /** Every commit so far on disk, waiting on the event loop's terms. */
+  /** Every commit so far but the soft ones on disk, waiting on the event loop's terms. */
   durable(): Promise<void> {
-    const upTo = this.commits;
+    const upTo = this.hard;
     if (this.flushed >= upTo) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.waiting.push({ upTo, resolve, reject });
@@ -214,9 +220,9 @@ class WalSync {
     });
   }
 
-  /** Every commit so far on disk, now (blocking). */
+  /** Every commit so far but the soft ones on disk, now (blocking). */
   durableNow(): void {
-    if (this.flushed >= this.commits) return;
+    if (this.flushed >= this.hard) return;
     try {
       const fd = this.file();
       if (fd !== undefined) fdatasyncSync(fd);
@@ -275,7 +281,7 @@ export class SqliteDatabase {
   private readonly walSync: WalSync | undefined;
   private readonly loopBusy: () => boolean;
 
-  /** Settles once every commit so far is on disk (at once unless syncOffThread). */
+  /** Settles once every commit so far but the soft ones is on disk (at once unless syncOffThread). */
   durable(): Promise<void> {
     return this.walSync?.durable() ?? Promise.resolve();
   }
@@ -477,7 +483,7 @@ export class SqliteDatabase {
     this.queue = [];
     let values: unknown[];
     try {
-      values = this.runTransaction(() => batch.map((item) => item.work()), false);
+      values = this.runTransaction(() => batch.map((item) => item.work()), "group");
     } catch {
       // Undone as a whole; now each on its own, so only the failing ones fail.
       for (const item of batch) {
@@ -546,11 +552,22 @@ export class SqliteDatabase {
    * statement journal, which doubled the cost of each write.)
    */
   transaction<T>(fn: () => T): T {
-    return this.runTransaction(fn, true);
+    return this.runTransaction(fn, "flush");
   }
 
-  /** `flushNow`: false only for a group commit, which waits for its flush without blocking. */
-  private runTransaction<T>(fn: () => T, flushNow: boolean): T {
+  /**
+   * A transaction for soft state, which its sender repeats anyway (a heartbeat's sign of
+   * life, lease renewals, progress): committed, but nothing waits for it to reach the disk,
+   * and `durable()` does not wait for it either. A crash of the master keeps it (the WAL's
+   * write is in the OS before this returns); a power loss before the next flush may undo it.
+   * Without syncOffThread it is an ordinary transaction.
+   */
+  softTransaction<T>(fn: () => T): T {
+    return this.runTransaction(fn, "soft");
+  }
+
+  /** `flush`: now, on the event loop; `group`: a group commit, which waits for its flush without blocking; `soft`: none. */
+  private runTransaction<T>(fn: () => T, mode: "flush" | "group" | "soft"): T {
     const control = this.control();
     if (this.sqlite.inTransaction) return fn();
     try {
@@ -563,8 +580,8 @@ export class SqliteDatabase {
       // nor makes later answers wait for a flush. (DDL alone changes no rows; the
       // migrations always record themselves in schema_migrations, which does.)
       if (this.walSync && control.changes.get() !== before) {
-        this.walSync.committed();
-        if (flushNow) this.walSync.durableNow();
+        this.walSync.committed(mode === "soft");
+        if (mode === "flush") this.walSync.durableNow();
       }
       return result;
     } catch (error) {

@@ -178,12 +178,15 @@ export class SqliteNodeStore implements NodeStore {
   async heartbeat(params: { nodeId: string; running: HeartbeatJob[] }): Promise<HeartbeatOutcome> {
     // Most heartbeats of a busy cluster change nothing: the node's last_heartbeat is
     // recent, no lease is due for renewal, no progress moved. Those are answered from
-    // a read: no transaction, no commit, no fsync. The others run again as a write.
+    // a read: no transaction, no commit, no fsync. The others run again as a write, of
+    // soft state only (a sign of life, renewed leases, progress, a dead node back): the
+    // node sends it again next time, and after a restart the master gives nodes a timeout
+    // to report before it ends a lease. So its commit waits for no flush of its own.
     const read = this.beat(params, false);
-    if (read === MUST_WRITE) return this.ctx.db.grouped(() => this.beat(params, true) as HeartbeatOutcome);
+    const outcome = read === MUST_WRITE ? (this.ctx.db.softTransaction(() => this.beat(params, true)) as HeartbeatOutcome) : read;
     // What the answer says must not be lost: every commit it could have read is on disk first.
     await this.ctx.db.durable();
-    return read;
+    return outcome;
   }
 
   /** The heartbeat; with `write` false, MUST_WRITE at the first thing that would be written. */

@@ -1,6 +1,7 @@
 // A heartbeat with nothing to write is answered from a read (no transaction, no
 // commit, no flush of its own), yet never tells a node of anything a crash could
-// undo. Seen here through a flush the test holds; a claim, which writes, waits for it.
+// undo. One that writes writes soft state only, and waits for no flush of its own.
+// Seen here through a flush the test holds; a claim, which writes, waits for it.
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { defaultQueuePolicy } from "../../../master/queue/policy.js";
@@ -22,15 +23,18 @@ async function settlesSoon(promise: Promise<unknown>): Promise<boolean> {
 }
 
 describe("answers that tell of writes", () => {
+  const policy = defaultQueuePolicy(() => 0.5);
   let store: SqliteStore;
+  let clock: FakeClock;
   let flushes: ReturnType<typeof heldFlushes>;
 
   beforeEach(() => {
     flushes = heldFlushes(false);
+    clock = new FakeClock();
     store = openSqliteStore({
       path: join(tempDir(), "gaffer.db"),
-      clock: new FakeClock(),
-      policy: defaultQueuePolicy(() => 0.5),
+      clock,
+      policy,
       syncOffThread: true,
       fdatasync: flushes.fdatasync,
     });
@@ -48,11 +52,15 @@ describe("answers that tell of writes", () => {
     while (flushes.calls.length === 0) await turn();
   }
 
-  it("a heartbeat waits until every commit it could have read is on disk", async () => {
+  it.each([
+    ["only reads", false],
+    ["writes (its last_heartbeat is due)", true],
+  ])("a heartbeat that %s waits until every commit it could have read is on disk", async (_, due) => {
     const job = await submit(store);
     const other = await submit(store);
     const node = await register(store);
     await claim(store, node.id);
+    if (due) clock.advance(policy.heartbeatWriteMs + 1);
     await cancelsCommittedNotFlushed([job.id, other.id]);
     // The cancels are committed, their flush held: a heartbeat that reads them must not tell the node yet.
     const running = [{ jobId: job.id, attempt: 1 }, { jobId: other.id, attempt: 1 }];
@@ -64,6 +72,26 @@ describe("answers that tell of writes", () => {
       status: "online",
       cancel: [job, other].map((canceled) => ({ job_id: canceled.id, attempt: 1, reason: "canceled" })),
     });
+  });
+
+  it("a heartbeat that writes waits for no flush of its own, nor does a heartbeat after it", async () => {
+    const job = await submit(store);
+    const nodes = [await register(store, "node-1"), await register(store, "node-2")];
+    await claim(store, nodes[0]?.id ?? "");
+    clock.advance(policy.heartbeatWriteMs + 1);
+    const third = await register(store, "node-3");
+    flushes.hold(true);
+    // Both nodes' last_heartbeat is due: two writes at once (a group of two would wait for the held flush).
+    const beats = nodes.map((node, i) => store.nodes.heartbeat({ nodeId: node.id, running: i === 0 ? [{ jobId: job.id, attempt: 1 }] : [] }));
+    expect(await settlesSoon(Promise.all(beats))).toBe(true);
+    expect(await Promise.all(beats)).toEqual([
+      { ok: true, status: "online", cancel: [] },
+      { ok: true, status: "online", cancel: [] },
+    ]);
+    for (const node of nodes) expect((await store.nodes.get(node.id))?.last_heartbeat).toBe(clock.now().toISOString());
+    // A heartbeat that reads after those commits does not wait for their flush either.
+    expect(await settlesSoon(store.nodes.heartbeat({ nodeId: third.id, running: [] }))).toBe(true);
+    expect(flushes.calls).toHaveLength(0);
   });
 
   it("a claim that takes jobs answers only after they are on disk", async () => {
