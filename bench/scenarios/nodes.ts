@@ -54,7 +54,10 @@ export async function heartbeats(settings: Settings): Promise<Metrics> {
       });
     }
     const url = new URL(master.url);
-    const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+    // Idle connections closed after 4 s, before the master's own 5 s, as the worker's client
+    // does: a stall opens extra connections, and one reused as the master closes it would
+    // fail a heartbeat ("socket hang up") that the master never saw.
+    const agent = new Agent({ keepAlive: true, maxSockets: 64, timeout: 4000 });
     const latencies: number[] = [];
     const failures: number[] = [];
     const started = performance.now();
