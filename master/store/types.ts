@@ -258,6 +258,12 @@ export interface JobStore {
   events(params: PageParams & { jobId: string }): Promise<Page<AuditEntry>>;
   /** Hand up to `max` ready jobs to a node, within its free capacity and labels. */
   claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome>;
+  /**
+   * Claims for many nodes, in order, in one transaction (a dispatcher's waiting claims):
+   * the same as claim() for each, but once the jobs a node could take are gone, the
+   * nodes after it that could take only those do not look again.
+   */
+  claimEach(claims: { nodeId: string; max: number }[]): Promise<ClaimOutcome[]>;
   /** Results from a node, guarded by each job's current lease (attempt). */
   report(params: { nodeId: string; reports: JobReport[] }): Promise<ReportManyResult>;
   cancel(params: ActorParams): Promise<JobActionOutcome>;

@@ -10,6 +10,8 @@ export interface RequirementSets {
   ensure(key: string, labels: string[], at: string): void;
   /** The keys of every known set that `nodeLabels` covers ('' always). */
   coveredBy(nodeLabels: readonly string[]): string[];
+  /** How many sets are known ('' included). */
+  readonly count: number;
 }
 
 export function createRequirementSets(db: SqliteDatabase): RequirementSets {
@@ -19,6 +21,9 @@ export function createRequirementSets(db: SqliteDatabase): RequirementSets {
   }
   const covered = new Map<string, string[]>();
   return {
+    get count() {
+      return known.size;
+    },
     keyOf(labels) {
       if (labels.length === 0) return { key: "", labels: [] };
       const sorted = [...new Set(labels)].sort();

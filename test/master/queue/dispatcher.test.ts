@@ -124,6 +124,26 @@ describe("dispatcher", () => {
     expect(claimed?.ok && claimed.items.map((j) => j.id)).toEqual([second.id]);
   });
 
+  it("retries every waiting claim in one store call a wake, oldest first", async () => {
+    const nodes = [await register(t.store, "a"), await register(t.store, "b"), await register(t.store, "c")];
+    const calls: string[][] = [];
+    const claimEach = t.store.jobs.claimEach.bind(t.store.jobs);
+    t.store.jobs.claimEach = (claims) => {
+      calls.push(claims.map((c) => c.nodeId));
+      return claimEach(claims);
+    };
+    const waiting = nodes.map((node) => dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 10_000 }));
+    for (let i = 0; i < 20 && dispatcher.waiting < 3; i++) await turn();
+    expect(dispatcher.waiting).toBe(3);
+    const job = await submit(t.store);
+    dispatcher.notify();
+    const claimed = await Promise.race(waiting);
+    expect(claimed.ok && claimed.items.map((j) => j.id)).toEqual([job.id]);
+    expect(calls).toEqual([nodes.map((node) => node.id)]);
+    expect(await settled(waiting[0] as Promise<ClaimOutcome>)).toEqual(claimed);
+    expect(dispatcher.waiting).toBe(2);
+  });
+
   it("stops waiting when the caller goes away, and on close", async () => {
     const node = await register(t.store);
     const abort = new AbortController();

@@ -125,6 +125,24 @@ describe.each(dialects)("dispatch ($name)", (dialect) => {
     expect(await t.store.jobs.claim({ nodeId: node.id, max: 1 })).toEqual({ ok: false, reason: "offline" });
   });
 
+  it("claims for many nodes in order, and stops looking once every set is emptied", async () => {
+    const plain = await submit(t.store);
+    const gpuJob = await submit(t.store, { requires: ["gpu"] });
+    const first = await register(t.store, "first");
+    const second = await register(t.store, "second");
+    const gpu = await register(t.store, "gpu", ["gpu"]);
+    const outcomes = await t.store.jobs.claimEach([
+      { nodeId: first.id, max: 10 }, // takes the plain job, fewer than it could: no plain job is left
+      { nodeId: second.id, max: 10 }, // covers only the emptied set: nothing, without looking
+      { nodeId: gpu.id, max: 10 }, // covers the gpu set too: takes that job
+      { nodeId: "no-such-node", max: 10 }, // every set is emptied: not even read
+    ]);
+    const taken = outcomes.map((outcome) => (outcome.ok ? outcome.items.map((job) => job.id) : outcome.reason));
+    expect(taken).toEqual([[plain.id], [], [gpuJob.id], []]);
+    // On its own, the unknown node is read and refused, as ever.
+    expect(await t.store.jobs.claimEach([{ nodeId: "no-such-node", max: 10 }])).toEqual([{ ok: false, reason: "not_found" }]);
+  });
+
   it("counts the lease: attempt grows by one each time a job is handed out", async () => {
     const job = await submit(t.store);
     const node = await register(t.store);

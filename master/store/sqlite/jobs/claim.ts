@@ -99,10 +99,16 @@ function takeChosen(statements: ClaimStatements, keys: string[], limit: number, 
   return statements.take.all({ chosen: JSON.stringify(chosen.map((head) => head.seq)), ...lease });
 }
 
+/**
+ * `emptied`: requirement sets known to hold no pending job in this transaction (a claim
+ * that took fewer than it could emptied every set it covers). A node whose sets are all
+ * among them takes nothing without looking; sets this claim empties are added.
+ */
 export function claimJobs(
   ctx: StoreContext,
   statements: ClaimStatements,
   params: { nodeId: string; max: number },
+  emptied?: Set<string>,
 ): ClaimOutcome {
   return ctx.db.transaction(() => {
     const node = statements.node.get({ nodeId: params.nodeId });
@@ -113,10 +119,11 @@ export function claimJobs(
     const at = now.toISOString();
     // A claim is a sign of life: a node declared dead that asks for work is back.
     if (node.status === "dead") reviveNode(ctx, node.id, at);
+    const keys = ctx.requirementSets.coveredBy(JSON.parse(node.labels) as string[]);
+    if (emptied && keys.every((key) => emptied.has(key))) return { ok: true, items: [], waitedMs: [] };
     const running = statements.running.get({ nodeId: node.id })?.n ?? 0;
     const limit = Math.min(params.max, node.capacity - running);
     if (limit <= 0) return { ok: true, items: [] };
-    const keys = ctx.requirementSets.coveredBy(JSON.parse(node.labels) as string[]);
     const lease: LeaseParams = {
       nodeId: node.id,
       at,
@@ -128,6 +135,8 @@ export function claimJobs(
       keys.length === 1
         ? statements.takeHead.all({ key: keys[0] ?? "", limit, ...lease })
         : takeChosen(statements, keys, limit, lease);
+    // Fewer than it could take: each set it covers gave all it had (see takeChosen).
+    if (emptied && taken.length < limit) for (const key of keys) emptied.add(key);
     if (taken.length === 0) return { ok: true, items: [], waitedMs: [] };
     // RETURNING gives no order: put them back in dispatch order.
     taken.sort(byDispatchOrder);

@@ -26,6 +26,8 @@ import { prepareReport, reportResults, type ReportStatements } from "./report.js
 import { prepareSubmit, submitJobs, type SubmitStatements } from "./submit.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
 
+const NOTHING: ClaimOutcome = Object.freeze({ ok: true, items: [], waitedMs: [] });
+
 export class SqliteJobStore implements JobStore {
   private readonly submitStatements: SubmitStatements;
   private readonly claimStatements: ClaimStatements;
@@ -60,6 +62,16 @@ export class SqliteJobStore implements JobStore {
 
   async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
     return this.ctx.db.grouped(() => claimJobs(this.ctx, this.claimStatements, params));
+  }
+
+  async claimEach(claims: { nodeId: string; max: number }[]): Promise<ClaimOutcome[]> {
+    return this.ctx.db.grouped(() => {
+      const emptied = new Set<string>();
+      const sets = this.ctx.requirementSets;
+      // Once every set is emptied no claim can take anything: the rest are not even read
+      // (so a node that left meanwhile hears of it at its next claim, not from this one).
+      return claims.map((params) => (emptied.size >= sets.count ? NOTHING : claimJobs(this.ctx, this.claimStatements, params, emptied)));
+    });
   }
 
   async report(params: { nodeId: string; reports: JobReport[] }): Promise<ReportManyResult> {
