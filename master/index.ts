@@ -180,6 +180,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     clock,
     policy: createQueuePolicy(config, random),
     backgroundCheckpoints: true,
+    readerThread: true,
     syncOffThread: true,
     fdatasync,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),

@@ -27,6 +27,8 @@ export interface TestStoreOptions {
   nodeTimeoutS?: number;
   /** Flush group commits off the event loop with this fdatasync (see heldFlushes). */
   fdatasync?: (fd: number) => Promise<void>;
+  /** Long reads in the store's reader thread, as the master does. */
+  readerThread?: boolean;
 }
 
 export interface Dialect {
@@ -51,8 +53,13 @@ export const dialects: Dialect[] = [
         () => 0.5,
       );
       const path = join(tempDir(), "gaffer.db");
-      const { fdatasync } = options;
-      return { store: openSqliteStore({ path, clock, policy, syncOffThread: fdatasync !== undefined, fdatasync }), clock, policy, path };
+      const { fdatasync, readerThread } = options;
+      return {
+        store: openSqliteStore({ path, clock, policy, syncOffThread: fdatasync !== undefined, fdatasync, readerThread }),
+        clock,
+        policy,
+        path,
+      };
     },
   },
 ];

@@ -10,6 +10,7 @@ import { SqliteDatabase, translateError, type Synchronous } from "./database.js"
 import { SqliteJobStore } from "./jobs/index.js";
 import { defaultMigrationsDir, migrate } from "./migrate.js";
 import { SqliteNodeStore } from "./nodes.js";
+import { startReader } from "./reader.js";
 import { createRequirementSets } from "./requirement-sets.js";
 
 export { SqliteDatabase } from "./database.js";
@@ -32,6 +33,11 @@ export interface OpenSqliteStoreParams {
   fdatasync?: (fd: number) => Promise<void>;
   /** A background checkpoint failed; it is tried again. */
   onCheckpointError?: (message: string) => void;
+  /**
+   * Long reads (queue stats, a scan of every job) in a worker thread with a read-only
+   * connection of its own, not on the event loop (the master turns this on).
+   */
+  readerThread?: boolean;
 }
 
 function createSettingsStore(db: SqliteDatabase, clock: Clock): SettingsStore {
@@ -125,7 +131,8 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       audit,
       requirementSets: createRequirementSets(db),
     };
-    const jobs = new SqliteJobStore(ctx);
+    const reader = params.readerThread && params.path !== ":memory:" ? startReader(params.path) : undefined;
+    const jobs = new SqliteJobStore(ctx, reader);
     const checkpointer = params.backgroundCheckpoints && params.path !== ":memory:" ? backgroundCheckpoints(db, params) : undefined;
     return {
       dialect: "sqlite",
@@ -170,6 +177,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       clients: createClientStore(ctx),
       tokens: createTokenStore(ctx),
       close: async () => {
+        await reader?.close();
         await checkpointer?.stop();
         db.close();
       },

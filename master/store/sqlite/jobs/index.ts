@@ -19,9 +19,10 @@ import type {
 } from "../../types.js";
 import { sql } from "kysely";
 import type { StoreContext } from "../context.js";
+import type { ThreadReader } from "../reader.js";
 import { cancelJob, retryJob, setJobPriority } from "./actions.js";
 import { claimJobs, prepareClaim, type ClaimStatements } from "./claim.js";
-import { getJob, jobEvents, listJobs, queueStats } from "./read.js";
+import { getJob, jobEvents, listJobs, queueStats, queueStatsInThread } from "./read.js";
 import { prepareReport, reportResults, type ReportStatements } from "./report.js";
 import { prepareSubmit, submitJobs, type SubmitStatements } from "./submit.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
@@ -33,7 +34,11 @@ export class SqliteJobStore implements JobStore {
   private readonly claimStatements: ClaimStatements;
   private readonly reportStatements: ReportStatements;
 
-  constructor(private readonly ctx: StoreContext) {
+  constructor(
+    private readonly ctx: StoreContext,
+    /** Where long reads run, off the event loop (none: on the master's connection). */
+    private readonly reader?: ThreadReader,
+  ) {
     this.submitStatements = prepareSubmit(ctx);
     this.claimStatements = prepareClaim(ctx);
     this.reportStatements = prepareReport(ctx);
@@ -107,7 +112,13 @@ export class SqliteJobStore implements JobStore {
   }
 
   async stats(): Promise<QueueStats> {
-    return queueStats(this.ctx);
+    if (!this.reader) return queueStats(this.ctx);
+    try {
+      return await queueStatsInThread(this.ctx, this.reader);
+    } catch {
+      // The thread is gone (or its read failed): read here rather than fail a dashboard.
+      return queueStats(this.ctx);
+    }
   }
 
   async throughput(params: { since: Date }): Promise<{ minute: string; completed: number; failed: number }[]> {

@@ -16,6 +16,7 @@ import {
   type QueueStats,
 } from "../../types.js";
 import type { StoreContext } from "../context.js";
+import type { ThreadReader } from "../reader.js";
 import { decodeCursor, pageOf, priorityName, toAuditEntry, toJob } from "../rows.js";
 
 export function getJob(ctx: StoreContext, id: string): Job | undefined {
@@ -66,37 +67,34 @@ function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
   return Object.fromEntries(keys.map((key) => [key, 0])) as Record<K, number>;
 }
 
-export function queueStats(ctx: StoreContext): QueueStats {
-  const { db } = ctx;
-  const jobs = zeroes<JobStatus>(JOB_STATUSES);
-  for (const row of db.all(
-    db.kysely.selectFrom("jobs").select((eb) => ["status", eb.fn.countAll<number>().as("n")]).groupBy("status"),
-  )) {
-    jobs[row.status as JobStatus] = row.n;
-  }
-  const pendingByPriority = zeroes<PriorityName>(PRIORITY_NAMES);
-  for (const row of db.all(
-    db.kysely
+/** The queue's stats: four scans, the first of every job (see reader.ts). */
+function statsQueries(ctx: StoreContext) {
+  const k = ctx.db.kysely;
+  return [
+    k.selectFrom("jobs").select((eb) => ["status", eb.fn.countAll<number>().as("n")]).groupBy("status"),
+    k
       .selectFrom("jobs")
       .select((eb) => ["effective_priority", eb.fn.countAll<number>().as("n")])
       .where("status", "=", sql.lit("pending"))
       .groupBy("effective_priority"),
-  )) {
-    pendingByPriority[priorityName(row.effective_priority)] += row.n;
-  }
-  const oldest = db.get(
-    db.kysely
-      .selectFrom("jobs")
-      .select((eb) => eb.fn.min("ready_at").as("ready_at"))
-      .where("status", "=", sql.lit("pending")),
-  );
+    k.selectFrom("jobs").select((eb) => eb.fn.min("ready_at").as("ready_at")).where("status", "=", sql.lit("pending")),
+    k.selectFrom("nodes").select((eb) => ["status", eb.fn.countAll<number>().as("n")]).groupBy("status"),
+  ] as const;
+}
+
+type Counted<K extends string> = Record<K, unknown> & { n: number };
+
+function statsOf(
+  ctx: StoreContext,
+  [byStatus, byPriority, oldestRows, byNode]: [Counted<"status">[], Counted<"effective_priority">[], { ready_at: unknown }[], Counted<"status">[]],
+): QueueStats {
+  const jobs = zeroes<JobStatus>(JOB_STATUSES);
+  for (const row of byStatus) jobs[row.status as JobStatus] = row.n;
+  const pendingByPriority = zeroes<PriorityName>(PRIORITY_NAMES);
+  for (const row of byPriority) pendingByPriority[priorityName(row.effective_priority as number)] += row.n;
   const nodes = zeroes<NodeStatus>(NODE_STATUSES);
-  for (const row of db.all(
-    db.kysely.selectFrom("nodes").select((eb) => ["status", eb.fn.countAll<number>().as("n")]).groupBy("status"),
-  )) {
-    nodes[row.status as NodeStatus] = row.n;
-  }
-  const oldestAt = oldest?.ready_at ?? null;
+  for (const row of byNode) nodes[row.status as NodeStatus] = row.n;
+  const oldestAt = (oldestRows[0]?.ready_at as string | null | undefined) ?? null;
   return {
     jobs,
     pending_by_priority: pendingByPriority,
@@ -104,4 +102,16 @@ export function queueStats(ctx: StoreContext): QueueStats {
       oldestAt === null ? null : Math.max(0, (ctx.clock.now().getTime() - new Date(oldestAt).getTime()) / 1000),
     nodes,
   };
+}
+
+/** The stats on the master's own connection (a store with no reader thread: tests, tools, `:memory:`). */
+export function queueStats(ctx: StoreContext): QueueStats {
+  const [byStatus, byPriority, oldest, byNode] = statsQueries(ctx);
+  return statsOf(ctx, [ctx.db.all(byStatus), ctx.db.all(byPriority), ctx.db.all(oldest), ctx.db.all(byNode)]);
+}
+
+/** The stats read in the reader thread, one snapshot, off the event loop. */
+export async function queueStatsInThread(ctx: StoreContext, reader: ThreadReader): Promise<QueueStats> {
+  const rows = await reader.read(statsQueries(ctx).map((query) => query.compile()));
+  return statsOf(ctx, rows as Parameters<typeof statsOf>[1]);
 }
