@@ -23,7 +23,7 @@ const THREAD = `
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.driver);
 const db = new Database(workerData.path, { readonly: true, fileMustExist: true, timeout: 1000 });
-db.pragma("cache_size = -8192");
+db.pragma("cache_size = -1024");
 const prepared = new Map();
 function statement(sql) {
   let stmt = prepared.get(sql);
@@ -56,7 +56,9 @@ interface Pending {
 }
 
 export function startReader(path: string): ThreadReader {
-  const thread = new Worker(THREAD, { eval: true, workerData: { driver, path } });
+  // A small heap and page cache: a scan reads each page once (the OS keeps the file cached),
+  // and the answers are a few rows; the master's memory budget is for its own work.
+  const thread = new Worker(THREAD, { eval: true, workerData: { driver, path }, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 } });
   const pending = new Map<number, Pending>();
   let nextId = 0;
   let gone: Error | undefined;
