@@ -269,18 +269,5 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
     it("refuses a cursor it did not hand out", async () => {
       await expect(t.store.jobs.list({ limit: 3, cursor: "bm9wZQ" })).rejects.toThrow(/cursor/);
     });
-
-    it("counts jobs by status, pending by priority, nodes by status", async () => {
-      await submit(t.store, { priority: "live" });
-      await submit(t.store, { priority: "batch" });
-      await submit(t.store, { runAt: new Date(t.clock.now().getTime() + 60_000) });
-      await register(t.store);
-      t.clock.advanceSeconds(10);
-      const stats = await t.store.jobs.stats();
-      expect(stats.jobs).toMatchObject({ pending: 2, scheduled: 1, running: 0 });
-      expect(stats.pending_by_priority).toEqual({ live: 1, high: 0, medium: 0, low: 0, batch: 1 });
-      expect(stats.oldest_pending_age_s).toBe(10);
-      expect(stats.nodes).toEqual({ online: 1, draining: 0, dead: 0, offline: 0 });
-    });
   });
 });

@@ -1,5 +1,6 @@
-// Queue stats scan every job: the master reads them in a thread of their own, so a
-// dashboard's poll or a metrics scrape never stops the event loop for the scan.
+// Queue stats, on the master's connection and in the reader thread. They scan every
+// job: the master reads them in a thread of their own, so a dashboard's poll or a
+// metrics scrape never stops the event loop for the scan.
 import { afterEach, describe, expect, it } from "vitest";
 import { dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
@@ -7,15 +8,15 @@ import { removeTempDirs } from "../../helpers/temp.js";
 const sqlite = dialects[0];
 if (!sqlite) throw new Error("no dialect");
 
-describe("queue stats in the reader thread", () => {
+describe("queue stats", () => {
   let t: TestStore;
   afterEach(async () => {
     await t.store.close();
     removeTempDirs();
   });
 
-  it("counts what the master's own connection counts", async () => {
-    t = sqlite.open({ readerThread: true });
+  it.each([true, false])("counts jobs by status, pending by priority, nodes by status (reader thread: %s)", async (readerThread) => {
+    t = sqlite.open({ readerThread });
     await submit(t.store, { priority: "live" });
     await submit(t.store, { priority: "batch" });
     await submit(t.store, { runAt: new Date(t.clock.now().getTime() + 60_000) });
