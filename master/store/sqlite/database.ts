@@ -364,7 +364,11 @@ export class SqliteDatabase {
    * statements that must name their index (`INDEXED BY`), which the builder cannot say.
    */
   allSql<Row>(query: RawBuilder<Row>): Row[] {
-    const compiled = query.compile(this.kysely);
+    return this.allCompiled<Row>(query.compile(this.kysely));
+  }
+
+  /** Run a query compiled already (the same statements a reader thread runs, when it cannot). */
+  allCompiled<Row>(compiled: { sql: string; parameters: readonly unknown[] }): Row[] {
     return this.execute(() => this.read(this.statement(compiled.sql), (stmt) => stmt.all(compiled.parameters.map(toBindable)) as Row[]));
   }
 

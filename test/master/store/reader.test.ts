@@ -32,6 +32,22 @@ describe("queue stats", () => {
     expect((await t.store.jobs.stats()).pending_by_priority.live).toBe(2);
   });
 
+  it.each([true, false])("counts finished jobs a minute (reader thread: %s)", async (readerThread) => {
+    t = sqlite.open({ readerThread });
+    const jobs = [await submit(t.store), await submit(t.store)];
+    const node = await register(t.store);
+    await t.store.jobs.claim({ nodeId: node.id, max: 2 });
+    await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [
+        { jobId: jobs[0]?.id ?? "", attempt: 1, status: "completed" },
+        { jobId: jobs[1]?.id ?? "", attempt: 1, status: "failed", error: { message: "no", retryable: false } },
+      ],
+    });
+    const minute = `${t.clock.now().toISOString().slice(0, 16)}:00.000Z`;
+    expect(await t.store.jobs.throughput({ since: new Date(t.clock.now().getTime() - 3_600_000) })).toEqual([{ minute, completed: 1, failed: 1 }]);
+  });
+
   it.each([
     ["keeps the event loop turning while it reads", true, true],
     ["(on the master's connection the loop stops for the scan)", false, false],
