@@ -5,6 +5,7 @@
 // master's writes; the statements of one read share a snapshot.
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
+import type { SqliteDatabase } from "./database.js";
 
 export interface Statement {
   sql: string;
@@ -49,6 +50,21 @@ parentPort.on("message", (message) => {
 `;
 
 const driver = createRequire(import.meta.url).resolve("better-sqlite3");
+
+/**
+ * The rows of each statement, read in the reader thread when there is one (off the event
+ * loop, one snapshot); without one, or when its read fails, on the master's connection.
+ */
+export async function readRows(db: SqliteDatabase, reader: ThreadReader | undefined, statements: Statement[]): Promise<Record<string, unknown>[][]> {
+  if (reader) {
+    try {
+      return await reader.read(statements);
+    } catch {
+      // The thread is gone (or its read failed): read here rather than fail a dashboard.
+    }
+  }
+  return statements.map((statement) => db.allCompiled<Record<string, unknown>>(statement));
+}
 
 interface Pending {
   resolve: (rows: Record<string, unknown>[][]) => void;

@@ -99,10 +99,15 @@ function takeChosen(statements: ClaimStatements, keys: string[], limit: number, 
   return statements.take.all({ chosen: JSON.stringify(chosen.map((head) => head.seq)), ...lease });
 }
 
+/** A claim that took nothing (shared: nobody changes an answer). */
+const NOTHING: ClaimOutcome = Object.freeze({ ok: true, items: [], waitedMs: [] });
+
 /**
  * `emptied`: requirement sets known to hold no pending job in this transaction (a claim
- * that took fewer than it could emptied every set it covers). A node whose sets are all
- * among them takes nothing without looking; sets this claim empties are added.
+ * that took fewer than it could emptied every set it covers), for the claims of many
+ * nodes in a row. A node whose sets are all among them takes nothing without looking;
+ * once every known set is among them, the node is not even read (so a node that left
+ * hears of it at its next claim). Sets this claim empties are added.
  */
 export function claimJobs(
   ctx: StoreContext,
@@ -110,6 +115,7 @@ export function claimJobs(
   params: { nodeId: string; max: number },
   emptied?: Set<string>,
 ): ClaimOutcome {
+  if (emptied && emptied.size >= ctx.requirementSets.count) return NOTHING;
   return ctx.db.transaction(() => {
     const node = statements.node.get({ nodeId: params.nodeId });
     if (!node) return { ok: false, reason: "not_found" };
@@ -120,7 +126,7 @@ export function claimJobs(
     // A claim is a sign of life: a node declared dead that asks for work is back.
     if (node.status === "dead") reviveNode(ctx, node.id, at);
     const keys = ctx.requirementSets.coveredBy(JSON.parse(node.labels) as string[]);
-    if (emptied && keys.every((key) => emptied.has(key))) return { ok: true, items: [], waitedMs: [] };
+    if (emptied && keys.every((key) => emptied.has(key))) return NOTHING;
     const running = statements.running.get({ nodeId: node.id })?.n ?? 0;
     const limit = Math.min(params.max, node.capacity - running);
     if (limit <= 0) return { ok: true, items: [] };
@@ -137,7 +143,7 @@ export function claimJobs(
         : takeChosen(statements, keys, limit, lease);
     // Fewer than it could take: each set it covers gave all it had (see takeChosen).
     if (emptied && taken.length < limit) for (const key of keys) emptied.add(key);
-    if (taken.length === 0) return { ok: true, items: [], waitedMs: [] };
+    if (taken.length === 0) return NOTHING;
     // RETURNING gives no order: put them back in dispatch order.
     taken.sort(byDispatchOrder);
     const items = taken.map(toClaimedJob);

@@ -19,15 +19,13 @@ import type {
 } from "../../types.js";
 import { sql } from "kysely";
 import type { StoreContext } from "../context.js";
-import type { ThreadReader } from "../reader.js";
+import { readRows, type ThreadReader } from "../reader.js";
 import { cancelJob, retryJob, setJobPriority } from "./actions.js";
 import { claimJobs, prepareClaim, type ClaimStatements } from "./claim.js";
-import { getJob, jobEvents, listJobs, queueStats, readRows } from "./read.js";
+import { getJob, jobEvents, listJobs, queueStats } from "./read.js";
 import { prepareReport, reportResults, type ReportStatements } from "./report.js";
 import { prepareSubmit, submitJobs, type SubmitStatements } from "./submit.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
-
-const NOTHING: ClaimOutcome = Object.freeze({ ok: true, items: [], waitedMs: [] });
 
 export class SqliteJobStore implements JobStore {
   private readonly submitStatements: SubmitStatements;
@@ -72,10 +70,7 @@ export class SqliteJobStore implements JobStore {
   async claimEach(claims: { nodeId: string; max: number }[]): Promise<ClaimOutcome[]> {
     return this.ctx.db.grouped(() => {
       const emptied = new Set<string>();
-      const sets = this.ctx.requirementSets;
-      // Once every set is emptied no claim can take anything: the rest are not even read
-      // (so a node that left meanwhile hears of it at its next claim, not from this one).
-      return claims.map((params) => (emptied.size >= sets.count ? NOTHING : claimJobs(this.ctx, this.claimStatements, params, emptied)));
+      return claims.map((params) => claimJobs(this.ctx, this.claimStatements, params, emptied));
     });
   }
 
@@ -125,7 +120,7 @@ export class SqliteJobStore implements JobStore {
       WHERE finished_at IS NOT NULL AND finished_at >= ${params.since.toISOString()}
       GROUP BY substr(finished_at, 1, 16)
       ORDER BY minute`;
-    const [rows = []] = await readRows(this.ctx, this.reader, [query.compile(this.ctx.db.kysely)]);
+    const [rows = []] = await readRows(this.ctx.db, this.reader, [query.compile(this.ctx.db.kysely)]);
     return rows.map((row) => ({ minute: row.minute as string, completed: row.completed as number, failed: row.failed as number }));
   }
 

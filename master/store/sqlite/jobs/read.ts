@@ -16,7 +16,7 @@ import {
   type QueueStats,
 } from "../../types.js";
 import type { StoreContext } from "../context.js";
-import type { Statement, ThreadReader } from "../reader.js";
+import { readRows, type ThreadReader } from "../reader.js";
 import { decodeCursor, pageOf, priorityName, toAuditEntry, toJob } from "../rows.js";
 
 export function getJob(ctx: StoreContext, id: string): Job | undefined {
@@ -104,22 +104,7 @@ function statsOf(
   };
 }
 
-/**
- * The rows of each statement, read in the reader thread when there is one (off the event
- * loop, one snapshot); without one, or when its read fails, on the master's connection.
- */
-export async function readRows(ctx: StoreContext, reader: ThreadReader | undefined, statements: Statement[]): Promise<Record<string, unknown>[][]> {
-  if (reader) {
-    try {
-      return await reader.read(statements);
-    } catch {
-      // The thread is gone (or its read failed): read here rather than fail a dashboard.
-    }
-  }
-  return statements.map((statement) => ctx.db.allCompiled<Record<string, unknown>>(statement));
-}
-
 export async function queueStats(ctx: StoreContext, reader?: ThreadReader): Promise<QueueStats> {
-  const rows = await readRows(ctx, reader, statsQueries(ctx).map((query) => query.compile()));
+  const rows = await readRows(ctx.db, reader, statsQueries(ctx).map((query) => query.compile()));
   return statsOf(ctx, rows as Parameters<typeof statsOf>[1]);
 }
