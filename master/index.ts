@@ -184,6 +184,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     syncOffThread: true,
     fdatasync,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
+    onReaderError: throttled(60_000, (message: string) => log.warn({ err: message }, "queue stats read on the event loop")),
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();

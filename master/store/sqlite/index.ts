@@ -38,6 +38,8 @@ export interface OpenSqliteStoreParams {
    * connection of its own, not on the event loop (the master turns this on).
    */
   readerThread?: boolean;
+  /** The reader thread stopped or a read in it failed (the read ran on the event loop instead). */
+  onReaderError?: (message: string) => void;
 }
 
 function createSettingsStore(db: SqliteDatabase, clock: Clock): SettingsStore {
@@ -131,7 +133,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       audit,
       requirementSets: createRequirementSets(db),
     };
-    const reader = params.readerThread && params.path !== ":memory:" ? startReader(params.path) : undefined;
+    const reader = params.readerThread && params.path !== ":memory:" ? startReader(params.path, { onError: params.onReaderError }) : undefined;
     const jobs = new SqliteJobStore(ctx, reader);
     const checkpointer = params.backgroundCheckpoints && params.path !== ":memory:" ? backgroundCheckpoints(db, params) : undefined;
     return {

@@ -15,7 +15,21 @@ export interface Statement {
 export interface ThreadReader {
   /** The rows of each statement, read in one transaction on the thread's connection. */
   read(statements: Statement[]): Promise<Record<string, unknown>[][]>;
+  /** The running thread's id; undefined while there is none (it stopped and has not restarted). */
+  readonly threadId: number | undefined;
   close(): Promise<void>;
+  /** Stop the thread as a crash would (tests). */
+  crash(): Promise<void>;
+}
+
+export interface ReaderOptions {
+  /**
+   * The thread stopped (out of its heap, say), or a read in it failed: either way that
+   * read, and every read until the thread restarts, runs on the master's connection.
+   */
+  onError?: (message: string) => void;
+  /** How long after the thread stopped the next read starts a new one (default a minute). */
+  restartAfterMs?: number;
 }
 
 // The thread's code (CommonJS, evaluated). Each message: { id, statements }; each answer
@@ -71,21 +85,37 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
-export function startReader(path: string): ThreadReader {
-  // A small heap and page cache: a scan reads each page once (the OS keeps the file cached),
-  // and the answers are a few rows; the master's memory budget is for its own work.
-  const thread = new Worker(THREAD, { eval: true, workerData: { driver, path }, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 } });
+/** A statement failed in the thread (the thread itself still runs). */
+class ReadFailed extends Error {}
+
+interface Thread {
+  read(statements: Statement[]): Promise<Record<string, unknown>[][]>;
+  stop(): Promise<void>;
+  terminate(): Promise<void>;
+  readonly gone: Error | undefined;
+  readonly threadId: number;
+}
+
+/** One thread and its connection; `onGone` once, when it stops for any reason. */
+function startThread(path: string, onGone: (error: Error) => void): Thread {
+  // A small young generation and page cache: a scan reads each page once (the OS keeps the
+  // file cached), and the answers are a few rows; the master's memory budget is for its own
+  // work. No cap on the old generation: a worker that reaches one can abort the whole
+  // process instead of only itself (nodejs/node#47224; an answer of 100 MB did so here).
+  const thread = new Worker(THREAD, { eval: true, workerData: { driver, path }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
   const pending = new Map<number, Pending>();
   let nextId = 0;
   let gone: Error | undefined;
   const fail = (error: Error) => {
-    gone ??= error;
+    if (gone) return;
+    gone = error;
     for (const waiting of pending.values()) waiting.reject(error);
     pending.clear();
+    onGone(error);
   };
   const exited = new Promise<void>((resolve) => {
-    thread.once("exit", () => {
-      fail(new Error("the reader thread exited"));
+    thread.once("exit", (code) => {
+      fail(new Error(`the reader thread exited (code ${code})`));
       resolve();
     });
   });
@@ -94,12 +124,16 @@ export function startReader(path: string): ThreadReader {
     const waiting = pending.get(message.id);
     if (!waiting) return;
     pending.delete(message.id);
-    if (message.error !== undefined) waiting.reject(new Error(message.error));
+    if (message.error !== undefined) waiting.reject(new ReadFailed(message.error));
     else waiting.resolve(message.rows ?? []);
   });
   // Idle, the thread must not keep a master that is done from exiting; a read keeps it.
   thread.unref();
   return {
+    threadId: thread.threadId,
+    get gone() {
+      return gone;
+    },
     read(statements) {
       if (gone) return Promise.reject(gone);
       const id = nextId++;
@@ -111,11 +145,53 @@ export function startReader(path: string): ThreadReader {
         if (pending.size === 0 && !gone) thread.unref();
       });
     },
-    async close() {
+    async stop() {
       if (gone) return;
       thread.ref();
       thread.postMessage("stop");
       await exited;
+    },
+    async terminate() {
+      await thread.terminate();
+      await exited;
+    },
+  };
+}
+
+/**
+ * The reader thread, started again on the first read a minute (restartAfterMs) after it
+ * stopped; every stop and every failed read is told to onError.
+ */
+export function startReader(path: string, options: ReaderOptions = {}): ThreadReader {
+  const restartAfterMs = options.restartAfterMs ?? 60_000;
+  let closed = false;
+  let stoppedAt = 0;
+  const start = () =>
+    startThread(path, (error) => {
+      stoppedAt = Date.now();
+      if (!closed) options.onError?.(`the reader thread stopped (${error.message}); long reads run on the event loop until it starts again`);
+    });
+  let thread = start();
+  return {
+    get threadId() {
+      return thread.gone ? undefined : thread.threadId;
+    },
+    async read(statements) {
+      if (closed) throw new Error("the reader thread is closed");
+      if (thread.gone && Date.now() - stoppedAt >= restartAfterMs) thread = start();
+      try {
+        return await thread.read(statements);
+      } catch (error) {
+        if (error instanceof ReadFailed) options.onError?.(`a read in the reader thread failed (${error.message}); read on the event loop instead`);
+        throw error;
+      }
+    },
+    close() {
+      closed = true;
+      return thread.stop();
+    },
+    crash() {
+      return thread.terminate();
     },
   };
 }

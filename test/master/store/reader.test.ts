@@ -1,9 +1,12 @@
 // Queue stats, on the master's connection and in the reader thread. They scan every
 // job: the master reads them in a thread of their own, so a dashboard's poll or a
 // metrics scrape never stops the event loop for the scan.
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { SqliteDatabase } from "../../../master/store/sqlite/database.js";
+import { readRows, startReader, type ThreadReader } from "../../../master/store/sqlite/reader.js";
 import { dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { removeTempDirs, tempDir } from "../../helpers/temp.js";
 
 const sqlite = dialects[0];
 if (!sqlite) throw new Error("no dialect");
@@ -69,5 +72,68 @@ describe("queue stats", () => {
     reading = false;
     expect(stats.jobs.pending).toBe(20_000);
     expect(turned > 0).toBe(turns);
+  });
+});
+
+describe("the reader thread", () => {
+  let db: SqliteDatabase;
+  let reader: ThreadReader;
+  const told: string[] = [];
+  const open = (restartAfterMs: number) => {
+    db = new SqliteDatabase({ path: join(tempDir(), "reader.db") });
+    // A table only the master's connection sees: a read of it fails in the thread alone.
+    db.sqlite.exec("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1); CREATE TEMP TABLE mine (x INTEGER); INSERT INTO mine VALUES (2)");
+    reader = startReader(db.sqlite.name, { onError: (message) => told.push(message), restartAfterMs });
+  };
+  const read = (sql: string) => readRows(db, reader, [{ sql, parameters: [] }]);
+
+  afterEach(async () => {
+    await reader.close();
+    db.close();
+    told.length = 0;
+    removeTempDirs();
+  });
+
+  it("says so when a read fails there, and reads on the master's connection instead", async () => {
+    open(60_000);
+    expect(await read("SELECT x FROM t")).toEqual([[{ x: 1 }]]);
+    expect(told).toEqual([]);
+    expect(await read("SELECT x FROM mine")).toEqual([[{ x: 2 }]]);
+    expect(told).toEqual([expect.stringMatching(/a read in the reader thread failed \(no such table: mine\)/)]);
+    // The thread still runs.
+    expect(reader.threadId).toBeDefined();
+  });
+
+  it("answers a read of 100 MB (the thread's heap is not capped: at a cap the whole process could abort)", async () => {
+    open(60_000);
+    const [rows = []] = await read(
+      "SELECT length(hex(zeroblob(10000000))) AS n, hex(zeroblob(10000000)) AS big FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5)",
+    );
+    expect(rows.map((row) => row.n)).toEqual([2e7, 2e7, 2e7, 2e7, 2e7]);
+    expect(told).toEqual([]);
+  });
+
+  it("says so when the thread stops, reads on the master's connection until it restarts", async () => {
+    open(60_000);
+    expect(reader.threadId).toBeDefined();
+    await reader.crash();
+    expect(told).toEqual([expect.stringMatching(/the reader thread stopped \(the reader thread exited \(code \d+\)\)/)]);
+    expect(reader.threadId).toBeUndefined();
+    // Within the minute: straight to the master's connection (the temp table proves where).
+    expect(await read("SELECT x FROM mine")).toEqual([[{ x: 2 }]]);
+    expect(told).toHaveLength(1);
+  });
+
+  it("starts again on a read once the wait is over", async () => {
+    open(0);
+    const first = reader.threadId;
+    await reader.crash();
+    expect(reader.threadId).toBeUndefined();
+    expect(await read("SELECT x FROM t")).toEqual([[{ x: 1 }]]);
+    expect(reader.threadId).toBeDefined();
+    expect(reader.threadId).not.toBe(first);
+    // In the new thread: the master's temp table is not there.
+    await read("SELECT x FROM mine");
+    expect(told.at(-1)).toMatch(/a read in the reader thread failed/);
   });
 });
