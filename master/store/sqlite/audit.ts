@@ -1,6 +1,7 @@
 // The audit log: one row per state change, written inside the verb's own transaction.
 import type { AuditEntry, AuditStore, ListAuditParams, Page } from "../types.js";
 import type { Bindable, SqliteDatabase } from "./database.js";
+import { readQuery, type ThreadReader } from "./reader.js";
 import { decodeCursor, pageOf, toAuditEntry } from "./rows.js";
 
 export type AuditEvent = Omit<AuditEntry, "id" | "created_at">;
@@ -30,7 +31,8 @@ export function createAuditWriter(db: SqliteDatabase): AuditWriter {
   };
 }
 
-export function listAudit(db: SqliteDatabase, params: ListAuditParams): Page<AuditEntry> {
+/** A page of the audit log, newest first; in the reader thread when there is one (see listJobs). */
+export async function listAudit(db: SqliteDatabase, params: ListAuditParams, reader?: ThreadReader): Promise<Page<AuditEntry>> {
   const before = decodeCursor(params.cursor);
   let query = db.kysely.selectFrom("audit_log").selectAll().orderBy("id", "desc").limit(params.limit + 1);
   if (before !== undefined) query = query.where("id", "<", before);
@@ -38,12 +40,12 @@ export function listAudit(db: SqliteDatabase, params: ListAuditParams): Page<Aud
   if (params.entityId !== undefined) query = query.where("entity_id", "=", params.entityId);
   if (params.eventType !== undefined) query = query.where("event_type", "=", params.eventType);
   if (params.clientId !== undefined) query = query.where("client_id", "=", params.clientId);
-  return pageOf(db.all(query), params.limit, (row) => row.id, toAuditEntry);
+  return pageOf(await readQuery(db, reader, query), params.limit, (row) => row.id, toAuditEntry);
 }
 
-export function createAuditStore(db: SqliteDatabase, writer: AuditWriter, now: () => Date): AuditStore {
+export function createAuditStore(db: SqliteDatabase, writer: AuditWriter, now: () => Date, reader?: ThreadReader): AuditStore {
   return {
-    list: async (params) => listAudit(db, params),
+    list: (params) => listAudit(db, params, reader),
     record: async (event) => writer.write(event, now().toISOString()),
     purge: async (params) =>
       db.run(

@@ -174,7 +174,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       jobs,
       schedules: createScheduleStore(ctx, jobs),
       nodes: new SqliteNodeStore(ctx),
-      audit: createAuditStore(db, audit, () => params.clock.now()),
+      audit: createAuditStore(db, audit, () => params.clock.now(), reader),
       settings: createSettingsStore(db, params.clock),
       clients: createClientStore(ctx),
       tokens: createTokenStore(ctx),

@@ -5,6 +5,7 @@
 // master's writes; the statements of one read share a snapshot.
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
+import type { Compilable } from "kysely";
 import type { SqliteDatabase } from "./database.js";
 
 export interface Statement {
@@ -78,6 +79,12 @@ export async function readRows(db: SqliteDatabase, reader: ThreadReader | undefi
     }
   }
   return statements.map((statement) => db.allCompiled<Record<string, unknown>>(statement));
+}
+
+/** The rows of one query, read as readRows() reads. */
+export async function readQuery<Row>(db: SqliteDatabase, reader: ThreadReader | undefined, query: Compilable<Row>): Promise<Row[]> {
+  const [rows = []] = await readRows(db, reader, [query.compile()]);
+  return rows as Row[];
 }
 
 interface Pending {

@@ -1,6 +1,7 @@
-// Queue stats, on the master's connection and in the reader thread. They scan every
-// job: the master reads them in a thread of their own, so a dashboard's poll or a
-// metrics scrape never stops the event loop for the scan.
+// Long reads, on the master's connection and in the reader thread: the queue stats scan
+// every job, the throughput every job finished in the hour, and a list whose filter
+// matches little walks far back. The master reads them in a thread of their own, so a
+// dashboard's poll, a metrics scrape or a client's search never stops the event loop.
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { SqliteDatabase } from "../../../master/store/sqlite/database.js";
@@ -11,7 +12,7 @@ import { removeTempDirs, tempDir } from "../../helpers/temp.js";
 const sqlite = dialects[0];
 if (!sqlite) throw new Error("no dialect");
 
-describe("queue stats", () => {
+describe("long reads: queue stats, throughput, lists", () => {
   let t: TestStore;
   afterEach(async () => {
     await t.store.close();
@@ -51,10 +52,33 @@ describe("queue stats", () => {
     expect(await t.store.jobs.throughput({ since: new Date(t.clock.now().getTime() - 3_600_000) })).toEqual([{ minute, completed: 1, failed: 1 }]);
   });
 
-  it.each([
-    ["keeps the event loop turning while it reads", true, true],
-    ["(on the master's connection the loop stops for the scan)", false, false],
-  ])("%s", async (_, readerThread, turns) => {
+  it.each([true, false])("lists jobs and the audit log by filter, newest first, a page at a time (reader thread: %s)", async (readerThread) => {
+    t = sqlite.open({ readerThread });
+    const a1 = await submit(t.store, { type: "resize", tags: { team: "web" } });
+    await submit(t.store, { type: "email" });
+    const a2 = await submit(t.store, { type: "resize", clientId: "client-b" });
+    const a3 = await submit(t.store, { type: "resize", tags: { team: "web" } });
+    const first = await t.store.jobs.list({ limit: 2, type: "resize" });
+    expect(first.items.map((job) => job.id)).toEqual([a3.id, a2.id]);
+    expect(first.next_cursor).not.toBeNull();
+    const second = await t.store.jobs.list({ limit: 2, type: "resize", cursor: first.next_cursor ?? undefined });
+    expect(second.items.map((job) => job.id)).toEqual([a1.id]);
+    expect(second.next_cursor).toBeNull();
+    expect((await t.store.jobs.list({ limit: 10, tag: { key: "team", value: "web" } })).items.map((job) => job.id)).toEqual([a3.id, a1.id]);
+    expect((await t.store.jobs.list({ limit: 10, clientId: "client-b" })).items).toMatchObject([{ id: a2.id, type: "resize", status: "pending", tags: {} }]);
+    const audit = await t.store.audit.list({ limit: 10, eventType: "job.submitted", entityId: a2.id });
+    expect(audit.items).toMatchObject([{ event_type: "job.submitted", entity_type: "job", entity_id: a2.id }]);
+  });
+
+  const reads: [string, (t: TestStore) => Promise<unknown>][] = [
+    ["the queue stats", (t) => t.store.jobs.stats()],
+    ["a job list whose filter matches no job", (t) => t.store.jobs.list({ limit: 50, type: "none-of-these" })],
+    ["an audit list whose filter matches no row", (t) => t.store.audit.list({ limit: 50, eventType: "auth.failed" })],
+  ];
+  it.each(reads.flatMap(([what, read]) => [
+    [`keeps the event loop turning while it reads ${what}`, read, true, true] as const,
+    [`(on the master's connection the loop stops for ${what})`, read, false, false] as const,
+  ]))("%s", async (_, read, readerThread, turns) => {
     t = sqlite.open({ readerThread });
     for (let done = 0; done < 20_000; done += 1000) {
       const outcome = await t.store.jobs.submit(Array.from({ length: 1000 }, () => jobParams()));
@@ -68,9 +92,8 @@ describe("queue stats", () => {
       setImmediate(spin);
     };
     setImmediate(spin);
-    const stats = await t.store.jobs.stats();
+    await read(t);
     reading = false;
-    expect(stats.jobs.pending).toBe(20_000);
     expect(turned > 0).toBe(turns);
   });
 });

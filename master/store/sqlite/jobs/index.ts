@@ -19,7 +19,7 @@ import type {
 } from "../../types.js";
 import { sql } from "kysely";
 import type { StoreContext } from "../context.js";
-import { readRows, type ThreadReader } from "../reader.js";
+import { readQuery, type ThreadReader } from "../reader.js";
 import { cancelJob, retryJob, setJobPriority } from "./actions.js";
 import { claimJobs, prepareClaim, type ClaimStatements } from "./claim.js";
 import { getJob, jobEvents, listJobs, queueStats } from "./read.js";
@@ -56,7 +56,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   async list(params: ListJobsParams): Promise<Page<Job>> {
-    return listJobs(this.ctx, params);
+    return listJobs(this.ctx, params, this.reader);
   }
 
   async events(params: PageParams & { jobId: string }): Promise<Page<AuditEntry>> {
@@ -120,8 +120,8 @@ export class SqliteJobStore implements JobStore {
       WHERE finished_at IS NOT NULL AND finished_at >= ${params.since.toISOString()}
       GROUP BY substr(finished_at, 1, 16)
       ORDER BY minute`;
-    const [rows = []] = await readRows(this.ctx.db, this.reader, [query.compile(this.ctx.db.kysely)]);
-    return rows.map((row) => ({ minute: row.minute as string, completed: row.completed as number, failed: row.failed as number }));
+    const rows = await readQuery(this.ctx.db, this.reader, { compile: () => query.compile(this.ctx.db.kysely) });
+    return rows.map((row) => ({ minute: row.minute, completed: row.completed, failed: row.failed }));
   }
 
   async purgeFinished(params: { before: Date; limit: number }): Promise<number> {
