@@ -31,7 +31,12 @@ export function createAuditWriter(db: SqliteDatabase): AuditWriter {
   };
 }
 
-/** A page of the audit log, newest first; in the reader thread when there is one (see listJobs). */
+/**
+ * A page of the audit log, newest first. Unfiltered, or for one entity (its type and id),
+ * it reads one index range. Any other filter walks back through every row until it has a
+ * page, or sorts every row of an entity type (35-45 ms at 300,000 jobs' rows here): those
+ * lists go to the reader thread when there is one (see listJobs).
+ */
 export async function listAudit(db: SqliteDatabase, params: ListAuditParams, reader?: ThreadReader): Promise<Page<AuditEntry>> {
   const before = decodeCursor(params.cursor);
   let query = db.kysely.selectFrom("audit_log").selectAll().orderBy("id", "desc").limit(params.limit + 1);
@@ -40,7 +45,10 @@ export async function listAudit(db: SqliteDatabase, params: ListAuditParams, rea
   if (params.entityId !== undefined) query = query.where("entity_id", "=", params.entityId);
   if (params.eventType !== undefined) query = query.where("event_type", "=", params.eventType);
   if (params.clientId !== undefined) query = query.where("client_id", "=", params.clientId);
-  return pageOf(await readQuery(db, reader, query), params.limit, (row) => row.id, toAuditEntry);
+  const oneEntity = params.entityType !== undefined && params.entityId !== undefined;
+  const filtered = [params.entityType, params.entityId, params.eventType, params.clientId].some((value) => value !== undefined);
+  const walksFar = filtered && !oneEntity;
+  return pageOf(await readQuery(db, walksFar ? reader : undefined, query), params.limit, (row) => row.id, toAuditEntry);
 }
 
 export function createAuditStore(db: SqliteDatabase, writer: AuditWriter, now: () => Date, reader?: ThreadReader): AuditStore {

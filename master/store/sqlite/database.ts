@@ -138,7 +138,8 @@ function rowMaker(names: readonly string[]): (values: unknown[]) => Record<strin
   return new Function("values", `return { ${fields.join(", ")} };`) as (values: unknown[]) => Record<string, unknown>;
 }
 
-function toBindable(value: unknown): Bindable {
+/** A value as SQLite binds it (booleans as 1 and 0, undefined as NULL). */
+export function toBindable(value: unknown): Bindable {
   if (value === undefined || value === null) return null;
   if (typeof value === "boolean") return value ? 1 : 0;
   return value as Bindable;

@@ -6,7 +6,7 @@
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import type { Compilable } from "kysely";
-import type { SqliteDatabase } from "./database.js";
+import { toBindable, type SqliteDatabase } from "./database.js";
 
 export interface Statement {
   sql: string;
@@ -73,7 +73,8 @@ const driver = createRequire(import.meta.url).resolve("better-sqlite3");
 export async function readRows(db: SqliteDatabase, reader: ThreadReader | undefined, statements: Statement[]): Promise<Record<string, unknown>[][]> {
   if (reader) {
     try {
-      return await reader.read(statements);
+      // Bound as on the master's connection (a boolean as 1 or 0), which the thread cannot do.
+      return await reader.read(statements.map((statement) => ({ sql: statement.sql, parameters: statement.parameters.map(toBindable) })));
     } catch {
       // The thread is gone (or its read failed): read here rather than fail a dashboard.
     }
