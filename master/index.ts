@@ -184,7 +184,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     syncOffThread: true,
     fdatasync,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
-    onReaderError: throttled(60_000, (message: string) => log.warn({ err: message }, "queue stats read on the event loop")),
+    onReaderError: throttled(60_000, (message: string) => log.warn({ err: message }, "reader thread: long reads run on the event loop")),
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();
