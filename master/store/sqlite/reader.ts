@@ -1,8 +1,9 @@
 // Long reads in a worker thread, on a read-only connection of its own. Queue stats
 // count every job by status: at 200,000 jobs that took 65 ms, so at a million a
 // third of a second in which the master answered nothing, every dashboard poll
-// (5 s) and every metrics scrape. In WAL mode this connection reads beside the
-// master's writes; the statements of one read share a snapshot.
+// (5 s) and every metrics scrape; the throughput chart and the lists no index
+// serves are as long. In WAL mode this connection reads beside the master's writes;
+// the statements of one read share a snapshot.
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import type { Compilable } from "kysely";
