@@ -48,7 +48,7 @@ export async function listAudit(db: SqliteDatabase, params: ListAuditParams, rea
   const oneEntity = params.entityType !== undefined && params.entityId !== undefined;
   const filtered = [params.entityType, params.entityId, params.eventType, params.clientId].some((value) => value !== undefined);
   const walksFar = filtered && !oneEntity;
-  return pageOf(await readQuery(db, walksFar ? reader : undefined, query), params.limit, (row) => row.id, toAuditEntry);
+  return pageOf(await readQuery(db, walksFar ? reader : undefined, query.compile()), params.limit, (row) => row.id, toAuditEntry);
 }
 
 export function createAuditStore(db: SqliteDatabase, writer: AuditWriter, now: () => Date, reader?: ThreadReader): AuditStore {

@@ -34,7 +34,7 @@ export interface OpenSqliteStoreParams {
   /** A background checkpoint failed; it is tried again. */
   onCheckpointError?: (message: string) => void;
   /**
-   * Long reads (queue stats, a scan of every job) in a worker thread with a read-only
+   * Long reads (queue stats, throughput, lists no index serves) in a worker thread with a read-only
    * connection of its own, not on the event loop (the master turns this on).
    */
   readerThread?: boolean;

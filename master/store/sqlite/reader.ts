@@ -6,7 +6,7 @@
 // the statements of one read share a snapshot.
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
-import type { Compilable } from "kysely";
+import type { CompiledQuery } from "kysely";
 import { toBindable, type SqliteDatabase } from "./database.js";
 
 export interface Statement {
@@ -83,9 +83,9 @@ export async function readRows(db: SqliteDatabase, reader: ThreadReader | undefi
   return statements.map((statement) => db.allCompiled<Record<string, unknown>>(statement));
 }
 
-/** The rows of one query, read as readRows() reads. */
-export async function readQuery<Row>(db: SqliteDatabase, reader: ThreadReader | undefined, query: Compilable<Row>): Promise<Row[]> {
-  const [rows = []] = await readRows(db, reader, [query.compile()]);
+/** The rows of one compiled query, read as readRows() reads. */
+export async function readQuery<Row>(db: SqliteDatabase, reader: ThreadReader | undefined, query: CompiledQuery<Row>): Promise<Row[]> {
+  const [rows = []] = await readRows(db, reader, [query]);
   return rows as Row[];
 }
 

@@ -120,7 +120,7 @@ export class SqliteJobStore implements JobStore {
       WHERE finished_at IS NOT NULL AND finished_at >= ${params.since.toISOString()}
       GROUP BY substr(finished_at, 1, 16)
       ORDER BY minute`;
-    const rows = await readQuery(this.ctx.db, this.reader, { compile: () => query.compile(this.ctx.db.kysely) });
+    const rows = await readQuery(this.ctx.db, this.reader, query.compile(this.ctx.db.kysely));
     return rows.map((row) => ({ minute: row.minute, completed: row.completed, failed: row.failed }));
   }
 

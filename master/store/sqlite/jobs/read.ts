@@ -56,7 +56,7 @@ export async function listJobs(ctx: StoreContext, params: ListJobsParams, reader
   }
   const filters = [params.status, params.type, params.priority, params.nodeId, params.clientId, tag].filter((value) => value !== undefined);
   const walksFar = filters.length > 1 || (filters.length === 1 && params.status === undefined && params.clientId === undefined);
-  return pageOf(await readQuery(db, walksFar ? reader : undefined, query), params.limit, (row) => row.seq, toJob);
+  return pageOf(await readQuery(db, walksFar ? reader : undefined, query.compile()), params.limit, (row) => row.seq, toJob);
 }
 
 export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: string }): Page<AuditEntry> {
