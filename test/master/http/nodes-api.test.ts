@@ -56,8 +56,8 @@ describe("claiming", () => {
     const submitted = await call("POST", "/api/v1/jobs", { type: "quick", requires: ["latency"] });
     const answeredAt = performance.now();
     const claimed = await waiting;
-    // Generous bound for a loaded CI machine; the benchmark measures the real figure.
-    expect(performance.now() - answeredAt).toBeLessThan(250);
+    // Far under the 10 s wait, wide for a loaded CI machine; the benchmark measures the real figure.
+    expect(performance.now() - answeredAt).toBeLessThan(1000);
     expect(claimed.body.items.map((j) => j.id)).toEqual([submitted.body.id]);
     expect(claimed.body.items[0]).toMatchObject({ attempt: 1, type: "quick", priority: "medium", timeout_s: 3600 });
   });
