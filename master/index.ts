@@ -20,6 +20,7 @@ import { packageVersion } from "./package-info.js";
 import { Dispatcher } from "./queue/dispatcher.js";
 import { createQueuePolicy } from "./queue/policy.js";
 import { openSqliteStore } from "./store/sqlite/index.js";
+import type { ReaderErrorKind } from "./store/sqlite/reader.js";
 import { StorageUnavailableError, systemClock, type Clock, type Store } from "./store/types.js";
 import { AgingSweeper } from "./sweepers/aging.js";
 import { DeadNodeSweeper } from "./sweepers/dead-nodes.js";
@@ -156,13 +157,17 @@ function requestGuards(config: MasterConfig, modes: ModeController, metrics: Met
   ];
 }
 
-/** `fn`, at most once per `ms` (the rest dropped). */
-function throttled<A extends unknown[]>(ms: number, fn: (...args: A) => void): (...args: A) => void {
-  let last = -Infinity;
+/**
+ * `fn`, at most once per `ms` for each kind of call (`kindOf`; one kind unless given), the
+ * rest dropped: one kind of message never silences another.
+ */
+export function throttled<A extends unknown[]>(ms: number, fn: (...args: A) => void, kindOf: (...args: A) => string = () => ""): (...args: A) => void {
+  const last = new Map<string, number>();
   return (...args) => {
+    const kind = kindOf(...args);
     const now = Date.now();
-    if (now - last < ms) return;
-    last = now;
+    if (now - (last.get(kind) ?? -Infinity) < ms) return;
+    last.set(kind, now);
     fn(...args);
   };
 }
@@ -184,7 +189,11 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     syncOffThread: true,
     fdatasync,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
-    onReaderError: throttled(60_000, (message: string) => log.warn({ err: message }, "reader thread: long reads run on the event loop")),
+    onReaderError: throttled(
+      60_000,
+      (message: string, kind: ReaderErrorKind) => log.warn({ err: message, kind }, "reader thread: long reads run on the event loop"),
+      (_message, kind) => kind,
+    ),
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();

@@ -10,7 +10,7 @@ import { SqliteDatabase, translateError, type Synchronous } from "./database.js"
 import { SqliteJobStore } from "./jobs/index.js";
 import { defaultMigrationsDir, migrate } from "./migrate.js";
 import { SqliteNodeStore } from "./nodes.js";
-import { startReader } from "./reader.js";
+import { startReader, type ReaderErrorKind } from "./reader.js";
 import { createRequirementSets } from "./requirement-sets.js";
 
 export { SqliteDatabase } from "./database.js";
@@ -39,7 +39,7 @@ export interface OpenSqliteStoreParams {
    */
   readerThread?: boolean;
   /** The reader thread stopped or a read in it failed (the read ran on the event loop instead). */
-  onReaderError?: (message: string) => void;
+  onReaderError?: (message: string, kind: ReaderErrorKind) => void;
 }
 
 function createSettingsStore(db: SqliteDatabase, clock: Clock): SettingsStore {

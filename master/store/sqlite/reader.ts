@@ -24,12 +24,15 @@ export interface ThreadReader {
   crash(): Promise<void>;
 }
 
+/** What went wrong: the thread stopped, or one read in it failed while it runs on. */
+export type ReaderErrorKind = "stopped" | "read failed";
+
 export interface ReaderOptions {
   /**
    * The thread stopped (out of its heap, say), or a read in it failed: either way that
    * read, and every read until the thread restarts, runs on the master's connection.
    */
-  onError?: (message: string) => void;
+  onError?: (message: string, kind: ReaderErrorKind) => void;
   /** How long after the thread stopped the next read starts a new one (default a minute). */
   restartAfterMs?: number;
 }
@@ -178,7 +181,7 @@ export function startReader(path: string, options: ReaderOptions = {}): ThreadRe
   const start = () =>
     startThread(path, (error) => {
       stoppedAt = Date.now();
-      if (!closed) options.onError?.(`the reader thread stopped (${error.message}); long reads run on the event loop until it starts again`);
+      if (!closed) options.onError?.(`the reader thread stopped (${error.message}); long reads run on the event loop until it starts again`, "stopped");
     });
   let thread = start();
   return {
@@ -191,7 +194,7 @@ export function startReader(path: string, options: ReaderOptions = {}): ThreadRe
       try {
         return await thread.read(statements);
       } catch (error) {
-        if (error instanceof ReadFailed) options.onError?.(`a read in the reader thread failed (${error.message}); read on the event loop instead`);
+        if (error instanceof ReadFailed) options.onError?.(`a read in the reader thread failed (${error.message}); read on the event loop instead`, "read failed");
         throw error;
       }
     },

@@ -134,7 +134,7 @@ describe("the reader thread", () => {
     db = new SqliteDatabase({ path: join(tempDir(), "reader.db") });
     // A table only the master's connection sees: a read of it fails in the thread alone.
     db.sqlite.exec("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1); CREATE TEMP TABLE mine (x INTEGER); INSERT INTO mine VALUES (2)");
-    reader = startReader(db.sqlite.name, { onError: (message) => told.push(message), restartAfterMs });
+    reader = startReader(db.sqlite.name, { onError: (message, kind) => told.push(`${kind}: ${message}`), restartAfterMs });
   };
   const read = (sql: string) => readRows(db, reader, [{ sql, parameters: [] }]);
 
@@ -150,7 +150,7 @@ describe("the reader thread", () => {
     expect(await read("SELECT x FROM t")).toEqual([[{ x: 1 }]]);
     expect(told).toEqual([]);
     expect(await read("SELECT x FROM mine")).toEqual([[{ x: 2 }]]);
-    expect(told).toEqual([expect.stringMatching(/a read in the reader thread failed \(no such table: mine\)/)]);
+    expect(told).toEqual([expect.stringMatching(/^read failed: a read in the reader thread failed \(no such table: mine\)/)]);
     // The thread still runs.
     expect(reader.threadId).toBeDefined();
   });
@@ -174,7 +174,7 @@ describe("the reader thread", () => {
     open(60_000);
     expect(reader.threadId).toBeDefined();
     await reader.crash();
-    expect(told).toEqual([expect.stringMatching(/the reader thread stopped \(the reader thread exited \(code \d+\)\)/)]);
+    expect(told).toEqual([expect.stringMatching(/^stopped: the reader thread stopped \(the reader thread exited \(code \d+\)\)/)]);
     expect(reader.threadId).toBeUndefined();
     // Within the minute: straight to the master's connection (the temp table proves where).
     expect(await read("SELECT x FROM mine")).toEqual([[{ x: 2 }]]);
