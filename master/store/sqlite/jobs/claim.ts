@@ -99,8 +99,8 @@ function takeChosen(statements: ClaimStatements, keys: string[], limit: number, 
   return statements.take.all({ chosen: JSON.stringify(chosen.map((head) => head.seq)), ...lease });
 }
 
-/** A claim that took nothing (shared: nobody changes an answer). */
-const NOTHING: ClaimOutcome = Object.freeze({ ok: true, items: [], waitedMs: [] });
+/** A claim that took nothing, for whichever reason (shared: nobody changes an answer). */
+const NOTHING: ClaimOutcome = Object.freeze({ ok: true, items: [] });
 
 /**
  * `emptied`: requirement sets known to hold no pending job in this transaction (a claim
@@ -120,7 +120,7 @@ export function claimJobs(
     const node = statements.node.get({ nodeId: params.nodeId });
     if (!node) return { ok: false, reason: "not_found" };
     if (node.status === "offline") return { ok: false, reason: "offline" };
-    if (node.status === "draining") return { ok: true, items: [] };
+    if (node.status === "draining") return NOTHING;
     const now = ctx.clock.now();
     const at = now.toISOString();
     // A claim is a sign of life: a node declared dead that asks for work is back.
@@ -129,7 +129,7 @@ export function claimJobs(
     if (emptied && keys.every((key) => emptied.has(key))) return NOTHING;
     const running = statements.running.get({ nodeId: node.id })?.n ?? 0;
     const limit = Math.min(params.max, node.capacity - running);
-    if (limit <= 0) return { ok: true, items: [] };
+    if (limit <= 0) return NOTHING;
     const lease: LeaseParams = {
       nodeId: node.id,
       at,
