@@ -342,8 +342,7 @@ export class SqliteDatabase {
 
   /** Run a query built now (its values inline). The statement is cached by its SQL text. */
   all<Row>(query: Compilable<Row>): Row[] {
-    const compiled = query.compile();
-    return this.execute(() => this.read(this.statement(compiled.sql), (stmt) => stmt.all(compiled.parameters.map(toBindable)) as Row[]));
+    return this.allCompiled<Row>(query.compile());
   }
 
   get<Row>(query: Compilable<Row>): Row | undefined {
