@@ -348,7 +348,7 @@ export class SqliteDatabase {
   get<Row>(query: Compilable<Row>): Row | undefined {
     const compiled = query.compile();
     return this.execute(() =>
-      this.read(this.statement(compiled.sql), (stmt) => stmt.get(compiled.parameters.map(toBindable)) as Row | undefined),
+      this.read(this.statement(compiled.sql), (stmt) => stmt.get(compiled.parameters.map((value) => toBindable(value))) as Row | undefined),
     );
   }
 
@@ -369,13 +369,13 @@ export class SqliteDatabase {
 
   /** Run a query compiled already (the same statements a reader thread runs, when it cannot). */
   allCompiled<Row>(compiled: { sql: string; parameters: readonly unknown[] }): Row[] {
-    return this.execute(() => this.read(this.statement(compiled.sql), (stmt) => stmt.all(compiled.parameters.map(toBindable)) as Row[]));
+    return this.execute(() => this.read(this.statement(compiled.sql), (stmt) => stmt.all(compiled.parameters.map((value) => toBindable(value))) as Row[]));
   }
 
   /** Run a statement that returns no rows; answers the number of rows changed. */
   run(query: Compilable<unknown>): number {
     const compiled = query.compile();
-    const changes = this.execute(() => this.statement(compiled.sql).run(compiled.parameters.map(toBindable)).changes);
+    const changes = this.execute(() => this.statement(compiled.sql).run(compiled.parameters.map((value) => toBindable(value))).changes);
     this.afterStatement();
     return changes;
   }
@@ -449,7 +449,7 @@ export class SqliteDatabase {
     const source = stmt.reader ? stmt.raw(true) : stmt;
     const toRow = rowMaker(stmt.reader ? stmt.columns().map((column) => column.name) : []) as (values: unknown[]) => Row;
     return {
-      all: guarded((params: P) => after((source.all(bind(params)) as unknown[][]).map(toRow))),
+      all: guarded((params: P) => after((source.all(bind(params)) as unknown[][]).map((values) => toRow(values)))),
       get: guarded((params: P) => {
         const values = source.get(bind(params)) as unknown[] | undefined;
         return after(values === undefined ? undefined : toRow(values));

@@ -78,7 +78,7 @@ export async function readRows(db: SqliteDatabase, reader: ThreadReader | undefi
   if (reader) {
     try {
       // Bound as on the master's connection (a boolean as 1 or 0), which the thread cannot do.
-      return await reader.read(statements.map((statement) => ({ sql: statement.sql, parameters: statement.parameters.map(toBindable) })));
+      return await reader.read(statements.map((statement) => ({ sql: statement.sql, parameters: statement.parameters.map((value) => toBindable(value)) })));
     } catch {
       // The thread is gone (or its read failed): read here rather than fail a dashboard.
     }

@@ -144,7 +144,7 @@ export function pageOf<Row, T>(rows: Row[], limit: number, key: (row: Row) => nu
   const shown = more ? rows.slice(0, limit) : rows;
   const last = shown[shown.length - 1];
   return {
-    items: shown.map(convert),
+    items: shown.map((row) => convert(row)),
     next_cursor: more && last !== undefined ? encodeCursor(key(last)) : null,
   };
 }

@@ -114,7 +114,7 @@ export function createScheduleStore(ctx: StoreContext, jobs: SqliteJobStore): Sc
             .orderBy("next_run_at")
             .limit(params.limit),
         )
-        .map(toSchedule);
+        .map((row) => toSchedule(row));
     },
     async nextDueAt() {
       const row = db.get(

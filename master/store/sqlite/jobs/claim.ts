@@ -146,7 +146,7 @@ export function claimJobs(
     if (taken.length === 0) return NOTHING;
     // RETURNING gives no order: put them back in dispatch order.
     taken.sort(byDispatchOrder);
-    const items = taken.map(toClaimedJob);
+    const items = taken.map((row) => toClaimedJob(row));
     const waitedMs = taken.map((row) => Math.max(0, now.getTime() - new Date(row.ready_at).getTime()));
     ctx.audit.writeMany(
       items.map((item) => ({
