@@ -261,7 +261,15 @@ export class MasterClient {
   // ---- nodes ----
 
   /** One attempt, and a probe: the worker's connect loop is the retry. */
-  registerNode(body: { name: string; labels: string[]; capacity: number; version?: string; hardware?: Record<string, unknown> }) {
+  registerNode(body: {
+    name: string;
+    labels: string[];
+    capacity: number;
+    /** The job types it runs (absent: any). */
+    types?: string[];
+    version?: string;
+    hardware?: Record<string, unknown>;
+  }) {
     return this.request<Node>("POST", "/api/v1/nodes", { body, retry: "never", probe: true });
   }
 

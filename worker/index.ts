@@ -190,12 +190,14 @@ export class Worker {
       name: this.name,
       labels: this.labels,
       capacity: this.capacity,
+      // It is handed only jobs it has a handler for.
+      types: Object.keys(this.options.handlers),
       version: packageVersion(),
       hardware: { cpus: cpus().length, memory_mb: Math.round(totalmem() / 1_048_576), platform: process.platform, arch: process.arch },
     });
     this.currentNodeId = node.id;
     this.log.info(
-      { event: "worker.registered", nodeId: node.id, name: node.name, labels: node.labels, capacity: node.capacity },
+      { event: "worker.registered", nodeId: node.id, name: node.name, labels: node.labels, types: node.types, capacity: node.capacity },
       `registered as ${node.name}`,
     );
   }

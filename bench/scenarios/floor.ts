@@ -34,7 +34,7 @@ const SQL: Record<Schema, { insert: string; claim: string; complete: string }> =
              VALUES (@id, 'bench', 'noop', @payload, 2, 2, 'pending', 3, 60, @at, @at, '', @at, @at)`,
     claim: `UPDATE jobs SET status = 'running', node_id = @node, attempt = attempt + 1, started_at = @at, updated_at = @at,
               stall_at = @at, lease_expires_at = @at, aging_at = NULL
-            WHERE seq IN (SELECT seq FROM jobs WHERE status = 'pending' AND requires_key = ''
+            WHERE seq IN (SELECT seq FROM jobs WHERE status = 'pending' AND lane = 0
                           ORDER BY effective_priority DESC, seq LIMIT @limit)
             RETURNING id, type, payload, attempt`,
     complete: `UPDATE jobs SET status = 'completed', result = 'null', finished_at = @at, updated_at = @at, stall_at = NULL,

@@ -1,5 +1,6 @@
 // 5. Scaling: the claim's cost at 1,000 and at 1,000,000 pending jobs, and with 100,000
-//    jobs no node can run at the head of the queue. Measured on the store itself.
+//    jobs the node cannot run (labels it lacks, a type it does not run) at the head of the
+//    queue. Measured on the store itself.
 // 6b. A dead-node sweep that re-queues 1,000 jobs.
 import { join } from "node:path";
 import { pino } from "pino";
@@ -85,10 +86,10 @@ export async function scaling(settings: Settings): Promise<Metrics> {
   const rounds = settings.size === "full" ? 2000 : 100;
   const small = openStore(join(tempDir(), "small.db"));
   await fillStore(small, 1000);
-  const smallNode = (await small.nodes.register({ clientId: "w", name: "n", labels: [], capacity: 1_000_000, version: null, hardware: {} })).node;
+  const smallNode = (await small.nodes.register({ clientId: "w", name: "n", labels: [], capacity: 1_000_000, types: null, version: null, hardware: {} })).node;
   const { path, pending } = await bigDatabase(settings);
   const large = openStore(path);
-  const largeNode = (await large.nodes.register({ clientId: "w", name: "n", labels: [], capacity: 1_000_000, version: null, hardware: {} })).node;
+  const largeNode = (await large.nodes.register({ clientId: "w", name: "n", labels: [], capacity: 1_000_000, types: null, version: null, hardware: {} })).node;
   await claimCost(small, smallNode.id, 50); // warm up both
   await claimCost(large, largeNode.id, 50);
   const atSmall = await claimCost(small, smallNode.id, rounds);
@@ -100,8 +101,14 @@ export async function scaling(settings: Settings): Promise<Metrics> {
   const before = await claimCost(small, smallNode.id, rounds);
   await fillStore(small, blockedHead, { priority: "live", requires: ["gpu"] });
   const after = await claimCost(small, smallNode.id, rounds);
+  // The same for jobs of a type the node has no handler for.
+  const typedNode = (await small.nodes.register({ clientId: "w", name: "typed", labels: [], capacity: 1_000_000, types: ["noop"], version: null, hardware: {} })).node;
+  const typedBefore = await claimCost(small, typedNode.id, rounds);
+  await fillStore(small, blockedHead, { priority: "live", type: "resize" });
+  const typedAfter = await claimCost(small, typedNode.id, rounds);
   await small.close();
   return {
+    [`claim rate with ${blockedHead.toLocaleString("en")} jobs of a type it does not run at the head (share of normal)`]: typedBefore / typedAfter,
     "claim of 10 at 1,000 pending (µs)": atSmall,
     [`claim of 10 at ${pending.toLocaleString("en")} pending (µs)`]: atLarge,
     "claim cost ratio, large / 1,000": atLarge / atSmall,
@@ -115,7 +122,7 @@ export async function deadNodeSweep(settings: Settings): Promise<Metrics> {
   const store = openStore(join(tempDir(), "sweep.db"), clock);
   await fillStore(store, nodes * 10);
   for (let i = 0; i < nodes; i++) {
-    const { node } = await store.nodes.register({ clientId: "w", name: `n${i}`, labels: [], capacity: 10, version: null, hardware: {} });
+    const { node } = await store.nodes.register({ clientId: "w", name: `n${i}`, labels: [], capacity: 10, types: null, version: null, hardware: {} });
     await store.jobs.claim({ nodeId: node.id, max: 10 });
   }
   clock.at += 120_000;

@@ -5,7 +5,7 @@ import { MODES } from "../../master/modes.js";
 import { printJson, printObject, printPage, printTable } from "./output.js";
 import { call, connect, withRemoteOptions, type RemoteFlags } from "./remote.js";
 
-const NODE_COLUMNS = ["id", "name", "status", "running", "capacity", "labels", "last_heartbeat", "version"];
+const NODE_COLUMNS = ["id", "name", "status", "running", "capacity", "labels", "types", "last_heartbeat", "version"];
 
 export function nodesCommand(): Command {
   const nodes = new Command("nodes").description("Worker nodes (admin)");
@@ -18,7 +18,9 @@ export function nodesCommand(): Command {
       .option("--cursor <cursor>", "the next page"),
   ).action(async (opts: RemoteFlags & { status?: string; limit: string; cursor?: string }) => {
     const page = await call(() => connect(opts).listNodes({ status: opts.status, limit: Number(opts.limit), cursor: opts.cursor }));
-    printPage(page, NODE_COLUMNS, opts.json);
+    if (opts.json) return printPage(page, NODE_COLUMNS, true);
+    // A node that names no types runs any type: say so rather than print "-".
+    printPage({ ...page, items: page.items.map((node) => ({ ...node, types: node.types ?? "(any)" })) }, NODE_COLUMNS, false);
   });
   withRemoteOptions(nodes.command("drain").description("Hand a node no more jobs; its running jobs finish").argument("<id>")).action(
     async (id: string, opts: RemoteFlags) => printObject((await call(() => connect(opts).drainNode(id))) as unknown as Record<string, unknown>, opts.json),

@@ -138,6 +138,7 @@ export const registerNodeSchema = z
     name: z.string().min(1).max(128).regex(/^[^\s/]+$/, "must have no spaces or slashes"),
     labels: z.array(label).max(64).default([]),
     capacity: z.int().min(1).max(10_000).default(1),
+    types: z.array(jobType).max(1000).optional().describe("the job types it runs (absent: any type)"),
     version: z.string().max(64).optional(),
     hardware: z.record(z.string().max(64), json).default({}),
   })
@@ -151,6 +152,7 @@ export const nodeSchema = z
     status: z.enum(NODE_STATUSES),
     labels: z.array(z.string()),
     capacity: z.int(),
+    types: z.array(z.string()).nullable(),
     running: z.int(),
     hardware: z.record(z.string(), json),
     version: z.string().nullable(),

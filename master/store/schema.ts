@@ -23,6 +23,8 @@ export interface JobsTable {
   aging_at: string | null;
   requires: string;
   requires_key: string;
+  /** lanes.id: the job's type and label set (dispatch reads one lane at a time). */
+  lane: number;
   depends_on: string;
   idempotency_key: string | null;
   tags: string;
@@ -47,8 +49,10 @@ export interface JobDependenciesTable {
   depends_on_id: string;
 }
 
-export interface RequirementSetsTable {
-  key: string;
+export interface LanesTable {
+  id: Generated<number>;
+  type: string;
+  requires_key: string;
   labels: string;
   created_at: string;
 }
@@ -59,6 +63,8 @@ export interface NodesTable {
   client_id: string;
   status: string;
   labels: string;
+  /** JSON array of the job types it runs; null: any type. */
+  types: string | null;
   capacity: number;
   hardware: string;
   version: string | null;
@@ -126,7 +132,7 @@ export interface SchemaMigrationsTable {
 export interface DatabaseSchema {
   jobs: JobsTable;
   job_dependencies: JobDependenciesTable;
-  requirement_sets: RequirementSetsTable;
+  lanes: LanesTable;
   nodes: NodesTable;
   clients: ClientsTable;
   auth_tokens: AuthTokensTable;

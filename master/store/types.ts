@@ -98,6 +98,8 @@ export interface Node {
   status: NodeStatus;
   labels: string[];
   capacity: number;
+  /** The job types it runs; null: any type. */
+  types: string[] | null;
   running: number;
   hardware: Record<string, unknown>;
   version: string | null;
@@ -291,6 +293,8 @@ export interface RegisterNodeParams {
   name: string;
   labels: string[];
   capacity: number;
+  /** The job types it runs; null: any type. */
+  types: string[] | null;
   version: string | null;
   hardware: Record<string, unknown>;
 }

@@ -76,11 +76,27 @@ describe("worker daemon", () => {
     const job = await submit(master.url, { type: "echo", requires: ["basic"], payload: { result: { answer: 42 } } });
     const done = await until(master.url, job.id, (j) => j.status === "completed");
     expect(done.result).toEqual({ answer: 42 });
-    const noHandler = await submit(master.url, { type: "unknown-type", requires: ["basic"] });
-    expect(await until(master.url, noHandler.id, (j) => j.status === "failed")).toMatchObject({
-      failure_reason: "non_retryable",
-      error: { code: "no_handler", retryable: false },
-    });
+  });
+
+  it("hands each worker only the types it has handlers for; a type nobody runs waits", async () => {
+    const echoes = await worker("types-echo", "types", { capacity: 4 });
+    const resizes = [1, 2, 3].map(() => submit(master.url, { type: "resize", requires: ["types"] }));
+    const echoJobs = [1, 2, 3].map((i) => submit(master.url, { type: "echo", requires: ["types"], payload: { result: i } }));
+    const doneEchoes = await Promise.all((await Promise.all(echoJobs)).map((job) => until(master.url, job.id, (j) => j.status === "completed")));
+    // No node runs resize yet: its jobs wait, none failed or was handed out.
+    for (const job of await Promise.all(resizes)) expect(await getJob(master.url, job.id)).toMatchObject({ status: "pending", attempt: 0 });
+    // A second worker whose handlers run resize takes them, and only them.
+    const resizeDir = tempDir("gaffer-worker-resize-");
+    const resizer = await worker("types-resize", "types", { handlers: writeHandlers(resizeDir, ["resize"]), capacity: 4 });
+    const doneResizes = await Promise.all((await Promise.all(resizes)).map((job) => until(master.url, job.id, (j) => j.status === "completed")));
+    const nodes = (await http<{ items: { id: string; name: string; types: string[] | null }[] }>(master.url, "GET", "/api/v1/nodes?limit=100")).body.items;
+    const nameOf = (id: string | null) => nodes.find((node) => node.id === id)?.name;
+    expect(doneEchoes.map((job) => nameOf(job.node_id))).toEqual(["types-echo", "types-echo", "types-echo"]);
+    expect(doneResizes.map((job) => [nameOf(job.node_id), job.attempt])).toEqual([["types-resize", 1], ["types-resize", 1], ["types-resize", 1]]);
+    expect(nodes.find((node) => node.name === "types-resize")?.types).toEqual(["resize"]);
+    expect(nodes.find((node) => node.name === "types-echo")?.types).toEqual(["echo", "gpu-work", "slow"]);
+    expect(echoes.output()).not.toMatch(/no handler/);
+    expect(resizer.output()).not.toMatch(/no handler/);
   });
 
   it("keeps claiming with a capacity of one: a backlog, its end, then one job at a time", async () => {

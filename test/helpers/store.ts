@@ -90,8 +90,15 @@ export async function submit(store: Store, overrides: Partial<SubmitJobParams> =
   return item.job;
 }
 
-export async function register(store: Store, name = "node-1", labels: string[] = [], capacity = 10, clientId = "worker-a") {
-  const { node } = await store.nodes.register({ clientId, name, labels, capacity, version: "test", hardware: {} });
+export async function register(
+  store: Store,
+  name = "node-1",
+  labels: string[] = [],
+  capacity = 10,
+  clientId = "worker-a",
+  types: string[] | null = null,
+) {
+  const { node } = await store.nodes.register({ clientId, name, labels, capacity, types, version: "test", hardware: {} });
   return node;
 }
 

@@ -109,10 +109,11 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
           name: body.name,
           labels: body.labels,
           capacity: body.capacity,
+          types: body.types ?? null,
           version: body.version ?? null,
           hardware: body.hardware,
         });
-        deps.log.info({ event: "node.registered", nodeId: node.id, name: node.name, labels: node.labels, capacity: node.capacity });
+        deps.log.info({ event: "node.registered", nodeId: node.id, name: node.name, labels: node.labels, types: node.types, capacity: node.capacity });
         return isNew ? created(node) : ok(node);
       },
     ),

@@ -2,12 +2,12 @@
 import type { Clock, QueuePolicy } from "../types.js";
 import type { AuditWriter } from "./audit.js";
 import type { SqliteDatabase } from "./database.js";
-import type { RequirementSets } from "./requirement-sets.js";
+import type { Lanes } from "./lanes.js";
 
 export interface StoreContext {
   db: SqliteDatabase;
   clock: Clock;
   policy: QueuePolicy;
   audit: AuditWriter;
-  requirementSets: RequirementSets;
+  lanes: Lanes;
 }

@@ -570,6 +570,20 @@ export class SqliteDatabase {
     return this.runTransaction(fn, "soft");
   }
 
+  private afterCommit: (() => void)[] = [];
+  private afterRollback: (() => void)[] = [];
+
+  /**
+   * `committed` once the transaction running now commits, `undone` if it rolls back instead
+   * (at once, committed, outside a transaction): what the store keeps in memory follows
+   * what it committed, never a write that may still be undone (a group commit's replay).
+   */
+  onCommit(committed: () => void, undone?: () => void): void {
+    if (!this.sqlite.inTransaction) return committed();
+    this.afterCommit.push(committed);
+    if (undone) this.afterRollback.push(undone);
+  }
+
   /** `flush`: now, on the event loop; `group`: a group commit, which waits for its flush without blocking; `soft`: none. */
   private runTransaction<T>(fn: () => T, mode: "flush" | "group" | "soft"): T {
     const control = this.control();
@@ -579,6 +593,8 @@ export class SqliteDatabase {
       const before = this.walSync ? (control.changes.get() as number) : 0;
       const result = fn();
       control.commit.run();
+      this.afterRollback = [];
+      for (const committed of this.afterCommit.splice(0)) committed();
       // Only a transaction that changed rows has anything to flush. One that read only (a
       // sweep that found nothing, a claim that took nothing) neither fsyncs on the event loop
       // nor makes later answers wait for a flush. (DDL alone changes no rows; the
@@ -590,6 +606,8 @@ export class SqliteDatabase {
       return result;
     } catch (error) {
       if (this.sqlite.inTransaction) control.rollback.run();
+      this.afterCommit = [];
+      for (const undone of this.afterRollback.splice(0)) undone();
       throw translateError(error);
     }
   }

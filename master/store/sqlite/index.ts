@@ -9,9 +9,9 @@ import { startCheckpointer, type Checkpointer, type CheckpointerParams } from ".
 import { SqliteDatabase, translateError, type Synchronous } from "./database.js";
 import { SqliteJobStore } from "./jobs/index.js";
 import { defaultMigrationsDir, migrate } from "./migrate.js";
+import { createLanes } from "./lanes.js";
 import { SqliteNodeStore } from "./nodes.js";
 import { startReader, type ReaderErrorKind } from "./reader.js";
-import { createRequirementSets } from "./requirement-sets.js";
 
 export { SqliteDatabase } from "./database.js";
 export { migrate, migrationStatus, defaultMigrationsDir } from "./migrate.js";
@@ -131,7 +131,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       clock: params.clock,
       policy: params.policy,
       audit,
-      requirementSets: createRequirementSets(db),
+      lanes: createLanes(db),
     };
     const reader = params.readerThread && params.path !== ":memory:" ? startReader(params.path, { onError: params.onReaderError }) : undefined;
     const jobs = new SqliteJobStore(ctx, reader);

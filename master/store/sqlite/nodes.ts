@@ -127,6 +127,7 @@ export class SqliteNodeStore implements NodeStore {
       );
       const fields = {
         labels: JSON.stringify([...new Set(params.labels)].sort()),
+        types: params.types === null ? null : JSON.stringify([...new Set(params.types)].sort()),
         capacity: params.capacity,
         version: params.version,
         hardware: JSON.stringify(params.hardware),
@@ -150,7 +151,7 @@ export class SqliteNodeStore implements NodeStore {
           entity_type: "node",
           entity_id: id,
           client_id: params.clientId,
-          details: { name: params.name, labels: params.labels, capacity: params.capacity, from: existing?.status ?? null },
+          details: { name: params.name, labels: params.labels, capacity: params.capacity, types: params.types, from: existing?.status ?? null },
         },
         at,
       );

@@ -106,6 +106,7 @@ export function toNode(row: NodeRow): Node {
     status: row.status as NodeStatus,
     labels: parseJson<string[]>(row.labels, []),
     capacity: row.capacity,
+    types: parseJson<string[] | null>(row.types, null),
     running: row.running ?? 0,
     hardware: parseJson<Record<string, unknown>>(row.hardware, {}),
     version: row.version,

@@ -41,8 +41,19 @@ describe("registration", () => {
     expect((await call("GET", `/api/v1/nodes/${String(first.body.id)}`)).body).toMatchObject({ capacity: 3 });
   });
 
-  it("refuses a bad name, capacity or label", async () => {
-    for (const body of [{ name: "" }, { name: "a b" }, { name: "n", capacity: 0 }, { name: "n", labels: ["a,b"] }]) {
+  it("keeps the job types a node runs, and updates them when it registers again", async () => {
+    const first = await call("POST", "/api/v1/nodes", { name: "typed", types: ["resize", "echo", "echo"] });
+    expect(first.status).toBe(201);
+    expect(first.body.types).toEqual(["echo", "resize"]);
+    const again = await call("POST", "/api/v1/nodes", { name: "typed", types: ["transcode"] });
+    expect(again.body).toMatchObject({ id: first.body.id, types: ["transcode"] });
+    const any = await call("POST", "/api/v1/nodes", { name: "typed" });
+    expect(any.body).toMatchObject({ id: first.body.id, types: null });
+  });
+
+  it("refuses a bad name, capacity, label or type", async () => {
+    const bad = [{ name: "" }, { name: "a b" }, { name: "n", capacity: 0 }, { name: "n", labels: ["a,b"] }, { name: "n", types: ["a b"] }, { name: "n", types: "echo" }];
+    for (const body of bad) {
       expect((await call("POST", "/api/v1/nodes", body)).status).toBe(400);
     }
   });

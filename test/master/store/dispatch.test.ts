@@ -62,6 +62,55 @@ describe.each(dialects)("dispatch ($name)", (dialect) => {
     expect((await claim(t.store, cpu.id)).map((j) => j.id)).toEqual([plain.id]);
   });
 
+  it("hands a node only jobs of the types it runs, and any type to a node that names none", async () => {
+    const resize = await submit(t.store, { type: "resize" });
+    const echo = await submit(t.store, { type: "echo" });
+    const echoes = await register(t.store, "echoes", [], 10, "worker-a", ["echo", "sleep"]);
+    expect((await claim(t.store, echoes.id)).map((j) => j.id)).toEqual([echo.id]);
+    const later = await submit(t.store, { type: "transcode" });
+    const any = await register(t.store, "any", [], 10, "worker-a", null);
+    expect((await claim(t.store, any.id)).map((j) => j.id)).toEqual([resize.id, later.id]);
+  });
+
+  it("lets a node skip past jobs of types it does not run at the head of the queue", async () => {
+    for (let i = 0; i < 20; i++) await submit(t.store, { type: "resize", priority: "live" });
+    const echo = await submit(t.store, { type: "echo", priority: "batch" });
+    const echoes = await register(t.store, "echoes", [], 10, "worker-a", ["echo"]);
+    expect((await claim(t.store, echoes.id)).map((j) => j.id)).toEqual([echo.id]);
+  });
+
+  it("keeps a job of a type no node runs waiting, not failed, until a node that runs it registers", async () => {
+    const resize = await submit(t.store, { type: "resize" });
+    const echoes = await register(t.store, "echoes", [], 10, "worker-a", ["echo"]);
+    expect(await claim(t.store, echoes.id)).toEqual([]);
+    expect((await t.store.jobs.get(resize.id))?.status).toBe("pending");
+    // Registering again with new handlers updates what the node runs.
+    const again = await register(t.store, "echoes", [], 10, "worker-a", ["echo", "resize"]);
+    expect(again.id).toBe(echoes.id);
+    expect(again.types).toEqual(["echo", "resize"]);
+    expect((await claim(t.store, echoes.id)).map((j) => j.id)).toEqual([resize.id]);
+  });
+
+  it("needs both the type and the labels of a job", async () => {
+    const gpuResize = await submit(t.store, { type: "resize", requires: ["gpu"] });
+    const cpuResize = await register(t.store, "cpu-resize", [], 10, "worker-a", ["resize"]);
+    const gpuEcho = await register(t.store, "gpu-echo", ["gpu"], 10, "worker-a", ["echo"]);
+    expect(await claim(t.store, cpuResize.id)).toEqual([]);
+    expect(await claim(t.store, gpuEcho.id)).toEqual([]);
+    const gpuResizer = await register(t.store, "gpu-resize", ["gpu"], 10, "worker-a", ["resize"]);
+    expect((await claim(t.store, gpuResizer.id)).map((j) => j.id)).toEqual([gpuResize.id]);
+  });
+
+  it("merges lanes of several types in priority, then submission order", async () => {
+    const a = await submit(t.store, { type: "a", priority: "low" });
+    const b = await submit(t.store, { type: "b", priority: "high" });
+    await submit(t.store, { type: "c", priority: "live" });
+    const c = await submit(t.store, { type: "a", priority: "high" });
+    const d = await submit(t.store, { type: "b", priority: "low" });
+    const node = await register(t.store, "ab", [], 10, "worker-a", ["a", "b"]);
+    expect((await claim(t.store, node.id)).map((j) => j.id)).toEqual([b.id, c.id, a.id, d.id]);
+  });
+
   it("merges requirement sets in priority order for a node that covers several", async () => {
     const a = await submit(t.store, { priority: "low", requires: ["gpu"] });
     const b = await submit(t.store, { priority: "high" });

@@ -1,7 +1,7 @@
 // Migrations: applied once with a checksum, equal to what the sqlite3 CLI makes of the same files,
 // and a changed or unknown applied migration stops the master.
 import { execFileSync } from "node:child_process";
-import { appendFileSync, cpSync, readFileSync } from "node:fs";
+import { appendFileSync, cpSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createQueuePolicy } from "../../../master/queue/policy.js";
@@ -38,10 +38,11 @@ describe("migrations (sqlite)", () => {
     try {
       const first = migrate(db);
       expect(first.error).toBeUndefined();
-      expect(first.applied.map((m) => m.version)).toEqual([1]);
+      expect(first.applied.map((m) => m.version)).toEqual([1, 2]);
       expect(migrate(db).applied).toEqual([]);
-      const [status] = migrationStatus(db);
-      expect(status).toMatchObject({ version: 1, name: "init", state: "applied" });
+      const [init, types] = migrationStatus(db);
+      expect(init).toMatchObject({ version: 1, name: "init", state: "applied" });
+      expect(types).toMatchObject({ version: 2, name: "node_types", state: "applied" });
       const row = db.sqlite.prepare("SELECT checksum FROM schema_migrations WHERE version = 1").get() as { checksum: string };
       expect(row.checksum).toMatch(/^[0-9a-f]{64}$/);
     } finally {
@@ -49,10 +50,12 @@ describe("migrations (sqlite)", () => {
     }
   });
 
-  it("makes the same schema as `sqlite3 master.db < migrations/sqlite/0001_init.sql`", () => {
+  it("makes the same schema as the sqlite3 CLI given every migration in order", () => {
     const dir = tempDir();
     const byCli = join(dir, "cli.db");
-    execFileSync("sqlite3", [byCli], { input: readFileSync(join(defaultMigrationsDir(), "0001_init.sql")) });
+    const files = readdirSync(defaultMigrationsDir()).filter((file) => file.endsWith(".sql")).sort();
+    expect(files.slice(0, 2)).toEqual(["0001_init.sql", "0002_node_types.sql"]);
+    execFileSync("sqlite3", [byCli], { input: files.map((file) => readFileSync(join(defaultMigrationsDir(), file), "utf8")).join("\n") });
     const byMaster = join(dir, "master.db");
     const store = openSqliteStore({ path: byMaster, clock: new FakeClock(), policy });
     void store.close();
@@ -66,8 +69,41 @@ describe("migrations (sqlite)", () => {
     const store = openSqliteStore({ path, clock: new FakeClock(), policy });
     await store.close();
     const db = new SqliteDatabase({ path });
-    expect(migrationStatus(db).map((s) => s.state)).toEqual(["applied"]);
+    expect(migrationStatus(db).map((s) => s.state)).toEqual(["applied", "applied"]);
     db.close();
+  });
+
+  it("keeps the jobs of a database made before node types, each in its lane, claimable by type", async () => {
+    const path = join(tempDir(), "old.db");
+    const job = (id: string, type: string, requires: string[], status: string) =>
+      `INSERT INTO jobs (id, client_id, type, payload, priority, effective_priority, status, max_retries, timeout_s, ready_at,
+         requires, requires_key, created_at, updated_at)
+       VALUES ('${id}', 'c', '${type}', '{}', 2, 2, '${status}', 3, 60, '2026-01-01T00:00:00.000Z',
+         '${JSON.stringify(requires)}', '${requires.join(",")}', '2026-01-01T00:00:0${id.length}.000Z', '2026-01-01T00:00:00.000Z');`;
+    const rows = [job("a", "echo", [], "pending"), job("bb", "resize", ["gpu"], "pending"), job("ccc", "echo", [], "completed")];
+    execFileSync("sqlite3", [path], { input: `${readFileSync(join(defaultMigrationsDir(), "0001_init.sql"), "utf8")}\n${rows.join("\n")}` });
+    const clock = new FakeClock();
+    const store = openSqliteStore({ path, clock, policy });
+    try {
+      const lanes = (store as unknown as { database: SqliteDatabase }).database.sqlite
+        .prepare("SELECT type, requires_key, labels FROM lanes ORDER BY type")
+        .all();
+      expect(lanes).toEqual([
+        { type: "echo", requires_key: "", labels: "[]" },
+        { type: "resize", requires_key: "gpu", labels: '["gpu"]' },
+      ]);
+      const register = async (name: string, labels: string[], types: string[] | null) =>
+        (await store.nodes.register({ clientId: "w", name, labels, capacity: 5, types, version: null, hardware: {} })).node.id;
+      const claimIds = async (nodeId: string) => {
+        const outcome = await store.jobs.claim({ nodeId, max: 5 });
+        return outcome.ok ? outcome.items.map((item) => item.id) : outcome.reason;
+      };
+      expect(await claimIds(await register("echoes", ["gpu"], ["echo"]))).toEqual(["a"]);
+      expect(await claimIds(await register("any", ["gpu"], null))).toEqual(["bb"]);
+      expect((await store.jobs.get("ccc"))?.status).toBe("completed");
+    } finally {
+      await store.close();
+    }
   });
 
   it("refuses a database whose applied migration file was changed", () => {

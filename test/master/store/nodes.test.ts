@@ -40,14 +40,14 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
 
   describe("register", () => {
     it("answers the same name from the same client with the same node, back online", async () => {
-      const first = await t.store.nodes.register({ clientId: "w", name: "n1", labels: ["b", "a"], capacity: 2, version: "1", hardware: { cpus: 8 } });
+      const first = await t.store.nodes.register({ clientId: "w", name: "n1", labels: ["b", "a"], capacity: 2, types: ["resize", "echo"], version: "1", hardware: { cpus: 8 } });
       expect(first.created).toBe(true);
-      expect(first.node).toMatchObject({ name: "n1", labels: ["a", "b"], capacity: 2, status: "online", running: 0, hardware: { cpus: 8 } });
+      expect(first.node).toMatchObject({ name: "n1", labels: ["a", "b"], capacity: 2, types: ["echo", "resize"], status: "online", running: 0, hardware: { cpus: 8 } });
       await t.store.nodes.drain({ id: first.node.id, actor: "admin" });
-      const again = await t.store.nodes.register({ clientId: "w", name: "n1", labels: ["gpu"], capacity: 4, version: "2", hardware: {} });
+      const again = await t.store.nodes.register({ clientId: "w", name: "n1", labels: ["gpu"], capacity: 4, types: null, version: "2", hardware: {} });
       expect(again.created).toBe(false);
-      expect(again.node).toMatchObject({ id: first.node.id, status: "online", labels: ["gpu"], capacity: 4, version: "2" });
-      const otherClient = await t.store.nodes.register({ clientId: "v", name: "n1", labels: [], capacity: 1, version: null, hardware: {} });
+      expect(again.node).toMatchObject({ id: first.node.id, status: "online", labels: ["gpu"], capacity: 4, types: null, version: "2" });
+      const otherClient = await t.store.nodes.register({ clientId: "v", name: "n1", labels: [], capacity: 1, types: null, version: null, hardware: {} });
       expect(otherClient.node.id).not.toBe(first.node.id);
     });
   });

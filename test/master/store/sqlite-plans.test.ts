@@ -16,7 +16,7 @@ const SCANS_ALLOWED = [
   /group by "status"/i, // stats (a covering index)
   /group by "effective_priority"/i,
   /min\("ready_at"\)/i,
-  /from "requirement_sets"/i, // a handful of rows, read once at start
+  /from "lanes"/i, // one row per job type and label set, read once at start
   /from "schema_migrations"/i,
 ];
 
@@ -49,7 +49,7 @@ describe("SQLite query plans", () => {
     await submit(store, { runAt: new Date(clock.now().getTime() + 1000) });
     const other = await submit(store);
     await claim(store, node.id);
-    // A node with no labels covers one requirement set: its claim reads and takes in one statement.
+    // A node with no labels covers one lane (all jobs here are of one type): its claim reads and takes in one statement.
     await claim(store, (await register(store, "plain")).id);
     await store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: root.id, attempt: 1, progress: 5 }, { jobId: "x", attempt: 1 }] });
     await store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: 1, status: "completed" }] });
@@ -118,25 +118,25 @@ describe("SQLite query plans", () => {
   it("claims from the partial dispatch index in priority, then submission order, with no sort", () => {
     const db = new Database(t.path, { readonly: true });
     try {
-      const head = [...seen].find((s) => /"requires_key" = \?/.test(s) && /order by "effective_priority" desc/i.test(s));
+      const head = [...seen].find((s) => /"lane" = \?/.test(s) && /order by "effective_priority" desc/i.test(s));
       if (!head) throw new Error("claim statement not seen");
       const plan = planOf(db, head);
       // From the index alone: no row of the table is read for the head.
-      expect(plan.join("\n")).toMatch(/SEARCH jobs USING COVERING INDEX jobs_dispatch \(requires_key=\?\)/);
+      expect(plan.join("\n")).toMatch(/SEARCH jobs USING COVERING INDEX jobs_dispatch \(lane=\?\)/);
       expect(plan.join("\n")).not.toMatch(/TEMP B-TREE/);
     } finally {
       db.close();
     }
   });
 
-  it("takes the head of one requirement set by its seq, read from the dispatch index, with no sort", () => {
+  it("takes the head of one lane by its seq, read from the dispatch index, with no sort", () => {
     const db = new Database(t.path, { readonly: true });
     try {
-      const takeHead = [...seen].find((s) => /WHERE seq IN \(\s*SELECT seq FROM jobs WHERE status = 'pending' AND requires_key = \?/.test(s));
-      if (!takeHead) throw new Error("one-set claim statement not seen");
+      const takeHead = [...seen].find((s) => /WHERE seq IN \(\s*SELECT seq FROM jobs WHERE status = 'pending' AND lane = \?/.test(s));
+      if (!takeHead) throw new Error("one-lane claim statement not seen");
       const plan = planOf(db, takeHead).join("\n");
       expect(plan).toMatch(/^SEARCH jobs USING INTEGER PRIMARY KEY \(rowid=\?\)/);
-      expect(plan).toMatch(/SEARCH jobs USING COVERING INDEX jobs_dispatch \(requires_key=\?\)/);
+      expect(plan).toMatch(/SEARCH jobs USING COVERING INDEX jobs_dispatch \(lane=\?\)/);
       expect(plan).not.toMatch(/TEMP B-TREE/);
     } finally {
       db.close();

@@ -30,20 +30,20 @@ interface LeaseParams {
 }
 
 export interface ClaimStatements {
-  node: Prepared<{ id: string; status: string; labels: string; capacity: number }, { nodeId: string }>;
+  node: Prepared<{ id: string; status: string; labels: string; types: string | null; capacity: number }, { nodeId: string }>;
   running: Prepared<{ n: number }, { nodeId: string }>;
-  head: Prepared<Head, { key: string; limit: number }>;
+  head: Prepared<Head, { lane: number; limit: number }>;
   /** `chosen`: a JSON array of seqs. */
   take: Prepared<Taken, LeaseParams & { chosen: string }>;
-  /** The head of one requirement set's queue, read and taken in one statement. */
-  takeHead: Prepared<Taken, LeaseParams & { key: string; limit: number }>;
+  /** The head of one lane, read and taken in one statement. */
+  takeHead: Prepared<Taken, LeaseParams & { lane: number; limit: number }>;
 }
 
 export function prepareClaim(ctx: StoreContext): ClaimStatements {
   const { db } = ctx;
   const k = db.kysely;
   return {
-    node: db.prepare(k.selectFrom("nodes").select(["id", "status", "labels", "capacity"]).where("id", "=", param("nodeId"))),
+    node: db.prepare(k.selectFrom("nodes").select(["id", "status", "labels", "types", "capacity"]).where("id", "=", param("nodeId"))),
     running: db.prepare(
       k
         .selectFrom("jobs")
@@ -51,14 +51,14 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
         .where("node_id", "=", param("nodeId"))
         .where("status", "=", sql.lit("running")),
     ),
-    // One range of the partial index jobs_dispatch per requirement set, read from the
-    // index alone (it holds both columns).
+    // One range of the partial index jobs_dispatch per lane, read from the index alone
+    // (it holds both columns).
     head: db.prepare(
       k
         .selectFrom("jobs")
         .select(["seq", "effective_priority"])
         .where("status", "=", sql.lit("pending"))
-        .where("requires_key", "=", param("key"))
+        .where("lane", "=", param("lane"))
         .orderBy("effective_priority", "desc")
         .orderBy("seq")
         .limit(param("limit")),
@@ -73,14 +73,14 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
       WHERE jobs.seq = chosen.value AND jobs.status = 'pending'
       RETURNING jobs.seq, jobs.id, jobs.type, jobs.payload, jobs.attempt, jobs.priority, jobs.timeout_s, jobs.created_at,
                 jobs.effective_priority, jobs.ready_at`),
-    // A node whose labels cover one requirement set (a node with no labels, the usual case)
-    // takes its head in one statement: 15–25 % less time than the head read, the JSON list of
+    // A node that covers one lane (one job type, no labels: the usual case) takes its
+    // head in one statement: 15–25 % less time than the head read, the JSON list of
     // the chosen and the UPDATE from it.
     takeHead: db.prepareSql(sql<Taken>`
       UPDATE jobs
       SET ${LEASE_SET}
       WHERE seq IN (
-        SELECT seq FROM jobs WHERE status = 'pending' AND requires_key = ${param("key")}
+        SELECT seq FROM jobs WHERE status = 'pending' AND lane = ${param("lane")}
         ORDER BY effective_priority DESC, seq LIMIT ${param("limit")})
       RETURNING seq, id, type, payload, attempt, priority, timeout_s, created_at, effective_priority, ready_at`),
   };
@@ -90,10 +90,10 @@ function byDispatchOrder(a: Head, b: Head): number {
   return b.effective_priority - a.effective_priority || a.seq - b.seq;
 }
 
-/** Several requirement sets: the head of each, the best `limit` of them, then one UPDATE of those. */
-function takeChosen(statements: ClaimStatements, keys: string[], limit: number, lease: LeaseParams): Taken[] {
+/** Several lanes: the head of each, the best `limit` of them, then one UPDATE of those. */
+function takeChosen(statements: ClaimStatements, lanes: number[], limit: number, lease: LeaseParams): Taken[] {
   const candidates: Head[] = [];
-  for (const key of keys) candidates.push(...statements.head.all({ key, limit }));
+  for (const lane of lanes) candidates.push(...statements.head.all({ lane, limit }));
   const chosen = candidates.sort(byDispatchOrder).slice(0, limit);
   if (chosen.length === 0) return [];
   return statements.take.all({ chosen: JSON.stringify(chosen.map((head) => head.seq)), ...lease });
@@ -103,19 +103,19 @@ function takeChosen(statements: ClaimStatements, keys: string[], limit: number, 
 const NOTHING: ClaimOutcome = Object.freeze({ ok: true, items: [] });
 
 /**
- * `emptied`: requirement sets known to hold no pending job in this transaction (a claim
- * that took fewer than it could emptied every set it covers), for the claims of many
- * nodes in a row. A node whose sets are all among them takes nothing without looking;
- * once every known set is among them, the node is not even read (so a node that left
- * hears of it at its next claim). Sets this claim empties are added.
+ * `emptied`: lanes known to hold no pending job in this transaction (a claim that took
+ * fewer than it could emptied every lane it covers), for the claims of many nodes in a
+ * row. A node whose lanes are all among them takes nothing without looking; once every
+ * known lane is among them, the node is not even read (so a node that left hears of it
+ * at its next claim). Lanes this claim empties are added.
  */
 export function claimJobs(
   ctx: StoreContext,
   statements: ClaimStatements,
   params: { nodeId: string; max: number },
-  emptied?: Set<string>,
+  emptied?: Set<number>,
 ): ClaimOutcome {
-  if (emptied && emptied.size >= ctx.requirementSets.count) return NOTHING;
+  if (emptied && emptied.size >= ctx.lanes.count) return NOTHING;
   return ctx.db.transaction(() => {
     const node = statements.node.get({ nodeId: params.nodeId });
     if (!node) return { ok: false, reason: "not_found" };
@@ -125,8 +125,8 @@ export function claimJobs(
     const at = now.toISOString();
     // A claim is a sign of life: a node declared dead that asks for work is back.
     if (node.status === "dead") reviveNode(ctx, node.id, at);
-    const keys = ctx.requirementSets.coveredBy(JSON.parse(node.labels) as string[]);
-    if (emptied && keys.every((key) => emptied.has(key))) return NOTHING;
+    const lanes = ctx.lanes.coveredBy(JSON.parse(node.labels) as string[], node.types === null ? null : (JSON.parse(node.types) as string[]));
+    if (emptied && lanes.every((lane) => emptied.has(lane))) return NOTHING;
     const running = statements.running.get({ nodeId: node.id })?.n ?? 0;
     const limit = Math.min(params.max, node.capacity - running);
     if (limit <= 0) return NOTHING;
@@ -138,11 +138,11 @@ export function claimJobs(
       graceMs: ctx.policy.stallGraceMs,
     };
     const taken =
-      keys.length === 1
-        ? statements.takeHead.all({ key: keys[0] ?? "", limit, ...lease })
-        : takeChosen(statements, keys, limit, lease);
-    // Fewer than it could take: each set it covers gave all it had (see takeChosen).
-    if (emptied && taken.length < limit) for (const key of keys) emptied.add(key);
+      lanes.length === 1
+        ? statements.takeHead.all({ lane: lanes[0] ?? 0, limit, ...lease })
+        : takeChosen(statements, lanes, limit, lease);
+    // Fewer than it could take: each lane it covers gave all it had (see takeChosen).
+    if (emptied && taken.length < limit) for (const lane of lanes) emptied.add(lane);
     if (taken.length === 0) return NOTHING;
     // RETURNING gives no order: put them back in dispatch order.
     taken.sort(byDispatchOrder);

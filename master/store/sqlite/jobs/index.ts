@@ -69,7 +69,7 @@ export class SqliteJobStore implements JobStore {
 
   async claimEach(claims: { nodeId: string; max: number }[]): Promise<ClaimOutcome[]> {
     return this.ctx.db.grouped(() => {
-      const emptied = new Set<string>();
+      const emptied = new Set<number>();
       return claims.map((params) => claimJobs(this.ctx, this.claimStatements, params, emptied));
     });
   }

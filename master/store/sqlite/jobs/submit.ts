@@ -20,7 +20,7 @@ export function prepareSubmit(ctx: StoreContext): SubmitStatements {
   const columns: (keyof NewJobRow)[] = [
     "id", "client_id", "type", "payload", "priority", "effective_priority", "status", "node_id",
     "attempt", "retry_count", "max_retries", "timeout_s", "run_at", "ready_at", "stall_at", "lease_expires_at", "aging_at",
-    "requires", "requires_key", "depends_on", "idempotency_key", "tags", "progress", "progress_message",
+    "requires", "requires_key", "lane", "depends_on", "idempotency_key", "tags", "progress", "progress_message",
     "progress_logged_at", "result", "error", "failure_reason", "cancel_requested", "lease_end_reason",
     "reported_attempt", "reported_status", "created_at", "updated_at", "started_at", "finished_at",
   ];
@@ -126,14 +126,13 @@ function agingAtOf(ctx: StoreContext, time: BatchTime, weight: number): string |
 
 /** Second pass: one new job's row and audit rows, not yet written. */
 function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time: BatchTime): Built {
-  const { requirementSets } = ctx;
+  const { lanes } = ctx;
   const { now, at } = time;
   const { job, dependsOn, dependencies } = entry;
   const status = initialStatus(dependencies, job.runAt, now);
   const weight = PRIORITY_WEIGHTS[job.priority];
   const readyAt = status === "scheduled" && job.runAt !== null ? job.runAt.toISOString() : at;
-  const requires = requirementSets.keyOf(job.requires);
-  requirementSets.ensure(requires.key, requires.labels, at);
+  const requires = lanes.keyOf(job.requires);
   const row: NewJobRow = {
     id: timeOrderedId(now.getTime()),
     client_id: job.clientId,
@@ -154,6 +153,7 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time
     aging_at: status === "pending" ? agingAtOf(ctx, time, weight) : null,
     requires: requires.labels.length === 0 ? "[]" : JSON.stringify(requires.labels),
     requires_key: requires.key,
+    lane: lanes.laneOf(job.type, requires, at),
     depends_on: dependsOn.length === 0 ? "[]" : JSON.stringify(dependsOn),
     idempotency_key: job.idempotencyKey,
     tags: JSON.stringify(job.tags),
