@@ -19,7 +19,6 @@ export const JOB_STATUSES = [
   "canceled",
 ] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
-export const FINAL_JOB_STATUSES: readonly JobStatus[] = ["completed", "failed", "canceled"];
 
 export const NODE_STATUSES = ["online", "draining", "dead", "offline"] as const;
 export type NodeStatus = (typeof NODE_STATUSES)[number];
@@ -30,11 +29,14 @@ export type Role = (typeof ROLES)[number];
 /** Why a job ended `failed`. */
 export type FailureReason = "max_retries_exceeded" | "dependency_failed" | "non_retryable";
 
+/** How a hand-out of a job to a node ended (API.md §5, attempts). */
+export type AttemptOutcome = "completed" | "failed" | "reassigned" | "stalled" | "canceled";
+
 /** Why a node must stop running a job (the heartbeat's `cancel` list). */
 export type CancelReason = "canceled" | "reassigned" | "stalled" | "unknown";
 
-/** Why a lease ended without the node's report. */
-export type LeaseEndReason = "node_dead" | "stalled" | "lease_expired" | "node_left" | "canceled";
+/** Why a lease ended without its node's report. */
+export type LeaseEndReason = "node_dead" | "node_left" | "stalled" | "lease_expired";
 
 export interface Clock {
   now(): Date;

@@ -234,6 +234,16 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
       expect((await t.store.jobs.retry({ id: job.id, actor: null })).ok).toBe(false);
     });
 
+    it("puts a canceled job whose run_at is still ahead back as pending, and a node can claim it now", async () => {
+      const job = await submit(t.store, { runAt: new Date(t.clock.now().getTime() + 3_600_000) });
+      expect(job.status).toBe("scheduled");
+      expect((await t.store.jobs.cancel({ id: job.id, actor: "client-a" })).ok).toBe(true);
+      const outcome = await t.store.jobs.retry({ id: job.id, actor: "client-a" });
+      expect(outcome.ok && outcome.job).toMatchObject({ id: job.id, status: "pending", retry_count: 0 });
+      const node = await register(t.store);
+      expect((await claim(t.store, node.id)).map((j) => j.id)).toEqual([job.id]);
+    });
+
     it("re-prioritises a waiting job and refuses a running one", async () => {
       const a = await submit(t.store, { priority: "low" });
       const b = await submit(t.store, { priority: "medium" });

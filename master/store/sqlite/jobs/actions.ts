@@ -8,7 +8,8 @@ import {
 } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { toJob, type JobRow } from "../rows.js";
-import { agedWeight, failDependents, nextAgingAt, reopenDependents } from "./lifecycle.js";
+import { canChangePriority, onCancel, onRetry } from "../../../queue/transitions.js";
+import { agedWeight, factsOf, failDependents, nextAgingAt, reopenDependents } from "./lifecycle.js";
 
 function load(ctx: StoreContext, id: string): JobRow | undefined {
   return ctx.db.get(ctx.db.kysely.selectFrom("jobs").selectAll().where("id", "=", id));
@@ -18,49 +19,52 @@ function reload(ctx: StoreContext, seq: number): JobRow {
   return ctx.db.get(ctx.db.kysely.selectFrom("jobs").selectAll().where("seq", "=", seq)) as JobRow;
 }
 
-const WAITING = new Set(["blocked", "scheduled", "pending"]);
-
-/** blocked|scheduled|pending → canceled at once; running → cancel requested of its node. */
+/**
+ * Cancel (onCancel): a waiting job ends canceled at once and its dependents fail; a
+ * running one is asked to stop (its node hears of it at its next heartbeat).
+ */
 export function cancelJob(ctx: StoreContext, params: ActorParams): JobActionOutcome {
   const { db, audit } = ctx;
   return db.transaction(() => {
     const job = load(ctx, params.id);
     if (!job) return { ok: false, reason: "not_found" };
+    const decision = onCancel(factsOf(job));
+    if (!decision.ok) return { ok: false, reason: "conflict", status: job.status as JobStatus };
+    const transition = decision.transition;
+    if (transition === null) return { ok: true, job: toJob(job), ready: 0 };
     const at = ctx.clock.now().toISOString();
     const base = { entity_type: "job", entity_id: job.id, client_id: params.actor };
-    if (WAITING.has(job.status)) {
+    if (transition.cancelRequested) {
       db.run(
         db.kysely
           .updateTable("jobs")
-          .set({ status: "canceled", aging_at: null, finished_at: at, updated_at: at })
-          .where("seq", "=", job.seq),
+          .set({ cancel_requested: 1, updated_at: at })
+          .where("seq", "=", job.seq)
+          .where("status", "=", job.status)
+          .where("attempt", "=", job.attempt),
+      );
+      audit.write({ ...base, event_type: "job.cancel_requested", details: { node_id: job.node_id, attempt: job.attempt } }, at);
+    } else {
+      db.run(
+        db.kysely
+          .updateTable("jobs")
+          .set({ status: transition.status, aging_at: null, finished_at: at, updated_at: at })
+          .where("seq", "=", job.seq)
+          .where("status", "=", job.status),
       );
       audit.write({ ...base, event_type: "job.canceled", details: { from: job.status } }, at);
       failDependents(ctx, job.id, at);
-    } else if (job.status === "running") {
-      if (job.cancel_requested === 0) {
-        db.run(db.kysely.updateTable("jobs").set({ cancel_requested: 1, updated_at: at }).where("seq", "=", job.seq));
-        audit.write(
-          { ...base, event_type: "job.cancel_requested", details: { node_id: job.node_id, attempt: job.attempt } },
-          at,
-        );
-      }
-    } else {
-      return { ok: false, reason: "conflict", status: job.status as JobStatus };
     }
     return { ok: true, job: toJob(reload(ctx, job.seq)), ready: 0 };
   });
 }
 
-/** failed|canceled → back to the queue with retry_count 0 and the same id. */
+/** Retry (onRetry): a failed or canceled job back to the queue now, with retry_count 0 and the same id. */
 export function retryJob(ctx: StoreContext, params: ActorParams): JobActionOutcome {
   const { db, audit } = ctx;
   return db.transaction(() => {
     const job = load(ctx, params.id);
     if (!job) return { ok: false, reason: "not_found" };
-    if (job.status !== "failed" && job.status !== "canceled") {
-      return { ok: false, reason: "conflict", status: job.status as JobStatus };
-    }
     const now = ctx.clock.now();
     const at = now.toISOString();
     const dependencies = db.all(
@@ -70,26 +74,18 @@ export function retryJob(ctx: StoreContext, params: ActorParams): JobActionOutco
         .select(["j.id", "j.status"])
         .where("d.job_id", "=", job.id),
     );
-    const failed = dependencies.find((d) => d.status === "failed" || d.status === "canceled");
-    if (failed) {
-      const detail = `its dependency ${failed.id} is ${failed.status}; retry that first`;
-      return { ok: false, reason: "conflict", status: job.status as JobStatus, detail };
-    }
-    const runAt = job.run_at === null ? null : new Date(job.run_at);
-    const status = dependencies.some((d) => d.status !== "completed")
-      ? "blocked"
-      : runAt !== null && runAt > now
-        ? "scheduled"
-        : "pending";
+    const decision = onRetry(factsOf(job), dependencies.map((d) => ({ id: d.id, status: d.status as JobStatus })), now);
+    if (!decision.ok) return { ok: false, reason: "conflict", status: job.status as JobStatus, detail: decision.detail };
+    const status = decision.transition?.status ?? "pending";
     db.run(
       db.kysely
         .updateTable("jobs")
         .set({
           status,
-          retry_count: 0,
+          retry_count: decision.transition?.retryCount ?? 0,
           effective_priority: job.priority,
           node_id: null,
-          ready_at: status === "scheduled" && runAt !== null ? runAt.toISOString() : at,
+          ready_at: at,
           aging_at: status === "pending" ? nextAgingAt(job.priority, now, ctx.policy.agingMs) : null,
           stall_at: null,
           progress: null,
@@ -103,7 +99,8 @@ export function retryJob(ctx: StoreContext, params: ActorParams): JobActionOutco
           finished_at: null,
           updated_at: at,
         })
-        .where("seq", "=", job.seq),
+        .where("seq", "=", job.seq)
+        .where("status", "=", job.status),
     );
     audit.write(
       { event_type: "job.retried", entity_type: "job", entity_id: job.id, client_id: params.actor, details: { from: job.status, status } },
@@ -120,7 +117,7 @@ export function setJobPriority(ctx: StoreContext, params: ActorParams & { priori
   return db.transaction(() => {
     const job = load(ctx, params.id);
     if (!job) return { ok: false, reason: "not_found" };
-    if (!WAITING.has(job.status)) return { ok: false, reason: "conflict", status: job.status as JobStatus };
+    if (!canChangePriority({ status: job.status as JobStatus })) return { ok: false, reason: "conflict", status: job.status as JobStatus };
     const now = ctx.clock.now();
     const at = now.toISOString();
     const weight = PRIORITY_WEIGHTS[params.priority];

@@ -2,7 +2,8 @@
 // finishing (its dependents released or failed), aging arithmetic.
 // Every function here runs inside its caller's transaction.
 import { sql } from "kysely";
-import { AGING_CEILING_WEIGHT, type LeaseEndReason, type RescuedJob } from "../../types.js";
+import { onDependenciesCompleted, onDependencyFailed, onDependencyRetried, onLeaseEnd, type JobFacts, type Transition } from "../../../queue/transitions.js";
+import { AGING_CEILING_WEIGHT, type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { inJsonArray, param } from "../database.js";
 import type { JobRow } from "../rows.js";
@@ -23,75 +24,61 @@ export function agedWeight(weight: number, readyAt: Date, now: Date, agingMs: nu
 /** What ending a lease needs of a running job. */
 export type EndingLease = Pick<
   JobRow,
-  "seq" | "id" | "node_id" | "attempt" | "retry_count" | "max_retries" | "cancel_requested" | "effective_priority"
+  "seq" | "id" | "status" | "node_id" | "attempt" | "retry_count" | "max_retries" | "cancel_requested" | "effective_priority"
 >;
 
 export const ENDING_LEASE_COLUMNS = [
-  "seq", "id", "node_id", "attempt", "retry_count", "max_retries", "cancel_requested", "effective_priority",
+  "seq", "id", "status", "node_id", "attempt", "retry_count", "max_retries", "cancel_requested", "effective_priority",
 ] as const satisfies readonly (keyof EndingLease)[];
 
-/** A job whose lease ended after a cancel was asked: canceled, and its dependents fail. */
-function cancelEnded(ctx: StoreContext, job: EndingLease, reason: LeaseEndReason, actor: string | null, at: string): "canceled" {
-  const { db, audit } = ctx;
-  db.prepared<{ seq: number; at: string }>("lease-end-canceled", () =>
-    db.kysely
-      .updateTable("jobs")
-      .set({
-        status: sql.lit("canceled"),
-        lease_end_reason: sql.lit("canceled"),
-        stall_at: null,
-        lease_expires_at: null,
-        finished_at: param("at"),
-        updated_at: param("at"),
-      })
-      .where("seq", "=", param("seq")),
-  ).run({ seq: job.seq, at });
-  audit.write(
-    { entity_type: "job", entity_id: job.id, client_id: actor, event_type: "job.canceled", details: { attempt: job.attempt, reason } },
-    at,
-  );
-  failDependents(ctx, job.id, at);
-  return "canceled";
+/** The facts the job's rules read, from a row. */
+export function factsOf(row: Pick<JobRow, "status" | "attempt" | "node_id" | "retry_count" | "max_retries" | "cancel_requested">): JobFacts {
+  return {
+    status: row.status as JobStatus,
+    attempt: row.attempt,
+    nodeId: row.node_id,
+    retryCount: row.retry_count,
+    maxRetries: row.max_retries,
+    cancelRequested: row.cancel_requested === 1,
+  };
 }
 
-/** A job whose lease ended with its retries spent: failed, and its dependents fail. */
-function failEnded(ctx: StoreContext, job: EndingLease, reason: LeaseEndReason, actor: string | null, at: string): "failed" {
+/**
+ * A lease that ended in a final state (canceled after a cancel was asked, failed with its
+ * retries spent), guarded by the lease it was decided from; its dependents fail.
+ */
+function finishEnded(ctx: StoreContext, job: EndingLease, transition: Transition, reason: LeaseEndReason, actor: string | null, at: string): void {
   const { db, audit } = ctx;
-  db.prepared<{ seq: number; at: string; reason: string }>("lease-end-failed", () =>
+  db.prepared<{ seq: number; attempt: number; status: string; failureReason: string | null; reason: string; at: string }>("lease-end-final", () =>
     db.kysely
       .updateTable("jobs")
       .set({
-        status: sql.lit("failed"),
-        failure_reason: sql.lit("max_retries_exceeded"),
+        status: param("status"),
+        failure_reason: param("failureReason"),
         lease_end_reason: param("reason"),
         stall_at: null,
         lease_expires_at: null,
         finished_at: param("at"),
         updated_at: param("at"),
       })
-      .where("seq", "=", param("seq")),
-  ).run({ seq: job.seq, at, reason });
-  audit.write(
-    {
-      entity_type: "job",
-      entity_id: job.id,
-      client_id: actor,
-      event_type: "job.failed",
-      details: { attempt: job.attempt, failure_reason: "max_retries_exceeded", reason },
-    },
-    at,
-  );
+      .where("seq", "=", param("seq"))
+      .where("status", "=", sql.lit("running"))
+      .where("attempt", "=", param("attempt")),
+  ).run({ seq: job.seq, attempt: job.attempt, status: transition.status, failureReason: transition.failureReason, reason: transition.status === "canceled" ? "canceled" : reason, at });
+  const details =
+    transition.status === "canceled"
+      ? { attempt: job.attempt, reason }
+      : { attempt: job.attempt, failure_reason: transition.failureReason, reason };
+  audit.write({ entity_type: "job", entity_id: job.id, client_id: actor, event_type: `job.${transition.status}`, details }, at);
   failDependents(ctx, job.id, at);
-  return "failed";
 }
 
 /**
  * Running jobs whose leases ended without a report from their node (node dead,
- * stalled, node left): each canceled if a cancel was asked, else back to the
- * queue, or failed once `max_retries` is spent. The jobs going back to the queue,
- * nearly all of them, go in one statement, and every job's first audit row in
- * another (a dead node's sweep may end hundreds of leases; a statement each cost
- * about twice as much).
+ * stalled, node left), each as the job's rules decide (onLeaseEnd): back to the queue,
+ * canceled, or failed. The jobs going back to the queue, nearly all of them, go in one
+ * statement, and every job's first audit row in another (a dead node's sweep may end
+ * hundreds of leases; a statement each cost about twice as much).
  */
 export function endLeases(
   ctx: StoreContext,
@@ -114,12 +101,12 @@ export function endLeases(
     })),
     at,
   );
-  const requeue: { seq: number; retry_count: number; aging_at: string | null }[] = [];
+  const requeue: { seq: number; attempt: number; retry_count: number; aging_at: string | null }[] = [];
   const rescued = jobs.map((job): RescuedJob => {
-    let outcome: RescuedJob["outcome"] = "requeued";
-    if (job.cancel_requested === 1) outcome = cancelEnded(ctx, job, reason, actor, at);
-    else if (job.retry_count + 1 > job.max_retries) outcome = failEnded(ctx, job, reason, actor, at);
-    else requeue.push({ seq: job.seq, retry_count: job.retry_count + 1, aging_at: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs) });
+    const transition = onLeaseEnd(factsOf(job), reason, now);
+    if (transition.finished) finishEnded(ctx, job, transition, reason, actor, at);
+    else requeue.push({ seq: job.seq, attempt: job.attempt, retry_count: transition.retryCount, aging_at: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs) });
+    const outcome = transition.status === "canceled" ? "canceled" : transition.status === "failed" ? "failed" : "requeued";
     return { jobId: job.id, nodeId: job.node_id, outcome };
   });
   // Straight back to pending, at their old place in line (seq is kept): the lost
@@ -132,7 +119,7 @@ export function endLeases(
             lease_expires_at = NULL, ready_at = ${param("at")}, aging_at = back.value ->> 'aging_at',
             lease_end_reason = ${param("reason")}, updated_at = ${param("at")}
         FROM json_each(${param("jobs")}) AS back
-        WHERE jobs.seq = back.value ->> 'seq'`,
+        WHERE jobs.seq = back.value ->> 'seq' AND jobs.status = 'running' AND jobs.attempt = back.value ->> 'attempt'`,
     ).run({ jobs: JSON.stringify(requeue), at, reason });
   }
   return rescued;
@@ -176,17 +163,17 @@ export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], 
     db.kysely
       .updateTable("jobs")
       .set({ status: param("status"), ready_at: param("readyAt"), aging_at: param("agingAt"), updated_at: param("at") })
-      .where("seq", "=", param("seq")),
+      .where("seq", "=", param("seq"))
+      .where("status", "=", sql.lit("blocked")),
   );
   let ready = 0;
   for (const dependent of dependents) {
     if (unfinished.get({ jobId: dependent.id })) continue;
-    const runAt = dependent.run_at === null ? null : new Date(dependent.run_at);
-    const scheduled = runAt !== null && runAt > now;
-    const readyAt = scheduled ? runAt : now;
+    const { status, readyAt } = onDependenciesCompleted(dependent.run_at === null ? null : new Date(dependent.run_at), now);
+    const scheduled = status === "scheduled";
     release.run({
       seq: dependent.seq,
-      status: scheduled ? "scheduled" : "pending",
+      status,
       readyAt: readyAt.toISOString(),
       agingAt: scheduled ? null : nextAgingAt(dependent.effective_priority, now, ctx.policy.agingMs),
       at,
@@ -197,7 +184,7 @@ export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], 
         entity_type: "job",
         entity_id: dependent.id,
         client_id: null,
-        details: { status: scheduled ? "scheduled" : "pending" },
+        details: { status },
       },
       at,
     );
@@ -206,92 +193,93 @@ export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], 
   return ready;
 }
 
-/** The ids of the jobs that wait on `jobId` (through job_dependencies_reverse). */
-function dependentsOf(ctx: StoreContext, jobId: string): string[] {
+type Dependent = Pick<JobRow, "seq" | "id" | "status" | "attempt" | "node_id" | "retry_count" | "max_retries" | "cancel_requested" | "failure_reason">;
+
+/** The jobs that wait on `jobId` (through job_dependencies_reverse), with what the rules read. */
+function dependentsOf(ctx: StoreContext, jobId: string): Dependent[] {
   const { db } = ctx;
   return db
-    .prepared<{ jobId: string }, { job_id: string }>("dependents", () =>
-      db.kysely.selectFrom("job_dependencies").select("job_id").where("depends_on_id", "=", param("jobId")),
+    .prepared<{ jobId: string }, Dependent>("dependents", () =>
+      db.kysely
+        .selectFrom("job_dependencies as d")
+        .innerJoin("jobs as j", "j.id", "d.job_id")
+        .select(["j.seq", "j.id", "j.status", "j.attempt", "j.node_id", "j.retry_count", "j.max_retries", "j.cancel_requested", "j.failure_reason"])
+        .where("d.depends_on_id", "=", param("jobId")),
     )
-    .all({ jobId })
-    .map((row) => row.job_id);
+    .all({ jobId });
 }
 
-/** A job ended failed or canceled: every job waiting on it, directly or not, fails. */
+/** A job ended failed or canceled: every job waiting on it, directly or not, fails (onDependencyFailed). */
 export function failDependents(ctx: StoreContext, jobId: string, at: string): void {
   const { db, audit } = ctx;
-  const failDependent = db.prepared<{ id: string; at: string }>("fail-dependent", () =>
+  const failDependent = db.prepared<{ seq: number; status: string; failureReason: string | null; at: string }>("fail-dependent", () =>
     db.kysely
       .updateTable("jobs")
-      .set({ status: sql.lit("failed"), failure_reason: sql.lit("dependency_failed"), finished_at: param("at"), updated_at: param("at") })
-      .where("id", "=", param("id"))
+      .set({ status: param("status"), failure_reason: param("failureReason"), finished_at: param("at"), updated_at: param("at") })
+      .where("seq", "=", param("seq"))
       .where("status", "=", sql.lit("blocked")),
   );
   const stack = [jobId];
   while (stack.length > 0) {
     const dependency = stack.pop() as string;
-    for (const id of dependentsOf(ctx, dependency)) {
-      const failed = failDependent.run({ id, at });
-      if (failed === 0) continue;
+    for (const dependent of dependentsOf(ctx, dependency)) {
+      const transition = onDependencyFailed(factsOf(dependent));
+      if (!transition) continue;
+      if (failDependent.run({ seq: dependent.seq, status: transition.status, failureReason: transition.failureReason, at }) === 0) continue;
       audit.write(
         {
           event_type: "job.failed",
           entity_type: "job",
-          entity_id: id,
+          entity_id: dependent.id,
           client_id: null,
-          details: { failure_reason: "dependency_failed", dependency },
+          details: { failure_reason: transition.failureReason, dependency },
         },
         at,
       );
-      stack.push(id);
+      stack.push(dependent.id);
     }
   }
 }
 
 /**
  * A failed or canceled job is retried: the jobs that failed only because of it
- * wait for it again (blocked), so retrying the root of a chain resumes the chain.
+ * wait for it again (blocked), so retrying the root of a chain resumes the chain
+ * (onDependencyRetried).
  */
 export function reopenDependents(ctx: StoreContext, jobId: string, at: string, actor: string | null): void {
   const { db, audit } = ctx;
+  const dependencyStatuses = db.prepared<{ jobId: string }, { status: string }>("dependency-statuses", () =>
+    db.kysely
+      .selectFrom("job_dependencies as d")
+      .innerJoin("jobs as j", "j.id", "d.depends_on_id")
+      .select("j.status")
+      .where("d.job_id", "=", param("jobId")),
+  );
+  const reopen = db.prepared<{ seq: number; at: string }>("reopen-dependent", () =>
+    db.kysely
+      .updateTable("jobs")
+      .set({ status: sql.lit("blocked"), failure_reason: null, finished_at: null, updated_at: param("at") })
+      .where("seq", "=", param("seq"))
+      .where("status", "=", sql.lit("failed")),
+  );
   const stack = [jobId];
   while (stack.length > 0) {
     const dependency = stack.pop() as string;
-    const reopened = dependentsOf(ctx, dependency).filter((id) => {
-      // Not while another of its dependencies is still failed: it would wait forever.
-      const stillFailed = db.get(
-        db.kysely
-          .selectFrom("job_dependencies as d")
-          .innerJoin("jobs as j", "j.id", "d.depends_on_id")
-          .select("j.seq")
-          .where("d.job_id", "=", id)
-          .where("j.status", "in", [sql.lit("failed"), sql.lit("canceled")])
-          .limit(1),
-      );
-      if (stillFailed) return false;
-      return (
-        db.run(
-          db.kysely
-            .updateTable("jobs")
-            .set({ status: "blocked", failure_reason: null, finished_at: null, updated_at: at })
-            .where("id", "=", id)
-            .where("status", "=", sql.lit("failed"))
-            .where("failure_reason", "=", "dependency_failed"),
-        ) > 0
-      );
-    });
-    for (const id of reopened) {
+    for (const dependent of dependentsOf(ctx, dependency)) {
+      const statuses = dependencyStatuses.all({ jobId: dependent.id }).map((row) => row.status as JobStatus);
+      const transition = onDependencyRetried({ ...factsOf(dependent), failureReason: dependent.failure_reason }, statuses);
+      if (!transition || reopen.run({ seq: dependent.seq, at }) === 0) continue;
       audit.write(
         {
           event_type: "job.retried",
           entity_type: "job",
-          entity_id: id,
+          entity_id: dependent.id,
           client_id: actor,
-          details: { status: "blocked", because: dependency },
+          details: { status: transition.status, because: dependency },
         },
         at,
       );
-      stack.push(id);
+      stack.push(dependent.id);
     }
   }
 }

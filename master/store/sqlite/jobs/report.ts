@@ -6,7 +6,8 @@ import type { JobError, JobReport, JobStatus, ReportManyResult, ReportOutcome } 
 import type { StoreContext } from "../context.js";
 import { inJsonArray, param, type Prepared } from "../database.js";
 import { priorityName, type JobRow } from "../rows.js";
-import { failDependents, nextAgingAt, releaseDependents } from "./lifecycle.js";
+import { onReport, type Transition } from "../../../queue/transitions.js";
+import { factsOf, failDependents, nextAgingAt, releaseDependents } from "./lifecycle.js";
 
 type Lease = Pick<
   JobRow,
@@ -58,8 +59,11 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
     ),
     leases: db.prepare(k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "in", inJsonArray<string>("ids"))),
     // Many completions in one statement, each checked against its lease in the same
-    // pass (no read before). Found by id: the unary + keeps SQLite from walking the
-    // node's running jobs (jobs_node, jobs_status_seq) and the whole list for each.
+    // pass (no read before): the rules' answer to a completion of the current lease with
+    // no cancel asked is `completed` (onReport), and this applies it where exactly that
+    // holds; every other report goes through onReport one by one. Found by id: the unary
+    // + keeps SQLite from walking the node's running jobs (jobs_node, jobs_status_seq)
+    // and the whole list for each.
     complete: db.prepareSql(sql<Completed>`
       UPDATE jobs
       SET status = 'completed', result = done.value ->> 'result', error = NULL, failure_reason = NULL,
@@ -85,7 +89,8 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
           updated_at: param("at"),
         })
         .where("seq", "=", param("seq"))
-        .where("status", "=", sql.lit("running")),
+        .where("status", "=", sql.lit("running"))
+        .where("attempt", "=", param("attempt")),
     ),
     retryLater: db.prepare(
       k
@@ -104,7 +109,8 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
           updated_at: param("at"),
         })
         .where("seq", "=", param("seq"))
-        .where("status", "=", sql.lit("running")),
+        .where("status", "=", sql.lit("running"))
+        .where("attempt", "=", param("attempt")),
     ),
   };
 }
@@ -123,55 +129,42 @@ interface Accepted {
   failureReason: string | null;
 }
 
-/** Accept one report for the current lease. */
-function accept(ctx: StoreContext, statements: ReportStatements, lease: Lease, report: JobReport, nodeId: string): Accepted {
+/** Apply what the job's rules decided for a report of the current lease (onReport), guarded by that lease. */
+function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, report: JobReport, transition: Transition, nodeId: string): Accepted {
   const now = ctx.clock.now();
   const at = now.toISOString();
   const base = { entity_type: "job", entity_id: lease.id, client_id: null };
   const details = { node_id: nodeId, attempt: lease.attempt };
   const error = report.status === "failed" ? normalizeError(report.error) : null;
-  const finish = (status: string, failureReason: string | null) =>
+  const { status, failureReason } = transition;
+  if (transition.finished) {
     statements.finish.run({
       seq: lease.seq,
       status,
-      result: report.status === "completed" ? JSON.stringify(report.result ?? null) : null,
+      result: status === "completed" ? JSON.stringify(report.result ?? null) : null,
       error: error === null ? null : JSON.stringify(error),
       failureReason,
       attempt: lease.attempt,
       reported: report.status,
       at,
     });
-
-  if (lease.cancel_requested === 1) {
-    finish("canceled", null);
-    ctx.audit.write({ ...base, event_type: "job.canceled", details: { ...details, reported: report.status } }, at);
-    failDependents(ctx, lease.id, at);
-    return { ready: 0, status: "canceled", failureReason: null };
+    const recorded =
+      status === "canceled"
+        ? { ...details, reported: report.status }
+        : status === "failed"
+          ? { ...details, failure_reason: failureReason, error }
+          : details;
+    ctx.audit.write({ ...base, event_type: `job.${status}`, details: recorded }, at);
+    const ready = transition.dependents === "release" ? releaseDependents(ctx, [lease.id], at) : 0;
+    if (transition.dependents === "fail") failDependents(ctx, lease.id, at);
+    return { ready, status, failureReason };
   }
-  if (error === null) {
-    finish("completed", null);
-    ctx.audit.write({ ...base, event_type: "job.completed", details }, at);
-    return { ready: releaseDependents(ctx, [lease.id], at), status: "completed", failureReason: null };
-  }
-  const retryCount = lease.retry_count + 1;
-  if (!error.retryable || retryCount > lease.max_retries) {
-    const failureReason = error.retryable ? "max_retries_exceeded" : "non_retryable";
-    finish("failed", failureReason);
-    ctx.audit.write(
-      { ...base, event_type: "job.failed", details: { ...details, failure_reason: failureReason, error } },
-      at,
-    );
-    failDependents(ctx, lease.id, at);
-    return { ready: 0, status: "failed", failureReason };
-  }
-  const delayMs = Math.max(0, ctx.policy.retryDelayMs(retryCount));
-  const readyAt = new Date(now.getTime() + delayMs);
-  const status = delayMs > 0 ? "scheduled" : "pending";
+  const readyAt = transition.readyAt ?? now;
   statements.retryLater.run({
     seq: lease.seq,
     status,
     error: JSON.stringify(error),
-    retryCount,
+    retryCount: transition.retryCount,
     readyAt: readyAt.toISOString(),
     agingAt: status === "pending" ? nextAgingAt(lease.effective_priority, now, ctx.policy.agingMs) : null,
     attempt: lease.attempt,
@@ -181,7 +174,7 @@ function accept(ctx: StoreContext, statements: ReportStatements, lease: Lease, r
     {
       ...base,
       event_type: "job.retry_scheduled",
-      details: { ...details, retry_count: retryCount, delay_s: delayMs / 1000, ready_at: readyAt.toISOString(), error },
+      details: { ...details, retry_count: transition.retryCount, delay_s: (readyAt.getTime() - now.getTime()) / 1000, ready_at: readyAt.toISOString(), error },
     },
     at,
   );
@@ -266,15 +259,17 @@ export function reportResults(
       const lease = leases ? leases.get(report.jobId) : statements.lease.get({ id: report.jobId });
       if (!lease) {
         items.push({ jobId: report.jobId, verdict: "not_found" });
-      } else if (lease.status === "running" && lease.node_id === params.nodeId && lease.attempt === report.attempt) {
-        const accepted = accept(ctx, statements, lease, report, params.nodeId);
-        ready += accepted.ready;
-        items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(lease, accepted, nowMs) });
-      } else if (lease.reported_attempt === report.attempt && lease.reported_status === report.status) {
-        items.push({ jobId: report.jobId, verdict: "duplicate" });
-      } else {
-        items.push({ jobId: report.jobId, verdict: "stale_attempt" });
+        continue;
       }
+      const last = lease.reported_attempt === null || lease.reported_status === null ? null : { attempt: lease.reported_attempt, status: lease.reported_status };
+      const decision = onReport(factsOf(lease), last, { ...report, nodeId: params.nodeId }, { now: ctx.clock.now(), retryDelayMs: ctx.policy.retryDelayMs });
+      if (decision.verdict !== "accepted") {
+        items.push({ jobId: report.jobId, verdict: decision.verdict });
+        continue;
+      }
+      const accepted = apply(ctx, statements, lease, report, decision.transition, params.nodeId);
+      ready += accepted.ready;
+      items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(lease, accepted, nowMs) });
     }
     return { items, ready };
   });

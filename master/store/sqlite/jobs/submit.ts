@@ -1,5 +1,6 @@
 // submit: new jobs, all or nothing, with idempotency keys and dependencies.
-import { PRIORITY_WEIGHTS, type Job, type SubmitJobParams, type SubmitOutcome } from "../../types.js";
+import { onSubmit } from "../../../queue/transitions.js";
+import { PRIORITY_WEIGHTS, type Job, type JobStatus, type SubmitJobParams, type SubmitOutcome } from "../../types.js";
 import type { AuditEvent } from "../audit.js";
 import type { StoreContext } from "../context.js";
 import { param, type Prepared } from "../database.js";
@@ -41,17 +42,6 @@ export function prepareSubmit(ctx: StoreContext): SubmitStatements {
       db.kysely.insertInto("job_dependencies").values({ job_id: param("jobId"), depends_on_id: param("dependsOn") }),
     ),
   };
-}
-
-function initialStatus(
-  dependencies: { status: string }[],
-  runAt: Date | null,
-  now: Date,
-): "failed" | "blocked" | "scheduled" | "pending" {
-  if (dependencies.some((d) => d.status === "failed" || d.status === "canceled")) return "failed";
-  if (dependencies.some((d) => d.status !== "completed")) return "blocked";
-  if (runAt !== null && runAt > now) return "scheduled";
-  return "pending";
 }
 
 /** What the first pass found for one job of the batch. */
@@ -129,7 +119,7 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time
   const { lanes } = ctx;
   const { now, at } = time;
   const { job, dependsOn, dependencies } = entry;
-  const status = initialStatus(dependencies, job.runAt, now);
+  const { status, failureReason } = onSubmit(dependencies.map((d) => d.status as JobStatus), job.runAt, now);
   const weight = PRIORITY_WEIGHTS[job.priority];
   const readyAt = status === "scheduled" && job.runAt !== null ? job.runAt.toISOString() : at;
   const requires = lanes.keyOf(job.requires);
@@ -162,7 +152,7 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time
     progress_logged_at: null,
     result: null,
     error: null,
-    failure_reason: status === "failed" ? "dependency_failed" : null,
+    failure_reason: failureReason,
     cancel_requested: 0,
     lease_end_reason: null,
     reported_attempt: null,
@@ -180,7 +170,7 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time
     details,
   });
   const events = [event("job.submitted", { type: job.type, priority: job.priority, status })];
-  if (status === "failed") events.push(event("job.failed", { failure_reason: "dependency_failed" }));
+  if (status === "failed") events.push(event("job.failed", { failure_reason: failureReason }));
   const parsed = { payload: job.payload ?? null, requires: requires.labels, depends_on: dependsOn, tags: job.tags };
   return { row, dependsOn, events, job: toJob(row, parsed), ready: status === "pending" };
 }
