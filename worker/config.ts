@@ -79,8 +79,18 @@ function positive(value: string | undefined, what: string, integer: boolean): nu
   return number;
 }
 
-/** Flags win over the environment; the CLI passes process.env. */
+/** The worker's secrets, taken out of the environment once read (API.md §10). */
+const SECRET_VARIABLES = ["GAFFER_CLIENT_SECRET", "GAFFER_TOKEN"] as const;
+
+/**
+ * Flags win over the environment; the CLI passes process.env. The secrets are deleted
+ * from `env` as they are read, so that function handlers and any process the worker
+ * starts cannot find them there.
+ */
 export function loadWorkerConfig(flags: WorkerFlags, env: NodeJS.ProcessEnv): WorkerConfig {
+  const clientSecret = flags.clientSecret ?? env.GAFFER_CLIENT_SECRET;
+  const token = env.GAFFER_TOKEN;
+  for (const name of SECRET_VARIABLES) delete env[name];
   const labels = (flags.labels ?? env.GAFFER_WORKER_LABELS ?? "")
     .split(",")
     .map((label) => label.trim())
@@ -92,8 +102,8 @@ export function loadWorkerConfig(flags: WorkerFlags, env: NodeJS.ProcessEnv): Wo
   return {
     masterUrl,
     clientId: flags.clientId ?? env.GAFFER_CLIENT_ID,
-    clientSecret: flags.clientSecret ?? env.GAFFER_CLIENT_SECRET,
-    token: env.GAFFER_TOKEN,
+    clientSecret,
+    token,
     name: flags.name ?? env.GAFFER_WORKER_NAME ?? hostname(),
     labels,
     capacity: positive(flags.capacity ?? env.GAFFER_WORKER_CAPACITY, "--capacity (GAFFER_WORKER_CAPACITY)", true) ?? 1,

@@ -265,7 +265,8 @@ export class Worker {
   }
 
   private startJob(job: ClaimedJob): void {
-    const handler = this.options.handlers[job.type];
+    // Own keys only: the type comes from a client, and `constructor` or `__proto__` must not find Object's.
+    const handler = Object.hasOwn(this.options.handlers, job.type) ? this.options.handlers[job.type] : undefined;
     const execution: Execution = { job, stop: () => undefined, dropped: false, done: Promise.resolve() };
     this.running.set(job.id, execution);
     this.log.info({ event: "job.started", jobId: job.id, type: job.type, attempt: job.attempt }, `started ${job.type} ${job.id}`);

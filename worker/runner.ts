@@ -64,6 +64,8 @@ export const DEFAULT_KILL_GRACE_MS = 10_000;
 /** The last stdout line is kept for the result up to this size. */
 const MAX_RESULT_LINE = 1024 * 1024;
 const PROGRESS = /^::progress\s+(-?\d+(?:\.\d+)?)(?:\s+(.*))?$/;
+/** All a command gets of the worker's environment (API.md §10), with LC_*: it runs payloads it cannot trust. */
+const INHERITED_VARIABLES = new Set(["PATH", "HOME", "LANG", "TZ", "TMPDIR"]);
 
 /** Process groups of the commands running now, for a stop that cannot wait. */
 const liveGroups = new Set<number>();
@@ -137,6 +139,21 @@ function failure(message: string, code: string, retryable: boolean): Outcome {
   return { status: "failed", error: { message: message.slice(-TAIL_BYTES) || code, code, retryable } };
 }
 
+/** A command's environment: the allow-listed variables of the worker, the handler's `env`, then the job's three. */
+function commandEnvironment(handler: CommandHandler, job: HandlerJob): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (value !== undefined && (INHERITED_VARIABLES.has(name) || name.startsWith("LC_"))) env[name] = value;
+  }
+  return {
+    ...env,
+    ...handler.env,
+    GAFFER_JOB_ID: job.id,
+    GAFFER_JOB_TYPE: job.type,
+    GAFFER_JOB_ATTEMPT: String(job.attempt),
+  };
+}
+
 /** Run a command handler to its end (API.md §10: stdin, environment, exit codes, progress, timeout, cancel). */
 export function runCommand(handler: CommandHandler, job: HandlerJob, params: RunParams): Running {
   return running((resolve, onStop) => {
@@ -149,13 +166,7 @@ export function runCommand(handler: CommandHandler, job: HandlerJob, params: Run
     let killTimer: NodeJS.Timeout | undefined;
     const child = spawn(file, args, {
       cwd: handler.cwd,
-      env: {
-        ...process.env,
-        ...handler.env,
-        GAFFER_JOB_ID: job.id,
-        GAFFER_JOB_TYPE: job.type,
-        GAFFER_JOB_ATTEMPT: String(job.attempt),
-      },
+      env: commandEnvironment(handler, job),
       // Its own process group, so that a stop reaches the whole tree it started.
       detached: true,
       stdio: ["pipe", "pipe", "pipe"],

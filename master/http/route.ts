@@ -28,6 +28,8 @@ export interface RouteSpec<B extends z.ZodType | undefined, Q extends z.ZodType 
   responses: Record<number, ResponseSpec>;
   /** Batch routes accept bodies up to GAFFER_MAX_BATCH_BYTES instead of GAFFER_MAX_PAYLOAD_BYTES. */
   largeBody?: boolean;
+  /** A tighter body limit than GAFFER_MAX_PAYLOAD_BYTES, for a public route read before any rate limit. */
+  maxBodyBytes?: number;
   /** Whether it changes state (refused in read_only mode). Default: every method but GET. */
   writes?: boolean;
   /** Served even in read_only mode (the call that leaves it). */
@@ -187,7 +189,15 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
       }
       next();
     });
-    if (spec.body) chain.push(spec.largeBody ? parsers.large : parsers.small);
+    if (spec.body) {
+      const parser =
+        spec.maxBodyBytes !== undefined
+          ? express.json({ limit: spec.maxBodyBytes, type: isJson, strict: false })
+          : spec.largeBody
+            ? parsers.large
+            : parsers.small;
+      chain.push(parser);
+    }
     chain.push(async (req: Request, res: Response) => {
       let body: unknown;
       if (spec.body) {

@@ -1,7 +1,7 @@
 // The worker daemon with real processes: a master and workers started through the CLI,
 // handler scripts written by the test. Each test uses its own label so that workers
 // of other tests never take its jobs.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Job } from "../../master/store/types.js";
@@ -48,12 +48,10 @@ function until(url: string, id: string, predicate: (job: Job) => boolean, timeou
 
 describe("worker daemon", () => {
   let dir: string;
-  let handlers: string;
   let master: MasterProcess;
 
   beforeAll(async () => {
     dir = tempDir("gaffer-worker-e2e-");
-    handlers = writeHandlers(dir);
     master = await spawnMaster(join(dir, "master.db"), FAST);
   });
   afterAll(async () => {
@@ -61,21 +59,39 @@ describe("worker daemon", () => {
     removeTempDirs();
   });
 
-  const worker = (name: string, labels: string, extra: Partial<Parameters<typeof spawnWorker>[1]> = {}) =>
-    spawnWorker(master.url, {
+  // Each worker's handlers say its name in their environment (a handler sees no other variable of the worker's).
+  const worker = (name: string, labels: string, extra: Partial<Parameters<typeof spawnWorker>[1]> = {}) => {
+    const own = join(dir, `handlers-${name}`);
+    mkdirSync(own, { recursive: true });
+    return spawnWorker(master.url, {
       name,
       labels,
-      handlers,
+      handlers: writeHandlers(own, undefined, { WORKER_NAME: name }),
       stateDir: join(dir, `state-${name}`),
-      env: { WORKER_NAME: name },
       ...extra,
     });
+  };
 
   it("runs a command job and reports its last stdout line as the result", async () => {
     await worker("basic", "basic", { capacity: 2 });
     const job = await submit(master.url, { type: "echo", requires: ["basic"], payload: { result: { answer: 42 } } });
     const done = await until(master.url, job.id, (j) => j.status === "completed");
     expect(done.result).toEqual({ answer: 42 });
+  });
+
+  it("gives a handler none of the worker's credentials or GAFFER_* settings", async () => {
+    const script = join(dir, "env.js");
+    writeFileSync(script, `console.log(JSON.stringify(process.env));`);
+    const envHandlers = join(dir, "env-handlers.json");
+    writeFileSync(envHandlers, JSON.stringify({ env: { command: [process.execPath, script] } }));
+    await worker("env", "env", {
+      handlers: envHandlers,
+      // Auth is off on this master: it ignores the credentials, the worker still holds them.
+      env: { GAFFER_CLIENT_ID: "worker-env", GAFFER_CLIENT_SECRET: "gsk_do_not_leak", GAFFER_TOKEN: "eyJ.do_not_leak", TZ: "UTC", OTHER: "x" },
+    });
+    const job = await submit(master.url, { type: "env", requires: ["env"] });
+    const done = await until(master.url, job.id, (j) => j.status === "completed");
+    expect(Object.keys(done.result as Record<string, string>).sort()).toEqual(["GAFFER_JOB_ATTEMPT", "GAFFER_JOB_ID", "GAFFER_JOB_TYPE", "HOME", "PATH", "TZ"]);
   });
 
   it("hands each worker only the types it has handlers for; a type nobody runs waits", async () => {

@@ -23,10 +23,10 @@ process.stdin.on("end", async () => {
 });
 `;
 
-export function writeHandlers(dir: string, types: string[] = ["echo", "gpu-work", "slow"]): string {
+export function writeHandlers(dir: string, types: string[] = ["echo", "gpu-work", "slow"], env?: Record<string, string>): string {
   const script = join(dir, "handler.js");
   writeFileSync(script, SCRIPT);
-  const handlers = Object.fromEntries(types.map((type) => [type, { command: [process.execPath, script] }]));
+  const handlers = Object.fromEntries(types.map((type) => [type, { command: [process.execPath, script], ...(env ? { env } : {}) }]));
   const file = join(dir, "handlers.json");
   writeFileSync(file, JSON.stringify(handlers, null, 2));
   return file;

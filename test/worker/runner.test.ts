@@ -1,7 +1,7 @@
 // Command and function handlers (API.md §10), with real child processes.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { runCommand, runFunction, type FunctionHandler, type Outcome, type RunParams } from "../../worker/runner.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
@@ -41,6 +41,43 @@ describe("command handlers", () => {
     );
     const outcome = await runCommand({ command, env: { EXTRA: "x" } }, job, params());
     expect(outcome).toEqual({ status: "completed", result: { job, env: ["job-1", "t", "2", "x"] } });
+  });
+
+  it("gets only PATH, HOME, LANG, LC_*, TZ and TMPDIR of the worker: never its credentials or other settings", async () => {
+    const worker = {
+      LANG: "C.UTF-8",
+      LC_ALL: "C",
+      TZ: "UTC",
+      TMPDIR: dir,
+      GAFFER_CLIENT_ID: "worker-1",
+      GAFFER_CLIENT_SECRET: "gsk_secret",
+      GAFFER_TOKEN: "eyJ.token",
+      GAFFER_LOG_LEVEL: "debug",
+      AWS_SECRET_ACCESS_KEY: "aws-secret",
+    };
+    for (const [name, value] of Object.entries(worker)) vi.stubEnv(name, value);
+    try {
+      const command = script("env.js", `console.log(JSON.stringify(process.env));`);
+      const outcome = await runCommand({ command, env: { EXTRA: "x", GAFFER_HANDLER_SETTING: "y" } }, job, params());
+      expect(outcome).toEqual({
+        status: "completed",
+        result: {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          LANG: "C.UTF-8",
+          LC_ALL: "C",
+          TZ: "UTC",
+          TMPDIR: dir,
+          EXTRA: "x",
+          GAFFER_HANDLER_SETTING: "y",
+          GAFFER_JOB_ID: "job-1",
+          GAFFER_JOB_TYPE: "t",
+          GAFFER_JOB_ATTEMPT: "2",
+        },
+      });
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 
   it("is never run through a shell", async () => {

@@ -23,6 +23,9 @@ import {
 } from "../schemas.js";
 import { problemResponses } from "./common.js";
 
+/** A login's body is read before any limiter runs, and is two short strings: more is refused with 413 (API.md §4). */
+export const MAX_LOGIN_BODY_BYTES = 4096;
+
 export interface AuthDeps {
   /** Absent when auth is off: tokens cannot be issued then. */
   tokens: TokenService | undefined;
@@ -41,10 +44,12 @@ export function authRoutes(deps: HttpDeps, auth: AuthDeps): Route[] {
         tag: "auth",
         auth: "public",
         body: tokenRequestSchema,
+        maxBodyBytes: MAX_LOGIN_BODY_BYTES,
         responses: {
           200: { description: "An access token", schema: tokenResponseSchema },
           400: { description: "Invalid request", schema: problemSchema },
           401: { description: "Wrong or disabled credentials", schema: problemSchema },
+          413: { description: "A body over 4 KiB", schema: problemSchema },
           429: { description: "Too many failed logins", schema: problemSchema },
         },
       },

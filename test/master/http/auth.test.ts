@@ -78,6 +78,15 @@ describe("POST /api/v1/auth/token", () => {
     expect((await login(master.url, doomed.id, doomed.secret)).status).toBe(401);
     expect((await call(doomed, "GET", "/api/v1/queue/stats")).status).toBe(401);
   });
+
+  it("answers 413 with a problem document to a body over 4 KiB, and reads one just under it", async () => {
+    const tooLarge = await login(master.url, client().id, "x".repeat(5000));
+    expect(tooLarge.status).toBe(413);
+    expect(tooLarge.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect(tooLarge.body).toMatchObject({ status: 413, code: "payload_too_large", detail: expect.stringMatching(/4096 bytes/) });
+    const padded = JSON.stringify({ client_id: client().id, client_secret: client().secret }).padEnd(4000, " ");
+    expect((await http(master.url, "POST", "/api/v1/auth/token", padded)).status).toBe(200);
+  });
 });
 
 describe("tokens refused", () => {
