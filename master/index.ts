@@ -89,24 +89,21 @@ function createServices(params: {
   clock: Clock;
   log: Logger;
   metrics: Metrics;
-  dispatcher: Dispatcher;
   reportingSince: () => Date;
 }): { services: Service[]; promoter: Promoter; scheduler: Scheduler } {
-  const { config, store, clock, log, metrics, dispatcher, reportingSince } = params;
+  const { config, store, clock, log, metrics, reportingSince } = params;
   const intervalMs = config.sweepIntervalS * 1000;
-  const onJobsReady = () => dispatcher.notify();
-  const promoter = new Promoter({ store, clock, log, intervalMs, onJobsReady });
+  const promoter = new Promoter({ store, clock, log, intervalMs });
   const scheduler = new Scheduler({
     store,
     clock,
     log,
     intervalMs,
     defaults: { maxRetries: config.maxRetries, jobTimeoutS: config.jobTimeoutS },
-    onJobsReady,
   });
   const services: Service[] = [
-    new DeadNodeSweeper({ store, clock, log, intervalMs, nodeTimeoutMs: config.nodeTimeoutS * 1000, reportingSince, onJobsReady, metrics }),
-    new StalledJobSweeper({ store, log, intervalMs, onJobsReady, metrics }),
+    new DeadNodeSweeper({ store, clock, log, intervalMs, nodeTimeoutMs: config.nodeTimeoutS * 1000, reportingSince, metrics }),
+    new StalledJobSweeper({ store, log, intervalMs, metrics }),
     promoter,
     scheduler,
     new AgingSweeper({ store, log, intervalMs: Math.min(intervalMs, config.agingS * 1000) }),
@@ -194,6 +191,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
       (message: string, kind: ReaderErrorKind) => log.warn({ err: message, kind }, "reader thread: long reads run on the event loop"),
       (_message, kind) => kind,
     ),
+    onListenerError: (error) => log.error({ err: (error as Error).message }, "a commit listener failed"),
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();
@@ -208,7 +206,13 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     const writable = modes.lastWritableAgainAt;
     return writable && writable > listeningSince ? writable : listeningSince;
   };
-  const { services, promoter, scheduler } = createServices({ config, store, clock, log, metrics, dispatcher, reportingSince });
+  const { services, promoter, scheduler } = createServices({ config, store, clock, log, metrics, reportingSince });
+  // What a commit changed wakes who waits for it: claims, the promoter, the scheduler.
+  const unsubscribe = store.onCommitted((change) => {
+    if (change.claimable) dispatcher.notify();
+    if (change.scheduled) promoter.poke();
+    if (change.schedules) scheduler.poke();
+  });
   // A full disk seen anywhere (a request or a sweep) turns the master read-only.
   const watchStorage = (error: unknown) => {
     if (error instanceof StorageUnavailableError) modes.storageFailed(error);
@@ -225,11 +229,6 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
     metrics,
     modes,
     nodeOwners: new NodeOwners(store),
-    wake: {
-      jobsReady: () => dispatcher.notify(),
-      jobsScheduled: () => promoter.poke(),
-      schedulesChanged: () => scheduler.poke(),
-    },
   };
   let ready = false;
   const { app, routes } = createApp({
@@ -266,6 +265,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
       log.info({ event: "master.stopping" }, "shutting down");
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       dispatcher.close();
+      unsubscribe();
       // Keep-alive connections turn idle as their last answers go out: close them as they do.
       const sweepIdle = setInterval(() => server.closeIdleConnections(), 20);
       server.closeIdleConnections();

@@ -133,7 +133,6 @@ export async function deadNodeSweep(settings: Settings): Promise<Metrics> {
     nodeTimeoutMs: 60_000,
     intervalMs: 10_000,
     reportingSince: () => new Date(0),
-    onJobsReady: () => undefined,
   });
   const started = performance.now();
   const sweep = await sweeper.runOnce();

@@ -1,5 +1,6 @@
-// What the route modules are given: the store, the dispatcher, the config, and
-// the wake-ups that tell the rest of the master something changed.
+// What the route modules are given: the store, the dispatcher, the config, the log
+// and metrics. Routes wake nothing: the store's commit signal tells the dispatcher and
+// the timers what a write changed, once it committed.
 import type { MasterConfig } from "../config.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
@@ -9,27 +10,12 @@ import type { Clock, Job, Store } from "../store/types.js";
 import { forbidden, notFound } from "./problem.js";
 import type { Principal } from "./route.js";
 
-export interface Wakeups {
-  /**
-   * Jobs became pending, or will be once a write queued just now commits: waiting
-   * claims look now. The store runs the writes queued in a tick in that order, in one
-   * transaction, so a wake right after queueing the write is all it needs: the claims
-   * run in the write's own transaction, right after it (see Dispatcher).
-   */
-  jobsReady(): void;
-  /** Jobs were scheduled for later: the promoter should look at its timer. */
-  jobsScheduled(): void;
-  /** A schedule was created or changed: the scheduler should look at its timer. */
-  schedulesChanged(): void;
-}
-
 export interface HttpDeps {
   store: Store;
   dispatcher: Dispatcher;
   config: MasterConfig;
   log: Logger;
   clock: Clock;
-  wake: Wakeups;
   nodeOwners: NodeOwners;
   metrics: Metrics;
   modes: ModeController;

@@ -1,15 +1,13 @@
 // Long-poll claims: a claim that finds nothing waits here until a job may be
-// ready for it (the master calls notify() after submissions, releases, retries,
-// promotions and re-queues) or its wait ends. No polling loop: waiting claims
-// are retried only when something changed, oldest waiter first.
+// ready for it or its wait ends. No polling loop: waiting claims are retried only
+// when something changed, oldest waiter first. What changed is the store's to say:
+// the master calls notify() when a commit made jobs ready or freed slots
+// (Store.onCommitted), never before the write is in.
 //
-// notify() retries them at once, not a tick later, so that it can also be called
-// right after a write is queued and before it commits: with a store that gathers
-// the writes of a tick into one transaction (SQLite's group commit), the waiting
-// claims then run in that same transaction, right after the write. A job submitted
-// while a worker waits is handed over in the submission's own commit (one
-// transaction and one fsync for both), and a worker's next jobs in the commit of
-// the results that freed its slots.
+// notify() queues the retry at once, not a tick later: SQLite's group commit runs
+// it in a transaction of its own right after the one that woke it, before their
+// shared flush. A job submitted while a worker waits is handed over with one fsync
+// for both, and a worker's next jobs with the results that freed its slots.
 import type { ClaimOutcome, JobStore } from "../store/types.js";
 
 interface Waiter {
@@ -83,9 +81,9 @@ export class Dispatcher {
   }
 
   /**
-   * Jobs may be ready, or will be once the writes queued so far commit: retry the
-   * waiting claims now (see the top of this file). While a retry is on its way,
-   * further calls ask for one more after it.
+   * Jobs may be ready (a commit said so, or the master left pause): retry the waiting
+   * claims now (see the top of this file). While a retry is on its way, further calls
+   * ask for one more after it.
    */
   notify(): void {
     this.generation += 1;

@@ -319,7 +319,8 @@ export type HeartbeatOutcome =
   | { ok: false; reason: "not_found" | "offline" };
 
 export type NodeActionOutcome =
-  | { ok: true; node: Node; ready: number }
+  /** `requeued`: the jobs a leaving node handed back to the queue. */
+  | { ok: true; node: Node; requeued: number }
   | { ok: false; reason: "not_found" | "conflict"; status?: NodeStatus };
 
 export interface DeadNode {
@@ -486,8 +487,25 @@ export interface StoreDescription {
   [key: string]: unknown;
 }
 
+/**
+ * What a commit changed that the master's waiting parts care about (Store.onCommitted).
+ * Raised after the commit, never for a write that was undone: SQLite's store from its
+ * own transactions, a PostgreSQL store from LISTEN/NOTIFY, so that every master hears
+ * what any of them committed.
+ */
+export interface Committed {
+  /** Jobs became pending, or running jobs ended or a node may take work again: waiting claims look now. */
+  claimable: boolean;
+  /** Jobs were scheduled for later: the promoter looks at its timer. */
+  scheduled: boolean;
+  /** Schedules were created, changed or deleted: the scheduler looks at its timer. */
+  schedules: boolean;
+}
+
 export interface Store {
   readonly dialect: "sqlite";
+  /** Call `listener` after each commit that changed something in `Committed`; answers the unsubscribe. */
+  onCommitted(listener: (change: Committed) => void): () => void;
   /** What an operator wants to know of the database (GET /api/v1/state). */
   describe(): Promise<StoreDescription>;
   /** Whether a write goes through now (leaving read-only mode). */

@@ -22,7 +22,6 @@ export interface DeadNodeSweeperParams {
    * ends, before nodes have had one timeout to report after it.
    */
   reportingSince: () => Date;
-  onJobsReady: () => void;
   metrics?: Metrics;
 }
 
@@ -67,8 +66,6 @@ export class DeadNodeSweeper extends PeriodicService<DeadNodeSweep> {
       metrics.jobsReassigned.inc({ reason: "node_dead" }, dead.reduce((sum, node) => sum + node.jobs.length, 0));
       metrics.jobsReassigned.inc({ reason: "lease_expired" }, expired.length);
     }
-    const requeued = [...dead.flatMap((n) => n.jobs), ...expired].some((job) => job.outcome === "requeued");
-    if (requeued) this.params.onJobsReady();
     return { dead, expired, skipped: false };
   }
 }

@@ -1,6 +1,7 @@
 // Delayed jobs and retries whose backoff ended become pending on time: the
 // promoter sleeps until the earliest scheduled job is due (or one sweep
-// interval), and is poked when something new is scheduled.
+// interval), and is poked when the store commits something new scheduled. The jobs
+// it promotes wake the waiting claims through the store's commit signal.
 import { setImmediate as yieldToRequests } from "node:timers/promises";
 import type { Logger } from "../log.js";
 import type { Clock, Store } from "../store/types.js";
@@ -11,7 +12,6 @@ export interface PromoterParams {
   clock: Clock;
   log: Logger;
   intervalMs: number;
-  onJobsReady: () => void;
 }
 
 export class Promoter extends PeriodicService<number> {
@@ -30,10 +30,7 @@ export class Promoter extends PeriodicService<number> {
       if (result.nextAt === null || result.nextAt > this.params.clock.now()) break;
       await yieldToRequests(); // more are due: let waiting requests in first
     }
-    if (promoted > 0) {
-      this.params.log.debug({ event: "job.promoted", jobs: promoted });
-      this.params.onJobsReady();
-    }
+    if (promoted > 0) this.params.log.debug({ event: "job.promoted", jobs: promoted });
     return promoted;
   }
 

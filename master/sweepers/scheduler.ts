@@ -14,7 +14,6 @@ export interface SchedulerParams {
   log: Logger;
   intervalMs: number;
   defaults: { maxRetries: number; jobTimeoutS: number };
-  onJobsReady: () => void;
 }
 
 export class Scheduler extends PeriodicService<number> {
@@ -65,7 +64,6 @@ export class Scheduler extends PeriodicService<number> {
       );
     }
     this.nextAt = await store.schedules.nextDueAt();
-    if (fired > 0) this.params.onJobsReady();
     return fired;
   }
 

@@ -12,7 +12,6 @@ export interface StalledJobSweeperParams {
   store: Store;
   log: Logger;
   intervalMs: number;
-  onJobsReady: () => void;
   metrics?: Metrics;
 }
 
@@ -28,7 +27,6 @@ export class StalledJobSweeper extends PeriodicService<RescuedJob[]> {
       this.params.log.warn({ event: "job.stalled", jobId: job.jobId, nodeId: job.nodeId, outcome: job.outcome });
     }
     this.params.metrics?.jobsReassigned.inc({ reason: "stalled" }, rescued.length);
-    if (rescued.some((job) => job.outcome === "requeued")) this.params.onJobsReady();
     return rescued;
   }
 }

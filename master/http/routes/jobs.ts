@@ -54,18 +54,7 @@ function toSubmitParams(deps: HttpDeps, principal: Principal, body: SubmitJobBod
   };
 }
 
-/**
- * Queue the submissions and wake the waiting claims at once: they join the submissions'
- * own commit, so a job submitted while a worker waits leaves with the 201.
- */
-function submit(deps: HttpDeps, jobs: SubmitJobParams[]): Promise<SubmitOutcome> {
-  const submitting = deps.store.jobs.submit(jobs);
-  deps.wake.jobsReady();
-  return submitting;
-}
-
 function afterSubmit(deps: HttpDeps, outcome: Extract<SubmitOutcome, { ok: true }>): void {
-  if (outcome.items.some((item) => item.created && item.job.status === "scheduled")) deps.wake.jobsScheduled();
   for (const item of outcome.items) {
     if (!item.created) continue;
     deps.metrics.jobsSubmitted.inc({ type: item.job.type, priority: item.job.priority });
@@ -106,7 +95,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         },
       },
       async ({ body, principal }) => {
-        const outcome = await submit(deps, [toSubmitParams(deps, principal, body, "")]);
+        const outcome = await deps.store.jobs.submit([toSubmitParams(deps, principal, body, "")]);
         if (!outcome.ok) throw unknownDependency(outcome, "");
         afterSubmit(deps, outcome);
         const item = outcome.items[0];
@@ -127,7 +116,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       },
       async ({ body, principal }) => {
         const params = body.jobs.map((job, index) => toSubmitParams(deps, principal, job, `jobs.${index}.`));
-        const outcome = await submit(deps, params);
+        const outcome = await deps.store.jobs.submit(params);
         if (!outcome.ok) throw unknownDependency(outcome, `jobs.${outcome.index}.`);
         afterSubmit(deps, outcome);
         return created({ items: outcome.items.map((item) => item.job) });
@@ -223,8 +212,6 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       async ({ params, principal }) => {
         const job = await visibleJob(deps, principal, idParams.parse(params).id);
         const outcome = await store.jobs.retry({ id: job.id, actor: principal.clientId });
-        if (outcome.ok && outcome.ready > 0) deps.wake.jobsReady();
-        if (outcome.ok && outcome.job.status === "scheduled") deps.wake.jobsScheduled();
         return jobActionReply(outcome, "retry");
       },
     ),

@@ -1,7 +1,7 @@
 // /api/v1/nodes: what workers do (register, heartbeat, claim, report, leave) and
 // what admins do to nodes (list, drain, resume). Single-job reports live under
 // /api/v1/jobs/:id/complete|fail but are node verbs, so they are here too.
-import type { JobReport, NodeActionOutcome, ReportManyResult, ReportOutcome, ReportVerdict } from "../../store/types.js";
+import type { JobReport, NodeActionOutcome, ReportOutcome, ReportVerdict } from "../../store/types.js";
 import type { HttpDeps } from "../deps.js";
 import { conflict, notFound } from "../problem.js";
 import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
@@ -56,17 +56,6 @@ function recordEffects(deps: HttpDeps, items: ReportOutcome[]): void {
   }
 }
 
-/**
- * Queue a node's results and wake the waiting claims at once. An accepted result frees
- * a slot on its node, and a worker claims again the moment its handlers finish, before
- * its results land: that waiting claim joins the results' own commit and takes the
- * node's next jobs in it (and so do claims for jobs the results made ready).
- */
-function report(deps: HttpDeps, nodeId: string, reports: JobReport[]): Promise<ReportManyResult> {
-  const reporting = deps.store.jobs.report({ nodeId, reports });
-  deps.wake.jobsReady();
-  return reporting;
-}
 
 export function nodeRoutes(deps: HttpDeps): Route[] {
   const { store, nodeOwners } = deps;
@@ -75,14 +64,13 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
   /** One report through the batch verb, answered as the single-job routes answer. */
   async function reportOne(principal: Principal, nodeId: string, single: JobReport): Promise<Reply> {
     await nodeOwners.check(principal, nodeId);
-    const result = await report(deps, nodeId, [single]);
+    const result = await store.jobs.report({ nodeId, reports: [single] });
     recordEffects(deps, result.items);
     const verdict = result.items[0]?.verdict ?? "not_found";
     if (verdict === "not_found") throw notFound("job");
     if (verdict === "stale_attempt") {
       throw conflict(`attempt ${single.attempt} is not this job's current lease on node ${nodeId}`);
     }
-    if (single.status === "failed") deps.wake.jobsScheduled();
     const job = await store.jobs.get(single.jobId);
     if (!job) throw notFound("job");
     return ok(job);
@@ -219,19 +207,17 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
       async ({ params, principal, body }) => {
         const { id } = idParams.parse(params);
         await nodeOwners.check(principal, id);
-        const result = await report(
-          deps,
-          id,
-          body.results.map((r) => ({
+        const result = await store.jobs.report({
+          nodeId: id,
+          reports: body.results.map((r) => ({
             jobId: r.job_id,
             attempt: r.attempt,
             status: r.status,
             result: r.result,
             error: r.error === undefined ? undefined : { ...r.error, retryable: r.error.retryable !== false },
           })),
-        );
+        });
         recordEffects(deps, result.items);
-        if (body.results.some((r) => r.status === "failed")) deps.wake.jobsScheduled();
         const items = result.items.map((item) => {
           const accepted = item.verdict === "accepted" || item.verdict === "duplicate";
           const reason = REASONS[item.verdict];
@@ -290,8 +276,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
         await nodeOwners.check(principal, id);
         const outcome = await store.nodes.deregister({ id, actor: principal.clientId });
         if (outcome.ok) {
-          deps.log.info({ event: "node.offline", nodeId: id, requeued: outcome.ready });
-          if (outcome.ready > 0) deps.wake.jobsReady();
+          deps.log.info({ event: "node.offline", nodeId: id, requeued: outcome.requeued });
         }
         return nodeActionReply(outcome, "deregister");
       },
@@ -324,7 +309,6 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
         const outcome = await store.nodes.resume({ id: idParams.parse(params).id, actor: principal.clientId });
         if (outcome.ok) {
           deps.log.info({ event: "node.resumed", nodeId: outcome.node.id });
-          deps.wake.jobsReady();
         }
         return nodeActionReply(outcome, "resume");
       },

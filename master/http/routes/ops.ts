@@ -123,7 +123,8 @@ export function opsRoutes(deps: HttpDeps, params: OpsParams): Route[] {
       async ({ body, principal }) => {
         const outcome = await deps.modes.set(body.mode, principal.clientId);
         if (!outcome.ok) throw unavailable(outcome.detail);
-        if (body.mode === "normal") deps.wake.jobsReady();
+        // Paused claims waited without taking anything: they look again now.
+        if (body.mode === "normal") deps.dispatcher.notify();
         return ok(await state());
       },
     ),

@@ -51,7 +51,6 @@ export function scheduleRoutes(deps: HttpDeps): Route[] {
           actor: principal.clientId,
         });
         if (!outcome.ok) throw conflict(`you already have a schedule named ${body.name}`);
-        deps.wake.schedulesChanged();
         deps.log.info({ event: "schedule.created", scheduleId: outcome.schedule.id, name: body.name, cron: body.cron });
         return created(outcome.schedule);
       },
@@ -108,7 +107,6 @@ export function scheduleRoutes(deps: HttpDeps): Route[] {
           if (outcome.reason === "conflict") throw conflict(`you already have a schedule named ${fields.name}`);
           throw notFound("schedule");
         }
-        deps.wake.schedulesChanged();
         return ok(outcome.schedule);
       },
     ),

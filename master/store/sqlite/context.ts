@@ -1,6 +1,8 @@
-// What every verb of the SQLite store shares: the connection, the clock, the queue rules, the audit writer.
+// What every verb of the SQLite store shares: the connection, the clock, the queue rules,
+// the audit writer, the dispatch lanes and the commit signal.
 import type { Clock, QueuePolicy } from "../types.js";
 import type { AuditWriter } from "./audit.js";
+import type { CommitSignal } from "./commit-signal.js";
 import type { SqliteDatabase } from "./database.js";
 import type { Lanes } from "./lanes.js";
 
@@ -10,4 +12,6 @@ export interface StoreContext {
   policy: QueuePolicy;
   audit: AuditWriter;
   lanes: Lanes;
+  /** What a write changed, told once its transaction commits (Store.onCommitted). */
+  signal: CommitSignal;
 }

@@ -5,6 +5,7 @@ import { createAuditStore, createAuditWriter } from "./audit.js";
 import { createClientStore, createTokenStore } from "./clients.js";
 import { createScheduleStore } from "./schedules.js";
 import type { StoreContext } from "./context.js";
+import { CommitSignal } from "./commit-signal.js";
 import { startCheckpointer, type Checkpointer, type CheckpointerParams } from "./checkpointer.js";
 import { SqliteDatabase, translateError, type Synchronous } from "./database.js";
 import { SqliteJobStore } from "./jobs/index.js";
@@ -40,6 +41,8 @@ export interface OpenSqliteStoreParams {
   readerThread?: boolean;
   /** The reader thread stopped or a read in it failed (the read ran on the event loop instead). */
   onReaderError?: (message: string, kind: ReaderErrorKind) => void;
+  /** A listener of onCommitted threw (the others still heard the change). */
+  onListenerError?: (error: unknown) => void;
 }
 
 function createSettingsStore(db: SqliteDatabase, clock: Clock): SettingsStore {
@@ -126,12 +129,14 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
     const migrated = migrate(db, params.migrationsDir ?? defaultMigrationsDir(), params.clock.now());
     if (migrated.error) throw migrated.error;
     const audit = createAuditWriter(db);
+    const signal = new CommitSignal(db, params.onListenerError);
     const ctx: StoreContext = {
       db,
       clock: params.clock,
       policy: params.policy,
       audit,
       lanes: createLanes(db),
+      signal,
     };
     const reader = params.readerThread && params.path !== ":memory:" ? startReader(params.path, { onError: params.onReaderError }) : undefined;
     const jobs = new SqliteJobStore(ctx, reader);
@@ -139,6 +144,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
     return {
       dialect: "sqlite",
       database: db,
+      onCommitted: (listener) => signal.subscribe(listener),
       async describe() {
         const pragma = (name: string) => db.sqlite.pragma(name, { simple: true }) as unknown;
         return {

@@ -287,7 +287,7 @@ export class SqliteNodeStore implements NodeStore {
       if (!from.includes(node.status as NodeStatus)) {
         return { ok: false, reason: "conflict", status: node.status as NodeStatus };
       }
-      let ready = 0;
+      let requeued = 0;
       if (node.status !== to) {
         const at = this.ctx.clock.now().toISOString();
         db.run(db.kysely.updateTable("nodes").set({ status: to, updated_at: at }).where("id", "=", node.id));
@@ -297,11 +297,11 @@ export class SqliteNodeStore implements NodeStore {
         );
         if (to === "offline") {
           const rescued = endLeases(this.ctx, this.runningJobs(node.id), "node_left", "job.reassigned", params.actor);
-          ready += rescued.filter((job) => job.outcome === "requeued").length;
+          requeued = rescued.filter((job) => job.outcome === "requeued").length;
         }
-        if (to === "online") ready = 1; // its waiting claims may now get work
+        if (to === "online") this.ctx.signal.mark({ claimable: true }); // its waiting claims may now get work
       }
-      return { ok: true, node: toNode(this.load(node.id) as NodeRow), ready };
+      return { ok: true, node: toNode(this.load(node.id) as NodeRow), requeued };
     });
   }
 

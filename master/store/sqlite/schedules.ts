@@ -58,6 +58,7 @@ export function createScheduleStore(ctx: StoreContext, jobs: SqliteJobStore): Sc
           };
           db.run(db.kysely.insertInto("schedules").values(row));
           record("schedule.created", row.id, params.actor, { name: row.name, cron: row.cron, timezone: row.timezone }, at);
+          ctx.signal.mark({ schedules: true });
           return { ok: true as const, schedule: toSchedule(row) };
         });
       } catch (error) {
@@ -88,6 +89,7 @@ export function createScheduleStore(ctx: StoreContext, jobs: SqliteJobStore): Sc
           const at = ctx.clock.now().toISOString();
           db.run(db.kysely.updateTable("schedules").set({ ...columns(params.fields), updated_at: at }).where("id", "=", params.id));
           record("schedule.updated", params.id, params.actor, { cron: params.fields.cron, enabled: params.fields.enabled }, at);
+          ctx.signal.mark({ schedules: true });
           return { ok: true as const, schedule: toSchedule(load(params.id) as SchedulesTable) };
         });
       } catch (error) {
@@ -99,7 +101,10 @@ export function createScheduleStore(ctx: StoreContext, jobs: SqliteJobStore): Sc
       return db.transaction(() => {
         const at = ctx.clock.now().toISOString();
         const deleted = db.run(db.kysely.deleteFrom("schedules").where("id", "=", params.id)) > 0;
-        if (deleted) record("schedule.deleted", params.id, params.actor, {}, at);
+        if (deleted) {
+          record("schedule.deleted", params.id, params.actor, {}, at);
+          ctx.signal.mark({ schedules: true });
+        }
         return deleted;
       });
     },

@@ -73,7 +73,6 @@ describe("SQLite query plans", () => {
       nodeTimeoutMs: 60_000,
       intervalMs: 1000,
       reportingSince: () => new Date(0),
-      onJobsReady: () => undefined,
     });
     await sweeper.runOnce();
     await store.nodes.drain({ id: node.id, actor: null });

@@ -23,7 +23,6 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
       log: pino({ level: "silent" }),
       intervalMs: 1000,
       defaults: { maxRetries: 3, jobTimeoutS: 60 },
-      onJobsReady: () => undefined,
     });
 
   async function createSchedule(cron: string, timezone = "UTC", enabled = true) {

@@ -107,6 +107,7 @@ export function retryJob(ctx: StoreContext, params: ActorParams): JobActionOutco
       at,
     );
     reopenDependents(ctx, job.id, at, params.actor);
+    ctx.signal.mark({ claimable: status === "pending" });
     return { ok: true, job: toJob(reload(ctx, job.seq)), ready: status === "pending" ? 1 : 0 };
   });
 }

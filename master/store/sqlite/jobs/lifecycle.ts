@@ -122,6 +122,8 @@ export function endLeases(
         WHERE jobs.seq = back.value ->> 'seq' AND jobs.status = 'running' AND jobs.attempt = back.value ->> 'attempt'`,
     ).run({ jobs: JSON.stringify(requeue), at, reason });
   }
+  // Ended leases free their nodes' slots, and re-queued jobs are ready.
+  ctx.signal.mark({ claimable: true });
   return rescued;
 }
 
@@ -189,6 +191,7 @@ export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], 
       at,
     );
     if (!scheduled) ready += 1;
+    ctx.signal.mark({ claimable: !scheduled, scheduled });
   }
   return ready;
 }

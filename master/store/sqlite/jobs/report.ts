@@ -271,6 +271,11 @@ export function reportResults(
       ready += accepted.ready;
       items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(lease, accepted, nowMs) });
     }
+    // An accepted result frees a slot on its node even when it makes nothing ready.
+    ctx.signal.mark({
+      claimable: items.some((item) => item.verdict === "accepted"),
+      scheduled: items.some((item) => item.effect?.status === "scheduled"),
+    });
     return { items, ready };
   });
 }

@@ -25,6 +25,7 @@ export function promoteScheduled(ctx: StoreContext, limit: number): { promoted: 
         .where("status", "=", sql.lit("scheduled")),
     );
     for (const job of due) promote.run({ seq: job.seq, at, agingAt: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs) });
+    if (due.length > 0) ctx.signal.mark({ claimable: true });
     audit.writeMany(
       due.map((job) => ({ event_type: "job.promoted", entity_type: "job", entity_id: job.id, client_id: null, details: {} })),
       at,

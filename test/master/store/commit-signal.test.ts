@@ -1,0 +1,170 @@
+// The store says what it committed (Store.onCommitted): once per transaction, after the
+// commit, never for a write that was undone. The dispatcher and the timers are woken by
+// it alone: no route wakes anything.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Dispatcher } from "../../../master/queue/dispatcher.js";
+import type { SqliteStore } from "../../../master/store/sqlite/index.js";
+import type { Committed } from "../../../master/store/types.js";
+import { heldFlushes, turn } from "../../helpers/flushes.js";
+import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+describe.each(dialects)("commit signal ($name)", (dialect) => {
+  let t: TestStore;
+  let heard: Committed[];
+  beforeEach(() => {
+    t = dialect.open();
+    heard = [];
+    t.store.onCommitted((change) => heard.push(change));
+  });
+  afterEach(async () => {
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  it("tells a submission of ready jobs as claimable, of delayed jobs as scheduled", async () => {
+    await t.store.jobs.submit([jobParams(), jobParams()]);
+    expect(heard).toEqual([{ claimable: true, scheduled: false, schedules: false }]);
+    heard = [];
+    await submit(t.store, { runAt: new Date(t.clock.now().getTime() + 60_000) });
+    expect(heard).toEqual([{ claimable: false, scheduled: true, schedules: false }]);
+  });
+
+  it("tells nothing for writes that give a waiting claim nothing", async () => {
+    const job = await submit(t.store);
+    const node = await register(t.store);
+    heard = [];
+    await t.store.jobs.setPriority({ id: job.id, actor: "admin", priority: "high" });
+    await claim(t.store, node.id);
+    await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: 1 }] });
+    expect(heard).toEqual([]);
+    // A refused submission (an unknown dependency) commits nothing.
+    const refused = await t.store.jobs.submit([jobParams({ dependsOn: ["00000000-0000-4000-8000-000000000000"] })]);
+    expect(refused.ok).toBe(false);
+    expect(heard).toEqual([]);
+  });
+
+  it("tells an accepted result as claimable (its slot is free) and a retry with backoff as scheduled", async () => {
+    const [done, failing] = [await submit(t.store), await submit(t.store, { maxRetries: 1 })];
+    const node = await register(t.store, "n", [], 2);
+    await claim(t.store, node.id);
+    heard = [];
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: done.id, attempt: 1, status: "completed" }] });
+    expect(heard).toEqual([{ claimable: true, scheduled: false, schedules: false }]);
+    heard = [];
+    await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [{ jobId: failing.id, attempt: 1, status: "failed", error: { message: "boom", retryable: true } }],
+    });
+    expect(heard).toEqual([{ claimable: true, scheduled: true, schedules: false }]);
+    heard = [];
+    // A repeated report changes nothing.
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: done.id, attempt: 1, status: "completed" }] });
+    expect(heard).toEqual([]);
+  });
+
+  it("tells promotions, resumed nodes and schedule changes", async () => {
+    await submit(t.store, { runAt: new Date(t.clock.now().getTime() + 1000) });
+    const node = await register(t.store);
+    await t.store.nodes.drain({ id: node.id, actor: "admin" });
+    heard = [];
+    t.clock.advance(1000);
+    await t.store.jobs.promoteScheduled();
+    await t.store.nodes.resume({ id: node.id, actor: "admin" });
+    expect(heard).toEqual([
+      { claimable: true, scheduled: false, schedules: false },
+      { claimable: true, scheduled: false, schedules: false },
+    ]);
+    heard = [];
+    const created = await t.store.schedules.create({
+      name: "nightly",
+      cron: "0 3 * * *",
+      timezone: "UTC",
+      job: { type: "echo" },
+      enabled: true,
+      nextRunAt: new Date(t.clock.now().getTime() + 60_000),
+      clientId: "c",
+      actor: "c",
+    });
+    if (!created.ok) throw new Error("schedule refused");
+    await t.store.schedules.delete({ id: created.schedule.id, actor: "c" });
+    expect(heard).toEqual([
+      { claimable: false, scheduled: false, schedules: true },
+      { claimable: false, scheduled: false, schedules: true },
+    ]);
+  });
+
+  it("tells each commit once, and a rolled-back write never, when a group is undone and replayed", async () => {
+    const store = t.store as SqliteStore;
+    // One tick: two submissions and a write that throws. The group is undone; each item runs again alone.
+    const first = store.jobs.submit([jobParams()]);
+    const failing = store.database.grouped(() => {
+      store.database.sqlite.prepare("INSERT INTO settings (key, value, updated_at) VALUES ('x', 'y', 'z')").run();
+      throw new Error("an unexpected failure in the same group");
+    });
+    const second = store.jobs.submit([jobParams({ runAt: new Date(t.clock.now().getTime() + 60_000) })]);
+    await expect(failing).rejects.toThrow("unexpected failure");
+    await Promise.all([first, second]);
+    expect(heard).toEqual([
+      { claimable: true, scheduled: false, schedules: false },
+      { claimable: false, scheduled: true, schedules: false },
+    ]);
+  });
+
+  it("keeps telling the other listeners when one throws, and stops telling one that left", async () => {
+    const others: Committed[] = [];
+    t.store.onCommitted(() => {
+      throw new Error("a broken listener");
+    });
+    const leave = t.store.onCommitted((change) => others.push(change));
+    await submit(t.store);
+    leave();
+    await submit(t.store);
+    expect(others).toHaveLength(1);
+    expect(heard).toHaveLength(2);
+  });
+});
+
+describe.each(dialects)("waiting claims woken by commits ($name)", (dialect) => {
+  let t: TestStore;
+  afterEach(async () => {
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  it("answers a waiting claim with a job submitted later, woken by the commit alone, in the submission's flush", async () => {
+    const flushes = heldFlushes(false);
+    let syncs = 0;
+    t = dialect.open({
+      fdatasync: (fd) => {
+        syncs += 1;
+        return flushes.fdatasync(fd);
+      },
+    });
+    const dispatcher = new Dispatcher(t.store.jobs);
+    t.store.onCommitted((change) => {
+      if (change.claimable) dispatcher.notify();
+    });
+    const node = await register(t.store);
+    const waiting = dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 10_000 });
+    await turn();
+    await turn();
+    expect(dispatcher.waiting).toBe(1);
+    // Hold the flush: the submission and the claim it woke both wait for the one fdatasync.
+    flushes.hold(true);
+    syncs = 0;
+    const submitting = t.store.jobs.submit([jobParams({ payload: { n: 1 } })]);
+    let answered = false;
+    void waiting.then(() => (answered = true));
+    for (let i = 0; i < 5; i += 1) await turn();
+    expect(flushes.calls).toHaveLength(1);
+    expect(answered).toBe(false);
+    flushes.releaseAll();
+    const outcome = await submitting;
+    const claimed = await waiting;
+    if (!outcome.ok || !claimed.ok) throw new Error("refused");
+    expect(claimed.items.map((job) => job.id)).toEqual([outcome.items[0]?.job.id]);
+    expect(syncs).toBe(1);
+    dispatcher.close();
+  });
+});
