@@ -20,6 +20,8 @@ export const DEFAULT_STALL_GRACE_S = 300;
 export const DEFAULT_AGING_S = 300;
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576;
 export const DEFAULT_MAX_BATCH_BYTES = 64 * 1_048_576;
+/** The end of a handler's output kept on each attempt (API.md §5, §10); the worker has the same setting. */
+export const DEFAULT_LOG_TAIL_BYTES = 65_536;
 export const DEFAULT_RETENTION_DAYS = 30;
 
 const seconds = z.coerce.number().positive().max(10 * 365 * 86400);
@@ -48,6 +50,7 @@ const configSchema = z
     agingS: seconds,
     maxPayloadBytes: count.min(1024),
     maxBatchBytes: count.min(1024),
+    logTailBytes: count.min(0),
     retentionDays: z.coerce.number().positive(),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
   })
@@ -79,6 +82,7 @@ export const ENVIRONMENT: Record<Exclude<ConfigKey, "profile">, string> = {
   agingS: "GAFFER_AGING_S",
   maxPayloadBytes: "GAFFER_MAX_PAYLOAD_BYTES",
   maxBatchBytes: "GAFFER_MAX_BATCH_BYTES",
+  logTailBytes: "GAFFER_LOG_TAIL_BYTES",
   retentionDays: "GAFFER_RETENTION_DAYS",
   logLevel: "GAFFER_LOG_LEVEL",
 };
@@ -102,6 +106,7 @@ const DEFAULTS: ConfigValues = {
   agingS: DEFAULT_AGING_S,
   maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
   maxBatchBytes: DEFAULT_MAX_BATCH_BYTES,
+  logTailBytes: DEFAULT_LOG_TAIL_BYTES,
   retentionDays: DEFAULT_RETENTION_DAYS,
   logLevel: "info",
 };

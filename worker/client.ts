@@ -9,7 +9,9 @@ import type {
   CancelNotice,
   ClaimedJob,
   Job,
+  JobAttempt,
   JobError,
+  JobEvent,
   Node,
   Page,
   QueueStats,
@@ -23,7 +25,7 @@ import {
   type CircuitOpenError,
 } from "./resilience.js";
 
-export type { AuditEntry, CancelNotice, ClaimedJob, Job, JobError, Node, Page, QueueStats };
+export type { AuditEntry, CancelNotice, ClaimedJob, Job, JobAttempt, JobError, JobEvent, Node, Page, QueueStats };
 
 /** The master answered with a problem document (4xx, or a 5xx after the retries). */
 export class ApiError extends Error {
@@ -92,6 +94,7 @@ export interface ReportItem {
   status: "completed" | "failed";
   result?: unknown;
   error?: JobError;
+  log_tail?: string;
 }
 
 export interface HeartbeatReply {
@@ -340,7 +343,11 @@ export class MasterClient {
   }
 
   jobEvents(id: string, query: { limit?: number; cursor?: string } = {}) {
-    return this.request<Page<AuditEntry>>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events`, { query });
+    return this.request<Page<JobEvent>>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events`, { query });
+  }
+
+  jobAttempts(id: string) {
+    return this.request<{ items: JobAttempt[] }>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/attempts`);
   }
 
   cancelJob(id: string) {

@@ -67,6 +67,8 @@ export interface WorkerConfig {
   stateDir: string;
   graceS: number;
   maxConnectAttempts: number | undefined;
+  /** GAFFER_LOG_TAIL_BYTES: the end of each handler's output sent with its result (0: none). */
+  logTailBytes: number | undefined;
   logLevel: string;
 }
 
@@ -111,6 +113,7 @@ export function loadWorkerConfig(flags: WorkerFlags, env: NodeJS.ProcessEnv): Wo
     stateDir: flags.stateDir ?? env.GAFFER_STATE_DIR ?? "./gaffer-worker",
     graceS: positive(flags.graceS ?? env.GAFFER_WORKER_GRACE_S, "--grace-s", false) ?? 30,
     maxConnectAttempts: positive(flags.maxConnectAttempts, "--max-connect-attempts", true),
+    logTailBytes: env.GAFFER_LOG_TAIL_BYTES === "0" ? 0 : positive(env.GAFFER_LOG_TAIL_BYTES, "GAFFER_LOG_TAIL_BYTES", true),
     logLevel: env.GAFFER_LOG_LEVEL ?? "info",
   };
 }

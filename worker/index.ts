@@ -53,6 +53,8 @@ export interface WorkerOptions {
   claimWaitS?: number | undefined;
   /** SIGTERM to SIGKILL for a command being stopped (default 10 s). */
   killGraceMs?: number | undefined;
+  /** The end of each handler's output sent with its result (GAFFER_LOG_TAIL_BYTES, default 64 KiB; 0: none). */
+  logTailBytes?: number | undefined;
   logger?: Logger | undefined;
 }
 
@@ -274,6 +276,7 @@ export class Worker {
     const params = {
       timeoutMs: ((handler && isCommand(handler) ? handler.timeout_s : undefined) ?? job.timeout_s) * 1000,
       killGraceMs: this.options.killGraceMs,
+      logTailBytes: this.options.logTailBytes,
       onProgress: (percent: number, message: string | undefined) => {
         execution.progress = percent;
         if (message !== undefined) execution.message = message;
@@ -317,6 +320,7 @@ export class Worker {
       attempt: job.attempt,
       status: outcome.status,
       ...(outcome.status === "completed" ? { result: outcome.result } : { error: outcome.error }),
+      ...(outcome.logTail !== undefined ? { logTail: outcome.logTail } : {}),
     });
     this.schedulePersist();
   }
@@ -390,6 +394,7 @@ export class Worker {
       status: entry.status,
       ...(entry.status === "completed" ? { result: entry.result ?? null } : {}),
       ...(entry.error ? { error: entry.error } : {}),
+      ...(entry.logTail !== undefined ? { log_tail: entry.logTail } : {}),
     }));
     let verdicts: { job_id: string; accepted: boolean; reason?: string }[];
     try {

@@ -13,6 +13,7 @@ export interface OutboxEntry {
   status: "completed" | "failed";
   result?: unknown;
   error?: JobError | undefined;
+  logTail?: string | undefined;
 }
 
 interface Row {
@@ -22,6 +23,7 @@ interface Row {
   status: "completed" | "failed";
   result: string | null;
   error: string | null;
+  log_tail: string | null;
 }
 
 export class Outbox {
@@ -50,13 +52,16 @@ export class Outbox {
       created_at TEXT NOT NULL,
       UNIQUE (job_id, attempt)
     )`);
+    // An outbox from before log tails: the column is added, its results have none.
+    const columns = this.db.prepare("SELECT name FROM pragma_table_info('results')").pluck().all() as string[];
+    if (!columns.includes("log_tail")) this.db.exec("ALTER TABLE results ADD COLUMN log_tail TEXT");
     this.insert = this.db.prepare(
-      `INSERT OR REPLACE INTO results (node_id, job_id, attempt, status, result, error, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT OR REPLACE INTO results (node_id, job_id, attempt, status, result, error, log_tail, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.remove = this.db.prepare("DELETE FROM results WHERE job_id = ? AND attempt = ?");
     this.oldest = this.db.prepare(
-      "SELECT node_id, job_id, attempt, status, result, error FROM results ORDER BY seq LIMIT ?",
+      "SELECT node_id, job_id, attempt, status, result, error, log_tail FROM results ORDER BY seq LIMIT ?",
     );
     this.counter = this.db.prepare("SELECT COUNT(*) AS n FROM results");
     this.held = this.db.prepare("SELECT job_id, attempt FROM results");
@@ -74,6 +79,7 @@ export class Outbox {
           entry.status,
           entry.status === "completed" ? JSON.stringify(entry.result ?? null) : null,
           entry.error === undefined ? null : JSON.stringify(entry.error),
+          entry.logTail ?? null,
           at,
         );
       }
@@ -89,6 +95,7 @@ export class Outbox {
       status: row.status,
       ...(row.result !== null ? { result: JSON.parse(row.result) as unknown } : {}),
       ...(row.error !== null ? { error: JSON.parse(row.error) as JobError } : {}),
+      ...(row.log_tail !== null ? { logTail: row.log_tail } : {}),
     }));
   }
 

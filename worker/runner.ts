@@ -24,17 +24,22 @@ export interface HandlerContext {
   signal: AbortSignal;
   /** Report progress 0–100 with an optional message; it reaches the master with the next heartbeat. */
   progress: (percent: number, message?: string) => void;
+  /** A line for the attempt's log tail, which the master keeps with the result (API.md §10). */
+  log: (line: string) => void;
 }
 
 export type FunctionHandler = (job: HandlerJob, context: HandlerContext) => Promise<unknown>;
 
-export type Outcome = { status: "completed"; result: unknown } | { status: "failed"; error: JobError };
+/** How a run ended; `logTail`: the end of what the handler wrote, when it wrote anything. */
+export type Outcome = ({ status: "completed"; result: unknown } | { status: "failed"; error: JobError }) & { logTail?: string };
 
 export interface RunParams {
   timeoutMs: number;
   onProgress: (percent: number, message: string | undefined) => void;
   /** After `stop()` or the timeout, how long a command has between SIGTERM and SIGKILL. */
   killGraceMs?: number;
+  /** The end of the handler's output kept for the result (GAFFER_LOG_TAIL_BYTES; 0: none). */
+  logTailBytes?: number;
 }
 
 /**
@@ -61,6 +66,7 @@ export function refused(error: JobError): Running {
 export const EXIT_NOT_RETRYABLE = 65;
 export const TAIL_BYTES = 4096;
 export const DEFAULT_KILL_GRACE_MS = 10_000;
+export const DEFAULT_LOG_TAIL_BYTES = 65_536;
 /** The last stdout line is kept for the result up to this size. */
 const MAX_RESULT_LINE = 1024 * 1024;
 const PROGRESS = /^::progress\s+(-?\d+(?:\.\d+)?)(?:\s+(.*))?$/;
@@ -97,10 +103,27 @@ class Tail {
     }
   }
 
+  get empty(): boolean {
+    return this.size === 0;
+  }
+
+  /** The last `limit` bytes as text, from the first whole character on. */
   text(): string {
     const all = Buffer.concat(this.chunks);
-    return all.subarray(Math.max(0, all.length - this.limit)).toString("utf8");
+    let start = Math.max(0, all.length - this.limit);
+    if (start > 0) while (start < all.length && ((all[start] ?? 0) & 0xc0) === 0x80) start += 1;
+    return all.subarray(start).toString("utf8");
   }
+}
+
+/** The run's log tail for its outcome: what the handler wrote, if anything, within the limit. */
+function withTail(outcome: Outcome, tail: Tail | undefined): Outcome {
+  return tail === undefined || tail.empty ? outcome : { ...outcome, logTail: tail.text() };
+}
+
+function logTail(params: RunParams): Tail | undefined {
+  const limit = params.logTailBytes ?? DEFAULT_LOG_TAIL_BYTES;
+  return limit > 0 ? new Tail(limit) : undefined;
 }
 
 /** Splits stdout into lines: progress lines are reported, the last other non-empty line is kept. */
@@ -161,6 +184,8 @@ export function runCommand(handler: CommandHandler, job: HandlerJob, params: Run
     if (!file) return resolve(failure("the handler has an empty command", "bad_handler", false));
     const stdout = new Tail();
     const stderr = new Tail();
+    // Both streams as they came, for the attempt's log tail.
+    const output = logTail(params);
     const lines = new StdoutLines(params.onProgress);
     let stopping: "timeout" | "canceled" | undefined;
     let killTimer: NodeJS.Timeout | undefined;
@@ -192,9 +217,13 @@ export function runCommand(handler: CommandHandler, job: HandlerJob, params: Run
 
     child.stdout.on("data", (chunk: Buffer) => {
       stdout.push(chunk);
+      output?.push(chunk);
       lines.push(chunk);
     });
-    child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr.push(chunk);
+      output?.push(chunk);
+    });
     child.stdin.on("error", () => undefined); // a command that never reads stdin is fine
     child.stdin.end(JSON.stringify(job));
 
@@ -207,7 +236,7 @@ export function runCommand(handler: CommandHandler, job: HandlerJob, params: Run
       // Whatever the command left behind in its group goes with it.
       signalGroup("SIGKILL");
       if (child.pid !== undefined) liveGroups.delete(child.pid);
-      resolve(outcome);
+      resolve(withTail(outcome, output));
     };
     child.on("error", (error) => finish(failure(`cannot start ${file}: ${error.message}`, "spawn_failed", true)));
     // Once the command itself exits, what it left running in its group (holding our pipes open) goes too.
@@ -244,11 +273,12 @@ export function runFunction(handler: FunctionHandler, job: HandlerJob, params: R
     let controller: AbortController | undefined;
     let stopped: "timeout" | "canceled" | undefined;
     let settled = false;
+    const output = logTail(params);
     const settle = (outcome: Outcome) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve(outcome);
+      resolve(withTail(outcome, output));
     };
     const stop = (why: "timeout" | "canceled") => {
       stopped ??= why;
@@ -269,6 +299,9 @@ export function runFunction(handler: FunctionHandler, job: HandlerJob, params: R
       },
       progress: (percent: number, message?: string) => {
         if (!stopped) params.onProgress(Math.min(100, Math.max(0, percent)), message);
+      },
+      log: (line: string) => {
+        if (!settled) output?.push(Buffer.from(line.endsWith("\n") ? line : `${line}\n`));
       },
     };
     Promise.resolve()

@@ -1,4 +1,4 @@
-// gaffer jobs submit | list | get | cancel | retry | priority | events
+// gaffer jobs submit | list | get | cancel | retry | priority | events | attempts | logs
 import { Command, Option } from "commander";
 import { PRIORITY_NAMES, type Job } from "../../master/store/types.js";
 import { CliError, EXIT, parseJsonFlag, printObject, printPage } from "./output.js";
@@ -150,9 +150,39 @@ export function jobsCommand(): Command {
   withRemoteOptions(jobs.command("events").description("A job's history, oldest first").argument("<id>")).action(
     async (id: string, opts: RemoteFlags) => {
       const page = await call(() => connect(opts).jobEvents(id, { limit: 500 }));
-      printPage(page, ["created_at", "event_type", "client_id", "details"], opts.json);
+      printPage(page, ["created_at", "event_type", "node_id", "attempt", "client_id", "details"], opts.json);
     },
   );
+  withRemoteOptions(jobs.command("attempts").description("Each hand-out of a job to a node, oldest first").argument("<id>")).action(
+    async (id: string, opts: RemoteFlags) => {
+      const attempts = await call(() => connect(opts).jobAttempts(id));
+      const rows = attempts.items.map(({ log_tail: _tail, error, ...attempt }) => ({ ...attempt, error: error?.message ?? null }));
+      printPage(opts.json ? attempts : { items: rows }, ["attempt", "node_name", "outcome", "started_at", "finished_at", "error"], opts.json);
+    },
+  );
+  withRemoteOptions(
+    jobs
+      .command("logs")
+      .description("The end of what a job's handler wrote (its last attempt, or --attempt N)")
+      .argument("<id>")
+      .option("--attempt <n>", "the attempt to show"),
+  ).action(async (id: string, opts: RemoteFlags & { attempt?: string }) => {
+    const wanted = number("--attempt", opts.attempt);
+    const attempts = (await call(() => connect(opts).jobAttempts(id))).items;
+    const attempt = wanted === undefined ? attempts.at(-1) : attempts.find((item) => item.attempt === wanted);
+    if (!attempt) {
+      throw new CliError(
+        wanted === undefined ? `job ${id} has not been handed to a node yet` : `job ${id} has no attempt ${wanted} (it has ${attempts.length})`,
+        EXIT.notFound,
+      );
+    }
+    if (opts.json) return printObject({ attempt: attempt.attempt, node_id: attempt.node_id, outcome: attempt.outcome, log_tail: attempt.log_tail }, true);
+    if (attempt.log_tail === null) {
+      process.stderr.write(`attempt ${attempt.attempt} (${attempt.outcome}) sent no output\n`);
+      return;
+    }
+    process.stdout.write(attempt.log_tail.endsWith("\n") || attempt.log_tail === "" ? attempt.log_tail : `${attempt.log_tail}\n`);
+  });
   for (const [name, description, act] of [
     ["cancel", "Cancel a job (a running one is asked to stop)", (m: ReturnType<typeof connect>, id: string) => m.cancelJob(id)],
     ["retry", "Run a failed or canceled job again", (m: ReturnType<typeof connect>, id: string) => m.retryJob(id)],

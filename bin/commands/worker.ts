@@ -44,6 +44,7 @@ export function workerCommand(): Command {
         stateDir: config.stateDir,
         graceS: config.graceS,
         maxConnectAttempts: config.maxConnectAttempts,
+        logTailBytes: config.logTailBytes,
         logger: log,
       });
       let signals = 0;

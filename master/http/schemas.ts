@@ -124,6 +124,30 @@ export const auditEntrySchema = z
   })
   .meta({ id: "AuditEntry" });
 
+export const jobEventSchema = z
+  .object({
+    event_type: z.string(),
+    created_at: z.string(),
+    client_id: z.string().nullable(),
+    node_id: z.string().optional(),
+    attempt: z.int().optional(),
+    details: z.record(z.string(), json),
+  })
+  .meta({ id: "JobEvent" });
+
+export const jobAttemptSchema = z
+  .object({
+    attempt: z.int(),
+    node_id: z.string(),
+    node_name: z.string().nullable(),
+    started_at: z.string(),
+    finished_at: z.string().nullable(),
+    outcome: z.enum(["running", "completed", "failed", "reassigned", "stalled", "canceled"]),
+    error: jobErrorSchema.nullable(),
+    log_tail: z.string().nullable(),
+  })
+  .meta({ id: "JobAttempt" });
+
 export const queueStatsSchema = z.object({
   jobs: z.record(z.enum(JOB_STATUSES), z.int()),
   pending_by_priority: z.record(priority, z.int()),
@@ -207,8 +231,11 @@ export const claimedJobSchema = z.object({
   created_at: z.string(),
 });
 
-export const completeSchema = z.object({ node_id: id, attempt, result: json.optional() }).strict();
-export const failSchema = z.object({ node_id: id, attempt, error: jobErrorSchema }).strict();
+/** The end of the handler's stdout and stderr; the master keeps its last GAFFER_LOG_TAIL_BYTES. */
+const logTail = z.string().optional();
+
+export const completeSchema = z.object({ node_id: id, attempt, result: json.optional(), log_tail: logTail }).strict();
+export const failSchema = z.object({ node_id: id, attempt, error: jobErrorSchema, log_tail: logTail }).strict();
 
 export const MAX_RESULTS = 1000;
 export const resultsSchema = z
@@ -222,6 +249,7 @@ export const resultsSchema = z
             status: z.enum(["completed", "failed"]),
             result: json.optional(),
             error: jobErrorSchema.optional(),
+            log_tail: logTail,
           })
           .strict(),
       )

@@ -114,15 +114,17 @@ export interface Report {
 }
 
 /** The report accepted last, so that the same report sent again is answered as before. */
-export interface LastReport {
-  attempt: number;
-  status: string;
+/** The hand-out a report names (its job and attempt): to which node, and what that node reported. */
+export interface HandOut {
+  nodeId: string;
+  reported: string | null;
 }
 
 export type ReportDecision =
   | { verdict: "accepted"; transition: Transition }
   | { verdict: "duplicate" }
-  | { verdict: "stale_attempt" };
+  | { verdict: "stale_attempt" }
+  | { verdict: "not_found" };
 
 /** Whether a report is for the job's current lease: running, on that node, under that attempt. */
 export function isCurrentLease(job: JobFacts, nodeId: string, attempt: number): boolean {
@@ -130,14 +132,16 @@ export function isCurrentLease(job: JobFacts, nodeId: string, attempt: number): 
 }
 
 /**
- * A node reports the end of an attempt. Only the current lease is accepted; the report
- * accepted last, sent again, is a duplicate (reports are idempotent); anything else is
- * stale and changes nothing. A cancel asked while it ran wins over its outcome.
+ * A node reports the end of an attempt. Only the current lease is accepted. The same
+ * report again from the node that made it is a duplicate (reports are idempotent); any
+ * other report of an attempt that node was handed is stale and changes nothing; a node
+ * the attempt was never handed to is told the job does not exist (API.md §6). A cancel
+ * asked while it ran wins over its outcome.
  */
-export function onReport(job: JobFacts, last: LastReport | null, report: Report, params: RuleParams): ReportDecision {
+export function onReport(job: JobFacts, handOut: HandOut | null, report: Report, params: RuleParams): ReportDecision {
   if (!isCurrentLease(job, report.nodeId, report.attempt)) {
-    if (last !== null && last.attempt === report.attempt && last.status === report.status) return { verdict: "duplicate" };
-    return { verdict: "stale_attempt" };
+    if (handOut === null || handOut.nodeId !== report.nodeId) return { verdict: "not_found" };
+    return { verdict: handOut.reported === report.status ? "duplicate" : "stale_attempt" };
   }
   if (job.cancelRequested) return { verdict: "accepted", transition: ended("canceled", "canceled", null, job) };
   if (report.status === "completed") return { verdict: "accepted", transition: ended("completed", "completed", null, job) };

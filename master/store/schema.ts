@@ -44,6 +44,19 @@ export interface JobsTable {
   finished_at: string | null;
 }
 
+/** One hand-out of a job to a node (migrations/sqlite/0003_job_attempts.sql). */
+export interface JobAttemptsTable {
+  job_id: string;
+  attempt: number;
+  node_id: string;
+  started_at: string;
+  finished_at: string | null;
+  outcome: string;
+  reported: string | null;
+  error: string | null;
+  log_tail: string | null;
+}
+
 export interface JobDependenciesTable {
   job_id: string;
   depends_on_id: string;
@@ -132,6 +145,7 @@ export interface SchemaMigrationsTable {
 export interface DatabaseSchema {
   jobs: JobsTable;
   job_dependencies: JobDependenciesTable;
+  job_attempts: JobAttemptsTable;
   lanes: LanesTable;
   nodes: NodesTable;
   clients: ClientsTable;

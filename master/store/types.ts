@@ -109,6 +109,29 @@ export interface Node {
   last_heartbeat: string;
 }
 
+/** One hand-out of a job to a node (API.md §5, `GET /jobs/:id/attempts`). */
+export interface JobAttempt {
+  attempt: number;
+  node_id: string;
+  /** The node's name, while the node is known. */
+  node_name: string | null;
+  started_at: string;
+  finished_at: string | null;
+  outcome: "running" | AttemptOutcome;
+  error: JobError | null;
+  log_tail: string | null;
+}
+
+/** One entry of a job's history (API.md §5, `GET /jobs/:id/events`). */
+export interface JobEvent {
+  event_type: string;
+  created_at: string;
+  client_id: string | null;
+  node_id?: string;
+  attempt?: number;
+  details: Record<string, unknown>;
+}
+
 export interface AuditEntry {
   id: number;
   event_type: string;
@@ -208,6 +231,8 @@ export interface JobReport {
   status: "completed" | "failed";
   result?: unknown;
   error?: JobError | undefined;
+  /** The end of what the handler wrote, kept on the attempt (cut to GAFFER_LOG_TAIL_BYTES by the caller). */
+  logTail?: string | undefined;
 }
 
 export type ReportVerdict = "accepted" | "duplicate" | "stale_attempt" | "not_found";
@@ -259,7 +284,10 @@ export interface JobStore {
   submit(jobs: SubmitJobParams[]): Promise<SubmitOutcome>;
   get(id: string): Promise<Job | undefined>;
   list(params: ListJobsParams): Promise<Page<Job>>;
-  events(params: PageParams & { jobId: string }): Promise<Page<AuditEntry>>;
+  /** The job's history, oldest first: its submission and attempts, and the audit rows about it. */
+  events(params: PageParams & { jobId: string }): Promise<Page<JobEvent>>;
+  /** One item per hand-out of the job to a node, oldest first. */
+  attempts(jobId: string): Promise<JobAttempt[]>;
   /** Hand up to `max` ready jobs to a node, within its free capacity and labels. */
   claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome>;
   /**

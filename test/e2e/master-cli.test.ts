@@ -75,11 +75,12 @@ describe("gaffer migrate", () => {
     const db = join(tempDir(), "m.db");
     const applied = await runGaffer(["migrate", "--db", db]);
     expect(applied.code).toBe(0);
-    expect(applied.output).toMatch(/applied 0001_init, 0002_node_types/);
+    expect(applied.output).toMatch(/applied 0001_init, 0002_node_types, 0003_job_attempts/);
     const status = await runGaffer(["migrate", "--db", db, "--status", "--json"]);
     expect(JSON.parse(status.output)).toEqual([
       expect.objectContaining({ version: 1, name: "init", state: "applied" }),
       expect.objectContaining({ version: 2, name: "node_types", state: "applied" }),
+      expect.objectContaining({ version: 3, name: "job_attempts", state: "applied" }),
     ]);
   });
 });

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Job } from "../../master/store/types.js";
 import { writeHandlers } from "../helpers/handlers.js";
 import { http } from "../helpers/master.js";
-import { eventually, freePort, spawnMaster, spawnWorker, stopAll, type MasterProcess } from "../helpers/processes.js";
+import { eventually, freePort, runGaffer, spawnMaster, spawnWorker, stopAll, type MasterProcess } from "../helpers/processes.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
 /** Short timeouts through the GAFFER_* settings, so nothing waits for real minutes. */
@@ -77,6 +77,25 @@ describe("worker daemon", () => {
     const job = await submit(master.url, { type: "echo", requires: ["basic"], payload: { result: { answer: 42 } } });
     const done = await until(master.url, job.id, (j) => j.status === "completed");
     expect(done.result).toEqual({ answer: 42 });
+  });
+
+  it("sends the end of a command's output with its result, for the attempt and gaffer jobs logs", async () => {
+    await worker("logs", "logs");
+    const job = await submit(master.url, { type: "echo", requires: ["logs"], payload: { stderr: "warning: disk 91% full", result: { rows: 3 } } });
+    await until(master.url, job.id, (j) => j.status === "completed");
+    const attempts = await http<{ items: { attempt: number; outcome: string; log_tail: string | null }[] }>(master.url, "GET", `/api/v1/jobs/${job.id}/attempts`);
+    expect(attempts.body.items).toMatchObject([{ attempt: 1, outcome: "completed" }]);
+    expect(attempts.body.items[0]?.log_tail).toContain("warning: disk 91% full\n");
+    expect(attempts.body.items[0]?.log_tail).toContain('{"rows":3}\n');
+    const logs = await runGaffer(["jobs", "logs", job.id, "--master", master.url]);
+    expect(logs.code).toBe(0);
+    expect(logs.output).toContain("warning: disk 91% full");
+    const table = await runGaffer(["jobs", "attempts", job.id, "--master", master.url]);
+    expect(table.output).toMatch(/^ATTEMPT\s+NODE_NAME\s+OUTCOME/);
+    expect(table.output).toMatch(/\n1\s+logs\s+completed\s/);
+    const none = await runGaffer(["jobs", "logs", job.id, "--attempt", "2", "--master", master.url]);
+    expect(none.code).toBe(3);
+    expect(none.output).toContain("has no attempt 2 (it has 1)");
   });
 
   it("gives a handler none of the worker's credentials or GAFFER_* settings", async () => {

@@ -209,10 +209,10 @@ export class Cluster {
     const integrity = this.read<{ integrity_check: string }>("PRAGMA integrity_check").map((row) => row.integrity_check).join("; ");
     const status = new Map(this.read<{ id: string; status: string }>("SELECT id, status FROM jobs").map((row) => [row.id, row.status]));
     const completions = new Map<string, number>();
-    for (const row of this.read<{ entity_id: string; n: number }>(
-      "SELECT entity_id, COUNT(*) AS n FROM audit_log WHERE event_type = 'job.completed' GROUP BY entity_id",
+    for (const row of this.read<{ job_id: string; n: number }>(
+      "SELECT job_id, COUNT(*) AS n FROM job_attempts WHERE outcome = 'completed' GROUP BY job_id",
     )) {
-      completions.set(row.entity_id, row.n);
+      completions.set(row.job_id, row.n);
     }
     return {
       integrity,

@@ -1,4 +1,6 @@
 // The outbox keeps results on disk until the master answered for them.
+import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { Outbox } from "../../worker/outbox.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
@@ -32,6 +34,23 @@ describe("outbox", () => {
     outbox.add([{ nodeId: "n", jobId: "j0", attempt: 1, status: "completed", result: 0 }]);
     expect(outbox.size).toBe(5);
     expect(outbox.pending(2).map((e) => e.jobId)).toEqual(["j1", "j2"]);
+    outbox.close();
+  });
+
+  it("keeps a result's log tail, and opens an outbox made before log tails", () => {
+    const dir = tempDir();
+    // The table as an older worker made it, holding one result.
+    const old = new Database(join(dir, "outbox.db"));
+    old.exec(`CREATE TABLE results (seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT NOT NULL, job_id TEXT NOT NULL,
+      attempt INTEGER NOT NULL, status TEXT NOT NULL, result TEXT, error TEXT, created_at TEXT NOT NULL, UNIQUE (job_id, attempt))`);
+    old.prepare("INSERT INTO results (node_id, job_id, attempt, status, result, created_at) VALUES ('n', 'old', 1, 'completed', '1', 'x')").run();
+    old.close();
+    const outbox = new Outbox(dir);
+    outbox.add([{ nodeId: "n", jobId: "new", attempt: 1, status: "completed", result: 2, logTail: "line 1\nline 2\n" }]);
+    expect(outbox.pending(10)).toEqual([
+      { nodeId: "n", jobId: "old", attempt: 1, status: "completed", result: 1 },
+      { nodeId: "n", jobId: "new", attempt: 1, status: "completed", result: 2, logTail: "line 1\nline 2\n" },
+    ]);
     outbox.close();
   });
 });

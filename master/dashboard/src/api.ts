@@ -77,6 +77,16 @@ export interface AuditEntry {
   created_at: string;
 }
 
+/** One entry of a job's history (GET /jobs/:id/events). */
+export interface JobEvent {
+  event_type: string;
+  created_at: string;
+  client_id: string | null;
+  node_id?: string;
+  attempt?: number;
+  details: Record<string, unknown>;
+}
+
 export interface Schedule {
   id: string;
   name: string;

@@ -1,4 +1,5 @@
 // /api/v1/jobs: submit (one or a batch), read, list, cancel, retry, re-prioritise, events; queue stats.
+import { z } from "zod";
 import type { JobActionOutcome, SubmitJobParams, SubmitOutcome } from "../../store/types.js";
 import { visibleJob, type HttpDeps } from "../deps.js";
 import { badRequest, conflict, forbidden, notFound, ProblemError, type FieldError } from "../problem.js";
@@ -6,6 +7,8 @@ import { created, ok, route, type Principal, type Reply, type Route } from "../r
 import {
   auditEntrySchema,
   idParams,
+  jobAttemptSchema,
+  jobEventSchema,
   jobSchema,
   listAuditQuery,
   listJobsQuery,
@@ -219,15 +222,29 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       {
         method: "get",
         path: "/api/v1/jobs/:id/events",
-        summary: "A job's audit-log entries, oldest first",
+        summary: "A job's history, oldest first: its submission, attempts and every audit row about it",
         tag: "jobs",
         auth: ["admin", "client", "worker"],
         query: pageOnlyQuery,
-        responses: { 200: { description: "A page of events", schema: pageSchema(auditEntrySchema) }, ...problemResponses },
+        responses: { 200: { description: "A page of events", schema: pageSchema(jobEventSchema) }, ...problemResponses },
       },
       async ({ params, principal, query }) => {
         const job = await visibleJob(deps, principal, idParams.parse(params).id);
         return ok(await store.jobs.events({ jobId: job.id, limit: query.limit, cursor: query.cursor }));
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/jobs/:id/attempts",
+        summary: "Each hand-out of a job to a node, oldest first, with its outcome and log tail",
+        tag: "jobs",
+        auth: ["admin", "client", "worker"],
+        responses: { 200: { description: "The job's attempts", schema: z.object({ items: z.array(jobAttemptSchema) }) }, ...problemResponses },
+      },
+      async ({ params, principal }) => {
+        const job = await visibleJob(deps, principal, idParams.parse(params).id);
+        return ok({ items: await store.jobs.attempts(job.id) });
       },
     ),
     route(

@@ -42,6 +42,19 @@ const REASONS: Record<ReportVerdict, string | undefined> = {
   not_found: "not_found",
 };
 
+/**
+ * The last `limit` bytes of a handler's log tail, cut at a character boundary (the
+ * worker sends its own GAFFER_LOG_TAIL_BYTES, which may be larger than the master's).
+ */
+export function lastBytes(text: string | undefined, limit: number): string | undefined {
+  if (text === undefined) return undefined;
+  const bytes = Buffer.from(text, "utf8");
+  if (bytes.length <= limit) return text;
+  let start = bytes.length - limit;
+  while (start < bytes.length && ((bytes[start] ?? 0) & 0xc0) === 0x80) start += 1; // not inside a character
+  return bytes.subarray(start).toString("utf8");
+}
+
 /** Count what accepted reports did (metrics) and say it in the log. */
 function recordEffects(deps: HttpDeps, items: ReportOutcome[]): void {
   for (const { jobId, effect } of items) {
@@ -215,6 +228,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
             status: r.status,
             result: r.result,
             error: r.error === undefined ? undefined : { ...r.error, retryable: r.error.retryable !== false },
+            logTail: lastBytes(r.log_tail, deps.config.logTailBytes),
           })),
         });
         recordEffects(deps, result.items);
@@ -242,6 +256,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
           attempt: body.attempt,
           status: "completed",
           result: body.result,
+          logTail: lastBytes(body.log_tail, deps.config.logTailBytes),
         }),
     ),
     route(
@@ -260,6 +275,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
           attempt: body.attempt,
           status: "failed",
           error: { ...body.error, retryable: body.error.retryable !== false },
+          logTail: lastBytes(body.log_tail, deps.config.logTailBytes),
         }),
     ),
     route(

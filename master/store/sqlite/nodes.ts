@@ -21,6 +21,7 @@ import { inJsonArray, param, type Prepared } from "./database.js";
 import { ENDING_LEASE_COLUMNS, endLeases, type EndingLease } from "./jobs/lifecycle.js";
 import { reviveNode } from "./node-lifecycle.js";
 import { decodeCursor, pageOf, toNode, type JobRow, type NodeRow } from "./rows.js";
+import { handOut } from "./jobs/attempts.js";
 
 /** job.progress audit rows: at most one a minute per job (API.md §7). */
 const PROGRESS_AUDIT_INTERVAL_MS = 60_000;
@@ -222,11 +223,12 @@ export class SqliteNodeStore implements NodeStore {
       if (listed.has(job.jobId)) continue; // listed twice: counts once
       listed.add(job.jobId);
       const lease = leases.get(job.jobId);
-      if (!lease) {
+      const ours = lease !== undefined && lease.status === "running" && lease.node_id === node.id && lease.attempt === job.attempt;
+      // A job this node was never handed (under that attempt) is unknown to it, whether it exists or not.
+      if (!lease || (!ours && handOut(this.ctx, lease.id, job.attempt)?.node_id !== node.id)) {
         cancel.push({ job_id: job.jobId, attempt: job.attempt, reason: "unknown" });
         continue;
       }
-      const ours = lease.status === "running" && lease.node_id === node.id && lease.attempt === job.attempt;
       if (!ours || lease.cancel_requested === 1) {
         cancel.push({ job_id: job.jobId, attempt: job.attempt, reason: cancelReason(lease, job.attempt) });
         if (!ours) continue;

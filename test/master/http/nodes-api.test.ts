@@ -160,7 +160,7 @@ describe("claiming", () => {
 });
 
 describe("results", () => {
-  it("completes one job, answers a repeat with 200 and an old attempt with 409", async () => {
+  it("completes one job, answers a repeat with 200, another report of that attempt with 409, another node with 404", async () => {
     const node = await newNode(["single"]);
     const job = await call("POST", "/api/v1/jobs", { type: "one", requires: ["single"] });
     const claimed = await call<Claimed>("POST", `/api/v1/nodes/${node}/claim`, { max: 1 });
@@ -170,9 +170,17 @@ describe("results", () => {
     expect(done.body).toMatchObject({ status: "completed", result: { ok: true } });
     const repeat = await call("POST", `/api/v1/jobs/${String(job.body.id)}/complete`, { node_id: node, attempt, result: { ok: true } });
     expect(repeat.status).toBe(200);
-    const stale = await call("POST", `/api/v1/jobs/${String(job.body.id)}/fail`, { node_id: node, attempt: 5, error: { message: "late" } });
+    const stale = await call("POST", `/api/v1/jobs/${String(job.body.id)}/fail`, { node_id: node, attempt, error: { message: "late" } });
     expect(stale.status).toBe(409);
     expect(stale.body).toMatchObject({ code: "conflict" });
+    // Another node, or an attempt never handed out: 404, and nothing of the job in the answer.
+    const other = await newNode(["single"]);
+    for (const [nodeId, n] of [[other, attempt], [node, 5]] as const) {
+      const foreign = await call("POST", `/api/v1/jobs/${String(job.body.id)}/complete`, { node_id: nodeId, attempt: n, result: { ok: true } });
+      expect(foreign.status).toBe(404);
+      expect(JSON.stringify(foreign.body)).not.toContain('"ok"');
+      expect(foreign.body).not.toHaveProperty("status", "completed");
+    }
   });
 
   it("fails one job with a retry scheduled", async () => {
@@ -205,7 +213,7 @@ describe("results", () => {
     expect(result.body.items).toEqual([
       { job_id: a.id, accepted: true },
       { job_id: b.id, accepted: true },
-      { job_id: c.id, accepted: false, reason: "stale_attempt" },
+      { job_id: c.id, accepted: false, reason: "not_found" },
       { job_id: a.id, accepted: true, reason: "duplicate" },
       { job_id: "missing", accepted: false, reason: "not_found" },
     ]);

@@ -12,7 +12,7 @@ import {
   onRetry,
   onSubmit,
   type JobFacts,
-  type LastReport,
+  type HandOut,
   type LeaseEndReason,
   type Transition,
 } from "../../../master/queue/transitions.js";
@@ -72,9 +72,8 @@ describe("reports", () => {
     ["non-retryable failure", job(), report("failed", { retryable: false }), { status: "failed", retryCount: 0, failureReason: "non_retryable" }],
     ["completion after a cancel was asked", job({ cancelRequested: true }), report("completed"), { status: "canceled", attemptOutcome: "canceled", dependents: "fail" }],
     ["failure after a cancel was asked", job({ cancelRequested: true }), report("failed"), { status: "canceled", failureReason: null }],
-    ["another node's report", job(), report("completed", { nodeId: "n2" }), "stale_attempt"],
-    ["an older attempt", job({ attempt: 2 }), report("completed", { attempt: 1 }), "stale_attempt"],
-    ["a report for a job back in the queue", job({ status: "pending", nodeId: null }), report("completed"), "stale_attempt"],
+    ["another node's report", job(), report("completed", { nodeId: "n2" }), "not_found"],
+    ["an attempt never handed out", job({ attempt: 2 }), report("completed", { attempt: 3 }), "not_found"],
   ];
   it.each(cases)("%s", (_name, facts, given, expected) => {
     const decision = onReport(facts, null, given, params);
@@ -85,11 +84,19 @@ describe("reports", () => {
     }
   });
 
-  it("answers the report accepted last, sent again, as a duplicate", () => {
+  it("answers the node that made a report, sending it again, with a duplicate; others as if the job did not exist", () => {
     const done = job({ status: "completed" });
-    const last: LastReport = { attempt: 1, status: "completed" };
-    expect(onReport(done, last, report("completed"), params)).toEqual({ verdict: "duplicate" });
-    expect(onReport(done, last, report("failed"), params)).toEqual({ verdict: "stale_attempt" });
+    const handOut: HandOut = { nodeId: "n1", reported: "completed" };
+    expect(onReport(done, handOut, report("completed"), params)).toEqual({ verdict: "duplicate" });
+    expect(onReport(done, handOut, report("failed"), params)).toEqual({ verdict: "stale_attempt" });
+    expect(onReport(done, handOut, report("completed", { nodeId: "n2" }), params)).toEqual({ verdict: "not_found" });
+  });
+
+  it("tells a node an attempt it held is stale once the job moved on", () => {
+    const handOut: HandOut = { nodeId: "n1", reported: null };
+    expect(onReport(job({ attempt: 2, nodeId: "n2" }), handOut, report("completed", { attempt: 1 }), params)).toEqual({ verdict: "stale_attempt" });
+    expect(onReport(job({ status: "pending", nodeId: null }), handOut, report("completed"), params)).toEqual({ verdict: "stale_attempt" });
+    expect(onReport(job({ attempt: 2, nodeId: "n2" }), handOut, report("completed", { attempt: 1, nodeId: "n3" }), params)).toEqual({ verdict: "not_found" });
   });
 
   it("retries at once when the backoff is zero", () => {
@@ -160,7 +167,7 @@ describe("cancel and retry", () => {
 /** A job as a store keeps it, applying each transition as the stores do. */
 interface Model extends JobFacts {
   failureReason: string | null;
-  last: LastReport | null;
+  handOuts: Map<number, HandOut>;
   completions: number;
 }
 
@@ -205,17 +212,19 @@ function step(model: Model, event: Event, delayMs: number): void {
       model.attempt += 1;
       model.nodeId = event.nodeId;
       model.cancelRequested = false;
+      model.handOuts.set(model.attempt, { nodeId: event.nodeId, reported: null });
       return;
     case "report": {
+      const attempt = model.attempt - event.attemptBack;
       const decision = onReport(
         model,
-        model.last,
-        { nodeId: event.nodeId, attempt: model.attempt - event.attemptBack, status: event.status, error: { message: "x", retryable: event.retryable } },
+        model.handOuts.get(attempt) ?? null,
+        { nodeId: event.nodeId, attempt, status: event.status, error: { message: "x", retryable: event.retryable } },
         { now, retryDelayMs: () => delayMs },
       );
       if (decision.verdict !== "accepted") return;
       if (decision.transition.status === "completed") model.completions += 1;
-      model.last = { attempt: model.attempt, status: event.status };
+      model.handOuts.set(attempt, { nodeId: event.nodeId, reported: event.status });
       apply(model, decision.transition);
       return;
     }
@@ -253,7 +262,7 @@ describe("random event sequences", () => {
           maxRetries,
           cancelRequested: false,
           failureReason: null,
-          last: null,
+          handOuts: new Map(),
           completions: 0,
         };
         for (const event of sequence) {

@@ -86,7 +86,14 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
     it("tells a node to stop jobs that are unknown, reassigned or canceled", async () => {
       const node = await register(t.store);
       const other = await register(t.store, "node-2");
-      const moved = await submit(t.store);
+      // Handed to this node, stalled, then handed to the other one.
+      const moved = await submit(t.store, { timeoutS: 1 });
+      await claim(t.store, node.id);
+      t.clock.advanceSeconds(2 + 30 + 1);
+      await t.store.jobs.rescueStalled({ limit: 10 });
+      await claim(t.store, other.id);
+      // Only ever the other node's: to this one it is as unknown as a job that does not exist.
+      const elsewhere = await submit(t.store);
       await claim(t.store, other.id);
       const canceled = await submit(t.store);
       await claim(t.store, node.id);
@@ -96,12 +103,14 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
         running: [
           { jobId: "ghost", attempt: 1 },
           { jobId: moved.id, attempt: 1 },
+          { jobId: elsewhere.id, attempt: 1 },
           { jobId: canceled.id, attempt: 1 },
         ],
       });
       expect(beat.ok && beat.cancel).toEqual([
         { job_id: "ghost", attempt: 1, reason: "unknown" },
         { job_id: moved.id, attempt: 1, reason: "reassigned" },
+        { job_id: elsewhere.id, attempt: 1, reason: "unknown" },
         { job_id: canceled.id, attempt: 1, reason: "canceled" },
       ]);
     });

@@ -59,8 +59,9 @@ describe.each(dialects)("reports ($name)", (dialect) => {
     expect(second?.attempt).toBe(2);
     const stale = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 1, status: "completed" }] });
     expect(stale.items[0]?.verdict).toBe("stale_attempt");
+    // Attempt 2 was never handed to this node: to it, the job does not exist (API.md §6).
     const wrongNode = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 2, status: "completed" }] });
-    expect(wrongNode.items[0]?.verdict).toBe("stale_attempt");
+    expect(wrongNode.items[0]?.verdict).toBe("not_found");
     // The same inside a batch, where plain completions are applied together.
     const wrongNodeBatch = await t.store.jobs.report({
       nodeId: node.id,
@@ -69,7 +70,7 @@ describe.each(dialects)("reports ($name)", (dialect) => {
         { jobId: "missing", attempt: 1, status: "completed" },
       ],
     });
-    expect(wrongNodeBatch.items.map((item) => item.verdict)).toEqual(["stale_attempt", "not_found"]);
+    expect(wrongNodeBatch.items.map((item) => item.verdict)).toEqual(["not_found", "not_found"]);
     expect((await t.store.jobs.get(job.id))?.status).toBe("running");
     const fresh = await t.store.jobs.report({ nodeId: other.id, reports: [{ jobId: job.id, attempt: 2, status: "completed" }] });
     expect(fresh.items[0]?.verdict).toBe("accepted");
@@ -105,10 +106,17 @@ describe.each(dialects)("reports ($name)", (dialect) => {
     expect(second?.attempt).toBe(2);
     await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 2, status: "failed", error: { message: "again", retryable: true } }] });
     const twice = await t.store.jobs.get(job.id);
-    expect(twice?.retry_count).toBe(2);
+    expect(twice).toMatchObject({ status: "scheduled", retry_count: 2 });
+    // The second backoff is twice the first.
+    t.clock.advanceSeconds(9.9);
+    expect((await t.store.jobs.promoteScheduled()).promoted).toBe(0);
+    t.clock.advanceSeconds(0.1);
+    expect((await t.store.jobs.promoteScheduled()).promoted).toBe(1);
     const events = await t.store.jobs.events({ jobId: job.id, limit: 50 });
-    const delays = events.items.filter((e) => e.event_type === "job.retry_scheduled").map((e) => e.details.delay_s);
-    expect(delays).toEqual([5, 10]);
+    expect(events.items.filter((e) => e.event_type === "job.retry_scheduled").map((e) => [e.attempt, e.details.error])).toEqual([
+      [1, { message: "boom", retryable: true }],
+      [2, { message: "again", retryable: true }],
+    ]);
   });
 
   it("fails a job past max_retries with failure_reason max_retries_exceeded", async () => {
@@ -141,7 +149,8 @@ describe.each(dialects)("reports ($name)", (dialect) => {
         { jobId: a.id, attempt: 1, status: "completed", result: 1 },
       ],
     });
-    expect(outcome.items.map((i) => i.verdict)).toEqual(["accepted", "stale_attempt", "not_found", "duplicate"]);
+    // Attempt 7 of b was never handed out: as unknown as a job that does not exist.
+    expect(outcome.items.map((i) => i.verdict)).toEqual(["accepted", "not_found", "not_found", "duplicate"]);
   });
 
   it("applies a batch of distinct reports together with the same effects as one by one", async () => {
@@ -166,7 +175,7 @@ describe.each(dialects)("reports ($name)", (dialect) => {
       [c.id, "accepted", "failed"],
       [b.id, "accepted", "completed"],
       [d.id, "accepted", "canceled"],
-      [e.id, "stale_attempt", null],
+      [e.id, "not_found", null],
     ]);
     // The child waited on a and b: both completed in this batch, so it is ready.
     expect(outcome.ready).toBe(1);

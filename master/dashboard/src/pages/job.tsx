@@ -1,6 +1,6 @@
 // One job: what it is, its payload, result or error, its attempts and its events; cancel, retry, re-prioritise.
 import { useState } from "preact/hooks";
-import { api, type AuditEntry, type Job, type Page } from "../api.js";
+import { api, type Job, type JobEvent, type Page } from "../api.js";
 import { ErrorNote, Json, PageHeader, Status, Updated } from "../components/common.js";
 import { time, usePoll, useSession } from "../hooks.js";
 
@@ -10,7 +10,7 @@ const WAITING = new Set(["blocked", "scheduled", "pending"]);
 export function JobPage({ id }: { id: string }) {
   const { me } = useSession();
   const job = usePoll(() => api<Job>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`), 3000, `job-${id}`);
-  const events = usePoll(() => api<Page<AuditEntry>>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events?limit=500`), 3000, `events-${id}`);
+  const events = usePoll(() => api<Page<JobEvent>>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events?limit=500`), 3000, `events-${id}`);
   const [actionError, setActionError] = useState<string | undefined>(undefined);
   const [priority, setPriority] = useState("");
   const act = async (method: string, path: string, body?: unknown) => {
@@ -133,8 +133,8 @@ export function JobPage({ id }: { id: string }) {
       <section class="card" aria-labelledby="h-events">
         <h2 id="h-events">Events</h2>
         <ol class="timeline">
-          {(events.data?.items ?? []).map((event) => (
-            <li key={event.id}>
+          {(events.data?.items ?? []).map((event, index) => (
+            <li key={`${index}-${event.event_type}`}>
               <time dateTime={event.created_at}>{time(event.created_at)}</time> <strong>{event.event_type}</strong>
               {Object.keys(event.details).length ? <span class="muted mono"> {JSON.stringify(event.details)}</span> : null}
             </li>

@@ -3,7 +3,8 @@
 import { sql } from "kysely";
 import type { ClaimOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
-import { param, type Prepared } from "../database.js";
+import { param, type Bindable, type Prepared } from "../database.js";
+import { ATTEMPT_COLUMNS } from "./attempts.js";
 import { toClaimedJob, type JobRow } from "../rows.js";
 import { reviveNode } from "../node-lifecycle.js";
 
@@ -37,6 +38,8 @@ export interface ClaimStatements {
   take: Prepared<Taken, LeaseParams & { chosen: string }>;
   /** The head of one lane, read and taken in one statement. */
   takeHead: Prepared<Taken, LeaseParams & { lane: number; limit: number }>;
+  /** One job_attempts row per job taken. */
+  startAttempts: (rows: readonly Bindable[][]) => void;
 }
 
 export function prepareClaim(ctx: StoreContext): ClaimStatements {
@@ -83,6 +86,7 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
         SELECT seq FROM jobs WHERE status = 'pending' AND lane = ${param("lane")}
         ORDER BY effective_priority DESC, seq LIMIT ${param("limit")})
       RETURNING seq, id, type, payload, attempt, priority, timeout_s, created_at, effective_priority, ready_at`),
+    startAttempts: db.rowInserter("job_attempts", ATTEMPT_COLUMNS),
   };
 }
 
@@ -148,16 +152,7 @@ export function claimJobs(
     taken.sort(byDispatchOrder);
     const items = taken.map((row) => toClaimedJob(row));
     const waitedMs = taken.map((row) => Math.max(0, now.getTime() - new Date(row.ready_at).getTime()));
-    ctx.audit.writeMany(
-      items.map((item) => ({
-        event_type: "job.assigned",
-        entity_type: "job",
-        entity_id: item.id,
-        client_id: null,
-        details: { node_id: node.id, attempt: item.attempt },
-      })),
-      at,
-    );
+    statements.startAttempts(items.map((item) => [item.id, item.attempt, node.id, at]));
     return { ok: true, items, waitedMs };
   });
 }

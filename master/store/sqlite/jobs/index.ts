@@ -1,9 +1,10 @@
 // The SQLite JobStore: each verb is one function in this folder, run in one transaction.
 import type {
   ActorParams,
-  AuditEntry,
   ClaimOutcome,
   Job,
+  JobAttempt,
+  JobEvent,
   JobActionOutcome,
   JobReport,
   JobStore,
@@ -21,6 +22,7 @@ import { sql } from "kysely";
 import type { StoreContext } from "../context.js";
 import { readQuery, type ThreadReader } from "../reader.js";
 import { cancelJob, retryJob, setJobPriority } from "./actions.js";
+import { listAttempts } from "./attempts.js";
 import { claimJobs, prepareClaim, type ClaimStatements } from "./claim.js";
 import { getJob, jobEvents, listJobs, queueStats } from "./read.js";
 import { prepareReport, reportResults, type ReportStatements } from "./report.js";
@@ -59,8 +61,12 @@ export class SqliteJobStore implements JobStore {
     return listJobs(this.ctx, params, this.reader);
   }
 
-  async events(params: PageParams & { jobId: string }): Promise<Page<AuditEntry>> {
+  async events(params: PageParams & { jobId: string }): Promise<Page<JobEvent>> {
     return jobEvents(this.ctx, params);
+  }
+
+  async attempts(jobId: string): Promise<JobAttempt[]> {
+    return listAttempts(this.ctx, jobId).map(({ reported: _reported, ...attempt }) => attempt);
   }
 
   async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {

@@ -7,6 +7,7 @@ import { AGING_CEILING_WEIGHT, type JobStatus, type LeaseEndReason, type Rescued
 import type { StoreContext } from "../context.js";
 import { inJsonArray, param } from "../database.js";
 import type { JobRow } from "../rows.js";
+import { endAttempt } from "./attempts.js";
 
 /** When aging next lifts a job of `weight` that became ready at `readyAt`; null once at the ceiling. */
 export function nextAgingAt(weight: number, readyAt: Date, agingMs: number): string | null {
@@ -104,6 +105,7 @@ export function endLeases(
   const requeue: { seq: number; attempt: number; retry_count: number; aging_at: string | null }[] = [];
   const rescued = jobs.map((job): RescuedJob => {
     const transition = onLeaseEnd(factsOf(job), reason, now);
+    endAttempt(ctx, { jobId: job.id, attempt: job.attempt, outcome: transition.attemptOutcome ?? "reassigned", reported: null, error: null, logTail: null, at });
     if (transition.finished) finishEnded(ctx, job, transition, reason, actor, at);
     else requeue.push({ seq: job.seq, attempt: job.attempt, retry_count: transition.retryCount, aging_at: nextAgingAt(job.effective_priority, now, ctx.policy.agingMs) });
     const outcome = transition.status === "canceled" ? "canceled" : transition.status === "failed" ? "failed" : "requeued";

@@ -5,8 +5,8 @@ import {
   NODE_STATUSES,
   PRIORITY_NAMES,
   PRIORITY_WEIGHTS,
-  type AuditEntry,
   type Job,
+  type JobEvent,
   type JobStatus,
   type ListJobsParams,
   type NodeStatus,
@@ -17,7 +17,8 @@ import {
 } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { readQuery, readRows, type ThreadReader } from "../reader.js";
-import { decodeCursor, pageOf, priorityName, toAuditEntry, toJob } from "../rows.js";
+import { decodeCursor, encodeCursor, pageOf, priorityName, toAuditEntry, toJob } from "../rows.js";
+import { listAttempts } from "./attempts.js";
 
 export function getJob(ctx: StoreContext, id: string): Job | undefined {
   const row = ctx.db.get(ctx.db.kysely.selectFrom("jobs").selectAll().where("id", "=", id));
@@ -59,18 +60,56 @@ export async function listJobs(ctx: StoreContext, params: ListJobsParams, reader
   return pageOf(await readQuery(db, walksFar ? reader : undefined, query.compile()), params.limit, (row) => row.seq, toJob);
 }
 
-export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: string }): Page<AuditEntry> {
+/** What an attempt adds to its job's history: its hand-out, and its end when its node reported it. */
+function attemptEvents(job: Job, attempt: ReturnType<typeof listAttempts>[number], last: boolean): JobEvent[] {
+  const on = { client_id: null, node_id: attempt.node_id, attempt: attempt.attempt };
+  const events: JobEvent[] = [{ ...on, event_type: "job.assigned", created_at: attempt.started_at, details: { node_id: attempt.node_id, attempt: attempt.attempt } }];
+  // An attempt the master ended (node dead or left, stalled, canceled) has the master's audit row instead.
+  if (attempt.reported === null || attempt.finished_at === null) return events;
+  const details: Record<string, unknown> = { node_id: attempt.node_id, attempt: attempt.attempt };
+  let type: string;
+  if (attempt.outcome === "completed") type = "job.completed";
+  else if (attempt.outcome === "canceled") {
+    type = "job.canceled";
+    details.reported = attempt.reported;
+  } else if (last && job.status === "failed") {
+    type = "job.failed";
+    Object.assign(details, { failure_reason: job.failure_reason, error: attempt.error });
+  } else {
+    type = "job.retry_scheduled";
+    details.error = attempt.error;
+  }
+  events.push({ ...on, event_type: type, created_at: attempt.finished_at, details });
+  return events;
+}
+
+/**
+ * A job's history, oldest first: its attempts (hand-outs and the results their nodes
+ * reported) and every audit row about it (submission, cancel, retry, the master's
+ * decisions), as one list. A job's history is short, so it is built whole and paged by
+ * position.
+ */
+export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: string }): Page<JobEvent> {
   const { db } = ctx;
-  const after = decodeCursor(params.cursor);
-  let query = db.kysely
-    .selectFrom("audit_log")
-    .selectAll()
-    .where("entity_type", "=", "job")
-    .where("entity_id", "=", params.jobId)
-    .orderBy("id")
-    .limit(params.limit + 1);
-  if (after !== undefined) query = query.where("id", ">", after);
-  return pageOf(db.all(query), params.limit, (row) => row.id, toAuditEntry);
+  const job = getJob(ctx, params.jobId);
+  if (!job) return { items: [], next_cursor: null };
+  const attempts = listAttempts(ctx, job.id);
+  const audited = db
+    .all(db.kysely.selectFrom("audit_log").selectAll().where("entity_type", "=", "job").where("entity_id", "=", job.id).orderBy("id"))
+    .map((row): JobEvent => {
+      const entry = toAuditEntry(row);
+      const event: JobEvent = { event_type: entry.event_type, created_at: entry.created_at, client_id: entry.client_id, details: entry.details };
+      if (typeof entry.details.node_id === "string") event.node_id = entry.details.node_id;
+      if (typeof entry.details.attempt === "number") event.attempt = entry.details.attempt;
+      return event;
+    });
+  const history = [...audited, ...attempts.flatMap((attempt, index) => attemptEvents(job, attempt, index === attempts.length - 1))];
+  // Stable: at the same millisecond the audit rows (the submission first) stay ahead.
+  history.sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0));
+  const start = decodeCursor(params.cursor) ?? 0;
+  const items = history.slice(start, start + params.limit);
+  const end = start + items.length;
+  return { items, next_cursor: end < history.length ? encodeCursor(end) : null };
 }
 
 function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {

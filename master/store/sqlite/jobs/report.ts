@@ -1,24 +1,25 @@
 // report: results from a node, each accepted only for the job's current lease
-// (status running, same node, same attempt); the same accepted report again is a
-// harmless duplicate, anything older is a stale attempt that changes nothing.
+// (status running, same node, same attempt), as the job's rules decide (onReport).
+// Each accepted report ends its attempt in job_attempts, with the handler's log tail;
+// the audit log is for the master's and people's decisions, not a node's results.
 import { sql } from "kysely";
 import type { JobError, JobReport, JobStatus, ReportManyResult, ReportOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { inJsonArray, param, type Prepared } from "../database.js";
 import { priorityName, type JobRow } from "../rows.js";
-import { onReport, type Transition } from "../../../queue/transitions.js";
+import { isCurrentLease, onReport, type HandOut, type Transition } from "../../../queue/transitions.js";
+import { endAttempt, endCompletedAttempts, handOut } from "./attempts.js";
 import { factsOf, failDependents, nextAgingAt, releaseDependents } from "./lifecycle.js";
 
 type Lease = Pick<
   JobRow,
   | "seq" | "id" | "status" | "node_id" | "attempt" | "retry_count" | "max_retries"
-  | "effective_priority" | "cancel_requested" | "reported_attempt" | "reported_status"
-  | "type" | "priority" | "started_at"
+  | "effective_priority" | "cancel_requested" | "type" | "priority" | "started_at"
 >;
 
 const LEASE_COLUMNS = [
   "seq", "id", "status", "node_id", "attempt", "retry_count", "max_retries", "effective_priority",
-  "cancel_requested", "reported_attempt", "reported_status", "type", "priority", "started_at",
+  "cancel_requested", "type", "priority", "started_at",
 ] as const satisfies readonly (keyof Lease)[];
 
 type Completed = Pick<JobRow, "id" | "attempt" | "type" | "priority" | "started_at">;
@@ -30,7 +31,6 @@ interface Finish {
   error: string | null;
   failureReason: string | null;
   attempt: number;
-  reported: string;
   at: string;
 }
 
@@ -67,7 +67,6 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
     complete: db.prepareSql(sql<Completed>`
       UPDATE jobs
       SET status = 'completed', result = done.value ->> 'result', error = NULL, failure_reason = NULL,
-          reported_attempt = jobs.attempt, reported_status = 'completed',
           stall_at = NULL, lease_expires_at = NULL, finished_at = ${param("at")}, updated_at = ${param("at")}
       FROM json_each(${param("done")}) AS done
       WHERE jobs.id = done.value ->> 'id' AND +jobs.status = 'running' AND +jobs.node_id = ${param("nodeId")}
@@ -81,8 +80,6 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
           result: param("result"),
           error: param("error"),
           failure_reason: param("failureReason"),
-          reported_attempt: param("attempt"),
-          reported_status: param("reported"),
           stall_at: null,
           lease_expires_at: null,
           finished_at: param("at"),
@@ -104,8 +101,6 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
           node_id: null,
           stall_at: null,
           lease_expires_at: null,
-          reported_attempt: param("attempt"),
-          reported_status: sql.lit("failed"),
           updated_at: param("at"),
         })
         .where("seq", "=", param("seq"))
@@ -130,13 +125,20 @@ interface Accepted {
 }
 
 /** Apply what the job's rules decided for a report of the current lease (onReport), guarded by that lease. */
-function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, report: JobReport, transition: Transition, nodeId: string): Accepted {
+function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, report: JobReport, transition: Transition): Accepted {
   const now = ctx.clock.now();
   const at = now.toISOString();
-  const base = { entity_type: "job", entity_id: lease.id, client_id: null };
-  const details = { node_id: nodeId, attempt: lease.attempt };
   const error = report.status === "failed" ? normalizeError(report.error) : null;
   const { status, failureReason } = transition;
+  endAttempt(ctx, {
+    jobId: lease.id,
+    attempt: lease.attempt,
+    outcome: transition.attemptOutcome ?? report.status,
+    reported: report.status,
+    error,
+    logTail: report.logTail ?? null,
+    at,
+  });
   if (transition.finished) {
     statements.finish.run({
       seq: lease.seq,
@@ -145,16 +147,8 @@ function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, re
       error: error === null ? null : JSON.stringify(error),
       failureReason,
       attempt: lease.attempt,
-      reported: report.status,
       at,
     });
-    const recorded =
-      status === "canceled"
-        ? { ...details, reported: report.status }
-        : status === "failed"
-          ? { ...details, failure_reason: failureReason, error }
-          : details;
-    ctx.audit.write({ ...base, event_type: `job.${status}`, details: recorded }, at);
     const ready = transition.dependents === "release" ? releaseDependents(ctx, [lease.id], at) : 0;
     if (transition.dependents === "fail") failDependents(ctx, lease.id, at);
     return { ready, status, failureReason };
@@ -170,21 +164,13 @@ function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, re
     attempt: lease.attempt,
     at,
   });
-  ctx.audit.write(
-    {
-      ...base,
-      event_type: "job.retry_scheduled",
-      details: { ...details, retry_count: transition.retryCount, delay_s: (readyAt.getTime() - now.getTime()) / 1000, ready_at: readyAt.toISOString(), error },
-    },
-    at,
-  );
   return { ready: status === "pending" ? 1 : 0, status, failureReason: null };
 }
 
 /**
  * The plain completions of a batch (distinct jobs), applied together in one UPDATE
- * that checks each lease as it goes, with one audit INSERT. Answers the jobs it
- * completed; every other report takes the one-by-one path.
+ * that checks each lease as it goes, and their attempts ended in another. Answers the
+ * jobs it completed; every other report takes the one-by-one path.
  */
 function completeMany(ctx: StoreContext, statements: ReportStatements, reports: JobReport[], nodeId: string) {
   const at = ctx.clock.now().toISOString();
@@ -195,16 +181,10 @@ function completeMany(ctx: StoreContext, statements: ReportStatements, reports: 
     nodeId,
     at,
   });
-  ctx.audit.writeMany(
-    completed.map((job) => ({
-      event_type: "job.completed",
-      entity_type: "job",
-      entity_id: job.id,
-      client_id: null,
-      details: { node_id: nodeId, attempt: job.attempt },
-    })),
-    at,
-  );
+  if (completed.length > 0) {
+    const tails = new Map(reports.map((report) => [report.jobId, report.logTail ?? null]));
+    endCompletedAttempts(ctx, JSON.stringify(completed.map((job) => ({ id: job.id, attempt: job.attempt, log_tail: tails.get(job.id) ?? null }))), at);
+  }
   return {
     byId: new Map(completed.map((job) => [job.id, job])),
     ready: releaseDependents(
@@ -261,13 +241,19 @@ export function reportResults(
         items.push({ jobId: report.jobId, verdict: "not_found" });
         continue;
       }
-      const last = lease.reported_attempt === null || lease.reported_status === null ? null : { attempt: lease.reported_attempt, status: lease.reported_status };
-      const decision = onReport(factsOf(lease), last, { ...report, nodeId: params.nodeId }, { now: ctx.clock.now(), retryDelayMs: ctx.policy.retryDelayMs });
+      const facts = factsOf(lease);
+      // Who was handed the attempt reported, read only for a report that is not the current lease's.
+      let handed: HandOut | null = null;
+      if (!isCurrentLease(facts, params.nodeId, report.attempt)) {
+        const row = handOut(ctx, lease.id, report.attempt);
+        handed = row ? { nodeId: row.node_id, reported: row.reported } : null;
+      }
+      const decision = onReport(facts, handed, { ...report, nodeId: params.nodeId }, { now: ctx.clock.now(), retryDelayMs: ctx.policy.retryDelayMs });
       if (decision.verdict !== "accepted") {
         items.push({ jobId: report.jobId, verdict: decision.verdict });
         continue;
       }
-      const accepted = apply(ctx, statements, lease, report, decision.transition, params.nodeId);
+      const accepted = apply(ctx, statements, lease, report, decision.transition);
       ready += accepted.ready;
       items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(lease, accepted, nowMs) });
     }
