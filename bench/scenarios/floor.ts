@@ -1,11 +1,12 @@
 // 0. The floor under gaffer: the writes the contract asks for each job, as bare SQL through
 //    better-sqlite3 in this process, with no gaffer code, no HTTP and no JSON: a batch of
-//    1,000 submissions (a job row and its job.submitted audit row each), and the drain's claims
-//    and completions of 500 (the row's update and a job.assigned / job.completed row each),
+//    1,000 submissions (a job row each and one jobs.submitted audit row), and the drain's claims
+//    and completions of 500 (the row's update and its job_attempts row started, then ended),
 //    every transaction with synchronous=FULL as the master commits. Twice: on gaffer's own
 //    schema (its migrations: the indexes its lists, sweepers and events read) and on a bare one
 //    that keeps only what the contract cannot do without (API.md §11's columns, the issue's
-//    dispatch index, audit rows with no index). gaffer's own figures are read against these.
+//    dispatch index, job_attempts, audit rows with no index). gaffer's own figures are read
+//    against these.
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -24,7 +25,11 @@ const BARE_SCHEMA = `
   CREATE INDEX jobs_dispatch ON jobs (priority DESC, seq) WHERE status = 'pending';
   CREATE TABLE audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT NOT NULL, entity_type TEXT NOT NULL,
-    entity_id TEXT NOT NULL, client_id TEXT, details TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL);`;
+    entity_id TEXT NOT NULL, client_id TEXT, details TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL);
+  CREATE TABLE job_attempts (
+    job_id TEXT NOT NULL, attempt INTEGER NOT NULL, node_id TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+    outcome TEXT NOT NULL DEFAULT 'running', reported TEXT, error TEXT, log_tail TEXT,
+    PRIMARY KEY (job_id, attempt)) WITHOUT ROWID;`;
 
 /** The statements of one schema: what a submission, a claim and a completion must write. */
 const SQL: Record<Schema, { insert: string; claim: string; complete: string }> = {
@@ -38,7 +43,7 @@ const SQL: Record<Schema, { insert: string; claim: string; complete: string }> =
                           ORDER BY effective_priority DESC, seq LIMIT @limit)
             RETURNING id, type, payload, attempt`,
     complete: `UPDATE jobs SET status = 'completed', result = 'null', finished_at = @at, updated_at = @at, stall_at = NULL,
-                 lease_expires_at = NULL, reported_attempt = attempt, reported_status = 'completed'
+                 lease_expires_at = NULL
                WHERE id IN (SELECT value FROM json_each(@ids))`,
   },
   bare: {
@@ -51,7 +56,9 @@ const SQL: Record<Schema, { insert: string; claim: string; complete: string }> =
   },
 };
 
-const AUDIT_ROWS_PER_INSERT = 100;
+const ROWS_PER_INSERT = 100;
+const END_ATTEMPTS = `UPDATE job_attempts SET outcome = 'completed', reported = 'completed', finished_at = @at
+  WHERE job_id IN (SELECT value FROM json_each(@ids)) AND attempt = 1 AND outcome = 'running'`;
 
 function open(schema: Schema): Database.Database {
   const db = new Database(join(tempDir(), `floor-${schema}.db`));
@@ -68,26 +75,24 @@ function open(schema: Schema): Database.Database {
 }
 
 /**
- * Audit rows of one kind for many jobs, a multi-row INSERT per hundred: the way the master's
+ * The attempts a claim starts, a multi-row INSERT per hundred: the way the master's
  * `rowInserter` writes them, written out again here so that the floor runs none of gaffer's code.
  */
-function auditWriter(db: Database.Database): (type: string, ids: string[], details: string, at: string) => void {
-  const tuple = "(?, 'job', ?, NULL, ?, ?)";
+function attemptStarter(db: Database.Database): (ids: string[], at: string) => void {
+  const tuple = "(?, 1, 'node', ?)";
   const statements = new Map<number, Database.Statement>();
   const statement = (rows: number) => {
     let stmt = statements.get(rows);
     if (!stmt) {
-      stmt = db.prepare(
-        `INSERT INTO audit_log (event_type, entity_type, entity_id, client_id, details, created_at) VALUES ${Array(rows).fill(tuple).join(", ")}`,
-      );
+      stmt = db.prepare(`INSERT INTO job_attempts (job_id, attempt, node_id, started_at) VALUES ${Array(rows).fill(tuple).join(", ")}`);
       statements.set(rows, stmt);
     }
     return stmt;
   };
-  return (type, ids, details, at) => {
-    for (let start = 0; start < ids.length; start += AUDIT_ROWS_PER_INSERT) {
-      const chunk = ids.slice(start, start + AUDIT_ROWS_PER_INSERT);
-      statement(chunk.length).run(chunk.flatMap((id) => [type, id, details, at]));
+  return (ids, at) => {
+    for (let start = 0; start < ids.length; start += ROWS_PER_INSERT) {
+      const chunk = ids.slice(start, start + ROWS_PER_INSERT);
+      statement(chunk.length).run(chunk.flatMap((id) => [id, at]));
     }
   };
 }
@@ -105,7 +110,9 @@ export function sqlFloor(schema: Schema, jobs: number): { batch: number; drain: 
     const insert = db.prepare(sql.insert);
     const claim = db.prepare(sql.claim);
     const complete = db.prepare(sql.complete);
-    const audit = auditWriter(db);
+    const audit = db.prepare("INSERT INTO audit_log (event_type, entity_type, entity_id, client_id, details, created_at) VALUES ('jobs.submitted', 'jobs', ?, 'bench', ?, ?)");
+    const startAttempts = attemptStarter(db);
+    const endAttempts = db.prepare(END_ATTEMPTS);
     const prefix = randomUUID().slice(0, 8);
     let made = 0;
 
@@ -117,18 +124,19 @@ export function sqlFloor(schema: Schema, jobs: number): { batch: number; drain: 
         insert.run({ id, payload: `{"i":${i}}`, at });
         ids.push(id);
       }
-      audit("job.submitted", ids, '{"type":"noop","priority":"medium","status":"pending"}', at);
+      audit.run(ids[0], JSON.stringify({ count: ids.length, ids }), at);
     });
     const take = db.transaction((limit: number) => {
       const at = new Date().toISOString();
       const rows = claim.all({ node: "node", at, limit }) as { id: string }[];
-      audit("job.assigned", rows.map((row) => row.id), '{"node_id":"node","attempt":1}', at);
+      startAttempts(rows.map((row) => row.id), at);
       return rows.map((row) => row.id);
     });
     const finish = db.transaction((ids: string[]) => {
       const at = new Date().toISOString();
-      complete.run({ at, ids: JSON.stringify(ids) });
-      audit("job.completed", ids, '{"node_id":"node","attempt":1}', at);
+      const list = JSON.stringify(ids);
+      complete.run({ at, ids: list });
+      endAttempts.run({ at, ids: list });
     });
 
     let started = performance.now();
@@ -139,8 +147,11 @@ export function sqlFloor(schema: Schema, jobs: number): { batch: number; drain: 
     const drain = jobs / ((performance.now() - started) / 1000);
 
     const completed = (db.prepare("SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed'").get() as { n: number }).n;
+    const recorded = (db.prepare("SELECT COUNT(*) AS n FROM job_attempts WHERE outcome = 'completed'").get() as { n: number }).n;
     const audited = (db.prepare("SELECT COUNT(*) AS n FROM audit_log").get() as { n: number }).n;
-    if (completed !== jobs || audited !== 3 * jobs) throw new Error(`floor ${schema}: ${completed} completed, ${audited} audit rows of ${jobs} jobs`);
+    if (completed !== jobs || recorded !== jobs || audited !== Math.ceil(jobs / 1000)) {
+      throw new Error(`floor ${schema}: ${completed} completed, ${recorded} attempts completed, ${audited} audit rows of ${jobs} jobs`);
+    }
     return { batch, drain };
   } finally {
     db.close();

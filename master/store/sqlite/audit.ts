@@ -1,4 +1,5 @@
-// The audit log: one row per state change, written inside the verb's own transaction.
+// The audit log: the decisions of people and of the master, one row each, written inside
+// the verb's own transaction. A job's normal way (hand-outs, results) is in job_attempts.
 import type { AuditEntry, AuditStore, ListAuditParams, Page } from "../types.js";
 import type { Bindable, SqliteDatabase } from "./database.js";
 import { readQuery, type ThreadReader } from "./reader.js";

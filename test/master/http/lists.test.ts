@@ -120,6 +120,8 @@ describe("list items are whole", () => {
   });
 
   it("answers each audit entry of GET /audit whole, on every page", async () => {
+    // Single submissions: a row each (a batch has one row for all its jobs).
+    for (const n of [1, 2, 3]) await call("POST", "/api/v1/jobs", { type: "audited", payload: { n } });
     const items = await all("/api/v1/audit?limit=3");
     expectFields(items, auditEntrySchema);
     const jobs = await all("/api/v1/audit?limit=2&entity_type=job");

@@ -72,12 +72,19 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
         expect(order.slice(-2)).toEqual([first, second]);
         const links = db.prepare("SELECT job_id FROM job_dependencies WHERE depends_on_id = ?").all(dependency.id);
         expect(links).toHaveLength(3);
+        // The single job has its own audit row; the batch one row for both (API.md §7).
+        const audited = db.prepare("SELECT event_type, entity_id, details FROM audit_log WHERE event_type LIKE '%submitted' ORDER BY id").all();
+        expect(audited.slice(-2)).toEqual([
+          { event_type: "job.submitted", entity_id: single.items[0]?.job.id, details: JSON.stringify({ type: "echo", priority: "low", status: "blocked" }) },
+          { event_type: "jobs.submitted", entity_id: first, details: JSON.stringify({ count: 2, ids: [first, second] }) },
+        ]);
       } finally {
         db.close();
       }
       expect(batch.items[1]?.job.status).toBe("blocked");
-      expect((await t.store.jobs.events({ jobId: batch.items[1]?.job.id ?? "", limit: 5 })).items.map((e) => e.details)).toEqual([
-        { type: "echo", priority: "low", status: "blocked" },
+      // Each job's history still starts with its submission, taken from the job itself.
+      expect((await t.store.jobs.events({ jobId: batch.items[1]?.job.id ?? "", limit: 5 })).items).toEqual([
+        { event_type: "job.submitted", created_at: batch.items[1]?.job.created_at, client_id: batch.items[1]?.job.client_id, details: { type: "echo", priority: "low" } },
       ]);
     });
 

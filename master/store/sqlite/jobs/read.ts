@@ -84,9 +84,9 @@ function attemptEvents(job: Job, attempt: ReturnType<typeof listAttempts>[number
 }
 
 /**
- * A job's history, oldest first: its attempts (hand-outs and the results their nodes
- * reported) and every audit row about it (submission, cancel, retry, the master's
- * decisions), as one list. A job's history is short, so it is built whole and paged by
+ * A job's history, oldest first: its submission (from the job: a batch has one audit row
+ * for all its jobs), its attempts (hand-outs and the results their nodes reported) and
+ * every audit row about it (cancel, retry, the master's decisions), as one list. A job's history is short, so it is built whole and paged by
  * position.
  */
 export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: string }): Page<JobEvent> {
@@ -94,8 +94,22 @@ export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: strin
   const job = getJob(ctx, params.jobId);
   if (!job) return { items: [], next_cursor: null };
   const attempts = listAttempts(ctx, job.id);
+  const submitted: JobEvent = {
+    event_type: "job.submitted",
+    created_at: job.created_at,
+    client_id: job.client_id,
+    details: { type: job.type, priority: job.priority },
+  };
   const audited = db
-    .all(db.kysely.selectFrom("audit_log").selectAll().where("entity_type", "=", "job").where("entity_id", "=", job.id).orderBy("id"))
+    .all(
+      db.kysely
+        .selectFrom("audit_log")
+        .selectAll()
+        .where("entity_type", "=", "job")
+        .where("entity_id", "=", job.id)
+        .where("event_type", "!=", "job.submitted")
+        .orderBy("id"),
+    )
     .map((row): JobEvent => {
       const entry = toAuditEntry(row);
       const event: JobEvent = { event_type: entry.event_type, created_at: entry.created_at, client_id: entry.client_id, details: entry.details };
@@ -103,7 +117,7 @@ export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: strin
       if (typeof entry.details.attempt === "number") event.attempt = entry.details.attempt;
       return event;
     });
-  const history = [...audited, ...attempts.flatMap((attempt, index) => attemptEvents(job, attempt, index === attempts.length - 1))];
+  const history = [submitted, ...audited, ...attempts.flatMap((attempt, index) => attemptEvents(job, attempt, index === attempts.length - 1))];
   // Stable: at the same millisecond the audit rows (the submission first) stay ahead.
   history.sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0));
   const start = decodeCursor(params.cursor) ?? 0;

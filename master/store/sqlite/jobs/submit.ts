@@ -169,10 +169,26 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time
     client_id: job.clientId,
     details,
   });
-  const events = [event("job.submitted", { type: job.type, priority: job.priority, status })];
-  if (status === "failed") events.push(event("job.failed", { failure_reason: failureReason }));
+  const events = status === "failed" ? [event("job.failed", { failure_reason: failureReason })] : [];
   const parsed = { payload: job.payload ?? null, requires: requires.labels, depends_on: dependsOn, tags: job.tags };
   return { row, dependsOn, events, job: toJob(row, parsed), ready: status === "pending" };
+}
+
+/**
+ * The submission's audit: one `job.submitted` row for a single job, one `jobs.submitted`
+ * row with the count and ids for a batch (API.md §7), then what the rules decided at once
+ * (a dependency already failed).
+ */
+function submittedEvents(built: readonly Built[]): AuditEvent[] {
+  const [first] = built;
+  if (first === undefined) return [];
+  const decided = built.flatMap((entry) => entry.events);
+  if (built.length === 1) {
+    const { job } = first;
+    return [{ event_type: "job.submitted", entity_type: "job", entity_id: job.id, client_id: job.client_id, details: { type: job.type, priority: job.priority, status: job.status } }, ...decided];
+  }
+  const ids = built.map((entry) => entry.job.id);
+  return [{ event_type: "jobs.submitted", entity_type: "jobs", entity_id: first.job.id, client_id: first.job.client_id, details: { count: ids.length, ids } }, ...decided];
 }
 
 /**
@@ -186,7 +202,7 @@ function write(ctx: StoreContext, statements: SubmitStatements, built: Built[], 
     statements.insert.run(row);
     for (const dependency of dependsOn) statements.linkDependency.run({ jobId: row.id, dependsOn: dependency });
   }
-  ctx.audit.writeMany(built.flatMap((entry) => entry.events), at);
+  ctx.audit.writeMany(submittedEvents(built), at);
 }
 
 export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs: SubmitJobParams[]): SubmitOutcome {
