@@ -1,7 +1,5 @@
 // startMaster(options) → { url, close }: wires the rooms together, nothing else.
-import { mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { dirname } from "node:path";
 import type { AddressInfo } from "node:net";
 import { FailedLoginLog } from "./auth/failed-logins.js";
 import { devAuthenticator } from "./auth/principal.js";
@@ -19,8 +17,7 @@ import { ModeController } from "./modes.js";
 import { packageVersion } from "./package-info.js";
 import { Dispatcher } from "./queue/dispatcher.js";
 import { createQueuePolicy } from "./queue/policy.js";
-import { openSqliteStore } from "./store/sqlite/index.js";
-import type { ReaderErrorKind } from "./store/sqlite/reader.js";
+import { openStore, type ReaderErrorKind } from "./store/open.js";
 import { StorageUnavailableError, systemClock, type Clock, type Store } from "./store/types.js";
 import { AgingSweeper } from "./sweepers/aging.js";
 import { DeadNodeSweeper } from "./sweepers/dead-nodes.js";
@@ -175,15 +172,11 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   const log = logger ?? createLogger({ level: config.logLevel });
   const startedAt = clock.now();
 
-  if (config.db !== ":memory:") mkdirSync(dirname(config.db), { recursive: true });
-  const store = openSqliteStore({
-    path: config.db,
-    synchronous: config.dbSynchronous,
+  const store = openStore({
+    config,
     clock,
     policy: createQueuePolicy(config, random),
-    backgroundCheckpoints: true,
-    readerThread: true,
-    syncOffThread: true,
+    serving: true,
     fdatasync,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
     onReaderError: throttled(

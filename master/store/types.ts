@@ -482,8 +482,11 @@ export interface SettingsStore {
   set(key: string, value: string): Promise<void>;
 }
 
+/** The databases a store can run on (PostgreSQL: API.md §12, not built yet). */
+export type Dialect = "sqlite" | "postgres";
+
 export interface StoreDescription {
-  dialect: string;
+  dialect: Dialect;
   [key: string]: unknown;
 }
 
@@ -503,7 +506,7 @@ export interface Committed {
 }
 
 export interface Store {
-  readonly dialect: "sqlite";
+  readonly dialect: Dialect;
   /** Call `listener` after each commit that changed something in `Committed`; answers the unsubscribe. */
   onCommitted(listener: (change: Committed) => void): () => void;
   /** What an operator wants to know of the database (GET /api/v1/state). */
