@@ -19,6 +19,8 @@ export const JOB_STATUSES = [
   "canceled",
 ] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
+/** The statuses a job never leaves (its finished_at is set). */
+export const FINAL_JOB_STATUSES: ReadonlySet<JobStatus> = new Set(["completed", "failed", "canceled"]);
 
 export const NODE_STATUSES = ["online", "draining", "dead", "offline"] as const;
 export type NodeStatus = (typeof NODE_STATUSES)[number];

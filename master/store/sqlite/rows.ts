@@ -26,10 +26,6 @@ export function priorityName(weight: number): PriorityName {
   return NAME_BY_WEIGHT.get(weight) ?? "medium";
 }
 
-export function iso(date: Date): string {
-  return date.toISOString();
-}
-
 /**
  * A UUID in version 7's layout: 48 bits of milliseconds first, then randomness.
  * Ids made close in time sort close together, so inserting a job touches the
