@@ -1,4 +1,6 @@
-// startMaster(options) → { url, close }: wires the rooms together, nothing else.
+// createMaster(options) loads the config, opens the store and wires the rooms together: the
+// sweepers, auth, request guards, the HTTP server and the shutdown (startMaster answers just
+// { url, close }); throttled() keeps the store's repeated warnings to one a minute.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { FailedLoginLog } from "./auth/failed-logins.js";

@@ -1,4 +1,5 @@
-// Rows as stored ↔ objects as the API shows them: the only place that converts.
+// Job, node and audit rows ↔ the objects the API shows (clients, tokens and schedules convert
+// beside their verbs), and what the verbs' answers share: priority names, ids, cursors, pages.
 import { randomUUID } from "node:crypto";
 import type { JobsTable, NodesTable, AuditLogTable } from "../schema.js";
 import {
