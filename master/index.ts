@@ -26,8 +26,7 @@ import { DeadNodeSweeper } from "./sweepers/dead-nodes.js";
 import { Promoter } from "./sweepers/promoter.js";
 import { Retention } from "./sweepers/retention.js";
 import { Scheduler } from "./sweepers/scheduler.js";
-import type { CronService } from "./sweepers/cron-service.js";
-import type { PeriodicService } from "./sweepers/service.js";
+import type { Service } from "./sweepers/service.js";
 import { StalledJobSweeper } from "./sweepers/stalled-jobs.js";
 import { TokenCleanup } from "./sweepers/token-cleanup.js";
 
@@ -60,15 +59,13 @@ export interface MasterInternals extends RunningMaster {
   store: Store;
   dispatcher: Dispatcher;
   routes: Route[];
-  services: Service[];
+  services: Service<unknown>[];
   log: Logger;
   /** Present when auth is on. */
   tokens: TokenService | undefined;
   modes: ModeController;
   metrics: Metrics;
 }
-
-type Service = PeriodicService<unknown> | CronService<unknown>;
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -89,7 +86,7 @@ function createServices(params: {
   log: Logger;
   metrics: Metrics;
   reportingSince: () => Date;
-}): { services: Service[]; promoter: Promoter; scheduler: Scheduler } {
+}): { services: Service<unknown>[]; promoter: Promoter; scheduler: Scheduler } {
   const { config, store, clock, log, metrics, reportingSince } = params;
   const intervalMs = config.sweepIntervalS * 1000;
   const promoter = new Promoter({ store, clock, log, intervalMs });
@@ -100,7 +97,7 @@ function createServices(params: {
     intervalMs,
     defaults: { maxRetries: config.maxRetries, jobTimeoutS: config.jobTimeoutS },
   });
-  const services: Service[] = [
+  const services: Service<unknown>[] = [
     new DeadNodeSweeper({ store, clock, log, intervalMs, nodeTimeoutMs: config.nodeTimeoutS * 1000, reportingSince, metrics }),
     new StalledJobSweeper({ store, log, intervalMs, metrics }),
     promoter,
