@@ -1,6 +1,6 @@
 // The master's configuration: one typed object, validated once at start.
 // Precedence: defaults < profile < --config FILE < environment < flags (API.md §9).
-// This is the only code that reads process.env.
+// In master/, only this file reads process.env (the CLI and the worker read their own variables).
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 

@@ -1,7 +1,7 @@
-// startMaster(options) → { url, close }: wires the rooms together, nothing else.
-import { mkdirSync } from "node:fs";
+// createMaster(options) loads the config, opens the store and wires the rooms together: the
+// sweepers, auth, request guards, the HTTP server and the shutdown (startMaster answers just
+// { url, close }); throttled() keeps the store's repeated warnings to one a minute.
 import { createServer, type Server } from "node:http";
-import { dirname } from "node:path";
 import type { AddressInfo } from "node:net";
 import { FailedLoginLog } from "./auth/failed-logins.js";
 import { devAuthenticator } from "./auth/principal.js";
@@ -19,16 +19,14 @@ import { ModeController } from "./modes.js";
 import { packageVersion } from "./package-info.js";
 import { Dispatcher } from "./queue/dispatcher.js";
 import { createQueuePolicy } from "./queue/policy.js";
-import { openSqliteStore } from "./store/sqlite/index.js";
-import type { ReaderErrorKind } from "./store/sqlite/reader.js";
+import { openStore, type ReaderErrorKind } from "./store/open.js";
 import { StorageUnavailableError, systemClock, type Clock, type Store } from "./store/types.js";
 import { AgingSweeper } from "./sweepers/aging.js";
 import { DeadNodeSweeper } from "./sweepers/dead-nodes.js";
 import { Promoter } from "./sweepers/promoter.js";
 import { Retention } from "./sweepers/retention.js";
 import { Scheduler } from "./sweepers/scheduler.js";
-import type { CronService } from "./sweepers/cron-service.js";
-import type { PeriodicService } from "./sweepers/service.js";
+import type { Service } from "./sweepers/service.js";
 import { StalledJobSweeper } from "./sweepers/stalled-jobs.js";
 import { TokenCleanup } from "./sweepers/token-cleanup.js";
 
@@ -61,15 +59,13 @@ export interface MasterInternals extends RunningMaster {
   store: Store;
   dispatcher: Dispatcher;
   routes: Route[];
-  services: Service[];
+  services: Service<unknown>[];
   log: Logger;
   /** Present when auth is on. */
   tokens: TokenService | undefined;
   modes: ModeController;
   metrics: Metrics;
 }
-
-type Service = PeriodicService<unknown> | CronService<unknown>;
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -90,7 +86,7 @@ function createServices(params: {
   log: Logger;
   metrics: Metrics;
   reportingSince: () => Date;
-}): { services: Service[]; promoter: Promoter; scheduler: Scheduler } {
+}): { services: Service<unknown>[]; promoter: Promoter; scheduler: Scheduler } {
   const { config, store, clock, log, metrics, reportingSince } = params;
   const intervalMs = config.sweepIntervalS * 1000;
   const promoter = new Promoter({ store, clock, log, intervalMs });
@@ -101,7 +97,7 @@ function createServices(params: {
     intervalMs,
     defaults: { maxRetries: config.maxRetries, jobTimeoutS: config.jobTimeoutS },
   });
-  const services: Service[] = [
+  const services: Service<unknown>[] = [
     new DeadNodeSweeper({ store, clock, log, intervalMs, nodeTimeoutMs: config.nodeTimeoutS * 1000, reportingSince, metrics }),
     new StalledJobSweeper({ store, log, intervalMs, metrics }),
     promoter,
@@ -175,15 +171,11 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   const log = logger ?? createLogger({ level: config.logLevel });
   const startedAt = clock.now();
 
-  if (config.db !== ":memory:") mkdirSync(dirname(config.db), { recursive: true });
-  const store = openSqliteStore({
-    path: config.db,
-    synchronous: config.dbSynchronous,
+  const store = openStore({
+    config,
     clock,
     policy: createQueuePolicy(config, random),
-    backgroundCheckpoints: true,
-    readerThread: true,
-    syncOffThread: true,
+    serving: true,
     fdatasync,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
     onReaderError: throttled(

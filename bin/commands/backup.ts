@@ -1,7 +1,7 @@
 // gaffer backup OUT.db / gaffer restore IN.db --db PATH
 import { Command } from "commander";
 import { loadConfig } from "../../master/config.js";
-import { backupDatabase, BackupError, restoreDatabase } from "../../master/store/sqlite/backup.js";
+import { backupDatabase, BackupError, restoreDatabase } from "../../master/store/open.js";
 import { CliError, EXIT, printJson } from "./output.js";
 
 async function explained<T>(work: () => Promise<T>): Promise<T> {

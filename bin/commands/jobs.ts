@@ -1,11 +1,10 @@
 // gaffer jobs submit | list | get | cancel | retry | priority | events | attempts | logs
 import { Command, Option } from "commander";
-import { PRIORITY_NAMES, type Job } from "../../master/store/types.js";
+import { FINAL_JOB_STATUSES, PRIORITY_NAMES, type Job } from "../../master/store/types.js";
 import { CliError, EXIT, parseJsonFlag, printObject, printPage } from "./output.js";
 import { call, connect, withRemoteOptions, type RemoteFlags } from "./remote.js";
 
 const JOB_COLUMNS = ["id", "type", "priority", "status", "attempt", "retry_count", "node_id", "created_at"];
-const FINAL = new Set(["completed", "failed", "canceled"]);
 
 interface SubmitFlags extends RemoteFlags {
   type: string;
@@ -50,7 +49,7 @@ async function waitFor(master: ReturnType<typeof connect>, id: string, timeoutS:
   let delayMs = 100;
   for (;;) {
     const job = await call(() => master.getJob(id));
-    if (FINAL.has(job.status)) return job;
+    if (FINAL_JOB_STATUSES.has(job.status)) return job;
     if (Date.now() > deadline) throw new CliError(`job ${id} is still ${job.status} after ${timeoutS} s`, EXIT.waitTimeout);
     await new Promise((resolve) => setTimeout(resolve, delayMs));
     delayMs = Math.min(1000, delayMs * 1.5);

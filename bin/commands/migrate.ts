@@ -1,7 +1,7 @@
 // gaffer migrate: apply the schema migrations to a database file, or show their status.
 import { Command } from "commander";
 import { loadConfig } from "../../master/config.js";
-import { migrate, migrationStatus, SqliteDatabase } from "../../master/store/sqlite/index.js";
+import { migrateStore } from "../../master/store/open.js";
 import { CliError, EXIT, printJson, printTable } from "./output.js";
 
 export function migrateCommand(): Command {
@@ -12,22 +12,15 @@ export function migrateCommand(): Command {
     .option("--json", "machine-readable output")
     .action((opts: { db?: string; status?: boolean; json?: boolean }) => {
       const config = loadConfig({ flags: { db: opts.db } });
-      const db = new SqliteDatabase({ path: config.db });
-      try {
-        if (!opts.status) {
-          const result = migrate(db);
-          if (result.error) throw new CliError(result.error.message, EXIT.failed);
-          if (!opts.json) {
-            const names = result.applied.map((m) => `${String(m.version).padStart(4, "0")}_${m.name}`);
-            process.stdout.write(names.length > 0 ? `applied ${names.join(", ")}\n` : "up to date\n");
-          }
-        }
-        const statuses = migrationStatus(db);
-        if (opts.json) printJson(statuses);
-        else if (opts.status) printTable(statuses as unknown as Record<string, unknown>[], ["version", "name", "state", "applied_at"]);
-        if (statuses.some((s) => s.state === "changed" || s.state === "unknown")) process.exitCode = EXIT.failed;
-      } finally {
-        db.close();
+      const result = migrateStore(config, { statusOnly: opts.status });
+      if (result.error) throw new CliError(result.error.message, EXIT.failed);
+      if (!opts.status && !opts.json) {
+        const names = result.applied.map((m) => `${String(m.version).padStart(4, "0")}_${m.name}`);
+        process.stdout.write(names.length > 0 ? `applied ${names.join(", ")}\n` : "up to date\n");
       }
+      const statuses = result.statuses;
+      if (opts.json) printJson(statuses);
+      else if (opts.status) printTable(statuses as unknown as Record<string, unknown>[], ["version", "name", "state", "applied_at"]);
+      if (statuses.some((s) => s.state === "changed" || s.state === "unknown")) process.exitCode = EXIT.failed;
     });
 }

@@ -3,7 +3,7 @@
 // transaction, asks here, and applies the answer with a write guarded by the state it
 // read (`WHERE id = ? AND status = ? AND attempt = ?`), as River's drivers apply its
 // core's decisions ("set state if running").
-import type { AttemptOutcome, FailureReason, JobError, JobStatus, LeaseEndReason } from "../store/types.js";
+import { FINAL_JOB_STATUSES, type AttemptOutcome, type FailureReason, type JobError, type JobStatus, type LeaseEndReason } from "../store/types.js";
 
 export type { AttemptOutcome, FailureReason, LeaseEndReason } from "../store/types.js";
 
@@ -44,11 +44,10 @@ export interface RuleParams {
   retryDelayMs(retryCount: number): number;
 }
 
-const FINAL: ReadonlySet<JobStatus> = new Set(["completed", "failed", "canceled"]);
 const WAITING: ReadonlySet<JobStatus> = new Set(["blocked", "scheduled", "pending"]);
 
 export function isFinal(status: JobStatus): boolean {
-  return FINAL.has(status);
+  return FINAL_JOB_STATUSES.has(status);
 }
 
 /** A job not yet handed out (its priority may change; a cancel ends it at once). */

@@ -19,6 +19,8 @@ export const JOB_STATUSES = [
   "canceled",
 ] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
+/** The statuses a job never leaves (its finished_at is set). */
+export const FINAL_JOB_STATUSES: ReadonlySet<JobStatus> = new Set(["completed", "failed", "canceled"]);
 
 export const NODE_STATUSES = ["online", "draining", "dead", "offline"] as const;
 export type NodeStatus = (typeof NODE_STATUSES)[number];
@@ -510,8 +512,11 @@ export interface SettingsStore {
   set(key: string, value: string): Promise<void>;
 }
 
+/** The databases a store can run on (PostgreSQL: API.md §12, not built yet). */
+export type Dialect = "sqlite" | "postgres";
+
 export interface StoreDescription {
-  dialect: string;
+  dialect: Dialect;
   [key: string]: unknown;
 }
 
@@ -531,7 +536,7 @@ export interface Committed {
 }
 
 export interface Store {
-  readonly dialect: "sqlite";
+  readonly dialect: Dialect;
   /** Call `listener` after each commit that changed something in `Committed`; answers the unsubscribe. */
   onCommitted(listener: (change: Committed) => void): () => void;
   /** What an operator wants to know of the database (GET /api/v1/state). */

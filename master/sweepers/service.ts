@@ -1,6 +1,6 @@
-// One shape for the master's background services: start(), stop(), and runOnce()
-// that tests call directly. A run that throws is logged, counted and retried at
-// the next tick; it never takes the master down.
+// One shape for the master's background services (Service): start(), stop(), status(), and
+// runOnce() that tests call directly. A run that throws is logged, counted and retried at
+// the next tick; it never takes the master down. Also the batching helpers sweeps share.
 import { setImmediate as yieldToRequests } from "node:timers/promises";
 import type { Logger } from "../log.js";
 
@@ -43,35 +43,62 @@ export function collect<T>(into: T[], batch: T[]): number {
 }
 
 /**
- * What both kinds of service (PeriodicService, CronService) keep about their
- * runs, and the one way a run is made: counted, timed, its failure logged and
- * handed to `failed`, never thrown.
+ * The base of every background service: its name, `runOnce()` (which tests call
+ * directly), `start()`, `stop()`, `status()`, and the record of its runs. A run is
+ * counted and timed; its failure is logged and handed to `onFailure`, never thrown.
+ * A subclass says only when runs happen: PeriodicService on an interval (and when
+ * poked), CronService on a wall-clock schedule.
  */
-export class RunRecorder {
-  readonly state: ServiceStatus;
+export abstract class Service<Result> {
+  private readonly state: ServiceStatus;
   /** The run under way, if any. */
-  running: Promise<unknown> | undefined;
+  private running: Promise<unknown> | undefined;
+  /** Sees every failed run (a full disk turns the master read-only). */
+  onFailure: ((error: unknown) => void) | undefined;
 
   constructor(
-    name: string,
+    readonly name: string,
     intervalS: number,
-    private readonly log: Logger,
-    private readonly failed: (error: unknown) => void,
+    protected readonly log: Logger,
   ) {
     this.state = { name, interval_s: intervalS, runs: 0, failures: 0, last_run_at: null, last_duration_ms: null, last_error: null };
   }
 
-  async run(work: () => Promise<unknown>): Promise<void> {
+  /** One pass of the service's work. */
+  abstract runOnce(): Promise<Result>;
+
+  /** Start timing runs. */
+  abstract start(): void;
+
+  /** Stop timing runs (a run under way goes on; stop() waits for it). */
+  protected abstract stopTimer(): void | Promise<void>;
+
+  async stop(): Promise<void> {
+    await this.stopTimer();
+    await this.settled();
+  }
+
+  status(): ServiceStatus {
+    return { ...this.state };
+  }
+
+  /** Whether a run is under way. */
+  protected get busy(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** One run of runOnce(), recorded. */
+  protected async run(): Promise<void> {
     const started = Date.now();
-    this.running = work();
+    this.running = this.runOnce();
     try {
       await this.running;
       this.state.last_error = null;
     } catch (error) {
       this.state.failures += 1;
       this.state.last_error = error instanceof Error ? error.message : String(error);
-      this.log.error({ event: "sweeper.failed", sweeper: this.state.name, err: error }, `${this.state.name} failed`);
-      this.failed(error);
+      this.log.error({ event: "sweeper.failed", sweeper: this.name, err: error }, `${this.name} failed`);
+      this.onFailure?.(error);
     } finally {
       this.running = undefined;
       this.state.runs += 1;
@@ -81,28 +108,23 @@ export class RunRecorder {
   }
 
   /** Resolves when the run under way (if any) has ended, however it ended. */
-  async settled(): Promise<void> {
+  protected async settled(): Promise<void> {
     await this.running?.catch(() => undefined);
   }
 }
 
-export abstract class PeriodicService<Result> {
+/** A service that runs every `intervalMs` (or sooner, see nextDelayMs and poke). */
+export abstract class PeriodicService<Result> extends Service<Result> {
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
-  private readonly runs: RunRecorder;
-  /** Sees every failed run (a full disk turns the master read-only). */
-  onFailure: ((error: unknown) => void) | undefined;
 
   constructor(
-    readonly name: string,
+    name: string,
     protected readonly intervalMs: number,
-    protected readonly log: Logger,
+    log: Logger,
   ) {
-    this.runs = new RunRecorder(name, intervalMs / 1000, log, (error) => this.onFailure?.(error));
+    super(name, intervalMs / 1000, log);
   }
-
-  /** One pass of the service's work. */
-  abstract runOnce(): Promise<Result>;
 
   /** How long to wait before the next run; services with their own timing override it. */
   protected nextDelayMs(): number {
@@ -128,23 +150,18 @@ export abstract class PeriodicService<Result> {
   }
 
   private async tick(): Promise<void> {
-    if (this.runs.running) {
+    if (this.busy) {
       // A run is under way: look again right after it.
-      await this.runs.settled();
+      await this.settled();
       this.schedule(0);
       return;
     }
-    await this.runs.run(() => this.runOnce());
+    await this.run();
     this.schedule(this.nextDelayMs());
   }
 
-  async stop(): Promise<void> {
+  protected stopTimer(): void {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.runs.settled();
-  }
-
-  status(): ServiceStatus {
-    return { ...this.runs.state };
   }
 }

@@ -7,16 +7,12 @@
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import type { CompiledQuery } from "kysely";
-import { toBindable, type SqliteDatabase } from "./database.js";
-
-export interface Statement {
-  sql: string;
-  parameters: readonly unknown[];
-}
+import type { SqliteDatabase } from "./database.js";
+import { toBindable, type Compiled } from "./statements.js";
 
 export interface ThreadReader {
   /** The rows of each statement, read in one transaction on the thread's connection. */
-  read(statements: Statement[]): Promise<Record<string, unknown>[][]>;
+  read(statements: Compiled[]): Promise<Record<string, unknown>[][]>;
   /** The running thread's id; undefined while there is none (it stopped and has not restarted). */
   readonly threadId: number | undefined;
   close(): Promise<void>;
@@ -74,7 +70,7 @@ const driver = createRequire(import.meta.url).resolve("better-sqlite3");
  * The rows of each statement, read in the reader thread when there is one (off the event
  * loop, one snapshot); without one, or when its read fails, on the master's connection.
  */
-export async function readRows(db: SqliteDatabase, reader: ThreadReader | undefined, statements: Statement[]): Promise<Record<string, unknown>[][]> {
+export async function readRows(db: SqliteDatabase, reader: ThreadReader | undefined, statements: Compiled[]): Promise<Record<string, unknown>[][]> {
   if (reader) {
     try {
       // Bound as on the master's connection (a boolean as 1 or 0), which the thread cannot do.
@@ -101,7 +97,7 @@ interface Pending {
 class ReadFailed extends Error {}
 
 interface Thread {
-  read(statements: Statement[]): Promise<Record<string, unknown>[][]>;
+  read(statements: Compiled[]): Promise<Record<string, unknown>[][]>;
   stop(): Promise<void>;
   terminate(): Promise<void>;
   readonly gone: Error | undefined;

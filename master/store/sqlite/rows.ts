@@ -1,4 +1,5 @@
-// Rows as stored ↔ objects as the API shows them: the only place that converts.
+// Job, node and audit rows ↔ the objects the API shows (clients, tokens and schedules convert
+// beside their verbs), and what the verbs' answers share: priority names, ids, cursors, pages.
 import { randomUUID } from "node:crypto";
 import type { JobsTable, NodesTable, AuditLogTable } from "../schema.js";
 import {
@@ -24,10 +25,6 @@ const NAME_BY_WEIGHT = new Map<number, PriorityName>(
 
 export function priorityName(weight: number): PriorityName {
   return NAME_BY_WEIGHT.get(weight) ?? "medium";
-}
-
-export function iso(date: Date): string {
-  return date.toISOString();
 }
 
 /**

@@ -1,0 +1,75 @@
+// Opening a store from the config: the one door from outside master/store/ to a dialect's
+// folder. The master, the offline commands and `gaffer migrate`/`backup`/`restore` come here.
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { SqliteDatabase } from "./sqlite/database.js";
+import { openSqliteStore } from "./sqlite/index.js";
+import { migrate, migrationStatus, type MigrationStatus } from "./sqlite/migrate.js";
+import type { ReaderErrorKind } from "./sqlite/reader.js";
+import type { Clock, QueuePolicy, Store } from "./types.js";
+
+export { backupDatabase, BackupError, restoreDatabase } from "./sqlite/backup.js";
+export type { MigrationStatus } from "./sqlite/migrate.js";
+export type { ReaderErrorKind } from "./sqlite/reader.js";
+
+/** The part of the config that says where the database is and what a commit is worth. */
+export interface StoreConfig {
+  /** The SQLite file (GAFFER_DB). */
+  db: string;
+  /** GAFFER_DB_SYNCHRONOUS (default "full"). */
+  dbSynchronous?: "full" | "normal";
+}
+
+export interface OpenStoreParams {
+  config: StoreConfig;
+  clock: Clock;
+  policy: QueuePolicy;
+  /**
+   * A long-running master: WAL checkpoints and long reads in worker threads, group
+   * commits flushed off the event loop. Short-lived tools and tests leave it off.
+   */
+  serving?: boolean;
+  /** Tests: how group commits flush the WAL (default fs.fdatasync). */
+  fdatasync?: (fd: number) => Promise<void>;
+  /** A background checkpoint failed; it is tried again. */
+  onCheckpointError?: (message: string) => void;
+  /** The reader thread stopped or a read in it failed (the read ran on the event loop instead). */
+  onReaderError?: (message: string, kind: ReaderErrorKind) => void;
+  /** A listener of onCommitted threw (the others still heard the change). */
+  onListenerError?: (error: unknown) => void;
+}
+
+/** Opens (creating its folder and the file if need be), checks and migrates the store the config names. */
+export function openStore(params: OpenStoreParams): Store {
+  const { config, serving = false, ...rest } = params;
+  if (config.db !== ":memory:") mkdirSync(dirname(config.db), { recursive: true });
+  return openSqliteStore({
+    ...rest,
+    path: config.db,
+    synchronous: config.dbSynchronous,
+    backgroundCheckpoints: serving,
+    readerThread: serving,
+    syncOffThread: serving,
+  });
+}
+
+export interface MigrateStoreResult {
+  applied: { version: number; name: string }[];
+  /** Why applying stopped; `statuses` is then empty. */
+  error?: Error;
+  /** Every migration's state after applying. */
+  statuses: MigrationStatus[];
+}
+
+/** Apply the pending migrations (none with `statusOnly`), then answer each one's state. */
+export function migrateStore(config: StoreConfig, options: { statusOnly?: boolean } = {}): MigrateStoreResult {
+  const db = new SqliteDatabase({ path: config.db });
+  try {
+    if (options.statusOnly) return { applied: [], statuses: migrationStatus(db) };
+    const result = migrate(db);
+    if (result.error) return { applied: result.applied, error: result.error, statuses: [] };
+    return { applied: result.applied, statuses: migrationStatus(db) };
+  } finally {
+    db.close();
+  }
+}
