@@ -18,6 +18,7 @@ import { Metrics } from "./metrics.js";
 import { ModeController } from "./modes.js";
 import { packageVersion } from "./package-info.js";
 import { Dispatcher } from "./queue/dispatcher.js";
+import { JobWaiters } from "./queue/job-waiters.js";
 import { createQueuePolicy } from "./queue/policy.js";
 import { openStore, type ReaderErrorKind } from "./store/open.js";
 import { StorageUnavailableError, systemClock, type Clock, type Store } from "./store/types.js";
@@ -200,10 +201,12 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   };
   const { services, promoter, scheduler } = createServices({ config, store, clock, log, metrics, reportingSince });
   // What a commit changed wakes who waits for it: claims, the promoter, the scheduler.
+  const waiters = new JobWaiters();
   const unsubscribe = store.onCommitted((change) => {
     if (change.claimable) dispatcher.notify();
     if (change.scheduled) promoter.poke();
     if (change.schedules) scheduler.poke();
+    if (change.finished.length > 0) waiters.finished(change.finished);
   });
   // A full disk seen anywhere (a request or a sweep) turns the master read-only.
   const watchStorage = (error: unknown) => {
@@ -215,6 +218,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   const deps: HttpDeps = {
     store,
     dispatcher,
+    waiters,
     config,
     log,
     clock,
@@ -257,6 +261,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
       log.info({ event: "master.stopping" }, "shutting down");
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       dispatcher.close();
+      waiters.close();
       unsubscribe();
       // Keep-alive connections turn idle as their last answers go out: close them as they do.
       const sweepIdle = setInterval(() => server.closeIdleConnections(), 20);

@@ -334,8 +334,12 @@ export class MasterClient {
     return this.request<{ items: Job[] }>("POST", "/api/v1/jobs/batch", { body: { jobs }, retry: "never" });
   }
 
-  getJob(id: string) {
-    return this.request<Job>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`);
+  /** With `waitS`: answered once the job is final, or after that many seconds (GET ?wait_s=). */
+  getJob(id: string, waitS?: number) {
+    return this.request<Job>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`, {
+      query: { wait_s: waitS },
+      ...(waitS === undefined ? {} : { timeoutMs: (waitS + 15) * 1000 }),
+    });
   }
 
   listJobs(query: Record<string, string | number | undefined> = {}) {

@@ -43,16 +43,35 @@ function tags(pairs: string[] | undefined): Record<string, string> | undefined {
   );
 }
 
-/** Poll until the job is final; exit 0 if it completed, 1 if not, 6 if the wait ran out. */
-async function waitFor(master: ReturnType<typeof connect>, id: string, timeoutS: number | undefined): Promise<Job> {
+/** Long-polls of at most this long: a change of status short of final is shown within it. */
+const WAIT_STEP_S = 5;
+
+/** A line for a status change seen while waiting (stderr, for people). */
+function progressLine(job: Job): string {
+  if (job.status === "running") return `running on ${job.node_id ?? "?"} (attempt ${job.attempt})`;
+  if (job.retry_count > 0 && (job.status === "scheduled" || job.status === "pending")) {
+    const why = job.error ? `: ${job.error.message.split("\n")[0] ?? ""}` : "";
+    return `${job.status}, retry ${job.retry_count} of ${job.max_retries} after attempt ${job.attempt} failed${why}`;
+  }
+  return job.status;
+}
+
+/**
+ * Wait until the job is final (GET ?wait_s=, answered the moment it is), saying each
+ * change of status on stderr as it goes; exit 6 if the wait ran out.
+ */
+async function waitFor(master: ReturnType<typeof connect>, id: string, timeoutS: number | undefined, quiet: boolean): Promise<Job> {
   const deadline = timeoutS === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutS * 1000;
-  let delayMs = 100;
-  for (;;) {
-    const job = await call(() => master.getJob(id));
+  let last = "";
+  // The first look answers at once, so that the status it has now is said now.
+  for (let first = true; ; first = false) {
+    const leftS = Math.ceil((deadline - Date.now()) / 1000);
+    const job = await call(() => master.getJob(id, first ? 0 : Math.max(0, Math.min(WAIT_STEP_S, leftS))));
     if (FINAL_JOB_STATUSES.has(job.status)) return job;
-    if (Date.now() > deadline) throw new CliError(`job ${id} is still ${job.status} after ${timeoutS} s`, EXIT.waitTimeout);
-    await new Promise((resolve) => setTimeout(resolve, delayMs));
-    delayMs = Math.min(1000, delayMs * 1.5);
+    const line = progressLine(job);
+    if (!quiet && line !== last) process.stderr.write(`  ${line}\n`);
+    last = line;
+    if (Date.now() >= deadline) throw new CliError(`job ${id} is still ${job.status} after ${timeoutS} s`, EXIT.waitTimeout);
   }
 }
 
@@ -106,7 +125,7 @@ export function jobsCommand(): Command {
     const job = await call(() => master.submitJob(body));
     if (!opts.wait) return printObject(opts.json ? (job as unknown as Record<string, unknown>) : summary(job), opts.json);
     if (!opts.json) process.stderr.write(`submitted ${job.id}; waiting…\n`);
-    const done = await waitFor(master, job.id, number("--wait-timeout-s", opts.waitTimeoutS));
+    const done = await waitFor(master, job.id, number("--wait-timeout-s", opts.waitTimeoutS), opts.json === true);
     printObject(opts.json ? (done as unknown as Record<string, unknown>) : summary(done), opts.json);
     if (done.status !== "completed") process.exitCode = EXIT.failed;
   });
@@ -142,9 +161,18 @@ export function jobsCommand(): Command {
       printPage(page, JOB_COLUMNS, opts.json);
     },
   );
-  withRemoteOptions(jobs.command("get").description("Show a job").argument("<id>")).action(async (id: string, opts: RemoteFlags) => {
-    const job = await call(() => connect(opts).getJob(id));
+  withRemoteOptions(
+    jobs
+      .command("get")
+      .description("Show a job (--wait: once it finishes; exit 0 if it completed, 1 if not)")
+      .argument("<id>")
+      .option("--wait", "wait until the job finishes, saying each change of status")
+      .option("--wait-timeout-s <seconds>", "with --wait: give up after this long (exit 6)"),
+  ).action(async (id: string, opts: RemoteFlags & { wait?: boolean; waitTimeoutS?: string }) => {
+    const master = connect(opts);
+    const job = opts.wait ? await waitFor(master, id, number("--wait-timeout-s", opts.waitTimeoutS), opts.json === true) : await call(() => master.getJob(id));
     printObject(job as unknown as Record<string, unknown>, opts.json);
+    if (opts.wait && job.status !== "completed") process.exitCode = EXIT.failed;
   });
   withRemoteOptions(jobs.command("events").description("A job's history, oldest first").argument("<id>")).action(
     async (id: string, opts: RemoteFlags) => {

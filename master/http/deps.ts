@@ -6,6 +6,7 @@ import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { ModeController } from "../modes.js";
 import type { Dispatcher } from "../queue/dispatcher.js";
+import type { JobWaiters } from "../queue/job-waiters.js";
 import type { Clock, Job, Store } from "../store/types.js";
 import { forbidden, notFound } from "./problem.js";
 import type { Principal } from "./route.js";
@@ -13,6 +14,8 @@ import type { Principal } from "./route.js";
 export interface HttpDeps {
   store: Store;
   dispatcher: Dispatcher;
+  /** Callers of GET /jobs/:id?wait_s= waiting for their job to finish. */
+  waiters: JobWaiters;
   config: MasterConfig;
   log: Logger;
   clock: Clock;

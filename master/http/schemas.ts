@@ -108,6 +108,10 @@ export const listJobsQuery = z
 
 export const pageOnlyQuery = z.object(pageQuery).strict();
 
+/** GET /jobs/:id?wait_s=N: answer once the job is final, or after N seconds (API.md §5). */
+export const MAX_JOB_WAIT_S = 60;
+export const getJobQuery = z.object({ wait_s: z.coerce.number().int().min(0).max(MAX_JOB_WAIT_S).optional() }).strict();
+
 export const idParams = z.object({ id });
 
 export const setPriorityBody = z.object({ priority }).strict();

@@ -533,6 +533,8 @@ export interface Committed {
   scheduled: boolean;
   /** Schedules were created, changed or deleted: the scheduler looks at its timer. */
   schedules: boolean;
+  /** Jobs that reached a final state (completed, failed, canceled): their waiters answer. */
+  finished: readonly string[];
 }
 
 export interface Store {

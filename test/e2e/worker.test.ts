@@ -98,6 +98,18 @@ describe("worker daemon", () => {
     expect(none.output).toContain("has no attempt 2 (it has 1)");
   });
 
+  it("gaffer jobs get --wait says each change of status, then the finished job", async () => {
+    await worker("waitcli", "waitcli");
+    const job = await submit(master.url, { type: "echo", requires: ["waitcli"], payload: { sleep_ms: 2500, result: { slept: true } } });
+    await until(master.url, job.id, (j) => j.status === "running");
+    const waited = await runGaffer(["jobs", "get", job.id, "--wait", "--master", master.url]);
+    expect(waited.code).toBe(0);
+    expect(waited.output).toMatch(/^ {2}running on [0-9a-f-]+ \(attempt 1\)$/m);
+    expect(waited.output).toMatch(/^status\s+completed$/m);
+    const late = await runGaffer(["jobs", "get", job.id, "--wait", "--wait-timeout-s", "1", "--master", master.url]);
+    expect(late.code).toBe(0);
+  });
+
   it("gives a handler none of the worker's credentials or GAFFER_* settings", async () => {
     const script = join(dir, "env.js");
     writeFileSync(script, `console.log(JSON.stringify(process.env));`);

@@ -23,9 +23,9 @@ export const exampleHandlers: Record<string, FunctionHandler> = {
     if (signal.aborted) throw new Error("stopped");
     return { slept_s: seconds };
   },
-  /** Fails: retryably, unless payload.permanent is true. */
+  /** Fails: retryably (the master retries it while max_retries allows), unless payload.permanent is true. */
   fail: async (job) => {
     const permanent = (job.payload as { permanent?: unknown })?.permanent === true;
-    throw Object.assign(new Error(permanent ? "failed for good" : "failed, will be retried"), { retryable: !permanent });
+    throw Object.assign(new Error(permanent ? "failed: not retryable (payload.permanent)" : "failed: a retryable error"), { retryable: !permanent });
   },
 };

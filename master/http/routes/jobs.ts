@@ -1,11 +1,13 @@
 // /api/v1/jobs: submit (one or a batch), read, list, cancel, retry, re-prioritise, events; queue stats.
 import { z } from "zod";
+import { isFinal } from "../../queue/transitions.js";
 import type { JobActionOutcome, SubmitJobParams, SubmitOutcome } from "../../store/types.js";
 import { visibleJob, type HttpDeps } from "../deps.js";
 import { badRequest, conflict, forbidden, notFound, ProblemError, type FieldError } from "../problem.js";
 import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
 import {
   auditEntrySchema,
+  getJobQuery,
   idParams,
   jobAttemptSchema,
   jobEventSchema,
@@ -164,12 +166,22 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       {
         method: "get",
         path: "/api/v1/jobs/:id",
-        summary: "Get a job",
+        summary: "Get a job; with wait_s, once it is completed, failed or canceled (or after wait_s seconds)",
         tag: "jobs",
         auth: ["admin", "client", "worker"],
+        query: getJobQuery,
         responses: jobResponses,
       },
-      async ({ params, principal }) => ok(await visibleJob(deps, principal, idParams.parse(params).id)),
+      async ({ params, principal, query, signal }) => {
+        const job = await visibleJob(deps, principal, idParams.parse(params).id);
+        if (!query.wait_s || isFinal(job.status)) return ok(job);
+        const waiting = deps.waiters.wait(job.id, query.wait_s * 1000, signal);
+        // It may have finished between the read and the wait's start: look once more.
+        const now = await store.jobs.get(job.id);
+        if (!now || isFinal(now.status)) waiting.cancel();
+        else await waiting.done;
+        return ok((await store.jobs.get(job.id)) ?? now ?? job);
+      },
     ),
     route(
       {

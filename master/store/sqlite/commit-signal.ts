@@ -9,7 +9,7 @@ type Listener = (change: Committed) => void;
 export class CommitSignal {
   private readonly listeners = new Set<Listener>();
   /** What the transaction running now changed so far; undefined until its first mark. */
-  private pending: Committed | undefined;
+  private pending: (Omit<Committed, "finished"> & { finished: string[] }) | undefined;
 
   constructor(
     private readonly db: SqliteDatabase,
@@ -25,17 +25,18 @@ export class CommitSignal {
   /** A write in the transaction running now changed this (outside a transaction: told at once). */
   mark(change: Partial<Committed>): void {
     const first = this.pending === undefined;
-    const pending = (this.pending ??= { claimable: false, scheduled: false, schedules: false });
+    const pending = (this.pending ??= { claimable: false, scheduled: false, schedules: false, finished: [] });
     pending.claimable ||= change.claimable === true;
     pending.scheduled ||= change.scheduled === true;
     pending.schedules ||= change.schedules === true;
+    if (change.finished !== undefined) pending.finished.push(...change.finished);
     if (first) this.db.onCommit(() => this.emit(), () => (this.pending = undefined));
   }
 
   private emit(): void {
     const change = this.pending;
     this.pending = undefined;
-    if (change === undefined || !(change.claimable || change.scheduled || change.schedules)) return;
+    if (change === undefined || !(change.claimable || change.scheduled || change.schedules || change.finished.length > 0)) return;
     for (const listener of this.listeners) {
       try {
         listener(change);

@@ -24,10 +24,10 @@ describe.each(dialects)("commit signal ($name)", (dialect) => {
 
   it("tells a submission of ready jobs as claimable, of delayed jobs as scheduled", async () => {
     await t.store.jobs.submit([jobParams(), jobParams()]);
-    expect(heard).toEqual([{ claimable: true, scheduled: false, schedules: false }]);
+    expect(heard).toEqual([{ claimable: true, scheduled: false, schedules: false, finished: [] }]);
     heard = [];
     await submit(t.store, { runAt: new Date(t.clock.now().getTime() + 60_000) });
-    expect(heard).toEqual([{ claimable: false, scheduled: true, schedules: false }]);
+    expect(heard).toEqual([{ claimable: false, scheduled: true, schedules: false, finished: [] }]);
   });
 
   it("tells nothing for writes that give a waiting claim nothing", async () => {
@@ -50,17 +50,26 @@ describe.each(dialects)("commit signal ($name)", (dialect) => {
     await claim(t.store, node.id);
     heard = [];
     await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: done.id, attempt: 1, status: "completed" }] });
-    expect(heard).toEqual([{ claimable: true, scheduled: false, schedules: false }]);
+    expect(heard).toEqual([{ claimable: true, scheduled: false, schedules: false, finished: [done.id] }]);
     heard = [];
     await t.store.jobs.report({
       nodeId: node.id,
       reports: [{ jobId: failing.id, attempt: 1, status: "failed", error: { message: "boom", retryable: true } }],
     });
-    expect(heard).toEqual([{ claimable: true, scheduled: true, schedules: false }]);
+    expect(heard).toEqual([{ claimable: true, scheduled: true, schedules: false, finished: [] }]);
     heard = [];
     // A repeated report changes nothing.
     await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: done.id, attempt: 1, status: "completed" }] });
     expect(heard).toEqual([]);
+  });
+
+  it("tells which jobs reached a final state: canceled, and failed with the job they depended on", async () => {
+    const parent = await submit(t.store);
+    const child = await submit(t.store, { dependsOn: [parent.id] });
+    const grandchild = await submit(t.store, { dependsOn: [child.id] });
+    heard = [];
+    await t.store.jobs.cancel({ id: parent.id, actor: "c" });
+    expect(heard).toEqual([{ claimable: false, scheduled: false, schedules: false, finished: [parent.id, child.id, grandchild.id] }]);
   });
 
   it("tells promotions, resumed nodes and schedule changes", async () => {
@@ -72,8 +81,8 @@ describe.each(dialects)("commit signal ($name)", (dialect) => {
     await t.store.jobs.promoteScheduled();
     await t.store.nodes.resume({ id: node.id, actor: "admin" });
     expect(heard).toEqual([
-      { claimable: true, scheduled: false, schedules: false },
-      { claimable: true, scheduled: false, schedules: false },
+      { claimable: true, scheduled: false, schedules: false, finished: [] },
+      { claimable: true, scheduled: false, schedules: false, finished: [] },
     ]);
     heard = [];
     const created = await t.store.schedules.create({
@@ -89,8 +98,8 @@ describe.each(dialects)("commit signal ($name)", (dialect) => {
     if (!created.ok) throw new Error("schedule refused");
     await t.store.schedules.delete({ id: created.schedule.id, actor: "c" });
     expect(heard).toEqual([
-      { claimable: false, scheduled: false, schedules: true },
-      { claimable: false, scheduled: false, schedules: true },
+      { claimable: false, scheduled: false, schedules: true, finished: [] },
+      { claimable: false, scheduled: false, schedules: true, finished: [] },
     ]);
   });
 
@@ -106,8 +115,8 @@ describe.each(dialects)("commit signal ($name)", (dialect) => {
     await expect(failing).rejects.toThrow("unexpected failure");
     await Promise.all([first, second]);
     expect(heard).toEqual([
-      { claimable: true, scheduled: false, schedules: false },
-      { claimable: false, scheduled: true, schedules: false },
+      { claimable: true, scheduled: false, schedules: false, finished: [] },
+      { claimable: false, scheduled: true, schedules: false, finished: [] },
     ]);
   });
 

@@ -21,6 +21,38 @@ describe.each(dialects)("reports ($name)", (dialect) => {
     return { job, node, attempt: claimed.attempt };
   }
 
+  it("makes a completed job's progress 100, whatever the last heartbeat said, alone or in a batch", async () => {
+    const node = await register(t.store, "node-p", [], 4);
+    const [a, b] = [await submit(t.store), await submit(t.store)];
+    await claim(t.store, node.id, 2);
+    const running = [a, b].map((job) => ({ jobId: job.id, attempt: 1, progress: 50, message: "step 3 of 4" }));
+    await t.store.nodes.heartbeat({ nodeId: node.id, running });
+    expect(await t.store.jobs.get(a.id)).toMatchObject({ progress: 50, progress_message: "step 3 of 4" });
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: a.id, attempt: 1, status: "completed" }] });
+    const c = await submit(t.store);
+    await claim(t.store, node.id, 1);
+    await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [
+        { jobId: b.id, attempt: 1, status: "completed" },
+        { jobId: c.id, attempt: 1, status: "completed" },
+      ],
+    });
+    for (const job of [a, b]) expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "completed", progress: 100, progress_message: null });
+  });
+
+  it("keeps no error on a job that ended canceled; its attempt keeps what the node said", async () => {
+    const { job, node, attempt } = await running();
+    await t.store.jobs.cancel({ id: job.id, actor: "c" });
+    const error = { message: "stopped: the job was canceled", code: "canceled", retryable: true };
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt, status: "failed", error }] });
+    expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "canceled", error: null });
+    expect(await t.store.jobs.attempts(job.id)).toMatchObject([{ attempt, outcome: "canceled", error }]);
+    const events = await t.store.jobs.events({ jobId: job.id, limit: 10 });
+    expect(events.items.at(-1)).toMatchObject({ event_type: "job.canceled", details: { node_id: node.id, attempt } });
+    expect(events.items.at(-1)?.details).not.toHaveProperty("reported");
+  });
+
   it("completes a job with its result and an audit row", async () => {
     const { job, node, attempt } = await running();
     const outcome = await t.store.jobs.report({

@@ -7,6 +7,17 @@ import { time, usePoll, useSession } from "../hooks.js";
 const PRIORITIES = ["live", "high", "medium", "low", "batch"];
 const WAITING = new Set(["blocked", "scheduled", "pending"]);
 
+/** What became of the error, in words: whether the job will run again, and why not. */
+function errorWords(job: Job): string {
+  if (job.status === "failed") {
+    if (job.failure_reason === "max_retries_exceeded") return `failed for good: all ${job.max_retries} retries used`;
+    if (job.failure_reason === "non_retryable") return "failed for good: the handler said not to retry";
+    return `failed for good${job.failure_reason ? ` (${job.failure_reason})` : ""}`;
+  }
+  if (job.status === "scheduled" || job.status === "pending") return `will run again: retry ${job.retry_count} of ${job.max_retries}`;
+  return job.error?.retryable ? "retryable" : "not retryable";
+}
+
 export function JobPage({ id }: { id: string }) {
   const { me } = useSession();
   const job = usePoll(() => api<Job>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`), 3000, `job-${id}`);
@@ -123,7 +134,7 @@ export function JobPage({ id }: { id: string }) {
               <h2 id="h-error">Error</h2>
               <p>
                 {current.error.code ? <span class="mono">{current.error.code}: </span> : null}
-                {current.error.retryable ? "retryable" : "not retryable"}
+                {errorWords(current)}
               </p>
               <pre class="json">{current.error.message}</pre>
             </section>

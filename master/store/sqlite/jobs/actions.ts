@@ -53,6 +53,7 @@ export function cancelJob(ctx: StoreContext, params: ActorParams): JobActionOutc
           .where("status", "=", job.status),
       );
       audit.write({ ...base, event_type: "job.canceled", details: { from: job.status } }, at);
+      ctx.signal.mark({ finished: [job.id] });
       failDependents(ctx, job.id, at);
     }
     return { ok: true, job: toJob(reload(ctx, job.seq)), ready: 0 };

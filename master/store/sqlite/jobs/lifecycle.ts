@@ -71,6 +71,7 @@ function finishEnded(ctx: StoreContext, job: EndingLease, transition: Transition
       ? { attempt: job.attempt, reason }
       : { attempt: job.attempt, failure_reason: transition.failureReason, reason };
   audit.write({ entity_type: "job", entity_id: job.id, client_id: actor, event_type: `job.${transition.status}`, details }, at);
+  ctx.signal.mark({ finished: [job.id] });
   failDependents(ctx, job.id, at);
 }
 
@@ -241,6 +242,7 @@ export function failDependents(ctx: StoreContext, jobId: string, at: string): vo
         },
         at,
       );
+      ctx.signal.mark({ finished: [dependent.id] });
       stack.push(dependent.id);
     }
   }

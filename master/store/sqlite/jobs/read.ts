@@ -69,10 +69,8 @@ function attemptEvents(job: Job, attempt: ReturnType<typeof listAttempts>[number
   const details: Record<string, unknown> = { node_id: attempt.node_id, attempt: attempt.attempt };
   let type: string;
   if (attempt.outcome === "completed") type = "job.completed";
-  else if (attempt.outcome === "canceled") {
-    type = "job.canceled";
-    details.reported = attempt.reported;
-  } else if (last && job.status === "failed") {
+  else if (attempt.outcome === "canceled") type = "job.canceled";
+  else if (last && job.status === "failed") {
     type = "job.failed";
     Object.assign(details, { failure_reason: job.failure_reason, error: attempt.error });
   } else {

@@ -7,7 +7,7 @@ import type { JobError, JobReport, JobStatus, ReportManyResult, ReportOutcome } 
 import type { StoreContext } from "../context.js";
 import { inJsonArray, param, type Prepared } from "../database.js";
 import { priorityName, type JobRow } from "../rows.js";
-import { isCurrentLease, onReport, type HandOut, type Transition } from "../../../queue/transitions.js";
+import { isCurrentLease, isFinal, onReport, type HandOut, type Transition } from "../../../queue/transitions.js";
 import { endAttempt, endCompletedAttempts, handOut } from "./attempts.js";
 import { factsOf, failDependents, nextAgingAt, releaseDependents } from "./lifecycle.js";
 
@@ -67,7 +67,7 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
     complete: db.prepareSql(sql<Completed>`
       UPDATE jobs
       SET status = 'completed', result = done.value ->> 'result', error = NULL, failure_reason = NULL,
-          stall_at = NULL, lease_expires_at = NULL, finished_at = ${param("at")}, updated_at = ${param("at")}
+          progress = 100, progress_message = NULL, stall_at = NULL, lease_expires_at = NULL, finished_at = ${param("at")}, updated_at = ${param("at")}
       FROM json_each(${param("done")}) AS done
       WHERE jobs.id = done.value ->> 'id' AND +jobs.status = 'running' AND +jobs.node_id = ${param("nodeId")}
         AND jobs.attempt = done.value ->> 'attempt' AND jobs.cancel_requested = 0
@@ -80,6 +80,9 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
           result: param("result"),
           error: param("error"),
           failure_reason: param("failureReason"),
+          // Completed means 100 % done, whatever the last heartbeat said.
+          progress: sql<number | null>`CASE WHEN ${param("status")} = 'completed' THEN 100 ELSE progress END`,
+          progress_message: sql<string | null>`CASE WHEN ${param("status")} = 'completed' THEN NULL ELSE progress_message END`,
           stall_at: null,
           lease_expires_at: null,
           finished_at: param("at"),
@@ -144,7 +147,8 @@ function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, re
       seq: lease.seq,
       status,
       result: status === "completed" ? JSON.stringify(report.result ?? null) : null,
-      error: error === null ? null : JSON.stringify(error),
+      // A job ended canceled has no error of its own: what its node said is on the attempt.
+      error: error === null || status === "canceled" ? null : JSON.stringify(error),
       failureReason,
       attempt: lease.attempt,
       at,
@@ -261,6 +265,7 @@ export function reportResults(
     ctx.signal.mark({
       claimable: items.some((item) => item.verdict === "accepted"),
       scheduled: items.some((item) => item.effect?.status === "scheduled"),
+      finished: items.filter((item) => item.effect !== undefined && isFinal(item.effect.status)).map((item) => item.jobId),
     });
     return { items, ready };
   });
