@@ -81,7 +81,11 @@ describe.runIf(HAVE_BROWSER)("dashboard", () => {
     });
     const claimed = await http<{ items: { id: string; attempt: number }[] }>(master.url, "POST", `/api/v1/nodes/${node.body.id}/claim`, { max: 3 }, asWorker);
     await http(master.url, "POST", `/api/v1/nodes/${node.body.id}/results`, {
-      results: claimed.body.items.map((job, i) => ({ job_id: job.id, attempt: job.attempt, ...(i < 2 ? { status: "completed" } : { status: "failed", error: { message: "bad frame" } }) })),
+      results: claimed.body.items.map((job, i) => ({
+        job_id: job.id,
+        attempt: job.attempt,
+        ...(i < 2 ? { status: "completed" } : { status: "failed", error: { message: "bad frame" }, log_tail: "decoding frame 3\nbad frame at byte 812\n" }),
+      })),
     }, asWorker);
     const page = await open();
     await signIn(page, admin);
@@ -104,6 +108,16 @@ describe.runIf(HAVE_BROWSER)("dashboard", () => {
     await page.locator(".facts .status-canceled").waitFor();
     await page.getByText("job.canceled").waitFor();
     expect(await page.getByRole("button", { name: "Retry job" }).isVisible()).toBe(true);
+    // The failed job's page: its attempt, on which node, how it ended, and the end of its output.
+    const failed = claimed.body.items[2];
+    if (!failed) throw new Error("three jobs were claimed");
+    await page.goto(`${master.url}/#/jobs/${failed.id}`);
+    await page.getByRole("heading", { name: "Attempts" }).waitFor();
+    const attempt = page.locator('li[data-attempt="1"]');
+    await attempt.getByText("chart-node").waitFor();
+    expect(await attempt.locator(".status-failed").textContent()).toBe("failed");
+    expect(await page.locator('pre[aria-label="Output of attempt 1"]').textContent()).toBe("decoding frame 3\nbad frame at byte 812\n");
+    await page.screenshot({ path: join(SHOTS, "job-attempts.png"), fullPage: true });
     await page.close();
   });
 

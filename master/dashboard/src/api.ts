@@ -77,6 +77,18 @@ export interface AuditEntry {
   created_at: string;
 }
 
+/** One hand-out of a job to a node (GET /jobs/:id/attempts). */
+export interface JobAttempt {
+  attempt: number;
+  node_id: string;
+  node_name: string | null;
+  started_at: string;
+  finished_at: string | null;
+  outcome: "running" | "completed" | "failed" | "reassigned" | "stalled" | "canceled";
+  error: { message: string; code?: string; retryable: boolean } | null;
+  log_tail: string | null;
+}
+
 /** One entry of a job's history (GET /jobs/:id/events). */
 export interface JobEvent {
   event_type: string;

@@ -1,6 +1,6 @@
 // One job: what it is, its payload, result or error, its attempts and its events; cancel, retry, re-prioritise.
 import { useState } from "preact/hooks";
-import { api, type Job, type JobEvent, type Page } from "../api.js";
+import { api, type Job, type JobAttempt, type JobEvent, type Page } from "../api.js";
 import { ErrorNote, Json, PageHeader, Status, Updated } from "../components/common.js";
 import { time, usePoll, useSession } from "../hooks.js";
 
@@ -10,7 +10,9 @@ const WAITING = new Set(["blocked", "scheduled", "pending"]);
 /** What became of the error, in words: whether the job will run again, and why not. */
 function errorWords(job: Job): string {
   if (job.status === "failed") {
-    if (job.failure_reason === "max_retries_exceeded") return `failed for good: all ${job.max_retries} retries used`;
+    if (job.failure_reason === "max_retries_exceeded") {
+      return job.max_retries === 0 ? "failed for good: the job allows no retries" : `failed for good: all ${job.max_retries} retries used`;
+    }
     if (job.failure_reason === "non_retryable") return "failed for good: the handler said not to retry";
     return `failed for good${job.failure_reason ? ` (${job.failure_reason})` : ""}`;
   }
@@ -22,6 +24,7 @@ export function JobPage({ id }: { id: string }) {
   const { me } = useSession();
   const job = usePoll(() => api<Job>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`), 3000, `job-${id}`);
   const events = usePoll(() => api<Page<JobEvent>>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events?limit=500`), 3000, `events-${id}`);
+  const attempts = usePoll(() => api<{ items: JobAttempt[] }>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/attempts`), 3000, `attempts-${id}`);
   const [actionError, setActionError] = useState<string | undefined>(undefined);
   const [priority, setPriority] = useState("");
   const act = async (method: string, path: string, body?: unknown) => {
@@ -30,6 +33,7 @@ export function JobPage({ id }: { id: string }) {
       await api(method, path, body);
       job.reload();
       events.reload();
+      attempts.reload();
     } catch (failure) {
       setActionError((failure as Error).message);
     }
@@ -141,6 +145,35 @@ export function JobPage({ id }: { id: string }) {
           ) : null}
         </>
       ) : null}
+      <section class="card" aria-labelledby="h-attempts">
+        <h2 id="h-attempts">Attempts</h2>
+        {(attempts.data?.items ?? []).length === 0 ? (
+          <p class="muted">Not handed to a node yet.</p>
+        ) : (
+          <ol class="attempts">
+            {(attempts.data?.items ?? []).map((attempt) => (
+              <li key={attempt.attempt} data-attempt={attempt.attempt}>
+                <p>
+                  <strong>Attempt {attempt.attempt}</strong> on <span class="mono">{attempt.node_name ?? attempt.node_id}</span>:{" "}
+                  <Status value={attempt.outcome} /> <time dateTime={attempt.started_at}>{time(attempt.started_at)}</time>
+                  {attempt.finished_at ? (
+                    <>
+                      {" → "}
+                      <time dateTime={attempt.finished_at}>{time(attempt.finished_at)}</time>
+                    </>
+                  ) : null}
+                  {attempt.error ? <span class="muted"> — {attempt.error.message.split("\n")[0]}</span> : null}
+                </p>
+                {attempt.log_tail !== null ? (
+                  <pre class="log" tabIndex={0} aria-label={`Output of attempt ${attempt.attempt}`}>
+                    {attempt.log_tail}
+                  </pre>
+                ) : null}
+              </li>
+            ))}
+          </ol>
+        )}
+      </section>
       <section class="card" aria-labelledby="h-events">
         <h2 id="h-events">Events</h2>
         <ol class="timeline">
