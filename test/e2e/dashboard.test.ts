@@ -99,14 +99,17 @@ describe.runIf(HAVE_BROWSER)("dashboard", () => {
     });
     const link = page.getByRole("link", { name: job.body.id.slice(-8) });
     await link.waitFor({ timeout: 10_000 });
+    // Each row says its node by name and its tags.
+    expect(await page.locator(`tr[data-job="${job.body.id}"]`).textContent()).toContain("film=demo");
+    await page.locator(`tr[data-job="${claimed.body.items[0]?.id ?? ""}"] a`, { hasText: "chart-node" }).waitFor();
     await link.click();
     await page.getByRole("heading", { name: "render job" }).waitFor();
     expect(await page.locator('pre[aria-label="Payload"]').textContent()).toContain('"frame": 7');
-    await page.getByText("job.submitted").waitFor();
+    await page.getByText("job.submitted", { exact: true }).waitFor();
     await page.screenshot({ path: join(SHOTS, "job.png"), fullPage: true });
     await page.getByRole("button", { name: "Cancel job" }).click();
     await page.locator(".facts .status-canceled").waitFor();
-    await page.getByText("job.canceled").waitFor();
+    await page.getByText("job.canceled", { exact: true }).waitFor();
     expect(await page.getByRole("button", { name: "Retry job" }).isVisible()).toBe(true);
     // The failed job's page: its attempt, on which node, how it ended, and the end of its output.
     const failed = claimed.body.items[2];
@@ -118,6 +121,15 @@ describe.runIf(HAVE_BROWSER)("dashboard", () => {
     expect(await attempt.locator(".status-failed").textContent()).toBe("failed");
     expect(await page.locator('pre[aria-label="Output of attempt 1"]').textContent()).toBe("decoding frame 3\nbad frame at byte 812\n");
     await page.screenshot({ path: join(SHOTS, "job-attempts.png"), fullPage: true });
+    // A completed job: its history in words with the node's name, dates that read the same
+    // everywhere, and no empty actions box (there is nothing to do to it).
+    const completed = claimed.body.items[0];
+    if (!completed) throw new Error("three jobs were claimed");
+    await page.goto(`${master.url}/#/jobs/${completed.id}`);
+    await page.getByText("Completed on chart-node (attempt 1)").waitFor();
+    await page.getByText("Handed to chart-node (attempt 1)").waitFor();
+    expect(await page.locator("section.job-actions").count()).toBe(0);
+    expect(await page.locator(".timeline time").first().textContent()).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$/);
     await page.close();
   });
 

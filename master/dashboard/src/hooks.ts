@@ -102,7 +102,24 @@ export function ago(iso: string | null | undefined, now = Date.now()): string {
   return `${Math.round(seconds / 86_400)} d ago`;
 }
 
-export function time(iso: string | null | undefined): string {
+/**
+ * "2026-12-06 17:56:10 UTC": an ISO date, a 24-hour time and the zone's name, never a
+ * form that reads differently in another country (12/6/26). In the browser's zone, or in
+ * `timeZone` (a schedule's own).
+ */
+export function time(iso: string | null | undefined, timeZone?: string): string {
   if (!iso) return "–";
-  return new Date(iso).toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
+  const parts = new Intl.DateTimeFormat("en-US", {
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hourCycle: "h23",
+    timeZoneName: "short",
+    ...(timeZone ? { timeZone } : {}),
+  }).formatToParts(new Date(iso));
+  const part = (type: Intl.DateTimeFormatPartTypes) => parts.find((p) => p.type === type)?.value ?? "";
+  return `${part("year")}-${part("month")}-${part("day")} ${part("hour")}:${part("minute")}:${part("second")} ${part("timeZoneName")}`;
 }

@@ -22,7 +22,7 @@ export function ErrorNote({ message }: { message: string | undefined }) {
 export function Updated({ at }: { at: Date | undefined }) {
   return (
     <span class="updated" aria-live="off">
-      {at ? `updated ${at.toLocaleTimeString()}` : "loading…"}
+      {at ? `updated ${at.toLocaleTimeString(undefined, { hourCycle: "h23" })}` : "loading…"}
     </span>
   );
 }

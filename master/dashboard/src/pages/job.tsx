@@ -20,6 +20,59 @@ function errorWords(job: Job): string {
   return job.error?.retryable ? "retryable" : "not retryable";
 }
 
+const LEASE_END: Record<string, string> = {
+  node_dead: "its node stopped answering",
+  node_left: "its node left",
+  lease_expired: "its node stopped listing it",
+  stalled: "it ran past twice its timeout",
+};
+
+/** The first line of an event's error, if it has one. */
+function errorOf(details: Record<string, unknown>): string {
+  const error = details.error as { message?: unknown } | null | undefined;
+  return typeof error?.message === "string" ? `: ${error.message.split("\n")[0] ?? ""}` : "";
+}
+
+/** One event of a job's history in words: what happened, on which node, and why. */
+export function eventWords(event: JobEvent, nodeName: (id: unknown) => string): string {
+  const d = event.details;
+  const attempt = event.attempt !== undefined ? ` (attempt ${event.attempt})` : "";
+  const on = event.node_id ? ` on ${nodeName(event.node_id)}` : "";
+  const by = event.client_id ? ` by ${event.client_id}` : "";
+  switch (event.event_type) {
+    case "job.submitted":
+      return `Submitted${by}: ${String(d.type ?? "")}, ${String(d.priority ?? "")} priority`;
+    case "job.assigned":
+      return `Handed to ${nodeName(event.node_id)}${attempt}`;
+    case "job.completed":
+      return `Completed${on}${attempt}`;
+    case "job.retry_scheduled":
+      return `Failed${on}${attempt}${errorOf(d)}; it will run again`;
+    case "job.failed":
+      if (d.failure_reason === "dependency_failed") return "Failed: a job it depends on failed or was canceled";
+      return `Failed for good${on}${attempt}${errorOf(d)}${d.failure_reason === "max_retries_exceeded" ? " (no retries left)" : d.failure_reason === "non_retryable" ? " (not retryable)" : ""}`;
+    case "job.cancel_requested":
+      return `Cancel asked${by}: its node is told to stop it`;
+    case "job.canceled":
+      return `Canceled${by}${on}${attempt}`;
+    case "job.reassigned":
+    case "job.stalled":
+      return `Taken back from ${nodeName(d.node_id)}${attempt}: ${LEASE_END[String(d.reason)] ?? String(d.reason ?? "")}`;
+    case "job.released":
+      return `Its dependencies completed: ${String(d.status ?? "ready")}`;
+    case "job.retried":
+      return `Retried${by}`;
+    case "job.priority_changed":
+      return `Priority changed${by} from ${String(d.from)} to ${String(d.to)}`;
+    case "job.promoted":
+      return "Its time came: ready to run";
+    case "job.progress":
+      return `Progress ${String(d.progress)}%${typeof d.message === "string" ? `: ${d.message}` : ""}`;
+    default:
+      return event.event_type;
+  }
+}
+
 export function JobPage({ id }: { id: string }) {
   const { me } = useSession();
   const job = usePoll(() => api<Job>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`), 3000, `job-${id}`);
@@ -40,6 +93,16 @@ export function JobPage({ id }: { id: string }) {
   };
   const current = job.data;
   const canAct = me.role === "admin" || me.role === "client";
+  // Node names from the job's attempts (a client may not list nodes).
+  const names = new Map((attempts.data?.items ?? []).map((attempt) => [attempt.node_id, attempt.node_name ?? attempt.node_id]));
+  const nodeName = (nodeId: unknown) => (typeof nodeId === "string" ? (names.get(nodeId) ?? nodeId.slice(0, 8)) : "?");
+  const actions = current
+    ? {
+        cancel: WAITING.has(current.status) || (current.status === "running" && !current.cancel_requested),
+        retry: current.status === "failed" || current.status === "canceled",
+        priority: WAITING.has(current.status),
+      }
+    : undefined;
   const base = `/api/v1/jobs/${encodeURIComponent(id)}`;
   return (
     <>
@@ -52,19 +115,19 @@ export function JobPage({ id }: { id: string }) {
       <ErrorNote message={job.error ?? actionError} />
       {current ? (
         <>
-          {canAct ? (
+          {canAct && actions && (actions.cancel || actions.retry || actions.priority) ? (
             <section class="card job-actions" aria-label="Actions">
-              {(WAITING.has(current.status) || (current.status === "running" && !current.cancel_requested)) && (
+              {actions.cancel && (
                 <button type="button" onClick={() => void act("POST", `${base}/cancel`)}>
                   Cancel job
                 </button>
               )}
-              {(current.status === "failed" || current.status === "canceled") && (
+              {actions.retry && (
                 <button type="button" onClick={() => void act("POST", `${base}/retry`)}>
                   Retry job
                 </button>
               )}
-              {WAITING.has(current.status) && (
+              {actions.priority && (
                 <form
                   class="inline"
                   onSubmit={(e) => {
@@ -106,7 +169,7 @@ export function JobPage({ id }: { id: string }) {
                 attempt {current.attempt}, {current.retry_count} of {current.max_retries} retries used
               </dd>
               <dt>Node</dt>
-              <dd class="mono">{current.node_id ?? "–"}</dd>
+              <dd class="mono">{current.node_id ? nodeName(current.node_id) : "–"}</dd>
               <dt>Progress</dt>
               <dd>
                 {current.progress === null ? "–" : `${current.progress}%`} {current.progress_message ?? ""}
@@ -179,8 +242,12 @@ export function JobPage({ id }: { id: string }) {
         <ol class="timeline">
           {(events.data?.items ?? []).map((event, index) => (
             <li key={`${index}-${event.event_type}`}>
-              <time dateTime={event.created_at}>{time(event.created_at)}</time> <strong>{event.event_type}</strong>
-              {Object.keys(event.details).length ? <span class="muted mono"> {JSON.stringify(event.details)}</span> : null}
+              <time dateTime={event.created_at}>{time(event.created_at)}</time> {eventWords(event, nodeName)}{" "}
+              <span class="muted mono">{event.event_type}</span>
+              <details>
+                <summary>JSON</summary>
+                <pre class="json">{JSON.stringify(event, null, 2)}</pre>
+              </details>
             </li>
           ))}
         </ol>

@@ -1,8 +1,8 @@
 // Jobs: filter by status, type, priority, node, tag; newest first; pages by cursor.
 import { useState } from "preact/hooks";
-import { api, query, type Job, type Page } from "../api.js";
+import { api, query, type Job, type Node, type Page } from "../api.js";
 import { Empty, ErrorNote, PageHeader, Pager, Status, Updated } from "../components/common.js";
-import { ago, shortId, usePoll } from "../hooks.js";
+import { ago, shortId, usePoll, useSession } from "../hooks.js";
 
 const STATUSES = ["blocked", "scheduled", "pending", "running", "completed", "failed", "canceled"];
 const PRIORITIES = ["live", "high", "medium", "low", "batch"];
@@ -32,6 +32,14 @@ export function Jobs({ params }: { params: URLSearchParams }) {
   const cursor = cursors[cursors.length - 1];
   const key = JSON.stringify([applied, cursor]);
   const jobs = usePoll(() => api<Page<Job>>("GET", `/api/v1/jobs${query({ ...applied, limit: 25, cursor })}`), 5000, key);
+  // Node names for admins, who may list nodes; others see the node's short id.
+  const { me } = useSession();
+  const nodes = usePoll(
+    () => (me.role === "admin" ? api<Page<Node>>("GET", "/api/v1/nodes?limit=200") : Promise.resolve({ items: [], next_cursor: null })),
+    15_000,
+    "job-list-nodes",
+  );
+  const names = new Map((nodes.data?.items ?? []).map((node) => [node.id, node.name]));
   const apply = (event: Event) => {
     event.preventDefault();
     setCursors([]);
@@ -98,6 +106,8 @@ export function Jobs({ params }: { params: URLSearchParams }) {
               <th scope="col">Priority</th>
               <th scope="col">Status</th>
               <th scope="col">Attempt</th>
+              <th scope="col">Node</th>
+              <th scope="col">Tags</th>
               <th scope="col">Submitted</th>
             </tr>
           </thead>
@@ -119,6 +129,20 @@ export function Jobs({ params }: { params: URLSearchParams }) {
                   {job.cancel_requested && job.status === "running" ? <span class="muted"> stopping</span> : null}
                 </td>
                 <td>{job.attempt}</td>
+                <td>
+                  {job.node_id ? (
+                    <a href={`#/jobs${query({ node_id: job.node_id })}`} class={names.has(job.node_id) ? undefined : "mono"}>
+                      {names.get(job.node_id) ?? shortId(job.node_id)}
+                    </a>
+                  ) : (
+                    "–"
+                  )}
+                </td>
+                <td>
+                  {Object.entries(job.tags)
+                    .map(([k, v]) => `${k}=${v}`)
+                    .join(" ") || "–"}
+                </td>
                 <td>
                   <time dateTime={job.created_at}>{ago(job.created_at)}</time>
                 </td>

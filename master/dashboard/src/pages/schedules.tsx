@@ -37,7 +37,12 @@ export function Schedules() {
                 <td>{schedule.timezone}</td>
                 <td>{schedule.job.type}</td>
                 <td>{schedule.enabled ? "yes" : "no"}</td>
-                <td>{time(schedule.next_run_at)}</td>
+                <td>
+                  {time(schedule.next_run_at, schedule.timezone)}
+                  {schedule.next_run_at && time(schedule.next_run_at) !== time(schedule.next_run_at, schedule.timezone) ? (
+                    <span class="muted"> ({time(schedule.next_run_at)} here)</span>
+                  ) : null}
+                </td>
                 <td>{time(schedule.last_run_at)}</td>
               </tr>
             ))}
