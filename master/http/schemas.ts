@@ -82,6 +82,9 @@ export const jobSchema = z
   })
   .meta({ id: "Job" });
 
+/** The job object of API.md §5, as the store answers it and the clients read it. */
+export type Job = z.infer<typeof jobSchema>;
+
 export function pageSchema<T extends z.ZodType>(item: T) {
   return z.object({ items: z.array(item), next_cursor: z.string().nullable() });
 }
@@ -139,6 +142,9 @@ export const jobEventSchema = z
   })
   .meta({ id: "JobEvent" });
 
+/** One entry of a job's history (API.md §5, `GET /jobs/:id/events`). */
+export type JobEvent = z.infer<typeof jobEventSchema>;
+
 export const jobAttemptSchema = z
   .object({
     attempt: z.int(),
@@ -151,6 +157,9 @@ export const jobAttemptSchema = z
     log_tail: z.string().nullable(),
   })
   .meta({ id: "JobAttempt" });
+
+/** One hand-out of a job to a node (API.md §5, `GET /jobs/:id/attempts`). */
+export type JobAttempt = z.infer<typeof jobAttemptSchema>;
 
 export const queueStatsSchema = z.object({
   jobs: z.record(z.enum(JOB_STATUSES), z.int()),

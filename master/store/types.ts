@@ -1,6 +1,7 @@
 // The store's interface: the domain's vocabulary and one set of verbs per aggregate.
 // The HTTP layer, the queue and the sweepers see only this; each dialect
 // (store/sqlite/, later store/postgres/) implements it and owns its SQL.
+import type { Job, JobAttempt, JobEvent } from "../http/schemas.js";
 
 /** API.md §2: class names and their weights, highest first. */
 export const PRIORITY_WEIGHTS = { live: 10, high: 3, medium: 2, low: 1, batch: 0 } as const;
@@ -52,36 +53,8 @@ export interface JobError {
   retryable: boolean;
 }
 
-/** The job object of API.md §5. */
-export interface Job {
-  id: string;
-  type: string;
-  payload: unknown;
-  client_id: string;
-  priority: PriorityName;
-  effective_priority: PriorityName;
-  status: JobStatus;
-  attempt: number;
-  retry_count: number;
-  max_retries: number;
-  node_id: string | null;
-  timeout_s: number;
-  run_at: string | null;
-  requires: string[];
-  depends_on: string[];
-  idempotency_key: string | null;
-  tags: Record<string, string>;
-  progress: number | null;
-  progress_message: string | null;
-  result: unknown;
-  error: JobError | null;
-  failure_reason: string | null;
-  cancel_requested: boolean;
-  created_at: string;
-  updated_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-}
+/** The job object of API.md §5, its attempts and history: defined once, by the API's zod schemas. */
+export type { Job, JobAttempt, JobEvent };
 
 /** What a claim hands to a node (API.md §6). */
 export interface ClaimedJob {
@@ -109,29 +82,6 @@ export interface Node {
   version: string | null;
   registered_at: string;
   last_heartbeat: string;
-}
-
-/** One hand-out of a job to a node (API.md §5, `GET /jobs/:id/attempts`). */
-export interface JobAttempt {
-  attempt: number;
-  node_id: string;
-  /** The node's name, while the node is known. */
-  node_name: string | null;
-  started_at: string;
-  finished_at: string | null;
-  outcome: "running" | AttemptOutcome;
-  error: JobError | null;
-  log_tail: string | null;
-}
-
-/** One entry of a job's history (API.md §5, `GET /jobs/:id/events`). */
-export interface JobEvent {
-  event_type: string;
-  created_at: string;
-  client_id: string | null;
-  node_id?: string;
-  attempt?: number;
-  details: Record<string, unknown>;
 }
 
 export interface AuditEntry {

@@ -1,4 +1,6 @@
 // Talking to the master from the browser: the access token lives in session storage only.
+// The job, its attempts and history: the master's own zod-made types (type-only: nothing of zod is bundled).
+export type { Job, JobAttempt, JobEvent } from "../../http/schemas.js";
 
 const TOKEN_KEY = "gaffer.token";
 
@@ -12,35 +14,6 @@ export interface Me {
 export interface Page<T> {
   items: T[];
   next_cursor: string | null;
-}
-
-export interface Job {
-  id: string;
-  type: string;
-  payload: unknown;
-  client_id: string;
-  priority: string;
-  effective_priority: string;
-  status: string;
-  attempt: number;
-  retry_count: number;
-  max_retries: number;
-  node_id: string | null;
-  timeout_s: number;
-  run_at: string | null;
-  requires: string[];
-  depends_on: string[];
-  tags: Record<string, string>;
-  progress: number | null;
-  progress_message: string | null;
-  result: unknown;
-  error: { message: string; code?: string; retryable: boolean } | null;
-  failure_reason: string | null;
-  cancel_requested: boolean;
-  created_at: string;
-  updated_at: string;
-  started_at: string | null;
-  finished_at: string | null;
 }
 
 export interface Node {
@@ -75,28 +48,6 @@ export interface AuditEntry {
   client_id: string | null;
   details: Record<string, unknown>;
   created_at: string;
-}
-
-/** One hand-out of a job to a node (GET /jobs/:id/attempts). */
-export interface JobAttempt {
-  attempt: number;
-  node_id: string;
-  node_name: string | null;
-  started_at: string;
-  finished_at: string | null;
-  outcome: "running" | "completed" | "failed" | "reassigned" | "stalled" | "canceled";
-  error: { message: string; code?: string; retryable: boolean } | null;
-  log_tail: string | null;
-}
-
-/** One entry of a job's history (GET /jobs/:id/events). */
-export interface JobEvent {
-  event_type: string;
-  created_at: string;
-  client_id: string | null;
-  node_id?: string;
-  attempt?: number;
-  details: Record<string, unknown>;
 }
 
 export interface Schedule {
