@@ -16,6 +16,7 @@ import type {
   Page,
   QueueStats,
 } from "../master/store/types.js";
+import type { WhyAnswer } from "../master/queue/why.js";
 import {
   backoffDelayMs,
   CircuitBreaker,
@@ -348,6 +349,10 @@ export class MasterClient {
 
   jobEvents(id: string, query: { limit?: number; cursor?: string } = {}) {
     return this.request<Page<JobEvent>>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events`, { query });
+  }
+
+  why(id: string) {
+    return this.request<WhyAnswer>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/why`);
   }
 
   jobAttempts(id: string) {

@@ -1,4 +1,4 @@
-// gaffer jobs submit | list | get | cancel | retry | priority | events | attempts | logs
+// gaffer jobs submit | list | get | cancel | retry | priority | events | why | attempts | logs
 import { Command, Option } from "commander";
 import { FINAL_JOB_STATUSES, PRIORITY_NAMES, type Job } from "../../master/store/types.js";
 import { CliError, EXIT, parseJsonFlag, printObject, printPage } from "./output.js";
@@ -180,6 +180,17 @@ export function jobsCommand(): Command {
       printPage(page, ["created_at", "event_type", "node_id", "attempt", "client_id", "details"], opts.json);
     },
   );
+  withRemoteOptions(jobs.command("why").description("Why a job is not running yet").argument("<id>")).action(async (id: string, opts: RemoteFlags) => {
+    const why = await call(() => connect(opts).why(id));
+    if (opts.json) return printObject(why as unknown as Record<string, unknown>, true);
+    const head = why.ready
+      ? `${why.status}: ready, on ${why.eligible_nodes} eligible node(s)`
+      : why.reasons.length === 0
+        ? `${why.status}: nothing holds it`
+        : `${why.status}: waiting`;
+    process.stdout.write(`${head}\n`);
+    for (const reason of why.reasons) process.stdout.write(`  ${reason.code.padEnd(16)} ${reason.message}\n`);
+  });
   withRemoteOptions(jobs.command("attempts").description("Each hand-out of a job to a node, oldest first").argument("<id>")).action(
     async (id: string, opts: RemoteFlags) => {
       const attempts = await call(() => connect(opts).jobAttempts(id));

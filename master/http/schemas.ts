@@ -158,6 +158,16 @@ export const jobAttemptSchema = z
   })
   .meta({ id: "JobAttempt" });
 
+export const whySchema = z
+  .object({
+    status: z.enum(JOB_STATUSES),
+    reasons: z.array(z.object({ code: z.string(), message: z.string() }).catchall(json)),
+    jobs_ahead: z.int().nullable(),
+    eligible_nodes: z.int(),
+    ready: z.boolean(),
+  })
+  .meta({ id: "Why" });
+
 /** One hand-out of a job to a node (API.md §5, `GET /jobs/:id/attempts`). */
 export type JobAttempt = z.infer<typeof jobAttemptSchema>;
 

@@ -2,6 +2,7 @@
 // The HTTP layer, the queue and the sweepers see only this; each dialect
 // (store/sqlite/, later store/postgres/) implements it and owns its SQL.
 import type { Job, JobAttempt, JobEvent } from "../http/schemas.js";
+import type { WhyFacts } from "../queue/why.js";
 
 /** API.md §2: class names and their weights, highest first. */
 export const PRIORITY_WEIGHTS = { live: 10, high: 3, medium: 2, low: 1, batch: 0 } as const;
@@ -240,6 +241,8 @@ export interface JobStore {
   events(params: PageParams & { jobId: string }): Promise<Page<JobEvent>>;
   /** One item per hand-out of the job to a node, oldest first. */
   attempts(jobId: string): Promise<JobAttempt[]>;
+  /** What GET /jobs/:id/why reasons from (all but the master's mode); undefined: no such job. */
+  whyFacts(jobId: string): Promise<Omit<WhyFacts, "paused"> | undefined>;
   /** Hand up to `max` ready jobs to a node, within its free capacity and labels. */
   claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome>;
   /**

@@ -106,6 +106,8 @@ describe.runIf(HAVE_BROWSER)("dashboard", () => {
     await page.getByRole("heading", { name: "render job" }).waitFor();
     expect(await page.locator('pre[aria-label="Payload"]').textContent()).toContain('"frame": 7');
     await page.getByText("job.submitted", { exact: true }).waitFor();
+    // No node has its gpu label: the page says so.
+    await page.locator('li[data-reason="no_eligible_node"]', { hasText: "no online node has all of its labels: gpu" }).waitFor();
     await page.screenshot({ path: join(SHOTS, "job.png"), fullPage: true });
     await page.getByRole("button", { name: "Cancel job" }).click();
     await page.locator(".facts .status-canceled").waitFor();

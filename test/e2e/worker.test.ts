@@ -132,6 +132,9 @@ describe("worker daemon", () => {
     const doneEchoes = await Promise.all((await Promise.all(echoJobs)).map((job) => until(master.url, job.id, (j) => j.status === "completed")));
     // No node runs resize yet: its jobs wait, none failed or was handed out.
     for (const job of await Promise.all(resizes)) expect(await getJob(master.url, job.id)).toMatchObject({ status: "pending", attempt: 0 });
+    // And the command line says why.
+    const why = await runGaffer(["jobs", "why", (await resizes[0])?.id ?? "", "--master", master.url]);
+    expect(why.output).toMatch(/^pending: waiting\n {2}no_handler\s+no online node with its labels runs jobs of type resize$/m);
     // A second worker whose handlers run resize takes them, and only them.
     const resizeDir = tempDir("gaffer-worker-resize-");
     const resizer = await worker("types-resize", "types", { handlers: writeHandlers(resizeDir, ["resize"]), capacity: 4 });

@@ -1,6 +1,7 @@
 // Talking to the master from the browser: the access token lives in session storage only.
 // The job, its attempts and history: the master's own zod-made types (type-only: nothing of zod is bundled).
 export type { Job, JobAttempt, JobEvent } from "../../http/schemas.js";
+export type { WhyAnswer } from "../../queue/why.js";
 
 const TOKEN_KEY = "gaffer.token";
 

@@ -1,6 +1,7 @@
 // /api/v1/jobs: submit (one or a batch), read, list, cancel, retry, re-prioritise, events; queue stats.
 import { z } from "zod";
 import { isFinal } from "../../queue/transitions.js";
+import { whyWaiting } from "../../queue/why.js";
 import type { JobActionOutcome, SubmitJobParams, SubmitOutcome } from "../../store/types.js";
 import { visibleJob, type HttpDeps } from "../deps.js";
 import { badRequest, conflict, forbidden, notFound, ProblemError, type FieldError } from "../problem.js";
@@ -22,6 +23,7 @@ import {
   submitJobSchema,
   throughputQuery,
   throughputSchema,
+  whySchema,
   type SubmitJobBody,
 } from "../schemas.js";
 import { problemResponses } from "./common.js";
@@ -243,6 +245,22 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       async ({ params, principal, query }) => {
         const job = await visibleJob(deps, principal, idParams.parse(params).id);
         return ok(await store.jobs.events({ jobId: job.id, limit: query.limit, cursor: query.cursor }));
+      },
+    ),
+    route(
+      {
+        method: "get",
+        path: "/api/v1/jobs/:id/why",
+        summary: "Why a job is not running yet: reasons with their codes and facts, and how many jobs are ahead of it",
+        tag: "jobs",
+        auth: ["admin", "client", "worker"],
+        responses: { 200: { description: "The reasons", schema: whySchema }, ...problemResponses },
+      },
+      async ({ params, principal }) => {
+        const job = await visibleJob(deps, principal, idParams.parse(params).id);
+        const facts = await store.jobs.whyFacts(job.id);
+        if (!facts) throw notFound("job");
+        return ok(whyWaiting({ ...facts, paused: !deps.modes.allowsDispatch }));
       },
     ),
     route(

@@ -1,6 +1,6 @@
 // One job: what it is, its payload, result or error, its attempts and its events; cancel, retry, re-prioritise.
 import { useState } from "preact/hooks";
-import { api, type Job, type JobAttempt, type JobEvent, type Page } from "../api.js";
+import { api, type Job, type JobAttempt, type JobEvent, type Page, type WhyAnswer } from "../api.js";
 import { ErrorNote, Json, PageHeader, Status, Updated } from "../components/common.js";
 import { time, usePoll, useSession } from "../hooks.js";
 
@@ -78,6 +78,7 @@ export function JobPage({ id }: { id: string }) {
   const job = usePoll(() => api<Job>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`), 3000, `job-${id}`);
   const events = usePoll(() => api<Page<JobEvent>>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events?limit=500`), 3000, `events-${id}`);
   const attempts = usePoll(() => api<{ items: JobAttempt[] }>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/attempts`), 3000, `attempts-${id}`);
+  const why = usePoll(() => api<WhyAnswer>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/why`), 3000, `why-${id}`);
   const [actionError, setActionError] = useState<string | undefined>(undefined);
   const [priority, setPriority] = useState("");
   const act = async (method: string, path: string, body?: unknown) => {
@@ -87,6 +88,7 @@ export function JobPage({ id }: { id: string }) {
       job.reload();
       events.reload();
       attempts.reload();
+      why.reload();
     } catch (failure) {
       setActionError((failure as Error).message);
     }
@@ -146,6 +148,18 @@ export function JobPage({ id }: { id: string }) {
                   <button type="submit">Change priority</button>
                 </form>
               )}
+            </section>
+          ) : null}
+          {WAITING.has(current.status) && why.data && why.data.reasons.length > 0 ? (
+            <section class="card" aria-labelledby="h-why">
+              <h2 id="h-why">Why waiting</h2>
+              <ul class="why">
+                {why.data.reasons.map((reason) => (
+                  <li key={reason.code} data-reason={reason.code}>
+                    {reason.message} <span class="muted mono">{reason.code}</span>
+                  </li>
+                ))}
+              </ul>
             </section>
           ) : null}
           <section class="card" aria-labelledby="h-summary">

@@ -22,7 +22,9 @@ import { sql } from "kysely";
 import type { StoreContext } from "../context.js";
 import { readQuery, type ThreadReader } from "../reader.js";
 import { cancelJob, retryJob, setJobPriority } from "./actions.js";
+import type { WhyFacts } from "../../../queue/why.js";
 import { listAttempts } from "./attempts.js";
+import { whyFacts } from "./why.js";
 import { claimJobs, prepareClaim, type ClaimStatements } from "./claim.js";
 import { getJob, jobEvents, listJobs, queueStats } from "./read.js";
 import { prepareReport, reportResults, type ReportStatements } from "./report.js";
@@ -63,6 +65,10 @@ export class SqliteJobStore implements JobStore {
 
   async events(params: PageParams & { jobId: string }): Promise<Page<JobEvent>> {
     return jobEvents(this.ctx, params);
+  }
+
+  async whyFacts(jobId: string): Promise<Omit<WhyFacts, "paused"> | undefined> {
+    return whyFacts(this.ctx, jobId);
   }
 
   async attempts(jobId: string): Promise<JobAttempt[]> {

@@ -1,0 +1,83 @@
+// The facts behind GET /jobs/:id/why, read as the dispatcher reads them: the job's lane,
+// the nodes that could take it, and the pending jobs ahead of it in the lanes those nodes
+// cover (one range of the dispatch index per lane, counted up to a cap).
+import { sql } from "kysely";
+import { canRun, type WhyFacts } from "../../../queue/why.js";
+import type { JobStatus } from "../../types.js";
+import type { StoreContext } from "../context.js";
+
+/** Past this many jobs ahead in one lane, `jobs_ahead` is null: counting further costs too much. */
+export const JOBS_AHEAD_CAP = 10_000;
+
+export function whyFacts(ctx: StoreContext, id: string): Omit<WhyFacts, "paused"> | undefined {
+  const { db } = ctx;
+  const job = db.get(
+    db.kysely.selectFrom("jobs").select(["seq", "id", "status", "type", "requires", "ready_at", "lane", "effective_priority"]).where("id", "=", id),
+  );
+  if (!job) return undefined;
+  const status = job.status as JobStatus;
+  const requires = JSON.parse(job.requires) as string[];
+  const waitingOn =
+    status === "blocked"
+      ? db.all(
+          db.kysely
+            .selectFrom("job_dependencies as d")
+            .innerJoin("jobs as j", "j.id", "d.depends_on_id")
+            .select(["j.id", "j.status"])
+            .where("d.job_id", "=", job.id)
+            .where("j.status", "!=", "completed"),
+        ).map((row) => ({ id: row.id, status: row.status as JobStatus }))
+      : [];
+  const nodes = db
+    .all(
+      db.kysely
+        .selectFrom("nodes")
+        .select(["id", "name", "status", "labels", "types", "capacity"])
+        .select((eb) =>
+          eb
+            .selectFrom("jobs")
+            .select(eb.fn.countAll<number>().as("n"))
+            .whereRef("jobs.node_id", "=", "nodes.id")
+            .where("jobs.status", "=", sql.lit("running"))
+            .as("running"),
+        )
+        .where("status", "in", ["online", "draining"]),
+    )
+    .map((row) => ({
+      id: row.id,
+      name: row.name,
+      status: row.status as "online" | "draining",
+      labels: JSON.parse(row.labels) as string[],
+      types: row.types === null ? null : (JSON.parse(row.types) as string[]),
+      capacity: row.capacity,
+      running: Number(row.running ?? 0),
+    }));
+  let jobsAhead: number | null = null;
+  if (status === "pending") {
+    const lanes = new Set<number>([job.lane]);
+    for (const node of nodes) if (canRun(node, job.type, requires)) for (const lane of ctx.lanes.coveredBy(node.labels, node.types)) lanes.add(lane);
+    jobsAhead = 0;
+    for (const lane of lanes) {
+      const ahead = countAhead(ctx, lane, job.effective_priority, job.seq);
+      if (ahead === null) {
+        jobsAhead = null;
+        break;
+      }
+      jobsAhead += ahead;
+    }
+  }
+  return { status, type: job.type, requires, readyAt: status === "scheduled" ? job.ready_at : null, waitingOn, nodes, jobsAhead };
+}
+
+/** Pending jobs of one lane ahead of (priority, seq) in dispatch order: two ranges of jobs_dispatch, each capped. */
+function countAhead(ctx: StoreContext, lane: number, priority: number, seq: number): number | null {
+  const { db } = ctx;
+  const [higher] = db.allSql<{ n: number }>(sql`
+    SELECT count(*) AS n FROM (SELECT 1 FROM jobs INDEXED BY jobs_dispatch
+      WHERE status = 'pending' AND lane = ${lane} AND effective_priority > ${priority} LIMIT ${JOBS_AHEAD_CAP})`);
+  const [same] = db.allSql<{ n: number }>(sql`
+    SELECT count(*) AS n FROM (SELECT 1 FROM jobs INDEXED BY jobs_dispatch
+      WHERE status = 'pending' AND lane = ${lane} AND effective_priority = ${priority} AND seq < ${seq} LIMIT ${JOBS_AHEAD_CAP})`);
+  const total = (higher?.n ?? 0) + (same?.n ?? 0);
+  return (higher?.n ?? 0) >= JOBS_AHEAD_CAP || (same?.n ?? 0) >= JOBS_AHEAD_CAP ? null : total;
+}
