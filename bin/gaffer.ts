@@ -8,6 +8,7 @@ import { devCommand } from "./commands/dev.js";
 import { jobsCommand } from "./commands/jobs.js";
 import { nodesCommand, stateCommand, statsCommand, tokenCommand } from "./commands/nodes.js";
 import { schedulesCommand } from "./commands/schedules.js";
+import { typesCommand } from "./commands/types.js";
 import { masterCommand } from "./commands/master.js";
 import { migrateCommand } from "./commands/migrate.js";
 import { runCli } from "./commands/output.js";
@@ -26,6 +27,7 @@ const program = new Command()
   .addCommand(jobsCommand())
   .addCommand(nodesCommand())
   .addCommand(schedulesCommand())
+  .addCommand(typesCommand())
   .addCommand(statsCommand())
   .addCommand(stateCommand())
   .addCommand(tokenCommand())

@@ -12,6 +12,7 @@ import type {
   JobAttempt,
   JobError,
   JobEvent,
+  JobTypeInfo,
   Node,
   Page,
   QueueStats,
@@ -349,6 +350,14 @@ export class MasterClient {
 
   jobEvents(id: string, query: { limit?: number; cursor?: string } = {}) {
     return this.request<Page<JobEvent>>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events`, { query });
+  }
+
+  listTypes() {
+    return this.request<{ items: JobTypeInfo[] }>("GET", "/api/v1/types");
+  }
+
+  setType(type: string, body: { max_running?: number | null; paused?: boolean }) {
+    return this.request<JobTypeInfo>("PUT", `/api/v1/types/${encodeURIComponent(type)}`, { body });
   }
 
   why(id: string) {

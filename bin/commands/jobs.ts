@@ -216,7 +216,11 @@ export function jobsCommand(): Command {
     }
     if (opts.json) return printObject({ attempt: attempt.attempt, node_id: attempt.node_id, outcome: attempt.outcome, log_tail: attempt.log_tail }, true);
     if (attempt.log_tail === null) {
-      process.stderr.write(`attempt ${attempt.attempt} (${attempt.outcome}) sent no output\n`);
+      process.stderr.write(
+        attempt.outcome === "running"
+          ? `attempt ${attempt.attempt} is running: its output arrives with its result\n`
+          : `attempt ${attempt.attempt} (${attempt.outcome}) sent no output\n`,
+      );
       return;
     }
     process.stdout.write(attempt.log_tail.endsWith("\n") || attempt.log_tail === "" ? attempt.log_tail : `${attempt.log_tail}\n`);

@@ -13,6 +13,7 @@ import { jobRoutes } from "./routes/jobs.js";
 import { nodeRoutes } from "./routes/nodes.js";
 import { opsRoutes } from "./routes/ops.js";
 import { scheduleRoutes } from "./routes/schedules.js";
+import { typeRoutes } from "./routes/types.js";
 
 export interface AppParams {
   deps: HttpDeps;
@@ -43,6 +44,7 @@ export function allRoutes(params: AppParams): Route[] {
     ...jobRoutes(params.deps),
     ...nodeRoutes(params.deps),
     ...scheduleRoutes(params.deps),
+    ...typeRoutes(params.deps),
   );
   return routes;
 }

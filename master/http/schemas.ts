@@ -113,7 +113,8 @@ export const pageOnlyQuery = z.object(pageQuery).strict();
 
 /** GET /jobs/:id?wait_s=N: answer once the job is final, or after N seconds (API.md §5). */
 export const MAX_JOB_WAIT_S = 60;
-export const getJobQuery = z.object({ wait_s: z.coerce.number().int().min(0).max(MAX_JOB_WAIT_S).optional() }).strict();
+// Not strict: GET /jobs/:id took no query before, and a cache-busting ?_=… must not turn into a 400.
+export const getJobQuery = z.object({ wait_s: z.coerce.number().int().min(0).max(MAX_JOB_WAIT_S).optional() });
 
 export const idParams = z.object({ id });
 
@@ -157,6 +158,23 @@ export const jobAttemptSchema = z
     log_tail: z.string().nullable(),
   })
   .meta({ id: "JobAttempt" });
+
+export const jobTypeSchema = z
+  .object({
+    type: z.string(),
+    max_running: z.int().nullable(),
+    paused: z.boolean(),
+    pending: z.int(),
+    running: z.int(),
+    completed_1h: z.int(),
+    failed_1h: z.int(),
+  })
+  .meta({ id: "JobType" });
+
+export const setJobTypeSchema = z
+  .object({ max_running: z.int().min(0).max(1_000_000).nullable().optional(), paused: z.boolean().optional() })
+  .strict()
+  .refine((body) => body.max_running !== undefined || body.paused !== undefined, "give max_running, paused, or both");
 
 export const whySchema = z
   .object({

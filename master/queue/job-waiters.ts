@@ -12,6 +12,7 @@ export interface JobWait {
 
 export class JobWaiters {
   private readonly waiting = new Map<string, Set<(finished: boolean) => void>>();
+  private closed = false;
 
   /** How many callers wait now. */
   get size(): number {
@@ -21,7 +22,7 @@ export class JobWaiters {
   }
 
   wait(jobId: string, waitMs: number, signal?: AbortSignal): JobWait {
-    if (signal?.aborted) return { done: Promise.resolve(false), cancel: () => undefined };
+    if (signal?.aborted || this.closed) return { done: Promise.resolve(false), cancel: () => undefined };
     let resolve: (finished: boolean) => void = () => undefined;
     const done = new Promise<boolean>((r) => (resolve = r));
     const settle = (finished: boolean) => {
@@ -51,6 +52,7 @@ export class JobWaiters {
 
   /** Shutdown: every caller answers now, with the job as it is. */
   close(): void {
+    this.closed = true;
     for (const set of [...this.waiting.values()]) for (const settle of [...set]) settle(false);
   }
 }

@@ -26,6 +26,8 @@ export interface WhyFacts {
   waitingOn: readonly { id: string; status: JobStatus }[];
   /** The master hands out nothing while paused. */
   paused: boolean;
+  /** Its type's flow control (API.md §5a): paused, or a limit and how many of the type run now. */
+  typeControl?: { paused: boolean; maxRunning: number | null; running: number };
   /** Nodes online or draining (dead and offline ones take nothing). */
   nodes: readonly NodeFacts[];
   /** Pending jobs the nodes that could take it would take first; null: too many to count quickly. */
@@ -33,7 +35,7 @@ export interface WhyFacts {
 }
 
 export interface WhyReason {
-  code: "scheduled" | "blocked" | "master_paused" | "no_eligible_node" | "no_handler" | "nodes_busy" | "queued";
+  code: "scheduled" | "blocked" | "master_paused" | "type_paused" | "type_limit" | "no_eligible_node" | "no_handler" | "nodes_busy" | "queued";
   message: string;
   [fact: string]: unknown;
 }
@@ -74,6 +76,16 @@ export function whyWaiting(facts: WhyFacts): WhyAnswer {
     });
   }
   if (facts.paused) reasons.push({ code: "master_paused", message: "the master is paused: it hands out no jobs until it is set back to normal" });
+  const control = facts.typeControl;
+  if (control?.paused) reasons.push({ code: "type_paused", message: `jobs of type ${facts.type} are paused: none is handed out until the type is resumed`, type: facts.type });
+  if (control && control.maxRunning !== null && control.running >= control.maxRunning) {
+    reasons.push({
+      code: "type_limit",
+      message: `${plural(control.running, "job")} of type ${facts.type} run now, its limit`,
+      limit: control.maxRunning,
+      running: control.running,
+    });
+  }
   const labelled = facts.nodes.filter((node) => canRun({ labels: node.labels, types: null }, facts.type, facts.requires));
   if (labelled.length === 0) {
     reasons.push({

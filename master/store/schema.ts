@@ -57,6 +57,14 @@ export interface JobAttemptsTable {
   log_tail: string | null;
 }
 
+/** Flow control of one job type (migrations/sqlite/0004_job_types.sql). */
+export interface JobTypesTable {
+  type: string;
+  max_running: number | null;
+  paused: number;
+  updated_at: string;
+}
+
 export interface JobDependenciesTable {
   job_id: string;
   depends_on_id: string;
@@ -146,6 +154,7 @@ export interface DatabaseSchema {
   jobs: JobsTable;
   job_dependencies: JobDependenciesTable;
   job_attempts: JobAttemptsTable;
+  job_types: JobTypesTable;
   lanes: LanesTable;
   nodes: NodesTable;
   clients: ClientsTable;

@@ -468,6 +468,25 @@ export interface SettingsStore {
 /** The databases a store can run on (PostgreSQL: API.md §12, not built yet). */
 export type Dialect = "sqlite" | "postgres";
 
+/** A job type as GET /api/v1/types shows it (API.md §5a). */
+export interface JobTypeInfo {
+  type: string;
+  max_running: number | null;
+  paused: boolean;
+  pending: number;
+  running: number;
+  completed_1h: number;
+  failed_1h: number;
+}
+
+/** Flow control per job type: its limit of running jobs and its pause. */
+export interface JobTypeStore {
+  /** Every type that has jobs or a setting, with its counts; finished ones since `since`. */
+  list(params: { since: Date }): Promise<JobTypeInfo[]>;
+  /** Change a type's limit, pause, or both (audit `type.changed`); a type with no jobs yet too. */
+  set(params: { type: string; maxRunning?: number | null; paused?: boolean; actor: string | null; since: Date }): Promise<JobTypeInfo>;
+}
+
 export interface StoreDescription {
   dialect: Dialect;
   [key: string]: unknown;
@@ -494,6 +513,11 @@ export interface Store {
   readonly dialect: Dialect;
   /** Call `listener` after each commit that changed something in `Committed`; answers the unsubscribe. */
   onCommitted(listener: (change: Committed) => void): () => void;
+  /**
+   * Resolves once every write committed so far is on disk. The commit signal comes right
+   * after COMMIT, before the group's flush: what answers a caller from it waits for this.
+   */
+  durable(): Promise<void>;
   /** What an operator wants to know of the database (GET /api/v1/state). */
   describe(): Promise<StoreDescription>;
   /** Whether a write goes through now (leaving read-only mode). */
@@ -505,5 +529,6 @@ export interface Store {
   readonly clients: ClientStore;
   readonly tokens: TokenStore;
   readonly schedules: ScheduleStore;
+  readonly types: JobTypeStore;
   close(): Promise<void>;
 }

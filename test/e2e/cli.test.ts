@@ -92,6 +92,18 @@ describe("gaffer nodes, schedules, stats, state, token", () => {
     expect((await gaffer("nodes", "drain", "nope")).code).toBe(3);
   });
 
+  it("pauses, limits, lists and resumes a job type", async () => {
+    expect((await gaffer("jobs", "submit", "--type", "cli-typed", "--json")).code).toBe(0);
+    expect((await gaffer("types", "pause", "cli-typed")).output).toMatch(/paused\s+true/);
+    expect((await gaffer("types", "limit", "cli-typed", "4")).output).toMatch(/max_running\s+4/);
+    expect((await gaffer("types", "list")).output).toMatch(/^cli-typed\s+true\s+4\s+1\s+0\s+0\s+0$/m);
+    expect((await gaffer("types", "limit", "cli-typed", "none")).output).toMatch(/max_running\s+-/);
+    expect((await gaffer("types", "resume", "cli-typed")).output).toMatch(/paused\s+false/);
+    const bad = await gaffer("types", "limit", "cli-typed", "many");
+    expect(bad.code).toBe(2);
+    expect(bad.output).toContain("the limit must be a whole number or none, not many");
+  });
+
   it("creates, lists and deletes schedules", async () => {
     const created = await gaffer("schedules", "create", "--name", "nightly", "--cron", "0 3 * * *", "--timezone", "Europe/Berlin", "--type", "report", "--payload", '{"a":1}', "--json");
     expect(created.code).toBe(0);

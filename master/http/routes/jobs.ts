@@ -61,6 +61,14 @@ function toSubmitParams(deps: HttpDeps, principal: Principal, body: SubmitJobBod
   };
 }
 
+/** For a worker: which of these nodes are its own (undefined for the other roles, who see all). */
+async function ownNodes(deps: HttpDeps, principal: Principal, nodeIds: readonly string[]): Promise<Set<string> | undefined> {
+  if (principal.role !== "worker") return undefined;
+  const mine = new Set<string>();
+  for (const id of new Set(nodeIds)) if ((await deps.nodeOwners.ownerOf(id)) === principal.clientId) mine.add(id);
+  return mine;
+}
+
 function afterSubmit(deps: HttpDeps, outcome: Extract<SubmitOutcome, { ok: true }>): void {
   for (const item of outcome.items) {
     if (!item.created) continue;
@@ -174,15 +182,18 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         query: getJobQuery,
         responses: jobResponses,
       },
-      async ({ params, principal, query, signal }) => {
+      async (request) => {
+        const { params, principal, query } = request;
         const job = await visibleJob(deps, principal, idParams.parse(params).id);
         if (!query.wait_s || isFinal(job.status)) return ok(job);
-        const waiting = deps.waiters.wait(job.id, query.wait_s * 1000, signal);
+        const waiting = deps.waiters.wait(job.id, query.wait_s * 1000, request.signal);
         // It may have finished between the read and the wait's start: look once more.
         const now = await store.jobs.get(job.id);
         if (!now || isFinal(now.status)) waiting.cancel();
-        else await waiting.done;
-        return ok((await store.jobs.get(job.id)) ?? now ?? job);
+        // Told by the commit, before its flush: answer once it is on disk.
+        else if (await waiting.done) await store.durable();
+        // Seen again as the caller may see it now (a worker's lease may have moved on).
+        return ok(await visibleJob(deps, principal, job.id));
       },
     ),
     route(
@@ -244,7 +255,10 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       },
       async ({ params, principal, query }) => {
         const job = await visibleJob(deps, principal, idParams.parse(params).id);
-        return ok(await store.jobs.events({ jobId: job.id, limit: query.limit, cursor: query.cursor }));
+        const page = await store.jobs.events({ jobId: job.id, limit: query.limit, cursor: query.cursor });
+        // A worker sees what happened on its own nodes only.
+        const mine = await ownNodes(deps, principal, page.items.flatMap((event) => (event.node_id ? [event.node_id] : [])));
+        return ok(mine ? { ...page, items: page.items.filter((event) => event.node_id !== undefined && mine.has(event.node_id)) } : page);
       },
     ),
     route(
@@ -260,7 +274,10 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         const job = await visibleJob(deps, principal, idParams.parse(params).id);
         const facts = await store.jobs.whyFacts(job.id);
         if (!facts) throw notFound("job");
-        return ok(whyWaiting({ ...facts, paused: !deps.modes.allowsDispatch }));
+        const answer = whyWaiting({ ...facts, paused: !deps.modes.allowsDispatch });
+        if (principal.role === "admin") return ok(answer);
+        // Only admins see nodes (API.md §3): the others get the counts, not the names.
+        return ok({ ...answer, reasons: answer.reasons.map(({ nodes: _nodes, ...reason }) => reason) });
       },
     ),
     route(
@@ -274,7 +291,10 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       },
       async ({ params, principal }) => {
         const job = await visibleJob(deps, principal, idParams.parse(params).id);
-        return ok({ items: await store.jobs.attempts(job.id) });
+        const attempts = await store.jobs.attempts(job.id);
+        // A worker sees the attempts of its own nodes only: another client's log tails are not its business.
+        const mine = await ownNodes(deps, principal, attempts.map((attempt) => attempt.node_id));
+        return ok({ items: mine ? attempts.filter((attempt) => mine.has(attempt.node_id)) : attempts });
       },
     ),
     route(

@@ -47,7 +47,7 @@ const REASONS: Record<ReportVerdict, string | undefined> = {
  * worker sends its own GAFFER_LOG_TAIL_BYTES, which may be larger than the master's).
  */
 export function lastBytes(text: string | undefined, limit: number): string | undefined {
-  if (text === undefined) return undefined;
+  if (text === undefined || limit <= 0) return undefined;
   const bytes = Buffer.from(text, "utf8");
   if (bytes.length <= limit) return text;
   let start = bytes.length - limit;

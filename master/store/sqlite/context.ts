@@ -3,6 +3,7 @@
 import type { Clock, QueuePolicy } from "../types.js";
 import type { AuditWriter } from "./audit.js";
 import type { CommitSignal } from "./commit-signal.js";
+import type { JobTypeSettings } from "./job-types.js";
 import type { SqliteDatabase } from "./database.js";
 import type { Lanes } from "./lanes.js";
 
@@ -12,6 +13,8 @@ export interface StoreContext {
   policy: QueuePolicy;
   audit: AuditWriter;
   lanes: Lanes;
+  /** Paused and limited job types (API.md §5a). */
+  types: JobTypeSettings;
   /** What a write changed, told once its transaction commits (Store.onCommitted). */
   signal: CommitSignal;
 }

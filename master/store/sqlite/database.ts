@@ -48,6 +48,17 @@ export interface OpenDatabaseParams {
 /** `flush`: now, on the event loop; `group`: a group commit, which waits for its flush without blocking; `soft`: none. */
 type TransactionMode = "flush" | "group" | "soft";
 
+/** Run each callback, whatever the others do; a failure is reported, not thrown. */
+function runEach(callbacks: readonly (() => void)[]): void {
+  for (const callback of callbacks) {
+    try {
+      callback();
+    } catch (error) {
+      process.emitWarning(error instanceof Error ? error : new Error(String(error)), "GafferCommitCallbackWarning");
+    }
+  }
+}
+
 export class SqliteDatabase {
   readonly sqlite: Database.Database;
   /** Builds queries only; never executes them. */
@@ -228,28 +239,31 @@ export class SqliteDatabase {
   private runTransaction<T>(fn: () => T, mode: TransactionMode): T {
     const control = this.control();
     if (this.sqlite.inTransaction) return fn();
+    let result: T;
+    let changed = false;
     try {
       control.begin.run();
       const before = this.walSync ? (control.changes.get() as number) : 0;
-      const result = fn();
+      result = fn();
       control.commit.run();
-      this.afterRollback = [];
-      for (const committed of this.afterCommit.splice(0)) committed();
       // Only a transaction that changed rows has anything to flush. One that read only (a
       // sweep that found nothing, a claim that took nothing) neither fsyncs on the event loop
       // nor makes later answers wait for a flush. (DDL alone changes no rows; the
       // migrations always record themselves in schema_migrations, which does.)
-      if (this.walSync && control.changes.get() !== before) {
-        this.walSync.committed(mode === "soft");
-        if (mode === "flush") this.walSync.durableNow();
-      }
-      return result;
+      changed = this.walSync !== undefined && control.changes.get() !== before;
     } catch (error) {
       if (this.sqlite.inTransaction) control.rollback.run();
       this.afterCommit = [];
-      for (const undone of this.afterRollback.splice(0)) undone();
+      runEach(this.afterRollback.splice(0));
       throw translateError(error);
     }
+    // Committed: nothing from here on may look like a failed transaction (a group commit
+    // would replay work that is in), so the callbacks' own failures are only reported.
+    this.afterRollback = [];
+    if (changed) this.walSync?.committed(mode === "soft");
+    runEach(this.afterCommit.splice(0));
+    if (changed && mode === "flush") this.walSync?.durableNow();
+    return result;
   }
 
   close(): void {

@@ -6,6 +6,7 @@ import { createClientStore, createTokenStore } from "./clients.js";
 import { createScheduleStore } from "./schedules.js";
 import type { StoreContext } from "./context.js";
 import { CommitSignal } from "./commit-signal.js";
+import { JobTypeSettings, SqliteJobTypeStore } from "./job-types.js";
 import { startCheckpointer, type Checkpointer, type CheckpointerParams } from "./checkpointer.js";
 import { SqliteDatabase, type Synchronous } from "./database.js";
 import { translateError } from "./errors.js";
@@ -137,6 +138,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       policy: params.policy,
       audit,
       lanes: createLanes(db),
+      types: new JobTypeSettings(db),
       signal,
     };
     const reader = params.readerThread && params.path !== ":memory:" ? startReader(params.path, { onError: params.onReaderError }) : undefined;
@@ -146,6 +148,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       dialect: "sqlite",
       database: db,
       onCommitted: (listener) => signal.subscribe(listener),
+      durable: () => db.durable(),
       async describe() {
         const pragma = (name: string) => db.sqlite.pragma(name, { simple: true }) as unknown;
         return {
@@ -180,6 +183,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       },
       jobs,
       schedules: createScheduleStore(ctx, jobs),
+      types: new SqliteJobTypeStore(ctx, reader),
       nodes: new SqliteNodeStore(ctx),
       audit: createAuditStore(db, audit, () => params.clock.now(), reader),
       settings: createSettingsStore(db, params.clock),

@@ -24,6 +24,10 @@ export interface Lanes {
   coveredBy(nodeLabels: readonly string[], nodeTypes: readonly string[] | null): number[];
   /** How many lanes are known (those of the transaction running now included). */
   readonly count: number;
+  /** The job type of a known lane. */
+  typeOf(lane: number): string | undefined;
+  /** Every job type that has a lane. */
+  types(): string[];
 }
 
 const laneKey = (type: string, requiresKey: string) => `${type}\u0000${requiresKey}`;
@@ -35,6 +39,7 @@ export function createLanes(db: SqliteDatabase): Lanes {
   }
   /** Lanes made by the transaction running now: known to all once it commits. */
   const made = new Map<string, Lane>();
+  const byId = new Map<number, Lane>([...known.values()].map((lane) => [lane.id, lane]));
   const covered = new Map<string, number[]>();
   const insert = db.prepared<{ type: string; key: string; labels: string; at: string }, { id: number }>("lane-insert", () =>
     db.kysely
@@ -48,12 +53,19 @@ export function createLanes(db: SqliteDatabase): Lanes {
     made.clear();
   };
   const undone = () => {
+    for (const lane of made.values()) byId.delete(lane.id);
     made.clear();
     covered.clear();
   };
   return {
     get count() {
       return known.size + made.size;
+    },
+    typeOf(lane) {
+      return byId.get(lane)?.type;
+    },
+    types() {
+      return [...new Set([...known.values(), ...made.values()].map((lane) => lane.type))].sort();
     },
     keyOf(labels) {
       if (labels.length === 0) return { key: "", labels: [] };
@@ -62,12 +74,14 @@ export function createLanes(db: SqliteDatabase): Lanes {
     },
     laneOf(type, requires, at) {
       const key = laneKey(type, requires.key);
-      const lane = known.get(key) ?? made.get(key);
-      if (lane) return lane.id;
+      const existing = known.get(key) ?? made.get(key);
+      if (existing) return existing.id;
       const row = insert.get({ type, key: requires.key, labels: JSON.stringify(requires.labels), at });
       if (!row) throw new Error(`no lane was made for ${type} [${requires.key}]`);
       if (made.size === 0) db.onCommit(committed, undone);
-      made.set(key, { id: row.id, type, labels: requires.labels });
+      const lane = { id: row.id, type, labels: requires.labels };
+      made.set(key, lane);
+      byId.set(lane.id, lane);
       covered.clear();
       return row.id;
     },

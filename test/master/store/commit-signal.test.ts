@@ -120,6 +120,23 @@ describe.each(dialects)("commit signal ($name)", (dialect) => {
     ]);
   });
 
+  it("neither replays committed work nor goes deaf when a callback throws after COMMIT", async () => {
+    const store = t.store as SqliteStore;
+    let runs = 0;
+    await store.database.grouped(() => {
+      runs += 1;
+      store.database.sqlite.prepare("INSERT INTO settings (key, value, updated_at) VALUES ('cb', 'v', 'now')").run();
+      store.database.onCommit(() => {
+        throw new Error("a broken callback");
+      });
+    });
+    expect(runs).toBe(1);
+    heard = [];
+    await submit(t.store);
+    await submit(t.store);
+    expect(heard).toHaveLength(2);
+  });
+
   it("keeps telling the other listeners when one throws, and stops telling one that left", async () => {
     const others: Committed[] = [];
     t.store.onCommitted(() => {

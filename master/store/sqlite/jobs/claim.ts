@@ -94,11 +94,31 @@ function byDispatchOrder(a: Head, b: Head): number {
   return b.effective_priority - a.effective_priority || a.seq - b.seq;
 }
 
-/** Several lanes: the head of each, the best `limit` of them, then one UPDATE of those. */
-function takeChosen(statements: ClaimStatements, lanes: number[], limit: number, lease: LeaseParams): Taken[] {
-  const candidates: Head[] = [];
-  for (const lane of lanes) candidates.push(...statements.head.all({ lane, limit }));
-  const chosen = candidates.sort(byDispatchOrder).slice(0, limit);
+/**
+ * Several lanes (or a limited type's): the head of each, the best `limit` of them, then one
+ * UPDATE of those. `room`: how many more jobs of each limited type may run, shared by its lanes.
+ */
+function takeChosen(
+  statements: ClaimStatements,
+  lanes: number[],
+  limit: number,
+  lease: LeaseParams,
+  room?: { left: Map<string, number>; typeOf: (lane: number) => string | undefined },
+): Taken[] {
+  const candidates: (Head & { lane: number })[] = [];
+  for (const lane of lanes) for (const head of statements.head.all({ lane, limit })) candidates.push({ ...head, lane });
+  candidates.sort(byDispatchOrder);
+  const chosen: Head[] = [];
+  for (const head of candidates) {
+    if (chosen.length >= limit) break;
+    const type = room ? room.typeOf(head.lane) : undefined;
+    const left = type === undefined ? undefined : room?.left.get(type);
+    if (left !== undefined) {
+      if (left <= 0) continue;
+      room?.left.set(type as string, left - 1);
+    }
+    chosen.push(head);
+  }
   if (chosen.length === 0) return [];
   return statements.take.all({ chosen: JSON.stringify(chosen.map((head) => head.seq)), ...lease });
 }
@@ -129,8 +149,8 @@ export function claimJobs(
     const at = now.toISOString();
     // A claim is a sign of life: a node declared dead that asks for work is back.
     if (node.status === "dead") reviveNode(ctx, node.id, at);
-    const lanes = ctx.lanes.coveredBy(JSON.parse(node.labels) as string[], node.types === null ? null : (JSON.parse(node.types) as string[]));
-    if (emptied && lanes.every((lane) => emptied.has(lane))) return NOTHING;
+    const covered = ctx.lanes.coveredBy(JSON.parse(node.labels) as string[], node.types === null ? null : (JSON.parse(node.types) as string[]));
+    if (emptied && covered.every((lane) => emptied.has(lane))) return NOTHING;
     const running = statements.running.get({ nodeId: node.id })?.n ?? 0;
     const limit = Math.min(params.max, node.capacity - running);
     if (limit <= 0) return NOTHING;
@@ -141,12 +161,17 @@ export function claimJobs(
       nowMs: now.getTime(),
       graceMs: ctx.policy.stallGraceMs,
     };
+    // Paused types and types at their limit hold back nothing else: their lanes are left out.
+    const gate = ctx.types.active ? ctx.types.gate(covered, ctx.lanes) : undefined;
+    const lanes = gate ? gate.lanes : covered;
+    if (lanes.length === 0) return NOTHING;
+    const capped = gate !== undefined && gate.room.size > 0;
     const taken =
-      lanes.length === 1
+      lanes.length === 1 && !capped
         ? statements.takeHead.all({ lane: lanes[0] ?? 0, limit, ...lease })
-        : takeChosen(statements, lanes, limit, lease);
-    // Fewer than it could take: each lane it covers gave all it had (see takeChosen).
-    if (emptied && taken.length < limit) for (const lane of lanes) emptied.add(lane);
+        : takeChosen(statements, lanes, limit, lease, capped ? { left: new Map(gate.room), typeOf: (lane) => ctx.lanes.typeOf(lane) } : undefined);
+    // Fewer than it could take, with no type's limit in the way: each lane it took from gave all it had.
+    if (emptied && !capped && taken.length < limit) for (const lane of lanes) emptied.add(lane);
     if (taken.length === 0) return NOTHING;
     // RETURNING gives no order: put them back in dispatch order.
     taken.sort(byDispatchOrder);

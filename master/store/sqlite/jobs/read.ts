@@ -60,6 +60,12 @@ export async function listJobs(ctx: StoreContext, params: ListJobsParams, reader
   return pageOf(await readQuery(db, walksFar ? reader : undefined, query.compile()), params.limit, (row) => row.seq, toJob);
 }
 
+/**
+ * What a job's history takes from the job and its attempts rather than from audit_log, where
+ * databases made before migration 0003 still hold them (they would show twice).
+ */
+const NODE_EVENTS = ["job.submitted", "job.assigned", "job.completed", "job.retry_scheduled"];
+
 /** What an attempt adds to its job's history: its hand-out, and its end when its node reported it. */
 function attemptEvents(job: Job, attempt: ReturnType<typeof listAttempts>[number], last: boolean): JobEvent[] {
   const on = { client_id: null, node_id: attempt.node_id, attempt: attempt.attempt };
@@ -70,9 +76,11 @@ function attemptEvents(job: Job, attempt: ReturnType<typeof listAttempts>[number
   let type: string;
   if (attempt.outcome === "completed") type = "job.completed";
   else if (attempt.outcome === "canceled") type = "job.canceled";
-  else if (last && job.status === "failed") {
+  else if (attempt.error?.retryable === false || (last && job.status === "failed")) {
     type = "job.failed";
-    Object.assign(details, { failure_reason: job.failure_reason, error: attempt.error });
+    // Its own reason: the job may have been retried by hand and have another one now.
+    const reason = attempt.error?.retryable === false ? "non_retryable" : last ? job.failure_reason : "max_retries_exceeded";
+    Object.assign(details, { failure_reason: reason, error: attempt.error });
   } else {
     type = "job.retry_scheduled";
     details.error = attempt.error;
@@ -105,9 +113,11 @@ export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: strin
         .selectAll()
         .where("entity_type", "=", "job")
         .where("entity_id", "=", job.id)
-        .where("event_type", "!=", "job.submitted")
+        .where("event_type", "not in", NODE_EVENTS)
         .orderBy("id"),
     )
+    // A job.failed a node's report wrote before 0003 (it names the node): its attempt tells it now.
+    .filter((row) => !(row.event_type === "job.failed" && row.details.includes('"node_id"')))
     .map((row): JobEvent => {
       const entry = toAuditEntry(row);
       const event: JobEvent = { event_type: entry.event_type, created_at: entry.created_at, client_id: entry.client_id, details: entry.details };

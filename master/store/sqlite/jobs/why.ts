@@ -6,7 +6,7 @@ import { canRun, type WhyFacts } from "../../../queue/why.js";
 import type { JobStatus } from "../../types.js";
 import type { StoreContext } from "../context.js";
 
-/** Past this many jobs ahead in one lane, `jobs_ahead` is null: counting further costs too much. */
+/** Past this many jobs ahead, in all its lanes together, `jobs_ahead` is null: counting further costs too much. */
 export const JOBS_AHEAD_CAP = 10_000;
 
 export function whyFacts(ctx: StoreContext, id: string): Omit<WhyFacts, "paused"> | undefined {
@@ -56,28 +56,36 @@ export function whyFacts(ctx: StoreContext, id: string): Omit<WhyFacts, "paused"
   if (status === "pending") {
     const lanes = new Set<number>([job.lane]);
     for (const node of nodes) if (canRun(node, job.type, requires)) for (const lane of ctx.lanes.coveredBy(node.labels, node.types)) lanes.add(lane);
-    jobsAhead = 0;
+    let counted: number | null = 0;
     for (const lane of lanes) {
-      const ahead = countAhead(ctx, lane, job.effective_priority, job.seq);
+      const ahead = countAhead(ctx, lane, job.effective_priority, job.seq, JOBS_AHEAD_CAP - counted);
       if (ahead === null) {
-        jobsAhead = null;
+        counted = null;
         break;
       }
-      jobsAhead += ahead;
+      counted += ahead;
     }
+    jobsAhead = counted;
   }
-  return { status, type: job.type, requires, readyAt: status === "scheduled" ? job.ready_at : null, waitingOn, nodes, jobsAhead };
+  const setting = ctx.types.get(job.type);
+  const typeControl = { paused: setting.paused, maxRunning: setting.maxRunning, running: setting.maxRunning === null ? 0 : ctx.types.running(job.type) };
+  return { status, type: job.type, requires, readyAt: status === "scheduled" ? job.ready_at : null, waitingOn, nodes, jobsAhead, typeControl };
 }
 
-/** Pending jobs of one lane ahead of (priority, seq) in dispatch order: two ranges of jobs_dispatch, each capped. */
-function countAhead(ctx: StoreContext, lane: number, priority: number, seq: number): number | null {
+/**
+ * Pending jobs of one lane ahead of (priority, seq) in dispatch order: two ranges of
+ * jobs_dispatch, reading at most `cap` entries in all; null once the cap is reached.
+ */
+function countAhead(ctx: StoreContext, lane: number, priority: number, seq: number, cap: number): number | null {
   const { db } = ctx;
   const [higher] = db.allSql<{ n: number }>(sql`
     SELECT count(*) AS n FROM (SELECT 1 FROM jobs INDEXED BY jobs_dispatch
-      WHERE status = 'pending' AND lane = ${lane} AND effective_priority > ${priority} LIMIT ${JOBS_AHEAD_CAP})`);
+      WHERE status = 'pending' AND lane = ${lane} AND effective_priority > ${priority} LIMIT ${cap})`);
+  const first = higher?.n ?? 0;
+  if (first >= cap) return null;
   const [same] = db.allSql<{ n: number }>(sql`
     SELECT count(*) AS n FROM (SELECT 1 FROM jobs INDEXED BY jobs_dispatch
-      WHERE status = 'pending' AND lane = ${lane} AND effective_priority = ${priority} AND seq < ${seq} LIMIT ${JOBS_AHEAD_CAP})`);
-  const total = (higher?.n ?? 0) + (same?.n ?? 0);
-  return (higher?.n ?? 0) >= JOBS_AHEAD_CAP || (same?.n ?? 0) >= JOBS_AHEAD_CAP ? null : total;
+      WHERE status = 'pending' AND lane = ${lane} AND effective_priority = ${priority} AND seq < ${seq} LIMIT ${cap - first})`);
+  const total = first + (same?.n ?? 0);
+  return total >= cap ? null : total;
 }

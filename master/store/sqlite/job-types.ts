@@ -1,0 +1,166 @@
+// Flow control per job type (API.md §5a): paused types and cluster-wide limits of running
+// jobs. The settings are few and read by every claim, so they are kept in memory, following
+// commits (a setting undone with its transaction is forgotten). A claim asks `gate` which
+// of its lanes it may take from, and how many jobs of each limited type.
+import { sql } from "kysely";
+import type { JobTypeInfo, JobTypeStore } from "../types.js";
+import type { StoreContext } from "./context.js";
+import { param, type SqliteDatabase } from "./database.js";
+import type { Lanes } from "./lanes.js";
+import { readQuery, type ThreadReader } from "./reader.js";
+
+export interface TypeSetting {
+  maxRunning: number | null;
+  paused: boolean;
+}
+
+const NONE: TypeSetting = Object.freeze({ maxRunning: null, paused: false });
+
+export interface Gate {
+  /** The lanes the claim may take from. */
+  lanes: number[];
+  /** For lanes of a limited type: how many more of that type may run (shared by the type's lanes). */
+  room: Map<string, number>;
+}
+
+export class JobTypeSettings {
+  private readonly settings = new Map<string, TypeSetting>();
+
+  constructor(private readonly db: SqliteDatabase) {
+    for (const row of db.all(db.kysely.selectFrom("job_types").selectAll())) {
+      this.settings.set(row.type, { maxRunning: row.max_running, paused: row.paused === 1 });
+    }
+  }
+
+  get(type: string): TypeSetting {
+    return this.settings.get(type) ?? NONE;
+  }
+
+  /** Every type with a setting. */
+  types(): string[] {
+    return [...this.settings.keys()];
+  }
+
+  /** Whether any type is paused or limited (else a claim needs no gate). */
+  get active(): boolean {
+    for (const setting of this.settings.values()) if (setting.paused || setting.maxRunning !== null) return true;
+    return false;
+  }
+
+  /** Store a type's setting inside the caller's transaction; known in memory once it commits. */
+  write(type: string, setting: TypeSetting, at: string): void {
+    this.db.run(
+      this.db.kysely
+        .insertInto("job_types")
+        .values({ type, max_running: setting.maxRunning, paused: setting.paused ? 1 : 0, updated_at: at })
+        .onConflict((oc) => oc.column("type").doUpdateSet({ max_running: setting.maxRunning, paused: setting.paused ? 1 : 0, updated_at: at })),
+    );
+    this.db.onCommit(() => this.settings.set(type, setting));
+  }
+
+  /** Jobs of `type` running now, anywhere (bounded by the cluster's capacity: read through jobs_status_seq). */
+  running(type: string): number {
+    const db = this.db;
+    return (
+      db
+        .preparedSql<{ type: string }, { n: number }>("type-running", () =>
+          sql`SELECT count(*) AS n FROM jobs INDEXED BY jobs_status_seq WHERE status = 'running' AND type = ${param("type")}`,
+        )
+        .get({ type })?.n ?? 0
+    );
+  }
+
+  /** Which of `lanes` a claim may take from now: none of a paused type or of a type at its limit. */
+  gate(lanes: readonly number[], laneTypes: Lanes): Gate {
+    const room = new Map<string, number>();
+    const open: number[] = [];
+    for (const lane of lanes) {
+      const type = laneTypes.typeOf(lane);
+      const setting = type === undefined ? NONE : this.get(type);
+      if (setting.paused) continue;
+      if (type !== undefined && setting.maxRunning !== null) {
+        if (!room.has(type)) room.set(type, Math.max(0, setting.maxRunning - this.running(type)));
+        if ((room.get(type) ?? 0) === 0) continue;
+      }
+      open.push(lane);
+    }
+    return { lanes: open, room };
+  }
+}
+
+/** GET and PUT /api/v1/types: the settings with each type's counts. */
+export class SqliteJobTypeStore implements JobTypeStore {
+  constructor(
+    private readonly ctx: StoreContext,
+    /** Where the counts are read, off the event loop (none: on the master's connection). */
+    private readonly reader?: ThreadReader,
+  ) {}
+
+  async list(params: { since: Date }): Promise<JobTypeInfo[]> {
+    const { db, lanes, types } = this.ctx;
+    const k = db.kysely;
+    // Every waiting or running job, then the jobs finished since then: long reads, in the reader thread.
+    const [live, finished] = await Promise.all([
+      readQuery(
+        db,
+        this.reader,
+        k.selectFrom("jobs").select((eb) => ["type", "status", eb.fn.countAll<number>().as("n")]).where("status", "in", ["pending", "running"]).groupBy(["type", "status"]).compile(),
+      ),
+      readQuery(
+        db,
+        this.reader,
+        sql<{ type: string; status: string; n: number }>`
+          SELECT type, status, count(*) AS n FROM jobs INDEXED BY jobs_finished
+          WHERE finished_at IS NOT NULL AND finished_at >= ${params.since.toISOString()} AND status IN ('completed', 'failed')
+          GROUP BY type, status`.compile(db.kysely),
+      ),
+    ]);
+    const info = new Map<string, JobTypeInfo>();
+    const of = (type: string): JobTypeInfo => {
+      let entry = info.get(type);
+      if (!entry) {
+        const setting = types.get(type);
+        entry = { type, max_running: setting.maxRunning, paused: setting.paused, pending: 0, running: 0, completed_1h: 0, failed_1h: 0 };
+        info.set(type, entry);
+      }
+      return entry;
+    };
+    for (const type of [...lanes.types(), ...types.types()]) of(type);
+    for (const row of live) {
+      if (row.status === "pending") of(row.type).pending = Number(row.n);
+      else of(row.type).running = Number(row.n);
+    }
+    for (const row of finished) {
+      if (row.status === "completed") of(row.type).completed_1h = Number(row.n);
+      else of(row.type).failed_1h = Number(row.n);
+    }
+    return [...info.values()].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0));
+  }
+
+  async set(params: { type: string; maxRunning?: number | null; paused?: boolean; actor: string | null; since: Date }): Promise<JobTypeInfo> {
+    const { db, types, audit, clock } = this.ctx;
+    db.transaction(() => {
+      const from = types.get(params.type);
+      const to = { maxRunning: params.maxRunning === undefined ? from.maxRunning : params.maxRunning, paused: params.paused ?? from.paused };
+      const at = clock.now().toISOString();
+      types.write(params.type, to, at);
+      audit.write(
+        {
+          event_type: "type.changed",
+          entity_type: "type",
+          entity_id: params.type,
+          client_id: params.actor,
+          details: { from: { max_running: from.maxRunning, paused: from.paused }, to: { max_running: to.maxRunning, paused: to.paused } },
+        },
+        at,
+      );
+      // Resumed, or a limit raised or lifted: waiting claims may take its jobs now.
+      const more = (from.paused && !to.paused) || (from.maxRunning !== null && (to.maxRunning === null || to.maxRunning > from.maxRunning));
+      this.ctx.signal.mark({ claimable: more });
+    });
+    const listed = await this.list({ since: params.since });
+    const found = listed.find((entry) => entry.type === params.type);
+    if (!found) throw new Error(`type ${params.type} was set but is not listed`);
+    return found;
+  }
+}
