@@ -23,6 +23,8 @@ export const DEFAULT_MAX_BATCH_BYTES = 64 * 1_048_576;
 /** The end of a handler's output kept on each attempt (API.md §5, §10); the worker has the same setting. */
 export const DEFAULT_LOG_TAIL_BYTES = 65_536;
 export const DEFAULT_RETENTION_DAYS = 30;
+/** Job types with their own metric series; the rest count under type="other" (API.md §8). */
+export const DEFAULT_METRICS_MAX_TYPES = 100;
 
 const seconds = z.coerce.number().positive().max(10 * 365 * 86400);
 const count = z.coerce.number().int().min(0);
@@ -52,6 +54,7 @@ const configSchema = z
     maxBatchBytes: count.min(1024),
     logTailBytes: count.min(0),
     retentionDays: z.coerce.number().positive(),
+    metricsMaxTypes: count.max(10_000),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
   })
   .strict();
@@ -84,6 +87,7 @@ export const ENVIRONMENT: Record<Exclude<ConfigKey, "profile">, string> = {
   maxBatchBytes: "GAFFER_MAX_BATCH_BYTES",
   logTailBytes: "GAFFER_LOG_TAIL_BYTES",
   retentionDays: "GAFFER_RETENTION_DAYS",
+  metricsMaxTypes: "GAFFER_METRICS_MAX_TYPES",
   logLevel: "GAFFER_LOG_LEVEL",
 };
 
@@ -108,6 +112,7 @@ const DEFAULTS: ConfigValues = {
   maxBatchBytes: DEFAULT_MAX_BATCH_BYTES,
   logTailBytes: DEFAULT_LOG_TAIL_BYTES,
   retentionDays: DEFAULT_RETENTION_DAYS,
+  metricsMaxTypes: DEFAULT_METRICS_MAX_TYPES,
   logLevel: "info",
 };
 

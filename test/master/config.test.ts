@@ -29,6 +29,7 @@ describe("loadConfig", () => {
       agingS: 300,
       maxPayloadBytes: 1_048_576,
       retentionDays: 30,
+      metricsMaxTypes: 100,
       logLevel: "info",
       heartbeatIntervalS: 10,
     });
