@@ -188,7 +188,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   const modes = new ModeController(store, clock, log);
   await modes.load();
   const metrics = new Metrics({ readQueueStats: () => store.jobs.stats(), maxTypes: config.metricsMaxTypes });
-  const dispatcher = new Dispatcher(store.jobs, () => modes.allowsDispatch);
+  const dispatcher = new Dispatcher({ jobs: store.jobs, nodes: store.nodes, canDispatch: () => modes.allowsDispatch });
   // Nodes can report from the moment the master listens (opening and checking a big database
   // can take seconds, which must not eat their grace), and again from the end of each
   // read-only spell; while read-only, their heartbeats are refused, so silence proves nothing.
