@@ -3,6 +3,7 @@
 // In master/, only this file reads process.env (the CLI and the worker read their own variables).
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { isLoopbackName } from "./auth/loopback.js";
 
 export const DEFAULT_DB_PATH = "./data/gaffer.db";
 export const DEFAULT_HOST = "127.0.0.1";
@@ -195,6 +196,13 @@ export function loadConfig(params: LoadConfigParams = {}): MasterConfig {
   }
   if (config.heartbeatIntervalS !== undefined && config.heartbeatIntervalS >= config.nodeTimeoutS) {
     problems.push("heartbeatIntervalS (GAFFER_HEARTBEAT_INTERVAL_S): must be below GAFFER_NODE_TIMEOUT_S");
+  }
+  if (config.auth === "off" && !isLoopbackName(config.host)) {
+    problems.push(
+      `host (GAFFER_HOST): with auth off (GAFFER_AUTH=off, or the dev profile) the master listens only on loopback ` +
+        `(127.0.0.1, ::1 or localhost), not ${config.host}: anyone who can reach it would act as an admin. ` +
+        `Turn auth on (GAFFER_AUTH=on) to listen there.`,
+    );
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return {

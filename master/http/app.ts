@@ -2,11 +2,12 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import express, { type Express, type RequestHandler } from "express";
+import { isLoopbackHostHeader } from "../auth/loopback.js";
 import { packageRoot } from "../package-info.js";
 import type { Authenticator } from "../auth/principal.js";
 import type { HttpDeps } from "./deps.js";
 import { buildOpenApi } from "./openapi.js";
-import { notFound, problemHandler } from "./problem.js";
+import { forbidden, notFound, problemHandler } from "./problem.js";
 import { mountRoutes, type MountParams, type Route } from "./route.js";
 import { authRoutes, type AuthDeps } from "./routes/auth.js";
 import { jobRoutes } from "./routes/jobs.js";
@@ -74,6 +75,14 @@ const securityHeaders: RequestHandler = (_req, res, next) => {
   next();
 };
 
+/** Auth off: a request addressed to any other name is refused, whatever its path (see auth/loopback.ts). */
+const loopbackHostOnly: RequestHandler = (req, _res, next) => {
+  if (!isLoopbackHostHeader(req.headers.host)) {
+    throw forbidden("auth is off: this master answers only requests addressed to localhost or a loopback address");
+  }
+  next();
+};
+
 /** The dashboard's files, built into dist/dashboard by npm run build (which npm install runs). */
 function dashboard(): RequestHandler[] {
   const dir = join(packageRoot(), "dist", "dashboard");
@@ -104,6 +113,7 @@ export function createApp(params: AppParams): { app: Express; routes: Route[] } 
   app.set("etag", false);
   app.set("trust proxy", "loopback");
   app.use(securityHeaders);
+  if (params.deps.config.auth === "off") app.use(loopbackHostOnly);
   const routes = allRoutes(params);
   const router = express.Router();
   mountRoutes(router, routes, {

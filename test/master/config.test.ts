@@ -69,6 +69,17 @@ describe("loadConfig", () => {
     }
   });
 
+  it("with auth off, refuses to listen anywhere but loopback, and says why", () => {
+    for (const env of [{ GAFFER_AUTH: "off", GAFFER_HOST: "0.0.0.0" }, { GAFFER_PROFILE: "dev", GAFFER_HOST: "::" }, { GAFFER_AUTH: "off", GAFFER_HOST: "192.168.1.10" }]) {
+      expect(() => loadConfig({ env }), JSON.stringify(env)).toThrow(/host \(GAFFER_HOST\): with auth off .* listens only on loopback/);
+    }
+    for (const host of ["127.0.0.1", "::1", "localhost", "127.0.0.2"]) {
+      expect(loadConfig({ env: { GAFFER_AUTH: "off", GAFFER_HOST: host } }).host).toBe(host);
+    }
+    expect(loadConfig({ env: { GAFFER_HOST: "0.0.0.0" } }).host).toBe("0.0.0.0");
+    expect(loadConfig({ env: { GAFFER_PROFILE: "dev", GAFFER_AUTH: "on", GAFFER_HOST: "0.0.0.0" } }).host).toBe("0.0.0.0");
+  });
+
   it("refuses an unknown profile and an unreadable config file", () => {
     expect(() => loadConfig({ env: { GAFFER_PROFILE: "staging" } })).toThrow(/dev or prod/);
     expect(() => loadConfig({ env: {}, configFile: "/nonexistent/gaffer.json" })).toThrow(ConfigError);

@@ -1,4 +1,6 @@
-// Every answer of the master carries the security headers, not only the dashboard's files.
+// Every answer of the master carries the security headers, not only the dashboard's files;
+// with auth off, it answers only requests addressed to localhost or a loopback address.
+import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MasterInternals } from "../../../master/index.js";
 import { http, startTestMaster } from "../../helpers/master.js";
@@ -58,5 +60,39 @@ describe("security headers", () => {
     expect(asset.status).toBe(200);
     expectSecurityHeaders(asset.headers, script);
     expect(asset.headers.get("cache-control")).toMatch(/immutable/);
+  });
+});
+
+/** A GET with a Host header of our choosing (fetch would not send one). */
+function getWithHost(url: string, path: string, host: string): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(url);
+    const req = request({ hostname, port, path, headers: { host } }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]), body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("with auth off", () => {
+  it("refuses a request addressed to another name (DNS rebinding) with a 403 problem", async () => {
+    const port = new URL(master.url).port;
+    for (const path of ["/health", "/api/v1/jobs", "/"]) {
+      const refused = await getWithHost(master.url, path, `rebind.example:${port}`);
+      expect(refused.status, path).toBe(403);
+      expect(refused.type).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(refused.body)).toMatchObject({ status: 403, code: "forbidden" });
+    }
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, "localhost"]) {
+      expect((await getWithHost(master.url, "/api/v1/jobs", host)).status, host).toBe(200);
+    }
+  });
+
+  it("is the only case: with auth on, any Host is answered (tokens guard the API)", async () => {
+    expect((await getWithHost(guarded.url, "/health", "gaffer.example.com")).status).toBe(200);
   });
 });
