@@ -5,7 +5,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { FailedLoginLog } from "./auth/failed-logins.js";
 import { devAuthenticator } from "./auth/principal.js";
-import { LoginLimiter, RequestRateLimiter } from "./auth/rate-limits.js";
+import { LoginLimiter, SecretCheckSlots } from "./auth/login-limits.js";
+import { RequestRateLimiter } from "./auth/rate-limits.js";
 import { RateLimitedError } from "./auth/principal.js";
 import { resolveJwtSecret, TokenService } from "./auth/tokens.js";
 import { loadConfig, type ConfigValues, type MasterConfig } from "./config.js";
@@ -124,7 +125,7 @@ async function createAuth(config: MasterConfig, store: Store, clock: Clock, log:
     }
   }
   const failedLogins = new FailedLoginLog(store.audit, log);
-  return { tokens, loginLimiter: new LoginLimiter(), failedLogins };
+  return { tokens, loginLimiter: new LoginLimiter(), secretChecks: new SecretCheckSlots(), failedLogins };
 }
 
 /** Guards every authenticated request passes before its body is read. */
