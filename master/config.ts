@@ -3,6 +3,7 @@
 // In master/, only this file reads process.env (the CLI and the worker read their own variables).
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { isLoopbackName } from "./auth/loopback.js";
 
 export const DEFAULT_DB_PATH = "./data/gaffer.db";
 export const DEFAULT_HOST = "127.0.0.1";
@@ -23,6 +24,8 @@ export const DEFAULT_MAX_BATCH_BYTES = 64 * 1_048_576;
 /** The end of a handler's output kept on each attempt (API.md §5, §10); the worker has the same setting. */
 export const DEFAULT_LOG_TAIL_BYTES = 65_536;
 export const DEFAULT_RETENTION_DAYS = 30;
+/** Job types with their own metric series; the rest count under type="other" (API.md §8). */
+export const DEFAULT_METRICS_MAX_TYPES = 100;
 
 const seconds = z.coerce.number().positive().max(10 * 365 * 86400);
 const count = z.coerce.number().int().min(0);
@@ -52,6 +55,7 @@ const configSchema = z
     maxBatchBytes: count.min(1024),
     logTailBytes: count.min(0),
     retentionDays: z.coerce.number().positive(),
+    metricsMaxTypes: count.max(10_000),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
   })
   .strict();
@@ -84,6 +88,7 @@ export const ENVIRONMENT: Record<Exclude<ConfigKey, "profile">, string> = {
   maxBatchBytes: "GAFFER_MAX_BATCH_BYTES",
   logTailBytes: "GAFFER_LOG_TAIL_BYTES",
   retentionDays: "GAFFER_RETENTION_DAYS",
+  metricsMaxTypes: "GAFFER_METRICS_MAX_TYPES",
   logLevel: "GAFFER_LOG_LEVEL",
 };
 
@@ -108,6 +113,7 @@ const DEFAULTS: ConfigValues = {
   maxBatchBytes: DEFAULT_MAX_BATCH_BYTES,
   logTailBytes: DEFAULT_LOG_TAIL_BYTES,
   retentionDays: DEFAULT_RETENTION_DAYS,
+  metricsMaxTypes: DEFAULT_METRICS_MAX_TYPES,
   logLevel: "info",
 };
 
@@ -190,6 +196,13 @@ export function loadConfig(params: LoadConfigParams = {}): MasterConfig {
   }
   if (config.heartbeatIntervalS !== undefined && config.heartbeatIntervalS >= config.nodeTimeoutS) {
     problems.push("heartbeatIntervalS (GAFFER_HEARTBEAT_INTERVAL_S): must be below GAFFER_NODE_TIMEOUT_S");
+  }
+  if (config.auth === "off" && !isLoopbackName(config.host)) {
+    problems.push(
+      `host (GAFFER_HOST): with auth off (GAFFER_AUTH=off, or the dev profile) the master listens only on loopback ` +
+        `(127.0.0.1, ::1 or localhost), not ${config.host}: anyone who can reach it would act as an admin. ` +
+        `Turn auth on (GAFFER_AUTH=on) to listen there.`,
+    );
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return {

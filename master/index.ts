@@ -5,7 +5,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { FailedLoginLog } from "./auth/failed-logins.js";
 import { devAuthenticator } from "./auth/principal.js";
-import { LoginLimiter, RequestRateLimiter } from "./auth/rate-limits.js";
+import { LoginLimiter, SecretCheckSlots } from "./auth/login-limits.js";
+import { RequestRateLimiter } from "./auth/rate-limits.js";
 import { RateLimitedError } from "./auth/principal.js";
 import { resolveJwtSecret, TokenService } from "./auth/tokens.js";
 import { loadConfig, type ConfigValues, type MasterConfig } from "./config.js";
@@ -125,7 +126,7 @@ async function createAuth(config: MasterConfig, store: Store, clock: Clock, log:
     }
   }
   const failedLogins = new FailedLoginLog(store.audit, log);
-  return { tokens, loginLimiter: new LoginLimiter(), failedLogins };
+  return { tokens, loginLimiter: new LoginLimiter(), secretChecks: new SecretCheckSlots(), failedLogins };
 }
 
 /** Guards every authenticated request passes before its body is read. */
@@ -188,8 +189,8 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();
-  const metrics = new Metrics(() => store.jobs.stats());
-  const dispatcher = new Dispatcher(store.jobs, () => modes.allowsDispatch);
+  const metrics = new Metrics({ readQueueStats: () => store.jobs.stats(), maxTypes: config.metricsMaxTypes });
+  const dispatcher = new Dispatcher({ jobs: store.jobs, nodes: store.nodes, canDispatch: () => modes.allowsDispatch });
   // Nodes can report from the moment the master listens (opening and checking a big database
   // can take seconds, which must not eat their grace), and again from the end of each
   // read-only spell; while read-only, their heartbeats are refused, so silence proves nothing.

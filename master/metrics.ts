@@ -7,39 +7,79 @@ const DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60
 const HTTP_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30];
 /** One scrape reads the queue's counts once, not once per gauge. */
 const STATS_MEMO_MS = 1000;
+/** The label of every job type past the bound (API.md §8). */
+export const OTHER_TYPE = "other";
+
+/**
+ * Job types are chosen by clients: the first `max` seen get their own series, every later
+ * one counts under `type="other"`, so no client can grow the master's memory (or show its
+ * types to every scraper) without bound. A type named "other" shares that series.
+ */
+export class TypeLabels {
+  private readonly seen = new Set<string>();
+
+  constructor(private readonly max: number) {}
+
+  of(type: string): string {
+    if (this.seen.has(type)) return type;
+    if (this.seen.size >= this.max) return OTHER_TYPE;
+    this.seen.add(type);
+    return type;
+  }
+}
+
+/** A series labelled by job type: the label goes through TypeLabels on the way in. */
+export interface TypeCounter<L extends string> {
+  inc(labels: Record<L | "type", string>, value?: number): void;
+}
+export interface TypeHistogram {
+  observe(labels: { type: string }, value: number): void;
+}
+
+export interface MetricsParams {
+  readQueueStats: () => Promise<QueueStats>;
+  /** GAFFER_METRICS_MAX_TYPES */
+  maxTypes: number;
+}
 
 export class Metrics {
   readonly registry = new Registry();
   readonly contentType = this.registry.contentType;
 
-  readonly jobsSubmitted: Counter<"type" | "priority">;
-  readonly jobsCompleted: Counter<"type" | "priority">;
-  readonly jobsFailed: Counter<"type" | "priority" | "reason">;
-  readonly jobsRetried: Counter<"type" | "priority">;
+  readonly jobsSubmitted: TypeCounter<"priority">;
+  readonly jobsCompleted: TypeCounter<"priority">;
+  readonly jobsFailed: TypeCounter<"priority" | "reason">;
+  readonly jobsRetried: TypeCounter<"priority">;
   readonly jobsReassigned: Counter<"reason">;
   readonly nodesDead: Counter;
   readonly jobWait: Histogram<"priority">;
-  readonly jobRun: Histogram<"type">;
+  readonly jobRun: TypeHistogram;
   readonly httpDuration: Histogram<"method" | "route" | "status">;
   readonly tokensIssued: Counter;
   readonly invalidTokens: Counter<"reason">;
   readonly rateLimited: Counter<"kind">;
 
+  private readonly types: TypeLabels;
   private statsAt = 0;
   private stats: Promise<QueueStats> | undefined;
 
-  constructor(readQueueStats: () => Promise<QueueStats>) {
+  constructor({ readQueueStats, maxTypes }: MetricsParams) {
     const registers = [this.registry];
+    this.types = new TypeLabels(maxTypes);
     collectDefaultMetrics({ register: this.registry, prefix: "gaffer_" });
-    this.jobsSubmitted = new Counter({ name: "gaffer_jobs_submitted_total", help: "Jobs submitted", labelNames: ["type", "priority"], registers });
-    this.jobsCompleted = new Counter({ name: "gaffer_jobs_completed_total", help: "Jobs completed", labelNames: ["type", "priority"], registers });
-    this.jobsFailed = new Counter({
-      name: "gaffer_jobs_failed_total",
-      help: "Jobs that ended failed, by failure_reason",
-      labelNames: ["type", "priority", "reason"],
-      registers,
-    });
-    this.jobsRetried = new Counter({ name: "gaffer_jobs_retried_total", help: "Failed attempts scheduled for a retry", labelNames: ["type", "priority"], registers });
+    this.jobsSubmitted = this.byType(new Counter({ name: "gaffer_jobs_submitted_total", help: "Jobs submitted", labelNames: ["type", "priority"], registers }));
+    this.jobsCompleted = this.byType(new Counter({ name: "gaffer_jobs_completed_total", help: "Jobs completed", labelNames: ["type", "priority"], registers }));
+    this.jobsFailed = this.byType(
+      new Counter({
+        name: "gaffer_jobs_failed_total",
+        help: "Jobs that ended failed, by failure_reason",
+        labelNames: ["type", "priority", "reason"],
+        registers,
+      }),
+    );
+    this.jobsRetried = this.byType(
+      new Counter({ name: "gaffer_jobs_retried_total", help: "Failed attempts scheduled for a retry", labelNames: ["type", "priority"], registers }),
+    );
     this.jobsReassigned = new Counter({
       name: "gaffer_jobs_reassigned_total",
       help: "Running jobs taken back without their node's report (node_dead, stalled, lease_expired, node_left)",
@@ -54,13 +94,14 @@ export class Metrics {
       buckets: DURATION_BUCKETS_S,
       registers,
     });
-    this.jobRun = new Histogram({
+    const jobRun = new Histogram({
       name: "gaffer_job_run_seconds",
       help: "From handed to a node to its accepted result",
       labelNames: ["type"],
       buckets: DURATION_BUCKETS_S,
       registers,
     });
+    this.jobRun = { observe: (labels, value) => jobRun.observe({ type: this.types.of(labels.type) }, value) };
     this.httpDuration = new Histogram({
       name: "gaffer_http_request_duration_seconds",
       help: "HTTP requests by route pattern",
@@ -131,6 +172,10 @@ export class Metrics {
         for (const status of NODE_STATUSES) this.set({ status }, current.nodes[status]);
       },
     });
+  }
+
+  private byType<L extends string>(counter: Counter<L | "type">): TypeCounter<L> {
+    return { inc: (labels, value) => counter.inc({ ...labels, type: this.types.of(labels.type) }, value) };
   }
 
   async text(): Promise<string> {

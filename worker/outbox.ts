@@ -1,7 +1,7 @@
 // Results kept on disk until the master acknowledged them (API.md §10): written
 // before they are sent, removed only on the master's answer, sent again after a
 // restart of the worker or the master.
-import { mkdirSync } from "node:fs";
+import { closeSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { JobError } from "../master/store/types.js";
@@ -35,8 +35,12 @@ export class Outbox {
   private readonly held: Database.Statement;
 
   constructor(stateDir: string) {
-    mkdirSync(stateDir, { recursive: true });
-    this.db = new Database(join(stateDir, "outbox.db"));
+    // Results may carry what a job's payload held: the folder 0700 and the file 0600,
+    // given at creation (SQLite creates the -wal and -shm with the file's own mode).
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const path = join(stateDir, "outbox.db");
+    closeSync(openSync(path, "a", 0o600));
+    this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
     // NORMAL in WAL mode survives a crash of the worker (not a power cut, where the
     // job simply runs again after its lease ends): at-least-once either way.

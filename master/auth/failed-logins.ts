@@ -1,6 +1,7 @@
-// Failed logins in the audit log, aggregated: the first failure of a client id
-// from an address in a window is one row; the rest of that window become one
-// summary row. An attack costs the log a few rows a minute, not one per try.
+// Failed logins in the audit log and the master's log, aggregated the same way: the
+// first failure of a client id from an address in a window is one row and one warning;
+// the rest of that window become one summary row and one summary warning. An attack
+// costs either log a few lines a minute, not one per try.
 import type { Logger } from "pino";
 import type { AuditStore } from "../store/types.js";
 
@@ -34,7 +35,6 @@ export class FailedLoginLog {
     let key = `${clientId}\u0000${address}`;
     if (!this.windows.has(key) && this.windows.size >= MAX_KEYS) key = "*";
     const open = this.windows.get(key);
-    this.log.warn({ event: "auth.failed", clientId: clientId.slice(0, 64), address }, "failed login");
     if (open) {
       open.more += 1;
       return;
@@ -46,7 +46,12 @@ export class FailedLoginLog {
       since: new Date().toISOString(),
     };
     this.windows.set(key, window);
-    if (key !== "*") await this.write(window, 1);
+    if (key === "*") {
+      this.log.warn({ event: "auth.failed", clientId: "*", address: "*" }, `failed logins from more than ${MAX_KEYS} client ids and addresses; counted together until the next summary`);
+      return;
+    }
+    this.log.warn({ event: "auth.failed", clientId: window.clientId, address }, "failed login");
+    await this.write(window, 1);
   }
 
   /** Write one summary row per window that saw more than its first failure, and start new windows. */
@@ -54,7 +59,12 @@ export class FailedLoginLog {
     const closing = this.windows;
     this.windows = new Map();
     for (const window of closing.values()) {
-      if (window.more > 0) await this.write(window, window.more);
+      if (window.more === 0) continue;
+      this.log.warn(
+        { event: "auth.failed", clientId: window.clientId, address: window.address, attempts: window.more, since: window.since },
+        `${window.more} more failed logins`,
+      );
+      await this.write(window, window.more);
     }
   }
 

@@ -2,11 +2,12 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import express, { type Express, type RequestHandler } from "express";
+import { isLoopbackHostHeader } from "../auth/loopback.js";
 import { packageRoot } from "../package-info.js";
 import type { Authenticator } from "../auth/principal.js";
 import type { HttpDeps } from "./deps.js";
 import { buildOpenApi } from "./openapi.js";
-import { notFound, problemHandler } from "./problem.js";
+import { forbidden, notFound, problemHandler } from "./problem.js";
 import { mountRoutes, type MountParams, type Route } from "./route.js";
 import { authRoutes, type AuthDeps } from "./routes/auth.js";
 import { jobRoutes } from "./routes/jobs.js";
@@ -49,23 +50,44 @@ export function allRoutes(params: AppParams): Route[] {
   return routes;
 }
 
-/** Nothing the dashboard loads may come from another host. */
+/**
+ * Every answer (JSON, problems, /metrics, the dashboard's files): never sniffed into
+ * another type, framed, loaded by another site's page, cached or sent on as a referrer.
+ * An answer that is not the dashboard may load nothing at all. (Strict-Transport-Security
+ * belongs to the TLS proxy in front: the master speaks plain HTTP.)
+ */
+const SECURITY_HEADERS: Record<string, string> = {
+  "X-Content-Type-Options": "nosniff",
+  "Referrer-Policy": "no-referrer",
+  "X-Frame-Options": "DENY",
+  "Content-Security-Policy": "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "Cross-Origin-Resource-Policy": "same-origin",
+  "Cache-Control": "no-store",
+};
+
+/** Nothing the dashboard loads may come from another host (its files set their own caching). */
 const DASHBOARD_HEADERS: Record<string, string> = {
   "Content-Security-Policy":
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-  "X-Content-Type-Options": "nosniff",
-  "Referrer-Policy": "no-referrer",
-  "X-Frame-Options": "DENY",
+};
+
+const securityHeaders: RequestHandler = (_req, res, next) => {
+  for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+  next();
+};
+
+/** Auth off: a request addressed to any other name is refused, whatever its path (see auth/loopback.ts). */
+const loopbackHostOnly: RequestHandler = (req, _res, next) => {
+  if (!isLoopbackHostHeader(req.headers.host)) {
+    throw forbidden("auth is off: this master answers only requests addressed to localhost or a loopback address");
+  }
+  next();
 };
 
 /** The dashboard's files, built into dist/dashboard by npm run build (which npm install runs). */
 function dashboard(): RequestHandler[] {
   const dir = join(packageRoot(), "dist", "dashboard");
-  const headers: RequestHandler = (_req, res, next) => {
-    for (const [name, value] of Object.entries(DASHBOARD_HEADERS)) res.setHeader(name, value);
-    next();
-  };
   if (!existsSync(join(dir, "index.html"))) {
     return [
       (req, res, next) => {
@@ -75,12 +97,14 @@ function dashboard(): RequestHandler[] {
     ];
   }
   return [
-    headers,
     express.static(dir, {
       index: "index.html",
-      // Hashed file names under assets/ never change; index.html must always be fresh.
-      setHeaders: (res, path) =>
-        res.setHeader("Cache-Control", path.includes(`${join("dashboard", "assets")}`) ? "public, max-age=31536000, immutable" : "no-cache"),
+      // Only on the files it serves: a path it does not have falls through to the 404 problem.
+      setHeaders: (res, path) => {
+        for (const [name, value] of Object.entries(DASHBOARD_HEADERS)) res.setHeader(name, value);
+        // Hashed file names under assets/ never change; index.html must always be fresh.
+        res.setHeader("Cache-Control", path.includes(`${join("dashboard", "assets")}`) ? "public, max-age=31536000, immutable" : "no-cache");
+      },
     }),
   ];
 }
@@ -90,6 +114,8 @@ export function createApp(params: AppParams): { app: Express; routes: Route[] } 
   app.disable("x-powered-by");
   app.set("etag", false);
   app.set("trust proxy", "loopback");
+  app.use(securityHeaders);
+  if (params.deps.config.auth === "off") app.use(loopbackHostOnly);
   const routes = allRoutes(params);
   const router = express.Router();
   mountRoutes(router, routes, {

@@ -8,7 +8,11 @@
 // it in a transaction of its own right after the one that woke it, before their
 // shared flush. A job submitted while a worker waits is handed over with one fsync
 // for both, and a worker's next jobs with the results that freed its slots.
-import type { ClaimOutcome, JobStore } from "../store/types.js";
+//
+// A node has at most its capacity of claims waiting (API.md §6): more could never
+// take a job, and each would cost every pass a store lookup. The extra one is
+// refused at once ("too_many_waiting"), not parked.
+import type { ClaimOutcome, JobStore, NodeStore } from "../store/types.js";
 
 interface Waiter {
   nodeId: string;
@@ -27,20 +31,37 @@ export interface ClaimParams {
   signal?: AbortSignal;
 }
 
+/** A claim answers as the store does, or is refused because its node has its capacity of claims waiting. */
+export type DispatchOutcome = ClaimOutcome | { ok: false; reason: "too_many_waiting" };
+
+export interface DispatcherParams {
+  jobs: JobStore;
+  /** Read only when a node already has a claim waiting: how many more it may have. */
+  nodes: Pick<NodeStore, "get">;
+  /** False while the master is paused: claims get nothing, waiting ones keep waiting. */
+  canDispatch?: () => boolean;
+}
+
 const EMPTY: ClaimOutcome = { ok: true, items: [] };
+const TOO_MANY_WAITING: DispatchOutcome = { ok: false, reason: "too_many_waiting" };
 
 export class Dispatcher {
   private waiters: Waiter[] = [];
+  /** Waiting claims by node id; a node with none has no entry. */
+  private readonly waitingByNode = new Map<string, number>();
   private passRunning = false;
   private passWanted = false;
   private generation = 0;
   private closed = false;
+  private readonly jobs: JobStore;
+  private readonly nodes: Pick<NodeStore, "get">;
+  private readonly canDispatch: () => boolean;
 
-  /** `canDispatch` is false while the master is paused: claims get nothing, waiting ones keep waiting. */
-  constructor(
-    private readonly jobs: JobStore,
-    private readonly canDispatch: () => boolean = () => true,
-  ) {}
+  constructor(params: DispatcherParams) {
+    this.jobs = params.jobs;
+    this.nodes = params.nodes;
+    this.canDispatch = params.canDispatch ?? (() => true);
+  }
 
   private async tryClaim(nodeId: string, max: number): Promise<ClaimOutcome> {
     if (!this.canDispatch()) return EMPTY;
@@ -57,12 +78,25 @@ export class Dispatcher {
     return this.waiters.length;
   }
 
-  async claim(params: ClaimParams): Promise<ClaimOutcome> {
+  /**
+   * Whether one more claim of this node may wait. The common case, no claim of the
+   * node waiting yet, reads nothing; the count is read again after the lookup, and
+   * the caller parks its claim before anything else runs.
+   */
+  private async mayWait(nodeId: string): Promise<boolean> {
+    if (!this.waitingByNode.has(nodeId)) return true;
+    const capacity = (await this.nodes.get(nodeId))?.capacity ?? 0;
+    return (this.waitingByNode.get(nodeId) ?? 0) < capacity;
+  }
+
+  async claim(params: ClaimParams): Promise<DispatchOutcome> {
     const seen = this.generation;
     const first = await this.tryClaim(params.nodeId, params.max);
     if (!first.ok || first.items.length > 0 || params.waitMs <= 0 || this.closed || params.signal?.aborted) {
       return first;
     }
+    if (!(await this.mayWait(params.nodeId))) return TOO_MANY_WAITING;
+    if (this.closed || params.signal?.aborted) return EMPTY;
     return new Promise<ClaimOutcome>((resolve) => {
       const onAbort = () => this.finish(waiter, EMPTY);
       const waiter: Waiter = {
@@ -75,6 +109,7 @@ export class Dispatcher {
       };
       params.signal?.addEventListener("abort", onAbort, { once: true });
       this.waiters.push(waiter);
+      this.waitingByNode.set(waiter.nodeId, (this.waitingByNode.get(waiter.nodeId) ?? 0) + 1);
       // Something became ready while the first attempt ran: look again.
       if (this.generation !== seen) this.notify();
     });
@@ -127,6 +162,9 @@ export class Dispatcher {
     clearTimeout(waiter.timer);
     waiter.cleanup();
     this.waiters = this.waiters.filter((w) => w !== waiter);
+    const left = (this.waitingByNode.get(waiter.nodeId) ?? 1) - 1;
+    if (left > 0) this.waitingByNode.set(waiter.nodeId, left);
+    else this.waitingByNode.delete(waiter.nodeId);
     waiter.resolve(outcome);
   }
 

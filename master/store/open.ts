@@ -1,10 +1,10 @@
 // Opening a store from the config: the one door from outside master/store/ to a dialect's
 // folder. The master, the offline commands and `gaffer migrate`/`backup`/`restore` come here.
-import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { SqliteDatabase } from "./sqlite/database.js";
 import { openSqliteStore } from "./sqlite/index.js";
 import { migrate, migrationStatus, type MigrationStatus } from "./sqlite/migrate.js";
+import { makePrivateDir } from "./sqlite/private-files.js";
 import type { ReaderErrorKind } from "./sqlite/reader.js";
 import type { Clock, QueuePolicy, Store } from "./types.js";
 
@@ -39,10 +39,13 @@ export interface OpenStoreParams {
   onListenerError?: (error: unknown) => void;
 }
 
-/** Opens (creating its folder and the file if need be), checks and migrates the store the config names. */
+/**
+ * Opens (creating its folder 0700 and the file 0600 if need be), checks and migrates the
+ * store the config names.
+ */
 export function openStore(params: OpenStoreParams): Store {
   const { config, serving = false, ...rest } = params;
-  if (config.db !== ":memory:") mkdirSync(dirname(config.db), { recursive: true });
+  if (config.db !== ":memory:") makePrivateDir(dirname(config.db));
   return openSqliteStore({
     ...rest,
     path: config.db,
@@ -63,6 +66,7 @@ export interface MigrateStoreResult {
 
 /** Apply the pending migrations (none with `statusOnly`), then answer each one's state. */
 export function migrateStore(config: StoreConfig, options: { statusOnly?: boolean } = {}): MigrateStoreResult {
+  if (config.db !== ":memory:") makePrivateDir(dirname(config.db));
   const db = new SqliteDatabase({ path: config.db });
   try {
     if (options.statusOnly) return { applied: [], statuses: migrationStatus(db) };

@@ -60,6 +60,17 @@ describe("gaffer master start", () => {
     expect(result.output).toMatch(/port \(GAFFER_PORT\)/);
   });
 
+  it("with auth off, refuses to listen beyond loopback with exit code 2 and says why", async () => {
+    for (const [args, env] of [
+      [["--host", "0.0.0.0"], { GAFFER_AUTH: "off" }],
+      [["--profile", "dev", "--host", "0.0.0.0"], {}],
+    ] as const) {
+      const result = await runGaffer(["master", "start", "--db", join(tempDir(), "m.db"), "--port", "0", ...args], env);
+      expect(result.code, args.join(" ")).toBe(2);
+      expect(result.output).toMatch(/host \(GAFFER_HOST\): with auth off .* listens only on loopback/);
+    }
+  });
+
   it("refuses a port already in use with a clear message", async () => {
     const db = join(tempDir(), "m.db");
     const master = await spawnMaster(db);

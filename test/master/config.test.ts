@@ -29,6 +29,7 @@ describe("loadConfig", () => {
       agingS: 300,
       maxPayloadBytes: 1_048_576,
       retentionDays: 30,
+      metricsMaxTypes: 100,
       logLevel: "info",
       heartbeatIntervalS: 10,
     });
@@ -66,6 +67,17 @@ describe("loadConfig", () => {
       expect(message).toMatch(/GAFFER_NODE_TIMEOUT_S/);
       expect(message).toMatch(/GAFFER_DB_SYNCHRONOUS/);
     }
+  });
+
+  it("with auth off, refuses to listen anywhere but loopback, and says why", () => {
+    for (const env of [{ GAFFER_AUTH: "off", GAFFER_HOST: "0.0.0.0" }, { GAFFER_PROFILE: "dev", GAFFER_HOST: "::" }, { GAFFER_AUTH: "off", GAFFER_HOST: "192.168.1.10" }]) {
+      expect(() => loadConfig({ env }), JSON.stringify(env)).toThrow(/host \(GAFFER_HOST\): with auth off .* listens only on loopback/);
+    }
+    for (const host of ["127.0.0.1", "::1", "localhost", "127.0.0.2"]) {
+      expect(loadConfig({ env: { GAFFER_AUTH: "off", GAFFER_HOST: host } }).host).toBe(host);
+    }
+    expect(loadConfig({ env: { GAFFER_HOST: "0.0.0.0" } }).host).toBe("0.0.0.0");
+    expect(loadConfig({ env: { GAFFER_PROFILE: "dev", GAFFER_AUTH: "on", GAFFER_HOST: "0.0.0.0" } }).host).toBe("0.0.0.0");
   });
 
   it("refuses an unknown profile and an unreadable config file", () => {

@@ -1,4 +1,5 @@
 // The outbox keeps results on disk until the master answered for them.
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
@@ -8,6 +9,17 @@ import { removeTempDirs, tempDir } from "../helpers/temp.js";
 afterAll(() => removeTempDirs());
 
 describe("outbox", () => {
+  it("creates its folder 0700 and its database, -wal and -shm 0600", () => {
+    const dir = join(tempDir(), "state", "worker");
+    const outbox = new Outbox(dir);
+    outbox.add([{ nodeId: "n", jobId: "a", attempt: 1, status: "completed", result: { secret: 1 } }]);
+    const mode = (path: string) => statSync(path).mode & 0o777;
+    expect(mode(dir)).toBe(0o700);
+    expect(mode(join(dir, "..")) & 0o077).toBe(0);
+    for (const file of ["outbox.db", "outbox.db-wal", "outbox.db-shm"]) expect(mode(join(dir, file)), file).toBe(0o600);
+    outbox.close();
+  });
+
   it("keeps results across a restart until they are settled", () => {
     const dir = tempDir();
     const first = new Outbox(dir);

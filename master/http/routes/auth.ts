@@ -2,9 +2,10 @@
 import { createClient } from "../../auth/clients.js";
 import type { FailedLoginLog } from "../../auth/failed-logins.js";
 import { RateLimitedError } from "../../auth/principal.js";
-import type { LoginLimiter } from "../../auth/rate-limits.js";
+import type { LoginLimiter, SecretCheckSlots } from "../../auth/login-limits.js";
 import { verifySecret } from "../../auth/secrets.js";
 import type { TokenService } from "../../auth/tokens.js";
+import type { ClientWithSecret } from "../../store/types.js";
 import type { HttpDeps } from "../deps.js";
 import { notFound, problemSchema, unauthorized, unavailable } from "../problem.js";
 import { created, ok, route, type Route } from "../route.js";
@@ -30,7 +31,19 @@ export interface AuthDeps {
   /** Absent when auth is off: tokens cannot be issued then. */
   tokens: TokenService | undefined;
   loginLimiter: LoginLimiter;
+  /** Bounds the scrypt work logins put on libuv's thread pool. */
+  secretChecks: SecretCheckSlots;
   failedLogins: FailedLoginLog;
+}
+
+/** The secret against the client's hash (a decoy's when there is no client), in a slot; `refund` when refused one. */
+async function checkSecret(auth: AuthDeps, secret: string, client: ClientWithSecret | undefined, refund: () => Promise<void>): Promise<boolean> {
+  try {
+    return await auth.secretChecks.run(() => verifySecret(secret, client?.secret_hash));
+  } catch (error) {
+    if (error instanceof RateLimitedError) await refund();
+    throw error;
+  }
 }
 
 export function authRoutes(deps: HttpDeps, auth: AuthDeps): Route[] {
@@ -56,20 +69,22 @@ export function authRoutes(deps: HttpDeps, auth: AuthDeps): Route[] {
       async ({ body, req }) => {
         if (!auth.tokens) throw unavailable("auth is off on this master (GAFFER_AUTH=off): no tokens are issued or needed");
         const address = req.ip ?? "unknown";
+        let client: ClientWithSecret | undefined;
+        let good: boolean;
         try {
-          await auth.loginLimiter.assertAllowed(body.client_id, address);
+          // Counted before the secret is checked (API.md §4): a failure keeps its count.
+          await auth.loginLimiter.attempt(body.client_id, address);
+          client = await store.clients.get(body.client_id);
+          good = await checkSecret(auth, body.client_secret, client, () => auth.loginLimiter.refund(body.client_id, address));
         } catch (error) {
           if (error instanceof RateLimitedError) deps.metrics.rateLimited.inc({ kind: "logins" });
           throw error;
         }
-        const client = await store.clients.get(body.client_id);
-        const good = await verifySecret(body.client_secret, client?.secret_hash);
         if (!client || !good || client.disabled_at !== null) {
-          await auth.loginLimiter.failed(body.client_id, address);
           await auth.failedLogins.record(body.client_id, address);
           throw unauthorized("invalid client credentials");
         }
-        await auth.loginLimiter.succeeded(client.id);
+        await auth.loginLimiter.succeeded(body.client_id, address);
         const token = await auth.tokens.issue(client);
         deps.metrics.tokensIssued.inc();
         deps.log.info({ event: "auth.token_issued", clientId: client.id, expiresAt: token.expires_at });

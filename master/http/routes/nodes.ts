@@ -3,7 +3,7 @@
 // /api/v1/jobs/:id/complete|fail but are node verbs, so they are here too.
 import type { JobReport, NodeActionOutcome, ReportOutcome, ReportVerdict } from "../../store/types.js";
 import type { HttpDeps } from "../deps.js";
-import { conflict, notFound } from "../problem.js";
+import { conflict, notFound, ProblemError } from "../problem.js";
 import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
 import {
   claimedJobSchema,
@@ -33,6 +33,18 @@ function nodeActionReply(outcome: NodeActionOutcome, what: string): Reply {
 
 function offlineConflict(): never {
   throw conflict("the node is offline (it deregistered); register it again");
+}
+
+/**
+ * A long-poll claim past the node's capacity of waiting claims. A 429, not an empty
+ * list: a worker's claim loop backs off after an error, but asks again at once after
+ * an empty answer, which would turn the extra claim into a busy loop.
+ */
+const WAITING_CLAIMS_RETRY_AFTER_S = 1;
+function tooManyWaiting(): never {
+  throw new ProblemError("rate_limited", "this node already has as many claims waiting as its capacity", undefined, {
+    "Retry-After": String(WAITING_CLAIMS_RETRY_AFTER_S),
+  });
 }
 
 const REASONS: Record<ReportVerdict, string | undefined> = {
@@ -195,6 +207,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
         const outcome = await deps.dispatcher.claim({ nodeId: id, max: body.max, waitMs: body.wait_s * 1000, signal });
         if (!outcome.ok) {
           if (outcome.reason === "not_found") throw notFound("node");
+          if (outcome.reason === "too_many_waiting") tooManyWaiting();
           offlineConflict();
         }
         if (outcome.items.length > 0) {

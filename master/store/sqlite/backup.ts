@@ -1,21 +1,13 @@
 // Online backups (SQLite's backup API, safe while the master runs) with a SHA-256
-// beside them, and restores that refuse a file whose hash does not match.
+// beside them, and restores that refuse a file whose hash does not match. The hash
+// proves the copy intact, not who made it: anyone who can write the backup can write
+// its .sha256. Backups and restored files are created 0600, like the database.
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  copyFileSync,
-  createReadStream,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
+import { pipeline } from "node:stream/promises";
 import Database from "better-sqlite3";
+import { createPrivateFileExclusive, PRIVATE_FILE_MODE } from "./private-files.js";
 
 export class BackupError extends Error {}
 
@@ -39,10 +31,19 @@ function integrity(path: string): string[] {
 /** Copy `source` to `destination` page by page while others use it; writes `destination.sha256`. */
 export async function backupDatabase(source: string, destination: string): Promise<{ bytes: number; sha256: string }> {
   if (!existsSync(source)) throw new BackupError(`no database at ${source}`);
-  if (existsSync(destination)) throw new BackupError(`${destination} exists; choose another name`);
+  // Created here, empty and 0600, so SQLite's backup writes into a file only we can read.
+  try {
+    closeSync(createPrivateFileExclusive(destination));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") throw new BackupError(`${destination} exists; choose another name`);
+    throw error;
+  }
   const db = new Database(source, { readonly: true, fileMustExist: true });
   try {
     await db.backup(destination);
+  } catch (error) {
+    rmSync(destination, { force: true });
+    throw error;
   } finally {
     db.close();
   }
@@ -50,7 +51,7 @@ export async function backupDatabase(source: string, destination: string): Promi
   if (problems.length > 0) throw new BackupError(`the backup failed its integrity check: ${problems.join("; ")}`);
   const sha256 = await sha256File(destination);
   // The format of sha256sum, so `sha256sum -c OUT.db.sha256` checks it too.
-  writeFileSync(`${destination}.sha256`, `${sha256}  ${basename(destination)}\n`);
+  writeFileSync(`${destination}.sha256`, `${sha256}  ${basename(destination)}\n`, { mode: PRIVATE_FILE_MODE });
   return { bytes: statSync(destination).size, sha256 };
 }
 
@@ -85,8 +86,10 @@ export async function restoreDatabase(backup: string, target: string): Promise<{
   if (problems.length > 0) throw new BackupError(`the backup failed its integrity check: ${problems.join("; ")}`);
   if (inUse(target)) throw new BackupError(`${target} is in use (is a master running on it?); stop it first`);
   const staging = `${target}.restoring`;
-  copyFileSync(backup, staging);
-  const fd = openSync(staging, "r+");
+  // Not copyFile: it gives the copy the backup's mode, which may be wider than 0600.
+  rmSync(staging, { force: true });
+  const fd = createPrivateFileExclusive(staging);
+  await pipeline(createReadStream(backup), createWriteStream("", { fd, autoClose: false }));
   fsyncSync(fd);
   closeSync(fd);
   // An old WAL would be replayed onto the restored file: it must go with the old database.

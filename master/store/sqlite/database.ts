@@ -18,6 +18,7 @@ import {
 import type { DatabaseSchema } from "../schema.js";
 import { translated, translateError } from "./errors.js";
 import { GroupCommit } from "./group-commit.js";
+import { createPrivateFile } from "./private-files.js";
 import { Statements, type Bindable, type Compiled, type Prepared } from "./statements.js";
 import { loopLoad, WalSync } from "./wal-sync.js";
 
@@ -79,6 +80,8 @@ export class SqliteDatabase {
   }
 
   constructor(params: OpenDatabaseParams) {
+    // A new database is created 0600 here, before SQLite would create it with the umask's mode.
+    if (!params.readonly && params.path !== ":memory:" && params.path !== "") createPrivateFile(params.path);
     this.sqlite = new Database(params.path, {
       timeout: params.busyTimeoutMs ?? 5000,
       readonly: params.readonly ?? false,

@@ -21,11 +21,15 @@ let db: string;
 const clock = new FakeClock(new Date().toISOString());
 const logins: Record<string, Login> = {};
 
-async function login(base: string, id: string, secret: string) {
-  return http<{ access_token: string; expires_in: number; token_type: string; expires_at: string }>(base, "POST", "/api/v1/auth/token", {
-    client_id: id,
-    client_secret: secret,
-  });
+/** `from`: the caller's address, as a proxy on loopback tells it (X-Forwarded-For). */
+async function login(base: string, id: string, secret: string, from?: string) {
+  return http<{ access_token: string; expires_in: number; token_type: string; expires_at: string }>(
+    base,
+    "POST",
+    "/api/v1/auth/token",
+    { client_id: id, client_secret: secret },
+    from === undefined ? {} : { "x-forwarded-for": from },
+  );
 }
 
 async function newLogin(name: string, role: Role): Promise<Login> {
@@ -253,6 +257,21 @@ describe("rate limits", () => {
     expect(Number(locked.headers.get("retry-after"))).toBeGreaterThan(0);
     const audit = await master.store.audit.list({ limit: 100, eventType: "auth.failed", entityId: target.id });
     expect(audit.items.length).toBeLessThanOrEqual(2);
+  });
+
+  it("counts a failed login before checking its secret: of 40 bad logins at once, 10 are checked", async () => {
+    const target = await newLogin("stormed", "worker");
+    const statuses = await Promise.all(Array.from({ length: 40 }, (_, i) => login(master.url, target.id, `gsk_guess_${i}`, "198.51.100.40").then((r) => r.status)));
+    expect(statuses.filter((s) => s === 401)).toHaveLength(10);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(30);
+  });
+
+  it("locks out a client id only for the address its failures came from", async () => {
+    const target = await newLogin("known-id", "worker");
+    for (let i = 0; i < 10; i++) expect((await login(master.url, target.id, `gsk_guess_${i}`, "198.51.100.66")).status).toBe(401);
+    expect((await login(master.url, target.id, target.secret, "198.51.100.66")).status).toBe(429);
+    // The worker, from its own address, still gets its tokens.
+    expect((await login(master.url, target.id, target.secret, "192.0.2.10")).status).toBe(200);
   });
 });
 

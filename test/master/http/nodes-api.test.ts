@@ -73,6 +73,24 @@ describe("claiming", () => {
     expect(claimed.body.items[0]).toMatchObject({ attempt: 1, type: "quick", priority: "medium", timeout_s: 3600 });
   });
 
+  it("refuses a waiting claim past the node's capacity with 429 and Retry-After, at once", async () => {
+    const registered = await call("POST", "/api/v1/nodes", { name: "one-slot", capacity: 1, types: ["nothing-of-this-type"] });
+    const node = String(registered.body.id);
+    const waiting = call<Claimed>("POST", `/api/v1/nodes/${node}/claim`, { max: 1, wait_s: 2 });
+    await eventually(async () => master.dispatcher.waiting === 1, 5000, "the claim to wait");
+    const started = performance.now();
+    const extra = await call("POST", `/api/v1/nodes/${node}/claim`, { max: 1, wait_s: 2 });
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(extra.status).toBe(429);
+    expect(extra.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect(extra.headers.get("retry-after")).toBe("1");
+    expect(extra.body).toMatchObject({ status: 429, code: "rate_limited" });
+    // A claim that does not wait still answers at once.
+    expect(await call("POST", `/api/v1/nodes/${node}/claim`, { max: 1, wait_s: 0 })).toMatchObject({ status: 200, body: { items: [] } });
+    expect(await waiting).toMatchObject({ status: 200, body: { items: [] } });
+    expect(master.dispatcher.waiting).toBe(0);
+  });
+
   it("answers a claim waiting on a full node as soon as a result frees a slot", async () => {
     const node = await newNode(["full"], 1);
     await call("POST", "/api/v1/jobs/batch", { jobs: [{ type: "a", requires: ["full"] }, { type: "b", requires: ["full"] }] });

@@ -56,6 +56,24 @@ describe("GET /metrics", () => {
   });
 });
 
+describe("GET /metrics with clients' job types", () => {
+  it("gives the first GAFFER_METRICS_MAX_TYPES types their own series and counts the rest under type=\"other\"", async () => {
+    const bounded = await startTestMaster({ metricsMaxTypes: 2 });
+    try {
+      const jobs = ["a", "b", "c", "a", "d", "e"].map((type) => ({ type }));
+      expect((await http(bounded.url, "POST", "/api/v1/jobs/batch", { jobs })).status).toBe(201);
+      expect((await http(bounded.url, "POST", "/api/v1/jobs", { type: "f" })).status).toBe(201);
+      const text = await (await fetch(`${bounded.url}/metrics`)).text();
+      expect(metricValue(text, "gaffer_jobs_submitted_total", 'type="a",priority="medium"')).toBe(2);
+      expect(metricValue(text, "gaffer_jobs_submitted_total", 'type="b",priority="medium"')).toBe(1);
+      expect(metricValue(text, "gaffer_jobs_submitted_total", 'type="other",priority="medium"')).toBe(4);
+      expect(text).not.toMatch(/type="[cdef]"/);
+    } finally {
+      await bounded.close();
+    }
+  });
+});
+
 describe("GET /api/v1/state", () => {
   it("tells mode, version, uptime, database, sweepers and counts", async () => {
     const state = await call<Record<string, Record<string, unknown>>>("GET", "/api/v1/state");

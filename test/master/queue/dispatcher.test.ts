@@ -1,7 +1,6 @@
 // Long-poll claims wait for work and are woken by notify(), not by polling.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Dispatcher } from "../../../master/queue/dispatcher.js";
-import type { ClaimOutcome } from "../../../master/store/types.js";
+import { Dispatcher, type DispatchOutcome } from "../../../master/queue/dispatcher.js";
 import { heldFlushes, turn } from "../../helpers/flushes.js";
 import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
@@ -15,7 +14,7 @@ describe("dispatcher", () => {
     if (!sqlite) throw new Error("no dialect");
     // Group commits flushed with an fdatasync the tests can hold (and see).
     t = sqlite.open({ fdatasync: flushes.fdatasync });
-    dispatcher = new Dispatcher(t.store.jobs);
+    dispatcher = new Dispatcher({ jobs: t.store.jobs, nodes: t.store.nodes });
   });
   afterEach(async () => {
     flushes.releaseAll();
@@ -78,8 +77,8 @@ describe("dispatcher", () => {
   });
 
   /** Waits (a few turns at most) for `outcome`'s claim to settle; undefined if it did not. */
-  async function settled(outcome: Promise<ClaimOutcome>): Promise<ClaimOutcome | undefined> {
-    let value: ClaimOutcome | undefined;
+  async function settled(outcome: Promise<DispatchOutcome>): Promise<DispatchOutcome | undefined> {
+    let value: DispatchOutcome | undefined;
     void outcome.then((v) => (value = v));
     for (let i = 0; i < 20 && value === undefined; i++) await turn();
     return value;
@@ -141,8 +140,34 @@ describe("dispatcher", () => {
     const claimed = await Promise.race(waiting);
     expect(claimed.ok && claimed.items.map((j) => j.id)).toEqual([job.id]);
     expect(calls).toEqual([nodes.map((node) => node.id)]);
-    expect(await settled(waiting[0] as Promise<ClaimOutcome>)).toEqual(claimed);
+    expect(await settled(waiting[0] as Promise<DispatchOutcome>)).toEqual(claimed);
     expect(dispatcher.waiting).toBe(2);
+  });
+
+  it("lets a node have at most its capacity of claims waiting, and refuses the next at once", async () => {
+    const node = await register(t.store, "node-1", [], 2);
+    const other = await register(t.store, "node-2", [], 1);
+    const abort = new AbortController();
+    const first = dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 10_000, signal: abort.signal });
+    const second = dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 10_000 });
+    for (let i = 0; i < 20 && dispatcher.waiting < 2; i++) await turn();
+    expect(dispatcher.waiting).toBe(2);
+    const started = performance.now();
+    expect(await dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 10_000 })).toEqual({ ok: false, reason: "too_many_waiting" });
+    expect(performance.now() - started).toBeLessThan(1000);
+    // A claim that does not wait is not one more waiting claim; another node has its own count.
+    expect(await dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 0 })).toEqual({ ok: true, items: [] });
+    const onOther = dispatcher.claim({ nodeId: other.id, max: 1, waitMs: 10_000 });
+    for (let i = 0; i < 20 && dispatcher.waiting < 3; i++) await turn();
+    expect(dispatcher.waiting).toBe(3);
+    // One of the node's claims ends: another may wait in its place.
+    abort.abort();
+    expect(await first).toEqual({ ok: true, items: [] });
+    const third = dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 10_000 });
+    for (let i = 0; i < 20 && dispatcher.waiting < 3; i++) await turn();
+    expect(dispatcher.waiting).toBe(3);
+    dispatcher.close();
+    expect(await Promise.all([second, third, onOther])).toEqual([{ ok: true, items: [] }, { ok: true, items: [] }, { ok: true, items: [] }]);
   });
 
   it("stops waiting when the caller goes away, and on close", async () => {

@@ -167,7 +167,7 @@ describe.each(dialects)("waiting claims woken by commits ($name)", (dialect) => 
         return flushes.fdatasync(fd);
       },
     });
-    const dispatcher = new Dispatcher(t.store.jobs);
+    const dispatcher = new Dispatcher({ jobs: t.store.jobs, nodes: t.store.nodes });
     t.store.onCommitted((change) => {
       if (change.claimable) dispatcher.notify();
     });

@@ -1,0 +1,126 @@
+// Logins against brute force (API.md §4). Each attempt is counted before its secret is
+// checked, and refunded when the secret was right, so a thousand bad logins at once are
+// refused, not all checked. Counted per (client id, address), so that whoever knows a
+// worker's id cannot lock that worker out from elsewhere, and per address; an IPv6
+// address counts by its /64, which one host usually has whole. scrypt runs on libuv's
+// thread pool, which the WAL's flush shares: only a few checks run at once, a few more
+// wait, the rest are refused.
+import { isIP } from "node:net";
+import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { RateLimitedError } from "./principal.js";
+
+export interface LoginLimits {
+  /** Login attempts per client id from one address per window, failures only (successes are refunded). */
+  perClientAddress: number;
+  /** Login attempts per address per window, failures only. */
+  perAddress: number;
+  windowS: number;
+}
+
+export const DEFAULT_LOGIN_LIMITS: LoginLimits = { perClientAddress: 10, perAddress: 50, windowS: 900 };
+
+/** Secret checks running at once: libuv's pool has 4 threads by default; the WAL's flush needs one. */
+export const SECRET_CHECKS_AT_ONCE = 2;
+/** Secret checks waiting for one of those; past this, a login gets 429 at once. */
+export const SECRET_CHECKS_WAITING = 32;
+const SECRET_CHECKS_RETRY_AFTER_S = 1;
+
+/** The first 64 bits of an IPv6 address, written `a:b:c:d::/64`. */
+function ipv6Prefix64(address: string): string {
+  const [head = "", tail] = address.split("::");
+  const headGroups = head === "" ? [] : head.split(":");
+  let groups = headGroups;
+  if (tail !== undefined) {
+    const tailGroups = tail === "" ? [] : tail.split(":");
+    // An IPv4 tail (`::ffff:1.2.3.4`, `64:ff9b::1.2.3.4`) fills two groups.
+    const tailLength = tailGroups.reduce((sum, group) => sum + (group.includes(".") ? 2 : 1), 0);
+    groups = [...headGroups, ...Array<string>(Math.max(0, 8 - headGroups.length - tailLength)).fill("0"), ...tailGroups];
+  }
+  return `${groups
+    .slice(0, 4)
+    .map((group) => Number.parseInt(group, 16).toString(16))
+    .join(":")}::/64`;
+}
+
+/** What a login is counted under for its address: IPv4 as is (also when mapped into IPv6), IPv6 by its /64. */
+export function addressKey(address: string): string {
+  const bare = address.split("%")[0] ?? address;
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(bare);
+  if (mapped?.[1]) return mapped[1];
+  return isIP(bare) === 6 ? ipv6Prefix64(bare) : bare;
+}
+
+export class LoginLimiter {
+  private readonly byClientAddress: RateLimiterMemory;
+  private readonly byAddress: RateLimiterMemory;
+
+  constructor(limits: LoginLimits = DEFAULT_LOGIN_LIMITS) {
+    this.byClientAddress = new RateLimiterMemory({ keyPrefix: "login-pair", points: limits.perClientAddress, duration: limits.windowS });
+    this.byAddress = new RateLimiterMemory({ keyPrefix: "login-address", points: limits.perAddress, duration: limits.windowS });
+  }
+
+  private keys(clientId: string, address: string): { pair: string; address: string } {
+    const from = addressKey(address);
+    return { pair: `${clientId}\u0000${from}`, address: from };
+  }
+
+  /**
+   * Count this attempt, before its secret is checked: throws RateLimitedError when the
+   * client id from this address, or the address, has no attempts left.
+   */
+  async attempt(clientId: string, address: string): Promise<void> {
+    const keys = this.keys(clientId, address);
+    const results = await Promise.allSettled([this.byClientAddress.consume(keys.pair), this.byAddress.consume(keys.address)]);
+    const refusals: RateLimiterRes[] = [];
+    for (const result of results) {
+      if (result.status === "fulfilled") continue;
+      if (!(result.reason instanceof RateLimiterRes)) throw result.reason;
+      refusals.push(result.reason);
+    }
+    if (refusals.length === 0) return;
+    const retryAfterS = Math.max(1, Math.ceil(Math.max(...refusals.map((res) => res.msBeforeNext)) / 1000));
+    throw new RateLimitedError(`too many failed logins; try again in ${retryAfterS} s`, retryAfterS);
+  }
+
+  /** The secret was right: the attempt is refunded, and this pair's failures are forgotten (not the address's). */
+  async succeeded(clientId: string, address: string): Promise<void> {
+    const keys = this.keys(clientId, address);
+    await Promise.all([this.byClientAddress.delete(keys.pair), this.byAddress.reward(keys.address, 1)]);
+  }
+
+  /** The attempt was counted but its secret never checked (too many checks at once): refunded. */
+  async refund(clientId: string, address: string): Promise<void> {
+    const keys = this.keys(clientId, address);
+    await Promise.all([this.byClientAddress.reward(keys.pair, 1), this.byAddress.reward(keys.address, 1)]);
+  }
+}
+
+/** At most `running` secret checks at once and `waiting` in line; past that, RateLimitedError at once. */
+export class SecretCheckSlots {
+  private active = 0;
+  private readonly line: (() => void)[] = [];
+
+  constructor(
+    private readonly running = SECRET_CHECKS_AT_ONCE,
+    private readonly waiting = SECRET_CHECKS_WAITING,
+  ) {}
+
+  async run<T>(check: () => Promise<T>): Promise<T> {
+    if (this.active >= this.running) {
+      if (this.line.length >= this.waiting) {
+        throw new RateLimitedError(`too many logins at once; try again in ${SECRET_CHECKS_RETRY_AFTER_S} s`, SECRET_CHECKS_RETRY_AFTER_S);
+      }
+      // The slot is handed over by the check that ends: `active` stays counted.
+      await new Promise<void>((resolve) => this.line.push(resolve));
+    } else {
+      this.active += 1;
+    }
+    try {
+      return await check();
+    } finally {
+      const next = this.line.shift();
+      if (next) next();
+      else this.active -= 1;
+    }
+  }
+}

@@ -1,0 +1,98 @@
+// Every answer of the master carries the security headers, not only the dashboard's files;
+// with auth off, it answers only requests addressed to localhost or a loopback address.
+import { request } from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { MasterInternals } from "../../../master/index.js";
+import { http, startTestMaster } from "../../helpers/master.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+let master: MasterInternals;
+let guarded: MasterInternals;
+
+beforeAll(async () => {
+  master = await startTestMaster();
+  guarded = await startTestMaster({ auth: "on", jwtSecret: "s".repeat(32) });
+});
+afterAll(async () => {
+  await master.close();
+  await guarded.close();
+  removeTempDirs();
+});
+
+function expectSecurityHeaders(headers: Headers, what: string): void {
+  expect(headers.get("x-content-type-options"), what).toBe("nosniff");
+  expect(headers.get("referrer-policy"), what).toBe("no-referrer");
+  expect(headers.get("x-frame-options"), what).toBe("DENY");
+  expect(headers.get("content-security-policy"), what).toMatch(/frame-ancestors 'none'/);
+  expect(headers.get("cross-origin-resource-policy"), what).toBe("same-origin");
+}
+
+describe("security headers", () => {
+  it("come with JSON answers, problem documents, /metrics and /openapi.json, which are never cached", async () => {
+    const answers = {
+      "GET /health": await http(master.url, "GET", "/health"),
+      "GET /metrics": await http(master.url, "GET", "/metrics"),
+      "GET /openapi.json": await http(master.url, "GET", "/openapi.json"),
+      "POST /api/v1/jobs": await http(master.url, "POST", "/api/v1/jobs", { type: "headers" }),
+      "400 bad JSON": await http(master.url, "POST", "/api/v1/jobs", "{not json"),
+      "404 route": await http(master.url, "GET", "/api/v1/nowhere"),
+      "401 no token": await http(guarded.url, "GET", "/api/v1/jobs"),
+      "401 bad login": await http(guarded.url, "POST", "/api/v1/auth/token", { client_id: "nobody", client_secret: "wrong" }),
+    };
+    expect(Object.values(answers).map((answer) => answer.status)).toEqual([200, 200, 200, 201, 400, 404, 401, 401]);
+    for (const [what, answer] of Object.entries(answers)) {
+      expectSecurityHeaders(answer.headers, what);
+      expect(answer.headers.get("content-security-policy"), what).toMatch(/default-src 'none'/);
+      expect(answer.headers.get("cache-control"), what).toBe("no-store");
+    }
+  });
+
+  it("come with the dashboard's page, under its own policy and caching", async () => {
+    const page = await fetch(`${master.url}/`);
+    if (page.status === 404) return; // the dashboard is not built (npm run build)
+    expect(page.status).toBe(200);
+    expectSecurityHeaders(page.headers, "GET /");
+    expect(page.headers.get("content-security-policy")).toMatch(/default-src 'self'/);
+    expect(page.headers.get("cache-control")).toBe("no-cache");
+    const script = /src="\.?\/?(assets\/[^"]+\.js)"/.exec(await page.text())?.[1];
+    if (!script) throw new Error("no script in the dashboard's page");
+    const asset = await fetch(`${master.url}/${script}`);
+    expect(asset.status).toBe(200);
+    expectSecurityHeaders(asset.headers, script);
+    expect(asset.headers.get("cache-control")).toMatch(/immutable/);
+  });
+});
+
+/** A GET with a Host header of our choosing (fetch would not send one). */
+function getWithHost(url: string, path: string, host: string): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(url);
+    const req = request({ hostname, port, path, headers: { host } }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]), body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("with auth off", () => {
+  it("refuses a request addressed to another name (DNS rebinding) with a 403 problem", async () => {
+    const port = new URL(master.url).port;
+    for (const path of ["/health", "/api/v1/jobs", "/"]) {
+      const refused = await getWithHost(master.url, path, `rebind.example:${port}`);
+      expect(refused.status, path).toBe(403);
+      expect(refused.type).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(refused.body)).toMatchObject({ status: 403, code: "forbidden" });
+    }
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, "localhost"]) {
+      expect((await getWithHost(master.url, "/api/v1/jobs", host)).status, host).toBe(200);
+    }
+  });
+
+  it("is the only case: with auth on, any Host is answered (tokens guard the API)", async () => {
+    expect((await getWithHost(guarded.url, "/health", "gaffer.example.com")).status).toBe(200);
+  });
+});
