@@ -35,7 +35,9 @@ export class ApiError extends Error {
     readonly detail: string,
     readonly errors: { path: string; message: string }[] = [],
   ) {
-    super(`${status} ${code}: ${detail}${errors.length > 0 ? ` (${errors.map((e) => `${e.path}: ${e.message}`).join("; ")})` : ""}`);
+    // An error the detail already states is not said twice (a bad cron expression's message).
+    const more = errors.filter((e) => !detail.includes(e.message));
+    super(`${status} ${code}: ${detail}${more.length > 0 ? ` (${more.map((e) => `${e.path}: ${e.message}`).join("; ")})` : ""}`);
   }
 }
 
@@ -193,7 +195,8 @@ export class MasterClient {
         await sleep(delay, options.signal);
       }
     }
-    if (lastError instanceof ApiError) throw lastError;
+    // A token fetch that never got an answer already says so: not "cannot reach … cannot reach …".
+    if (lastError instanceof ApiError || lastError instanceof MasterUnreachableError) throw lastError;
     throw new MasterUnreachableError(this.baseUrl, lastError);
   }
 

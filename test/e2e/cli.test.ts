@@ -75,6 +75,39 @@ describe("gaffer jobs", () => {
   });
 });
 
+describe("gaffer's error messages", () => {
+  const count = (text: string, part: string) => text.split(part).length - 1;
+
+  it("says an unreachable master once", async () => {
+    const unreachable = await runGaffer(["jobs", "list"], { ...env, GAFFER_MASTER_URL: `http://127.0.0.1:${await freePort()}` });
+    expect(unreachable.code).toBe(5);
+    expect(count(unreachable.output, "cannot reach the master")).toBe(1);
+  });
+
+  it("says a bad cron expression's message once", async () => {
+    const bad = await gaffer("schedules", "create", "--name", "bad-once", "--cron", "not a cron", "--type", "x");
+    expect(bad.code).toBe(2);
+    expect(count(bad.output, "not a valid cron expression")).toBe(1);
+  });
+
+  it("answers a typo of a command or a subcommand the same way: the hint and where the help is", async () => {
+    const command = await runGaffer(["jbos"]);
+    expect(command.code).toBe(2);
+    expect(command.output).toMatch(/Did you mean jobs\?/);
+    expect(command.output).toContain("Run 'gaffer --help' for usage.");
+    expect(command.output).not.toMatch(/Commands:/);
+    const subcommand = await runGaffer(["jobs", "lsit"]);
+    expect(subcommand.code).toBe(2);
+    expect(subcommand.output).toMatch(/Did you mean list\?/);
+    expect(subcommand.output).toContain("Run 'gaffer jobs --help' for usage.");
+    expect(subcommand.output).not.toMatch(/Commands:/);
+    const option = await runGaffer(["jobs", "submit"]);
+    expect(option.code).toBe(2);
+    expect(option.output).toMatch(/required option '--type <type>' not specified/);
+    expect(option.output).toContain("Run 'gaffer jobs submit --help' for usage.");
+  });
+});
+
 describe("gaffer nodes, schedules, stats, state, token", () => {
   it("lists, drains and resumes nodes", async () => {
     const worker = json<{ id: string; client_secret: string }>((await gaffer("clients", "create", "--name", "w", "--role", "worker", "--json")).output);
