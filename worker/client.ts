@@ -41,6 +41,23 @@ export class ApiError extends Error {
   }
 }
 
+/** The master refused to exchange the client id and secret for a token (wrong, or the client is disabled). */
+export class CredentialsRefusedError extends ApiError {
+  constructor(
+    error: ApiError,
+    readonly clientId: string,
+  ) {
+    super(error.status, error.code, error.detail, error.errors);
+  }
+}
+
+/** The master wants credentials and the client was given none to send. */
+export class NoCredentialsError extends ApiError {
+  constructor(error: ApiError) {
+    super(error.status, error.code, error.detail, error.errors);
+  }
+}
+
 /** No answer from the master after every attempt. */
 export class MasterUnreachableError extends Error {
   constructor(
@@ -232,7 +249,8 @@ export class MasterClient {
       this.token = undefined;
       return this.attempt<T>(method, path, options, false);
     }
-    const error = new ApiError(response.status, problem.code ?? `http_${response.status}`, problem.detail ?? text, problem.errors);
+    const answered = new ApiError(response.status, problem.code ?? `http_${response.status}`, problem.detail ?? text, problem.errors);
+    const error = response.status === 401 && !authorization ? new NoCredentialsError(answered) : answered;
     const retryAfter = Number(response.headers["retry-after"]);
     if (response.status === 429 && Number.isFinite(retryAfter)) throw new RetryAfterError(error, retryAfter * 1000);
     throw error;
@@ -253,8 +271,11 @@ export class MasterClient {
   }
 
   private async fetchToken(): Promise<string> {
+    const clientId = this.options.clientId ?? "";
     const reply = await this.request<TokenResponse>("POST", "/api/v1/auth/token", {
-      body: { client_id: this.options.clientId, client_secret: this.options.clientSecret },
+      body: { client_id: clientId, client_secret: this.options.clientSecret },
+    }).catch((error: unknown) => {
+      throw error instanceof ApiError && error.status === 401 ? new CredentialsRefusedError(error, clientId) : error;
     });
     const lifetimeMs = reply.expires_in * 1000;
     // Refresh a minute early, or at 80 % of a short token's life.

@@ -90,6 +90,23 @@ describe("gaffer's error messages", () => {
     expect(count(bad.output, "not a valid cron expression")).toBe(1);
   });
 
+  it("says which variables or flags to set when credentials are missing, half given or refused", async () => {
+    const none = await runGaffer(["jobs", "list"], { GAFFER_MASTER_URL: master.url });
+    expect(none.code).toBe(2);
+    expect(none.output).toMatch(/401/);
+    for (const name of ["GAFFER_TOKEN", "GAFFER_CLIENT_ID", "GAFFER_CLIENT_SECRET", "--client-id", "--client-secret"]) expect(none.output).toContain(name);
+    expect(none.output).not.toMatch(/send Authorization/);
+    const half = await runGaffer(["stats"], { GAFFER_MASTER_URL: master.url, GAFFER_CLIENT_ID: env.GAFFER_CLIENT_ID ?? "" });
+    expect(half.code).toBe(2);
+    expect(half.output).toMatch(/no secret: set GAFFER_CLIENT_SECRET or pass --client-secret/);
+    const wrong = await runGaffer(["stats"], { ...env, GAFFER_CLIENT_SECRET: "gsk_wrong" });
+    expect(wrong.code).toBe(2);
+    expect(wrong.output).toContain(`refused client ${env.GAFFER_CLIENT_ID}`);
+    const badToken = await runGaffer(["stats"], { GAFFER_MASTER_URL: master.url, GAFFER_TOKEN: "not-a-token" });
+    expect(badToken.code).toBe(2);
+    expect(badToken.output).toMatch(/refused GAFFER_TOKEN/);
+  });
+
   it("answers a typo of a command or a subcommand the same way: the hint and where the help is", async () => {
     const command = await runGaffer(["jbos"]);
     expect(command.code).toBe(2);
