@@ -74,6 +74,8 @@ export interface ClientOptions {
   clientSecret?: string | undefined;
   /** A ready access token (GAFFER_TOKEN); used as is, never refreshed. */
   token?: string | undefined;
+  /** Keeps the token fetched with the client id and secret between processes (the CLI's cache file). */
+  tokenCache?: TokenCache | undefined;
   log?: Logger | undefined;
   /** Attempts per safe call before giving up (default 4). */
   attempts?: number;
@@ -98,6 +100,20 @@ export interface RequestOptions {
   signal?: AbortSignal | undefined;
   /** Go out even while the circuit is open, and let the answer close it (periodic calls like heartbeats are the probe). */
   probe?: boolean;
+}
+
+/** An access token and when to stop using it. */
+export interface CachedToken {
+  value: string;
+  expiresAt: number;
+  /** Fetch a new one from this time on (shortly before it expires). */
+  refreshAt: number;
+}
+
+/** Where a client keeps its token between processes; a token the master refuses is replaced. */
+export interface TokenCache {
+  load(): CachedToken | undefined;
+  save(token: CachedToken): void;
 }
 
 export interface TokenResponse {
@@ -170,7 +186,9 @@ function exchange(
 export class MasterClient {
   readonly baseUrl: string;
   readonly breaker: CircuitBreaker;
-  private token: { value: string; refreshAt: number } | undefined;
+  private token: CachedToken | undefined;
+  /** The cache is read once: after that, a token it gave and the master refused is not taken again. */
+  private cacheRead = false;
   private refreshing: Promise<string> | undefined;
   /** Connections kept open between calls (idle ones do not keep the process alive). */
   private readonly agents: { http: http.Agent; https: https.Agent };
@@ -263,11 +281,23 @@ export class MasterClient {
   private async authorization(path: string): Promise<string | undefined> {
     if (this.options.token) return `Bearer ${this.options.token}`;
     if (!this.canRefresh() || path.startsWith("/api/v1/auth/token")) return undefined;
+    return `Bearer ${(await this.accessToken()).value}`;
+  }
+
+  /** The token calls go out with: the one in hand or in the cache while it is fresh, else a new one. */
+  async accessToken(): Promise<CachedToken> {
+    if (!this.canRefresh()) throw new Error("an access token needs a client id and secret");
+    if (!this.token && !this.cacheRead) {
+      this.cacheRead = true;
+      const cached = this.options.tokenCache?.load();
+      if (cached && Date.now() < cached.refreshAt) this.token = cached;
+    }
     if (!this.token || Date.now() >= this.token.refreshAt) {
       this.refreshing ??= this.fetchToken().finally(() => (this.refreshing = undefined));
       await this.refreshing;
     }
-    return this.token ? `Bearer ${this.token.value}` : undefined;
+    if (!this.token) throw new Error("no access token");
+    return this.token;
   }
 
   private async fetchToken(): Promise<string> {
@@ -280,7 +310,9 @@ export class MasterClient {
     const lifetimeMs = reply.expires_in * 1000;
     // Refresh a minute early, or at 80 % of a short token's life.
     const margin = Math.min(TOKEN_REFRESH_MARGIN_MS, lifetimeMs * 0.2);
-    this.token = { value: reply.access_token, refreshAt: Date.now() + lifetimeMs - margin };
+    const now = Date.now();
+    this.token = { value: reply.access_token, expiresAt: now + lifetimeMs, refreshAt: now + lifetimeMs - margin };
+    this.options.tokenCache?.save(this.token);
     this.options.log?.debug({ event: "auth.token_refreshed", expiresAt: reply.expires_at });
     return reply.access_token;
   }

@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { ApiError, CredentialsRefusedError, MasterClient, MasterUnreachableError, NoCredentialsError } from "../../worker/client.js";
 import { CliError, EXIT } from "./output.js";
+import { cacheDir, fileTokenCache } from "./token-cache.js";
 
 export interface RemoteFlags {
   master?: string;
@@ -19,7 +20,7 @@ export function withRemoteOptions(command: Command): Command {
     .option("--json", "machine-readable output");
 }
 
-const HOW_TO_SIGN_IN =
+export const HOW_TO_SIGN_IN =
   "set GAFFER_TOKEN, or GAFFER_CLIENT_ID and GAFFER_CLIENT_SECRET, or pass --client-id and --client-secret " +
   "(gaffer dev writes them to data/credentials.env)";
 
@@ -34,11 +35,15 @@ export function connect(flags: RemoteFlags, env: NodeJS.ProcessEnv = process.env
   if (!token && clientId === undefined && clientSecret !== undefined) {
     throw new CliError(`a client secret but no client id: set GAFFER_CLIENT_ID or pass --client-id`, EXIT.usage);
   }
+  const masterUrl = (flags.master ?? env.GAFFER_MASTER_URL ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
+  // A token from the id and secret is kept for the next command; one given in GAFFER_TOKEN is never written anywhere.
+  const tokenCache = !token && clientId && clientSecret ? fileTokenCache({ dir: cacheDir(env), masterUrl, clientId, clientSecret }) : undefined;
   return new MasterClient({
-    masterUrl: flags.master ?? env.GAFFER_MASTER_URL ?? "http://127.0.0.1:8080",
+    masterUrl,
     token,
     clientId,
     clientSecret,
+    tokenCache,
     attempts: 2,
     timeoutMs: 15_000,
   });

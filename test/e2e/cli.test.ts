@@ -1,4 +1,5 @@
 // The command line against a real master: every command of API.md §9, tables and --json, exit codes.
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runGaffer, spawnMaster, stopAll, freePort, type MasterProcess } from "../helpers/processes.js";
@@ -122,6 +123,60 @@ describe("gaffer's error messages", () => {
     expect(option.code).toBe(2);
     expect(option.output).toMatch(/required option '--type <type>' not specified/);
     expect(option.output).toContain("Run 'gaffer jobs submit --help' for usage.");
+  });
+});
+
+describe("the token cache", () => {
+  /** A new client of its own, so that its tokens are only the ones this test makes. */
+  async function newClient(name: string) {
+    const client = json<{ id: string; client_secret: string }>((await gaffer("clients", "create", "--name", name, "--role", "client", "--json")).output);
+    const cache = tempDir();
+    const clientEnv = { GAFFER_MASTER_URL: master.url, GAFFER_CLIENT_ID: client.id, GAFFER_CLIENT_SECRET: client.client_secret, GAFFER_CACHE_DIR: cache };
+    return { client, cache, clientEnv };
+  }
+  async function tokensOf(clientId: string): Promise<{ id: string; revoked_at: string | null }[]> {
+    const admin = (await gaffer("token")).output.trim();
+    const response = await fetch(`${master.url}/api/v1/tokens?client_id=${clientId}`, { headers: { authorization: `Bearer ${admin}` } });
+    return ((await response.json()) as { items: { id: string; revoked_at: string | null }[] }).items;
+  }
+  const cacheFiles = (cache: string) => readdirSync(join(cache, "tokens")).map((name) => join(cache, "tokens", name));
+
+  it("signs in once for commands in a row, in a file only the user can read that holds no secret", async () => {
+    const { client, cache, clientEnv } = await newClient("cache-twice");
+    expect((await runGaffer(["stats"], clientEnv)).code).toBe(0);
+    expect((await runGaffer(["jobs", "list"], clientEnv)).code).toBe(0);
+    const token = (await runGaffer(["token"], clientEnv)).output.trim();
+    expect(await tokensOf(client.id)).toHaveLength(1);
+    const [file] = cacheFiles(cache);
+    if (!file) throw new Error("no cache file");
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const text = readFileSync(file, "utf8");
+    expect(text).toContain(token);
+    expect(text).not.toContain(client.client_secret);
+    expect(json<{ expires_at: string }>(text).expires_at).toMatch(/^\d{4}-\d\d-\d\dT/);
+  });
+
+  it("replaces a cached token the master refuses, without a word", async () => {
+    const { client, cache, clientEnv } = await newClient("cache-revoked");
+    const first = (await runGaffer(["token"], clientEnv)).output.trim();
+    expect((await fetch(`${master.url}/api/v1/auth/revoke`, { method: "POST", headers: { authorization: `Bearer ${first}` } })).status).toBe(200);
+    const after = await runGaffer(["jobs", "list", "--json"], clientEnv);
+    expect(after.code).toBe(0);
+    expect(json<{ items: unknown[] }>(after.output).items).toEqual([]);
+    const [file] = cacheFiles(cache);
+    const second = json<{ access_token: string }>(readFileSync(file ?? "", "utf8")).access_token;
+    expect(second).not.toBe(first);
+    expect((await runGaffer(["token"], clientEnv)).output.trim()).toBe(second);
+    expect(await tokensOf(client.id)).toHaveLength(2);
+  });
+
+  it("writes nothing when GAFFER_TOKEN is given, and lives under XDG_CACHE_HOME/gaffer without GAFFER_CACHE_DIR", async () => {
+    const { cache, clientEnv } = await newClient("cache-xdg");
+    const token = (await runGaffer(["token"], { ...clientEnv, GAFFER_CACHE_DIR: "", XDG_CACHE_HOME: cache })).output.trim();
+    expect(readdirSync(join(cache, "gaffer", "tokens"))).toHaveLength(1);
+    const other = tempDir();
+    expect((await runGaffer(["stats"], { ...clientEnv, GAFFER_TOKEN: token, GAFFER_CACHE_DIR: other })).code).toBe(0);
+    expect(readdirSync(other)).toEqual([]);
   });
 });
 
