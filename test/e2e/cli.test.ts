@@ -46,6 +46,25 @@ describe("gaffer jobs", () => {
     ]);
   });
 
+  it("says that a running job it cancels was asked to stop, and keeps --json as the API answers", async () => {
+    const worker = json<{ id: string; client_secret: string }>((await gaffer("clients", "create", "--name", "w-cancel", "--role", "worker", "--json")).output);
+    const workerToken = (await runGaffer(["token"], { ...env, GAFFER_CLIENT_ID: worker.id, GAFFER_CLIENT_SECRET: worker.client_secret })).output.trim();
+    const asWorker = (path: string, body: unknown) =>
+      fetch(`${master.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${workerToken}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const node = (await (await asWorker("/api/v1/nodes", { name: "cancel-node", capacity: 2, types: ["cli-cancel"] })).json()) as { id: string };
+    const ids: string[] = [];
+    for (let n = 0; n < 2; n++) ids.push(json<{ id: string }>((await gaffer("jobs", "submit", "--type", "cli-cancel", "--json")).output).id);
+    const claimed = (await (await asWorker(`/api/v1/nodes/${node.id}/claim`, { max: 2 })).json()) as { items: { id: string }[] };
+    expect(claimed.items.map((job) => job.id).sort()).toEqual([...ids].sort());
+    const [first, second] = ids as [string, string];
+    const canceled = await gaffer("jobs", "cancel", first);
+    expect(canceled.code).toBe(0);
+    expect(canceled.output).toMatch(/status\s+running/);
+    expect(canceled.output).toContain(`cancel requested: job ${first} is running; its node is told to stop it`);
+    const asJson = json<{ status: string; cancel_requested: boolean }>((await gaffer("jobs", "cancel", second, "--json")).output);
+    expect(asJson).toMatchObject({ status: "running", cancel_requested: true });
+  });
+
   it("exits with codes that mean something", async () => {
     expect((await gaffer("jobs", "get", "no-such-job")).code).toBe(3);
     const finished = json<{ id: string }>((await gaffer("jobs", "submit", "--type", "x", "--json")).output);
