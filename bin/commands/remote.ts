@@ -16,7 +16,7 @@ export function withRemoteOptions(command: Command): Command {
   return command
     .option("--master <url>", "the master's URL (GAFFER_MASTER_URL, default http://127.0.0.1:8080)")
     .option("--client-id <id>", "API client id (GAFFER_CLIENT_ID); GAFFER_TOKEN is used first if set")
-    .option("--client-secret <secret>", "its secret (GAFFER_CLIENT_SECRET)")
+    .option("--client-secret <secret>", "its secret (GAFFER_CLIENT_SECRET); the token they get is reused from GAFFER_CACHE_DIR (default ~/.cache/gaffer)")
     .option("--json", "machine-readable output");
 }
 
