@@ -118,12 +118,6 @@ async function createAuth(config: MasterConfig, store: Store, clock: Clock, log:
   } else {
     const secret = await resolveJwtSecret(config.jwtSecret, store.settings);
     tokens = new TokenService({ store, secret, ttlS: config.tokenTtlS, clock, log, onInvalid: (reason) => metrics.invalidTokens.inc({ reason }) });
-    if ((await store.clients.countByRole("admin")) === 0) {
-      log.warn(
-        { event: "auth.no_admin" },
-        `no admin client yet: make one with  gaffer clients create --db ${config.db} --name admin --role admin`,
-      );
-    }
   }
   const failedLogins = new FailedLoginLog(store.audit, log);
   return { tokens, loginLimiter: new LoginLimiter(), secretChecks: new SecretCheckSlots(), failedLogins };

@@ -37,7 +37,26 @@ export class ApiError extends Error {
     readonly detail: string,
     readonly errors: { path: string; message: string }[] = [],
   ) {
-    super(`${status} ${code}: ${detail}${errors.length > 0 ? ` (${errors.map((e) => `${e.path}: ${e.message}`).join("; ")})` : ""}`);
+    // An error the detail already states is not said twice (a bad cron expression's message).
+    const more = errors.filter((e) => !detail.includes(e.message));
+    super(`${status} ${code}: ${detail}${more.length > 0 ? ` (${more.map((e) => `${e.path}: ${e.message}`).join("; ")})` : ""}`);
+  }
+}
+
+/** The master refused to exchange the client id and secret for a token (wrong, or the client is disabled). */
+export class CredentialsRefusedError extends ApiError {
+  constructor(
+    error: ApiError,
+    readonly clientId: string,
+  ) {
+    super(error.status, error.code, error.detail, error.errors);
+  }
+}
+
+/** The master wants credentials and the client was given none to send. */
+export class NoCredentialsError extends ApiError {
+  constructor(error: ApiError) {
+    super(error.status, error.code, error.detail, error.errors);
   }
 }
 
@@ -57,6 +76,8 @@ export interface ClientOptions {
   clientSecret?: string | undefined;
   /** A ready access token (GAFFER_TOKEN); used as is, never refreshed. */
   token?: string | undefined;
+  /** Keeps the token fetched with the client id and secret between processes (the CLI's cache file). */
+  tokenCache?: TokenCache | undefined;
   log?: Logger | undefined;
   /** Attempts per safe call before giving up (default 4). */
   attempts?: number;
@@ -81,6 +102,20 @@ export interface RequestOptions {
   signal?: AbortSignal | undefined;
   /** Go out even while the circuit is open, and let the answer close it (periodic calls like heartbeats are the probe). */
   probe?: boolean;
+}
+
+/** An access token and when to stop using it. */
+export interface CachedToken {
+  value: string;
+  expiresAt: number;
+  /** Fetch a new one from this time on (shortly before it expires). */
+  refreshAt: number;
+}
+
+/** Where a client keeps its token between processes; a token the master refuses is replaced. */
+export interface TokenCache {
+  load(): CachedToken | undefined;
+  save(token: CachedToken): void;
 }
 
 export interface TokenResponse {
@@ -153,7 +188,9 @@ function exchange(
 export class MasterClient {
   readonly baseUrl: string;
   readonly breaker: CircuitBreaker;
-  private token: { value: string; refreshAt: number } | undefined;
+  private token: CachedToken | undefined;
+  /** The cache is read once: after that, a token it gave and the master refused is not taken again. */
+  private cacheRead = false;
   private refreshing: Promise<string> | undefined;
   /** Connections kept open between calls (idle ones do not keep the process alive). */
   private readonly agents: { http: http.Agent; https: https.Agent };
@@ -195,7 +232,8 @@ export class MasterClient {
         await sleep(delay, options.signal);
       }
     }
-    if (lastError instanceof ApiError) throw lastError;
+    // A token fetch that never got an answer already says so: not "cannot reach … cannot reach …".
+    if (lastError instanceof ApiError || lastError instanceof MasterUnreachableError) throw lastError;
     throw new MasterUnreachableError(this.baseUrl, lastError);
   }
 
@@ -231,7 +269,8 @@ export class MasterClient {
       this.token = undefined;
       return this.attempt<T>(method, path, options, false);
     }
-    const error = new ApiError(response.status, problem.code ?? `http_${response.status}`, problem.detail ?? text, problem.errors);
+    const answered = new ApiError(response.status, problem.code ?? `http_${response.status}`, problem.detail ?? text, problem.errors);
+    const error = response.status === 401 && !authorization ? new NoCredentialsError(answered) : answered;
     const retryAfter = Number(response.headers["retry-after"]);
     if (response.status === 429 && Number.isFinite(retryAfter)) throw new RetryAfterError(error, retryAfter * 1000);
     throw error;
@@ -244,21 +283,38 @@ export class MasterClient {
   private async authorization(path: string): Promise<string | undefined> {
     if (this.options.token) return `Bearer ${this.options.token}`;
     if (!this.canRefresh() || path.startsWith("/api/v1/auth/token")) return undefined;
+    return `Bearer ${(await this.accessToken()).value}`;
+  }
+
+  /** The token calls go out with: the one in hand or in the cache while it is fresh, else a new one. */
+  async accessToken(): Promise<CachedToken> {
+    if (!this.canRefresh()) throw new Error("an access token needs a client id and secret");
+    if (!this.token && !this.cacheRead) {
+      this.cacheRead = true;
+      const cached = this.options.tokenCache?.load();
+      if (cached && Date.now() < cached.refreshAt) this.token = cached;
+    }
     if (!this.token || Date.now() >= this.token.refreshAt) {
       this.refreshing ??= this.fetchToken().finally(() => (this.refreshing = undefined));
       await this.refreshing;
     }
-    return this.token ? `Bearer ${this.token.value}` : undefined;
+    if (!this.token) throw new Error("no access token");
+    return this.token;
   }
 
   private async fetchToken(): Promise<string> {
+    const clientId = this.options.clientId ?? "";
     const reply = await this.request<TokenResponse>("POST", "/api/v1/auth/token", {
-      body: { client_id: this.options.clientId, client_secret: this.options.clientSecret },
+      body: { client_id: clientId, client_secret: this.options.clientSecret },
+    }).catch((error: unknown) => {
+      throw error instanceof ApiError && error.status === 401 ? new CredentialsRefusedError(error, clientId) : error;
     });
     const lifetimeMs = reply.expires_in * 1000;
     // Refresh a minute early, or at 80 % of a short token's life.
     const margin = Math.min(TOKEN_REFRESH_MARGIN_MS, lifetimeMs * 0.2);
-    this.token = { value: reply.access_token, refreshAt: Date.now() + lifetimeMs - margin };
+    const now = Date.now();
+    this.token = { value: reply.access_token, expiresAt: now + lifetimeMs, refreshAt: now + lifetimeMs - margin };
+    this.options.tokenCache?.save(this.token);
     this.options.log?.debug({ event: "auth.token_refreshed", expiresAt: reply.expires_at });
     return reply.access_token;
   }

@@ -471,10 +471,17 @@ export class Worker {
   }
 
   private async shutdown(): Promise<void> {
-    this.log.info({ event: "worker.stopping", running: this.running.size }, "stopping: finishing running jobs");
+    const graceS = this.options.graceS ?? DEFAULT_GRACE_S;
+    const running = this.running.size;
+    this.log.info(
+      { event: "worker.stopping", running, graceS },
+      running === 0
+        ? "stopping: no running jobs"
+        : `stopping: waiting up to ${graceS} s for ${running} running job${running === 1 ? "" : "s"} to finish, then stopping ${running === 1 ? "it" : "them"}`,
+    );
     this.stopController.abort();
     this.wakeClaimLoops();
-    const graceMs = (this.options.graceS ?? DEFAULT_GRACE_S) * 1000;
+    const graceMs = graceS * 1000;
     const allDone = Promise.all([...this.running.values()].map((execution) => execution.done));
     const graceOver = new AbortController();
     const finishedInTime = await Promise.race([

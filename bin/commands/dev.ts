@@ -37,6 +37,10 @@ async function ensureClient(master: MasterInternals, id: string | undefined, sec
     }
   }
   const created = await createClient(master.store, { name, role, actor: null });
+  master.log.info(
+    { event: "dev.client_created", clientId: created.id, role },
+    role === "admin" ? `made an admin client for you: ${created.id}` : `made a worker client for the local worker: ${created.id}`,
+  );
   return { id: created.id, secret: created.client_secret };
 }
 
@@ -88,7 +92,7 @@ export function devCommand(): Command {
         { event: "dev.ready", url: master.url, credentials: credentialsFile },
         [
           `gaffer is running at ${master.url} with a local worker (handlers: echo, sleep, fail).`,
-          `Dashboard: ${master.url}/ (sign in with the client id and secret below)`,
+          `Dashboard: ${master.url}/ (sign in with GAFFER_CLIENT_ID and GAFFER_CLIENT_SECRET from ${credentialsFile})`,
           `The first admin's credentials are in ${credentialsFile} (readable only by you). In another terminal:`,
           `  set -a; . ${credentialsFile}; set +a`,
           `  ${cli} jobs submit --type echo --payload '{"hello":"world"}' --wait`,
@@ -97,19 +101,25 @@ export function devCommand(): Command {
           `API document: ${master.url}/openapi.json`,
         ].join("\n"),
       );
-      await new Promise<void>((resolve) => {
+      const code = await new Promise<number>((resolve) => {
         let signals = 0;
-        const stop = () => {
+        const stop = (signal: NodeJS.Signals) => {
           signals += 1;
-          if (signals > 1) process.exit(1);
-          void worker
-            .stop()
-            .then(() => master.close())
-            .then(resolve);
+          if (signals === 1) {
+            master.log.info({ event: "dev.signal", signal }, `${signal}: stopping (Ctrl-C again stops at once)`);
+            void worker
+              .stop()
+              .then(() => master.close())
+              .then(() => resolve(0));
+          } else {
+            // At once: running jobs are stopped, unsent results stay on disk for the next start.
+            master.log.warn({ event: "dev.killed", signal }, "second signal: stopping now");
+            void worker.kill().finally(() => resolve(1));
+          }
         };
         process.on("SIGINT", stop);
         process.on("SIGTERM", stop);
       });
-      process.exit(0);
+      process.exit(code);
     });
 }

@@ -232,6 +232,12 @@ export function jobsCommand(): Command {
     withRemoteOptions(jobs.command(name).description(description).argument("<id>")).action(async (id: string, opts: RemoteFlags) => {
       const job = await call(() => act(connect(opts), id));
       printObject(opts.json ? (job as unknown as Record<string, unknown>) : summary(job), opts.json);
+      // A running job is not canceled yet: its node stops it first (API.md §5, cancel_requested).
+      if (!opts.json && name === "cancel" && job.cancel_requested && job.status === "running") {
+        process.stdout.write(
+          `cancel requested: job ${job.id} is running; its node is told to stop it at its next heartbeat; the job becomes canceled when the node reports (or its lease ends)\n`,
+        );
+      }
     });
   }
   withRemoteOptions(

@@ -22,6 +22,13 @@ export function masterCommand(): Command {
       });
       // API.md §9: the ready line is printed whatever the log level.
       if (!running.log.isLevelEnabled("info")) process.stdout.write(`listening on ${running.url}\n`);
+      // Said here, not in createMaster: gaffer dev makes the first admin itself.
+      if (running.tokens && (await running.store.clients.countByRole("admin")) === 0) {
+        running.log.warn(
+          { event: "auth.no_admin" },
+          `no admin client yet: make one with  gaffer clients create --db ${running.config.db} --name admin --role admin`,
+        );
+      }
       await new Promise<void>((resolve) => {
         let stopping = false;
         const stop = (signal: NodeJS.Signals) => {
@@ -30,7 +37,7 @@ export function masterCommand(): Command {
             process.exit(1);
           }
           stopping = true;
-          running.log.info({ event: "master.signal", signal });
+          running.log.info({ event: "master.signal", signal }, `${signal}: stopping (again to stop at once)`);
           void running.close().then(resolve);
         };
         process.on("SIGINT", stop);

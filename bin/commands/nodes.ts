@@ -3,7 +3,8 @@ import { Command, Option } from "commander";
 import { NODE_STATUSES } from "../../master/store/types.js";
 import { MODES } from "../../master/modes.js";
 import { printJson, printObject, printPage, printTable } from "./output.js";
-import { call, connect, withRemoteOptions, type RemoteFlags } from "./remote.js";
+import { CliError, EXIT } from "./output.js";
+import { call, connect, HOW_TO_SIGN_IN, withRemoteOptions, type RemoteFlags } from "./remote.js";
 
 const NODE_COLUMNS = ["id", "name", "status", "running", "capacity", "labels", "types", "last_heartbeat", "version"];
 
@@ -69,19 +70,25 @@ export function stateCommand(): Command {
 
 export function tokenCommand(): Command {
   return withRemoteOptions(
-    new Command("token").description("Print an access token for the client credentials (for curl: -H \"Authorization: Bearer $(gaffer token)\")"),
+    new Command("token").description(
+      "Print an access token for the client credentials, reused until shortly before it expires (for curl: -H \"Authorization: Bearer $(gaffer token)\")",
+    ),
   ).action(async (opts: RemoteFlags) => {
     const master = connect(opts);
-    const token = await call(() =>
-      master.request<{ access_token: string; expires_at: string }>("POST", "/api/v1/auth/token", {
-        body: {
-          client_id: opts.clientId ?? process.env.GAFFER_CLIENT_ID,
-          client_secret: opts.clientSecret ?? process.env.GAFFER_CLIENT_SECRET,
-        },
-        retry: "never",
-      }),
-    );
-    if (opts.json) printJson(token);
-    else process.stdout.write(`${token.access_token}\n`);
+    // As every command does, a given GAFFER_TOKEN comes first: it is the token in use.
+    const given = process.env.GAFFER_TOKEN;
+    if (given) {
+      if (opts.json) printJson({ access_token: given, token_type: "Bearer" });
+      else process.stdout.write(`${given}\n`);
+      return;
+    }
+    if (!(opts.clientId ?? process.env.GAFFER_CLIENT_ID)) throw new CliError(`gaffer token needs a client id and secret: ${HOW_TO_SIGN_IN}`, EXIT.usage);
+    const token = await call(() => master.accessToken());
+    const expiresInS = Math.max(0, Math.floor((token.expiresAt - Date.now()) / 1000));
+    if (opts.json) {
+      printJson({ access_token: token.value, token_type: "Bearer", expires_in: expiresInS, expires_at: new Date(token.expiresAt).toISOString() });
+    } else {
+      process.stdout.write(`${token.value}\n`);
+    }
   });
 }

@@ -61,14 +61,18 @@ export function parseJsonFlag(flag: string, text: string): unknown {
   }
 }
 
-/** exitOverride is not inherited by commands added with addCommand(): set it on the whole tree. */
-function overrideExits(command: Command): void {
-  command.exitOverride();
-  for (const sub of command.commands) overrideExits(sub);
+/**
+ * Settings commands added with addCommand() do not inherit, set on the whole tree: exits come
+ * back to runCli, and a usage error (a typo of a command or subcommand, a missing option) prints
+ * the error, commander's "Did you mean …?" and where the help is, never the whole help.
+ */
+function configureTree(command: Command, path: string): void {
+  command.exitOverride().showHelpAfterError(`Run '${path} --help' for usage.`);
+  for (const sub of command.commands) configureTree(sub, `${path} ${sub.name()}`);
 }
 
 export async function runCli(program: Command, argv: string[]): Promise<void> {
-  overrideExits(program);
+  configureTree(program, program.name());
   try {
     await program.parseAsync(argv);
   } catch (error) {

@@ -1,4 +1,5 @@
 // The command line against a real master: every command of API.md §9, tables and --json, exit codes.
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runGaffer, spawnMaster, stopAll, freePort, type MasterProcess } from "../helpers/processes.js";
@@ -45,6 +46,25 @@ describe("gaffer jobs", () => {
     ]);
   });
 
+  it("says that a running job it cancels was asked to stop, and keeps --json as the API answers", async () => {
+    const worker = json<{ id: string; client_secret: string }>((await gaffer("clients", "create", "--name", "w-cancel", "--role", "worker", "--json")).output);
+    const workerToken = (await runGaffer(["token"], { ...env, GAFFER_CLIENT_ID: worker.id, GAFFER_CLIENT_SECRET: worker.client_secret })).output.trim();
+    const asWorker = (path: string, body: unknown) =>
+      fetch(`${master.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${workerToken}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const node = (await (await asWorker("/api/v1/nodes", { name: "cancel-node", capacity: 2, types: ["cli-cancel"] })).json()) as { id: string };
+    const ids: string[] = [];
+    for (let n = 0; n < 2; n++) ids.push(json<{ id: string }>((await gaffer("jobs", "submit", "--type", "cli-cancel", "--json")).output).id);
+    const claimed = (await (await asWorker(`/api/v1/nodes/${node.id}/claim`, { max: 2 })).json()) as { items: { id: string }[] };
+    expect(claimed.items.map((job) => job.id).sort()).toEqual([...ids].sort());
+    const [first, second] = ids as [string, string];
+    const canceled = await gaffer("jobs", "cancel", first);
+    expect(canceled.code).toBe(0);
+    expect(canceled.output).toMatch(/status\s+running/);
+    expect(canceled.output).toContain(`cancel requested: job ${first} is running; its node is told to stop it`);
+    const asJson = json<{ status: string; cancel_requested: boolean }>((await gaffer("jobs", "cancel", second, "--json")).output);
+    expect(asJson).toMatchObject({ status: "running", cancel_requested: true });
+  });
+
   it("exits with codes that mean something", async () => {
     expect((await gaffer("jobs", "get", "no-such-job")).code).toBe(3);
     const finished = json<{ id: string }>((await gaffer("jobs", "submit", "--type", "x", "--json")).output);
@@ -72,6 +92,110 @@ describe("gaffer jobs", () => {
       expect(help.code, command.join(" ")).toBe(0);
       expect(help.output).toMatch(/Usage: gaffer/);
     }
+  });
+});
+
+describe("gaffer's error messages", () => {
+  const count = (text: string, part: string) => text.split(part).length - 1;
+
+  it("says an unreachable master once", async () => {
+    const unreachable = await runGaffer(["jobs", "list"], { ...env, GAFFER_MASTER_URL: `http://127.0.0.1:${await freePort()}` });
+    expect(unreachable.code).toBe(5);
+    expect(count(unreachable.output, "cannot reach the master")).toBe(1);
+  });
+
+  it("says a bad cron expression's message once", async () => {
+    const bad = await gaffer("schedules", "create", "--name", "bad-once", "--cron", "not a cron", "--type", "x");
+    expect(bad.code).toBe(2);
+    expect(count(bad.output, "not a valid cron expression")).toBe(1);
+  });
+
+  it("says which variables or flags to set when credentials are missing, half given or refused", async () => {
+    const none = await runGaffer(["jobs", "list"], { GAFFER_MASTER_URL: master.url });
+    expect(none.code).toBe(2);
+    expect(none.output).toMatch(/401/);
+    for (const name of ["GAFFER_TOKEN", "GAFFER_CLIENT_ID", "GAFFER_CLIENT_SECRET", "--client-id", "--client-secret"]) expect(none.output).toContain(name);
+    expect(none.output).not.toMatch(/send Authorization/);
+    const half = await runGaffer(["stats"], { GAFFER_MASTER_URL: master.url, GAFFER_CLIENT_ID: env.GAFFER_CLIENT_ID ?? "" });
+    expect(half.code).toBe(2);
+    expect(half.output).toMatch(/no secret: set GAFFER_CLIENT_SECRET or pass --client-secret/);
+    const wrong = await runGaffer(["stats"], { ...env, GAFFER_CLIENT_SECRET: "gsk_wrong" });
+    expect(wrong.code).toBe(2);
+    expect(wrong.output).toContain(`refused client ${env.GAFFER_CLIENT_ID}`);
+    const badToken = await runGaffer(["stats"], { GAFFER_MASTER_URL: master.url, GAFFER_TOKEN: "not-a-token" });
+    expect(badToken.code).toBe(2);
+    expect(badToken.output).toMatch(/refused GAFFER_TOKEN/);
+  });
+
+  it("answers a typo of a command or a subcommand the same way: the hint and where the help is", async () => {
+    const command = await runGaffer(["jbos"]);
+    expect(command.code).toBe(2);
+    expect(command.output).toMatch(/Did you mean jobs\?/);
+    expect(command.output).toContain("Run 'gaffer --help' for usage.");
+    expect(command.output).not.toMatch(/Commands:/);
+    const subcommand = await runGaffer(["jobs", "lsit"]);
+    expect(subcommand.code).toBe(2);
+    expect(subcommand.output).toMatch(/Did you mean list\?/);
+    expect(subcommand.output).toContain("Run 'gaffer jobs --help' for usage.");
+    expect(subcommand.output).not.toMatch(/Commands:/);
+    const option = await runGaffer(["jobs", "submit"]);
+    expect(option.code).toBe(2);
+    expect(option.output).toMatch(/required option '--type <type>' not specified/);
+    expect(option.output).toContain("Run 'gaffer jobs submit --help' for usage.");
+  });
+});
+
+describe("the token cache", () => {
+  /** A new client of its own, so that its tokens are only the ones this test makes. */
+  async function newClient(name: string) {
+    const client = json<{ id: string; client_secret: string }>((await gaffer("clients", "create", "--name", name, "--role", "client", "--json")).output);
+    const cache = tempDir();
+    const clientEnv = { GAFFER_MASTER_URL: master.url, GAFFER_CLIENT_ID: client.id, GAFFER_CLIENT_SECRET: client.client_secret, GAFFER_CACHE_DIR: cache };
+    return { client, cache, clientEnv };
+  }
+  async function tokensOf(clientId: string): Promise<{ id: string; revoked_at: string | null }[]> {
+    const admin = (await gaffer("token")).output.trim();
+    const response = await fetch(`${master.url}/api/v1/tokens?client_id=${clientId}`, { headers: { authorization: `Bearer ${admin}` } });
+    return ((await response.json()) as { items: { id: string; revoked_at: string | null }[] }).items;
+  }
+  const cacheFiles = (cache: string) => readdirSync(join(cache, "tokens")).map((name) => join(cache, "tokens", name));
+
+  it("signs in once for commands in a row, in a file only the user can read that holds no secret", async () => {
+    const { client, cache, clientEnv } = await newClient("cache-twice");
+    expect((await runGaffer(["stats"], clientEnv)).code).toBe(0);
+    expect((await runGaffer(["jobs", "list"], clientEnv)).code).toBe(0);
+    const token = (await runGaffer(["token"], clientEnv)).output.trim();
+    expect(await tokensOf(client.id)).toHaveLength(1);
+    const [file] = cacheFiles(cache);
+    if (!file) throw new Error("no cache file");
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const text = readFileSync(file, "utf8");
+    expect(text).toContain(token);
+    expect(text).not.toContain(client.client_secret);
+    expect(json<{ expires_at: string }>(text).expires_at).toMatch(/^\d{4}-\d\d-\d\dT/);
+  });
+
+  it("replaces a cached token the master refuses, without a word", async () => {
+    const { client, cache, clientEnv } = await newClient("cache-revoked");
+    const first = (await runGaffer(["token"], clientEnv)).output.trim();
+    expect((await fetch(`${master.url}/api/v1/auth/revoke`, { method: "POST", headers: { authorization: `Bearer ${first}` } })).status).toBe(200);
+    const after = await runGaffer(["jobs", "list", "--json"], clientEnv);
+    expect(after.code).toBe(0);
+    expect(json<{ items: unknown[] }>(after.output).items).toEqual([]);
+    const [file] = cacheFiles(cache);
+    const second = json<{ access_token: string }>(readFileSync(file ?? "", "utf8")).access_token;
+    expect(second).not.toBe(first);
+    expect((await runGaffer(["token"], clientEnv)).output.trim()).toBe(second);
+    expect(await tokensOf(client.id)).toHaveLength(2);
+  });
+
+  it("writes nothing when GAFFER_TOKEN is given, and lives under XDG_CACHE_HOME/gaffer without GAFFER_CACHE_DIR", async () => {
+    const { cache, clientEnv } = await newClient("cache-xdg");
+    const token = (await runGaffer(["token"], { ...clientEnv, GAFFER_CACHE_DIR: "", XDG_CACHE_HOME: cache })).output.trim();
+    expect(readdirSync(join(cache, "gaffer", "tokens"))).toHaveLength(1);
+    const other = tempDir();
+    expect((await runGaffer(["stats"], { ...clientEnv, GAFFER_TOKEN: token, GAFFER_CACHE_DIR: other })).code).toBe(0);
+    expect(readdirSync(other)).toEqual([]);
   });
 });
 

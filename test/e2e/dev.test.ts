@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { loadHandlers } from "../../worker/config.js";
 import { runCommand } from "../../worker/runner.js";
 import { http } from "../helpers/master.js";
-import { runGaffer, spawnGaffer, stopAll, waitForOutput } from "../helpers/processes.js";
+import { eventually, runGaffer, spawnGaffer, stopAll, waitForOutput } from "../helpers/processes.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
 afterEach(async () => {
@@ -45,6 +45,31 @@ describe("gaffer dev (npm start)", () => {
     const again = spawnGaffer(["dev", "--db", join(dir, "gaffer.db"), "--port", "0"]);
     await waitForOutput(again, /"event":"dev.ready"/);
     expect(envFile(file).GAFFER_CLIENT_ID).toBe(env.GAFFER_CLIENT_ID);
+  });
+});
+
+describe("gaffer dev's messages", () => {
+  it("says what the first start made and where to sign in; stopping says how long, and a second Ctrl-C stops at once", async () => {
+    const dir = tempDir();
+    const file = join(dir, "credentials.env");
+    const dev = spawnGaffer(["dev", "--db", join(dir, "gaffer.db"), "--port", "0"]);
+    await waitForOutput(dev, /"event":"dev.ready"/);
+    expect(dev.output()).not.toMatch(/no admin client yet/);
+    expect(dev.output()).toMatch(/made an admin client for you: admin-/);
+    expect(dev.output()).not.toMatch(/below/);
+    expect(dev.output()).toContain(`sign in with GAFFER_CLIENT_ID and GAFFER_CLIENT_SECRET from ${file}`);
+
+    const env = envFile(file);
+    const submitted = await runGaffer(["jobs", "submit", "--type", "sleep", "--payload", '{"seconds":60}', "--json"], env);
+    const { id } = JSON.parse(submitted.output) as { id: string };
+    await eventually(async () => JSON.parse((await runGaffer(["jobs", "get", id, "--json"], env)).output).status === "running", 20_000, "a running job");
+    dev.proc.kill("SIGINT");
+    await waitForOutput(dev, /waiting up to 30 s for 1 running job to finish/);
+    expect(dev.output()).toMatch(/Ctrl-C again stops at once/);
+    const secondAt = Date.now();
+    dev.proc.kill("SIGINT");
+    expect(await dev.exited).toBe(1);
+    expect(Date.now() - secondAt).toBeLessThan(5000);
   });
 });
 

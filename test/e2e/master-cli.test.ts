@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { http } from "../helpers/master.js";
-import { runGaffer, spawnMaster, stopAll } from "../helpers/processes.js";
+import { runGaffer, spawnMaster, stopAll, waitForOutput } from "../helpers/processes.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
 afterEach(async () => {
@@ -17,6 +17,14 @@ describe("gaffer master start", () => {
     master.proc.kill("SIGTERM");
     expect(await master.exited).toBe(0);
     expect(master.output()).toMatch(/"event":"master.stopped"/);
+  });
+
+  it("with auth on and no admin yet, says how to make one; stopping says a second signal stops at once", async () => {
+    const db = join(tempDir(), "m.db");
+    const master = await spawnMaster(db, { GAFFER_AUTH: "on" });
+    await waitForOutput(master, /no admin client yet: make one with {2}gaffer clients create --db \S+ --name admin --role admin/);
+    master.proc.kill("SIGTERM");
+    await waitForOutput(master, /SIGTERM: stopping \(again to stop at once\)/);
   });
 
   it("keeps every job that got a 201 and every accepted result through kill -9", async () => {

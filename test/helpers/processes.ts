@@ -1,11 +1,20 @@
 // Real gaffer processes started through the CLI (dist/), always stopped by the test that started them.
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const CLI = join(fileURLToPath(new URL("../..", import.meta.url)), "dist", "bin", "gaffer.js");
 
 const started = new Set<ChildProcess>();
+
+/** The CLI keeps access tokens in GAFFER_CACHE_DIR: the tests' go here, never to the user's ~/.cache. */
+let cacheDir: string | undefined;
+function testCacheDir(): string {
+  cacheDir ??= mkdtempSync(join(tmpdir(), "gaffer-cache-"));
+  return cacheDir;
+}
 
 export interface GafferProcess {
   proc: ChildProcess;
@@ -16,7 +25,7 @@ export interface GafferProcess {
 
 export function spawnGaffer(args: string[], env: Record<string, string> = {}): GafferProcess {
   const proc = spawn(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", GAFFER_CACHE_DIR: testCacheDir(), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   started.add(proc);
@@ -59,7 +68,7 @@ export async function spawnMaster(db: string, env: Record<string, string> = {}, 
   return { ...gaffer, url: url ?? "" };
 }
 
-/** Stop every process a test started and did not stop itself. */
+/** Stop every process a test started and did not stop itself, and remove the tokens they kept. */
 export async function stopAll(): Promise<void> {
   await Promise.all(
     [...started].map(
@@ -70,6 +79,8 @@ export async function stopAll(): Promise<void> {
         }),
     ),
   );
+  if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
+  cacheDir = undefined;
 }
 
 /** Run a gaffer command to its end; answers its exit code and output. */
