@@ -303,7 +303,7 @@ export const resultsReplySchema = z.object({
   items: z.array(z.object({ job_id: z.string(), accepted: z.boolean(), reason: z.string().optional() })),
 });
 
-export const healthSchema = z.object({ status: z.string() });
+export const healthSchema = z.object({ status: z.string(), auth: z.enum(["on", "off"]) });
 
 export const throughputQuery = z.object({ minutes: z.coerce.number().int().min(1).max(1440).default(60) }).strict();
 

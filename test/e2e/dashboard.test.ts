@@ -90,6 +90,8 @@ describe.runIf(HAVE_BROWSER)("dashboard", () => {
     const page = await open();
     await signIn(page, admin);
     await page.getByText("2 completed").waitFor();
+    // The chart has a scale: its top (a round number over the peak of 3 a minute), half, 0.
+    expect(await page.locator(".chart .scale span").allTextContents()).toEqual(["5/min", "2.5", "0"]);
     await page.screenshot({ path: join(SHOTS, "overview.png"), fullPage: true });
     await page.getByRole("link", { name: "Jobs", exact: true }).click();
     await page.getByRole("heading", { name: "Jobs" }).waitFor();
@@ -168,12 +170,32 @@ describe.runIf(HAVE_BROWSER)("dashboard", () => {
     await page.close();
   });
 
+  it("asks for nothing it would be refused before anyone signs in", async () => {
+    const page = await browser.newPage();
+    const refused: string[] = [];
+    page.on("response", (response) => {
+      if (response.status() === 401) refused.push(response.url());
+    });
+    await page.goto(master.url);
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
+    expect(refused).toEqual([]);
+    await page.close();
+  });
+
   it("is readable on a phone-sized screen", async () => {
     const page = await open({ width: 390, height: 844 });
     await signIn(page, admin);
     const overflow = (await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")) as number;
     expect(overflow).toBeLessThanOrEqual(0);
     await page.screenshot({ path: join(SHOTS, "overview-phone.png"), fullPage: true });
+    // The jobs table fits too: what identifies a job and where it runs, the rest on its page.
+    await page.getByRole("link", { name: "Jobs", exact: true }).click();
+    await page.getByRole("heading", { name: "Jobs" }).waitFor();
+    await page.locator("tbody tr").first().waitFor();
+    const table = (await page.evaluate("(() => { const wrap = document.querySelector('.table-wrap'); return wrap.scrollWidth - wrap.clientWidth; })()")) as number;
+    expect(table).toBeLessThanOrEqual(0);
+    expect((await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")) as number).toBeLessThanOrEqual(0);
+    await page.screenshot({ path: join(SHOTS, "jobs-phone.png"), fullPage: true });
     await page.close();
   });
 

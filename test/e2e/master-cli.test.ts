@@ -13,7 +13,7 @@ afterEach(async () => {
 describe("gaffer master start", () => {
   it("prints where it listens, serves, and stops cleanly on SIGTERM", async () => {
     const master = await spawnMaster(join(tempDir(), "m.db"));
-    expect((await http(master.url, "GET", "/health")).body).toEqual({ status: "ok" });
+    expect((await http(master.url, "GET", "/health")).body).toMatchObject({ status: "ok" });
     master.proc.kill("SIGTERM");
     expect(await master.exited).toBe(0);
     expect(master.output()).toMatch(/"event":"master.stopped"/);

@@ -1,7 +1,7 @@
 // The dashboard: sign in, then the page the hash names. Served by the master at /.
 import { render } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { api, forgetToken, signOut, Unauthorized, type Me } from "./api.js";
+import { api, forgetToken, signOut, token, Unauthorized, type Me } from "./api.js";
 import { Empty } from "./components/common.js";
 import { Layout } from "./components/layout.js";
 import { SignIn } from "./components/sign-in.js";
@@ -32,8 +32,11 @@ function App() {
   const [reachable, setReachable] = useState(true);
   useEffect(() => {
     // A token from this tab's session, or a master with auth off, signs in without a form.
-    api<Me>("GET", "/api/v1/auth/me")
-      .then(setMe)
+    // Without a token, /health says whether the master asks for credentials: no request
+    // is refused (and logged in the console) before anyone signs in.
+    const ready = token() ? Promise.resolve(true) : api<{ auth: string }>("GET", "/health").then((health) => health.auth === "off");
+    ready
+      .then((ask) => (ask ? api<Me>("GET", "/api/v1/auth/me").then(setMe) : setMe(null)))
       .catch((failure: unknown) => {
         if (!(failure instanceof Unauthorized)) setMessage("Cannot reach the master.");
         forgetToken();

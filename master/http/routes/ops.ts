@@ -50,12 +50,12 @@ export function opsRoutes(deps: HttpDeps, params: OpsParams): Route[] {
       {
         method: "get",
         path: "/health",
-        summary: "The process runs",
+        summary: "The process runs (and whether it asks for credentials, for the dashboard's first page)",
         tag: "operations",
         auth: "public",
         responses: { 200: { description: "Alive", schema: healthSchema } },
       },
-      async () => ok({ status: "ok" }),
+      async () => ok({ status: "ok", auth: deps.config.auth }),
     ),
     route(
       {

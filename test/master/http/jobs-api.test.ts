@@ -189,7 +189,7 @@ describe("acting on jobs", () => {
 
 describe("operations", () => {
   it("answers /health and /ready", async () => {
-    expect((await call("GET", "/health")).body).toEqual({ status: "ok" });
+    expect((await call("GET", "/health")).body).toEqual({ status: "ok", auth: "off" });
     expect((await call("GET", "/ready")).status).toBe(200);
   });
 

@@ -103,12 +103,12 @@ export function Jobs({ params }: { params: URLSearchParams }) {
             <tr>
               <th scope="col">Job</th>
               <th scope="col">Type</th>
-              <th scope="col">Priority</th>
+              <th scope="col" class="wide">Priority</th>
               <th scope="col">Status</th>
-              <th scope="col">Attempt</th>
+              <th scope="col" class="wide">Attempt</th>
               <th scope="col">Node</th>
-              <th scope="col">Tags</th>
-              <th scope="col">Submitted</th>
+              <th scope="col" class="wide">Tags</th>
+              <th scope="col" class="wide">Submitted</th>
             </tr>
           </thead>
           <tbody>
@@ -120,7 +120,7 @@ export function Jobs({ params }: { params: URLSearchParams }) {
                   </a>
                 </th>
                 <td>{job.type}</td>
-                <td>
+                <td class="wide">
                   {job.effective_priority}
                   {job.effective_priority !== job.priority ? <span class="muted"> (asked {job.priority})</span> : null}
                 </td>
@@ -128,7 +128,7 @@ export function Jobs({ params }: { params: URLSearchParams }) {
                   <Status value={job.status} />
                   {job.cancel_requested && job.status === "running" ? <span class="muted"> stopping</span> : null}
                 </td>
-                <td>{job.attempt}</td>
+                <td class="wide">{job.attempt}</td>
                 <td>
                   {job.node_id ? (
                     <a href={`#/jobs${query({ node_id: job.node_id })}`} class={names.has(job.node_id) ? undefined : "mono"}>
@@ -138,12 +138,12 @@ export function Jobs({ params }: { params: URLSearchParams }) {
                     "–"
                   )}
                 </td>
-                <td>
+                <td class="wide">
                   {Object.entries(job.tags)
                     .map(([k, v]) => `${k}=${v}`)
                     .join(" ") || "–"}
                 </td>
-                <td>
+                <td class="wide">
                   <time dateTime={job.created_at}>{ago(job.created_at)}</time>
                 </td>
               </tr>

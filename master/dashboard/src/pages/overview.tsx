@@ -32,6 +32,14 @@ function age(seconds: number | null | undefined): string {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
+/** The smallest of 1, 2, 5, 10, 20, 50, … at or above `value`: a scale whose halves read well. */
+export function niceCeiling(value: number): number {
+  if (value <= 1) return 1;
+  const power = 10 ** Math.floor(Math.log10(value));
+  for (const step of [1, 2, 5, 10]) if (step * power >= value) return step * power;
+  return 10 * power;
+}
+
 /** One bar per minute of the last hour, completed under failed; an empty minute is an empty slot. */
 export function ThroughputChart({ data }: { data: Throughput | undefined }) {
   const now = Date.now();
@@ -42,7 +50,8 @@ export function ThroughputChart({ data }: { data: Throughput | undefined }) {
     return { completed: minute?.completed ?? 0, failed: minute?.failed ?? 0 };
   });
   const peak = Math.max(0, ...bars.map((b) => b.completed + b.failed));
-  const max = Math.max(1, peak);
+  // Even numbers on the scale: its top, its middle and 0 are labelled, with a line at each.
+  const max = niceCeiling(Math.max(2, peak));
   const completed = bars.reduce((sum, b) => sum + b.completed, 0);
   const failed = bars.reduce((sum, b) => sum + b.failed, 0);
   const width = 600;
@@ -57,18 +66,25 @@ export function ThroughputChart({ data }: { data: Throughput | undefined }) {
           <span class="key key-completed">{completed} completed</span> <span class="key key-failed">{failed} failed</span> · peak {peak}/min
         </span>
       </figcaption>
-      <svg viewBox={`0 0 ${width} ${height}`} preserveAspectRatio="none" role="img" aria-label={`Jobs per minute over the last hour: ${completed} completed, ${failed} failed, at most ${peak} in a minute.`}>
-        {bars.map((bar, i) => {
-          const done = scale(bar.completed);
-          const bad = scale(bar.failed);
-          return (
-            <g key={i}>
-              <rect class="bar-completed" x={i * slot + 1} width={slot - 2} y={height - done} height={done} />
-              <rect class="bar-failed" x={i * slot + 1} width={slot - 2} y={height - done - bad} height={bad} />
-            </g>
-          );
-        })}
-      </svg>
+      <div class="plot">
+        <div class="scale" aria-hidden="true">
+          <span>{max}/min</span>
+          <span>{max / 2}</span>
+          <span>0</span>
+        </div>
+        <svg viewBox={`0 0 ${width} ${height}`} preserveAspectRatio="none" role="img" aria-label={`Jobs per minute over the last hour: ${completed} completed, ${failed} failed, at most ${peak} in a minute.`}>
+          {bars.map((bar, i) => {
+            const done = scale(bar.completed);
+            const bad = scale(bar.failed);
+            return (
+              <g key={i}>
+                <rect class="bar-completed" x={i * slot + 1} width={slot - 2} y={height - done} height={done} />
+                <rect class="bar-failed" x={i * slot + 1} width={slot - 2} y={height - done - bad} height={bad} />
+              </g>
+            );
+          })}
+        </svg>
+      </div>
       <div class="axis" aria-hidden="true">
         <span>60 min ago</span>
         <span>now</span>
