@@ -400,8 +400,23 @@ export class Worker {
     try {
       verdicts = (await this.client.reportResults(nodeId, items)).items;
     } catch (error) {
-      // The master will never take these (the node is not ours or no longer exists): drop them.
-      if (error instanceof ApiError && (error.status === 403 || error.status === 404)) {
+      // Too big for one call (log tails add up): halves, and a single result without its log tail.
+      if (error instanceof ApiError && error.status === 413) {
+        const [only] = group;
+        if (group.length > 1) {
+          const half = Math.ceil(group.length / 2);
+          await this.send(outbox, nodeId, group.slice(0, half));
+          await this.send(outbox, nodeId, group.slice(half));
+          return;
+        }
+        if (only?.logTail !== undefined) {
+          this.log.warn({ event: "outbox.log_tail_dropped", jobId: only.jobId }, `the result of ${only.jobId} is sent without its log tail: too large`);
+          await this.send(outbox, nodeId, [{ ...only, logTail: undefined }]);
+          return;
+        }
+      }
+      // The master will never take these (the node is not ours or no longer exists, or too large): drop them.
+      if (error instanceof ApiError && (error.status === 403 || error.status === 404 || error.status === 413)) {
         this.log.warn({ event: "outbox.refused", nodeId, results: group.length, reason: error.code }, "the master refused these results");
         outbox.settle(group);
         return;

@@ -234,7 +234,8 @@ export interface QueueStats {
 
 export interface JobStore {
   /** All or nothing: one unknown dependency stores none of them. */
-  submit(jobs: SubmitJobParams[]): Promise<SubmitOutcome>;
+  /** `batch`: a POST /jobs/batch, audited as one jobs.submitted row however many jobs it has. */
+  submit(jobs: SubmitJobParams[], options?: { batch?: boolean }): Promise<SubmitOutcome>;
   get(id: string): Promise<Job | undefined>;
   list(params: ListJobsParams): Promise<Page<Job>>;
   /** The job's history, oldest first: its submission and attempts, and the audit rows about it. */

@@ -264,6 +264,17 @@ describe("worker and a master that goes away", () => {
     removeTempDirs();
   });
 
+  it("sends a result whose log tail is too large for the master's batch limit without it", async () => {
+    const dir = tempDir("gaffer-big-tail-");
+    const master = await spawnMaster(join(dir, "master.db"), { ...FAST, GAFFER_MAX_BATCH_BYTES: "2048" });
+    await spawnWorker(master.url, { name: "noisy", labels: "noisy", handlers: writeHandlers(dir), stateDir: join(dir, "state") });
+    const job = await submit(master.url, { type: "echo", requires: ["noisy"], payload: { stderr: "x".repeat(5000), result: { ok: 1 } } });
+    const done = await until(master.url, job.id, (j) => j.status === "completed");
+    expect(done.result).toEqual({ ok: 1 });
+    const attempts = await http<{ items: { outcome: string; log_tail: string | null }[] }>(master.url, "GET", `/api/v1/jobs/${job.id}/attempts`);
+    expect(attempts.body.items).toEqual([expect.objectContaining({ outcome: "completed", log_tail: null })]);
+  });
+
   it("delivers a result produced while the master was down once it is back", async () => {
     const dir = tempDir("gaffer-restart-");
     const handlers = writeHandlers(dir);

@@ -131,7 +131,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       },
       async ({ body, principal }) => {
         const params = body.jobs.map((job, index) => toSubmitParams(deps, principal, job, `jobs.${index}.`));
-        const outcome = await deps.store.jobs.submit(params);
+        const outcome = await deps.store.jobs.submit(params, { batch: true });
         if (!outcome.ok) throw unknownDependency(outcome, `jobs.${outcome.index}.`);
         afterSubmit(deps, outcome);
         return created({ items: outcome.items.map((item) => item.job) });

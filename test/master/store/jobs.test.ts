@@ -88,6 +88,14 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
       ]);
     });
 
+    it("audits a batch as one jobs.submitted row, a batch of one too", async () => {
+      const outcome = await t.store.jobs.submit([jobParams()], { batch: true });
+      if (!outcome.ok) throw new Error("refused");
+      const rows = await t.store.audit.list({ limit: 5, eventType: "jobs.submitted" });
+      expect(rows.items.map((row) => row.details)).toEqual([{ count: 1, ids: [outcome.items[0]?.job.id] }]);
+      expect((await t.store.audit.list({ limit: 5, eventType: "job.submitted" })).items).toEqual([]);
+    });
+
     it("answers the same idempotency key from the same client with the existing job", async () => {
       const first = await t.store.jobs.submit([jobParams({ idempotencyKey: "order-42" })]);
       const again = await t.store.jobs.submit([jobParams({ idempotencyKey: "order-42", payload: { other: true } })]);

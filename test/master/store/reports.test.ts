@@ -53,6 +53,16 @@ describe.each(dialects)("reports ($name)", (dialect) => {
     expect(events.items.at(-1)?.details).not.toHaveProperty("reported");
   });
 
+  it("keeps the master's own failure in a job's history, with the node and attempt it ended", async () => {
+    const job = await submit(t.store, { maxRetries: 0, timeoutS: 1 });
+    const node = await register(t.store);
+    await claim(t.store, node.id);
+    t.clock.advanceSeconds(2 + 300 + 1);
+    expect(await t.store.jobs.rescueStalled({ limit: 10 })).toEqual([{ jobId: job.id, nodeId: node.id, outcome: "failed" }]);
+    const events = await t.store.jobs.events({ jobId: job.id, limit: 10 });
+    expect(events.items.at(-1)).toMatchObject({ event_type: "job.failed", node_id: node.id, attempt: 1, details: { failure_reason: "max_retries_exceeded", reason: "stalled" } });
+  });
+
   it("completes a job with its result and an audit row", async () => {
     const { job, node, attempt } = await running();
     const outcome = await t.store.jobs.report({

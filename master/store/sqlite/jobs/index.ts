@@ -46,8 +46,8 @@ export class SqliteJobStore implements JobStore {
     this.reportStatements = prepareReport(ctx);
   }
 
-  async submit(jobs: SubmitJobParams[]): Promise<SubmitOutcome> {
-    return this.ctx.db.grouped(() => submitJobs(this.ctx, this.submitStatements, jobs));
+  async submit(jobs: SubmitJobParams[], options: { batch?: boolean } = {}): Promise<SubmitOutcome> {
+    return this.ctx.db.grouped(() => submitJobs(this.ctx, this.submitStatements, jobs, options.batch ?? jobs.length > 1));
   }
 
   /** submit, inside a caller's transaction (a schedule's tick). */

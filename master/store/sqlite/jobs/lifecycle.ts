@@ -68,8 +68,8 @@ function finishEnded(ctx: StoreContext, job: EndingLease, transition: Transition
   ).run({ seq: job.seq, attempt: job.attempt, status: transition.status, failureReason: transition.failureReason, reason: transition.status === "canceled" ? "canceled" : reason, at });
   const details =
     transition.status === "canceled"
-      ? { attempt: job.attempt, reason }
-      : { attempt: job.attempt, failure_reason: transition.failureReason, reason };
+      ? { node_id: job.node_id, attempt: job.attempt, reason }
+      : { node_id: job.node_id, attempt: job.attempt, failure_reason: transition.failureReason, reason };
   audit.write({ entity_type: "job", entity_id: job.id, client_id: actor, event_type: `job.${transition.status}`, details }, at);
   ctx.signal.mark({ finished: [job.id] });
   failDependents(ctx, job.id, at);

@@ -66,6 +66,11 @@ export async function listJobs(ctx: StoreContext, params: ListJobsParams, reader
  */
 const NODE_EVENTS = ["job.submitted", "job.assigned", "job.completed", "job.retry_scheduled"];
 
+function isNodeReported(details: string): boolean {
+  const parsed = JSON.parse(details) as { node_id?: unknown; reason?: unknown };
+  return parsed.node_id !== undefined && parsed.reason === undefined;
+}
+
 /** What an attempt adds to its job's history: its hand-out, and its end when its node reported it. */
 function attemptEvents(job: Job, attempt: ReturnType<typeof listAttempts>[number], last: boolean): JobEvent[] {
   const on = { client_id: null, node_id: attempt.node_id, attempt: attempt.attempt };
@@ -116,8 +121,9 @@ export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: strin
         .where("event_type", "not in", NODE_EVENTS)
         .orderBy("id"),
     )
-    // A job.failed a node's report wrote before 0003 (it names the node): its attempt tells it now.
-    .filter((row) => !(row.event_type === "job.failed" && row.details.includes('"node_id"')))
+    // A job.failed a node's report wrote before 0003 (a node, and no lease-end reason as the
+    // master's own have): its attempt tells it now.
+    .filter((row) => !(row.event_type === "job.failed" && isNodeReported(row.details)))
     .map((row): JobEvent => {
       const entry = toAuditEntry(row);
       const event: JobEvent = { event_type: entry.event_type, created_at: entry.created_at, client_id: entry.client_id, details: entry.details };

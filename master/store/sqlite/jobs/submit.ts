@@ -179,11 +179,11 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time
  * row with the count and ids for a batch (API.md §7), then what the rules decided at once
  * (a dependency already failed).
  */
-function submittedEvents(built: readonly Built[]): AuditEvent[] {
+function submittedEvents(built: readonly Built[], batch: boolean): AuditEvent[] {
   const [first] = built;
   if (first === undefined) return [];
   const decided = built.flatMap((entry) => entry.events);
-  if (built.length === 1) {
+  if (!batch && built.length === 1) {
     const { job } = first;
     return [{ event_type: "job.submitted", entity_type: "job", entity_id: job.id, client_id: job.client_id, details: { type: job.type, priority: job.priority, status: job.status } }, ...decided];
   }
@@ -197,15 +197,15 @@ function submittedEvents(built: readonly Built[]): AuditEvent[] {
  * faster, the cost is in the table's indexes, and INSERT … SELECT from a JSON
  * array parses each row's object once per column.
  */
-function write(ctx: StoreContext, statements: SubmitStatements, built: Built[], at: string): void {
+function write(ctx: StoreContext, statements: SubmitStatements, built: Built[], at: string, batch: boolean): void {
   for (const { row, dependsOn } of built) {
     statements.insert.run(row);
     for (const dependency of dependsOn) statements.linkDependency.run({ jobId: row.id, dependsOn: dependency });
   }
-  ctx.audit.writeMany(submittedEvents(built), at);
+  ctx.audit.writeMany(submittedEvents(built, batch), at);
 }
 
-export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs: SubmitJobParams[]): SubmitOutcome {
+export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs: SubmitJobParams[], batch = jobs.length > 1): SubmitOutcome {
   return ctx.db.transaction(() => {
     const checked = check(statements, jobs);
     if (!Array.isArray(checked)) return checked;
@@ -221,7 +221,7 @@ export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs
         items.push({ job: made.job, created: true });
       }
     }
-    write(ctx, statements, built, time.at);
+    write(ctx, statements, built, time.at, batch);
     const ready = built.filter((entry) => entry.ready).length;
     ctx.signal.mark({ claimable: ready > 0, scheduled: built.some((entry) => entry.job.status === "scheduled") });
     return { ok: true as const, items, ready };
