@@ -25,11 +25,18 @@ export interface Gate {
 
 export class JobTypeSettings {
   private readonly settings = new Map<string, TypeSetting>();
+  /** Whether any type is paused or limited: read by every claim, so kept, not counted each time. */
+  private anyActive = false;
 
   constructor(private readonly db: SqliteDatabase) {
     for (const row of db.all(db.kysely.selectFrom("job_types").selectAll())) {
-      this.settings.set(row.type, { maxRunning: row.max_running, paused: row.paused === 1 });
+      this.remember(row.type, { maxRunning: row.max_running, paused: row.paused === 1 });
     }
+  }
+
+  private remember(type: string, setting: TypeSetting): void {
+    this.settings.set(type, setting);
+    this.anyActive = [...this.settings.values()].some((known) => known.paused || known.maxRunning !== null);
   }
 
   get(type: string): TypeSetting {
@@ -43,8 +50,7 @@ export class JobTypeSettings {
 
   /** Whether any type is paused or limited (else a claim needs no gate). */
   get active(): boolean {
-    for (const setting of this.settings.values()) if (setting.paused || setting.maxRunning !== null) return true;
-    return false;
+    return this.anyActive;
   }
 
   /** Store a type's setting inside the caller's transaction; known in memory once it commits. */
@@ -55,7 +61,7 @@ export class JobTypeSettings {
         .values({ type, max_running: setting.maxRunning, paused: setting.paused ? 1 : 0, updated_at: at })
         .onConflict((oc) => oc.column("type").doUpdateSet({ max_running: setting.maxRunning, paused: setting.paused ? 1 : 0, updated_at: at })),
     );
-    this.db.onCommit(() => this.settings.set(type, setting));
+    this.db.onCommit(() => this.remember(type, setting));
   }
 
   /** Jobs of `type` running now, anywhere (bounded by the cluster's capacity: read through jobs_status_seq). */
@@ -97,21 +103,33 @@ export class SqliteJobTypeStore implements JobTypeStore {
   ) {}
 
   async list(params: { since: Date }): Promise<JobTypeInfo[]> {
+    return this.read(params.since);
+  }
+
+  /** The types' settings and counts; `only`: one type's (PUT answers it without counting the others). */
+  private async read(since: Date, only?: string): Promise<JobTypeInfo[]> {
     const { db, lanes, types } = this.ctx;
     const k = db.kysely;
+    const ofType = only === undefined ? sql`` : sql` AND type = ${only}`;
     // Every waiting or running job, then the jobs finished since then: long reads, in the reader thread.
     const [live, finished] = await Promise.all([
       readQuery(
         db,
         this.reader,
-        k.selectFrom("jobs").select((eb) => ["type", "status", eb.fn.countAll<number>().as("n")]).where("status", "in", ["pending", "running"]).groupBy(["type", "status"]).compile(),
+        k
+          .selectFrom("jobs")
+          .select((eb) => ["type", "status", eb.fn.countAll<number>().as("n")])
+          .where("status", "in", ["pending", "running"])
+          .$if(only !== undefined, (query) => query.where("type", "=", only ?? ""))
+          .groupBy(["type", "status"])
+          .compile(),
       ),
       readQuery(
         db,
         this.reader,
         sql<{ type: string; status: string; n: number }>`
           SELECT type, status, count(*) AS n FROM jobs INDEXED BY jobs_finished
-          WHERE finished_at IS NOT NULL AND finished_at >= ${params.since.toISOString()} AND status IN ('completed', 'failed')
+          WHERE finished_at IS NOT NULL AND finished_at >= ${since.toISOString()} AND status IN ('completed', 'failed')${ofType}
           GROUP BY type, status`.compile(db.kysely),
       ),
     ]);
@@ -125,7 +143,7 @@ export class SqliteJobTypeStore implements JobTypeStore {
       }
       return entry;
     };
-    for (const type of [...lanes.types(), ...types.types()]) of(type);
+    for (const type of only === undefined ? [...lanes.types(), ...types.types()] : [only]) of(type);
     for (const row of live) {
       if (row.status === "pending") of(row.type).pending = Number(row.n);
       else of(row.type).running = Number(row.n);
@@ -158,8 +176,7 @@ export class SqliteJobTypeStore implements JobTypeStore {
       const more = (from.paused && !to.paused) || (from.maxRunning !== null && (to.maxRunning === null || to.maxRunning > from.maxRunning));
       this.ctx.signal.mark({ claimable: more });
     });
-    const listed = await this.list({ since: params.since });
-    const found = listed.find((entry) => entry.type === params.type);
+    const [found] = await this.read(params.since, params.type);
     if (!found) throw new Error(`type ${params.type} was set but is not listed`);
     return found;
   }

@@ -49,7 +49,8 @@ const LEASE_COLUMNS = [
   "lease_expires_at", "progress", "progress_message", "progress_logged_at",
 ] as const satisfies readonly (keyof Lease)[];
 
-function selectNodes(ctx: StoreContext) {
+/** Nodes with how many jobs each runs now (shared by the node reads and GET /jobs/:id/why). */
+export function selectNodes(ctx: StoreContext) {
   return ctx.db.kysely
     .selectFrom("nodes")
     .selectAll("nodes")

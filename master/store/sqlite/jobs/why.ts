@@ -5,6 +5,8 @@ import { sql } from "kysely";
 import { canRun, type WhyFacts } from "../../../queue/why.js";
 import type { JobStatus } from "../../types.js";
 import type { StoreContext } from "../context.js";
+import { selectNodes } from "../nodes.js";
+import { toNode } from "../rows.js";
 
 /** Past this many jobs ahead, in all its lanes together, `jobs_ahead` is null: counting further costs too much. */
 export const JOBS_AHEAD_CAP = 10_000;
@@ -29,29 +31,11 @@ export function whyFacts(ctx: StoreContext, id: string): Omit<WhyFacts, "paused"
         ).map((row) => ({ id: row.id, status: row.status as JobStatus }))
       : [];
   const nodes = db
-    .all(
-      db.kysely
-        .selectFrom("nodes")
-        .select(["id", "name", "status", "labels", "types", "capacity"])
-        .select((eb) =>
-          eb
-            .selectFrom("jobs")
-            .select(eb.fn.countAll<number>().as("n"))
-            .whereRef("jobs.node_id", "=", "nodes.id")
-            .where("jobs.status", "=", sql.lit("running"))
-            .as("running"),
-        )
-        .where("status", "in", ["online", "draining"]),
-    )
-    .map((row) => ({
-      id: row.id,
-      name: row.name,
-      status: row.status as "online" | "draining",
-      labels: JSON.parse(row.labels) as string[],
-      types: row.types === null ? null : (JSON.parse(row.types) as string[]),
-      capacity: row.capacity,
-      running: Number(row.running ?? 0),
-    }));
+    .all(selectNodes(ctx).where("nodes.status", "in", ["online", "draining"]))
+    .map((row) => {
+      const node = toNode(row);
+      return { ...node, status: node.status as "online" | "draining" };
+    });
   let jobsAhead: number | null = null;
   if (status === "pending") {
     const lanes = new Set<number>([job.lane]);
