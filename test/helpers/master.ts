@@ -1,7 +1,9 @@
 // An in-process master on a temporary database and a random port, and a tiny HTTP client.
 import { join } from "node:path";
 import { pino } from "pino";
+import { createClient } from "../../master/auth/clients.js";
 import { createMaster, type MasterInternals, type MasterOptions } from "../../master/index.js";
+import type { Role } from "../../master/store/types.js";
 import { tempDir } from "./temp.js";
 
 export async function startTestMaster(options: MasterOptions = {}): Promise<MasterInternals> {
@@ -42,4 +44,18 @@ export async function http<T = Record<string, unknown>>(
     // not JSON: keep the text
   }
   return { status: response.status, body: parsed as T, headers: response.headers };
+}
+
+/**
+ * Clients made straight in the store, one per name with its role, each signed in: the
+ * headers to call as each (for a master with auth on).
+ */
+export async function signedIn(master: MasterInternals, clients: Record<string, Role>): Promise<Record<string, Record<string, string>>> {
+  const headers: Record<string, Record<string, string>> = {};
+  for (const [name, role] of Object.entries(clients)) {
+    const made = await createClient(master.store, { name, role, actor: null });
+    const token = await http<{ access_token: string }>(master.url, "POST", "/api/v1/auth/token", { client_id: made.id, client_secret: made.client_secret });
+    headers[name] = { authorization: `Bearer ${token.body.access_token}` };
+  }
+  return headers;
 }

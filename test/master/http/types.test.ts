@@ -1,22 +1,17 @@
 // GET /api/v1/types and PUT /api/v1/types/:type over real HTTP (API.md §5a), with auth on:
 // everyone reads the counts, only admins change a type; why says a paused or full type.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "../../../master/auth/clients.js";
 import type { MasterInternals } from "../../../master/index.js";
-import { http, startTestMaster } from "../../helpers/master.js";
+import { http, signedIn, startTestMaster } from "../../helpers/master.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 let master: MasterInternals;
-const headers: Record<string, Record<string, string>> = {};
+let headers: Record<string, Record<string, string>> = {};
 const as = <T = Record<string, unknown>>(role: string, method: string, path: string, body?: unknown) => http<T>(master.url, method, path, body, headers[role]);
 
 beforeAll(async () => {
   master = await startTestMaster({ auth: "on", rateLimitPerMinute: 100_000 });
-  for (const role of ["admin", "client", "worker"] as const) {
-    const made = await createClient(master.store, { name: role, role, actor: null });
-    const token = await http<{ access_token: string }>(master.url, "POST", "/api/v1/auth/token", { client_id: made.id, client_secret: made.client_secret });
-    headers[role] = { authorization: `Bearer ${token.body.access_token}` };
-  }
+  headers = await signedIn(master, { admin: "admin", client: "client", worker: "worker" });
 });
 afterAll(async () => {
   await master.close();

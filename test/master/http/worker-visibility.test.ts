@@ -1,23 +1,18 @@
 // A worker sees of a job only what happened on its own nodes: another client's node's
 // attempt (its log tail, its error) is not shown to it (API.md §3).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "../../../master/auth/clients.js";
 import type { MasterInternals } from "../../../master/index.js";
 import type { JobAttempt, JobEvent } from "../../../master/store/types.js";
-import { http, startTestMaster } from "../../helpers/master.js";
+import { http, signedIn, startTestMaster } from "../../helpers/master.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 let master: MasterInternals;
-const headers: Record<string, Record<string, string>> = {};
+let headers: Record<string, Record<string, string>> = {};
 const as = <T = Record<string, unknown>>(who: string, method: string, path: string, body?: unknown) => http<T>(master.url, method, path, body, headers[who]);
 
 beforeAll(async () => {
   master = await startTestMaster({ auth: "on", rateLimitPerMinute: 100_000, retryDelayS: 0 });
-  for (const [who, role] of [["admin", "admin"], ["client", "client"], ["workerA", "worker"], ["workerB", "worker"]] as const) {
-    const made = await createClient(master.store, { name: who, role, actor: null });
-    const token = await http<{ access_token: string }>(master.url, "POST", "/api/v1/auth/token", { client_id: made.id, client_secret: made.client_secret });
-    headers[who] = { authorization: `Bearer ${token.body.access_token}` };
-  }
+  headers = await signedIn(master, { admin: "admin", client: "client", workerA: "worker", workerB: "worker" });
 });
 afterAll(async () => {
   await master.close();
