@@ -1,0 +1,46 @@
+// What every dialect's verbs share in their answers: priority names, time-ordered ids,
+// list cursors and pages.
+import { randomUUID } from "node:crypto";
+import { InvalidCursorError, PRIORITY_WEIGHTS, type PriorityName } from "./types.js";
+
+const NAME_BY_WEIGHT = new Map<number, PriorityName>(
+  Object.entries(PRIORITY_WEIGHTS).map(([name, weight]) => [weight, name as PriorityName]),
+);
+
+export function priorityName(weight: number): PriorityName {
+  return NAME_BY_WEIGHT.get(weight) ?? "medium";
+}
+
+/**
+ * A UUID in version 7's layout: 48 bits of milliseconds first, then randomness.
+ * Ids made close in time sort close together, so inserting a job touches the
+ * right-hand edge of the id indexes instead of a random page of them.
+ */
+export function timeOrderedId(at: number): string {
+  const random = randomUUID();
+  const time = at.toString(16).padStart(12, "0");
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
+}
+
+/** Opaque list cursors: the sort key of the last item shown. */
+export function encodeCursor(value: number): string {
+  return Buffer.from(String(value)).toString("base64url");
+}
+
+export function decodeCursor(cursor: string | undefined): number | undefined {
+  if (cursor === undefined) return undefined;
+  const text = Buffer.from(cursor, "base64url").toString();
+  const value = Number(text);
+  if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(value)) throw new InvalidCursorError(cursor);
+  return value;
+}
+
+export function pageOf<Row, T>(rows: Row[], limit: number, key: (row: Row) => number, convert: (row: Row) => T) {
+  const more = rows.length > limit;
+  const shown = more ? rows.slice(0, limit) : rows;
+  const last = shown[shown.length - 1];
+  return {
+    items: shown.map((row) => convert(row)),
+    next_cursor: more && last !== undefined ? encodeCursor(key(last)) : null,
+  };
+}

@@ -1,0 +1,183 @@
+// The PostgreSQL connection: a pg pool under Kysely, values read back as the API shows them
+// (timestamps as ISO-8601 UTC text with milliseconds, bigints as numbers, JSON parsed), and
+// transactions that retry on a serialization failure or a deadlock and raise the commit
+// signal with NOTIFY, so that every master hears what any of them committed.
+import pg from "pg";
+import { Kysely, PostgresDialect, sql, type RawBuilder, type Transaction } from "kysely";
+import { StorageUnavailableError, type Committed } from "../types.js";
+
+/** Kysely over a schema it is not told about: the store writes its SQL with sql``. */
+export type Executor = Kysely<Record<string, never>> | Transaction<Record<string, never>>;
+
+const TIMESTAMPTZ = 1184;
+const TIMESTAMP = 1114;
+const INT8 = 20;
+const NUMERIC = 1700;
+
+/** "2026-12-06 19:30:00.123456+00" (the session is in UTC) → "2026-12-06T19:30:00.123Z". */
+export function isoFromPg(text: string): string {
+  const normalized = text.replace(" ", "T").replace(/([+-]\d\d)$/, "$1:00");
+  return new Date(normalized).toISOString();
+}
+
+function typeParser(oid: number, format?: string): (value: string) => unknown {
+  if (oid === TIMESTAMPTZ || oid === TIMESTAMP) return isoFromPg;
+  if (oid === INT8 || oid === NUMERIC) return Number;
+  return pg.types.getTypeParser(oid, format as "text") as (value: string) => unknown;
+}
+
+export interface PostgresConnectionParams {
+  url: string;
+  /** The schema the tables live in (tests give each store its own); default "public". */
+  schema?: string;
+  /** Pool size (default 10). */
+  max?: number;
+}
+
+/** What pg's errors carry. */
+interface PgError {
+  code?: string;
+  message?: string;
+}
+
+const RETRYABLE = new Set(["40001", "40P01"]);
+/** Connection lost or refused, the server shutting down, out of disk or memory, read-only. */
+const UNAVAILABLE = /^(08|53|57P0|25006)/;
+const NETWORK = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"]);
+
+/** pg's errors that mean the database cannot take writes now → StorageUnavailableError. */
+export function translatePgError(error: unknown): unknown {
+  const code = (error as PgError | undefined)?.code;
+  if (typeof code === "string" && (UNAVAILABLE.test(code) || NETWORK.has(code))) {
+    return new StorageUnavailableError(`PostgreSQL: ${(error as Error).message}`, code);
+  }
+  if (error instanceof Error && /Connection terminated|timeout exceeded when trying to connect/.test(error.message)) {
+    return new StorageUnavailableError(`PostgreSQL: ${error.message}`, "connection");
+  }
+  return error;
+}
+
+/** NOTIFY payloads must stay under 8000 bytes: finished ids go in chunks. */
+const MAX_FINISHED_PER_NOTICE = 100;
+
+export type Change = Partial<Committed>;
+
+/** What one transaction changed so far, sent with NOTIFY just before it commits. */
+export class ChangeSet {
+  claimable = false;
+  scheduled = false;
+  schedules = false;
+  finished: string[] = [];
+
+  mark(change: Change): void {
+    this.claimable ||= change.claimable === true;
+    this.scheduled ||= change.scheduled === true;
+    this.schedules ||= change.schedules === true;
+    if (change.finished !== undefined) this.finished.push(...change.finished);
+  }
+
+  get empty(): boolean {
+    return !(this.claimable || this.scheduled || this.schedules || this.finished.length > 0);
+  }
+
+  /** The NOTIFY payloads: the flags in the first, finished ids spread over as many as they need. */
+  payloads(): string[] {
+    const chunks: string[][] = [];
+    for (let i = 0; i < this.finished.length; i += MAX_FINISHED_PER_NOTICE) chunks.push(this.finished.slice(i, i + MAX_FINISHED_PER_NOTICE));
+    if (chunks.length === 0) chunks.push([]);
+    return chunks.map((finished, i) =>
+      JSON.stringify({ c: i === 0 && this.claimable, s: i === 0 && this.scheduled, h: i === 0 && this.schedules, f: finished }),
+    );
+  }
+}
+
+/** A NOTIFY payload back into a Committed. */
+export function parseNotice(payload: string): Committed | undefined {
+  try {
+    const value = JSON.parse(payload) as { c?: unknown; s?: unknown; h?: unknown; f?: unknown };
+    const finished = Array.isArray(value.f) ? value.f.filter((id): id is string => typeof id === "string") : [];
+    return { claimable: value.c === true, scheduled: value.s === true, schedules: value.h === true, finished };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A transaction's handle: the executor and the change set NOTIFY sends at its end. */
+export interface Tx {
+  db: Transaction<Record<string, never>>;
+  mark(change: Change): void;
+  /** Run `fn` once the transaction has committed (caches follow commits, never precede them). */
+  afterCommit(fn: () => void): void;
+}
+
+export class PostgresDatabase {
+  readonly pool: pg.Pool;
+  readonly kysely: Kysely<Record<string, never>>;
+  readonly schema: string;
+  /** The LISTEN/NOTIFY channel of this schema's cluster. */
+  readonly channel: string;
+
+  constructor(params: PostgresConnectionParams) {
+    this.schema = params.schema ?? "public";
+    this.channel = this.schema === "public" ? "gaffer" : `gaffer_${this.schema}`;
+    this.pool = new pg.Pool({
+      connectionString: params.url,
+      max: params.max ?? 10,
+      // Timestamps come back in UTC; unqualified names resolve in the store's schema.
+      options: `-c timezone=UTC -c search_path=${quoteIdent(this.schema)}`,
+      types: { getTypeParser: typeParser } as pg.CustomTypesConfig,
+      connectionTimeoutMillis: 10_000,
+    });
+    // An idle client that loses its connection must not crash the process; the next query says it.
+    this.pool.on("error", () => undefined);
+    this.kysely = new Kysely({ dialect: new PostgresDialect({ pool: this.pool }) });
+  }
+
+  /** One statement outside a transaction. */
+  async run<Row>(query: RawBuilder<Row>): Promise<Row[]> {
+    try {
+      return (await query.execute(this.kysely)).rows;
+    } catch (error) {
+      throw translatePgError(error);
+    }
+  }
+
+  async one<Row>(query: RawBuilder<Row>): Promise<Row | undefined> {
+    return (await this.run(query))[0];
+  }
+
+  /**
+   * Run `work` in a READ COMMITTED transaction; tried again from the start on a
+   * serialization failure or a deadlock. What it marked is sent with NOTIFY inside the
+   * transaction, so listeners hear it only if (and once) it commits.
+   */
+  async transaction<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const committed: (() => void)[] = [];
+        const result = await this.kysely.transaction().execute(async (trx) => {
+          const changes = new ChangeSet();
+          const result = await work({ db: trx, mark: (change) => changes.mark(change), afterCommit: (fn) => committed.push(fn) });
+          if (!changes.empty) {
+            for (const payload of changes.payloads()) await sql`SELECT pg_notify(${this.channel}, ${payload})`.execute(trx);
+          }
+          return result;
+        });
+        for (const fn of committed) fn();
+        return result;
+      } catch (error) {
+        const code = (error as PgError).code;
+        if (code !== undefined && RETRYABLE.has(code) && attempt < 5) continue;
+        throw translatePgError(error);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.kysely.destroy();
+  }
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}

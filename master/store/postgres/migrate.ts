@@ -1,0 +1,63 @@
+// PostgreSQL migrations (migrations/postgres/NNNN_name.sql), checksummed like SQLite's.
+// Several masters may start at once on one database: each run holds an advisory lock for
+// its transaction, so one applies and the others then find nothing pending.
+import { sql } from "kysely";
+import {
+  defaultMigrationsDir,
+  pendingMigrations,
+  readMigrations,
+  statusesOf,
+  type AppliedMigration,
+  type MigrateResult,
+  type MigrationStatus,
+} from "../migration-files.js";
+import type { Executor, PostgresDatabase } from "./database.js";
+import { quoteIdent } from "./database.js";
+
+export function postgresMigrationsDir(): string {
+  return defaultMigrationsDir("postgres");
+}
+
+async function ensureLedger(db: Executor, schema: string): Promise<void> {
+  await sql.raw(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`).execute(db);
+  await sql`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL
+  )`.execute(db);
+}
+
+async function applied(db: Executor): Promise<AppliedMigration[]> {
+  const { rows } = await sql<AppliedMigration>`SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version`.execute(db);
+  return rows;
+}
+
+export async function postgresMigrationStatus(database: PostgresDatabase, dir = postgresMigrationsDir()): Promise<MigrationStatus[]> {
+  return database.kysely.transaction().execute(async (trx) => {
+    await ensureLedger(trx, database.schema);
+    return statusesOf(readMigrations(dir), await applied(trx));
+  });
+}
+
+/** Apply every pending migration in one transaction under the migration lock. Never throws: see `error`. */
+export async function migratePostgres(database: PostgresDatabase, dir = postgresMigrationsDir(), now = new Date()): Promise<MigrateResult> {
+  const result: MigrateResult = { applied: [] };
+  try {
+    const files = readMigrations(dir);
+    await database.kysely.transaction().execute(async (trx) => {
+      await sql`SELECT pg_advisory_xact_lock(hashtext(${`gaffer.migrate.${database.schema}`}))`.execute(trx);
+      await ensureLedger(trx, database.schema);
+      for (const file of pendingMigrations(files, statusesOf(files, await applied(trx)))) {
+        await sql.raw(file.sql).execute(trx);
+        await sql`INSERT INTO schema_migrations (version, name, checksum, applied_at)
+                  VALUES (${file.version}, ${file.name}, ${file.checksum}, ${now.toISOString()})`.execute(trx);
+        result.applied.push({ version: file.version, name: file.name });
+      }
+    });
+  } catch (error) {
+    result.applied = [];
+    result.error = error instanceof Error ? error : new Error(String(error));
+  }
+  return result;
+}
