@@ -1,6 +1,11 @@
-// Every store test runs against each dialect in this list (PostgreSQL joins it later).
+// Every store test runs against each dialect in this list: SQLite, and PostgreSQL when a server answers.
+import { randomUUID } from "node:crypto";
 import { join } from "node:path";
+import Database from "better-sqlite3";
+import pg from "pg";
 import { createQueuePolicy } from "../../master/queue/policy.js";
+import { PG_TYPES } from "../../master/store/postgres/database.js";
+import { openPostgresStore } from "../../master/store/postgres/index.js";
 import { openSqliteStore } from "../../master/store/sqlite/index.js";
 import {
   PRIORITY_WEIGHTS,
@@ -16,7 +21,12 @@ export interface TestStore {
   store: Store;
   clock: FakeClock;
   policy: QueuePolicy;
+  /** SQLite: the database file. */
   path: string;
+  /** Raw SQL against the store's database, for checks of what it wrote (SQL both dialects read alike). */
+  query(text: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
+  /** Another store on the same database (a restart, or a second master). */
+  reopen(): Promise<Store>;
 }
 
 export interface TestStoreOptions {
@@ -32,37 +42,104 @@ export interface TestStoreOptions {
 }
 
 export interface Dialect {
-  name: string;
-  open(options?: TestStoreOptions): TestStore;
+  name: "sqlite" | "postgres";
+  open(options?: TestStoreOptions): Promise<TestStore>;
 }
 
-export const dialects: Dialect[] = [
-  {
-    name: "sqlite",
-    open(options = {}) {
-      const clock = new FakeClock();
-      // random() = 0.5 puts the jitter at exactly 0, so delays are the nominal ones.
-      const policy = createQueuePolicy(
-        {
-          retryDelayS: options.retryDelayS ?? 5,
-          retryMaxDelayS: options.retryMaxDelayS ?? 300,
-          stallGraceS: options.stallGraceS ?? 300,
-          agingS: options.agingS ?? 300,
-          nodeTimeoutS: options.nodeTimeoutS ?? 60,
-        },
-        () => 0.5,
-      );
-      const path = join(tempDir(), "gaffer.db");
-      const { fdatasync, readerThread } = options;
-      return {
-        store: openSqliteStore({ path, clock, policy, syncOffThread: fdatasync !== undefined, fdatasync, readerThread }),
-        clock,
-        policy,
-        path,
-      };
+function testPolicy(options: TestStoreOptions): QueuePolicy {
+  // random() = 0.5 puts the jitter at exactly 0, so delays are the nominal ones.
+  return createQueuePolicy(
+    {
+      retryDelayS: options.retryDelayS ?? 5,
+      retryMaxDelayS: options.retryMaxDelayS ?? 300,
+      stallGraceS: options.stallGraceS ?? 300,
+      agingS: options.agingS ?? 300,
+      nodeTimeoutS: options.nodeTimeoutS ?? 60,
     },
+    () => 0.5,
+  );
+}
+
+const sqlite: Dialect = {
+  name: "sqlite",
+  async open(options = {}) {
+    const clock = new FakeClock();
+    const policy = testPolicy(options);
+    const path = join(tempDir(), "gaffer.db");
+    const { fdatasync, readerThread } = options;
+    return {
+      store: openSqliteStore({ path, clock, policy, syncOffThread: fdatasync !== undefined, fdatasync, readerThread }),
+      clock,
+      policy,
+      path,
+      async query(text, params = []) {
+        const db = new Database(path, { readonly: true });
+        try {
+          return db.prepare(text).all(...params) as Record<string, unknown>[];
+        } finally {
+          db.close();
+        }
+      },
+      reopen: async () => openSqliteStore({ path, clock, policy }),
+    };
   },
-];
+};
+
+/** The PostgreSQL the tests use: GAFFER_TEST_DATABASE_URL, else the local server as Debian installs it. */
+export const TEST_DATABASE_URL = process.env.GAFFER_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+async function postgresAnswers(): Promise<boolean> {
+  const client = new pg.Client({ connectionString: TEST_DATABASE_URL, connectionTimeoutMillis: 2_000 });
+  try {
+    await client.connect();
+    await client.query("SELECT 1");
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+const postgres: Dialect = {
+  name: "postgres",
+  async open(options = {}) {
+    const clock = new FakeClock();
+    const policy = testPolicy(options);
+    // Each store its own schema in the test database, dropped when the run ends (postgres-teardown.ts).
+    const schema = `t_${randomUUID().replace(/-/g, "").slice(0, 16)}`;
+    const open = () => openPostgresStore({ url: TEST_DATABASE_URL, schema, clock, policy, poolSize: 4 });
+    const store = await open();
+    const admin = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1, options: `-c search_path=${schema} -c timezone=UTC`, types: PG_TYPES });
+    const close = store.close.bind(store);
+    store.close = async () => {
+      await close();
+      await admin.end().catch(() => undefined);
+    };
+    return {
+      store,
+      clock,
+      policy,
+      path: "",
+      async query(text, params = []) {
+        // The SQLite-style ? placeholders become $1, $2, …
+        let n = 0;
+        const result = await admin.query(text.replace(/\?/g, () => `$${++n}`), params);
+        return result.rows as Record<string, unknown>[];
+      },
+      reopen: open,
+    };
+  },
+};
+
+/** Every store test runs against each dialect here: PostgreSQL when a server answers (required in CI). */
+export const dialects: Dialect[] = [sqlite];
+if (await postgresAnswers()) dialects.push(postgres);
+else {
+  const message = `no PostgreSQL at ${TEST_DATABASE_URL} (set GAFFER_TEST_DATABASE_URL, or install and start Debian's postgresql)`;
+  if (process.env.GAFFER_REQUIRE_TOOLS === "1") throw new Error(`${message} (GAFFER_REQUIRE_TOOLS=1 makes it required)`);
+  process.stderr.write(`\n*** SKIPPED the store tests on PostgreSQL: ${message} ***\n\n`);
+}
 
 /** A job as a client would submit it, with the config's defaults. */
 export function jobParams(overrides: Partial<SubmitJobParams> = {}): SubmitJobParams {

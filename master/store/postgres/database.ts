@@ -2,6 +2,7 @@
 // (timestamps as ISO-8601 UTC text with milliseconds, bigints as numbers, JSON parsed), and
 // transactions that retry on a serialization failure or a deadlock and raise the commit
 // signal with NOTIFY, so that every master hears what any of them committed.
+import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { Kysely, PostgresDialect, sql, type RawBuilder, type Transaction } from "kysely";
 import { StorageUnavailableError, type Committed } from "../types.js";
@@ -20,11 +21,14 @@ export function isoFromPg(text: string): string {
   return new Date(normalized).toISOString();
 }
 
-function typeParser(oid: number, format?: string): (value: string) => unknown {
+export function typeParser(oid: number, format?: string): (value: string) => unknown {
   if (oid === TIMESTAMPTZ || oid === TIMESTAMP) return isoFromPg;
   if (oid === INT8 || oid === NUMERIC) return Number;
   return pg.types.getTypeParser(oid, format as "text") as (value: string) => unknown;
 }
+
+/** How values come back: timestamps as ISO text, bigints as numbers, JSON parsed. */
+export const PG_TYPES = { getTypeParser: typeParser } as pg.CustomTypesConfig;
 
 export interface PostgresConnectionParams {
   url: string;
@@ -80,23 +84,28 @@ export class ChangeSet {
     return !(this.claimable || this.scheduled || this.schedules || this.finished.length > 0);
   }
 
-  /** The NOTIFY payloads: the flags in the first, finished ids spread over as many as they need. */
-  payloads(): string[] {
+  committed(): Committed {
+    return { claimable: this.claimable, scheduled: this.scheduled, schedules: this.schedules, finished: this.finished };
+  }
+
+  /** The NOTIFY payloads (`origin`: the master that sent them): the flags in the first, finished ids spread over as many as they need. */
+  payloads(origin: string): string[] {
     const chunks: string[][] = [];
     for (let i = 0; i < this.finished.length; i += MAX_FINISHED_PER_NOTICE) chunks.push(this.finished.slice(i, i + MAX_FINISHED_PER_NOTICE));
     if (chunks.length === 0) chunks.push([]);
     return chunks.map((finished, i) =>
-      JSON.stringify({ c: i === 0 && this.claimable, s: i === 0 && this.scheduled, h: i === 0 && this.schedules, f: finished }),
+      JSON.stringify({ o: origin, c: i === 0 && this.claimable, s: i === 0 && this.scheduled, h: i === 0 && this.schedules, f: finished }),
     );
   }
 }
 
-/** A NOTIFY payload back into a Committed. */
-export function parseNotice(payload: string): Committed | undefined {
+/** A NOTIFY payload back into a Committed, with the master that sent it. */
+export function parseNotice(payload: string): (Committed & { origin: string | undefined }) | undefined {
   try {
-    const value = JSON.parse(payload) as { c?: unknown; s?: unknown; h?: unknown; f?: unknown };
+    const value = JSON.parse(payload) as { o?: unknown; c?: unknown; s?: unknown; h?: unknown; f?: unknown };
     const finished = Array.isArray(value.f) ? value.f.filter((id): id is string => typeof id === "string") : [];
-    return { claimable: value.c === true, scheduled: value.s === true, schedules: value.h === true, finished };
+    const origin = typeof value.o === "string" ? value.o : undefined;
+    return { origin, claimable: value.c === true, scheduled: value.s === true, schedules: value.h === true, finished };
   } catch {
     return undefined;
   }
@@ -116,6 +125,10 @@ export class PostgresDatabase {
   readonly schema: string;
   /** The LISTEN/NOTIFY channel of this schema's cluster. */
   readonly channel: string;
+  /** Which master sent a notice: this one's own are told at once, not when they come back. */
+  readonly origin = randomUUID();
+  /** Told, right after each commit, what the transaction changed (this master's own commit signal). */
+  onCommit: ((change: Committed) => void) | undefined;
 
   constructor(params: PostgresConnectionParams) {
     this.schema = params.schema ?? "public";
@@ -125,7 +138,7 @@ export class PostgresDatabase {
       max: params.max ?? 10,
       // Timestamps come back in UTC; unqualified names resolve in the store's schema.
       options: `-c timezone=UTC -c search_path=${quoteIdent(this.schema)}`,
-      types: { getTypeParser: typeParser } as pg.CustomTypesConfig,
+      types: PG_TYPES,
       connectionTimeoutMillis: 10_000,
     });
     // An idle client that loses its connection must not crash the process; the next query says it.
@@ -155,15 +168,16 @@ export class PostgresDatabase {
     for (let attempt = 1; ; attempt++) {
       try {
         const committed: (() => void)[] = [];
+        const changes = new ChangeSet();
         const result = await this.kysely.transaction().execute(async (trx) => {
-          const changes = new ChangeSet();
           const result = await work({ db: trx, mark: (change) => changes.mark(change), afterCommit: (fn) => committed.push(fn) });
           if (!changes.empty) {
-            for (const payload of changes.payloads()) await sql`SELECT pg_notify(${this.channel}, ${payload})`.execute(trx);
+            for (const payload of changes.payloads(this.origin)) await sql`SELECT pg_notify(${this.channel}, ${payload})`.execute(trx);
           }
           return result;
         });
         for (const fn of committed) fn();
+        if (!changes.empty) this.onCommit?.(changes.committed());
         return result;
       } catch (error) {
         const code = (error as PgError).code;

@@ -9,11 +9,11 @@ describe("dispatcher", () => {
   let t: TestStore;
   let dispatcher: Dispatcher;
   const flushes = heldFlushes(false);
-  beforeEach(() => {
+  beforeEach(async () => {
     const sqlite = dialects[0];
     if (!sqlite) throw new Error("no dialect");
     // Group commits flushed with an fdatasync the tests can hold (and see).
-    t = sqlite.open({ fdatasync: flushes.fdatasync });
+    t = await sqlite.open({ fdatasync: flushes.fdatasync });
     dispatcher = new Dispatcher({ jobs: t.store.jobs, nodes: t.store.nodes });
   });
   afterEach(async () => {

@@ -16,7 +16,7 @@ describe("caches follow commits (sqlite)", () => {
   });
 
   it("keeps a job claimable when a group it was submitted in was rolled back and replayed", async () => {
-    t = dialects[0]!.open();
+    t = await dialects[0]!.open();
     const store = t.store as SqliteStore;
     // One tick: the submission of a job needing a label set never seen before, and another
     // grouped write that throws. The group is undone; each item runs again on its own.

@@ -12,8 +12,8 @@ import { removeTempDirs } from "../../helpers/temp.js";
 describe.each(dialects)("commit signal ($name)", (dialect) => {
   let t: TestStore;
   let heard: Committed[];
-  beforeEach(() => {
-    t = dialect.open();
+  beforeEach(async () => {
+    t = await dialect.open();
     heard = [];
     t.store.onCommitted((change) => heard.push(change));
   });
@@ -161,7 +161,7 @@ describe.each(dialects)("waiting claims woken by commits ($name)", (dialect) => 
   it("answers a waiting claim with a job submitted later, woken by the commit alone, in the submission's flush", async () => {
     const flushes = heldFlushes(false);
     let syncs = 0;
-    t = dialect.open({
+    t = await dialect.open({
       fdatasync: (fd) => {
         syncs += 1;
         return flushes.fdatasync(fd);

@@ -6,8 +6,8 @@ import { removeTempDirs } from "../../helpers/temp.js";
 
 describe.each(dialects)("jobs ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(() => {
-    t = dialect.open();
+  beforeEach(async () => {
+    t = await dialect.open();
   });
   afterEach(async () => {
     await t.store.close();
@@ -40,7 +40,8 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
       expect(await t.store.jobs.get(job.id)).toEqual(job);
     });
 
-    it("stores the jobs of a batch exactly as it stores a single job, in the batch's order", async () => {
+    // SQLite's own column types (typeof) and JSON text are what this compares.
+    it.runIf(dialect.name === "sqlite")("stores the jobs of a batch exactly as it stores a single job, in the batch's order", async () => {
       const dependency = await submit(t.store);
       const params = jobParams({
         payload: { text: "é \"quoted\" ☃", n: 1.5, list: [null, true] },

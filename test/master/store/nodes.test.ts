@@ -1,5 +1,4 @@
 // Nodes: registration, heartbeats and leases, and the sweepers that take work back.
-import Database from "better-sqlite3";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DEAD_NODE_BATCH, DeadNodeSweeper, EXPIRED_LEASE_BATCH } from "../../../master/sweepers/dead-nodes.js";
@@ -12,8 +11,8 @@ const silent = pino({ level: "silent" });
 describe.each(dialects)("nodes ($name)", (dialect) => {
   let t: TestStore;
   let woken: number;
-  beforeEach(() => {
-    t = dialect.open({ nodeTimeoutS: 60, stallGraceS: 30 });
+  beforeEach(async () => {
+    t = await dialect.open({ nodeTimeoutS: 60, stallGraceS: 30 });
     woken = 0;
     // Commits that may give a waiting claim work: what wakes the dispatcher.
     t.store.onCommitted((change) => {
@@ -149,22 +148,15 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       t.clock.advanceSeconds(1);
       const job = await submit(t.store, { timeoutS: 3600 });
       await claim(t.store, node.id);
-      const leaseEnd = () => {
-        const db = new Database(t.path, { readonly: true });
-        try {
-          return (db.prepare("SELECT lease_expires_at FROM jobs WHERE id = ?").get(job.id) as { lease_expires_at: string }).lease_expires_at;
-        } finally {
-          db.close();
-        }
-      };
+      const leaseEnd = async () => (await t.query("SELECT lease_expires_at FROM jobs WHERE id = ?", [job.id]))[0]?.lease_expires_at;
       const running = [{ jobId: job.id, attempt: 1 }];
-      const claimed = leaseEnd();
+      const claimed = await leaseEnd();
       t.clock.advanceSeconds(29);
       await t.store.nodes.heartbeat({ nodeId: node.id, running }); // last_heartbeat rewritten; the lease has 31 s left
-      expect(leaseEnd()).toBe(claimed);
+      expect(await leaseEnd()).toBe(claimed);
       t.clock.advanceSeconds(2);
       await t.store.nodes.heartbeat({ nodeId: node.id, running }); // 29 s left: past half its life
-      expect(leaseEnd()).toBe(new Date(t.clock.now().getTime() + t.policy.leaseMs).toISOString());
+      expect(await leaseEnd()).toBe(new Date(t.clock.now().getTime() + t.policy.leaseMs).toISOString());
     });
 
     it("revives a dead node that heartbeats again", async () => {
@@ -214,27 +206,20 @@ describe.each(dialects)("nodes ($name)", (dialect) => {
       silence();
       const sweep = await deadNodeSweeper().runOnce();
       expect(sweep.dead[0]?.jobs.map((job) => [job.jobId, job.outcome])).toEqual(jobs.map((job) => [job.id, "requeued"]));
-      const db = new Database(t.path, { readonly: true });
-      try {
-        const rows = db
-          .prepare("SELECT status, retry_count, node_id, stall_at, lease_expires_at, ready_at, aging_at, lease_end_reason FROM jobs ORDER BY seq")
-          .all();
-        const now = t.clock.now();
-        expect(rows).toEqual(
-          jobs.map(() => ({
-            status: "pending",
-            retry_count: 1,
-            node_id: null,
-            stall_at: null,
-            lease_expires_at: null,
-            ready_at: now.toISOString(),
-            aging_at: new Date(now.getTime() + t.policy.agingMs).toISOString(),
-            lease_end_reason: "node_dead",
-          })),
-        );
-      } finally {
-        db.close();
-      }
+      const rows = await t.query("SELECT status, retry_count, node_id, stall_at, lease_expires_at, ready_at, aging_at, lease_end_reason FROM jobs ORDER BY seq");
+      const now = t.clock.now();
+      expect(rows).toEqual(
+        jobs.map(() => ({
+          status: "pending",
+          retry_count: 1,
+          node_id: null,
+          stall_at: null,
+          lease_expires_at: null,
+          ready_at: now.toISOString(),
+          aging_at: new Date(now.getTime() + t.policy.agingMs).toISOString(),
+          lease_end_reason: "node_dead",
+        })),
+      );
       for (const job of jobs) {
         const events = (await t.store.jobs.events({ jobId: job.id, limit: 10 })).items.map((entry) => entry.event_type);
         expect(events).toEqual(["job.submitted", "job.assigned", "job.reassigned"]);

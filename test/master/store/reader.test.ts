@@ -21,7 +21,7 @@ describe("long reads: queue stats, throughput, lists", () => {
   });
 
   it.each([true, false])("counts jobs by status, pending by priority, nodes by status (reader thread: %s)", async (readerThread) => {
-    t = sqlite.open({ readerThread });
+    t = await sqlite.open({ readerThread });
     await submit(t.store, { priority: "live" });
     await submit(t.store, { priority: "batch" });
     await submit(t.store, { runAt: new Date(t.clock.now().getTime() + 60_000) });
@@ -38,7 +38,7 @@ describe("long reads: queue stats, throughput, lists", () => {
   });
 
   it.each([true, false])("counts finished jobs a minute (reader thread: %s)", async (readerThread) => {
-    t = sqlite.open({ readerThread });
+    t = await sqlite.open({ readerThread });
     const jobs = [await submit(t.store), await submit(t.store)];
     const node = await register(t.store);
     await t.store.jobs.claim({ nodeId: node.id, max: 2 });
@@ -54,7 +54,7 @@ describe("long reads: queue stats, throughput, lists", () => {
   });
 
   it.each([true, false])("lists jobs and the audit log by filter, newest first, a page at a time (reader thread: %s)", async (readerThread) => {
-    t = sqlite.open({ readerThread });
+    t = await sqlite.open({ readerThread });
     const a1 = await submit(t.store, { type: "resize", tags: { team: "web" } });
     await submit(t.store, { type: "email" });
     const a2 = await submit(t.store, { type: "resize", clientId: "client-b" });
@@ -88,7 +88,7 @@ describe("long reads: queue stats, throughput, lists", () => {
     [inThread ? `reads ${what} in the reader thread` : `reads ${what} on the master's connection all the same`, read, true, inThread] as const,
     ...(inThread ? [[`(without the thread it reads ${what} on the master's connection)`, read, false, false] as const] : []),
   ]))("%s", async (_, read, readerThread, inThread) => {
-    t = sqlite.open({ readerThread });
+    t = await sqlite.open({ readerThread });
     const outcome = await t.store.jobs.submit(Array.from({ length: 1000 }, () => jobParams()));
     if (!outcome.ok) throw new Error("submit failed");
     const posted = vi.spyOn(Worker.prototype, "postMessage");
@@ -104,7 +104,7 @@ describe("long reads: queue stats, throughput, lists", () => {
   });
 
   it.each([true, false])("lets the event loop turn while the queue stats of 20,000 jobs are read (reader thread: %s)", async (readerThread) => {
-    t = sqlite.open({ readerThread });
+    t = await sqlite.open({ readerThread });
     for (let done = 0; done < 20_000; done += 1000) {
       const outcome = await t.store.jobs.submit(Array.from({ length: 1000 }, () => jobParams()));
       if (!outcome.ok) throw new Error("submit failed");

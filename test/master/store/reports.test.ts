@@ -5,8 +5,8 @@ import { removeTempDirs } from "../../helpers/temp.js";
 
 describe.each(dialects)("reports ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(() => {
-    t = dialect.open({ retryDelayS: 5, retryMaxDelayS: 300 });
+  beforeEach(async () => {
+    t = await dialect.open({ retryDelayS: 5, retryMaxDelayS: 300 });
   });
   afterEach(async () => {
     await t.store.close();

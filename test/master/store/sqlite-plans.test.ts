@@ -40,7 +40,7 @@ describe("SQLite query plans", () => {
     } as typeof original;
     const sqlite = dialects.find((d) => d.name === "sqlite");
     if (!sqlite) throw new Error("no sqlite dialect");
-    t = sqlite.open();
+    t = await sqlite.open();
     const { store, clock } = t;
     // Exercise every verb so that each statement is prepared at least once.
     const node = await register(store, "n1", ["gpu"]);

@@ -1,14 +1,13 @@
 // Flow control per job type (API.md §5a): a paused type or one at its limit holds back
 // nothing else, and its jobs go out in their normal order once it may run again.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { openSqliteStore } from "../../../master/store/sqlite/index.js";
 import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 describe.each(dialects)("job types ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(() => {
-    t = dialect.open();
+  beforeEach(async () => {
+    t = await dialect.open();
   });
   afterEach(async () => {
     await t.store.close();
@@ -68,7 +67,7 @@ describe.each(dialects)("job types ($name)", (dialect) => {
     // After a restart the pause still holds.
     const job = await submit(t.store, { type: "render" });
     await t.store.close();
-    const reopened = openSqliteStore({ path: t.path, clock: t.clock, policy: t.policy });
+    const reopened = await t.reopen();
     try {
       expect((await reopened.types.list({ since: since() }))[0]).toMatchObject({ type: "render", paused: true, pending: 1 });
       const node = await register(reopened, "n", [], 5);
@@ -77,7 +76,7 @@ describe.each(dialects)("job types ($name)", (dialect) => {
       expect((await claim(reopened, node.id)).map((claimed) => claimed.id)).toEqual([job.id]);
     } finally {
       await reopened.close();
-      t = dialect.open(); // afterEach closes one
+      t = await dialect.open(); // afterEach closes one
     }
   });
 });

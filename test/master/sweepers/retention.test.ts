@@ -7,8 +7,8 @@ import { removeTempDirs } from "../../helpers/temp.js";
 
 describe.each(dialects)("retention ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(() => {
-    t = dialect.open();
+  beforeEach(async () => {
+    t = await dialect.open();
   });
   afterEach(async () => {
     await t.store.close();

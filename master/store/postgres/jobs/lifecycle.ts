@@ -125,10 +125,9 @@ export async function releaseDependents(ctx: PgContext, tx: Tx, jobIds: readonly
   const dependents = await rowsOf(
     tx,
     sql<Pick<JobRow, "seq" | "id" | "run_at" | "effective_priority">>`
-      SELECT DISTINCT j.seq, j.id, j.run_at, j.effective_priority
-      FROM job_dependencies d JOIN jobs j ON j.id = d.job_id
-      WHERE d.depends_on_id = ANY(${[...jobIds]}::text[]) AND j.status = 'blocked'
-      ORDER BY j.seq FOR UPDATE OF j`,
+      SELECT seq, id, run_at, effective_priority FROM jobs
+      WHERE status = 'blocked' AND id IN (SELECT job_id FROM job_dependencies WHERE depends_on_id = ANY(${[...jobIds]}::text[]))
+      ORDER BY seq FOR UPDATE`,
   );
   let ready = 0;
   for (const dependent of dependents) {

@@ -1,0 +1,118 @@
+// The PostgreSQL JobStore: each verb one function in this folder, run in one transaction.
+import { sql } from "kysely";
+import type { WhyFacts } from "../../../queue/why.js";
+import type {
+  ActorParams,
+  ClaimOutcome,
+  Job,
+  JobActionOutcome,
+  JobAttempt,
+  JobEvent,
+  JobReport,
+  JobStore,
+  ListJobsParams,
+  Page,
+  PageParams,
+  PriorityName,
+  QueueStats,
+  ReportManyResult,
+  RescuedJob,
+  SubmitJobParams,
+  SubmitOutcome,
+} from "../../types.js";
+import type { PgContext } from "../context.js";
+import { cancelJob, retryJob, setJobPriority } from "./actions.js";
+import { claimJobs } from "./claim.js";
+import { getJob, jobEvents, listAttempts, listJobs, queueStats, throughput } from "./read.js";
+import { reportResults } from "./report.js";
+import { submitJobs } from "./submit.js";
+import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
+import { whyFacts } from "./why.js";
+
+export class PostgresJobStore implements JobStore {
+  constructor(private readonly ctx: PgContext) {}
+
+  async submit(jobs: SubmitJobParams[], options: { batch?: boolean } = {}): Promise<SubmitOutcome> {
+    return this.ctx.db.transaction((tx) => submitJobs(this.ctx, tx, jobs, options.batch ?? jobs.length > 1));
+  }
+
+  async get(id: string): Promise<Job | undefined> {
+    return getJob(this.ctx, id);
+  }
+
+  async list(params: ListJobsParams): Promise<Page<Job>> {
+    return listJobs(this.ctx, params);
+  }
+
+  async events(params: PageParams & { jobId: string }): Promise<Page<JobEvent>> {
+    return jobEvents(this.ctx, params);
+  }
+
+  async attempts(jobId: string): Promise<JobAttempt[]> {
+    return (await listAttempts(this.ctx, jobId)).map(({ reported: _reported, ...attempt }) => attempt);
+  }
+
+  async whyFacts(jobId: string): Promise<Omit<WhyFacts, "paused"> | undefined> {
+    return whyFacts(this.ctx, jobId);
+  }
+
+  async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
+    return this.ctx.db.transaction((tx) => claimJobs(this.ctx, tx, params));
+  }
+
+  /** Each node's claim in its own transaction: a node's row lock is held only for its own claim. */
+  async claimEach(claims: { nodeId: string; max: number }[]): Promise<ClaimOutcome[]> {
+    const outcomes: ClaimOutcome[] = [];
+    for (const params of claims) outcomes.push(await this.claim(params));
+    return outcomes;
+  }
+
+  async report(params: { nodeId: string; reports: JobReport[] }): Promise<ReportManyResult> {
+    return this.ctx.db.transaction((tx) => reportResults(this.ctx, tx, params));
+  }
+
+  async cancel(params: ActorParams): Promise<JobActionOutcome> {
+    return this.ctx.db.transaction((tx) => cancelJob(this.ctx, tx, params));
+  }
+
+  async retry(params: ActorParams): Promise<JobActionOutcome> {
+    return this.ctx.db.transaction((tx) => retryJob(this.ctx, tx, params));
+  }
+
+  async setPriority(params: ActorParams & { priority: PriorityName }): Promise<JobActionOutcome> {
+    return this.ctx.db.transaction((tx) => setJobPriority(this.ctx, tx, params));
+  }
+
+  async promoteScheduled(): Promise<{ promoted: number; nextAt: Date | null }> {
+    return this.ctx.db.transaction((tx) => promoteScheduled(this.ctx, tx, 1000));
+  }
+
+  async age(params: { limit: number }): Promise<number> {
+    return this.ctx.db.transaction((tx) => ageJobs(this.ctx, tx, params.limit));
+  }
+
+  async rescueStalled(params: { limit: number }): Promise<RescuedJob[]> {
+    return this.ctx.db.transaction((tx) => rescueStalled(this.ctx, tx, params.limit));
+  }
+
+  async expireLeases(params: { limit: number }): Promise<RescuedJob[]> {
+    return this.ctx.db.transaction((tx) => expireLeases(this.ctx, tx, params.limit));
+  }
+
+  async stats(): Promise<QueueStats> {
+    return queueStats(this.ctx);
+  }
+
+  async throughput(params: { since: Date }): Promise<{ minute: string; completed: number; failed: number }[]> {
+    return throughput(this.ctx, params.since);
+  }
+
+  async purgeFinished(params: { before: Date; limit: number }): Promise<number> {
+    const rows = await this.ctx.db.run(sql<{ seq: number }>`
+      DELETE FROM jobs WHERE seq IN (
+        SELECT seq FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ${params.before.toISOString()}
+        ORDER BY finished_at LIMIT ${params.limit})
+      RETURNING seq`);
+    return rows.length;
+  }
+}
