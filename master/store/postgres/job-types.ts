@@ -5,7 +5,7 @@
 import { sql } from "kysely";
 import type { JobTypeInfo, JobTypeStore } from "../types.js";
 import { rowsOf, writeAudit, type PgContext } from "./context.js";
-import type { Executor, Tx } from "./database.js";
+import type { PostgresDatabase, Tx } from "./database.js";
 
 interface TypeRow {
   type: string;
@@ -59,9 +59,8 @@ export async function typeRoom(tx: Tx, types: Iterable<string>): Promise<Map<str
 }
 
 /** Jobs of `type` running now, anywhere. */
-export async function runningOfType(db: Executor, type: string): Promise<number> {
-  const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM jobs WHERE status = 'running' AND type = ${type}`.execute(db);
-  return rows[0]?.n ?? 0;
+export async function runningOfType(db: PostgresDatabase, type: string): Promise<number> {
+  return (await db.one(sql<{ n: number }>`SELECT count(*) AS n FROM jobs WHERE status = 'running' AND type = ${type}`))?.n ?? 0;
 }
 
 /** GET and PUT /api/v1/types: the settings with each type's counts. */
@@ -69,21 +68,22 @@ export class PostgresJobTypeStore implements JobTypeStore {
   constructor(private readonly ctx: PgContext) {}
 
   async list(params: { since: Date }): Promise<JobTypeInfo[]> {
-    return this.read(this.ctx.db.kysely, params.since);
+    return this.read(params.since);
   }
 
   /** The types' settings and counts; `only`: one type's (PUT answers it without counting the others). */
-  private async read(db: Executor, since: Date, only?: string): Promise<JobTypeInfo[]> {
+  private async read(since: Date, only?: string): Promise<JobTypeInfo[]> {
     const ofType = only === undefined ? sql`` : sql` AND type = ${only}`;
+    const { db } = this.ctx;
     const [settings, laneTypes, live, finished] = await Promise.all([
-      sql<TypeRow>`SELECT type, max_running, paused FROM job_types WHERE true${ofType}`.execute(db),
-      sql<{ type: string }>`SELECT DISTINCT type FROM lanes WHERE true${ofType}`.execute(db),
-      sql<{ type: string; status: string; n: number }>`
-        SELECT type, status, count(*) AS n FROM jobs WHERE status IN ('pending', 'running')${ofType} GROUP BY type, status`.execute(db),
-      sql<{ type: string; status: string; n: number }>`
+      db.run(sql<TypeRow>`SELECT type, max_running, paused FROM job_types WHERE true${ofType}`),
+      db.run(sql<{ type: string }>`SELECT DISTINCT type FROM lanes WHERE true${ofType}`),
+      db.run(sql<{ type: string; status: string; n: number }>`
+        SELECT type, status, count(*) AS n FROM jobs WHERE status IN ('pending', 'running')${ofType} GROUP BY type, status`),
+      db.run(sql<{ type: string; status: string; n: number }>`
         SELECT type, status, count(*) AS n FROM jobs
         WHERE finished_at IS NOT NULL AND finished_at >= ${since.toISOString()} AND status IN ('completed', 'failed')${ofType}
-        GROUP BY type, status`.execute(db),
+        GROUP BY type, status`),
     ]);
     const info = new Map<string, JobTypeInfo>();
     const of = (type: string): JobTypeInfo => {
@@ -95,13 +95,13 @@ export class PostgresJobTypeStore implements JobTypeStore {
       return entry;
     };
     if (only !== undefined) of(only);
-    for (const row of laneTypes.rows) of(row.type);
-    for (const row of settings.rows) Object.assign(of(row.type), { max_running: row.max_running, paused: row.paused });
-    for (const row of live.rows) {
+    for (const row of laneTypes) of(row.type);
+    for (const row of settings) Object.assign(of(row.type), { max_running: row.max_running, paused: row.paused });
+    for (const row of live) {
       if (row.status === "pending") of(row.type).pending = row.n;
       else of(row.type).running = row.n;
     }
-    for (const row of finished.rows) {
+    for (const row of finished) {
       if (row.status === "completed") of(row.type).completed_1h = row.n;
       else of(row.type).failed_1h = row.n;
     }
@@ -136,7 +136,7 @@ export class PostgresJobTypeStore implements JobTypeStore {
       const more = (from.paused && !to.paused) || (from.maxRunning !== null && (to.maxRunning === null || to.maxRunning > from.maxRunning));
       tx.mark({ claimable: more });
     });
-    const [found] = await this.read(db.kysely, params.since, params.type);
+    const [found] = await this.read(params.since, params.type);
     if (!found) throw new Error(`type ${params.type} was set but is not listed`);
     return found;
   }

@@ -20,7 +20,7 @@ import type {
   RegisterNodeParams,
 } from "../types.js";
 import { changed, rowsOf, writeAudit, type AuditEvent, type PgContext } from "./context.js";
-import type { Executor, Tx } from "./database.js";
+import { translatePgError, type Executor, type Tx } from "./database.js";
 import { ENDING_LEASE_SELECT, endLeases, reviveNode, type EndingLease } from "./jobs/lifecycle.js";
 import { toNode, type JobRow, type NodeRow } from "./rows.js";
 
@@ -107,7 +107,7 @@ export class PostgresNodeStore implements NodeStore {
   }
 
   async get(id: string): Promise<Node | undefined> {
-    const row = await loadNode(this.ctx.db.kysely, id);
+    const row = await this.ctx.db.one(sql<NodeRow>`${NODE_SELECT} WHERE n.id = ${id}`);
     return row ? toNode(row) : undefined;
   }
 
@@ -129,7 +129,12 @@ export class PostgresNodeStore implements NodeStore {
     // Most heartbeats change nothing (last_heartbeat recent, no lease due for renewal, no
     // progress moved): those are answered from plain reads. The others run again in a
     // transaction that locks the node and its running jobs, and decides on what it locked.
-    const read = await this.beat(this.ctx.db.kysely, params, undefined);
+    let read: HeartbeatOutcome | typeof MUST_WRITE;
+    try {
+      read = await this.beat(this.ctx.db.kysely, params, undefined);
+    } catch (error) {
+      throw translatePgError(error);
+    }
     if (read !== MUST_WRITE) return read;
     return this.ctx.db.transaction(async (tx) => (await this.beat(tx.db, params, tx)) as HeartbeatOutcome);
   }

@@ -3,9 +3,11 @@
 import { sql } from "kysely";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { PgContext } from "../../../master/store/postgres/context.js";
+import { PostgresDatabase } from "../../../master/store/postgres/database.js";
 import { submitJobs } from "../../../master/store/postgres/jobs/submit.js";
 import { PostgresNodeStore } from "../../../master/store/postgres/nodes.js";
 import { auditOf, claim, jobRow, openScratch, postgresReachable, requestCancel, stall, submit, type PgScratch } from "../../helpers/pg-scratch.js";
+import { StorageUnavailableError } from "../../../master/store/types.js";
 import { jobParams } from "../../helpers/store.js";
 
 const reachable = await postgresReachable();
@@ -184,6 +186,17 @@ describe.skipIf(!reachable)("PostgreSQL nodes", () => {
       expect(await nodes.heartbeat({ nodeId: node.id, running: [] })).toEqual({ ok: false, reason: "offline" });
       expect(await nodes.heartbeat({ nodeId: "nope", running: [] })).toEqual({ ok: false, reason: "not_found" });
     });
+  });
+
+  it("says the database is unavailable, not a driver error, when it cannot be reached", async () => {
+    const gone = new PostgresDatabase({ url: "postgres://postgres@127.0.0.1:1/postgres" });
+    try {
+      const store = new PostgresNodeStore({ ...ctx, db: gone });
+      await expect(store.heartbeat({ nodeId: "n", running: [] })).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(store.get("n")).rejects.toBeInstanceOf(StorageUnavailableError);
+    } finally {
+      await gone.close();
+    }
   });
 
   describe("dead-node sweep", () => {

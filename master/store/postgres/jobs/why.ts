@@ -15,24 +15,22 @@ export const JOBS_AHEAD_CAP = 10_000;
 type WhyJob = Pick<JobRow, "seq" | "id" | "status" | "type" | "requires" | "ready_at" | "lane" | "effective_priority">;
 
 export async function whyFacts(ctx: PgContext, id: string): Promise<Omit<WhyFacts, "paused"> | undefined> {
-  const db = ctx.db.kysely;
-  const job = await ctx.db.one(sql<WhyJob>`SELECT seq, id, status, type, requires, ready_at, lane, effective_priority FROM jobs WHERE id = ${id}`);
+  const { db } = ctx;
+  const job = await db.one(sql<WhyJob>`SELECT seq, id, status, type, requires, ready_at, lane, effective_priority FROM jobs WHERE id = ${id}`);
   if (!job) return undefined;
   const status = job.status as JobStatus;
   const waitingOn =
     status === "blocked"
-      ? (
-          await sql<{ id: string; status: JobStatus }>`
-            SELECT j.id, j.status FROM job_dependencies d JOIN jobs j ON j.id = d.depends_on_id
-            WHERE d.job_id = ${job.id} AND j.status <> 'completed' ORDER BY j.seq`.execute(db)
-        ).rows
+      ? await db.run(sql<{ id: string; status: JobStatus }>`
+          SELECT j.id, j.status FROM job_dependencies d JOIN jobs j ON j.id = d.depends_on_id
+          WHERE d.job_id = ${job.id} AND j.status <> 'completed' ORDER BY j.seq`)
       : [];
-  const nodes = (await sql<NodeRow>`${NODE_SELECT} WHERE n.status IN ('online', 'draining') ORDER BY n.seq`.execute(db)).rows.map((row) => {
+  const nodes = (await db.run(sql<NodeRow>`${NODE_SELECT} WHERE n.status IN ('online', 'draining') ORDER BY n.seq`)).map((row) => {
     const node = toNode(row);
     return { ...node, status: node.status as "online" | "draining" };
   });
   const jobsAhead = status === "pending" ? await countAhead(ctx, job, nodes.filter((node) => canRun(node, job.type, job.requires))) : null;
-  const setting = await ctx.db.one(sql<{ max_running: number | null; paused: boolean }>`SELECT max_running, paused FROM job_types WHERE type = ${job.type}`);
+  const setting = await db.one(sql<{ max_running: number | null; paused: boolean }>`SELECT max_running, paused FROM job_types WHERE type = ${job.type}`);
   const maxRunning = setting?.max_running ?? null;
   const typeControl = { paused: setting?.paused ?? false, maxRunning, running: maxRunning === null ? 0 : await runningOfType(db, job.type) };
   return { status, type: job.type, requires: job.requires, readyAt: status === "scheduled" ? job.ready_at : null, waitingOn, nodes, jobsAhead, typeControl };
