@@ -32,6 +32,7 @@ CREATE INDEX auth_tokens_expiry ON auth_tokens (expires_at);
 
 CREATE TABLE nodes (
   id text PRIMARY KEY,
+  seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
   name text NOT NULL,
   client_id text NOT NULL,          -- the worker credential that registered it
   status text NOT NULL CHECK (status IN ('online', 'draining', 'dead', 'offline')),

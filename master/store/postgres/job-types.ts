@@ -1,0 +1,143 @@
+// Flow control per job type on PostgreSQL (API.md §5a): paused types and cluster-wide limits
+// of running jobs. Several masters change and read them, so nothing is kept in memory: a
+// claim reads the gates (typeGates), and takes jobs of a limited type only under the lock
+// of that type's row (typeRoom), so that the limit holds across masters.
+import { sql } from "kysely";
+import type { JobTypeInfo, JobTypeStore } from "../types.js";
+import { rowsOf, writeAudit, type PgContext } from "./context.js";
+import type { PostgresDatabase, Tx } from "./database.js";
+
+interface TypeRow {
+  type: string;
+  max_running: number | null;
+  paused: boolean;
+}
+
+export interface TypeGates {
+  /** Types none of whose jobs is handed out. */
+  paused: Set<string>;
+  /** max_running by type, for the types that have one. */
+  limits: Map<string, number>;
+}
+
+/** The paused and the limited types, as committed (one small read; most clusters have none). */
+export async function typeGates(tx: Tx): Promise<TypeGates> {
+  const rows = await rowsOf(tx, sql<TypeRow>`SELECT type, max_running, paused FROM job_types WHERE paused OR max_running IS NOT NULL`);
+  const gates: TypeGates = { paused: new Set(), limits: new Map() };
+  for (const row of rows) {
+    if (row.paused) gates.paused.add(row.type);
+    if (row.max_running !== null) gates.limits.set(row.type, row.max_running);
+  }
+  return gates;
+}
+
+/**
+ * How many more jobs of each of `types` may run now, each type's row locked until the
+ * caller's transaction ends: a claim of another master waits here, and counts after this
+ * one committed what it took. Types without a limit (any more) are left out of the answer.
+ */
+export async function typeRoom(tx: Tx, types: Iterable<string>): Promise<Map<string, number>> {
+  const wanted = [...new Set(types)].sort(); // one order for every claim: no deadlock between them
+  const room = new Map<string, number>();
+  if (wanted.length === 0) return room;
+  // Two statements: under READ COMMITTED each sees what was committed when it began, so the
+  // count must begin after the lock is held, not wait for it inside one statement.
+  const limited = await rowsOf(
+    tx,
+    sql<TypeRow>`SELECT type, max_running, paused FROM job_types WHERE type = ANY(${wanted}::text[]) ORDER BY type FOR UPDATE`,
+  );
+  const limits = limited.filter((row) => row.max_running !== null);
+  if (limits.length === 0) return room;
+  const counts = await rowsOf(
+    tx,
+    sql<{ type: string; n: number }>`SELECT type, count(*) AS n FROM jobs
+      WHERE status = 'running' AND type = ANY(${limits.map((row) => row.type)}::text[]) GROUP BY type`,
+  );
+  const running = new Map(counts.map((row) => [row.type, row.n]));
+  for (const row of limits) room.set(row.type, Math.max(0, (row.max_running ?? 0) - (running.get(row.type) ?? 0)));
+  return room;
+}
+
+/** Jobs of `type` running now, anywhere. */
+export async function runningOfType(db: PostgresDatabase, type: string): Promise<number> {
+  return (await db.one(sql<{ n: number }>`SELECT count(*) AS n FROM jobs WHERE status = 'running' AND type = ${type}`))?.n ?? 0;
+}
+
+/** GET and PUT /api/v1/types: the settings with each type's counts. */
+export class PostgresJobTypeStore implements JobTypeStore {
+  constructor(private readonly ctx: PgContext) {}
+
+  async list(params: { since: Date }): Promise<JobTypeInfo[]> {
+    return this.read(params.since);
+  }
+
+  /** The types' settings and counts; `only`: one type's (PUT answers it without counting the others). */
+  private async read(since: Date, only?: string): Promise<JobTypeInfo[]> {
+    const ofType = only === undefined ? sql`` : sql` AND type = ${only}`;
+    const { db } = this.ctx;
+    const [settings, laneTypes, live, finished] = await Promise.all([
+      db.run(sql<TypeRow>`SELECT type, max_running, paused FROM job_types WHERE true${ofType}`),
+      db.run(sql<{ type: string }>`SELECT DISTINCT type FROM lanes WHERE true${ofType}`),
+      db.run(sql<{ type: string; status: string; n: number }>`
+        SELECT type, status, count(*) AS n FROM jobs WHERE status IN ('pending', 'running')${ofType} GROUP BY type, status`),
+      db.run(sql<{ type: string; status: string; n: number }>`
+        SELECT type, status, count(*) AS n FROM jobs
+        WHERE finished_at IS NOT NULL AND finished_at >= ${since.toISOString()} AND status IN ('completed', 'failed')${ofType}
+        GROUP BY type, status`),
+    ]);
+    const info = new Map<string, JobTypeInfo>();
+    const of = (type: string): JobTypeInfo => {
+      let entry = info.get(type);
+      if (!entry) {
+        entry = { type, max_running: null, paused: false, pending: 0, running: 0, completed_1h: 0, failed_1h: 0 };
+        info.set(type, entry);
+      }
+      return entry;
+    };
+    if (only !== undefined) of(only);
+    for (const row of laneTypes) of(row.type);
+    for (const row of settings) Object.assign(of(row.type), { max_running: row.max_running, paused: row.paused });
+    for (const row of live) {
+      if (row.status === "pending") of(row.type).pending = row.n;
+      else of(row.type).running = row.n;
+    }
+    for (const row of finished) {
+      if (row.status === "completed") of(row.type).completed_1h = row.n;
+      else of(row.type).failed_1h = row.n;
+    }
+    return [...info.values()].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : 0));
+  }
+
+  async set(params: { type: string; maxRunning?: number | null; paused?: boolean; actor: string | null; since: Date }): Promise<JobTypeInfo> {
+    const { db, clock } = this.ctx;
+    await db.transaction(async (tx) => {
+      const at = clock.now().toISOString();
+      // A type set for the first time gets its row first, so that there is a row to lock.
+      await sql`INSERT INTO job_types (type, max_running, paused, updated_at) VALUES (${params.type}, NULL, false, ${at})
+                ON CONFLICT (type) DO NOTHING`.execute(tx.db);
+      const [row] = await rowsOf(tx, sql<TypeRow>`SELECT type, max_running, paused FROM job_types WHERE type = ${params.type} FOR UPDATE`);
+      const from = { maxRunning: row?.max_running ?? null, paused: row?.paused ?? false };
+      const to = { maxRunning: params.maxRunning === undefined ? from.maxRunning : params.maxRunning, paused: params.paused ?? from.paused };
+      await sql`UPDATE job_types SET max_running = ${to.maxRunning}, paused = ${to.paused}, updated_at = ${at} WHERE type = ${params.type}`.execute(tx.db);
+      await writeAudit(
+        tx.db,
+        [
+          {
+            event_type: "type.changed",
+            entity_type: "type",
+            entity_id: params.type,
+            client_id: params.actor,
+            details: { from: { max_running: from.maxRunning, paused: from.paused }, to: { max_running: to.maxRunning, paused: to.paused } },
+          },
+        ],
+        at,
+      );
+      // Resumed, or a limit raised or lifted: waiting claims may take its jobs now.
+      const more = (from.paused && !to.paused) || (from.maxRunning !== null && (to.maxRunning === null || to.maxRunning > from.maxRunning));
+      tx.mark({ claimable: more });
+    });
+    const [found] = await this.read(params.since, params.type);
+    if (!found) throw new Error(`type ${params.type} was set but is not listed`);
+    return found;
+  }
+}
