@@ -1,7 +1,7 @@
 // The store says what it committed (Store.onCommitted): once per transaction, after the
 // commit, never for a write that was undone. The dispatcher and the timers are woken by
 // it alone: no route wakes anything.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Dispatcher } from "../../../master/queue/dispatcher.js";
 import type { SqliteStore } from "../../../master/store/sqlite/index.js";
 import type { Committed } from "../../../master/store/types.js";
@@ -103,7 +103,8 @@ describe.each(dialects)("commit signal ($name)", (dialect) => {
     ]);
   });
 
-  it("tells each commit once, and a rolled-back write never, when a group is undone and replayed", async () => {
+  // SQLite's group commit: PostgreSQL has none (each verb is its own transaction).
+  it.runIf(dialect.name === "sqlite")("tells each commit once, and a rolled-back write never, when a group is undone and replayed", async () => {
     const store = t.store as SqliteStore;
     // One tick: two submissions and a write that throws. The group is undone; each item runs again alone.
     const first = store.jobs.submit([jobParams()]);
@@ -120,7 +121,7 @@ describe.each(dialects)("commit signal ($name)", (dialect) => {
     ]);
   });
 
-  it("neither replays committed work nor goes deaf when a callback throws after COMMIT", async () => {
+  it.runIf(dialect.name === "sqlite")("neither replays committed work nor goes deaf when a callback throws after COMMIT", async () => {
     const store = t.store as SqliteStore;
     let runs = 0;
     await store.database.grouped(() => {
@@ -158,7 +159,8 @@ describe.each(dialects)("waiting claims woken by commits ($name)", (dialect) => 
     removeTempDirs();
   });
 
-  it("answers a waiting claim with a job submitted later, woken by the commit alone, in the submission's flush", async () => {
+  // SQLite's one flush for a group: PostgreSQL flushes in its own COMMIT.
+  it.runIf(dialect.name === "sqlite")("answers a waiting claim with a job submitted later, woken by the commit alone, in the submission's flush", async () => {
     const flushes = heldFlushes(false);
     let syncs = 0;
     t = await dialect.open({
@@ -192,5 +194,67 @@ describe.each(dialects)("waiting claims woken by commits ($name)", (dialect) => 
     expect(claimed.items.map((job) => job.id)).toEqual([outcome.items[0]?.job.id]);
     expect(syncs).toBe(1);
     dispatcher.close();
+  });
+});
+
+describe.each(dialects.filter((dialect) => dialect.name === "postgres"))("commits of other masters ($name)", (dialect) => {
+  let t: TestStore;
+  afterEach(async () => {
+    await t.store.close();
+  });
+
+  it("wakes a claim waiting on one master with a job submitted through another, by NOTIFY alone", async () => {
+    t = await dialect.open();
+    const other = await t.reopen();
+    try {
+      const dispatcher = new Dispatcher({ jobs: t.store.jobs, nodes: t.store.nodes });
+      const heard: Committed[] = [];
+      t.store.onCommitted((change) => {
+        heard.push(change);
+        if (change.claimable) dispatcher.notify();
+      });
+      const node = await register(t.store);
+      heard.length = 0;
+      const waiting = dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 10_000 });
+      // Its first look (a round trip to the server) found nothing: it waits.
+      await vi.waitFor(() => expect(dispatcher.waiting).toBe(1));
+      const started = Date.now();
+      const outcome = await other.jobs.submit([jobParams({ payload: { n: 1 } })]);
+      const claimed = await waiting;
+      if (!outcome.ok || !claimed.ok) throw new Error("refused");
+      expect(claimed.items.map((job) => job.id)).toEqual([outcome.items[0]?.job.id]);
+      // Heard through the other master's NOTIFY, well before the claim's 10 s wait ran out.
+      expect(heard[0]).toEqual({ claimable: true, scheduled: false, schedules: false, finished: [] });
+      expect(Date.now() - started).toBeLessThan(5_000);
+      dispatcher.close();
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("tells another master which jobs finished, and this master its own commits once", async () => {
+    t = await dialect.open();
+    const other = await t.reopen();
+    try {
+      const here: Committed[] = [];
+      const there: Committed[] = [];
+      t.store.onCommitted((change) => here.push(change));
+      const heardThere = new Promise<void>((resolve) =>
+        other.onCommitted((change) => {
+          there.push(change);
+          if (change.finished.length > 0) resolve();
+        }),
+      );
+      const job = await submit(t.store);
+      await t.store.jobs.cancel({ id: job.id, actor: null });
+      await heardThere;
+      expect(here).toEqual([
+        { claimable: true, scheduled: false, schedules: false, finished: [] },
+        { claimable: false, scheduled: false, schedules: false, finished: [job.id] },
+      ]);
+      expect(there).toEqual(here);
+    } finally {
+      await other.close();
+    }
   });
 });
