@@ -34,6 +34,10 @@ const configSchema = z
   .object({
     profile: z.enum(["dev", "prod"]).optional(),
     db: z.string().min(1),
+    databaseUrl: z
+      .string()
+      .regex(/^postgres(ql)?:\/\/\S+$/, "must be a PostgreSQL URL: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+      .optional(),
     dbSynchronous: z.enum(["full", "normal"]),
     host: z.string().min(1),
     port: z.coerce.number().int().min(0).max(65535),
@@ -67,6 +71,7 @@ export type ConfigValues = Partial<Record<ConfigKey, string | number | undefined
 /** Each setting's environment variable (API.md §9, plus our extensions). */
 export const ENVIRONMENT: Record<Exclude<ConfigKey, "profile">, string> = {
   db: "GAFFER_DB",
+  databaseUrl: "GAFFER_DATABASE_URL",
   dbSynchronous: "GAFFER_DB_SYNCHRONOUS",
   host: "GAFFER_HOST",
   port: "GAFFER_PORT",
