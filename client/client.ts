@@ -3,6 +3,7 @@ import { GafferWaitTimeoutError } from "./errors.js";
 import { Transport, type RequestOptions } from "./transport.js";
 import type {
   BulkFilter,
+  BulkOptions,
   BulkResult,
   CallOptions,
   Job,
@@ -117,13 +118,13 @@ export class Client extends Transport {
   }
 
   /** Cancel every job that matches (at most `max`, default 1000), in one transaction. Not tried again after a lost answer. */
-  bulkCancel(filter: BulkFilter, options?: CallOptions & { max?: number }): Promise<BulkResult> {
-    return this.request<BulkResult>("POST", "/api/v1/jobs/cancel", call(options, { body: { filter, max: options?.max }, retry: "never" }));
+  bulkCancel(filter: BulkFilter, options?: BulkOptions): Promise<BulkResult> {
+    return this.bulk("cancel", filter, options);
   }
 
   /** Retry every failed or canceled job that matches (at most `max`, default 1000). Not tried again after a lost answer. */
-  bulkRetry(filter: BulkFilter, options?: CallOptions & { max?: number }): Promise<BulkResult> {
-    return this.request<BulkResult>("POST", "/api/v1/jobs/retry", call(options, { body: { filter, max: options?.max }, retry: "never" }));
+  bulkRetry(filter: BulkFilter, options?: BulkOptions): Promise<BulkResult> {
+    return this.bulk("retry", filter, options);
   }
 
   /** The job types known, with their limits, pauses and counts. */
@@ -134,6 +135,11 @@ export class Client extends Transport {
   /** Jobs by status, pending jobs by priority, the oldest pending job's age, nodes by status. */
   stats(options?: CallOptions): Promise<QueueStats> {
     return this.request<QueueStats>("GET", "/api/v1/queue/stats", call(options));
+  }
+
+  private bulk(action: "cancel" | "retry", filter: BulkFilter, options: BulkOptions = {}): Promise<BulkResult> {
+    const body = { filter, max: options.max, ...(options.dryRun === undefined ? {} : { dry_run: options.dryRun }) };
+    return this.request<BulkResult>("POST", `/api/v1/jobs/${action}`, call(options, { body, retry: "never" }));
   }
 
   private async *pages<T>(path: string, query: Record<string, string | number | undefined>, options?: CallOptions): AsyncGenerator<T, void, undefined> {

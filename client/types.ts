@@ -60,6 +60,15 @@ export interface BulkResult {
   matched: number;
   changed: number;
   more: boolean;
+  /** Present when the master knows dry runs: true when nothing was changed, only counted. */
+  dry_run?: boolean;
+}
+
+export interface BulkOptions extends CallOptions {
+  /** At most this many jobs (1–10,000; the master's default is 1,000). */
+  max?: number;
+  /** Count what would change without changing it (where the master supports it). */
+  dryRun?: boolean;
 }
 
 /** Per call: an AbortSignal that ends it (the promise rejects with the signal's reason), and its own timeout. */

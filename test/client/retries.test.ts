@@ -114,10 +114,10 @@ describe("gaffer/client retries", () => {
   it("sends the bulk actions as API.md §5 says, once each", async () => {
     const { client, seen } = await serve((_req, res, call) => (call === 2 ? unavailable(res) : reply(res, 200, { matched: 3, changed: 2, more: false })));
     expect(await client.bulkCancel({ status: "pending", tag: "customer:acme" }, { max: 10 })).toEqual({ matched: 3, changed: 2, more: false });
-    expect(await client.bulkRetry({ failure_reason: "max_retries_exceeded" }).catch((e: unknown) => e)).toMatchObject({ status: 503 });
+    expect(await client.bulkRetry({ failure_reason: "max_retries_exceeded" }, { dryRun: true }).catch((e: unknown) => e)).toMatchObject({ status: 503 });
     expect(seen).toEqual([
       { method: "POST", url: "/api/v1/jobs/cancel", body: { filter: { status: "pending", tag: "customer:acme" }, max: 10 } },
-      { method: "POST", url: "/api/v1/jobs/retry", body: { filter: { failure_reason: "max_retries_exceeded" } } },
+      { method: "POST", url: "/api/v1/jobs/retry", body: { filter: { failure_reason: "max_retries_exceeded" }, dry_run: true } },
     ]);
   });
 
