@@ -127,6 +127,18 @@ describe("gaffer/client retries", () => {
     expect(seen.map((call) => call.url)).toEqual(["/api/v1/jobs/j1?wait_s=60", "/api/v1/jobs/j1?wait_s=60", "/api/v1/jobs/j1?wait_s=60"]);
   });
 
+  it("fetches a new token once when the master refuses one, and then reports the 401", async () => {
+    const { client: unused, seen } = await serve((req, res) =>
+      req.url === "/api/v1/auth/token"
+        ? reply(res, 200, { access_token: `t${seen.length}`, token_type: "Bearer", expires_in: 3600, expires_at: "" })
+        : reply(res, 401, { code: "unauthorized", detail: "token revoked" }),
+    );
+    const client = new Client({ masterUrl: unused.baseUrl, clientId: "c", clientSecret: "s" });
+    expect(await client.stats().catch((e: unknown) => e)).toMatchObject({ status: 401, code: "unauthorized", detail: "token revoked" });
+    expect(seen.map((call) => call.url)).toEqual(["/api/v1/auth/token", "/api/v1/queue/stats", "/api/v1/auth/token", "/api/v1/queue/stats"]);
+    expect(seen[0]?.body).toEqual({ client_id: "c", client_secret: "s" });
+  });
+
   it("ends a call at its own timeout, and at once when its signal aborts", async () => {
     const { client } = await serve(() => undefined); // never answers
     const timedOut = await client.get("j1", { timeoutMs: 50 }).catch((e: unknown) => e);
