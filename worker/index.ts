@@ -174,8 +174,8 @@ export class Worker {
         await this.register();
         return;
       } catch (error) {
-        // Refused for good (bad credentials, bad request): no point in trying again.
-        if (error instanceof ApiError && error.status < 500 && error.status !== 429) throw error;
+        // Refused for good (bad credentials, bad request): no point in trying again. No answer (status 0) is tried again.
+        if (error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 429) throw error;
         if (attempt >= maxAttempts || this.stopped) throw error;
         const delayMs = backoffDelayMs(attempt, { baseMs: 500, maxMs: 30_000 });
         this.log.warn(

@@ -1,34 +1,9 @@
 // Talking to a master that may be slow, down or restarting: backoff with jitter and a circuit breaker.
 
-export interface BackoffParams {
-  baseMs: number;
-  maxMs: number;
-}
+import { sleep } from "../client/backoff.js";
 
-export const DEFAULT_BACKOFF: BackoffParams = { baseMs: 250, maxMs: 30_000 };
-
-/**
- * Delay before retry number `attempt` (1 for the first): exponential, capped,
- * with "equal jitter" (half fixed, half random) so that many workers that lost
- * the master at the same moment do not come back in lockstep.
- */
-export function backoffDelayMs(attempt: number, params: BackoffParams = DEFAULT_BACKOFF, random = Math.random): number {
-  const exponential = Math.min(params.maxMs, params.baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(exponential / 2 + (random() * exponential) / 2);
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
+// Backoff and sleep live with the SDK's client (client/backoff.ts), which retries too.
+export { backoffDelayMs, DEFAULT_BACKOFF, sleep, type BackoffParams } from "../client/backoff.js";
 
 export type CircuitState = "closed" | "open" | "half_open";
 

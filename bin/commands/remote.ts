@@ -71,13 +71,14 @@ function unauthorized(error: ApiError, env: NodeJS.ProcessEnv): CliError {
 
 /** Turn a failed call into a message and an exit code that mean something. */
 export function explain(error: unknown, env: NodeJS.ProcessEnv = process.env): never {
+  // No answer at all first: it is an ApiError too, with status 0.
+  if (error instanceof MasterUnreachableError) throw new CliError(error.message, EXIT.unavailable);
   if (error instanceof ApiError && error.status === 401) throw unauthorized(error, env);
   if (error instanceof ApiError) {
     const code =
       error.status === 404 ? EXIT.notFound : error.status === 409 ? EXIT.conflict : error.status === 503 ? EXIT.unavailable : error.status < 500 ? EXIT.usage : EXIT.failed;
     throw new CliError(error.message, code);
   }
-  if (error instanceof MasterUnreachableError) throw new CliError(error.message, EXIT.unavailable);
   throw error;
 }
 
