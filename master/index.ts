@@ -108,6 +108,8 @@ function createServices(params: {
     new TokenCleanup(store, clock, log),
     new Retention(store, clock, config.retentionDays, log),
   ];
+  // With several masters on one database, one runs these at a time (API.md §12).
+  for (const service of services) service.gate = () => store.leads();
   return { services, promoter, scheduler };
 }
 

@@ -523,6 +523,11 @@ export interface Store {
   describe(): Promise<StoreDescription>;
   /** Whether a write goes through now (leaving read-only mode). */
   probeWrite(): Promise<void>;
+  /**
+   * Whether this master runs the cluster's sweepers and schedules now: always on SQLite (one
+   * master); on PostgreSQL, the master that holds the cluster's advisory lock (API.md §12).
+   */
+  leads(): Promise<boolean>;
   readonly jobs: JobStore;
   readonly nodes: NodeStore;
   readonly audit: AuditStore;

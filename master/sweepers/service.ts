@@ -12,6 +12,8 @@ export interface ServiceStatus {
   last_run_at: string | null;
   last_duration_ms: number | null;
   last_error: string | null;
+  /** This master is not the one that runs the cluster's services now (PostgreSQL, API.md §12): runs are skipped. */
+  standby: boolean;
 }
 
 /** Sleep until `nextAt` (a due time in the store), but never longer than `intervalMs`. */
@@ -55,13 +57,18 @@ export abstract class Service<Result> {
   private running: Promise<unknown> | undefined;
   /** Sees every failed run (a full disk turns the master read-only). */
   onFailure: ((error: unknown) => void) | undefined;
+  /**
+   * Asked before each timed run: whether this master runs the service now. With several
+   * masters on one database only one does (Store.leads); the others skip their runs.
+   */
+  gate: (() => Promise<boolean>) | undefined;
 
   constructor(
     readonly name: string,
     intervalS: number,
     protected readonly log: Logger,
   ) {
-    this.state = { name, interval_s: intervalS, runs: 0, failures: 0, last_run_at: null, last_duration_ms: null, last_error: null };
+    this.state = { name, interval_s: intervalS, runs: 0, failures: 0, last_run_at: null, last_duration_ms: null, last_error: null, standby: false };
   }
 
   /** One pass of the service's work. */
@@ -87,8 +94,18 @@ export abstract class Service<Result> {
     return this.running !== undefined;
   }
 
-  /** One run of runOnce(), recorded. */
+  /** One run of runOnce(), recorded; skipped while another master runs the service. */
   protected async run(): Promise<void> {
+    if (this.gate) {
+      let leads = false;
+      try {
+        leads = await this.gate();
+      } catch (error) {
+        this.log.warn({ event: "sweeper.gate_failed", sweeper: this.name, err: error }, `${this.name}: cannot tell whether this master runs it`);
+      }
+      this.state.standby = !leads;
+      if (!leads) return;
+    }
     const started = Date.now();
     this.running = this.runOnce();
     try {

@@ -8,6 +8,7 @@ import type { PgContext } from "./context.js";
 import { PostgresDatabase } from "./database.js";
 import { PostgresJobTypeStore } from "./job-types.js";
 import { PostgresJobStore } from "./jobs/index.js";
+import { Leadership } from "./leader.js";
 import { CommitListener } from "./listener.js";
 import { migratePostgres, postgresMigrationsDir } from "./migrate.js";
 import { PostgresNodeStore } from "./nodes.js";
@@ -29,6 +30,8 @@ export interface OpenPostgresStoreParams {
   onListenerError?: (error: unknown) => void;
   /** The LISTEN connection failed; it is made again. */
   onListenError?: (message: string) => void;
+  /** This master held the lead (ran the sweepers) and lost it: its connection failed. */
+  onLeadLost?: (message: string) => void;
 }
 
 /** Thrown to roll the write probe back once it went through. */
@@ -51,6 +54,7 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     throw error;
   }
   const commits = listener;
+  const leadership = new Leadership(params.url, `gaffer.lead.${db.schema}`, params.onLeadLost);
   const ctx: PgContext = { db, clock: params.clock, policy: params.policy, lanes: new Map() };
   const jobs = new PostgresJobStore(ctx);
   return {
@@ -58,6 +62,7 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     onCommitted: (fn) => commits.subscribe(fn),
     // A commit is on disk when COMMIT answers (synchronous_commit); the signal comes after it.
     durable: async () => undefined,
+    leads: () => leadership.holds(),
     async describe() {
       const row = await db.one(sql<{ version: string; database: string; size_bytes: number; synchronous_commit: string }>`
         SELECT current_setting('server_version') AS version, current_database() AS database,
@@ -91,6 +96,7 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     clients: new PostgresClientStore(ctx),
     tokens: new PostgresTokenStore(ctx),
     close: async () => {
+      await leadership.close();
       await commits.close();
       await db.close();
     },

@@ -149,6 +149,8 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
       database: db,
       onCommitted: (listener) => signal.subscribe(listener),
       durable: () => db.durable(),
+      // One master per SQLite file: it runs everything.
+      leads: async () => true,
       async describe() {
         const pragma = (name: string) => db.sqlite.pragma(name, { simple: true }) as unknown;
         return {
