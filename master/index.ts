@@ -211,6 +211,10 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
   };
   for (const service of services) service.onFailure = watchStorage;
   const auth = await createAuth(config, store, clock, log, metrics);
+  // A token revoked or a client disabled through any master stops working here too.
+  const unsubscribeRevoked = store.onCommitted((change) => {
+    if (change.revoked) auth.tokens?.forgetAll();
+  });
 
   const deps: HttpDeps = {
     store,
@@ -260,6 +264,7 @@ export async function createMaster(options: MasterOptions = {}): Promise<MasterI
       dispatcher.close();
       waiters.close();
       unsubscribe();
+      unsubscribeRevoked();
       // Keep-alive connections turn idle as their last answers go out: close them as they do.
       const sweepIdle = setInterval(() => server.closeIdleConnections(), 20);
       server.closeIdleConnections();

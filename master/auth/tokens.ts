@@ -122,6 +122,11 @@ export class TokenService implements Authenticator {
     }
   }
 
+  /** Tokens were revoked somewhere in the cluster: every cached grant is checked again at its next use. */
+  forgetAll(): void {
+    this.cache.clear();
+  }
+
   private touch(tokenId: string | undefined, nowMs: number): void {
     if (!tokenId) return;
     const last = this.touched.get(tokenId) ?? 0;

@@ -508,6 +508,8 @@ export interface Committed {
   schedules: boolean;
   /** Jobs that reached a final state (completed, failed, canceled): their waiters answer. */
   finished: readonly string[];
+  /** Tokens were revoked or a client disabled: grants cached from before must be checked again. Absent: none were. */
+  revoked?: true;
 }
 
 export interface Store {

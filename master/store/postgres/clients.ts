@@ -80,6 +80,8 @@ export class PostgresClientStore implements ClientStore {
         await changed(tx, sql`UPDATE clients SET disabled_at = ${at} WHERE id = ${row.id}`);
         const tokens = await rowsOf(tx, sql<{ id: string }>`UPDATE auth_tokens SET revoked_at = ${at} WHERE client_id = ${row.id} AND revoked_at IS NULL RETURNING id`);
         revoked.push(...tokens.map((token) => token.id));
+        // Every master drops what it cached of this client's grants (API.md §12).
+        tx.mark({ revoked: true });
         await writeAudit(
           tx.db,
           [
@@ -135,6 +137,7 @@ export class PostgresTokenStore implements TokenStore {
         const at = this.ctx.clock.now().toISOString();
         await changed(tx, sql`UPDATE auth_tokens SET revoked_at = ${at} WHERE id = ${row.id}`);
         await writeAudit(tx.db, [{ event_type: "token.revoked", entity_type: "token", entity_id: row.id, client_id: params.actor, details: { client: row.client_id } }], at);
+        tx.mark({ revoked: true });
         row.revoked_at = at;
       }
       return { ok: true as const, token: toToken(row) };
