@@ -1,9 +1,11 @@
 // Open a SQLite store: connect, check, migrate, and wire the aggregates together.
 import { statSync } from "node:fs";
-import { CorruptDatabaseError, type Clock, type QueuePolicy, type SettingsStore, type Store } from "../types.js";
-import { createAuditStore, createAuditWriter } from "./audit.js";
-import { createClientStore, createTokenStore } from "./clients.js";
-import { createScheduleStore } from "./schedules.js";
+import { CorruptDatabaseError, type Clock, type QueuePolicy, type Store } from "../types.js";
+import { AuditWriter, SqliteAuditStore } from "./audit.js";
+import { SqliteClientStore } from "./clients.js";
+import { SqliteScheduleStore } from "./schedules.js";
+import { SqliteSettingsStore } from "./settings.js";
+import { SqliteTokenStore } from "./tokens.js";
 import type { StoreContext } from "./context.js";
 import { CommitSignal } from "./commit-signal.js";
 import { JobTypeSettings, SqliteJobTypeStore } from "./job-types.js";
@@ -45,23 +47,6 @@ export interface OpenSqliteStoreParams {
   onReaderError?: (message: string, kind: ReaderErrorKind) => void;
   /** A listener of onCommitted threw (the others still heard the change). */
   onListenerError?: (error: unknown) => void;
-}
-
-function createSettingsStore(db: SqliteDatabase, clock: Clock): SettingsStore {
-  return {
-    async get(key) {
-      return db.get(db.kysely.selectFrom("settings").select("value").where("key", "=", key))?.value;
-    },
-    async set(key, value) {
-      const at = clock.now().toISOString();
-      db.run(
-        db.kysely
-          .insertInto("settings")
-          .values({ key, value, updated_at: at })
-          .onConflict((oc) => oc.column("key").doUpdateSet({ value, updated_at: at })),
-      );
-    },
-  };
 }
 
 function fileSize(path: string): number {
@@ -130,7 +115,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
     if (params.path !== ":memory:") checkIntegrity(db, params.path);
     const migrated = migrate(db, params.migrationsDir ?? defaultMigrationsDir(), params.clock.now());
     if (migrated.error) throw migrated.error;
-    const audit = createAuditWriter(db);
+    const audit = new AuditWriter(db);
     const signal = new CommitSignal(db, params.onListenerError);
     const ctx: StoreContext = {
       db,
@@ -182,13 +167,13 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
         }
       },
       jobs,
-      schedules: createScheduleStore(ctx, jobs),
+      schedules: new SqliteScheduleStore(ctx, jobs),
       types: new SqliteJobTypeStore(ctx, reader),
       nodes: new SqliteNodeStore(ctx),
-      audit: createAuditStore(db, audit, () => params.clock.now(), reader),
-      settings: createSettingsStore(db, params.clock),
-      clients: createClientStore(ctx),
-      tokens: createTokenStore(ctx),
+      audit: new SqliteAuditStore(ctx, reader),
+      settings: new SqliteSettingsStore(ctx),
+      clients: new SqliteClientStore(ctx),
+      tokens: new SqliteTokenStore(ctx),
       close: async () => {
         await reader?.close();
         await checkpointer?.stop();
