@@ -1,7 +1,9 @@
 // Every store test runs against each dialect in this list (PostgreSQL joins it later).
 import { join } from "node:path";
 import { createQueuePolicy } from "../../master/queue/policy.js";
-import { openSqliteStore } from "../../master/store/sqlite/index.js";
+import type { OpenStoreParams } from "../../master/store/open.js";
+import { SqliteDatabase } from "../../master/store/sqlite/database.js";
+import { createSqliteStore } from "../../master/store/sqlite/index.js";
 import {
   PRIORITY_WEIGHTS,
   type PriorityName,
@@ -36,33 +38,50 @@ export interface Dialect {
   open(options?: TestStoreOptions): TestStore;
 }
 
-export const dialects: Dialect[] = [
-  {
-    name: "sqlite",
-    open(options = {}) {
-      const clock = new FakeClock();
-      // random() = 0.5 puts the jitter at exactly 0, so delays are the nominal ones.
-      const policy = createQueuePolicy(
-        {
-          retryDelayS: options.retryDelayS ?? 5,
-          retryMaxDelayS: options.retryMaxDelayS ?? 300,
-          stallGraceS: options.stallGraceS ?? 300,
-          agingS: options.agingS ?? 300,
-          nodeTimeoutS: options.nodeTimeoutS ?? 60,
-        },
-        () => 0.5,
-      );
-      const path = join(tempDir(), "gaffer.db");
-      const { fdatasync, readerThread } = options;
-      return {
-        store: openSqliteStore({ path, clock, policy, syncOffThread: fdatasync !== undefined, fdatasync, readerThread }),
-        clock,
-        policy,
-        path,
-      };
+/** A SQLite test store, and the connection it runs on (for tests that write beside its verbs). */
+export interface SqliteTestStore extends TestStore {
+  database: SqliteDatabase;
+}
+
+/** A store over a SQLite connection the test opens itself: with its own WAL flush, and at hand. */
+export function openSqliteTestStore(options: TestStoreOptions = {}): SqliteTestStore {
+  const clock = new FakeClock();
+  // random() = 0.5 puts the jitter at exactly 0, so delays are the nominal ones.
+  const policy = createQueuePolicy(
+    {
+      retryDelayS: options.retryDelayS ?? 5,
+      retryMaxDelayS: options.retryMaxDelayS ?? 300,
+      stallGraceS: options.stallGraceS ?? 300,
+      agingS: options.agingS ?? 300,
+      nodeTimeoutS: options.nodeTimeoutS ?? 60,
     },
-  },
-];
+    () => 0.5,
+  );
+  const path = join(tempDir(), "gaffer.db");
+  const { fdatasync, readerThread } = options;
+  const database = new SqliteDatabase({ path, synchronous: "full", syncOffThread: fdatasync !== undefined, fdatasync });
+  return { store: createSqliteStore(database, { path, clock, policy, readerThread }), database, clock, policy, path };
+}
+
+export const dialects: Dialect[] = [{ name: "sqlite", open: openSqliteTestStore }];
+
+/**
+ * Opens the store a master's config names as the master would (`serving`: checkpoints and
+ * long reads in threads, flushes off the event loop), over a SQLite connection the test
+ * opens: flushed with `fdatasync` when given, and kept in `database` once opened.
+ */
+export function sqliteStoreOpener(fdatasync?: (fd: number) => Promise<void>) {
+  const opener = {
+    database: undefined as SqliteDatabase | undefined,
+    open(params: OpenStoreParams): Store {
+      const { config, serving = false, ...rest } = params;
+      const database = new SqliteDatabase({ path: config.db, synchronous: config.dbSynchronous ?? "full", syncOffThread: serving, fdatasync });
+      opener.database = database;
+      return createSqliteStore(database, { ...rest, path: config.db, backgroundCheckpoints: serving, readerThread: serving });
+    },
+  };
+  return opener;
+}
 
 /** A job as a client would submit it, with the config's defaults. */
 export function jobParams(overrides: Partial<SubmitJobParams> = {}): SubmitJobParams {

@@ -21,9 +21,10 @@ import { startReader, type ReaderErrorKind } from "./reader.js";
 export { SqliteDatabase } from "./database.js";
 export { migrate, migrationStatus, defaultMigrationsDir } from "./migrate.js";
 
-export interface OpenSqliteStoreParams {
+/** What a SQLite store needs beside its connection. */
+export interface SqliteStoreParams {
+  /** The database file the connection has open (":memory:" for none). */
   path: string;
-  synchronous?: Synchronous;
   clock: Clock;
   policy: QueuePolicy;
   migrationsDir?: string;
@@ -32,10 +33,6 @@ export interface OpenSqliteStoreParams {
    * turns this on; short-lived tools and tests need not pay for a thread).
    */
   backgroundCheckpoints?: boolean | Pick<CheckpointerParams, "intervalMs" | "restartFrames">;
-  /** Group commits flush the WAL on the thread pool (see SqliteDatabase's syncOffThread). */
-  syncOffThread?: boolean;
-  /** The flush of the WAL with syncOffThread (tests hold it to see who waits for it). */
-  fdatasync?: (fd: number) => Promise<void>;
   /** A background checkpoint failed; it is tried again. */
   onCheckpointError?: (message: string) => void;
   /**
@@ -47,6 +44,12 @@ export interface OpenSqliteStoreParams {
   onReaderError?: (message: string, kind: ReaderErrorKind) => void;
   /** A listener of onCommitted threw (the others still heard the change). */
   onListenerError?: (error: unknown) => void;
+}
+
+export interface OpenSqliteStoreParams extends SqliteStoreParams {
+  synchronous?: Synchronous;
+  /** Group commits flush the WAL on the thread pool (see SqliteDatabase's syncOffThread). */
+  syncOffThread?: boolean;
 }
 
 function fileSize(path: string): number {
@@ -70,13 +73,13 @@ function checkIntegrity(db: SqliteDatabase, path: string): void {
 }
 
 /** Hand checkpoints to a thread; should the thread die, the connection checkpoints itself again. */
-function backgroundCheckpoints(db: SqliteDatabase, params: OpenSqliteStoreParams): Checkpointer {
+function backgroundCheckpoints(db: SqliteDatabase, params: SqliteStoreParams): Checkpointer {
   const automatic = db.sqlite.pragma("wal_autocheckpoint", { simple: true }) as number;
   db.sqlite.pragma("wal_autocheckpoint = 0");
   return startCheckpointer({
     ...(typeof params.backgroundCheckpoints === "object" ? params.backgroundCheckpoints : {}),
     path: params.path,
-    synchronous: params.synchronous ?? "full",
+    synchronous: db.durability,
     onError: params.onCheckpointError,
     onLongWal: () => {
       if (!db.sqlite.open || db.sqlite.inTransaction) return;
@@ -95,22 +98,26 @@ function backgroundCheckpoints(db: SqliteDatabase, params: OpenSqliteStoreParams
 /** Thrown to roll the write probe back once it went through. */
 class ProbeDone extends Error {}
 
-/** The SQLite store; `database` is for tests that must reach the connection (say, to fill the disk). */
-export interface SqliteStore extends Store {
-  readonly database: SqliteDatabase;
-}
-
 /** Opens, verifies and migrates the database; throws with a clear message if it cannot. */
-export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
+export function openSqliteStore(params: OpenSqliteStoreParams): Store {
   let db: SqliteDatabase;
   try {
-    db = new SqliteDatabase({ path: params.path, synchronous: params.synchronous ?? "full", syncOffThread: params.syncOffThread, fdatasync: params.fdatasync });
+    db = new SqliteDatabase({ path: params.path, synchronous: params.synchronous ?? "full", syncOffThread: params.syncOffThread });
   } catch (error) {
     if ((error as { code?: string }).code === "SQLITE_NOTADB") {
       throw new CorruptDatabaseError(`${params.path} is not a SQLite database (or is corrupt); restore a backup with gaffer restore`);
     }
     throw error;
   }
+  return createSqliteStore(db, params);
+}
+
+/**
+ * The store over a connection opened already (openSqliteStore's, or a test's that holds its
+ * WAL flushes or writes beside the verbs): verifies and migrates the database, then wires the
+ * aggregates together. The store owns the connection from here: it closes it, and on failure.
+ */
+export function createSqliteStore(db: SqliteDatabase, params: SqliteStoreParams): Store {
   try {
     if (params.path !== ":memory:") checkIntegrity(db, params.path);
     const migrated = migrate(db, params.migrationsDir ?? defaultMigrationsDir(), params.clock.now());
@@ -131,7 +138,6 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
     const checkpointer = params.backgroundCheckpoints && params.path !== ":memory:" ? backgroundCheckpoints(db, params) : undefined;
     return {
       dialect: "sqlite",
-      database: db,
       onCommitted: (listener) => signal.subscribe(listener),
       durable: () => db.durable(),
       async describe() {
@@ -147,7 +153,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
           journal_mode: pragma("journal_mode"),
           // What an acknowledged commit is worth; with syncOffThread the connection itself says NORMAL.
           synchronous: db.durability,
-          commit_flush: params.syncOffThread && db.durability === "full" ? "thread pool" : "in COMMIT",
+          commit_flush: db.flushesOffThread ? "thread pool" : "in COMMIT",
           sqlite_version: (db.sqlite.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v,
         };
       },

@@ -9,6 +9,7 @@ import {
   defaultMigrationsDir,
   migrate,
   migrationStatus,
+  createSqliteStore,
   openSqliteStore,
   SqliteDatabase,
 } from "../../../master/store/sqlite/index.js";
@@ -88,9 +89,10 @@ describe("migrations (sqlite)", () => {
     old.sqlite.exec(`${readFileSync(join(defaultMigrationsDir(), "0001_init.sql"), "utf8")}\n${rows.join("\n")}`);
     old.close();
     const clock = new FakeClock();
-    const store = openSqliteStore({ path, clock, policy });
+    const database = new SqliteDatabase({ path });
+    const store = createSqliteStore(database, { path, clock, policy });
     try {
-      const lanes = (store as unknown as { database: SqliteDatabase }).database.sqlite
+      const lanes = database.sqlite
         .prepare("SELECT type, requires_key, labels FROM lanes ORDER BY type")
         .all();
       expect(lanes).toEqual([
