@@ -222,8 +222,7 @@ export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs
       }
     }
     write(ctx, statements, built, time.at, batch);
-    const ready = built.filter((entry) => entry.ready).length;
-    ctx.signal.mark({ claimable: ready > 0, scheduled: built.some((entry) => entry.job.status === "scheduled") });
-    return { ok: true as const, items, ready };
+    ctx.signal.mark({ claimable: built.some((entry) => entry.ready), scheduled: built.some((entry) => entry.job.status === "scheduled") });
+    return { ok: true as const, items };
   });
 }
