@@ -21,7 +21,7 @@ import { packageVersion } from "./package-info.js";
 import { Dispatcher } from "./queue/dispatcher.js";
 import { JobWaiters } from "./queue/job-waiters.js";
 import { createQueuePolicy } from "./queue/policy.js";
-import { openStore, type ReaderErrorKind } from "./store/open.js";
+import { openStore, type OpenStoreParams, type ReaderErrorKind } from "./store/open.js";
 import { StorageUnavailableError, systemClock, type Clock, type Store } from "./store/types.js";
 import { AgingSweeper } from "./sweepers/aging.js";
 import { DeadNodeSweeper } from "./sweepers/dead-nodes.js";
@@ -45,8 +45,12 @@ export interface MasterOptions extends ConfigValues {
   logger?: Logger;
   /** Retry jitter source (tests make it deterministic). */
   random?: () => number;
-  /** Tests: how group commits flush the WAL (default fs.fdatasync; see heldFlushes). */
-  fdatasync?: (fd: number) => Promise<void>;
+}
+
+/** What createMaster builds on when not its defaults (tests run a master over a store they open). */
+export interface MasterWiring {
+  /** Opens the store the config names (default openStore). */
+  openStore?: (params: OpenStoreParams) => Store;
 }
 
 export interface RunningMaster {
@@ -163,18 +167,17 @@ export function throttled<A extends unknown[]>(ms: number, fn: (...args: A) => v
   };
 }
 
-export async function createMaster(options: MasterOptions = {}): Promise<MasterInternals> {
-  const { config: configFile, env, clock = systemClock, logger, random, fdatasync, ...flags } = options;
+export async function createMaster(options: MasterOptions = {}, wiring: MasterWiring = {}): Promise<MasterInternals> {
+  const { config: configFile, env, clock = systemClock, logger, random, ...flags } = options;
   const config = loadConfig({ flags, env, configFile });
   const log = logger ?? createLogger({ level: config.logLevel });
   const startedAt = clock.now();
 
-  const store = openStore({
+  const store = (wiring.openStore ?? openStore)({
     config,
     clock,
     policy: createQueuePolicy(config, random),
     serving: true,
-    fdatasync,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
     onReaderError: throttled(
       60_000,

@@ -2,6 +2,7 @@
 import { spawn } from "node:child_process";
 import { StringDecoder } from "node:string_decoder";
 import type { JobError } from "../master/store/types.js";
+import { utf8Tail } from "../master/log-tail.js";
 
 /** A handlers-file entry: the command is run directly, never through a shell. */
 export interface CommandHandler {
@@ -109,10 +110,7 @@ class Tail {
 
   /** The last `limit` bytes as text, from the first whole character on. */
   text(): string {
-    const all = Buffer.concat(this.chunks);
-    let start = Math.max(0, all.length - this.limit);
-    if (start > 0) while (start < all.length && ((all[start] ?? 0) & 0xc0) === 0x80) start += 1;
-    return all.subarray(start).toString("utf8");
+    return utf8Tail(Buffer.concat(this.chunks), this.limit);
   }
 }
 

@@ -29,8 +29,6 @@ export interface OpenStoreParams {
    * commits flushed off the event loop. Short-lived tools and tests leave it off.
    */
   serving?: boolean;
-  /** Tests: how group commits flush the WAL (default fs.fdatasync). */
-  fdatasync?: (fd: number) => Promise<void>;
   /** A background checkpoint failed; it is tried again. */
   onCheckpointError?: (message: string) => void;
   /** The reader thread stopped or a read in it failed (the read ran on the event loop instead). */

@@ -36,8 +36,6 @@ export interface JobsTable {
   failure_reason: string | null;
   cancel_requested: number;
   lease_end_reason: string | null;
-  reported_attempt: number | null;
-  reported_status: string | null;
   created_at: string;
   updated_at: string;
   started_at: string | null;

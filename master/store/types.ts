@@ -162,7 +162,7 @@ export interface SubmitJobParams {
 }
 
 export type SubmitOutcome =
-  | { ok: true; items: { job: Job; created: boolean }[]; ready: number }
+  | { ok: true; items: { job: Job; created: boolean }[] }
   | { ok: false; reason: "unknown_dependency"; index: number; dependency: string };
 
 export interface ListJobsParams extends PageParams {
@@ -205,8 +205,6 @@ export interface ReportOutcome {
 
 export interface ReportManyResult {
   items: ReportOutcome[];
-  /** Jobs that became ready (retries are not; released dependents are). */
-  ready: number;
 }
 
 export interface ActorParams {
@@ -216,7 +214,7 @@ export interface ActorParams {
 }
 
 export type JobActionOutcome =
-  | { ok: true; job: Job; ready: number }
+  | { ok: true; job: Job }
   | { ok: false; reason: "not_found" | "conflict"; status?: JobStatus; detail?: string };
 
 export interface RescuedJob {

@@ -4,7 +4,7 @@
 // the master's own connection); the workers are real processes.
 import { afterEach, describe, expect, it } from "vitest";
 import { createMaster, type MasterInternals } from "../../master/index.js";
-import type { SqliteStore } from "../../master/store/sqlite/index.js";
+import { sqliteStoreOpener } from "../helpers/store.js";
 import { removeTempDirs } from "../helpers/temp.js";
 import { Cluster } from "./cluster.js";
 import { pino } from "pino";
@@ -23,7 +23,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 describe("disk full", () => {
   it("turns read-only, keeps reads and acknowledged jobs, and recovers when space returns", async () => {
     cluster = await Cluster.create();
-    master = await createMaster({
+    const opener = sqliteStoreOpener();
+    master = await createMaster(
+      {
       env: {},
       db: cluster.db,
       port: cluster.port,
@@ -35,13 +37,15 @@ describe("disk full", () => {
       retryDelayS: 0.05,
       retryMaxDelayS: 0.2,
       logger: pino({ level: "silent" }),
-    });
+      },
+      { openStore: opener.open },
+    );
     await cluster.startWorker("w1", { capacity: 10, minMs: 500, maxMs: 1500 });
     await cluster.startWorker("w2", { capacity: 10, minMs: 500, maxMs: 1500 });
     const acknowledged = await cluster.submit(40, { batch: 10 });
     await sleep(300);
 
-    const sqlite = (master.store as SqliteStore).database.sqlite;
+    const sqlite = opener.database!.sqlite;
     sqlite.pragma(`max_page_count = ${Number(sqlite.pragma("page_count", { simple: true }))}`);
     // Keep submitting big jobs until the disk is full: every 201 counts as acknowledged.
     for (let i = 0; i < 500; i++) {

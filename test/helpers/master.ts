@@ -2,19 +2,19 @@
 import { join } from "node:path";
 import { pino } from "pino";
 import { createClient } from "../../master/auth/clients.js";
-import { createMaster, type MasterInternals, type MasterOptions } from "../../master/index.js";
+import { createMaster, type MasterInternals, type MasterOptions, type MasterWiring } from "../../master/index.js";
 import type { Role } from "../../master/store/types.js";
 import { tempDir } from "./temp.js";
 
-export async function startTestMaster(options: MasterOptions = {}): Promise<MasterInternals> {
-  return createMaster({
+export async function startTestMaster(options: MasterOptions = {}, wiring: MasterWiring = {}): Promise<MasterInternals> {
+  const defaults: MasterOptions = {
     env: {},
     db: join(tempDir(), "gaffer.db"),
     port: 0,
     auth: "off",
     logger: pino({ level: process.env.GAFFER_TEST_LOG ?? "silent" }),
-    ...options,
-  });
+  };
+  return createMaster({ ...defaults, ...options }, wiring);
 }
 
 export interface HttpResult<T = Record<string, unknown>> {

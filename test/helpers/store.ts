@@ -6,7 +6,9 @@ import pg from "pg";
 import { createQueuePolicy } from "../../master/queue/policy.js";
 import { PG_TYPES } from "../../master/store/postgres/database.js";
 import { openPostgresStore } from "../../master/store/postgres/index.js";
-import { openSqliteStore } from "../../master/store/sqlite/index.js";
+import type { OpenStoreParams } from "../../master/store/open.js";
+import { SqliteDatabase } from "../../master/store/sqlite/database.js";
+import { createSqliteStore } from "../../master/store/sqlite/index.js";
 import {
   PRIORITY_WEIGHTS,
   type PriorityName,
@@ -60,30 +62,37 @@ function testPolicy(options: TestStoreOptions): QueuePolicy {
   );
 }
 
-const sqlite: Dialect = {
-  name: "sqlite",
-  async open(options = {}) {
-    const clock = new FakeClock();
-    const policy = testPolicy(options);
-    const path = join(tempDir(), "gaffer.db");
-    const { fdatasync, readerThread } = options;
-    return {
-      store: openSqliteStore({ path, clock, policy, syncOffThread: fdatasync !== undefined, fdatasync, readerThread }),
-      clock,
-      policy,
-      path,
-      async query(text, params = []) {
-        const db = new Database(path, { readonly: true });
-        try {
-          return db.prepare(text).all(...params) as Record<string, unknown>[];
-        } finally {
-          db.close();
-        }
-      },
-      reopen: async () => openSqliteStore({ path, clock, policy }),
-    };
-  },
-};
+/** A SQLite test store, and the connection it runs on (for tests that write beside its verbs). */
+export interface SqliteTestStore extends TestStore {
+  database: SqliteDatabase;
+}
+
+/** A store over a SQLite connection the test opens itself: with its own WAL flush, and at hand. */
+export function openSqliteTestStore(options: TestStoreOptions = {}): SqliteTestStore {
+  const clock = new FakeClock();
+  const policy = testPolicy(options);
+  const path = join(tempDir(), "gaffer.db");
+  const { fdatasync, readerThread } = options;
+  const database = new SqliteDatabase({ path, synchronous: "full", syncOffThread: fdatasync !== undefined, fdatasync });
+  return {
+    store: createSqliteStore(database, { path, clock, policy, readerThread }),
+    database,
+    clock,
+    policy,
+    path,
+    async query(text, params = []) {
+      const db = new Database(path, { readonly: true });
+      try {
+        return db.prepare(text).all(...params) as Record<string, unknown>[];
+      } finally {
+        db.close();
+      }
+    },
+    reopen: async () => createSqliteStore(new SqliteDatabase({ path, synchronous: "full" }), { path, clock, policy }),
+  };
+}
+
+const sqlite: Dialect = { name: "sqlite", open: async (options) => openSqliteTestStore(options) };
 
 /** The PostgreSQL the tests use: GAFFER_TEST_DATABASE_URL, else the local server as Debian installs it. */
 export const TEST_DATABASE_URL = process.env.GAFFER_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -139,6 +148,24 @@ else {
   const message = `no PostgreSQL at ${TEST_DATABASE_URL} (set GAFFER_TEST_DATABASE_URL, or install and start Debian's postgresql)`;
   if (process.env.GAFFER_REQUIRE_TOOLS === "1") throw new Error(`${message} (GAFFER_REQUIRE_TOOLS=1 makes it required)`);
   process.stderr.write(`\n*** SKIPPED the store tests on PostgreSQL: ${message} ***\n\n`);
+}
+
+/**
+ * Opens the store a master's config names as the master would (`serving`: checkpoints and
+ * long reads in threads, flushes off the event loop), over a SQLite connection the test
+ * opens: flushed with `fdatasync` when given, and kept in `database` once opened.
+ */
+export function sqliteStoreOpener(fdatasync?: (fd: number) => Promise<void>) {
+  const opener = {
+    database: undefined as SqliteDatabase | undefined,
+    open(params: OpenStoreParams): Store {
+      const { config, serving = false, ...rest } = params;
+      const database = new SqliteDatabase({ path: config.db, synchronous: config.dbSynchronous ?? "full", syncOffThread: serving, fdatasync });
+      opener.database = database;
+      return createSqliteStore(database, { ...rest, path: config.db, backgroundCheckpoints: serving, readerThread: serving });
+    },
+  };
+  return opener;
 }
 
 /** A job as a client would submit it, with the config's defaults. */

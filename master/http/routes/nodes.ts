@@ -2,6 +2,7 @@
 // what admins do to nodes (list, drain, resume). Single-job reports live under
 // /api/v1/jobs/:id/complete|fail but are node verbs, so they are here too.
 import type { JobReport, NodeActionOutcome, ReportOutcome, ReportVerdict } from "../../store/types.js";
+import { utf8Tail } from "../../log-tail.js";
 import type { HttpDeps } from "../deps.js";
 import { conflict, notFound, ProblemError } from "../problem.js";
 import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
@@ -61,10 +62,7 @@ const REASONS: Record<ReportVerdict, string | undefined> = {
 export function lastBytes(text: string | undefined, limit: number): string | undefined {
   if (text === undefined || limit <= 0) return undefined;
   const bytes = Buffer.from(text, "utf8");
-  if (bytes.length <= limit) return text;
-  let start = bytes.length - limit;
-  while (start < bytes.length && ((bytes[start] ?? 0) & 0xc0) === 0x80) start += 1; // not inside a character
-  return bytes.subarray(start).toString("utf8");
+  return bytes.length <= limit ? text : utf8Tail(bytes, limit);
 }
 
 /** Count what accepted reports did (metrics) and say it in the log. */

@@ -74,6 +74,11 @@ export class SqliteDatabase {
     return this.walSync?.durable() ?? Promise.resolve();
   }
 
+  /** Whether commits are flushed on the thread pool (syncOffThread) rather than inside COMMIT. */
+  get flushesOffThread(): boolean {
+    return this.walSync !== undefined;
+  }
+
   /** What a COMMIT guarantees: "full" (on disk when acknowledged) or "normal". */
   get durability(): Synchronous {
     return this.walSync || this.sqlite.pragma("synchronous", { simple: true }) === 2 ? "full" : "normal";

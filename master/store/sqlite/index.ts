@@ -1,9 +1,11 @@
 // Open a SQLite store: connect, check, migrate, and wire the aggregates together.
 import { statSync } from "node:fs";
-import { CorruptDatabaseError, type Clock, type QueuePolicy, type SettingsStore, type Store } from "../types.js";
-import { createAuditStore, createAuditWriter } from "./audit.js";
-import { createClientStore, createTokenStore } from "./clients.js";
-import { createScheduleStore } from "./schedules.js";
+import { CorruptDatabaseError, type Clock, type QueuePolicy, type Store } from "../types.js";
+import { AuditWriter, SqliteAuditStore } from "./audit.js";
+import { SqliteClientStore } from "./clients.js";
+import { SqliteScheduleStore } from "./schedules.js";
+import { SqliteSettingsStore } from "./settings.js";
+import { SqliteTokenStore } from "./tokens.js";
 import type { StoreContext } from "./context.js";
 import { CommitSignal } from "./commit-signal.js";
 import { JobTypeSettings, SqliteJobTypeStore } from "./job-types.js";
@@ -19,9 +21,10 @@ import { startReader, type ReaderErrorKind } from "./reader.js";
 export { SqliteDatabase } from "./database.js";
 export { migrate, migrationStatus, defaultMigrationsDir } from "./migrate.js";
 
-export interface OpenSqliteStoreParams {
+/** What a SQLite store needs beside its connection. */
+export interface SqliteStoreParams {
+  /** The database file the connection has open (":memory:" for none). */
   path: string;
-  synchronous?: Synchronous;
   clock: Clock;
   policy: QueuePolicy;
   migrationsDir?: string;
@@ -30,10 +33,6 @@ export interface OpenSqliteStoreParams {
    * turns this on; short-lived tools and tests need not pay for a thread).
    */
   backgroundCheckpoints?: boolean | Pick<CheckpointerParams, "intervalMs" | "restartFrames">;
-  /** Group commits flush the WAL on the thread pool (see SqliteDatabase's syncOffThread). */
-  syncOffThread?: boolean;
-  /** The flush of the WAL with syncOffThread (tests hold it to see who waits for it). */
-  fdatasync?: (fd: number) => Promise<void>;
   /** A background checkpoint failed; it is tried again. */
   onCheckpointError?: (message: string) => void;
   /**
@@ -47,21 +46,10 @@ export interface OpenSqliteStoreParams {
   onListenerError?: (error: unknown) => void;
 }
 
-function createSettingsStore(db: SqliteDatabase, clock: Clock): SettingsStore {
-  return {
-    async get(key) {
-      return db.get(db.kysely.selectFrom("settings").select("value").where("key", "=", key))?.value;
-    },
-    async set(key, value) {
-      const at = clock.now().toISOString();
-      db.run(
-        db.kysely
-          .insertInto("settings")
-          .values({ key, value, updated_at: at })
-          .onConflict((oc) => oc.column("key").doUpdateSet({ value, updated_at: at })),
-      );
-    },
-  };
+export interface OpenSqliteStoreParams extends SqliteStoreParams {
+  synchronous?: Synchronous;
+  /** Group commits flush the WAL on the thread pool (see SqliteDatabase's syncOffThread). */
+  syncOffThread?: boolean;
 }
 
 function fileSize(path: string): number {
@@ -85,13 +73,13 @@ function checkIntegrity(db: SqliteDatabase, path: string): void {
 }
 
 /** Hand checkpoints to a thread; should the thread die, the connection checkpoints itself again. */
-function backgroundCheckpoints(db: SqliteDatabase, params: OpenSqliteStoreParams): Checkpointer {
+function backgroundCheckpoints(db: SqliteDatabase, params: SqliteStoreParams): Checkpointer {
   const automatic = db.sqlite.pragma("wal_autocheckpoint", { simple: true }) as number;
   db.sqlite.pragma("wal_autocheckpoint = 0");
   return startCheckpointer({
     ...(typeof params.backgroundCheckpoints === "object" ? params.backgroundCheckpoints : {}),
     path: params.path,
-    synchronous: params.synchronous ?? "full",
+    synchronous: db.durability,
     onError: params.onCheckpointError,
     onLongWal: () => {
       if (!db.sqlite.open || db.sqlite.inTransaction) return;
@@ -110,27 +98,31 @@ function backgroundCheckpoints(db: SqliteDatabase, params: OpenSqliteStoreParams
 /** Thrown to roll the write probe back once it went through. */
 class ProbeDone extends Error {}
 
-/** The SQLite store; `database` is for tests that must reach the connection (say, to fill the disk). */
-export interface SqliteStore extends Store {
-  readonly database: SqliteDatabase;
-}
-
 /** Opens, verifies and migrates the database; throws with a clear message if it cannot. */
-export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
+export function openSqliteStore(params: OpenSqliteStoreParams): Store {
   let db: SqliteDatabase;
   try {
-    db = new SqliteDatabase({ path: params.path, synchronous: params.synchronous ?? "full", syncOffThread: params.syncOffThread, fdatasync: params.fdatasync });
+    db = new SqliteDatabase({ path: params.path, synchronous: params.synchronous ?? "full", syncOffThread: params.syncOffThread });
   } catch (error) {
     if ((error as { code?: string }).code === "SQLITE_NOTADB") {
       throw new CorruptDatabaseError(`${params.path} is not a SQLite database (or is corrupt); restore a backup with gaffer restore`);
     }
     throw error;
   }
+  return createSqliteStore(db, params);
+}
+
+/**
+ * The store over a connection opened already (openSqliteStore's, or a test's that holds its
+ * WAL flushes or writes beside the verbs): verifies and migrates the database, then wires the
+ * aggregates together. The store owns the connection from here: it closes it, and on failure.
+ */
+export function createSqliteStore(db: SqliteDatabase, params: SqliteStoreParams): Store {
   try {
     if (params.path !== ":memory:") checkIntegrity(db, params.path);
     const migrated = migrate(db, params.migrationsDir ?? defaultMigrationsDir(), params.clock.now());
     if (migrated.error) throw migrated.error;
-    const audit = createAuditWriter(db);
+    const audit = new AuditWriter(db);
     const signal = new CommitSignal(db, params.onListenerError);
     const ctx: StoreContext = {
       db,
@@ -146,7 +138,6 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
     const checkpointer = params.backgroundCheckpoints && params.path !== ":memory:" ? backgroundCheckpoints(db, params) : undefined;
     return {
       dialect: "sqlite",
-      database: db,
       onCommitted: (listener) => signal.subscribe(listener),
       durable: () => db.durable(),
       // One master per SQLite file: it runs everything.
@@ -164,7 +155,7 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
           journal_mode: pragma("journal_mode"),
           // What an acknowledged commit is worth; with syncOffThread the connection itself says NORMAL.
           synchronous: db.durability,
-          commit_flush: params.syncOffThread && db.durability === "full" ? "thread pool" : "in COMMIT",
+          commit_flush: db.flushesOffThread ? "thread pool" : "in COMMIT",
           sqlite_version: (db.sqlite.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v,
         };
       },
@@ -184,13 +175,13 @@ export function openSqliteStore(params: OpenSqliteStoreParams): SqliteStore {
         }
       },
       jobs,
-      schedules: createScheduleStore(ctx, jobs),
+      schedules: new SqliteScheduleStore(ctx, jobs),
       types: new SqliteJobTypeStore(ctx, reader),
       nodes: new SqliteNodeStore(ctx),
-      audit: createAuditStore(db, audit, () => params.clock.now(), reader),
-      settings: createSettingsStore(db, params.clock),
-      clients: createClientStore(ctx),
-      tokens: createTokenStore(ctx),
+      audit: new SqliteAuditStore(ctx, reader),
+      settings: new SqliteSettingsStore(ctx),
+      clients: new SqliteClientStore(ctx),
+      tokens: new SqliteTokenStore(ctx),
       close: async () => {
         await reader?.close();
         await checkpointer?.stop();

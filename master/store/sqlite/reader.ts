@@ -16,8 +16,6 @@ export interface ThreadReader {
   /** The running thread's id; undefined while there is none (it stopped and has not restarted). */
   readonly threadId: number | undefined;
   close(): Promise<void>;
-  /** Stop the thread as a crash would (tests). */
-  crash(): Promise<void>;
 }
 
 /** What went wrong: the thread stopped, or one read in it failed while it runs on. */
@@ -99,7 +97,6 @@ class ReadFailed extends Error {}
 interface Thread {
   read(statements: Compiled[]): Promise<Record<string, unknown>[][]>;
   stop(): Promise<void>;
-  terminate(): Promise<void>;
   readonly gone: Error | undefined;
   readonly threadId: number;
 }
@@ -159,10 +156,6 @@ function startThread(path: string, onGone: (error: Error) => void): Thread {
       thread.postMessage("stop");
       await exited;
     },
-    async terminate() {
-      await thread.terminate();
-      await exited;
-    },
   };
 }
 
@@ -197,9 +190,6 @@ export function startReader(path: string, options: ReaderOptions = {}): ThreadRe
     close() {
       closed = true;
       return thread.stop();
-    },
-    crash() {
-      return thread.terminate();
     },
   };
 }

@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import type { SchedulesTable } from "../schema.js";
-import type { Schedule, ScheduleFields, ScheduledJobSpec, ScheduleStore } from "../types.js";
+import type { ActorParams, Job, Page, PageParams, Schedule, ScheduleFields, ScheduledJobSpec, ScheduleStore, SubmitJobParams } from "../types.js";
 import type { StoreContext } from "./context.js";
 import type { SqliteJobStore } from "./jobs/index.js";
 import { decodeCursor, pageOf } from "./rows.js";
@@ -38,120 +38,149 @@ function isUniqueViolation(error: unknown): boolean {
   return (error as { code?: string })?.code === "SQLITE_CONSTRAINT_UNIQUE";
 }
 
-export function createScheduleStore(ctx: StoreContext, jobs: SqliteJobStore): ScheduleStore {
-  const { db, audit } = ctx;
-  const load = (id: string) => db.get(db.kysely.selectFrom("schedules").selectAll().where("id", "=", id));
-  const record = (event: string, id: string, actor: string | null, details: Record<string, unknown>, at: string) =>
-    audit.write({ event_type: event, entity_type: "schedule", entity_id: id, client_id: actor, details }, at);
-  return {
-    async create(params) {
-      try {
-        return db.transaction(() => {
-          const at = ctx.clock.now().toISOString();
-          const row: SchedulesTable = {
-            id: randomUUID(),
-            client_id: params.clientId,
-            ...columns(params),
-            last_run_at: null,
-            created_at: at,
-            updated_at: at,
-          };
-          db.run(db.kysely.insertInto("schedules").values(row));
-          record("schedule.created", row.id, params.actor, { name: row.name, cron: row.cron, timezone: row.timezone }, at);
-          ctx.signal.mark({ schedules: true });
-          return { ok: true as const, schedule: toSchedule(row) };
-        });
-      } catch (error) {
-        if (isUniqueViolation(error)) return { ok: false, reason: "conflict" };
-        throw error;
-      }
-    },
-    async get(id) {
-      const row = load(id);
-      return row ? toSchedule(row) : undefined;
-    },
-    async list(params) {
-      const after = decodeCursor(params.cursor);
-      let query = db.kysely
-        .selectFrom("schedules")
-        .selectAll()
-        .select(sql<number>`rowid`.as("position"))
-        .orderBy(sql`rowid`)
-        .limit(params.limit + 1);
-      if (after !== undefined) query = query.where(sql<number>`rowid`, ">", after);
-      if (params.clientId !== undefined) query = query.where("client_id", "=", params.clientId);
-      return pageOf(db.all(query), params.limit, (row) => row.position, toSchedule);
-    },
-    async update(params) {
-      try {
-        return db.transaction(() => {
-          if (!load(params.id)) return { ok: false as const, reason: "not_found" as const };
-          const at = ctx.clock.now().toISOString();
-          db.run(db.kysely.updateTable("schedules").set({ ...columns(params.fields), updated_at: at }).where("id", "=", params.id));
-          record("schedule.updated", params.id, params.actor, { cron: params.fields.cron, enabled: params.fields.enabled }, at);
-          ctx.signal.mark({ schedules: true });
-          return { ok: true as const, schedule: toSchedule(load(params.id) as SchedulesTable) };
-        });
-      } catch (error) {
-        if (isUniqueViolation(error)) return { ok: false, reason: "conflict" };
-        throw error;
-      }
-    },
-    async delete(params) {
+export class SqliteScheduleStore implements ScheduleStore {
+  constructor(
+    private readonly ctx: StoreContext,
+    /** A tick submits its job through the job store, inside the tick's transaction. */
+    private readonly jobs: SqliteJobStore,
+  ) {}
+
+  private load(id: string): SchedulesTable | undefined {
+    const { db } = this.ctx;
+    return db.get(db.kysely.selectFrom("schedules").selectAll().where("id", "=", id));
+  }
+
+  private record(event: string, id: string, actor: string | null, details: Record<string, unknown>, at: string): void {
+    this.ctx.audit.write({ event_type: event, entity_type: "schedule", entity_id: id, client_id: actor, details }, at);
+  }
+
+  async create(
+    params: ScheduleFields & { clientId: string; actor: string | null },
+  ): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "conflict" }> {
+    const { db } = this.ctx;
+    try {
       return db.transaction(() => {
-        const at = ctx.clock.now().toISOString();
-        const deleted = db.run(db.kysely.deleteFrom("schedules").where("id", "=", params.id)) > 0;
-        if (deleted) {
-          record("schedule.deleted", params.id, params.actor, {}, at);
-          ctx.signal.mark({ schedules: true });
-        }
-        return deleted;
+        const at = this.ctx.clock.now().toISOString();
+        const row: SchedulesTable = {
+          id: randomUUID(),
+          client_id: params.clientId,
+          ...columns(params),
+          last_run_at: null,
+          created_at: at,
+          updated_at: at,
+        };
+        db.run(db.kysely.insertInto("schedules").values(row));
+        this.record("schedule.created", row.id, params.actor, { name: row.name, cron: row.cron, timezone: row.timezone }, at);
+        this.ctx.signal.mark({ schedules: true });
+        return { ok: true as const, schedule: toSchedule(row) };
       });
-    },
-    async due(params) {
-      return db
-        .all(
-          db.kysely
-            .selectFrom("schedules")
-            .selectAll()
-            .where("enabled", "=", sql.lit(1))
-            .where("next_run_at", "<=", params.now.toISOString())
-            .orderBy("next_run_at")
-            .limit(params.limit),
-        )
-        .map((row) => toSchedule(row));
-    },
-    async nextDueAt() {
-      const row = db.get(
+    } catch (error) {
+      if (isUniqueViolation(error)) return { ok: false, reason: "conflict" };
+      throw error;
+    }
+  }
+
+  async get(id: string): Promise<Schedule | undefined> {
+    const row = this.load(id);
+    return row ? toSchedule(row) : undefined;
+  }
+
+  async list(params: PageParams & { clientId?: string | undefined }): Promise<Page<Schedule>> {
+    const { db } = this.ctx;
+    const after = decodeCursor(params.cursor);
+    let query = db.kysely
+      .selectFrom("schedules")
+      .selectAll()
+      .select(sql<number>`rowid`.as("position"))
+      .orderBy(sql`rowid`)
+      .limit(params.limit + 1);
+    if (after !== undefined) query = query.where(sql<number>`rowid`, ">", after);
+    if (params.clientId !== undefined) query = query.where("client_id", "=", params.clientId);
+    return pageOf(db.all(query), params.limit, (row) => row.position, toSchedule);
+  }
+
+  async update(params: {
+    id: string;
+    fields: ScheduleFields;
+    actor: string | null;
+  }): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "not_found" | "conflict" }> {
+    const { db } = this.ctx;
+    try {
+      return db.transaction(() => {
+        if (!this.load(params.id)) return { ok: false as const, reason: "not_found" as const };
+        const at = this.ctx.clock.now().toISOString();
+        db.run(db.kysely.updateTable("schedules").set({ ...columns(params.fields), updated_at: at }).where("id", "=", params.id));
+        this.record("schedule.updated", params.id, params.actor, { cron: params.fields.cron, enabled: params.fields.enabled }, at);
+        this.ctx.signal.mark({ schedules: true });
+        return { ok: true as const, schedule: toSchedule(this.load(params.id) as SchedulesTable) };
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) return { ok: false, reason: "conflict" };
+      throw error;
+    }
+  }
+
+  async delete(params: ActorParams): Promise<boolean> {
+    const { db } = this.ctx;
+    return db.transaction(() => {
+      const at = this.ctx.clock.now().toISOString();
+      const deleted = db.run(db.kysely.deleteFrom("schedules").where("id", "=", params.id)) > 0;
+      if (deleted) {
+        this.record("schedule.deleted", params.id, params.actor, {}, at);
+        this.ctx.signal.mark({ schedules: true });
+      }
+      return deleted;
+    });
+  }
+
+  async due(params: { now: Date; limit: number }): Promise<Schedule[]> {
+    const { db } = this.ctx;
+    return db
+      .all(
         db.kysely
           .selectFrom("schedules")
-          .select("next_run_at")
+          .selectAll()
           .where("enabled", "=", sql.lit(1))
-          .where("next_run_at", "is not", null)
+          .where("next_run_at", "<=", params.now.toISOString())
           .orderBy("next_run_at")
-          .limit(1),
+          .limit(params.limit),
+      )
+      .map((row) => toSchedule(row));
+  }
+
+  async nextDueAt(): Promise<Date | null> {
+    const { db } = this.ctx;
+    const row = db.get(
+      db.kysely
+        .selectFrom("schedules")
+        .select("next_run_at")
+        .where("enabled", "=", sql.lit(1))
+        .where("next_run_at", "is not", null)
+        .orderBy("next_run_at")
+        .limit(1),
+    );
+    return row?.next_run_at ? new Date(row.next_run_at) : null;
+  }
+
+  async fire(params: { scheduleId: string; dueAt: string; nextRunAt: Date; job: SubmitJobParams }): Promise<{ fired: true; job: Job } | { fired: false }> {
+    const { db } = this.ctx;
+    return db.transaction(() => {
+      const at = this.ctx.clock.now().toISOString();
+      const moved = db.run(
+        db.kysely
+          .updateTable("schedules")
+          .set({ next_run_at: params.nextRunAt.toISOString(), last_run_at: params.dueAt, updated_at: at })
+          .where("id", "=", params.scheduleId)
+          .where("enabled", "=", 1)
+          .where("next_run_at", "=", params.dueAt),
       );
-      return row?.next_run_at ? new Date(row.next_run_at) : null;
-    },
-    async fire(params) {
-      return db.transaction(() => {
-        const at = ctx.clock.now().toISOString();
-        const moved = db.run(
-          db.kysely
-            .updateTable("schedules")
-            .set({ next_run_at: params.nextRunAt.toISOString(), last_run_at: params.dueAt, updated_at: at })
-            .where("id", "=", params.scheduleId)
-            .where("enabled", "=", 1)
-            .where("next_run_at", "=", params.dueAt),
-        );
-        if (moved === 0) return { fired: false as const };
-        const outcome = jobs.submitNow([params.job]);
-        if (!outcome.ok) throw new Error(`a scheduled job could not be submitted: ${outcome.reason}`);
-        const job = outcome.items[0]?.job;
-        if (!job) throw new Error("a scheduled job was not stored");
-        record("schedule.fired", params.scheduleId, null, { job_id: job.id, tick: params.dueAt }, at);
-        return { fired: true as const, job };
-      });
-    },
-  };
+      if (moved === 0) return { fired: false as const };
+      const outcome = this.jobs.submitNow([params.job]);
+      if (!outcome.ok) throw new Error(`a scheduled job could not be submitted: ${outcome.reason}`);
+      const job = outcome.items[0]?.job;
+      if (!job) throw new Error("a scheduled job was not stored");
+      this.record("schedule.fired", params.scheduleId, null, { job_id: job.id, tick: params.dueAt }, at);
+      return { fired: true as const, job };
+    });
+  }
 }

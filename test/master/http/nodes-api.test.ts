@@ -4,6 +4,7 @@ import type { MasterInternals } from "../../../master/index.js";
 import { heldFlushes } from "../../helpers/flushes.js";
 import { http, startTestMaster } from "../../helpers/master.js";
 import { eventually } from "../../helpers/processes.js";
+import { sqliteStoreOpener } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 let master: MasterInternals;
@@ -117,7 +118,7 @@ describe("claiming", () => {
     write: (url: string, node: string) => Promise<unknown>,
   ): Promise<Claimed | undefined> {
     const flushes = heldFlushes(false);
-    const held = await startTestMaster({ fdatasync: flushes.fdatasync });
+    const held = await startTestMaster({}, { openStore: sqliteStoreOpener(flushes.fdatasync).open });
     try {
       const node = String((await http(held.url, "POST", "/api/v1/nodes", { name: "same-commit", capacity: 1 })).body.id);
       await setup(held.url, node);

@@ -1,10 +1,10 @@
 // Operations over HTTP: metrics, state, modes (paused, read_only, and read_only by itself on a full disk).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MasterInternals } from "../../../master/index.js";
-import type { SqliteStore } from "../../../master/store/sqlite/index.js";
 import type { DeadNodeSweeper } from "../../../master/sweepers/dead-nodes.js";
 import { FakeClock } from "../../helpers/clock.js";
 import { http, startTestMaster } from "../../helpers/master.js";
+import { sqliteStoreOpener } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 let master: MasterInternals;
@@ -134,9 +134,10 @@ describe("modes", () => {
   });
 
   it("turns read_only by itself when the disk is full, keeps what it acknowledged, and recovers", async () => {
-    const own = await startTestMaster();
+    const opener = sqliteStoreOpener();
+    const own = await startTestMaster({}, { openStore: opener.open });
     try {
-      const sqlite = (own.store as SqliteStore).database.sqlite;
+      const sqlite = opener.database!.sqlite;
       const acknowledged: string[] = [];
       const first = await http(own.url, "POST", "/api/v1/jobs", { type: "full" });
       acknowledged.push(String(first.body.id));

@@ -2,13 +2,14 @@
 // (one item of a group commit failed, so the group was undone and replayed item by item)
 // leaves no trace in a cache that the replay would then trust.
 import { afterEach, describe, expect, it } from "vitest";
-import { openSqliteStore, type SqliteStore } from "../../../master/store/sqlite/index.js";
-import { claim, dialects, jobParams, register, type TestStore } from "../../helpers/store.js";
+import { openSqliteStore } from "../../../master/store/sqlite/index.js";
+import type { Store } from "../../../master/store/types.js";
+import { claim, jobParams, openSqliteTestStore, register, type SqliteTestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 describe("caches follow commits (sqlite)", () => {
-  let t: TestStore;
-  let reopened: SqliteStore | undefined;
+  let t: SqliteTestStore;
+  let reopened: Store | undefined;
   afterEach(async () => {
     await reopened?.close();
     reopened = undefined;
@@ -16,13 +17,13 @@ describe("caches follow commits (sqlite)", () => {
   });
 
   it("keeps a job claimable when a group it was submitted in was rolled back and replayed", async () => {
-    t = await dialects[0]!.open();
-    const store = t.store as SqliteStore;
+    t = openSqliteTestStore();
+    const { store, database } = t;
     // One tick: the submission of a job needing a label set never seen before, and another
     // grouped write that throws. The group is undone; each item runs again on its own.
     const submitting = store.jobs.submit([jobParams({ requires: ["gpu"], type: "render" })]);
-    const failing = store.database.grouped(() => {
-      store.database.sqlite.prepare("INSERT INTO settings (key, value, updated_at) VALUES ('x', 'y', 'z')").run();
+    const failing = database.grouped(() => {
+      database.sqlite.prepare("INSERT INTO settings (key, value, updated_at) VALUES ('x', 'y', 'z')").run();
       throw new Error("an unexpected failure in the same group");
     });
     await expect(failing).rejects.toThrow("unexpected failure");

@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { defaultQueuePolicy } from "../../../master/queue/policy.js";
-import { openSqliteStore, type SqliteStore } from "../../../master/store/sqlite/index.js";
+import { SqliteDatabase } from "../../../master/store/sqlite/database.js";
+import { createSqliteStore, openSqliteStore } from "../../../master/store/sqlite/index.js";
+import type { Store } from "../../../master/store/types.js";
 import { FakeClock } from "../../helpers/clock.js";
 import { jobParams } from "../../helpers/store.js";
 import { removeTempDirs, tempDir } from "../../helpers/temp.js";
@@ -25,7 +27,7 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5000): 
 }
 
 describe("background WAL checkpoints", () => {
-  let store: SqliteStore | undefined;
+  let store: Store | undefined;
   afterEach(async () => {
     await store?.close();
     store = undefined;
@@ -34,8 +36,9 @@ describe("background WAL checkpoints", () => {
 
   it("copies the WAL into the database file from its own thread", async () => {
     const path = join(tempDir(), "gaffer.db");
-    store = openSqliteStore({ path, clock: new FakeClock(), policy, backgroundCheckpoints: { intervalMs: 10 } });
-    expect(store.database.sqlite.pragma("wal_autocheckpoint", { simple: true })).toBe(0);
+    const database = new SqliteDatabase({ path });
+    store = createSqliteStore(database, { path, clock: new FakeClock(), policy, backgroundCheckpoints: { intervalMs: 10 } });
+    expect(database.sqlite.pragma("wal_autocheckpoint", { simple: true })).toBe(0);
     const before = size(path);
     const outcome = await store.jobs.submit(Array.from({ length: 1000 }, () => jobParams({ payload: { text: "x".repeat(200) } })));
     expect(outcome.ok).toBe(true);

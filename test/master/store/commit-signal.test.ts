@@ -3,10 +3,9 @@
 // it alone: no route wakes anything.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Dispatcher } from "../../../master/queue/dispatcher.js";
-import type { SqliteStore } from "../../../master/store/sqlite/index.js";
 import type { Committed } from "../../../master/store/types.js";
 import { heldFlushes, turn } from "../../helpers/flushes.js";
-import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
+import { claim, dialects, jobParams, register, submit, type SqliteTestStore, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 describe.each(dialects)("commit signal ($name)", (dialect) => {
@@ -103,13 +102,12 @@ describe.each(dialects)("commit signal ($name)", (dialect) => {
     ]);
   });
 
-  // SQLite's group commit: PostgreSQL has none (each verb is its own transaction).
   it.runIf(dialect.name === "sqlite")("tells each commit once, and a rolled-back write never, when a group is undone and replayed", async () => {
-    const store = t.store as SqliteStore;
+    const { store, database } = t as SqliteTestStore;
     // One tick: two submissions and a write that throws. The group is undone; each item runs again alone.
     const first = store.jobs.submit([jobParams()]);
-    const failing = store.database.grouped(() => {
-      store.database.sqlite.prepare("INSERT INTO settings (key, value, updated_at) VALUES ('x', 'y', 'z')").run();
+    const failing = database.grouped(() => {
+      database.sqlite.prepare("INSERT INTO settings (key, value, updated_at) VALUES ('x', 'y', 'z')").run();
       throw new Error("an unexpected failure in the same group");
     });
     const second = store.jobs.submit([jobParams({ runAt: new Date(t.clock.now().getTime() + 60_000) })]);
@@ -122,12 +120,12 @@ describe.each(dialects)("commit signal ($name)", (dialect) => {
   });
 
   it.runIf(dialect.name === "sqlite")("neither replays committed work nor goes deaf when a callback throws after COMMIT", async () => {
-    const store = t.store as SqliteStore;
+    const { database } = t as SqliteTestStore;
     let runs = 0;
-    await store.database.grouped(() => {
+    await database.grouped(() => {
       runs += 1;
-      store.database.sqlite.prepare("INSERT INTO settings (key, value, updated_at) VALUES ('cb', 'v', 'now')").run();
-      store.database.onCommit(() => {
+      database.sqlite.prepare("INSERT INTO settings (key, value, updated_at) VALUES ('cb', 'v', 'now')").run();
+      database.onCommit(() => {
         throw new Error("a broken callback");
       });
     });

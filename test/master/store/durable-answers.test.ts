@@ -5,7 +5,9 @@
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { defaultQueuePolicy } from "../../../master/queue/policy.js";
-import { openSqliteStore, type SqliteStore } from "../../../master/store/sqlite/index.js";
+import { SqliteDatabase } from "../../../master/store/sqlite/database.js";
+import { createSqliteStore } from "../../../master/store/sqlite/index.js";
+import type { Store } from "../../../master/store/types.js";
 import { FakeClock } from "../../helpers/clock.js";
 import { heldFlushes, turn } from "../../helpers/flushes.js";
 import { claim, register, submit } from "../../helpers/store.js";
@@ -24,20 +26,15 @@ async function settlesSoon(promise: Promise<unknown>): Promise<boolean> {
 
 describe("answers that tell of writes", () => {
   const policy = defaultQueuePolicy(() => 0.5);
-  let store: SqliteStore;
+  let store: Store;
   let clock: FakeClock;
   let flushes: ReturnType<typeof heldFlushes>;
 
   beforeEach(() => {
     flushes = heldFlushes(false);
     clock = new FakeClock();
-    store = openSqliteStore({
-      path: join(tempDir(), "gaffer.db"),
-      clock,
-      policy,
-      syncOffThread: true,
-      fdatasync: flushes.fdatasync,
-    });
+    const path = join(tempDir(), "gaffer.db");
+    store = createSqliteStore(new SqliteDatabase({ path, syncOffThread: true, fdatasync: flushes.fdatasync }), { path, clock, policy });
   });
   afterEach(async () => {
     flushes.releaseAll();

@@ -1,6 +1,7 @@
 // Submitting and acting on jobs: batches, idempotency, dependencies, delays, cancel, retry, priority, lists.
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Committed } from "../../../master/store/types.js";
 import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
@@ -144,11 +145,9 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
       expect(child.depends_on).toEqual([a.id, b.id]);
       const node = await register(t.store);
       expect((await claim(t.store, node.id)).map((j) => j.id)).toEqual([a.id, b.id]);
-      const first = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: a.id, attempt: 1, status: "completed" }] });
-      expect(first.ready).toBe(0);
+      await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: a.id, attempt: 1, status: "completed" }] });
       expect((await t.store.jobs.get(child.id))?.status).toBe("blocked");
-      const second = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: b.id, attempt: 1, status: "completed" }] });
-      expect(second.ready).toBe(1);
+      await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: b.id, attempt: 1, status: "completed" }] });
       expect((await t.store.jobs.get(child.id))?.status).toBe("pending");
       const events = await t.store.jobs.events({ jobId: child.id, limit: 10 });
       expect(events.items.map((e) => e.event_type)).toContain("job.released");
@@ -160,8 +159,11 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
       const child = await submit(t.store, { dependsOn: [root.id], runAt });
       const node = await register(t.store);
       await claim(t.store, node.id);
-      const outcome = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: 1, status: "completed" }] });
-      expect(outcome.ready).toBe(0);
+      const heard: Committed[] = [];
+      t.store.onCommitted((change) => heard.push(change));
+      await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: 1, status: "completed" }] });
+      // The promoter is told of the scheduled dependent (the slot the root freed is what is claimable).
+      expect(heard).toEqual([{ claimable: true, scheduled: true, schedules: false, finished: [root.id] }]);
       expect(await t.store.jobs.get(child.id)).toMatchObject({ status: "scheduled", run_at: runAt.toISOString() });
       expect((await t.store.jobs.promoteScheduled()).nextAt).toEqual(runAt);
     });
@@ -244,9 +246,12 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
       const node = await register(t.store);
       await claim(t.store, node.id);
       await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 1, status: "failed", error: { message: "x", retryable: true } }] });
+      const heard: Committed[] = [];
+      t.store.onCommitted((change) => heard.push(change));
       const outcome = await t.store.jobs.retry({ id: job.id, actor: "client-a" });
       expect(outcome.ok && outcome.job).toMatchObject({ id: job.id, status: "pending", retry_count: 0, error: null, failure_reason: null, attempt: 1 });
-      expect(outcome.ok && outcome.ready).toBe(1);
+      // Ready again: waiting claims are woken by its commit.
+      expect(heard).toEqual([{ claimable: true, scheduled: false, schedules: false, finished: [] }]);
       expect((await t.store.jobs.retry({ id: job.id, actor: null })).ok).toBe(false);
     });
 

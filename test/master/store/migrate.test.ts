@@ -1,7 +1,7 @@
 // Migrations: applied once with a checksum, equal to what the sqlite3 CLI makes of the same files,
 // and a changed or unknown applied migration stops the master.
 import { execFileSync } from "node:child_process";
-import { appendFileSync, cpSync, readdirSync, readFileSync } from "node:fs";
+import { appendFileSync, cpSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createQueuePolicy } from "../../../master/queue/policy.js";
@@ -9,6 +9,7 @@ import {
   defaultMigrationsDir,
   migrate,
   migrationStatus,
+  createSqliteStore,
   openSqliteStore,
   SqliteDatabase,
 } from "../../../master/store/sqlite/index.js";
@@ -41,7 +42,7 @@ describe("migrations (sqlite)", () => {
     try {
       const first = migrate(db);
       expect(first.error).toBeUndefined();
-      expect(first.applied.map((m) => m.version)).toEqual([1, 2, 3, 4]);
+      expect(first.applied.map((m) => m.version)).toEqual([1, 2, 3, 4, 5]);
       expect(migrate(db).applied).toEqual([]);
       const [init, types] = migrationStatus(db);
       expect(init).toMatchObject({ version: 1, name: "init", state: "applied" });
@@ -72,7 +73,7 @@ describe("migrations (sqlite)", () => {
     const store = openSqliteStore({ path, clock: new FakeClock(), policy });
     await store.close();
     const db = new SqliteDatabase({ path });
-    expect(migrationStatus(db).map((s) => s.state)).toEqual(["applied", "applied", "applied", "applied"]);
+    expect(migrationStatus(db).map((s) => s.state)).toEqual(["applied", "applied", "applied", "applied", "applied"]);
     db.close();
   });
 
@@ -88,9 +89,10 @@ describe("migrations (sqlite)", () => {
     old.sqlite.exec(`${readFileSync(join(defaultMigrationsDir(), "0001_init.sql"), "utf8")}\n${rows.join("\n")}`);
     old.close();
     const clock = new FakeClock();
-    const store = openSqliteStore({ path, clock, policy });
+    const database = new SqliteDatabase({ path });
+    const store = createSqliteStore(database, { path, clock, policy });
     try {
-      const lanes = (store as unknown as { database: SqliteDatabase }).database.sqlite
+      const lanes = database.sqlite
         .prepare("SELECT type, requires_key, labels FROM lanes ORDER BY type")
         .all();
       expect(lanes).toEqual([
@@ -109,6 +111,36 @@ describe("migrations (sqlite)", () => {
     } finally {
       await store.close();
     }
+  });
+
+  it.runIf(cli)("drops jobs.reported_* from a database made before 0005, keeps its rows, and the sqlite3 CLI reads the result", async () => {
+    const dir = tempDir();
+    const before = join(dir, "before");
+    cpSync(defaultMigrationsDir(), before, { recursive: true });
+    rmSync(join(before, "0005_drop_job_reported.sql"));
+    const path = join(dir, "old.db");
+    const old = new SqliteDatabase({ path });
+    expect(migrate(old, before).error).toBeUndefined();
+    old.sqlite.exec(`
+      INSERT INTO jobs (id, client_id, type, payload, priority, effective_priority, status, attempt, max_retries, timeout_s,
+        ready_at, reported_attempt, reported_status, result, created_at, updated_at, started_at, finished_at)
+      VALUES ('done', 'c', 'echo', '{"n":1}', 2, 2, 'completed', 1, 3, 60, '2026-01-01T00:00:00.000Z', 1, 'completed', '42',
+        '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:02.000Z', '2026-01-01T00:00:01.000Z', '2026-01-01T00:00:02.000Z');
+      INSERT INTO job_attempts (job_id, attempt, node_id, started_at, finished_at, outcome, reported)
+      VALUES ('done', 1, 'n', '2026-01-01T00:00:01.000Z', '2026-01-01T00:00:02.000Z', 'completed', 'completed');`);
+    old.close();
+    const store = openSqliteStore({ path, clock: new FakeClock(), policy });
+    try {
+      expect(await store.jobs.get("done")).toMatchObject({ status: "completed", payload: { n: 1 }, result: 42, attempt: 1 });
+      expect((await store.jobs.attempts("done")).map((attempt) => attempt.outcome)).toEqual(["completed"]);
+    } finally {
+      await store.close();
+    }
+    const cliSays = (query: string) => execFileSync("sqlite3", [path, query], { encoding: "utf8" }).trim();
+    expect(cliSays("PRAGMA integrity_check")).toBe("ok");
+    expect(cliSays("SELECT name FROM pragma_table_info('jobs') WHERE name LIKE 'reported%'")).toBe("");
+    expect(cliSays("SELECT id, status, result FROM jobs")).toBe("done|completed|42");
+    expect(cliSays("SELECT max(version) FROM schema_migrations")).toBe("5");
   });
 
   it("refuses a database whose applied migration file was changed", () => {

@@ -22,7 +22,7 @@ export async function cancelJob(ctx: PgContext, tx: Tx, params: ActorParams): Pr
   const decision = onCancel(factsOf(job));
   if (!decision.ok) return { ok: false, reason: "conflict", status: job.status as JobStatus };
   const transition = decision.transition;
-  if (transition === null) return { ok: true, job: toJob(job), ready: 0 };
+  if (transition === null) return { ok: true, job: toJob(job) };
   const at = ctx.clock.now().toISOString();
   const base = { entity_type: "job", entity_id: job.id, client_id: params.actor };
   if (transition.cancelRequested) {
@@ -34,7 +34,7 @@ export async function cancelJob(ctx: PgContext, tx: Tx, params: ActorParams): Pr
     tx.mark({ finished: [job.id] });
     await failDependents(tx, job.id, at);
   }
-  return { ok: true, job: toJob(await reload(tx, job.seq)), ready: 0 };
+  return { ok: true, job: toJob(await reload(tx, job.seq)) };
 }
 
 /** Retry (onRetry): a failed or canceled job back to the queue now, with retry_count 0 and the same id. */
@@ -61,7 +61,7 @@ export async function retryJob(ctx: PgContext, tx: Tx, params: ActorParams): Pro
   await writeAudit(tx.db, [{ event_type: "job.retried", entity_type: "job", entity_id: job.id, client_id: params.actor, details: { from: job.status, status } }], at);
   await reopenDependents(tx, job.id, at, params.actor);
   tx.mark({ claimable: status === "pending" });
-  return { ok: true, job: toJob(await reload(tx, job.seq)), ready: status === "pending" ? 1 : 0 };
+  return { ok: true, job: toJob(await reload(tx, job.seq)) };
 }
 
 /** The class a job of `weight` has reached after waiting since `readyAt` (API.md §2). */
@@ -89,5 +89,5 @@ export async function setJobPriority(ctx: PgContext, tx: Tx, params: ActorParams
     [{ event_type: "job.priority_changed", entity_type: "job", entity_id: job.id, client_id: params.actor, details: { from: toJob(job).priority, to: params.priority } }],
     at,
   );
-  return { ok: true, job: toJob(await reload(tx, job.seq)), ready: 0 };
+  return { ok: true, job: toJob(await reload(tx, job.seq)) };
 }

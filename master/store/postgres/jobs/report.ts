@@ -23,7 +23,7 @@ function normalizeError(error: JobError | undefined): JobError {
 }
 
 /** Apply what the rules decided for a report of the current lease, guarded by that lease. */
-async function apply(ctx: PgContext, tx: Tx, lease: Lease, report: JobReport, transition: Transition): Promise<{ ready: number; status: JobStatus; failureReason: string | null }> {
+async function apply(ctx: PgContext, tx: Tx, lease: Lease, report: JobReport, transition: Transition): Promise<{ status: JobStatus; failureReason: string | null }> {
   const now = ctx.clock.now();
   const at = now.toISOString();
   const error = report.status === "failed" ? normalizeError(report.error) : null;
@@ -42,9 +42,9 @@ async function apply(ctx: PgContext, tx: Tx, lease: Lease, report: JobReport, tr
             stall_at = NULL, lease_expires_at = NULL, finished_at = ${at}, updated_at = ${at}
           WHERE seq = ${lease.seq} AND status = 'running' AND attempt = ${lease.attempt}`,
     );
-    const ready = transition.dependents === "release" ? await releaseDependents(ctx, tx, [lease.id], at) : 0;
+    if (transition.dependents === "release") await releaseDependents(ctx, tx, [lease.id], at);
     if (transition.dependents === "fail") await failDependents(tx, lease.id, at);
-    return { ready, status, failureReason };
+    return { status, failureReason };
   }
   const readyAt = transition.readyAt ?? now;
   await changed(
@@ -54,7 +54,7 @@ async function apply(ctx: PgContext, tx: Tx, lease: Lease, report: JobReport, tr
           node_id = NULL, stall_at = NULL, lease_expires_at = NULL, updated_at = ${at}
         WHERE seq = ${lease.seq} AND status = 'running' AND attempt = ${lease.attempt}`,
   );
-  return { ready: status === "pending" ? 1 : 0, status, failureReason: null };
+  return { status, failureReason: null };
 }
 
 export async function reportResults(ctx: PgContext, tx: Tx, params: { nodeId: string; reports: JobReport[] }): Promise<ReportManyResult> {
@@ -66,7 +66,6 @@ export async function reportResults(ctx: PgContext, tx: Tx, params: { nodeId: st
   );
   const leases = new Map(rows.map((row) => [row.id, row]));
   const items: ReportOutcome[] = [];
-  let ready = 0;
   for (const report of params.reports) {
     const lease = leases.get(report.jobId);
     if (!lease) {
@@ -91,7 +90,6 @@ export async function reportResults(ctx: PgContext, tx: Tx, params: { nodeId: st
     const accepted = await apply(ctx, tx, lease, report, decision.transition);
     // The same job reported twice in one batch: the second sees what the first did.
     leases.set(lease.id, { ...lease, status: accepted.status, node_id: accepted.status === "running" ? lease.node_id : isFinal(accepted.status) ? lease.node_id : null });
-    ready += accepted.ready;
     const startedAt = lease.started_at === null ? null : new Date(lease.started_at).getTime();
     items.push({
       jobId: report.jobId,
@@ -110,5 +108,5 @@ export async function reportResults(ctx: PgContext, tx: Tx, params: { nodeId: st
     scheduled: items.some((item) => item.effect?.status === "scheduled"),
     finished: items.filter((item) => item.effect !== undefined && isFinal(item.effect.status)).map((item) => item.jobId),
   });
-  return { items, ready };
+  return { items };
 }

@@ -190,5 +190,5 @@ export async function submitJobs(ctx: PgContext, tx: Tx, jobs: SubmitJobParams[]
   }
   await writeAudit(tx.db, submittedEvents(created, batch), at);
   tx.mark({ claimable: created.some((job) => job.status === "pending"), scheduled: created.some((job) => job.status === "scheduled") });
-  return { ok: true, items, ready: created.filter((job) => job.status === "pending").length };
+  return { ok: true, items };
 }

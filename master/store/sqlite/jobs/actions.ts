@@ -31,7 +31,7 @@ export function cancelJob(ctx: StoreContext, params: ActorParams): JobActionOutc
     const decision = onCancel(factsOf(job));
     if (!decision.ok) return { ok: false, reason: "conflict", status: job.status as JobStatus };
     const transition = decision.transition;
-    if (transition === null) return { ok: true, job: toJob(job), ready: 0 };
+    if (transition === null) return { ok: true, job: toJob(job) };
     const at = ctx.clock.now().toISOString();
     const base = { entity_type: "job", entity_id: job.id, client_id: params.actor };
     if (transition.cancelRequested) {
@@ -56,7 +56,7 @@ export function cancelJob(ctx: StoreContext, params: ActorParams): JobActionOutc
       ctx.signal.mark({ finished: [job.id] });
       failDependents(ctx, job.id, at);
     }
-    return { ok: true, job: toJob(reload(ctx, job.seq)), ready: 0 };
+    return { ok: true, job: toJob(reload(ctx, job.seq)) };
   });
 }
 
@@ -109,7 +109,7 @@ export function retryJob(ctx: StoreContext, params: ActorParams): JobActionOutco
     );
     reopenDependents(ctx, job.id, at, params.actor);
     ctx.signal.mark({ claimable: status === "pending" });
-    return { ok: true, job: toJob(reload(ctx, job.seq)), ready: status === "pending" ? 1 : 0 };
+    return { ok: true, job: toJob(reload(ctx, job.seq)) };
   });
 }
 
@@ -146,6 +146,6 @@ export function setJobPriority(ctx: StoreContext, params: ActorParams & { priori
       },
       at,
     );
-    return { ok: true, job: toJob(reload(ctx, job.seq)), ready: 0 };
+    return { ok: true, job: toJob(reload(ctx, job.seq)) };
   });
 }

@@ -132,9 +132,9 @@ export function endLeases(
 
 /**
  * Jobs completed: each blocked dependent whose dependencies are now all
- * completed is released. Answers how many became pending.
+ * completed is released (and the commit signal told of it).
  */
-export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], at: string): number {
+export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], at: string): void {
   const { db, audit } = ctx;
   const now = new Date(at);
   // One prepared read for all the jobs just completed: it runs for every result
@@ -152,7 +152,7 @@ export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], 
         .where("j.status", "=", sql.lit("blocked")),
     )
     .all({ jobIds: JSON.stringify(jobIds) });
-  if (found.length === 0) return 0;
+  if (found.length === 0) return;
   const dependents = [...new Map(found.map((dependent) => [dependent.seq, dependent])).values()];
   // A job many others wait on (a fan-in's root) releases them all here: prepared too.
   const unfinished = db.prepared<{ jobId: string }, { id: string }>("unfinished-dependency", () =>
@@ -171,7 +171,6 @@ export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], 
       .where("seq", "=", param("seq"))
       .where("status", "=", sql.lit("blocked")),
   );
-  let ready = 0;
   for (const dependent of dependents) {
     if (unfinished.get({ jobId: dependent.id })) continue;
     const { status, readyAt } = onDependenciesCompleted(dependent.run_at === null ? null : new Date(dependent.run_at), now);
@@ -193,10 +192,8 @@ export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], 
       },
       at,
     );
-    if (!scheduled) ready += 1;
     ctx.signal.mark({ claimable: !scheduled, scheduled });
   }
-  return ready;
 }
 
 type Dependent = Pick<JobRow, "seq" | "id" | "status" | "attempt" | "node_id" | "retry_count" | "max_retries" | "cancel_requested" | "failure_reason">;

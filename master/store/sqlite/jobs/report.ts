@@ -121,8 +121,6 @@ function normalizeError(error: JobError | undefined): JobError {
 }
 
 interface Accepted {
-  /** Jobs that became ready (a retry without delay, released dependents). */
-  ready: number;
   status: JobStatus;
   failureReason: string | null;
 }
@@ -153,9 +151,9 @@ function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, re
       attempt: lease.attempt,
       at,
     });
-    const ready = transition.dependents === "release" ? releaseDependents(ctx, [lease.id], at) : 0;
+    if (transition.dependents === "release") releaseDependents(ctx, [lease.id], at);
     if (transition.dependents === "fail") failDependents(ctx, lease.id, at);
-    return { ready, status, failureReason };
+    return { status, failureReason };
   }
   const readyAt = transition.readyAt ?? now;
   statements.retryLater.run({
@@ -168,7 +166,7 @@ function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, re
     attempt: lease.attempt,
     at,
   });
-  return { ready: status === "pending" ? 1 : 0, status, failureReason: null };
+  return { status, failureReason: null };
 }
 
 /**
@@ -189,14 +187,12 @@ function completeMany(ctx: StoreContext, statements: ReportStatements, reports: 
     const tails = new Map(reports.map((report) => [report.jobId, report.logTail ?? null]));
     endCompletedAttempts(ctx, JSON.stringify(completed.map((job) => ({ id: job.id, attempt: job.attempt, log_tail: tails.get(job.id) ?? null }))), at);
   }
-  return {
-    byId: new Map(completed.map((job) => [job.id, job])),
-    ready: releaseDependents(
-      ctx,
-      completed.map((job) => job.id),
-      at,
-    ),
-  };
+  releaseDependents(
+    ctx,
+    completed.map((job) => job.id),
+    at,
+  );
+  return new Map(completed.map((job) => [job.id, job]));
 }
 
 /** What an accepted report did, for the metrics; `nowMs`: when the batch is applied. */
@@ -223,8 +219,7 @@ export function reportResults(
     // is read and applied in turn.
     const together = ids.length > 1 && new Set(ids).size === ids.length;
     const plain = together ? params.reports.filter((report) => report.status === "completed") : [];
-    const { byId: completed, ready: released } =
-      plain.length > 0 ? completeMany(ctx, statements, plain, params.nodeId) : { byId: new Map<string, Completed>(), ready: 0 };
+    const completed = plain.length > 0 ? completeMany(ctx, statements, plain, params.nodeId) : new Map<string, Completed>();
     // The rest (failures, cancels asked, stale and repeated reports) are read together too.
     const rest = params.reports.filter((report) => !completed.has(report.jobId));
     const leases =
@@ -233,7 +228,6 @@ export function reportResults(
         : undefined;
     const items: ReportOutcome[] = [];
     const nowMs = ctx.clock.now().getTime();
-    let ready = released;
     for (const report of params.reports) {
       const done = completed.get(report.jobId);
       if (done) {
@@ -258,7 +252,6 @@ export function reportResults(
         continue;
       }
       const accepted = apply(ctx, statements, lease, report, decision.transition);
-      ready += accepted.ready;
       items.push({ jobId: report.jobId, verdict: "accepted", effect: effectOf(lease, accepted, nowMs) });
     }
     // An accepted result frees a slot on its node even when it makes nothing ready.
@@ -267,6 +260,6 @@ export function reportResults(
       scheduled: items.some((item) => item.effect?.status === "scheduled"),
       finished: items.filter((item) => item.effect !== undefined && isFinal(item.effect.status)).map((item) => item.jobId),
     });
-    return { items, ready };
+    return { items };
   });
 }

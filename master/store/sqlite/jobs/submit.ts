@@ -23,7 +23,7 @@ export function prepareSubmit(ctx: StoreContext): SubmitStatements {
     "attempt", "retry_count", "max_retries", "timeout_s", "run_at", "ready_at", "stall_at", "lease_expires_at", "aging_at",
     "requires", "requires_key", "lane", "depends_on", "idempotency_key", "tags", "progress", "progress_message",
     "progress_logged_at", "result", "error", "failure_reason", "cancel_requested", "lease_end_reason",
-    "reported_attempt", "reported_status", "created_at", "updated_at", "started_at", "finished_at",
+    "created_at", "updated_at", "started_at", "finished_at",
   ];
   const values = Object.fromEntries(columns.map((column) => [column, param(column)])) as unknown as NewJobRow;
   return {
@@ -155,8 +155,6 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time
     failure_reason: failureReason,
     cancel_requested: 0,
     lease_end_reason: null,
-    reported_attempt: null,
-    reported_status: null,
     created_at: at,
     updated_at: at,
     started_at: null,
@@ -222,8 +220,7 @@ export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs
       }
     }
     write(ctx, statements, built, time.at, batch);
-    const ready = built.filter((entry) => entry.ready).length;
-    ctx.signal.mark({ claimable: ready > 0, scheduled: built.some((entry) => entry.job.status === "scheduled") });
-    return { ok: true as const, items, ready };
+    ctx.signal.mark({ claimable: built.some((entry) => entry.ready), scheduled: built.some((entry) => entry.job.status === "scheduled") });
+    return { ok: true as const, items };
   });
 }

@@ -1,0 +1,23 @@
+// Settings: a few named values the master keeps (the JWT secret, the read-only mode).
+import type { SettingsStore } from "../types.js";
+import type { StoreContext } from "./context.js";
+
+export class SqliteSettingsStore implements SettingsStore {
+  constructor(private readonly ctx: StoreContext) {}
+
+  async get(key: string): Promise<string | undefined> {
+    const { db } = this.ctx;
+    return db.get(db.kysely.selectFrom("settings").select("value").where("key", "=", key))?.value;
+  }
+
+  async set(key: string, value: string): Promise<void> {
+    const { db } = this.ctx;
+    const at = this.ctx.clock.now().toISOString();
+    db.run(
+      db.kysely
+        .insertInto("settings")
+        .values({ key, value, updated_at: at })
+        .onConflict((oc) => oc.column("key").doUpdateSet({ value, updated_at: at })),
+    );
+  }
+}
