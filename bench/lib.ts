@@ -63,7 +63,7 @@ export interface Credentials {
 
 /** An admin, a client and a worker, made in the database file before the master starts. */
 export async function makeClients(db: string): Promise<Credentials> {
-  return withStore(db, async (store) => {
+  return withStore({ db }, async (store) => {
     const [admin, client, worker] = await Promise.all(
       (["admin", "client", "worker"] as const).map((role) => createClient(store, { name: `bench-${role}`, role, actor: null })),
     );

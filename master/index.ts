@@ -50,7 +50,7 @@ export interface MasterOptions extends ConfigValues {
 /** What createMaster builds on when not its defaults (tests run a master over a store they open). */
 export interface MasterWiring {
   /** Opens the store the config names (default openStore). */
-  openStore?: (params: OpenStoreParams) => Store;
+  openStore?: (params: OpenStoreParams) => Store | Promise<Store>;
 }
 
 export interface RunningMaster {
@@ -173,7 +173,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   const log = logger ?? createLogger({ level: config.logLevel });
   const startedAt = clock.now();
 
-  const store = (wiring.openStore ?? openStore)({
+  const store = await (wiring.openStore ?? openStore)({
     config,
     clock,
     policy: createQueuePolicy(config, random),
@@ -185,6 +185,8 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
       (_message, kind) => kind,
     ),
     onListenerError: (error) => log.error({ err: (error as Error).message }, "a commit listener failed"),
+    onListenError: throttled(60_000, (message: string) => log.warn({ err: message }, "PostgreSQL: the connection that hears other masters' commits failed; reconnecting")),
+    onLeadLost: (message: string) => log.warn({ err: message }, "PostgreSQL: this master no longer runs the sweepers (its lock's connection failed); another takes over"),
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();
@@ -256,7 +258,8 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   for (const service of services) service.start();
   ready = true;
   const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
-  log.info({ event: "master.started", url, db: config.db, version: packageVersion(), mode: modes.current.mode }, `listening on ${url}`);
+  const database = config.databaseUrl === undefined ? { db: config.db } : { database: redactUrl(config.databaseUrl) };
+  log.info({ event: "master.started", url, ...database, version: packageVersion(), mode: modes.current.mode }, `listening on ${url}`);
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -282,6 +285,17 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     })());
 
   return { url, port: address.port, config, close, store, dispatcher, routes, services, log, tokens: auth.tokens, modes, metrics };
+}
+
+/** A database URL without its password, for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(a database URL)";
+  }
 }
 
 /** Start a master in-process with the same options as `gaffer master start`. */

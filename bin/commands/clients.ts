@@ -24,14 +24,16 @@ export function clientsCommand(): Command {
   withRemoteOptions(
     clients
       .command("create")
-      .description("Create a client; --db works on the database file directly (how the first admin is made)")
+      .description("Create a client; --db (or --database-url) works on the database directly (how the first admin is made)")
       .requiredOption("--name <name>", "a name for people")
       .addOption(new Option("--role <role>", "what it may do").choices([...ROLES]).makeOptionMandatory())
-      .option("--db <path>", "create it in this database file, no master needed (GAFFER_DB)"),
-  ).action(async (opts: RemoteFlags & { name: string; role: Role; db?: string }) => {
-    if (opts.db !== undefined || (!opts.master && !process.env.GAFFER_MASTER_URL && process.env.GAFFER_DB)) {
-      const db = loadConfig({ flags: { db: opts.db } }).db;
-      const client = await withStore(db, (store) => createClient(store, { name: opts.name, role: opts.role, actor: null }));
+      .option("--db <path>", "create it in this database file, no master needed (GAFFER_DB)")
+      .option("--database-url <url>", "create it in this PostgreSQL database, no master needed (GAFFER_DATABASE_URL)"),
+  ).action(async (opts: RemoteFlags & { name: string; role: Role; db?: string; databaseUrl?: string }) => {
+    const remote = Boolean(opts.master || process.env.GAFFER_MASTER_URL);
+    if (opts.db !== undefined || opts.databaseUrl !== undefined || (!remote && (process.env.GAFFER_DB || process.env.GAFFER_DATABASE_URL))) {
+      const config = loadConfig({ flags: { db: opts.db, databaseUrl: opts.databaseUrl } });
+      const client = await withStore(config, (store) => createClient(store, { name: opts.name, role: opts.role, actor: null }));
       return printNewClient(client, opts.json);
     }
     const master = connect(opts);

@@ -6,15 +6,17 @@ export function masterCommand(): Command {
   const master = new Command("master").description("Run the master");
   master
     .command("start")
-    .description("Start a master: HTTP API, dashboard, sweepers, on a SQLite database")
+    .description("Start a master: HTTP API, dashboard, sweepers, on a SQLite database (or PostgreSQL, with others)")
     .option("--db <path>", "SQLite database file (GAFFER_DB, default ./data/gaffer.db)")
+    .option("--database-url <url>", "PostgreSQL database instead: every master on it is one cluster (GAFFER_DATABASE_URL)")
     .option("--host <host>", "address to listen on (GAFFER_HOST, default 127.0.0.1)")
     .option("--port <port>", "port to listen on (GAFFER_PORT, default 8080)")
     .option("--profile <profile>", "dev or prod defaults (GAFFER_PROFILE)")
     .option("--config <file>", "a JSON file of settings")
-    .action(async (opts: { db?: string; host?: string; port?: string; profile?: string; config?: string }) => {
+    .action(async (opts: { db?: string; databaseUrl?: string; host?: string; port?: string; profile?: string; config?: string }) => {
       const running = await createMaster({
         db: opts.db,
+        databaseUrl: opts.databaseUrl,
         host: opts.host,
         port: opts.port,
         profile: opts.profile,
@@ -26,7 +28,9 @@ export function masterCommand(): Command {
       if (running.tokens && (await running.store.clients.countByRole("admin")) === 0) {
         running.log.warn(
           { event: "auth.no_admin" },
-          `no admin client yet: make one with  gaffer clients create --db ${running.config.db} --name admin --role admin`,
+          `no admin client yet: make one with  gaffer clients create ${
+            running.config.databaseUrl === undefined ? `--db ${running.config.db}` : "--database-url URL"
+          } --name admin --role admin`,
         );
       }
       await new Promise<void>((resolve) => {

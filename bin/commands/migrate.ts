@@ -8,11 +8,12 @@ export function migrateCommand(): Command {
   return new Command("migrate")
     .description("Apply pending migrations to the database (the master also does this at start)")
     .option("--db <path>", "SQLite database file (GAFFER_DB, default ./data/gaffer.db)")
+    .option("--database-url <url>", "a PostgreSQL database instead (GAFFER_DATABASE_URL)")
     .option("--status", "show each migration's state and change nothing")
     .option("--json", "machine-readable output")
-    .action((opts: { db?: string; status?: boolean; json?: boolean }) => {
-      const config = loadConfig({ flags: { db: opts.db } });
-      const result = migrateStore(config, { statusOnly: opts.status });
+    .action(async (opts: { db?: string; databaseUrl?: string; status?: boolean; json?: boolean }) => {
+      const config = loadConfig({ flags: { db: opts.db, databaseUrl: opts.databaseUrl } });
+      const result = await migrateStore(config, { statusOnly: opts.status });
       if (result.error) throw new CliError(result.error.message, EXIT.failed);
       if (!opts.status && !opts.json) {
         const names = result.applied.map((m) => `${String(m.version).padStart(4, "0")}_${m.name}`);

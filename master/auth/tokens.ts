@@ -36,9 +36,8 @@ export async function resolveJwtSecret(configured: string | undefined, settings:
   if (configured) return configured;
   const stored = await settings.get(JWT_SECRET_SETTING);
   if (stored) return stored;
-  const generated = randomBytes(48).toString("base64url");
-  await settings.set(JWT_SECRET_SETTING, generated);
-  return generated;
+  // Masters starting at once on one database (PostgreSQL) all keep the first one's key.
+  return settings.setIfAbsent(JWT_SECRET_SETTING, randomBytes(48).toString("base64url"));
 }
 
 export interface TokenServiceParams {

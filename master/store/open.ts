@@ -1,6 +1,7 @@
 // Opening a store from the config: the one door from outside master/store/ to a dialect's
 // folder. The master, the offline commands and `gaffer migrate`/`backup`/`restore` come here.
 import { dirname } from "node:path";
+import { migratePostgres, openPostgresStore, PostgresDatabase, postgresMigrationStatus } from "./postgres/index.js";
 import { SqliteDatabase } from "./sqlite/database.js";
 import { openSqliteStore } from "./sqlite/index.js";
 import { migrate, migrationStatus, type MigrationStatus } from "./sqlite/migrate.js";
@@ -14,8 +15,10 @@ export type { ReaderErrorKind } from "./sqlite/reader.js";
 
 /** The part of the config that says where the database is and what a commit is worth. */
 export interface StoreConfig {
-  /** The SQLite file (GAFFER_DB). */
+  /** The SQLite file (GAFFER_DB); not used when databaseUrl is given. */
   db: string;
+  /** A PostgreSQL database (GAFFER_DATABASE_URL): every master on it is one cluster (API.md §12). */
+  databaseUrl?: string | undefined;
   /** GAFFER_DB_SYNCHRONOUS (default "full"). */
   dbSynchronous?: "full" | "normal";
 }
@@ -35,17 +38,26 @@ export interface OpenStoreParams {
   onReaderError?: (message: string, kind: ReaderErrorKind) => void;
   /** A listener of onCommitted threw (the others still heard the change). */
   onListenerError?: (error: unknown) => void;
+  /** PostgreSQL: the connection that hears other masters' commits failed; it is made again. */
+  onListenError?: (message: string) => void;
+  /** PostgreSQL: this master ran the cluster's sweepers and lost the lock (its connection failed). */
+  onLeadLost?: (message: string) => void;
 }
 
 /**
- * Opens (creating its folder 0700 and the file 0600 if need be), checks and migrates the
- * store the config names.
+ * Opens, checks and migrates the store the config names: PostgreSQL when it names a
+ * database URL, else the SQLite file (its folder made 0700 and the file 0600 if need be).
  */
-export function openStore(params: OpenStoreParams): Store {
-  const { config, serving = false, ...rest } = params;
+export async function openStore(params: OpenStoreParams): Promise<Store> {
+  const { config, serving = false, onCheckpointError: _checkpoint, onReaderError: _reader, onListenError, onLeadLost, ...rest } = params;
+  if (config.databaseUrl !== undefined) {
+    return openPostgresStore({ ...rest, url: config.databaseUrl, onListenError, onLeadLost });
+  }
   if (config.db !== ":memory:") makePrivateDir(dirname(config.db));
   return openSqliteStore({
     ...rest,
+    onCheckpointError: params.onCheckpointError,
+    onReaderError: params.onReaderError,
     path: config.db,
     synchronous: config.dbSynchronous,
     backgroundCheckpoints: serving,
@@ -63,7 +75,18 @@ export interface MigrateStoreResult {
 }
 
 /** Apply the pending migrations (none with `statusOnly`), then answer each one's state. */
-export function migrateStore(config: StoreConfig, options: { statusOnly?: boolean } = {}): MigrateStoreResult {
+export async function migrateStore(config: StoreConfig, options: { statusOnly?: boolean } = {}): Promise<MigrateStoreResult> {
+  if (config.databaseUrl !== undefined) {
+    const db = new PostgresDatabase({ url: config.databaseUrl, max: 1 });
+    try {
+      if (options.statusOnly) return { applied: [], statuses: await postgresMigrationStatus(db) };
+      const result = await migratePostgres(db);
+      if (result.error) return { applied: result.applied, error: result.error, statuses: [] };
+      return { applied: result.applied, statuses: await postgresMigrationStatus(db) };
+    } finally {
+      await db.close();
+    }
+  }
   if (config.db !== ":memory:") makePrivateDir(dirname(config.db));
   const db = new SqliteDatabase({ path: config.db });
   try {

@@ -462,6 +462,8 @@ export interface AuditStore {
 export interface SettingsStore {
   get(key: string): Promise<string | undefined>;
   set(key: string, value: string): Promise<void>;
+  /** Store `value` unless the key has one; answers the value kept (of several masters starting at once, the first's). */
+  setIfAbsent(key: string, value: string): Promise<string>;
 }
 
 /** The databases a store can run on (PostgreSQL: API.md §12, not built yet). */

@@ -53,7 +53,7 @@ export class Cluster {
     const port = await freePort();
     const cluster = new Cluster(port, { id: "", secret: "" }, { id: "", secret: "" }, { ...FAST_MASTER, ...env });
     // The first admin and the workers' client, made offline as an operator would.
-    const made = await withStore(cluster.db, async (store) => ({
+    const made = await withStore({ db: cluster.db }, async (store) => ({
       admin: await createClient(store, { name: "fault-admin", role: "admin", actor: null }),
       worker: await createClient(store, { name: "fault-worker", role: "worker", actor: null }),
     }));

@@ -50,4 +50,11 @@ export class PostgresSettingsStore implements SettingsStore {
       INSERT INTO settings (key, value, updated_at) VALUES (${key}, ${value}, ${at})
       ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`);
   }
+
+  async setIfAbsent(key: string, value: string): Promise<string> {
+    const at = this.ctx.clock.now().toISOString();
+    // ON CONFLICT waits for a concurrent insert of the key to commit; the read after it sees that one.
+    await this.ctx.db.run(sql`INSERT INTO settings (key, value, updated_at) VALUES (${key}, ${value}, ${at}) ON CONFLICT (key) DO NOTHING`);
+    return (await this.get(key)) ?? value;
+  }
 }

@@ -20,4 +20,13 @@ export class SqliteSettingsStore implements SettingsStore {
         .onConflict((oc) => oc.column("key").doUpdateSet({ value, updated_at: at })),
     );
   }
+
+  async setIfAbsent(key: string, value: string): Promise<string> {
+    const { db } = this.ctx;
+    const at = this.ctx.clock.now().toISOString();
+    return db.transaction(() => {
+      db.run(db.kysely.insertInto("settings").values({ key, value, updated_at: at }).onConflict((oc) => oc.column("key").doNothing()));
+      return db.get(db.kysely.selectFrom("settings").select("value").where("key", "=", key))?.value ?? value;
+    });
+  }
 }

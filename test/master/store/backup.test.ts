@@ -13,7 +13,7 @@ describe("backupDatabase and restoreDatabase", () => {
   it("write the backup, its .sha256 and the restored database 0600", async () => {
     const dir = tempDir();
     const db = join(dir, "gaffer.db");
-    expect(migrateStore({ db }).error).toBeUndefined();
+    expect((await migrateStore({ db })).error).toBeUndefined();
     const backup = join(dir, "copy.db");
     await backupDatabase(db, backup);
     expect(mode(backup)).toBe(0o600);
@@ -30,7 +30,7 @@ describe("backupDatabase and restoreDatabase", () => {
   it("refuses to write over a file that exists", async () => {
     const dir = tempDir();
     const db = join(dir, "gaffer.db");
-    expect(migrateStore({ db }).error).toBeUndefined();
+    expect((await migrateStore({ db })).error).toBeUndefined();
     await expect(backupDatabase(db, db)).rejects.toBeInstanceOf(BackupError);
   });
 });

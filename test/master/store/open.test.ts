@@ -16,7 +16,7 @@ describe("openStore", () => {
   it("creates the database's folders 0700 and the database, its -wal and -shm 0600", async () => {
     const root = tempDir();
     const db = join(root, "var", "gaffer", "gaffer.db");
-    const store = openStore({ config: { db }, clock: new FakeClock(), policy, serving: true });
+    const store = await openStore({ config: { db }, clock: new FakeClock(), policy, serving: true });
     try {
       await store.clients.create({ id: "client-1", name: "c", role: "client", secretHash: "x", actor: null });
       expect(mode(join(root, "var"))).toBe(0o700);
@@ -37,7 +37,7 @@ describe("openStore", () => {
     const db = join(dir, "gaffer.db");
     writeFileSync(db, "");
     chmodSync(db, 0o640);
-    const store = openStore({ config: { db }, clock: new FakeClock(), policy });
+    const store = await openStore({ config: { db }, clock: new FakeClock(), policy });
     await store.close();
     expect(mode(dir)).toBe(0o750);
     expect(mode(db)).toBe(0o640);
@@ -45,10 +45,10 @@ describe("openStore", () => {
 });
 
 describe("migrateStore", () => {
-  it("creates a new database 0600 in a folder 0700", () => {
+  it("creates a new database 0600 in a folder 0700", async () => {
     const dir = join(tempDir(), "fresh");
     const db = join(dir, "gaffer.db");
-    expect(migrateStore({ db }).error).toBeUndefined();
+    expect((await migrateStore({ db })).error).toBeUndefined();
     expect(mode(dir)).toBe(0o700);
     expect(mode(db)).toBe(0o600);
   });
