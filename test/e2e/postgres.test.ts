@@ -1,0 +1,73 @@
+// The command line on PostgreSQL (API.md §12): migrate and create the first admin with
+// --database-url, run two masters on one database as one cluster, and lose one to kill -9.
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { createTestDatabase, dropTestDatabase } from "../helpers/postgres.js";
+import { runGaffer, spawnMaster, stopAll } from "../helpers/processes.js";
+import { dialects } from "../helpers/store.js";
+import { http } from "../helpers/master.js";
+import { removeTempDirs, tempDir } from "../helpers/temp.js";
+
+const havePostgres = dialects.some((dialect) => dialect.name === "postgres");
+
+describe.runIf(havePostgres)("gaffer on PostgreSQL", () => {
+  const databases: string[] = [];
+  afterEach(async () => {
+    await stopAll();
+    removeTempDirs();
+  });
+  afterAll(async () => {
+    for (const url of databases) await dropTestDatabase(url);
+  });
+
+  it("migrates, makes the first admin, and runs two masters that take over from each other", async () => {
+    const url = await createTestDatabase();
+    databases.push(url);
+    const migrated = await runGaffer(["migrate", "--database-url", url]);
+    expect(migrated.code, migrated.output).toBe(0);
+    expect(migrated.output).toContain("applied 0001_init");
+    const status = await runGaffer(["migrate", "--database-url", url, "--status", "--json"]);
+    expect(JSON.parse(status.output)).toEqual([expect.objectContaining({ version: 1, name: "init", state: "applied" })]);
+
+    const made = await runGaffer(["clients", "create", "--database-url", url, "--name", "admin", "--role", "admin", "--json"]);
+    expect(made.code, made.output).toBe(0);
+    const admin = JSON.parse(made.output) as { id: string; client_secret: string };
+
+    const env = { GAFFER_AUTH: "on", GAFFER_SWEEP_INTERVAL_S: "0.5" };
+    const unused = join(tempDir(), "unused.db");
+    const masters = [await spawnMaster(unused, env, ["--database-url", url]), await spawnMaster(unused, env, ["--database-url", url])];
+    // The start line names the database, never its password.
+    expect(masters[0]?.output()).toMatch(/"database":"postgres(ql)?:\/\/[^"]*\/gaffer_t_/);
+    const login = await http<{ access_token: string }>(masters[0]?.url ?? "", "POST", "/api/v1/auth/token", { client_id: admin.id, client_secret: admin.client_secret });
+    expect(login.status).toBe(200);
+    const headers = { authorization: `Bearer ${login.body.access_token}` };
+
+    // The token the first master issued works on the second; a job submitted on one is seen on the other.
+    const job = await http<{ id: string }>(masters[1]?.url ?? "", "POST", "/api/v1/jobs", { type: "echo" }, headers);
+    expect(job.status).toBe(201);
+    expect((await http<{ status: string }>(masters[0]?.url ?? "", "GET", `/api/v1/jobs/${job.body.id}`, undefined, headers)).body.status).toBe("pending");
+
+    // One master runs the sweepers; when it is killed, the other takes over within a sweep interval or two.
+    const standby = async (index: number) => {
+      const state = await http<{ sweepers: Record<string, { standby: boolean; runs: number } | undefined> }>(masters[index]?.url ?? "", "GET", "/api/v1/state", undefined, headers);
+      return state.body.sweepers.dead_nodes?.standby;
+    };
+    let leader = -1;
+    for (const deadline = Date.now() + 10_000; leader < 0 && Date.now() < deadline; ) {
+      const [first, second] = [await standby(0), await standby(1)];
+      if (first === false && second === true) leader = 0;
+      else if (first === true && second === false) leader = 1;
+      else await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(leader).toBeGreaterThanOrEqual(0);
+    const other = 1 - leader;
+    masters[leader]?.proc.kill("SIGKILL");
+    await masters[leader]?.exited;
+    let tookOver = false;
+    for (const deadline = Date.now() + 10_000; !tookOver && Date.now() < deadline; ) {
+      tookOver = (await standby(other)) === false;
+      if (!tookOver) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(tookOver).toBe(true);
+  });
+});
