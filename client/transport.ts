@@ -35,8 +35,11 @@ export interface TokenCache {
 }
 
 export interface ClientOptions {
-  /** The master, e.g. http://127.0.0.1:8080 */
-  masterUrl: string;
+  /**
+   * The master, e.g. http://127.0.0.1:8080; or several masters of one cluster (API.md §12),
+   * comma-separated or as a list: calls go to one, and to the next when it stops answering.
+   */
+  masterUrl: string | readonly string[];
   clientId?: string | undefined;
   clientSecret?: string | undefined;
   /** A ready access token (GAFFER_TOKEN): used as is, never refreshed. */
@@ -141,7 +144,10 @@ class RetryAfterError extends GafferError {
 }
 
 export class Transport {
-  readonly baseUrl: string;
+  /** The masters this client may call, in the order it tries them. */
+  readonly baseUrls: readonly string[];
+  /** The one calls go to now (see failover). */
+  private current = 0;
   private token: CachedToken | undefined;
   /** The cache is read once: after that, a token it gave and the master refused is not taken again. */
   private cacheRead = false;
@@ -151,12 +157,27 @@ export class Transport {
   private readonly agents: { http: http.Agent; https: https.Agent };
 
   constructor(protected readonly options: ClientOptions) {
-    if (typeof options.masterUrl !== "string" || options.masterUrl === "") throw new TypeError("masterUrl is required");
-    this.baseUrl = options.masterUrl.replace(/\/+$/, "");
+    const urls = (typeof options.masterUrl === "string" ? options.masterUrl.split(",") : [...(options.masterUrl ?? [])])
+      .map((url) => url.trim().replace(/\/+$/, ""))
+      .filter((url) => url !== "");
+    if (urls.length === 0) throw new TypeError("masterUrl is required");
+    this.baseUrls = urls;
     this.retryStatuses = new Set(options.retryStatuses ?? DEFAULT_RETRY_STATUSES);
     // The agents' `timeout` applies to unused connections only; a long poll in flight is not cut.
     const agentOptions = { keepAlive: true, timeout: options.idleConnectionMs ?? DEFAULT_IDLE_CONNECTION_MS };
     this.agents = { http: new http.Agent(agentOptions), https: new https.Agent(agentOptions) };
+  }
+
+  /** The master calls go to now. */
+  get baseUrl(): string {
+    return this.baseUrls[this.current] ?? "";
+  }
+
+  /** The master did not answer: the next calls (and this call's retries) go to the next one. */
+  private failover(from: string): void {
+    if (this.baseUrls.length < 2 || this.baseUrl !== from) return;
+    this.current = (this.current + 1) % this.baseUrls.length;
+    this.options.log?.warn({ event: "master.failover", from, to: this.baseUrl }, `${from} does not answer: using ${this.baseUrl}`);
   }
 
   /**
@@ -202,7 +223,8 @@ export class Transport {
   }
 
   private async attempt<T>(method: string, path: string, options: RequestOptions, mayRefresh: boolean): Promise<T> {
-    const url = new URL(`${this.baseUrl}${path}`);
+    const base = this.baseUrl;
+    const url = new URL(`${base}${path}`);
     for (const [key, value] of Object.entries(options.query ?? {})) {
       if (value !== undefined) url.searchParams.set(key, String(value));
     }
@@ -221,6 +243,7 @@ export class Transport {
       });
     } catch (error) {
       this.options.breaker?.failed();
+      if (!options.signal?.aborted) this.failover(base);
       throw error;
     }
     const { status, text } = response;

@@ -100,7 +100,10 @@ export function loadWorkerConfig(flags: WorkerFlags, env: NodeJS.ProcessEnv): Wo
   const bad = labels.find((label) => !/^[A-Za-z0-9_.:-]{1,64}$/.test(label));
   if (bad !== undefined) throw new WorkerConfigError(`label ${bad}: labels are 1–64 of A-Z a-z 0-9 _ . : -`);
   const masterUrl = flags.master ?? env.GAFFER_MASTER_URL ?? DEFAULT_MASTER_URL;
-  if (!/^https?:\/\/[^/]+/.test(masterUrl)) throw new WorkerConfigError(`--master must be an http(s) URL, not ${masterUrl}`);
+  // Several masters of one cluster, comma-separated: the worker moves to the next when one stops answering.
+  for (const url of masterUrl.split(",")) {
+    if (!/^https?:\/\/[^/]+/.test(url.trim())) throw new WorkerConfigError(`--master must be an http(s) URL (or several, comma-separated), not ${url}`);
+  }
   return {
     masterUrl,
     clientId: flags.clientId ?? env.GAFFER_CLIENT_ID,

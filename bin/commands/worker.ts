@@ -10,7 +10,7 @@ export function workerCommand(): Command {
   worker
     .command("start")
     .description("Register a node with the master, pull jobs and run them with the handlers file")
-    .option("--master <url>", "the master's URL (GAFFER_MASTER_URL, default http://127.0.0.1:8080)")
+    .option("--master <url>", "the master's URL, or several masters' comma-separated (GAFFER_MASTER_URL, default http://127.0.0.1:8080)")
     .option("--client-id <id>", "API client id of role worker (GAFFER_CLIENT_ID)")
     .option("--client-secret <secret>", "its secret (GAFFER_CLIENT_SECRET)")
     .option("--name <name>", "node name (GAFFER_WORKER_NAME, default the host name)")

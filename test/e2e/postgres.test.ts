@@ -3,7 +3,8 @@
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createTestDatabase, dropTestDatabase } from "../helpers/postgres.js";
-import { runGaffer, spawnMaster, stopAll } from "../helpers/processes.js";
+import { writeHandlers } from "../helpers/handlers.js";
+import { eventually, runGaffer, spawnMaster, spawnWorker, stopAll } from "../helpers/processes.js";
 import { dialects } from "../helpers/store.js";
 import { http } from "../helpers/master.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
@@ -69,5 +70,39 @@ describe.runIf(havePostgres)("gaffer on PostgreSQL", () => {
       if (!tookOver) await new Promise((resolve) => setTimeout(resolve, 100));
     }
     expect(tookOver).toBe(true);
+  });
+
+  it("keeps a worker given both masters' URLs running jobs when the one it used is killed", async () => {
+    const url = await createTestDatabase();
+    databases.push(url);
+    const dir = tempDir();
+    const unused = join(dir, "unused.db");
+    const env = { GAFFER_AUTH: "on", GAFFER_NODE_TIMEOUT_S: "6" };
+    const first = await spawnMaster(unused, env, ["--database-url", url]);
+    const second = await spawnMaster(unused, env, ["--database-url", url]);
+    const made = (role: string) => runGaffer(["clients", "create", "--database-url", url, "--name", role, "--role", role, "--json"]);
+    const worker = JSON.parse((await made("worker")).output) as { id: string; client_secret: string };
+    const client = JSON.parse((await made("client")).output) as { id: string; client_secret: string };
+    await spawnWorker(`${first.url},${second.url}`, {
+      name: "w1",
+      handlers: writeHandlers(dir),
+      stateDir: join(dir, "state"),
+      env: { GAFFER_CLIENT_ID: worker.id, GAFFER_CLIENT_SECRET: worker.client_secret },
+    });
+    const login = await http<{ access_token: string }>(second.url, "POST", "/api/v1/auth/token", { client_id: client.id, client_secret: client.client_secret });
+    const headers = { authorization: `Bearer ${login.body.access_token}` };
+    const run = async () => {
+      const job = await http<{ id: string }>(second.url, "POST", "/api/v1/jobs", { type: "echo", payload: { n: 1 } }, headers);
+      expect(job.status).toBe(201);
+      return eventually(async () => {
+        const seen = await http<{ status: string }>(second.url, "GET", `/api/v1/jobs/${job.body.id}`, undefined, headers);
+        return seen.body.status === "completed" && seen.body;
+      }, 30_000, `job ${job.body.id} completed`);
+    };
+    await run();
+    first.proc.kill("SIGKILL");
+    await first.exited;
+    // The worker's next calls to the first master fail; it moves to the second and goes on.
+    await run();
   });
 });
