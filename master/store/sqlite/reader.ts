@@ -29,6 +29,8 @@ export interface ReaderOptions {
   onError?: (message: string, kind: ReaderErrorKind) => void;
   /** How long after the thread stopped the next read starts a new one (default a minute). */
   restartAfterMs?: number;
+  /** Told of each thread it starts (to watch its resources; tests stop it as a failure would). */
+  onThreadStarted?: (thread: Worker) => void;
 }
 
 // The thread's code (CommonJS, evaluated). Each message: { id, statements }; each answer
@@ -102,12 +104,13 @@ interface Thread {
 }
 
 /** One thread and its connection; `onGone` once, when it stops for any reason. */
-function startThread(path: string, onGone: (error: Error) => void): Thread {
+function startThread(path: string, onGone: (error: Error) => void, onStarted?: (thread: Worker) => void): Thread {
   // A small young generation and page cache: a scan reads each page once (the OS keeps the
   // file cached), and the answers are a few rows; the master's memory budget is for its own
   // work. No cap on the old generation: a worker that reaches one can abort the whole
   // process instead of only itself (nodejs/node#47224; an answer of 100 MB did so here).
   const thread = new Worker(THREAD, { eval: true, workerData: { driver, path }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+  onStarted?.(thread);
   const pending = new Map<number, Pending>();
   let nextId = 0;
   let gone: Error | undefined;
@@ -171,7 +174,7 @@ export function startReader(path: string, options: ReaderOptions = {}): ThreadRe
     startThread(path, (error) => {
       stoppedAt = Date.now();
       if (!closed) options.onError?.(`the reader thread stopped (${error.message}); long reads run on the event loop until it starts again`, "stopped");
-    });
+    }, options.onThreadStarted);
   let thread = start();
   return {
     get threadId() {

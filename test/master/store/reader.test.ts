@@ -9,7 +9,6 @@ import { SqliteDatabase } from "../../../master/store/sqlite/database.js";
 import { readRows, startReader, type ThreadReader } from "../../../master/store/sqlite/reader.js";
 import { dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs, tempDir } from "../../helpers/temp.js";
-import { throwInThread } from "../../helpers/threads.js";
 
 const sqlite = dialects[0];
 if (!sqlite) throw new Error("no dialect");
@@ -127,11 +126,14 @@ describe("long reads: queue stats, throughput, lists", () => {
   });
 });
 
-/** The thread fails as a real failure ends it, by an uncaught error inside it; settles once it has stopped. */
+/** The threads the readers started, newest last. */
+const threads: Worker[] = [];
+
+/** The thread stops as a failure would end it (terminated under the reader); settles once the reader knows. */
 async function crash(reader: ThreadReader): Promise<void> {
-  const threadId = reader.threadId;
-  if (threadId === undefined) throw new Error("no reader thread runs");
-  await throwInThread(threadId, "out of luck");
+  const thread = threads.at(-1);
+  if (reader.threadId === undefined || thread?.threadId !== reader.threadId) throw new Error("no reader thread runs");
+  await thread.terminate();
   while (reader.threadId !== undefined) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
@@ -143,7 +145,11 @@ describe("the reader thread", () => {
     db = new SqliteDatabase({ path: join(tempDir(), "reader.db") });
     // A table only the master's connection sees: a read of it fails in the thread alone.
     db.sqlite.exec("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1); CREATE TEMP TABLE mine (x INTEGER); INSERT INTO mine VALUES (2)");
-    reader = startReader(db.sqlite.name, { onError: (message, kind) => told.push(`${kind}: ${message}`), restartAfterMs });
+    reader = startReader(db.sqlite.name, {
+      onError: (message, kind) => told.push(`${kind}: ${message}`),
+      restartAfterMs,
+      onThreadStarted: (thread) => threads.push(thread),
+    });
   };
   const read = (sql: string) => readRows(db, reader, [{ sql, parameters: [] }]);
 
@@ -182,7 +188,7 @@ describe("the reader thread", () => {
   it("says so when the thread stops, reads on the master's connection until it restarts", async () => {
     open(60_000);
     await crash(reader);
-    expect(told).toEqual([expect.stringMatching(/^stopped: the reader thread stopped \(out of luck\)/)]);
+    expect(told).toEqual([expect.stringMatching(/^stopped: the reader thread stopped \(the reader thread exited/)]);
     expect(reader.threadId).toBeUndefined();
     // Within the minute: straight to the master's connection (the temp table proves where).
     expect(await read("SELECT x FROM mine")).toEqual([[{ x: 2 }]]);
