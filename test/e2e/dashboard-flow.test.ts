@@ -36,11 +36,12 @@ async function signedInPage(who: NewClient, options: { fakeClock?: boolean } = {
 
 /** Tell the page its tab was hidden or shown again, as the browser does. */
 async function setHidden(page: Page, hidden: boolean): Promise<void> {
-  await page.evaluate((value) => {
-    Object.defineProperty(document, "hidden", { configurable: true, get: () => value });
-    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => (value ? "hidden" : "visible") });
+  // A string, evaluated in the page: this file is type-checked without the DOM's types.
+  await page.evaluate(`(() => {
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => ${hidden} });
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "${hidden ? "hidden" : "visible"}" });
     document.dispatchEvent(new Event("visibilitychange"));
-  }, hidden);
+  })()`);
 }
 
 beforeAll(async () => {
