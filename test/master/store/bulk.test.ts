@@ -11,8 +11,8 @@ const bulk = (filter: JobFilter, extra: Partial<BulkActionParams> = {}): BulkAct
 describe.each(dialects)("bulk actions ($name)", (dialect) => {
   let t: TestStore;
   let heard: Committed[];
-  beforeEach(() => {
-    t = dialect.open();
+  beforeEach(async () => {
+    t = await dialect.open();
     heard = [];
     t.store.onCommitted((change) => heard.push(change));
   });
