@@ -88,7 +88,8 @@ export async function runBulk(action: "cancel" | "retry", flags: BulkFlags): Pro
   const max = maxOf(flags.max);
   const master = connect(flags);
   const act = (dryRun: boolean) =>
-    call(() => master.request<BulkOutcome>("POST", `/api/v1/jobs/${action}`, { body: { filter, ...(max === undefined ? {} : { max }), dry_run: dryRun } }));
+    // Never re-sent: a repeat after a lost answer could act on jobs that matched only since.
+    call(() => master.request<BulkOutcome>("POST", `/api/v1/jobs/${action}`, { body: { filter, ...(max === undefined ? {} : { max }), dry_run: dryRun }, retry: "never" }));
   if (!flags.dryRun && !flags.yes) {
     const preview = await act(true);
     if (preview.matched > CONFIRM_OVER) {
