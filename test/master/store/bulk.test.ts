@@ -72,6 +72,19 @@ describe.each(dialects)("bulk actions ($name)", (dialect) => {
     expect(await t.store.jobs.retryMatching(bulk({ type: "r" }))).toEqual({ matched: 2, changed: 0, more: false });
   });
 
+  it("reads each job's dependencies at its turn: one retried earlier in the same action counts", async () => {
+    const root = await submit(t.store, { type: "pair" });
+    const child = await submit(t.store, { type: "pair", dependsOn: [root.id] });
+    // The child is canceled while it waits; then its root fails.
+    await t.store.jobs.cancel({ id: child.id, actor: "admin" });
+    const node = await register(t.store);
+    const [taken] = await claim(t.store, node.id);
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: root.id, attempt: taken?.attempt ?? 1, status: "failed", error: { message: "x", retryable: false } }] });
+    expect(await t.store.jobs.retryMatching(bulk({ type: "pair" }))).toEqual({ matched: 2, changed: 2, more: false });
+    expect(await statusOf(root.id)).toBe("pending");
+    expect(await statusOf(child.id)).toBe("blocked");
+  });
+
   it("changes nothing, tells nothing and writes no audit row on a dry run", async () => {
     const job = await submit(t.store, { type: "dry", tags: { k: "v" } });
     heard = [];

@@ -4,7 +4,7 @@
 import { sql } from "kysely";
 import type { BulkActionOutcome, BulkActionParams, JobStatus } from "../../types.js";
 import type { StoreContext } from "../context.js";
-import { param } from "../database.js";
+import { inJsonArray, param } from "../database.js";
 import type { JobRow } from "../rows.js";
 import { onCancel, onRetry } from "../../../queue/transitions.js";
 import { whereFilter } from "./filter.js";
@@ -25,6 +25,24 @@ function candidates(ctx: StoreContext, params: BulkActionParams): { taken: Candi
     .limit(params.max + 1);
   const rows = db.all(query) as Candidate[];
   return { taken: rows.slice(0, params.max), more: rows.length > params.max };
+}
+
+/**
+ * Which of these jobs have dependencies (`side: "job_id"`) or dependents (`"depends_on_id"`):
+ * one read for all of them, so that the many with none cost no read of their own.
+ */
+function linked(ctx: StoreContext, jobs: readonly Candidate[], side: "job_id" | "depends_on_id"): Set<string> {
+  const { db } = ctx;
+  const rows = db
+    .prepared<{ jobIds: string }, { id: string }>(`bulk-linked-${side}`, () =>
+      db.kysely
+        .selectFrom("job_dependencies")
+        .select(`${side} as id`)
+        .distinct()
+        .where(side, "in", inJsonArray<string>("jobIds")),
+    )
+    .all({ jobIds: JSON.stringify(jobs.map((job) => job.id)) });
+  return new Set(rows.map((row) => row.id));
 }
 
 function audit(ctx: StoreContext, action: "canceled" | "retried", params: BulkActionParams, outcome: BulkActionOutcome, ids: string[], at: string): void {
@@ -66,6 +84,7 @@ export function cancelMatching(ctx: StoreContext, params: BulkActionParams): Bul
     );
     const changed: string[] = [];
     const finished: string[] = [];
+    const waitedOn = params.dryRun ? new Set<string>() : linked(ctx, taken, "depends_on_id");
     for (const job of taken) {
       const decision = onCancel(factsOf(job));
       if (!decision.ok || decision.transition === null) continue;
@@ -81,7 +100,7 @@ export function cancelMatching(ctx: StoreContext, params: BulkActionParams): Bul
       if (end.run({ seq: job.seq, status: job.status, at }) === 0) continue;
       changed.push(job.id);
       finished.push(job.id);
-      failDependents(ctx, job.id, at);
+      if (waitedOn.has(job.id)) failDependents(ctx, job.id, at);
     }
     const outcome = { matched: taken.length, changed: changed.length, more };
     if (params.dryRun) return outcome;
@@ -136,8 +155,13 @@ export function retryMatching(ctx: StoreContext, params: BulkActionParams): Bulk
     );
     const changed: string[] = [];
     let ready = 0;
+    const waiting = linked(ctx, taken, "job_id");
+    const waitedOn = params.dryRun ? new Set<string>() : linked(ctx, taken, "depends_on_id");
     for (const job of taken) {
-      const found = dependencies.all({ jobId: job.id }).map((dependency) => ({ id: dependency.id, status: dependency.status as JobStatus }));
+      // Read at its turn: an earlier job of this action may be one of its dependencies.
+      const found = waiting.has(job.id)
+        ? dependencies.all({ jobId: job.id }).map((dependency) => ({ id: dependency.id, status: dependency.status as JobStatus }))
+        : [];
       const decision = onRetry(factsOf(job), found, now);
       if (!decision.ok) continue;
       if (params.dryRun) {
@@ -150,7 +174,7 @@ export function retryMatching(ctx: StoreContext, params: BulkActionParams): Bulk
       if (requeue.run({ seq: job.seq, from: job.status, status, priority: job.priority, agingAt, at }) === 0) continue;
       changed.push(job.id);
       if (status === "pending") ready += 1;
-      reopenDependents(ctx, job.id, at, params.actor);
+      if (waitedOn.has(job.id)) reopenDependents(ctx, job.id, at, params.actor);
     }
     const outcome = { matched: taken.length, changed: changed.length, more };
     if (params.dryRun) return outcome;
