@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { packageVersion } from "../master/package-info.js";
 import { cleanTempDirs, MASTER_ENV, median, type Settings } from "./lib.js";
+import { flowControl } from "./scenarios/flow.js";
 import { floor } from "./scenarios/floor.js";
 import { drain, latency, mixed, submission } from "./scenarios/http.js";
 import { heartbeats, memory } from "./scenarios/nodes.js";
@@ -21,6 +22,7 @@ const SCENARIOS: Record<string, Scenario> = {
   mixed,
   latency,
   scaling,
+  flow: flowControl,
   sweep: deadNodeSweep,
   heartbeats,
   memory,

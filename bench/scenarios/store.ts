@@ -50,7 +50,7 @@ export async function fillStore(store: Store, count: number, overrides: Partial<
 }
 
 /** Median µs of `rounds` claims of 10, keeping the queue's size steady (each claimed job is completed and replaced). */
-async function claimCost(store: Store, nodeId: string, rounds: number): Promise<number> {
+export async function claimCost(store: Store, nodeId: string, rounds: number): Promise<number> {
   const costs: number[] = [];
   for (let i = 0; i < rounds; i++) {
     const started = performance.now();

@@ -1,7 +1,9 @@
 // gaffer jobs submit | list | get | cancel | retry | priority | events | why | attempts | logs
+// (cancel --all and retry --all: jobs-bulk.ts)
 import { Command, Option } from "commander";
 import { FINAL_JOB_STATUSES, PRIORITY_NAMES, type Job } from "../../master/store/types.js";
 import { CliError, EXIT, parseJsonFlag, printObject, printPage } from "./output.js";
+import { checkTarget, runBulk, withBulkOptions, type BulkFlags } from "./jobs-bulk.js";
 import { call, connect, withRemoteOptions, type RemoteFlags } from "./remote.js";
 
 const JOB_COLUMNS = ["id", "type", "priority", "status", "attempt", "retry_count", "node_id", "created_at"];
@@ -139,11 +141,12 @@ export function jobsCommand(): Command {
       .option("--node <id>", "jobs of this node")
       .option("--client <id>", "jobs of this client (admin)")
       .option("--tag <key:value>")
+      .option("--failure-reason <reason>", "failed jobs with this failure_reason")
       .option("--limit <n>", "1–500", "50")
       .option("--cursor <cursor>", "the next page"),
   ).action(
     async (
-      opts: RemoteFlags & { status?: string; type?: string; priority?: string; node?: string; client?: string; tag?: string; limit: string; cursor?: string },
+      opts: RemoteFlags & { status?: string; type?: string; priority?: string; node?: string; client?: string; tag?: string; failureReason?: string; limit: string; cursor?: string },
     ) => {
       const master = connect(opts);
       const page = await call(() =>
@@ -154,6 +157,7 @@ export function jobsCommand(): Command {
           node_id: opts.node,
           client_id: opts.client,
           tag: opts.tag,
+          failure_reason: opts.failureReason,
           limit: opts.limit,
           cursor: opts.cursor,
         }),
@@ -229,7 +233,9 @@ export function jobsCommand(): Command {
     ["cancel", "Cancel a job (a running one is asked to stop)", (m: ReturnType<typeof connect>, id: string) => m.cancelJob(id)],
     ["retry", "Run a failed or canceled job again", (m: ReturnType<typeof connect>, id: string) => m.retryJob(id)],
   ] as const) {
-    withRemoteOptions(jobs.command(name).description(description).argument("<id>")).action(async (id: string, opts: RemoteFlags) => {
+    withBulkOptions(withRemoteOptions(jobs.command(name).description(`${description}; --all: every job the filters match`).argument("[id]"))).action(async (maybeId: string | undefined, opts: BulkFlags) => {
+      if (checkTarget(maybeId, opts) === "all") return runBulk(name, opts);
+      const id = maybeId as string;
       const job = await call(() => act(connect(opts), id));
       printObject(opts.json ? (job as unknown as Record<string, unknown>) : summary(job), opts.json);
       // A running job is not canceled yet: its node stops it first (API.md §5, cancel_requested).

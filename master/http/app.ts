@@ -10,6 +10,7 @@ import { buildOpenApi } from "./openapi.js";
 import { forbidden, notFound, problemHandler } from "./problem.js";
 import { mountRoutes, type MountParams, type Route } from "./route.js";
 import { authRoutes, type AuthDeps } from "./routes/auth.js";
+import { bulkRoutes } from "./routes/bulk.js";
 import { jobRoutes } from "./routes/jobs.js";
 import { nodeRoutes } from "./routes/nodes.js";
 import { opsRoutes } from "./routes/ops.js";
@@ -42,6 +43,7 @@ export function allRoutes(params: AppParams): Route[] {
       waitingClaims: () => params.deps.dispatcher.waiting,
     }),
     ...authRoutes(params.deps, params.auth),
+    ...bulkRoutes(params.deps),
     ...jobRoutes(params.deps),
     ...nodeRoutes(params.deps),
     ...scheduleRoutes(params.deps),

@@ -2,6 +2,7 @@
 // feed /openapi.json. Shapes are API.md's.
 import { z } from "zod";
 import {
+  FAILURE_REASONS,
   JOB_STATUSES,
   NODE_STATUSES,
   PRIORITY_NAMES,
@@ -89,6 +90,9 @@ export function pageSchema<T extends z.ZodType>(item: T) {
   return z.object({ items: z.array(item), next_cursor: z.string().nullable() });
 }
 
+/** A tag filter, `key:value`. */
+export const tagFilter = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}:.{0,256}$/, "must be key:value");
+
 export const pageQuery = {
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().max(64).optional(),
@@ -102,10 +106,8 @@ export const listJobsQuery = z
     priority: priority.optional(),
     node_id: id.optional(),
     client_id: id.optional(),
-    tag: z
-      .string()
-      .regex(/^[A-Za-z0-9_.:-]{1,64}:.{0,256}$/, "must be key:value")
-      .optional(),
+    tag: tagFilter.optional(),
+    failure_reason: z.enum(FAILURE_REASONS).optional(),
   })
   .strict();
 

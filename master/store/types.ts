@@ -31,7 +31,8 @@ export const ROLES = ["admin", "client", "worker"] as const;
 export type Role = (typeof ROLES)[number];
 
 /** Why a job ended `failed`. */
-export type FailureReason = "max_retries_exceeded" | "dependency_failed" | "non_retryable";
+export const FAILURE_REASONS = ["max_retries_exceeded", "dependency_failed", "non_retryable"] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
 
 /** How a hand-out of a job to a node ended (API.md §5, attempts). */
 export type AttemptOutcome = "completed" | "failed" | "reassigned" | "stalled" | "canceled";
@@ -165,13 +166,41 @@ export type SubmitOutcome =
   | { ok: true; items: { job: Job; created: boolean }[] }
   | { ok: false; reason: "unknown_dependency"; index: number; dependency: string };
 
-export interface ListJobsParams extends PageParams {
+/** Which jobs a list or a bulk action covers: every field given must match. */
+export interface JobFilter {
   status?: JobStatus | undefined;
   type?: string | undefined;
   priority?: PriorityName | undefined;
   nodeId?: string | undefined;
   clientId?: string | undefined;
   tag?: { key: string; value: string } | undefined;
+  failureReason?: FailureReason | undefined;
+  /** created_at strictly after / before. */
+  createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
+}
+
+export type ListJobsParams = PageParams & JobFilter;
+
+/** A cancel or retry of every job a filter matches, oldest first (API.md §5, Bulk). */
+export interface BulkActionParams {
+  filter: JobFilter;
+  /** At most this many jobs are taken. */
+  max: number;
+  actor: string | null;
+  /** The filter as the caller wrote it, for the audit row. */
+  shownFilter: Record<string, unknown>;
+  /** Count what the action would take and change, change nothing, write no audit row. */
+  dryRun?: boolean;
+}
+
+export interface BulkActionOutcome {
+  /** Jobs taken (at most max). */
+  matched: number;
+  /** Those the action changed (the others: already final, already asked, a dependency failed). */
+  changed: number;
+  /** Whether more jobs than max match. */
+  more: boolean;
 }
 
 export type ClaimOutcome =
@@ -255,6 +284,10 @@ export interface JobStore {
   cancel(params: ActorParams): Promise<JobActionOutcome>;
   retry(params: ActorParams): Promise<JobActionOutcome>;
   setPriority(params: ActorParams & { priority: PriorityName }): Promise<JobActionOutcome>;
+  /** Cancel every job the filter matches, oldest first, each as cancel() would, in one transaction with one audit row. */
+  cancelMatching(params: BulkActionParams): Promise<BulkActionOutcome>;
+  /** Retry every job the filter matches, oldest first, each as retry() would, in one transaction with one audit row. */
+  retryMatching(params: BulkActionParams): Promise<BulkActionOutcome>;
   /** Move scheduled jobs whose time came to pending; answers how many and when the next one is due. */
   promoteScheduled(): Promise<{ promoted: number; nextAt: Date | null }>;
   /** Aging (API.md §2): answers how many jobs rose a class. */

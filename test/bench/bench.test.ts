@@ -25,6 +25,8 @@ const FIGURES = [
   "dispatch latency p50 (ms)",
   "dispatch latency p99 (ms)",
   "claim cost ratio",
+  "bulk cancel of 10,000 jobs",
+  "bulk retry of 10,000 jobs",
   "heartbeat p99 (ms)",
   "master RSS (MB)",
 ];

@@ -51,6 +51,25 @@ export interface AuditEntry {
   created_at: string;
 }
 
+/** A job type with its flow control and counts (GET /api/v1/types). */
+export interface JobType {
+  type: string;
+  max_running: number | null;
+  paused: boolean;
+  pending: number;
+  running: number;
+  completed_1h: number;
+  failed_1h: number;
+}
+
+/** What a bulk cancel or retry took and changed (POST /api/v1/jobs/cancel|retry). */
+export interface BulkOutcome {
+  matched: number;
+  changed: number;
+  more: boolean;
+  dry_run: boolean;
+}
+
 export interface Schedule {
   id: string;
   name: string;

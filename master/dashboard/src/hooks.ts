@@ -44,7 +44,8 @@ export interface Polled<T> {
 
 /**
  * Load now and every `intervalMs`, keeping the last data on screen while the next
- * load runs (no flicker, no layout shift). A 401 ends the session.
+ * load runs (no flicker, no layout shift). While the tab is hidden it stops; shown
+ * again, it loads at once and goes on. A 401 ends the session.
  */
 export function usePoll<T>(load: () => Promise<T>, intervalMs: number, key: string): Polled<T> {
   const session = useSession();
@@ -60,8 +61,13 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number, key: stri
   }, [key]);
   useEffect(() => {
     let alive = true;
+    let loading = false;
     let timer: number | undefined;
     const run = async () => {
+      window.clearTimeout(timer);
+      timer = undefined;
+      if (loading) return;
+      loading = true;
       try {
         const value = await loadRef.current();
         if (!alive) return;
@@ -74,13 +80,25 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number, key: stri
         if (failure instanceof Unauthorized) return session.end("Your session ended (the token expired or was revoked). Sign in again.");
         if (failure instanceof Unreachable) session.setReachable(false);
         setError((failure as Error).message);
+      } finally {
+        loading = false;
       }
-      if (alive) timer = window.setTimeout(run, intervalMs);
+      if (alive && !document.hidden) timer = window.setTimeout(run, intervalMs);
     };
+    const onVisibility = () => {
+      if (document.hidden) {
+        window.clearTimeout(timer);
+        timer = undefined;
+      } else if (timer === undefined) {
+        void run();
+      }
+    };
+    document.addEventListener("visibilitychange", onVisibility);
     void run();
     return () => {
       alive = false;
       window.clearTimeout(timer);
+      document.removeEventListener("visibilitychange", onVisibility);
     };
   }, [key, tick, intervalMs]);
   const reload = useCallback(() => setTick((n) => n + 1), []);

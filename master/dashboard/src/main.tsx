@@ -12,6 +12,7 @@ import { Jobs } from "./pages/jobs.js";
 import { Nodes } from "./pages/nodes.js";
 import { Overview } from "./pages/overview.js";
 import { Schedules } from "./pages/schedules.js";
+import { Types } from "./pages/types.js";
 import "./styles.css";
 
 function Page({ me, path, params }: { me: Me; path: string; params: URLSearchParams }) {
@@ -21,6 +22,7 @@ function Page({ me, path, params }: { me: Me; path: string; params: URLSearchPar
   if (path === "/jobs") return <Jobs params={params} />;
   if (path === "/nodes" && me.role === "admin") return <Nodes />;
   if (path === "/schedules") return <Schedules />;
+  if (path === "/types") return <Types />;
   if (path === "/audit" && me.role === "admin") return <Audit />;
   return <Overview />;
 }

@@ -168,6 +168,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
           nodeId: query.node_id,
           clientId,
           tag: tagKey === undefined ? undefined : { key: tagKey, value: tagValue.join(":") },
+          failureReason: query.failure_reason,
         });
         return ok(page);
       },

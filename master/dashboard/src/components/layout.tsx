@@ -11,6 +11,7 @@ interface NavItem {
 const NAV: NavItem[] = [
   { href: "#/", label: "Overview", roles: ["admin", "client"] },
   { href: "#/jobs", label: "Jobs", roles: ["admin", "client"] },
+  { href: "#/types", label: "Types", roles: ["admin", "client"] },
   { href: "#/nodes", label: "Nodes", roles: ["admin"] },
   { href: "#/schedules", label: "Schedules", roles: ["admin", "client"] },
   { href: "#/audit", label: "Audit log", roles: ["admin"] },

@@ -1,11 +1,18 @@
 // Jobs: filter by status, type, priority, node, tag; newest first; pages by cursor.
 import { useState } from "preact/hooks";
 import { api, query, type Job, type Node, type Page } from "../api.js";
+import { BulkActions } from "../components/bulk-actions.js";
 import { Empty, ErrorNote, PageHeader, Pager, Status, Updated } from "../components/common.js";
 import { ago, shortId, usePoll, useSession } from "../hooks.js";
 
 const STATUSES = ["blocked", "scheduled", "pending", "running", "completed", "failed", "canceled"];
 const PRIORITIES = ["live", "high", "medium", "low", "batch"];
+const FAILURE_REASONS = ["max_retries_exceeded", "non_retryable", "dependency_failed"];
+
+/** The list's filter as a bulk action's (which has no node filter). */
+function bulkFilter(applied: Filters): Record<string, string> {
+  return Object.fromEntries(Object.entries(applied).filter(([name, value]) => name !== "node_id" && value !== ""));
+}
 
 interface Filters {
   status: string;
@@ -13,6 +20,7 @@ interface Filters {
   priority: string;
   node_id: string;
   tag: string;
+  failure_reason: string;
 }
 
 function fromParams(params: URLSearchParams): Filters {
@@ -22,6 +30,7 @@ function fromParams(params: URLSearchParams): Filters {
     priority: params.get("priority") ?? "",
     node_id: params.get("node_id") ?? "",
     tag: params.get("tag") ?? "",
+    failure_reason: params.get("failure_reason") ?? "",
   };
 }
 
@@ -92,8 +101,25 @@ export function Jobs({ params }: { params: URLSearchParams }) {
           <label for="filter-tag">Tag (key:value)</label>
           <input {...field("tag")} placeholder="any" />
         </div>
+        <div>
+          <label for="filter-failure_reason">Failure reason</label>
+          <select {...field("failure_reason")}>
+            <option value="">any</option>
+            {FAILURE_REASONS.map((r) => (
+              <option key={r} value={r}>
+                {r.replace(/_/g, " ")}
+              </option>
+            ))}
+          </select>
+        </div>
         <button type="submit">Apply</button>
       </form>
+      <BulkActions
+        key={JSON.stringify(applied)}
+        filter={bulkFilter(applied)}
+        blocker={applied.node_id ? "These do not take a node filter: clear Node id to act on all matching jobs." : undefined}
+        onDone={jobs.reload}
+      />
       <ErrorNote message={jobs.error} />
       {items && items.length === 0 ? <Empty>No jobs match these filters.</Empty> : null}
       <div class="table-wrap">

@@ -1,6 +1,8 @@
 // The SQLite JobStore: each verb is one function in this folder, run in one transaction.
 import type {
   ActorParams,
+  BulkActionOutcome,
+  BulkActionParams,
   ClaimOutcome,
   Job,
   JobAttempt,
@@ -22,6 +24,7 @@ import { sql } from "kysely";
 import type { StoreContext } from "../context.js";
 import { readQuery, type ThreadReader } from "../reader.js";
 import { cancelJob, retryJob, setJobPriority } from "./actions.js";
+import { cancelMatching, retryMatching } from "./bulk.js";
 import type { WhyFacts } from "../../../queue/why.js";
 import { listAttempts } from "./attempts.js";
 import { whyFacts } from "./why.js";
@@ -100,6 +103,14 @@ export class SqliteJobStore implements JobStore {
 
   async setPriority(params: ActorParams & { priority: PriorityName }): Promise<JobActionOutcome> {
     return this.ctx.db.grouped(() => setJobPriority(this.ctx, params));
+  }
+
+  async cancelMatching(params: BulkActionParams): Promise<BulkActionOutcome> {
+    return this.ctx.db.grouped(() => cancelMatching(this.ctx, params));
+  }
+
+  async retryMatching(params: BulkActionParams): Promise<BulkActionOutcome> {
+    return this.ctx.db.grouped(() => retryMatching(this.ctx, params));
   }
 
   async promoteScheduled(): Promise<{ promoted: number; nextAt: Date | null }> {

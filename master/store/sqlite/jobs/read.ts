@@ -4,7 +4,6 @@ import {
   JOB_STATUSES,
   NODE_STATUSES,
   PRIORITY_NAMES,
-  PRIORITY_WEIGHTS,
   type Job,
   type JobEvent,
   type JobStatus,
@@ -19,6 +18,7 @@ import type { StoreContext } from "../context.js";
 import { readQuery, readRows, type ThreadReader } from "../reader.js";
 import { decodeCursor, encodeCursor, pageOf, priorityName, toAuditEntry, toJob } from "../rows.js";
 import { listAttempts } from "./attempts.js";
+import { filtersGiven, whereFilter } from "./filter.js";
 
 export function getJob(ctx: StoreContext, id: string): Job | undefined {
   const row = ctx.db.get(ctx.db.kysely.selectFrom("jobs").selectAll().where("id", "=", id));
@@ -38,24 +38,8 @@ export async function listJobs(ctx: StoreContext, params: ListJobsParams, reader
   const before = decodeCursor(params.cursor);
   let query = db.kysely.selectFrom("jobs").selectAll().orderBy("seq", "desc").limit(params.limit + 1);
   if (before !== undefined) query = query.where("seq", "<", before);
-  if (params.status !== undefined) query = query.where("status", "=", params.status);
-  if (params.type !== undefined) query = query.where("type", "=", params.type);
-  if (params.priority !== undefined) query = query.where("priority", "=", PRIORITY_WEIGHTS[params.priority]);
-  if (params.nodeId !== undefined) query = query.where("node_id", "=", params.nodeId);
-  if (params.clientId !== undefined) query = query.where("client_id", "=", params.clientId);
-  const tag = params.tag;
-  if (tag !== undefined) {
-    query = query.where((eb) =>
-      eb.exists(
-        eb
-          .selectFrom(sql<{ key: string; value: unknown }>`json_each(jobs.tags)`.as("t"))
-          .select("t.key")
-          .where("t.key", "=", tag.key)
-          .where("t.value", "=", tag.value),
-      ),
-    );
-  }
-  const filters = [params.status, params.type, params.priority, params.nodeId, params.clientId, tag].filter((value) => value !== undefined);
+  query = whereFilter(query, params);
+  const filters = filtersGiven(params);
   const walksFar = filters.length > 1 || (filters.length === 1 && params.status === undefined && params.clientId === undefined);
   return pageOf(await readQuery(db, walksFar ? reader : undefined, query.compile()), params.limit, (row) => row.seq, toJob);
 }
