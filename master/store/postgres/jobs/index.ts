@@ -3,6 +3,8 @@ import { sql } from "kysely";
 import type { WhyFacts } from "../../../queue/why.js";
 import type {
   ActorParams,
+  BulkActionOutcome,
+  BulkActionParams,
   ClaimOutcome,
   Job,
   JobActionOutcome,
@@ -22,6 +24,7 @@ import type {
 } from "../../types.js";
 import type { PgContext } from "../context.js";
 import { cancelJob, retryJob, setJobPriority } from "./actions.js";
+import { cancelMatching, retryMatching } from "./bulk.js";
 import { claimJobs } from "./claim.js";
 import { getJob, jobEvents, listAttempts, listJobs, queueStats, throughput } from "./read.js";
 import { reportResults } from "./report.js";
@@ -81,6 +84,14 @@ export class PostgresJobStore implements JobStore {
 
   async setPriority(params: ActorParams & { priority: PriorityName }): Promise<JobActionOutcome> {
     return this.ctx.db.transaction((tx) => setJobPriority(this.ctx, tx, params));
+  }
+
+  async cancelMatching(params: BulkActionParams): Promise<BulkActionOutcome> {
+    return this.ctx.db.transaction((tx) => cancelMatching(this.ctx, tx, params));
+  }
+
+  async retryMatching(params: BulkActionParams): Promise<BulkActionOutcome> {
+    return this.ctx.db.transaction((tx) => retryMatching(this.ctx, tx, params));
   }
 
   async promoteScheduled(): Promise<{ promoted: number; nextAt: Date | null }> {

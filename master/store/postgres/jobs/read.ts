@@ -7,7 +7,6 @@ import {
   JOB_STATUSES,
   NODE_STATUSES,
   PRIORITY_NAMES,
-  PRIORITY_WEIGHTS,
   type AuditEntry,
   type Job,
   type JobEvent,
@@ -21,6 +20,7 @@ import {
 } from "../../types.js";
 import type { PgContext } from "../context.js";
 import { toJob, type JobRow } from "../rows.js";
+import { filterClauses, where } from "./filter.js";
 
 export async function getJob(ctx: PgContext, id: string): Promise<Job | undefined> {
   const row = await ctx.db.one(sql<JobRow>`SELECT * FROM jobs WHERE id = ${id}`);
@@ -28,21 +28,11 @@ export async function getJob(ctx: PgContext, id: string): Promise<Job | undefine
 }
 
 /** A page of jobs, newest first. */
-export async function listJobs(ctx: PgContext, params: ListJobsParams & { failureReason?: string | undefined }): Promise<Page<Job>> {
+export async function listJobs(ctx: PgContext, params: ListJobsParams): Promise<Page<Job>> {
   const before = decodeCursor(params.cursor);
-  const where = [
-    before === undefined ? undefined : sql`seq < ${before}`,
-    params.status === undefined ? undefined : sql`status = ${params.status}`,
-    params.type === undefined ? undefined : sql`type = ${params.type}`,
-    params.priority === undefined ? undefined : sql`priority = ${PRIORITY_WEIGHTS[params.priority]}`,
-    params.nodeId === undefined ? undefined : sql`node_id = ${params.nodeId}`,
-    params.clientId === undefined ? undefined : sql`client_id = ${params.clientId}`,
-    params.failureReason === undefined ? undefined : sql`failure_reason = ${params.failureReason}`,
-    params.tag === undefined ? undefined : sql`tags ->> ${params.tag.key} = ${params.tag.value}`,
-  ].filter((clause) => clause !== undefined);
-  const rows = await ctx.db.run(sql<JobRow>`
-    SELECT * FROM jobs ${where.length > 0 ? sql`WHERE ${sql.join(where, sql` AND `)}` : sql``}
-    ORDER BY seq DESC LIMIT ${params.limit + 1}`);
+  const clauses = filterClauses(params);
+  if (before !== undefined) clauses.push(sql`seq < ${before}`);
+  const rows = await ctx.db.run(sql<JobRow>`SELECT * FROM jobs ${where(clauses)} ORDER BY seq DESC LIMIT ${params.limit + 1}`);
   return pageOf(rows, params.limit, (row) => row.seq, toJob);
 }
 
