@@ -163,7 +163,16 @@ export interface SubmitJobParams {
 
 export type SubmitOutcome =
   | { ok: true; items: { job: Job; created: boolean }[]; ready: number }
-  | { ok: false; reason: "unknown_dependency"; index: number; dependency: string };
+  | { ok: false; reason: "unknown_dependency"; index: number; dependency: string }
+  /** The client would pass its quota (API.md §4): `unfinished` of its jobs are not yet finished. */
+  | { ok: false; reason: "quota_exceeded"; unfinished: number; limit: number };
+
+export interface SubmitOptions {
+  /** A POST /jobs/batch, audited as one jobs.submitted row however many jobs it has. */
+  batch?: boolean;
+  /** Refuse the whole submit if the client's jobs not yet finished would then pass this many. */
+  maxUnfinished?: number;
+}
 
 export interface ListJobsParams extends PageParams {
   status?: JobStatus | undefined;
@@ -234,8 +243,7 @@ export interface QueueStats {
 
 export interface JobStore {
   /** All or nothing: one unknown dependency stores none of them. */
-  /** `batch`: a POST /jobs/batch, audited as one jobs.submitted row however many jobs it has. */
-  submit(jobs: SubmitJobParams[], options?: { batch?: boolean }): Promise<SubmitOutcome>;
+  submit(jobs: SubmitJobParams[], options?: SubmitOptions): Promise<SubmitOutcome>;
   get(id: string): Promise<Job | undefined>;
   list(params: ListJobsParams): Promise<Page<Job>>;
   /** The job's history, oldest first: its submission and attempts, and the audit rows about it. */
@@ -428,7 +436,10 @@ export interface ScheduleFields {
 }
 
 export interface ScheduleStore {
-  create(params: ScheduleFields & { clientId: string; actor: string | null }): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "conflict" }>;
+  /** `maxPerClient`: refused (quota_exceeded) if the client has that many schedules already. */
+  create(
+    params: ScheduleFields & { clientId: string; actor: string | null; maxPerClient?: number },
+  ): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "conflict" } | { ok: false; reason: "quota_exceeded"; limit: number }>;
   get(id: string): Promise<Schedule | undefined>;
   list(params: PageParams & { clientId?: string | undefined }): Promise<Page<Schedule>>;
   update(params: { id: string; fields: ScheduleFields; actor: string | null }): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "not_found" | "conflict" }>;

@@ -5,6 +5,7 @@ import type { SchedulesTable } from "../schema.js";
 import type { Schedule, ScheduleFields, ScheduledJobSpec, ScheduleStore } from "../types.js";
 import type { StoreContext } from "./context.js";
 import type { SqliteJobStore } from "./jobs/index.js";
+import { scheduleCount } from "./quotas.js";
 import { decodeCursor, pageOf } from "./rows.js";
 
 function toSchedule(row: SchedulesTable): Schedule {
@@ -47,6 +48,8 @@ export function createScheduleStore(ctx: StoreContext, jobs: SqliteJobStore): Sc
     async create(params) {
       try {
         return db.transaction(() => {
+          const limit = params.maxPerClient;
+          if (limit !== undefined && scheduleCount(db, params.clientId) >= limit) return { ok: false as const, reason: "quota_exceeded" as const, limit };
           const at = ctx.clock.now().toISOString();
           const row: SchedulesTable = {
             id: randomUUID(),

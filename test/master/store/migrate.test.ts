@@ -41,7 +41,7 @@ describe("migrations (sqlite)", () => {
     try {
       const first = migrate(db);
       expect(first.error).toBeUndefined();
-      expect(first.applied.map((m) => m.version)).toEqual([1, 2, 3, 4]);
+      expect(first.applied.map((m) => m.version)).toEqual([1, 2, 3, 4, 5]);
       expect(migrate(db).applied).toEqual([]);
       const [init, types] = migrationStatus(db);
       expect(init).toMatchObject({ version: 1, name: "init", state: "applied" });
@@ -72,7 +72,7 @@ describe("migrations (sqlite)", () => {
     const store = openSqliteStore({ path, clock: new FakeClock(), policy });
     await store.close();
     const db = new SqliteDatabase({ path });
-    expect(migrationStatus(db).map((s) => s.state)).toEqual(["applied", "applied", "applied", "applied"]);
+    expect(migrationStatus(db).map((s) => s.state)).toEqual(["applied", "applied", "applied", "applied", "applied"]);
     db.close();
   });
 
@@ -106,6 +106,33 @@ describe("migrations (sqlite)", () => {
       expect(await claimIds(await register("echoes", ["gpu"], ["echo"]))).toEqual(["a"]);
       expect(await claimIds(await register("any", ["gpu"], null))).toEqual(["bb"]);
       expect((await store.jobs.get("ccc"))?.status).toBe("completed");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("counts each client's jobs not yet finished in a database made before quotas", async () => {
+    const path = join(tempDir(), "old.db");
+    const job = (id: string, client: string, status: string) =>
+      `INSERT INTO jobs (id, client_id, type, payload, priority, effective_priority, status, max_retries, timeout_s, ready_at,
+         created_at, updated_at)
+       VALUES ('${id}', '${client}', 'echo', '{}', 2, 2, '${status}', 3, 60, '2026-01-01T00:00:00.000Z',
+         '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');`;
+    const rows = [job("a", "c1", "pending"), job("b", "c1", "scheduled"), job("c", "c1", "completed"), job("d", "c2", "failed"), job("e", "c2", "blocked")];
+    const old = new SqliteDatabase({ path });
+    old.sqlite.exec(`${readFileSync(join(defaultMigrationsDir(), "0001_init.sql"), "utf8")}\n${rows.join("\n")}`);
+    old.close();
+    const store = openSqliteStore({ path, clock: new FakeClock(), policy });
+    try {
+      const counts = (store as unknown as { database: SqliteDatabase }).database.sqlite
+        .prepare("SELECT client_id, unfinished FROM client_job_counts ORDER BY client_id")
+        .all();
+      expect(counts).toEqual([
+        { client_id: "c1", unfinished: 2 },
+        { client_id: "c2", unfinished: 1 },
+      ]);
+      const job = { clientId: "c1", type: "echo", payload: {}, priority: "medium" as const, maxRetries: 0, timeoutS: 60, runAt: null, requires: [], dependsOn: [], idempotencyKey: null, tags: {} };
+      expect(await store.jobs.submit([job], { maxUnfinished: 2 })).toMatchObject({ ok: false, reason: "quota_exceeded", unfinished: 2 });
     } finally {
       await store.close();
     }
