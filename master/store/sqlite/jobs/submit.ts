@@ -1,10 +1,10 @@
 // submit: new jobs, all or nothing, with idempotency keys and dependencies.
-import { onSubmit } from "../../../queue/transitions.js";
+import { isFinal, onSubmit } from "../../../queue/transitions.js";
 import { PRIORITY_WEIGHTS, type Job, type JobStatus, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../types.js";
 import type { AuditEvent } from "../audit.js";
 import type { StoreContext } from "../context.js";
 import { param, type Prepared } from "../database.js";
-import { unfinishedJobs } from "../quotas.js";
+import { addUnfinished, unfinishedJobs } from "../quotas.js";
 import { timeOrderedId, toJob, type JobRow } from "../rows.js";
 import { nextAgingAt } from "./lifecycle.js";
 
@@ -199,10 +199,13 @@ function submittedEvents(built: readonly Built[], batch: boolean): AuditEvent[] 
  * array parses each row's object once per column.
  */
 function write(ctx: StoreContext, statements: SubmitStatements, built: Built[], at: string, batch: boolean): void {
+  const unfinished = new Map<string, number>();
   for (const { row, dependsOn } of built) {
     statements.insert.run(row);
     for (const dependency of dependsOn) statements.linkDependency.run({ jobId: row.id, dependsOn: dependency });
+    if (!isFinal(row.status as JobStatus)) unfinished.set(row.client_id, (unfinished.get(row.client_id) ?? 0) + 1);
   }
+  for (const [clientId, added] of unfinished) addUnfinished(ctx.db, clientId, added);
   ctx.audit.writeMany(submittedEvents(built, batch), at);
 }
 
