@@ -452,7 +452,14 @@ export interface ScheduleStore {
    * One tick: move next_run_at from `dueAt` to `nextRunAt` and submit the job, in
    * one transaction. Only one caller wins a tick, however many masters try.
    */
-  fire(params: { scheduleId: string; dueAt: string; nextRunAt: Date; job: SubmitJobParams }): Promise<{ fired: true; job: Job } | { fired: false }>;
+  /** `maxUnfinished`: the owner's quota; a tick past it is skipped (next_run_at still moves), audited schedule.skipped. */
+  fire(params: {
+    scheduleId: string;
+    dueAt: string;
+    nextRunAt: Date;
+    job: SubmitJobParams;
+    maxUnfinished?: number;
+  }): Promise<{ fired: true; job: Job } | { fired: false; skipped?: "quota_exceeded" }>;
 }
 
 // ---- audit, settings -------------------------------------------------------

@@ -14,6 +14,8 @@ export interface SchedulerParams {
   log: Logger;
   intervalMs: number;
   defaults: { maxRetries: number; jobTimeoutS: number };
+  /** GAFFER_CLIENT_MAX_QUEUED: a `client` role's tick past it is skipped (API.md §4). */
+  clientMaxQueued?: number;
 }
 
 export class Scheduler extends PeriodicService<number> {
@@ -41,6 +43,13 @@ export class Scheduler extends PeriodicService<number> {
     };
   }
 
+  /** The owner's quota of unfinished jobs: a `client` role's only (an admin's ticks, like its submits, have none). */
+  private async quotaOf(clientId: string): Promise<number | undefined> {
+    const { clientMaxQueued, store } = this.params;
+    if (clientMaxQueued === undefined) return undefined;
+    return (await store.clients.get(clientId))?.role === "client" ? clientMaxQueued : undefined;
+  }
+
   async runOnce(): Promise<number> {
     const { store, clock, log } = this.params;
     const now = clock.now();
@@ -55,8 +64,17 @@ export class Scheduler extends PeriodicService<number> {
         log.error({ event: "schedule.invalid", scheduleId: schedule.id, err: (error as Error).message });
         continue;
       }
-      const outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt) });
-      if (!outcome.fired) continue;
+      const maxUnfinished = await this.quotaOf(schedule.client_id);
+      const outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt), maxUnfinished });
+      if (!outcome.fired) {
+        if (outcome.skipped) {
+          log.warn(
+            { event: "schedule.skipped", scheduleId: schedule.id, clientId: schedule.client_id, tick: dueAt, reason: outcome.skipped },
+            `schedule ${schedule.name} skipped its tick: its client has as many unfinished jobs as GAFFER_CLIENT_MAX_QUEUED allows`,
+          );
+        }
+        continue;
+      }
       fired += 1;
       log.info(
         { event: "schedule.fired", scheduleId: schedule.id, name: schedule.name, jobId: outcome.job.id, tick: dueAt, next: nextRunAt.toISOString() },

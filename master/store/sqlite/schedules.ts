@@ -148,7 +148,11 @@ export function createScheduleStore(ctx: StoreContext, jobs: SqliteJobStore): Sc
             .where("next_run_at", "=", params.dueAt),
         );
         if (moved === 0) return { fired: false as const };
-        const outcome = jobs.submitNow([params.job]);
+        const outcome = jobs.submitNow([params.job], { maxUnfinished: params.maxUnfinished });
+        if (!outcome.ok && outcome.reason === "quota_exceeded") {
+          record("schedule.skipped", params.scheduleId, null, { tick: params.dueAt, reason: outcome.reason, unfinished: outcome.unfinished, limit: outcome.limit }, at);
+          return { fired: false as const, skipped: outcome.reason };
+        }
         if (!outcome.ok) throw new Error(`a scheduled job could not be submitted: ${outcome.reason}`);
         const job = outcome.items[0]?.job;
         if (!job) throw new Error("a scheduled job was not stored");

@@ -52,8 +52,8 @@ export class SqliteJobStore implements JobStore {
   }
 
   /** submit, inside a caller's transaction (a schedule's tick). */
-  submitNow(jobs: SubmitJobParams[]): SubmitOutcome {
-    return submitJobs(this.ctx, this.submitStatements, jobs);
+  submitNow(jobs: SubmitJobParams[], options: SubmitOptions = {}): SubmitOutcome {
+    return submitJobs(this.ctx, this.submitStatements, jobs, options);
   }
 
   async get(id: string): Promise<Job | undefined> {
