@@ -14,7 +14,11 @@ export interface SchedulerParams {
   log: Logger;
   intervalMs: number;
   defaults: { maxRetries: number; jobTimeoutS: number };
-  /** GAFFER_CLIENT_MAX_QUEUED: a `client` role's tick past it is skipped (API.md §4). */
+  /**
+   * GAFFER_CLIENT_MAX_QUEUED. Set, a `client` role's schedules are held to API.md §4: a tick
+   * past the quota is skipped, and ticks come at least a minute apart (a schedule made with
+   * a finer cron before the API refused one still fires once a minute).
+   */
   clientMaxQueued?: number;
 }
 
@@ -43,11 +47,10 @@ export class Scheduler extends PeriodicService<number> {
     };
   }
 
-  /** The owner's quota of unfinished jobs: a `client` role's only (an admin's ticks, like its submits, have none). */
-  private async quotaOf(clientId: string): Promise<number | undefined> {
-    const { clientMaxQueued, store } = this.params;
-    if (clientMaxQueued === undefined) return undefined;
-    return (await store.clients.get(clientId))?.role === "client" ? clientMaxQueued : undefined;
+  /** Whether the owner is held to a client's limits (an admin's ticks, like its submits, are not). */
+  private async isLimited(clientId: string): Promise<boolean> {
+    if (this.params.clientMaxQueued === undefined) return false;
+    return (await this.params.store.clients.get(clientId))?.role === "client";
   }
 
   async runOnce(): Promise<number> {
@@ -57,14 +60,17 @@ export class Scheduler extends PeriodicService<number> {
     for (const schedule of await store.schedules.due({ now, limit: SCHEDULE_BATCH })) {
       const dueAt = schedule.next_run_at;
       if (dueAt === null) continue;
+      const limited = await this.isLimited(schedule.client_id);
+      // A client's next tick comes a minute after this one at the soonest.
+      const after = limited ? new Date(Math.max(now.getTime(), Date.parse(dueAt) + 59_999)) : now;
       let nextRunAt: Date;
       try {
-        nextRunAt = nextTick(schedule.cron, schedule.timezone, now);
+        nextRunAt = nextTick(schedule.cron, schedule.timezone, after);
       } catch (error) {
         log.error({ event: "schedule.invalid", scheduleId: schedule.id, err: (error as Error).message });
         continue;
       }
-      const maxUnfinished = await this.quotaOf(schedule.client_id);
+      const maxUnfinished = limited ? this.params.clientMaxQueued : undefined;
       const outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt), maxUnfinished });
       if (!outcome.fired) {
         if (outcome.skipped) {

@@ -76,6 +76,30 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
     expect(await jobsOf(mine.id)).toHaveLength(1);
   });
 
+  it("fires a client's schedule made with a finer cron at most once a minute; an admin's on every tick", async () => {
+    const client = await createClient(t.store, { name: "old-app", role: "client", actor: null });
+    const admin = await createClient(t.store, { name: "root", role: "admin", actor: null });
+    const make = async (clientId: string) => {
+      const outcome = await t.store.schedules.create({
+        clientId, actor: clientId, name: "every-ten-seconds", cron: "*/10 * * * * *", timezone: "UTC", enabled: true,
+        job: { type: "tick" }, nextRunAt: nextTick("*/10 * * * * *", "UTC", t.clock.now()),
+      });
+      if (!outcome.ok) throw new Error("create failed");
+      return outcome.schedule;
+    };
+    const [mine, admins] = [await make(client.id), await make(admin.id)];
+    const s = new Scheduler({
+      store: t.store, clock: t.clock, log: pino({ level: "silent" }), intervalMs: 1000,
+      defaults: { maxRetries: 3, jobTimeoutS: 60 }, clientMaxQueued: 1000,
+    });
+    for (let i = 0; i < 12; i++) {
+      t.clock.advanceSeconds(10);
+      await s.runOnce();
+    }
+    expect(await jobsOf(admins.id)).toHaveLength(12);
+    expect(await jobsOf(mine.id)).toHaveLength(2);
+  });
+
   it("submits one job per tick, tagged with the schedule", async () => {
     const schedule = await createSchedule("*/5 * * * *");
     expect(schedule.next_run_at).toBe("2026-01-01T10:05:00.000Z");
