@@ -94,13 +94,14 @@ describe("gaffer migrate", () => {
     const db = join(tempDir(), "m.db");
     const applied = await runGaffer(["migrate", "--db", db]);
     expect(applied.code).toBe(0);
-    expect(applied.output).toMatch(/applied 0001_init, 0002_node_types, 0003_job_attempts, 0004_job_types/);
+    expect(applied.output).toMatch(/applied 0001_init, 0002_node_types, 0003_job_attempts, 0004_job_types, 0005_client_job_counts/);
     const status = await runGaffer(["migrate", "--db", db, "--status", "--json"]);
     expect(JSON.parse(status.output)).toEqual([
       expect.objectContaining({ version: 1, name: "init", state: "applied" }),
       expect.objectContaining({ version: 2, name: "node_types", state: "applied" }),
       expect.objectContaining({ version: 3, name: "job_attempts", state: "applied" }),
       expect.objectContaining({ version: 4, name: "job_types", state: "applied" }),
+      expect.objectContaining({ version: 5, name: "client_job_counts", state: "applied" }),
     ]);
   });
 });
