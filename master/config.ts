@@ -21,6 +21,14 @@ export const DEFAULT_STALL_GRACE_S = 300;
 export const DEFAULT_AGING_S = 300;
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576;
 export const DEFAULT_MAX_BATCH_BYTES = 64 * 1_048_576;
+/**
+ * The body of a `client` role's POST /jobs/batch (API.md §4): 1000 jobs of about 4 KiB each.
+ * It is parsed on the event loop that serves everyone, so one client may not make it parse 64 MiB.
+ */
+export const DEFAULT_CLIENT_MAX_BATCH_BYTES = 4 * 1_048_576;
+/** Quotas of a `client` role (API.md §4): jobs not yet finished, and schedules. */
+export const DEFAULT_CLIENT_MAX_QUEUED = 1_000_000;
+export const DEFAULT_CLIENT_MAX_SCHEDULES = 100;
 /** The end of a handler's output kept on each attempt (API.md §5, §10); the worker has the same setting. */
 export const DEFAULT_LOG_TAIL_BYTES = 65_536;
 export const DEFAULT_RETENTION_DAYS = 30;
@@ -57,6 +65,9 @@ const configSchema = z
     agingS: seconds,
     maxPayloadBytes: count.min(1024),
     maxBatchBytes: count.min(1024),
+    clientMaxBatchBytes: count.min(1024),
+    clientMaxQueued: count.min(1),
+    clientMaxSchedules: count,
     logTailBytes: count.min(0),
     retentionDays: z.coerce.number().positive(),
     metricsMaxTypes: count.max(10_000),
@@ -91,6 +102,9 @@ export const ENVIRONMENT: Record<Exclude<ConfigKey, "profile">, string> = {
   agingS: "GAFFER_AGING_S",
   maxPayloadBytes: "GAFFER_MAX_PAYLOAD_BYTES",
   maxBatchBytes: "GAFFER_MAX_BATCH_BYTES",
+  clientMaxBatchBytes: "GAFFER_CLIENT_MAX_BATCH_BYTES",
+  clientMaxQueued: "GAFFER_CLIENT_MAX_QUEUED",
+  clientMaxSchedules: "GAFFER_CLIENT_MAX_SCHEDULES",
   logTailBytes: "GAFFER_LOG_TAIL_BYTES",
   retentionDays: "GAFFER_RETENTION_DAYS",
   metricsMaxTypes: "GAFFER_METRICS_MAX_TYPES",
@@ -116,6 +130,9 @@ const DEFAULTS: ConfigValues = {
   agingS: DEFAULT_AGING_S,
   maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
   maxBatchBytes: DEFAULT_MAX_BATCH_BYTES,
+  clientMaxBatchBytes: DEFAULT_CLIENT_MAX_BATCH_BYTES,
+  clientMaxQueued: DEFAULT_CLIENT_MAX_QUEUED,
+  clientMaxSchedules: DEFAULT_CLIENT_MAX_SCHEDULES,
   logTailBytes: DEFAULT_LOG_TAIL_BYTES,
   retentionDays: DEFAULT_RETENTION_DAYS,
   metricsMaxTypes: DEFAULT_METRICS_MAX_TYPES,

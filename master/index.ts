@@ -102,6 +102,7 @@ function createServices(params: {
     log,
     intervalMs,
     defaults: { maxRetries: config.maxRetries, jobTimeoutS: config.jobTimeoutS },
+    clientMaxQueued: config.clientMaxQueued,
   });
   const services: Service<unknown>[] = [
     new DeadNodeSweeper({ store, clock, log, intervalMs, nodeTimeoutMs: config.nodeTimeoutS * 1000, reportingSince, metrics }),

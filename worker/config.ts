@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "zod";
+import { CredentialsError, plainHttpWarnings, resolveClientSecret, type ResolvedSecret } from "./credentials.js";
 import type { CommandHandler } from "./runner.js";
 
 export const DEFAULT_MASTER_URL = "http://127.0.0.1:8080";
@@ -46,6 +47,7 @@ export interface WorkerFlags {
   master?: string | undefined;
   clientId?: string | undefined;
   clientSecret?: string | undefined;
+  clientSecretFile?: string | undefined;
   name?: string | undefined;
   labels?: string | undefined;
   capacity?: string | undefined;
@@ -70,6 +72,8 @@ export interface WorkerConfig {
   /** GAFFER_LOG_TAIL_BYTES: the end of each handler's output sent with its result (0: none). */
   logTailBytes: number | undefined;
   logLevel: string;
+  /** What the daemon should tell the user on stderr before it starts (a secret in argv, plain http to another host). */
+  warnings: string[];
 }
 
 function positive(value: string | undefined, what: string, integer: boolean): number | undefined {
@@ -81,8 +85,17 @@ function positive(value: string | undefined, what: string, integer: boolean): nu
   return number;
 }
 
-/** The worker's secrets, taken out of the environment once read (API.md §10). */
-const SECRET_VARIABLES = ["GAFFER_CLIENT_SECRET", "GAFFER_TOKEN"] as const;
+/** The worker's secrets (and where its secret's file is), taken out of the environment once read (API.md §10). */
+const SECRET_VARIABLES = ["GAFFER_CLIENT_SECRET", "GAFFER_CLIENT_SECRET_FILE", "GAFFER_TOKEN"] as const;
+
+function clientSecretOf(flags: WorkerFlags, env: NodeJS.ProcessEnv): ResolvedSecret {
+  try {
+    return resolveClientSecret(flags, env);
+  } catch (error) {
+    if (error instanceof CredentialsError) throw new WorkerConfigError(error.message);
+    throw error;
+  }
+}
 
 /**
  * Flags win over the environment; the CLI passes process.env. The secrets are deleted
@@ -90,9 +103,13 @@ const SECRET_VARIABLES = ["GAFFER_CLIENT_SECRET", "GAFFER_TOKEN"] as const;
  * starts cannot find them there.
  */
 export function loadWorkerConfig(flags: WorkerFlags, env: NodeJS.ProcessEnv): WorkerConfig {
-  const clientSecret = flags.clientSecret ?? env.GAFFER_CLIENT_SECRET;
   const token = env.GAFFER_TOKEN;
-  for (const name of SECRET_VARIABLES) delete env[name];
+  let secret: ResolvedSecret;
+  try {
+    secret = clientSecretOf(flags, env);
+  } finally {
+    for (const name of SECRET_VARIABLES) delete env[name];
+  }
   const labels = (flags.labels ?? env.GAFFER_WORKER_LABELS ?? "")
     .split(",")
     .map((label) => label.trim())
@@ -107,7 +124,7 @@ export function loadWorkerConfig(flags: WorkerFlags, env: NodeJS.ProcessEnv): Wo
   return {
     masterUrl,
     clientId: flags.clientId ?? env.GAFFER_CLIENT_ID,
-    clientSecret,
+    clientSecret: secret.secret,
     token,
     name: flags.name ?? env.GAFFER_WORKER_NAME ?? hostname(),
     labels,
@@ -118,5 +135,6 @@ export function loadWorkerConfig(flags: WorkerFlags, env: NodeJS.ProcessEnv): Wo
     maxConnectAttempts: positive(flags.maxConnectAttempts, "--max-connect-attempts", true),
     logTailBytes: env.GAFFER_LOG_TAIL_BYTES === "0" ? 0 : positive(env.GAFFER_LOG_TAIL_BYTES, "GAFFER_LOG_TAIL_BYTES", true),
     logLevel: env.GAFFER_LOG_LEVEL ?? "info",
+    warnings: [...secret.warnings, ...plainHttpWarnings(masterUrl)],
   };
 }

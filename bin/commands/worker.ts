@@ -12,7 +12,8 @@ export function workerCommand(): Command {
     .description("Register a node with the master, pull jobs and run them with the handlers file")
     .option("--master <url>", "the master's URL, or several masters' comma-separated (GAFFER_MASTER_URL, default http://127.0.0.1:8080)")
     .option("--client-id <id>", "API client id of role worker (GAFFER_CLIENT_ID)")
-    .option("--client-secret <secret>", "its secret (GAFFER_CLIENT_SECRET)")
+    .option("--client-secret <secret>", "its secret (GAFFER_CLIENT_SECRET); on the command line every local user can read it: prefer --client-secret-file")
+    .option("--client-secret-file <path>", "read the secret from this file, without its trailing newline (GAFFER_CLIENT_SECRET_FILE)")
     .option("--name <name>", "node name (GAFFER_WORKER_NAME, default the host name)")
     .option("--labels <a,b>", "node labels (GAFFER_WORKER_LABELS)")
     .option("--capacity <n>", "jobs run at once (GAFFER_WORKER_CAPACITY, default 1)")
@@ -25,6 +26,7 @@ export function workerCommand(): Command {
       let handlers;
       try {
         config = loadWorkerConfig(flags, process.env);
+        for (const warning of config.warnings) process.stderr.write(`gaffer: warning: ${warning}\n`);
         if (!config.handlersFile) throw new WorkerConfigError("--handlers FILE (or GAFFER_HANDLERS) is required");
         handlers = loadHandlers(config.handlersFile);
       } catch (error) {

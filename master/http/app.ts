@@ -124,6 +124,7 @@ export function createApp(params: AppParams): { app: Express; routes: Route[] } 
     authenticator: params.authenticator,
     maxPayloadBytes: params.deps.config.maxPayloadBytes,
     maxBatchBytes: params.deps.config.maxBatchBytes,
+    clientMaxBatchBytes: params.deps.config.clientMaxBatchBytes,
     guards: params.guards,
     onResponse: (spec, status, durationS) =>
       params.deps.metrics.httpDuration.observe({ method: spec.method.toUpperCase(), route: spec.path, status: String(status) }, durationS),

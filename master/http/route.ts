@@ -26,7 +26,10 @@ export interface RouteSpec<B extends z.ZodType | undefined, Q extends z.ZodType 
   body?: B;
   query?: Q;
   responses: Record<number, ResponseSpec>;
-  /** Batch routes accept bodies up to GAFFER_MAX_BATCH_BYTES instead of GAFFER_MAX_PAYLOAD_BYTES. */
+  /**
+   * Batch routes accept bodies up to GAFFER_MAX_BATCH_BYTES instead of GAFFER_MAX_PAYLOAD_BYTES
+   * (up to GAFFER_CLIENT_MAX_BATCH_BYTES from a `client` role).
+   */
   largeBody?: boolean;
   /** A tighter body limit than GAFFER_MAX_PAYLOAD_BYTES, for a public route read before any rate limit. */
   maxBodyBytes?: number;
@@ -86,6 +89,8 @@ export interface MountParams {
   authenticator: Authenticator;
   maxPayloadBytes: number;
   maxBatchBytes: number;
+  /** The body limit of a batch route for the `client` role (API.md §4): smaller than maxBatchBytes. */
+  clientMaxBatchBytes?: number;
   /** Checks run on every authenticated request before its body is read (rate limits, modes). */
   guards?: ((req: Request, res: Response, principal: Principal, spec: Route["spec"]) => void | Promise<void>)[];
   /** Nesting depth allowed in a JSON body (deeper bodies get 400, never a stack overflow). */
@@ -147,6 +152,23 @@ function hotFirst(routes: Route[]): Route[] {
   return [...routes].sort((a, b) => rank(a) - rank(b));
 }
 
+/**
+ * A batch route's body parser: a `client` role's body is held to the smaller limit, and
+ * a refusal names the setting (the parser runs after authentication, so the role is known).
+ */
+function batchParser(large: RequestHandler, clientMaxBatchBytes: number | undefined, maxBatchBytes: number): RequestHandler {
+  if (clientMaxBatchBytes === undefined || clientMaxBatchBytes >= maxBatchBytes) return large;
+  const limit = clientMaxBatchBytes;
+  const forClients = express.json({ limit, type: isJson, strict: false });
+  return (req, res, next) => {
+    if ((res.locals.principal as Principal | undefined)?.role !== "client") return large(req, res, next);
+    forClients(req, res, (error?: unknown) => {
+      if ((error as { type?: string } | undefined)?.type !== "entity.too.large") return next(error);
+      next(new ProblemError("payload_too_large", `a batch from a client is at most ${limit} bytes (GAFFER_CLIENT_MAX_BATCH_BYTES): send fewer jobs at once`));
+    });
+  };
+}
+
 /** An abort signal made only if the handler asks for it (most never do). */
 function lazySignal(res: Response): () => AbortSignal {
   let controller: AbortController | undefined;
@@ -169,6 +191,7 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
     small: express.json({ limit: params.maxPayloadBytes + 64 * 1024, type: isJson, strict: false }),
     large: express.json({ limit: params.maxBatchBytes, type: isJson, strict: false }),
   };
+  const batch = batchParser(parsers.large, params.clientMaxBatchBytes, params.maxBatchBytes);
   const onResponse = params.onResponse;
   for (const { spec, handler } of hotFirst(routes)) {
     const chain: RequestHandler[] = [];
@@ -194,7 +217,7 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
         spec.maxBodyBytes !== undefined
           ? express.json({ limit: spec.maxBodyBytes, type: isJson, strict: false })
           : spec.largeBody
-            ? parsers.large
+            ? batch
             : parsers.small;
       chain.push(parser);
     }

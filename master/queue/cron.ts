@@ -28,3 +28,12 @@ export function nextTick(cron: string, timezone: string, after: Date): Date {
     throw new CronError("cron", `not a valid cron expression: ${(error as Error).message}`);
   }
 }
+
+/** How many ticks `cron` has within one minute: more than one only with a seconds field (API.md §4 limits clients to one). */
+export function ticksPerMinute(cron: string): number {
+  try {
+    return CronExpressionParser.parse(cron).fields.second.values.length;
+  } catch (error) {
+    throw new CronError("cron", `not a valid cron expression: ${(error as Error).message}`);
+  }
+}

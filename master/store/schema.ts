@@ -63,6 +63,12 @@ export interface JobTypesTable {
   updated_at: string;
 }
 
+/** Each client's jobs not yet finished, kept by triggers (migrations/sqlite/0005_client_job_counts.sql). */
+export interface ClientJobCountsTable {
+  client_id: string;
+  unfinished: number;
+}
+
 export interface JobDependenciesTable {
   job_id: string;
   depends_on_id: string;
@@ -153,6 +159,7 @@ export interface DatabaseSchema {
   job_dependencies: JobDependenciesTable;
   job_attempts: JobAttemptsTable;
   job_types: JobTypesTable;
+  client_job_counts: ClientJobCountsTable;
   lanes: LanesTable;
   nodes: NodesTable;
   clients: ClientsTable;

@@ -164,7 +164,16 @@ export interface SubmitJobParams {
 
 export type SubmitOutcome =
   | { ok: true; items: { job: Job; created: boolean }[] }
-  | { ok: false; reason: "unknown_dependency"; index: number; dependency: string };
+  | { ok: false; reason: "unknown_dependency"; index: number; dependency: string }
+  /** The client would pass its quota (API.md §4): `unfinished` of its jobs are not yet finished. */
+  | { ok: false; reason: "quota_exceeded"; unfinished: number; limit: number };
+
+export interface SubmitOptions {
+  /** A POST /jobs/batch, audited as one jobs.submitted row however many jobs it has. */
+  batch?: boolean;
+  /** Refuse the whole submit if the client's jobs not yet finished would then pass this many. */
+  maxUnfinished?: number;
+}
 
 /** Which jobs a list or a bulk action covers: every field given must match. */
 export interface JobFilter {
@@ -261,8 +270,7 @@ export interface QueueStats {
 
 export interface JobStore {
   /** All or nothing: one unknown dependency stores none of them. */
-  /** `batch`: a POST /jobs/batch, audited as one jobs.submitted row however many jobs it has. */
-  submit(jobs: SubmitJobParams[], options?: { batch?: boolean }): Promise<SubmitOutcome>;
+  submit(jobs: SubmitJobParams[], options?: SubmitOptions): Promise<SubmitOutcome>;
   get(id: string): Promise<Job | undefined>;
   list(params: ListJobsParams): Promise<Page<Job>>;
   /** The job's history, oldest first: its submission and attempts, and the audit rows about it. */
@@ -459,7 +467,10 @@ export interface ScheduleFields {
 }
 
 export interface ScheduleStore {
-  create(params: ScheduleFields & { clientId: string; actor: string | null }): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "conflict" }>;
+  /** `maxPerClient`: refused (quota_exceeded) if the client has that many schedules already. */
+  create(
+    params: ScheduleFields & { clientId: string; actor: string | null; maxPerClient?: number },
+  ): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "conflict" } | { ok: false; reason: "quota_exceeded"; limit: number }>;
   get(id: string): Promise<Schedule | undefined>;
   list(params: PageParams & { clientId?: string | undefined }): Promise<Page<Schedule>>;
   update(params: { id: string; fields: ScheduleFields; actor: string | null }): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "not_found" | "conflict" }>;
@@ -472,7 +483,14 @@ export interface ScheduleStore {
    * One tick: move next_run_at from `dueAt` to `nextRunAt` and submit the job, in
    * one transaction. Only one caller wins a tick, however many masters try.
    */
-  fire(params: { scheduleId: string; dueAt: string; nextRunAt: Date; job: SubmitJobParams }): Promise<{ fired: true; job: Job } | { fired: false }>;
+  /** `maxUnfinished`: the owner's quota; a tick past it is skipped (next_run_at still moves), audited schedule.skipped. */
+  fire(params: {
+    scheduleId: string;
+    dueAt: string;
+    nextRunAt: Date;
+    job: SubmitJobParams;
+    maxUnfinished?: number;
+  }): Promise<{ fired: true; job: Job } | { fired: false; skipped?: "quota_exceeded" }>;
 }
 
 // ---- audit, settings -------------------------------------------------------

@@ -14,6 +14,12 @@ export interface SchedulerParams {
   log: Logger;
   intervalMs: number;
   defaults: { maxRetries: number; jobTimeoutS: number };
+  /**
+   * GAFFER_CLIENT_MAX_QUEUED. Set, a `client` role's schedules are held to API.md §4: a tick
+   * past the quota is skipped, and ticks come at least a minute apart (a schedule made with
+   * a finer cron before the API refused one still fires once a minute).
+   */
+  clientMaxQueued?: number;
 }
 
 export class Scheduler extends PeriodicService<number> {
@@ -41,6 +47,12 @@ export class Scheduler extends PeriodicService<number> {
     };
   }
 
+  /** Whether the owner is held to a client's limits (an admin's ticks, like its submits, are not). */
+  private async isLimited(clientId: string): Promise<boolean> {
+    if (this.params.clientMaxQueued === undefined) return false;
+    return (await this.params.store.clients.get(clientId))?.role === "client";
+  }
+
   async runOnce(): Promise<number> {
     const { store, clock, log } = this.params;
     const now = clock.now();
@@ -48,15 +60,27 @@ export class Scheduler extends PeriodicService<number> {
     for (const schedule of await store.schedules.due({ now, limit: SCHEDULE_BATCH })) {
       const dueAt = schedule.next_run_at;
       if (dueAt === null) continue;
+      const limited = await this.isLimited(schedule.client_id);
+      // A client's next tick comes a minute after this one at the soonest.
+      const after = limited ? new Date(Math.max(now.getTime(), Date.parse(dueAt) + 59_999)) : now;
       let nextRunAt: Date;
       try {
-        nextRunAt = nextTick(schedule.cron, schedule.timezone, now);
+        nextRunAt = nextTick(schedule.cron, schedule.timezone, after);
       } catch (error) {
         log.error({ event: "schedule.invalid", scheduleId: schedule.id, err: (error as Error).message });
         continue;
       }
-      const outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt) });
-      if (!outcome.fired) continue;
+      const maxUnfinished = limited ? this.params.clientMaxQueued : undefined;
+      const outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt), maxUnfinished });
+      if (!outcome.fired) {
+        if (outcome.skipped) {
+          log.warn(
+            { event: "schedule.skipped", scheduleId: schedule.id, clientId: schedule.client_id, tick: dueAt, reason: outcome.skipped },
+            `schedule ${schedule.name} skipped its tick: its client has as many unfinished jobs as GAFFER_CLIENT_MAX_QUEUED allows`,
+          );
+        }
+        continue;
+      }
       fired += 1;
       log.info(
         { event: "schedule.fired", scheduleId: schedule.id, name: schedule.name, jobId: outcome.job.id, tick: dueAt, next: nextRunAt.toISOString() },

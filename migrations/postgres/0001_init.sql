@@ -174,3 +174,39 @@ CREATE TABLE job_types (
   paused boolean NOT NULL DEFAULT false,
   updated_at timestamptz NOT NULL
 );
+
+-- Quotas (API.md §4): how many jobs each client has not yet finished, read by every submit
+-- of a `client` role under a lock of the client's row (so two masters cannot both pass the
+-- last place). A submit adds its new jobs; the triggers follow every other change.
+CREATE TABLE client_job_counts (
+  client_id text PRIMARY KEY,
+  unfinished integer NOT NULL DEFAULT 0
+);
+
+CREATE FUNCTION gaffer_count_unfinished() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  was_final boolean;
+  is_final boolean;
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    IF OLD.status NOT IN ('completed', 'failed', 'canceled') THEN
+      UPDATE client_job_counts SET unfinished = unfinished - 1 WHERE client_id = OLD.client_id;
+    END IF;
+    RETURN OLD;
+  END IF;
+  was_final := OLD.status IN ('completed', 'failed', 'canceled');
+  is_final := NEW.status IN ('completed', 'failed', 'canceled');
+  IF is_final AND NOT was_final THEN
+    UPDATE client_job_counts SET unfinished = unfinished - 1 WHERE client_id = NEW.client_id;
+  ELSIF was_final AND NOT is_final THEN
+    INSERT INTO client_job_counts (client_id, unfinished) VALUES (NEW.client_id, 1)
+      ON CONFLICT (client_id) DO UPDATE SET unfinished = client_job_counts.unfinished + 1;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER jobs_count_status AFTER UPDATE OF status ON jobs
+  FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION gaffer_count_unfinished();
+CREATE TRIGGER jobs_count_deleted AFTER DELETE ON jobs
+  FOR EACH ROW EXECUTE FUNCTION gaffer_count_unfinished();

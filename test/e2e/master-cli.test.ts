@@ -94,7 +94,7 @@ describe("gaffer migrate", () => {
     const db = join(tempDir(), "m.db");
     const applied = await runGaffer(["migrate", "--db", db]);
     expect(applied.code).toBe(0);
-    expect(applied.output).toMatch(/applied 0001_init, 0002_node_types, 0003_job_attempts, 0004_job_types, 0005_drop_job_reported/);
+    expect(applied.output).toMatch(/applied 0001_init, 0002_node_types, 0003_job_attempts, 0004_job_types, 0005_drop_job_reported, 0006_client_job_counts/);
     const status = await runGaffer(["migrate", "--db", db, "--status", "--json"]);
     expect(JSON.parse(status.output)).toEqual([
       expect.objectContaining({ version: 1, name: "init", state: "applied" }),
@@ -102,6 +102,7 @@ describe("gaffer migrate", () => {
       expect.objectContaining({ version: 3, name: "job_attempts", state: "applied" }),
       expect.objectContaining({ version: 4, name: "job_types", state: "applied" }),
       expect.objectContaining({ version: 5, name: "drop_job_reported", state: "applied" }),
+      expect.objectContaining({ version: 6, name: "client_job_counts", state: "applied" }),
     ]);
   });
 });

@@ -30,9 +30,18 @@ describe("loadConfig", () => {
       maxPayloadBytes: 1_048_576,
       retentionDays: 30,
       metricsMaxTypes: 100,
+      clientMaxQueued: 1_000_000,
+      clientMaxSchedules: 100,
+      clientMaxBatchBytes: 4 * 1_048_576,
       logLevel: "info",
       heartbeatIntervalS: 10,
     });
+  });
+
+  it("reads the client quotas from the environment and refuses a limit of no jobs", () => {
+    const config = loadConfig({ env: { GAFFER_CLIENT_MAX_QUEUED: "5", GAFFER_CLIENT_MAX_SCHEDULES: "0", GAFFER_CLIENT_MAX_BATCH_BYTES: "2048" } });
+    expect(config).toMatchObject({ clientMaxQueued: 5, clientMaxSchedules: 0, clientMaxBatchBytes: 2048 });
+    expect(() => loadConfig({ env: { GAFFER_CLIENT_MAX_QUEUED: "0" } })).toThrow(/GAFFER_CLIENT_MAX_QUEUED/);
   });
 
   it("layers profile < file < environment < flags", () => {

@@ -1,6 +1,11 @@
 // The worker's settings from flags and environment (API.md §9, §10).
-import { describe, expect, it } from "vitest";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
 import { loadWorkerConfig } from "../../worker/config.js";
+import { removeTempDirs, tempDir } from "../helpers/temp.js";
+
+afterEach(() => removeTempDirs());
 
 describe("worker config", () => {
   it("takes its secret and token out of the environment once read, and keeps the rest", () => {
@@ -20,4 +25,26 @@ describe("worker config", () => {
     expect(loadWorkerConfig({ clientSecret: "gsk_from_flag" }, env).clientSecret).toBe("gsk_from_flag");
     expect(env).toEqual({});
   });
+
+  it("reads the secret from --client-secret-file or GAFFER_CLIENT_SECRET_FILE, and drops the variable", () => {
+    const file = join(tempDir(), "secret");
+    writeFileSync(file, "gsk_in_file\n", { mode: 0o600 });
+    expect(loadWorkerConfig({ clientSecretFile: file }, {})).toMatchObject({ clientSecret: "gsk_in_file", warnings: [] });
+    const env: NodeJS.ProcessEnv = { GAFFER_CLIENT_SECRET_FILE: file, GAFFER_WORKER_NAME: "w1" };
+    expect(loadWorkerConfig({}, env).clientSecret).toBe("gsk_in_file");
+    expect(env).toEqual({ GAFFER_WORKER_NAME: "w1" });
+  });
+
+  it("refuses a secret file it cannot read, still dropping the secrets from the environment", () => {
+    const env: NodeJS.ProcessEnv = { GAFFER_CLIENT_SECRET_FILE: join(tempDir(), "missing"), GAFFER_TOKEN: "eyJ.token" };
+    expect(() => loadWorkerConfig({}, env)).toThrow(/cannot read the client secret from .*missing: no such file/);
+    expect(env).toEqual({});
+  });
+
+  it("warns about a secret given as an argument and about each plain-http master on another host", () => {
+    const config = loadWorkerConfig({ clientSecret: "gsk_argv", master: "http://127.0.0.1:8080,http://gaffer-2.internal:8080" }, {});
+    expect(config.warnings).toEqual([expect.stringMatching(/--client-secret on the command line.*\/proc/), expect.stringMatching(/gaffer-2\.internal.*plain http/)]);
+    expect(loadWorkerConfig({ master: "https://gaffer.example.com" }, { GAFFER_CLIENT_SECRET: "s" }).warnings).toEqual([]);
+  });
 });
+

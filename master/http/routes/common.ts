@@ -8,6 +8,6 @@ export const problemResponses = {
   403: { description: "The caller's role may not do this", schema: problemSchema },
   404: { description: "Not found (or not yours)", schema: problemSchema },
   409: { description: "Conflict with the current state", schema: problemSchema },
-  429: { description: "Rate limited", schema: problemSchema },
+  429: { description: "Rate limited (rate_limited), or a client's quota reached (quota_exceeded)", schema: problemSchema },
   503: { description: "Unavailable (read-only or paused)", schema: problemSchema },
 };

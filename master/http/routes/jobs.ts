@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { isFinal } from "../../queue/transitions.js";
 import { whyWaiting } from "../../queue/why.js";
-import type { JobActionOutcome, SubmitJobParams, SubmitOutcome } from "../../store/types.js";
+import type { JobActionOutcome, SubmitJobParams, SubmitOptions, SubmitOutcome } from "../../store/types.js";
 import { visibleJob, type HttpDeps } from "../deps.js";
 import { badRequest, conflict, forbidden, notFound, ProblemError, type FieldError } from "../problem.js";
 import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
@@ -77,11 +77,24 @@ function afterSubmit(deps: HttpDeps, outcome: Extract<SubmitOutcome, { ok: true 
   }
 }
 
-function unknownDependency(outcome: Extract<SubmitOutcome, { ok: false }>, prefix: string): ProblemError {
+/** A refused submit as its problem: an unknown dependency (400) or the client's quota (429). */
+function submitRefused(outcome: Extract<SubmitOutcome, { ok: false }>, prefix: (index: number) => string): ProblemError {
+  if (outcome.reason === "quota_exceeded") {
+    return new ProblemError(
+      "quota_exceeded",
+      `you have ${outcome.unfinished} jobs not yet finished and may have at most ${outcome.limit} (GAFFER_CLIENT_MAX_QUEUED): ` +
+        `nothing was stored; submit again once some have finished, or cancel some`,
+    );
+  }
   const errors: FieldError[] = [
-    { path: `${prefix}depends_on`, message: `no job ${outcome.dependency} of yours exists` },
+    { path: `${prefix(outcome.index)}depends_on`, message: `no job ${outcome.dependency} of yours exists` },
   ];
   return badRequest(`unknown dependency ${outcome.dependency}`, errors);
+}
+
+/** The quota a submit of this principal is held to: a `client` role's only (API.md §4). */
+function submitOptions(deps: HttpDeps, principal: Principal, batch: boolean): SubmitOptions {
+  return principal.role === "client" ? { batch, maxUnfinished: deps.config.clientMaxQueued } : { batch };
 }
 
 /** Map a store outcome for one job to the answer, or the right problem. */
@@ -110,8 +123,8 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         },
       },
       async ({ body, principal }) => {
-        const outcome = await deps.store.jobs.submit([toSubmitParams(deps, principal, body, "")]);
-        if (!outcome.ok) throw unknownDependency(outcome, "");
+        const outcome = await deps.store.jobs.submit([toSubmitParams(deps, principal, body, "")], submitOptions(deps, principal, false));
+        if (!outcome.ok) throw submitRefused(outcome, () => "");
         afterSubmit(deps, outcome);
         const item = outcome.items[0];
         if (!item) throw new Error("submit answered no job");
@@ -131,8 +144,8 @@ export function jobRoutes(deps: HttpDeps): Route[] {
       },
       async ({ body, principal }) => {
         const params = body.jobs.map((job, index) => toSubmitParams(deps, principal, job, `jobs.${index}.`));
-        const outcome = await deps.store.jobs.submit(params, { batch: true });
-        if (!outcome.ok) throw unknownDependency(outcome, `jobs.${outcome.index}.`);
+        const outcome = await deps.store.jobs.submit(params, submitOptions(deps, principal, true));
+        if (!outcome.ok) throw submitRefused(outcome, (index) => `jobs.${index}.`);
         afterSubmit(deps, outcome);
         return created({ items: outcome.items.map((item) => item.job) });
       },

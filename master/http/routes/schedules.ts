@@ -1,8 +1,8 @@
 // /api/v1/schedules: recurring jobs (API.md §5). A client sees and changes its own.
-import { CronError, nextTick } from "../../queue/cron.js";
+import { CronError, nextTick, ticksPerMinute } from "../../queue/cron.js";
 import type { Schedule, ScheduledJobSpec, ScheduleFields } from "../../store/types.js";
 import type { HttpDeps } from "../deps.js";
-import { badRequest, conflict, notFound } from "../problem.js";
+import { badRequest, conflict, notFound, ProblemError } from "../problem.js";
 import { created, ok, route, type Principal, type Route } from "../route.js";
 import { createScheduleSchema, idParams, pageOnlyQuery, pageSchema, scheduleSchema, updateScheduleSchema } from "../schemas.js";
 import { checkPayloadSize } from "./jobs.js";
@@ -10,10 +10,16 @@ import { problemResponses } from "./common.js";
 
 const OWNERS = ["admin", "client"] as const;
 
-/** When a schedule fires next, or a 400 naming the bad field. */
-function nextRunOf(deps: HttpDeps, fields: Omit<ScheduleFields, "nextRunAt">): Date | null {
+/**
+ * When a schedule fires next, or a 400 naming the bad field. A `client` role's schedules
+ * fire at most once a minute (API.md §4); one made finer before may still be disabled.
+ */
+function nextRunOf(deps: HttpDeps, principal: Principal, fields: Omit<ScheduleFields, "nextRunAt">): Date | null {
   try {
     const next = nextTick(fields.cron, fields.timezone, deps.clock.now());
+    if (principal.role === "client" && fields.enabled && ticksPerMinute(fields.cron) > 1) {
+      throw new CronError("cron", `${fields.cron} fires more than once a minute; a client's schedule may fire at most once a minute`);
+    }
     return fields.enabled ? next : null;
   } catch (error) {
     if (error instanceof CronError) throw badRequest(error.message, [{ path: error.field, message: error.message }]);
@@ -46,10 +52,17 @@ export function scheduleRoutes(deps: HttpDeps): Route[] {
         const fields = { name: body.name, cron: body.cron, timezone: body.timezone, job: body.job as ScheduledJobSpec, enabled: body.enabled };
         const outcome = await store.schedules.create({
           ...fields,
-          nextRunAt: nextRunOf(deps, fields),
+          nextRunAt: nextRunOf(deps, principal, fields),
           clientId: principal.clientId,
           actor: principal.clientId,
+          ...(principal.role === "client" ? { maxPerClient: deps.config.clientMaxSchedules } : {}),
         });
+        if (!outcome.ok && outcome.reason === "quota_exceeded") {
+          throw new ProblemError(
+            "quota_exceeded",
+            `you have ${outcome.limit} schedules, the most a client may have (GAFFER_CLIENT_MAX_SCHEDULES): delete one first`,
+          );
+        }
         if (!outcome.ok) throw conflict(`you already have a schedule named ${body.name}`);
         deps.log.info({ event: "schedule.created", scheduleId: outcome.schedule.id, name: body.name, cron: body.cron });
         return created(outcome.schedule);
@@ -100,7 +113,7 @@ export function scheduleRoutes(deps: HttpDeps): Route[] {
         };
         const outcome = await store.schedules.update({
           id: current.id,
-          fields: { ...fields, nextRunAt: nextRunOf(deps, fields) },
+          fields: { ...fields, nextRunAt: nextRunOf(deps, principal, fields) },
           actor: principal.clientId,
         });
         if (!outcome.ok) {

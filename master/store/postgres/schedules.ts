@@ -56,9 +56,18 @@ export class PostgresScheduleStore implements ScheduleStore {
     await writeAudit(tx.db, [{ event_type: event, entity_type: "schedule", entity_id: id, client_id: actor, details }], at);
   }
 
-  async create(params: ScheduleFields & { clientId: string; actor: string | null }): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "conflict" }> {
+  async create(
+    params: ScheduleFields & { clientId: string; actor: string | null; maxPerClient?: number },
+  ): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "conflict" } | { ok: false; reason: "quota_exceeded"; limit: number }> {
     try {
       return await this.ctx.db.transaction(async (tx) => {
+        const limit = params.maxPerClient;
+        if (limit !== undefined) {
+          // One create of a client's schedules at a time, on any master: the count holds until it commits.
+          await tx.db.executeQuery(sql`SELECT pg_advisory_xact_lock(hashtext(${`gaffer.schedules.${params.clientId}`}))`.compile(tx.db));
+          const [count] = await rowsOf(tx, sql<{ n: number }>`SELECT count(*) AS n FROM schedules WHERE client_id = ${params.clientId}`);
+          if ((count?.n ?? 0) >= limit) return { ok: false as const, reason: "quota_exceeded" as const, limit };
+        }
         const at = this.ctx.clock.now().toISOString();
         const [row] = await rowsOf(
           tx,
@@ -145,7 +154,13 @@ export class PostgresScheduleStore implements ScheduleStore {
    * moves next_run_at, and the others' guard then matches nothing (READ COMMITTED checks
    * it again on the row the first committed), so they submit nothing.
    */
-  async fire(params: { scheduleId: string; dueAt: string; nextRunAt: Date; job: SubmitJobParams }): Promise<{ fired: true; job: Job } | { fired: false }> {
+  async fire(params: {
+    scheduleId: string;
+    dueAt: string;
+    nextRunAt: Date;
+    job: SubmitJobParams;
+    maxUnfinished?: number;
+  }): Promise<{ fired: true; job: Job } | { fired: false; skipped?: "quota_exceeded" }> {
     return this.ctx.db.transaction(async (tx) => {
       const at = this.ctx.clock.now().toISOString();
       const moved = await changed(
@@ -154,7 +169,12 @@ export class PostgresScheduleStore implements ScheduleStore {
             WHERE id = ${params.scheduleId} AND enabled AND next_run_at = ${params.dueAt}`,
       );
       if (moved === 0) return { fired: false as const };
-      const outcome = await submitJobs(this.ctx, tx, [params.job]);
+      const outcome = await submitJobs(this.ctx, tx, [params.job], { maxUnfinished: params.maxUnfinished });
+      if (!outcome.ok && outcome.reason === "quota_exceeded") {
+        // The tick is used up (next_run_at moved) without a job: the owner is at its quota.
+        await this.record(tx, "schedule.skipped", params.scheduleId, null, { tick: params.dueAt, reason: outcome.reason, unfinished: outcome.unfinished, limit: outcome.limit }, at);
+        return { fired: false as const, skipped: outcome.reason };
+      }
       if (!outcome.ok) throw new Error(`a scheduled job could not be submitted: ${outcome.reason}`);
       const job = outcome.items[0]?.job;
       if (!job) throw new Error("a scheduled job was not stored");

@@ -5,6 +5,7 @@ import type { SchedulesTable } from "../schema.js";
 import type { ActorParams, Job, Page, PageParams, Schedule, ScheduleFields, ScheduledJobSpec, ScheduleStore, SubmitJobParams } from "../types.js";
 import type { StoreContext } from "./context.js";
 import type { SqliteJobStore } from "./jobs/index.js";
+import { scheduleCount } from "./quotas.js";
 import { decodeCursor, pageOf } from "./rows.js";
 
 function toSchedule(row: SchedulesTable): Schedule {
@@ -55,11 +56,13 @@ export class SqliteScheduleStore implements ScheduleStore {
   }
 
   async create(
-    params: ScheduleFields & { clientId: string; actor: string | null },
-  ): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "conflict" }> {
+    params: ScheduleFields & { clientId: string; actor: string | null; maxPerClient?: number },
+  ): Promise<{ ok: true; schedule: Schedule } | { ok: false; reason: "conflict" } | { ok: false; reason: "quota_exceeded"; limit: number }> {
     const { db } = this.ctx;
     try {
       return db.transaction(() => {
+        const limit = params.maxPerClient;
+        if (limit !== undefined && scheduleCount(db, params.clientId) >= limit) return { ok: false as const, reason: "quota_exceeded" as const, limit };
         const at = this.ctx.clock.now().toISOString();
         const row: SchedulesTable = {
           id: randomUUID(),
@@ -162,7 +165,13 @@ export class SqliteScheduleStore implements ScheduleStore {
     return row?.next_run_at ? new Date(row.next_run_at) : null;
   }
 
-  async fire(params: { scheduleId: string; dueAt: string; nextRunAt: Date; job: SubmitJobParams }): Promise<{ fired: true; job: Job } | { fired: false }> {
+  async fire(params: {
+    scheduleId: string;
+    dueAt: string;
+    nextRunAt: Date;
+    job: SubmitJobParams;
+    maxUnfinished?: number;
+  }): Promise<{ fired: true; job: Job } | { fired: false; skipped?: "quota_exceeded" }> {
     const { db } = this.ctx;
     return db.transaction(() => {
       const at = this.ctx.clock.now().toISOString();
@@ -175,7 +184,11 @@ export class SqliteScheduleStore implements ScheduleStore {
           .where("next_run_at", "=", params.dueAt),
       );
       if (moved === 0) return { fired: false as const };
-      const outcome = this.jobs.submitNow([params.job]);
+      const outcome = this.jobs.submitNow([params.job], { maxUnfinished: params.maxUnfinished });
+      if (!outcome.ok && outcome.reason === "quota_exceeded") {
+        this.record("schedule.skipped", params.scheduleId, null, { tick: params.dueAt, reason: outcome.reason, unfinished: outcome.unfinished, limit: outcome.limit }, at);
+        return { fired: false as const, skipped: outcome.reason };
+      }
       if (!outcome.ok) throw new Error(`a scheduled job could not be submitted: ${outcome.reason}`);
       const job = outcome.items[0]?.job;
       if (!job) throw new Error("a scheduled job was not stored");

@@ -42,7 +42,7 @@ describe("migrations (sqlite)", () => {
     try {
       const first = migrate(db);
       expect(first.error).toBeUndefined();
-      expect(first.applied.map((m) => m.version)).toEqual([1, 2, 3, 4, 5]);
+      expect(first.applied.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6]);
       expect(migrate(db).applied).toEqual([]);
       const [init, types] = migrationStatus(db);
       expect(init).toMatchObject({ version: 1, name: "init", state: "applied" });
@@ -73,7 +73,7 @@ describe("migrations (sqlite)", () => {
     const store = openSqliteStore({ path, clock: new FakeClock(), policy });
     await store.close();
     const db = new SqliteDatabase({ path });
-    expect(migrationStatus(db).map((s) => s.state)).toEqual(["applied", "applied", "applied", "applied", "applied"]);
+    expect(migrationStatus(db).map((s) => s.state)).toEqual(["applied", "applied", "applied", "applied", "applied", "applied"]);
     db.close();
   });
 
@@ -118,6 +118,7 @@ describe("migrations (sqlite)", () => {
     const before = join(dir, "before");
     cpSync(defaultMigrationsDir(), before, { recursive: true });
     rmSync(join(before, "0005_drop_job_reported.sql"));
+    rmSync(join(before, "0006_client_job_counts.sql"));
     const path = join(dir, "old.db");
     const old = new SqliteDatabase({ path });
     expect(migrate(old, before).error).toBeUndefined();
@@ -140,7 +141,34 @@ describe("migrations (sqlite)", () => {
     expect(cliSays("PRAGMA integrity_check")).toBe("ok");
     expect(cliSays("SELECT name FROM pragma_table_info('jobs') WHERE name LIKE 'reported%'")).toBe("");
     expect(cliSays("SELECT id, status, result FROM jobs")).toBe("done|completed|42");
-    expect(cliSays("SELECT max(version) FROM schema_migrations")).toBe("5");
+    expect(cliSays("SELECT max(version) FROM schema_migrations")).toBe("6");
+  });
+
+  it("counts each client's jobs not yet finished in a database made before quotas", async () => {
+    const path = join(tempDir(), "old.db");
+    const job = (id: string, client: string, status: string) =>
+      `INSERT INTO jobs (id, client_id, type, payload, priority, effective_priority, status, max_retries, timeout_s, ready_at,
+         created_at, updated_at)
+       VALUES ('${id}', '${client}', 'echo', '{}', 2, 2, '${status}', 3, 60, '2026-01-01T00:00:00.000Z',
+         '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');`;
+    const rows = [job("a", "c1", "pending"), job("b", "c1", "scheduled"), job("c", "c1", "completed"), job("d", "c2", "failed"), job("e", "c2", "blocked")];
+    const old = new SqliteDatabase({ path });
+    old.sqlite.exec(`${readFileSync(join(defaultMigrationsDir(), "0001_init.sql"), "utf8")}\n${rows.join("\n")}`);
+    old.close();
+    const store = openSqliteStore({ path, clock: new FakeClock(), policy });
+    try {
+      const reader = new SqliteDatabase({ path });
+      const counts = reader.sqlite.prepare("SELECT client_id, unfinished FROM client_job_counts ORDER BY client_id").all();
+      reader.close();
+      expect(counts).toEqual([
+        { client_id: "c1", unfinished: 2 },
+        { client_id: "c2", unfinished: 1 },
+      ]);
+      const job = { clientId: "c1", type: "echo", payload: {}, priority: "medium" as const, maxRetries: 0, timeoutS: 60, runAt: null, requires: [], dependsOn: [], idempotencyKey: null, tags: {} };
+      expect(await store.jobs.submit([job], { maxUnfinished: 2 })).toMatchObject({ ok: false, reason: "quota_exceeded", unfinished: 2 });
+    } finally {
+      await store.close();
+    }
   });
 
   it("refuses a database whose applied migration file was changed", () => {

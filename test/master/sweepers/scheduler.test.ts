@@ -1,9 +1,10 @@
 // Recurring schedules with a fake clock: one job per tick, at most one catch-up, one winner among masters.
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createClient } from "../../../master/auth/clients.js";
 import { nextTick } from "../../../master/queue/cron.js";
 import { Scheduler } from "../../../master/sweepers/scheduler.js";
-import { dialects, type TestStore } from "../../helpers/store.js";
+import { dialects, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 describe.each(dialects)("scheduler ($name)", (dialect) => {
@@ -42,6 +43,62 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
 
   const jobsOf = async (scheduleId: string) =>
     (await t.store.jobs.list({ limit: 100, tag: { key: "schedule", value: scheduleId } })).items;
+
+  it("skips a client's tick while it has GAFFER_CLIENT_MAX_QUEUED jobs not yet finished; an admin's still fires", async () => {
+    const client = await createClient(t.store, { name: "billing", role: "client", actor: null });
+    const admin = await createClient(t.store, { name: "root", role: "admin", actor: null });
+    const make = async (clientId: string) => {
+      const outcome = await t.store.schedules.create({
+        clientId, actor: clientId, name: "every-minute", cron: "* * * * *", timezone: "UTC", enabled: true,
+        job: { type: "report" }, nextRunAt: nextTick("* * * * *", "UTC", t.clock.now()),
+      });
+      if (!outcome.ok) throw new Error("create failed");
+      return outcome.schedule;
+    };
+    const [mine, admins] = [await make(client.id), await make(admin.id)];
+    const waiting = await submit(t.store, { clientId: client.id });
+    await submit(t.store, { clientId: admin.id });
+    const s = new Scheduler({
+      store: t.store, clock: t.clock, log: pino({ level: "silent" }), intervalMs: 1000,
+      defaults: { maxRetries: 3, jobTimeoutS: 60 }, clientMaxQueued: 1,
+    });
+    t.clock.advanceSeconds(60);
+    expect(await s.runOnce()).toBe(1);
+    expect(await jobsOf(mine.id)).toHaveLength(0);
+    expect(await jobsOf(admins.id)).toHaveLength(1);
+    // The skipped tick is gone, not retried: the schedule moved on, and the audit log says why.
+    expect((await t.store.schedules.get(mine.id))?.next_run_at).toBe("2026-01-01T10:02:00.000Z");
+    const audit = await t.store.audit.list({ limit: 10, entityId: mine.id, eventType: "schedule.skipped" });
+    expect(audit.items).toMatchObject([{ details: { reason: "quota_exceeded", unfinished: 1, limit: 1 } }]);
+    await t.store.jobs.cancel({ id: waiting.id, actor: null });
+    t.clock.advanceSeconds(60);
+    expect(await s.runOnce()).toBe(2);
+    expect(await jobsOf(mine.id)).toHaveLength(1);
+  });
+
+  it("fires a client's schedule made with a finer cron at most once a minute; an admin's on every tick", async () => {
+    const client = await createClient(t.store, { name: "old-app", role: "client", actor: null });
+    const admin = await createClient(t.store, { name: "root", role: "admin", actor: null });
+    const make = async (clientId: string) => {
+      const outcome = await t.store.schedules.create({
+        clientId, actor: clientId, name: "every-ten-seconds", cron: "*/10 * * * * *", timezone: "UTC", enabled: true,
+        job: { type: "tick" }, nextRunAt: nextTick("*/10 * * * * *", "UTC", t.clock.now()),
+      });
+      if (!outcome.ok) throw new Error("create failed");
+      return outcome.schedule;
+    };
+    const [mine, admins] = [await make(client.id), await make(admin.id)];
+    const s = new Scheduler({
+      store: t.store, clock: t.clock, log: pino({ level: "silent" }), intervalMs: 1000,
+      defaults: { maxRetries: 3, jobTimeoutS: 60 }, clientMaxQueued: 1000,
+    });
+    for (let i = 0; i < 12; i++) {
+      t.clock.advanceSeconds(10);
+      await s.runOnce();
+    }
+    expect(await jobsOf(admins.id)).toHaveLength(12);
+    expect(await jobsOf(mine.id)).toHaveLength(2);
+  });
 
   it("submits one job per tick, tagged with the schedule", async () => {
     const schedule = await createSchedule("*/5 * * * *");

@@ -20,6 +20,7 @@ import type {
   ReportManyResult,
   RescuedJob,
   SubmitJobParams,
+  SubmitOptions,
   SubmitOutcome,
 } from "../../types.js";
 import type { PgContext } from "../context.js";
@@ -35,8 +36,8 @@ import { whyFacts } from "./why.js";
 export class PostgresJobStore implements JobStore {
   constructor(private readonly ctx: PgContext) {}
 
-  async submit(jobs: SubmitJobParams[], options: { batch?: boolean } = {}): Promise<SubmitOutcome> {
-    return this.ctx.db.transaction((tx) => submitJobs(this.ctx, tx, jobs, options.batch ?? jobs.length > 1));
+  async submit(jobs: SubmitJobParams[], options: SubmitOptions = {}): Promise<SubmitOutcome> {
+    return this.ctx.db.transaction((tx) => submitJobs(this.ctx, tx, jobs, options));
   }
 
   async get(id: string): Promise<Job | undefined> {

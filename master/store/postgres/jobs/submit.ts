@@ -2,9 +2,9 @@
 // The rows go in with one INSERT from a JSON array; a key another master stored a moment
 // ago (ON CONFLICT) answers that master's job, as a key seen before does.
 import { sql } from "kysely";
-import { onSubmit } from "../../../queue/transitions.js";
+import { isFinal, onSubmit } from "../../../queue/transitions.js";
 import { timeOrderedId } from "../../pages.js";
-import { PRIORITY_WEIGHTS, type Job, type JobStatus, type SubmitJobParams, type SubmitOutcome } from "../../types.js";
+import { PRIORITY_WEIGHTS, type Job, type JobStatus, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../types.js";
 import { rowsOf, writeAudit, type AuditEvent, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import { toJob, type JobRow } from "../rows.js";
@@ -77,10 +77,31 @@ function submittedEvents(jobs: readonly Job[], batch: boolean): AuditEvent[] {
   return [{ event_type: "jobs.submitted", entity_type: "jobs", entity_id: first.id, client_id: first.client_id, details: { count: ids.length, ids } }, ...decided];
 }
 
+/**
+ * Whether the new jobs would take their client past `maxUnfinished` (API.md §4). The client's
+ * count is locked until the transaction ends: another submit of the client, on any master,
+ * waits for this one.
+ */
+async function overQuota(tx: Tx, checked: Checked[], maxUnfinished: number | undefined): Promise<Extract<SubmitOutcome, { ok: false }> | undefined> {
+  if (maxUnfinished === undefined) return undefined;
+  const added = new Map<string, number>();
+  for (const entry of checked) if (entry.kind === "new") added.set(entry.job.clientId, (added.get(entry.job.clientId) ?? 0) + 1);
+  for (const [clientId, count] of [...added].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    await tx.db.executeQuery(sql`INSERT INTO client_job_counts (client_id, unfinished) VALUES (${clientId}, 0) ON CONFLICT (client_id) DO NOTHING`.compile(tx.db));
+    const [row] = await rowsOf(tx, sql<{ unfinished: number }>`SELECT unfinished FROM client_job_counts WHERE client_id = ${clientId} FOR UPDATE`);
+    const unfinished = row?.unfinished ?? 0;
+    if (unfinished + count > maxUnfinished) return { ok: false, reason: "quota_exceeded", unfinished, limit: maxUnfinished };
+  }
+  return undefined;
+}
+
 /** Submit inside the caller's transaction (a verb's own, or a schedule's tick). */
-export async function submitJobs(ctx: PgContext, tx: Tx, jobs: SubmitJobParams[], batch = jobs.length > 1): Promise<SubmitOutcome> {
+export async function submitJobs(ctx: PgContext, tx: Tx, jobs: SubmitJobParams[], options: SubmitOptions = {}): Promise<SubmitOutcome> {
+  const batch = options.batch ?? jobs.length > 1;
   const checked = await check(tx, jobs);
   if (!Array.isArray(checked)) return checked;
+  const refused = await overQuota(tx, checked, options.maxUnfinished);
+  if (refused) return refused;
   const now = ctx.clock.now();
   const at = now.toISOString();
   const rows: (Omit<JobRow, "seq"> & { seq?: number })[] = [];
@@ -187,6 +208,15 @@ export async function submitJobs(ctx: PgContext, tx: Tx, jobs: SubmitJobParams[]
         items.push({ job: toJob(theirs), created: false });
       }
     }
+  }
+  // The client's count of jobs not yet finished (the triggers keep it from here on).
+  const unfinished = new Map<string, number>();
+  for (const job of created) if (!isFinal(job.status)) unfinished.set(job.client_id, (unfinished.get(job.client_id) ?? 0) + 1);
+  for (const [clientId, count] of unfinished) {
+    await tx.db.executeQuery(
+      sql`INSERT INTO client_job_counts (client_id, unfinished) VALUES (${clientId}, ${count})
+          ON CONFLICT (client_id) DO UPDATE SET unfinished = client_job_counts.unfinished + excluded.unfinished`.compile(tx.db),
+    );
   }
   await writeAudit(tx.db, submittedEvents(created, batch), at);
   tx.mark({ claimable: created.some((job) => job.status === "pending"), scheduled: created.some((job) => job.status === "scheduled") });

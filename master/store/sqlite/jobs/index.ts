@@ -18,6 +18,7 @@ import type {
   ReportManyResult,
   RescuedJob,
   SubmitJobParams,
+  SubmitOptions,
   SubmitOutcome,
 } from "../../types.js";
 import { sql } from "kysely";
@@ -49,13 +50,13 @@ export class SqliteJobStore implements JobStore {
     this.reportStatements = prepareReport(ctx);
   }
 
-  async submit(jobs: SubmitJobParams[], options: { batch?: boolean } = {}): Promise<SubmitOutcome> {
-    return this.ctx.db.grouped(() => submitJobs(this.ctx, this.submitStatements, jobs, options.batch ?? jobs.length > 1));
+  async submit(jobs: SubmitJobParams[], options: SubmitOptions = {}): Promise<SubmitOutcome> {
+    return this.ctx.db.grouped(() => submitJobs(this.ctx, this.submitStatements, jobs, options));
   }
 
   /** submit, inside a caller's transaction (a schedule's tick). */
-  submitNow(jobs: SubmitJobParams[]): SubmitOutcome {
-    return submitJobs(this.ctx, this.submitStatements, jobs);
+  submitNow(jobs: SubmitJobParams[], options: SubmitOptions = {}): SubmitOutcome {
+    return submitJobs(this.ctx, this.submitStatements, jobs, options);
   }
 
   async get(id: string): Promise<Job | undefined> {

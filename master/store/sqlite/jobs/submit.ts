@@ -1,9 +1,10 @@
 // submit: new jobs, all or nothing, with idempotency keys and dependencies.
-import { onSubmit } from "../../../queue/transitions.js";
-import { PRIORITY_WEIGHTS, type Job, type JobStatus, type SubmitJobParams, type SubmitOutcome } from "../../types.js";
+import { isFinal, onSubmit } from "../../../queue/transitions.js";
+import { PRIORITY_WEIGHTS, type Job, type JobStatus, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../types.js";
 import type { AuditEvent } from "../audit.js";
 import type { StoreContext } from "../context.js";
 import { param, type Prepared } from "../database.js";
+import { addUnfinished, unfinishedJobs } from "../quotas.js";
 import { timeOrderedId, toJob, type JobRow } from "../rows.js";
 import { nextAgingAt } from "./lifecycle.js";
 
@@ -196,17 +197,38 @@ function submittedEvents(built: readonly Built[], batch: boolean): AuditEvent[] 
  * array parses each row's object once per column.
  */
 function write(ctx: StoreContext, statements: SubmitStatements, built: Built[], at: string, batch: boolean): void {
+  const unfinished = new Map<string, number>();
   for (const { row, dependsOn } of built) {
     statements.insert.run(row);
     for (const dependency of dependsOn) statements.linkDependency.run({ jobId: row.id, dependsOn: dependency });
+    if (!isFinal(row.status as JobStatus)) unfinished.set(row.client_id, (unfinished.get(row.client_id) ?? 0) + 1);
   }
+  for (const [clientId, added] of unfinished) addUnfinished(ctx.db, clientId, added);
   ctx.audit.writeMany(submittedEvents(built, batch), at);
 }
 
-export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs: SubmitJobParams[], batch = jobs.length > 1): SubmitOutcome {
+/**
+ * Whether the new jobs would take their client past `maxUnfinished` (API.md §4). A submit
+ * carries one client's jobs; those already stored under their idempotency key add nothing.
+ */
+function overQuota(ctx: StoreContext, checked: Checked[], maxUnfinished: number | undefined): Extract<SubmitOutcome, { ok: false }> | undefined {
+  if (maxUnfinished === undefined) return undefined;
+  const added = new Map<string, number>();
+  for (const entry of checked) if (entry.kind === "new") added.set(entry.job.clientId, (added.get(entry.job.clientId) ?? 0) + 1);
+  for (const [clientId, count] of added) {
+    const unfinished = unfinishedJobs(ctx.db, clientId);
+    if (unfinished + count > maxUnfinished) return { ok: false, reason: "quota_exceeded", unfinished, limit: maxUnfinished };
+  }
+  return undefined;
+}
+
+export function submitJobs(ctx: StoreContext, statements: SubmitStatements, jobs: SubmitJobParams[], options: SubmitOptions = {}): SubmitOutcome {
+  const batch = options.batch ?? jobs.length > 1;
   return ctx.db.transaction(() => {
     const checked = check(statements, jobs);
     if (!Array.isArray(checked)) return checked;
+    const refused = overQuota(ctx, checked, options.maxUnfinished);
+    if (refused) return refused;
     const time = batchTime(ctx);
     const items: { job: Job; created: boolean }[] = [];
     const built: Built[] = [];
