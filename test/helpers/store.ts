@@ -25,8 +25,8 @@ export interface TestStore {
   path: string;
   /** Raw SQL against the store's database, for checks of what it wrote (SQL both dialects read alike). */
   query(text: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
-  /** Another store on the same database (a restart, or a second master). */
-  reopen(): Promise<Store>;
+  /** Another store on the same database (a restart, or a second master); PostgreSQL: `url` reaches the server another way (a proxy). */
+  reopen(options?: { url?: string }): Promise<Store>;
 }
 
 export interface TestStoreOptions {
@@ -109,8 +109,8 @@ const postgres: Dialect = {
     // Each test store a schema of its own: emptied from the pool of this test file's, or new (postgres-schemas.ts).
     const schema = await takeSchema(TEST_DATABASE_URL);
     const generation = schema.generation;
-    const open = async () => {
-      const store = await openPostgresStore({ url: TEST_DATABASE_URL, schema: schema.name, clock, policy, poolSize: 4 });
+    const open = async (url = TEST_DATABASE_URL) => {
+      const store = await openPostgresStore({ url, schema: schema.name, clock, policy, poolSize: 4 });
       const close = store.close.bind(store);
       let closed = false;
       store.close = async () => {
@@ -139,10 +139,10 @@ const postgres: Dialect = {
         const result = await admin.query(text.replace(/\?/g, () => `$${++n}`), params);
         return result.rows as Record<string, unknown>[];
       },
-      reopen: async () => {
+      reopen: async (reopening = {}) => {
         useSchema(schema, generation);
         try {
-          return await open();
+          return await open(reopening.url);
         } catch (error) {
           releaseSchema(schema);
           throw error;
