@@ -20,10 +20,10 @@ const free: TestSchema[] = [];
 
 const hex8 = () => randomUUID().replace(/-/g, "").slice(0, 8);
 
-/** t_ + this run's id (postgres-teardown.ts: another run drops it only once this run has ended) + 8 random hex digits. */
+/** t_<this run's id>_<8 random hex digits> (postgres-teardown.ts: another run drops it only once this run has ended). */
 export function newSchemaName(): string {
   const run = /^[0-9a-f]{8}$/.test(process.env.GAFFER_TEST_RUN ?? "") ? process.env.GAFFER_TEST_RUN : hex8();
-  return `t_${run}${hex8()}`;
+  return `t_${run}_${hex8()}`;
 }
 
 function quote(name: string): string {

@@ -1,5 +1,5 @@
 // vitest globalSetup: the store tests on PostgreSQL give each test store a schema of its own
-// (t_<run><random>, postgres-schemas.ts) in the test database, kept after the store closes (a
+// (t_<run>_<random>, postgres-schemas.ts) in the test database, kept after the store closes (a
 // test may open the database again, the next test may reuse it); this run's are dropped when
 // it ends. Several runs may share one server (engineers on one machine): each holds an
 // advisory lock while it runs, and a run that starts drops only the schemas of runs that no
@@ -8,7 +8,8 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 
 const URL = process.env.GAFFER_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const TEST_SCHEMA = "^t_[0-9a-f]{16}$";
+/** t_<run>_<random>. (Schemas named t_<16 hex digits>, before runs had ids, are left alone: no run can tell whether their run still goes on.) */
+const TEST_SCHEMA = "^t_[0-9a-f]{8}_[0-9a-f]{8}$";
 
 const runKey = (run: string) => `gaffer.test-run.${run}`;
 
