@@ -1,5 +1,4 @@
 // Every store test runs against each dialect in this list: SQLite, and PostgreSQL when a server answers.
-import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import pg from "pg";
@@ -17,6 +16,7 @@ import {
   type SubmitJobParams,
 } from "../../master/store/types.js";
 import { FakeClock } from "./clock.js";
+import { releaseSchema, takeSchema, useSchema } from "./postgres-schemas.js";
 import { tempDir } from "./temp.js";
 
 export interface TestStore {
@@ -27,8 +27,8 @@ export interface TestStore {
   path: string;
   /** Raw SQL against the store's database, for checks of what it wrote (SQL both dialects read alike). */
   query(text: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
-  /** Another store on the same database (a restart, or a second master). */
-  reopen(): Promise<Store>;
+  /** Another store on the same database (a restart, or a second master); PostgreSQL: `url` reaches the server another way (a proxy). */
+  reopen(options?: { url?: string }): Promise<Store>;
 }
 
 export interface TestStoreOptions {
@@ -115,15 +115,27 @@ const postgres: Dialect = {
   async open(options = {}) {
     const clock = new FakeClock();
     const policy = testPolicy(options);
-    // Each store its own schema in the test database, dropped when the run ends (postgres-teardown.ts).
-    const schema = `t_${randomUUID().replace(/-/g, "").slice(0, 16)}`;
-    const open = () => openPostgresStore({ url: TEST_DATABASE_URL, schema, clock, policy, poolSize: 4 });
+    // Each test store a schema of its own: emptied from the pool of this test file's, or new (postgres-schemas.ts).
+    const schema = await takeSchema(TEST_DATABASE_URL);
+    const generation = schema.generation;
+    const open = async (url = TEST_DATABASE_URL) => {
+      const store = await openPostgresStore({ url, schema: schema.name, clock, policy, poolSize: 4 });
+      const close = store.close.bind(store);
+      let closed = false;
+      store.close = async () => {
+        await close();
+        if (!closed) releaseSchema(schema);
+        closed = true;
+      };
+      return store;
+    };
+    // A schema whose store did not open stays out of the pool.
     const store = await open();
-    const admin = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1, options: `-c search_path=${schema} -c timezone=UTC`, types: PG_TYPES });
+    const admin = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1, options: `-c search_path=${schema.name} -c timezone=UTC`, types: PG_TYPES });
     const close = store.close.bind(store);
     store.close = async () => {
-      await close();
       await admin.end().catch(() => undefined);
+      await close();
     };
     return {
       store,
@@ -136,7 +148,15 @@ const postgres: Dialect = {
         const result = await admin.query(text.replace(/\?/g, () => `$${++n}`), params);
         return result.rows as Record<string, unknown>[];
       },
-      reopen: open,
+      reopen: async (reopening = {}) => {
+        useSchema(schema, generation);
+        try {
+          return await open(reopening.url);
+        } catch (error) {
+          releaseSchema(schema);
+          throw error;
+        }
+      },
     };
   },
 };

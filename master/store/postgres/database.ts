@@ -145,8 +145,11 @@ export class PostgresDatabase {
       types: PG_TYPES,
       connectionTimeoutMillis: 10_000,
     });
-    // An idle client that loses its connection must not crash the process; the next query says it.
+    // A client that loses its connection must not crash the process: an idle one's error comes
+    // to the pool, a checked-out one's to the client itself (its query fails with it, and the
+    // pool drops it when it comes back).
     this.pool.on("error", () => undefined);
+    this.pool.on("connect", (client) => client.on("error", () => undefined));
     this.kysely = new Kysely({ dialect: new PostgresDialect({ pool: this.pool }) });
   }
 

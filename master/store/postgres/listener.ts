@@ -66,8 +66,18 @@ export class CommitListener {
     });
     client.on("error", (error) => this.lost(client, error.message));
     client.on("end", () => this.lost(client, "connection ended"));
-    await client.connect();
-    await client.query(`LISTEN ${quoteIdent(this.params.channel)}`);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${quoteIdent(this.params.channel)}`);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    // Closed while connecting: this connection is no one's to end later.
+    if (this.closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
     this.client = client;
     this.retryMs = 100;
   }
@@ -85,7 +95,9 @@ export class CommitListener {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.connect().then(
-        () => this.emit(EVERYTHING),
+        () => {
+          if (!this.closed) this.emit(EVERYTHING);
+        },
         (error: unknown) => {
           this.params.onConnectionError?.((error as Error).message);
           this.retryMs = Math.min(this.retryMs * 2, 5_000);

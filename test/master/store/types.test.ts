@@ -52,6 +52,40 @@ describe.each(dialects)("job types ($name)", (dialect) => {
     expect(heard).toEqual([true]);
   });
 
+  it("lists every type with jobs or a setting, with its counts", async () => {
+    await submit(t.store, { type: "a" });
+    await submit(t.store, { type: "a", requires: ["gpu"] });
+    const failing = await submit(t.store, { type: "b", maxRetries: 0 });
+    const node = await register(t.store, "n", [], 2);
+    // The node has no gpu: the first a, then b; the other a waits.
+    expect((await claim(t.store, node.id)).map((job) => job.type)).toEqual(["a", "b"]);
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: failing.id, attempt: 1, status: "failed", error: { message: "boom", retryable: false } }] });
+    await set("render", { maxRunning: 3, paused: true });
+    expect(await t.store.types.list({ since: since() })).toEqual([
+      { type: "a", max_running: null, paused: false, pending: 1, running: 1, completed_1h: 0, failed_1h: 0 },
+      { type: "b", max_running: null, paused: false, pending: 0, running: 0, completed_1h: 0, failed_1h: 1 },
+      { type: "render", max_running: 3, paused: true, pending: 0, running: 0, completed_1h: 0, failed_1h: 0 },
+    ]);
+  });
+
+  it("records each change, and tells waiting claims only when a type may run more", async () => {
+    await submit(t.store, { type: "render" });
+    const heard: boolean[] = [];
+    t.store.onCommitted((change) => heard.push(change.claimable));
+    expect(await set("render", { maxRunning: 3, paused: true })).toMatchObject({ type: "render", max_running: 3, paused: true, pending: 1 });
+    await set("render", { maxRunning: 2 }); // lowered: nothing more may run
+    await set("render", { paused: false }); // resumed
+    await set("render", { maxRunning: 5 }); // raised
+    expect(heard).toEqual([true, true]);
+    const events = await t.store.audit.list({ limit: 10, entityId: "render", eventType: "type.changed" });
+    expect(events.items.map((e) => e.details).reverse()).toEqual([
+      { from: { max_running: null, paused: false }, to: { max_running: 3, paused: true } },
+      { from: { max_running: 3, paused: true }, to: { max_running: 2, paused: true } },
+      { from: { max_running: 2, paused: true }, to: { max_running: 2, paused: false } },
+      { from: { max_running: 2, paused: false }, to: { max_running: 5, paused: false } },
+    ]);
+  });
+
   it("keeps a type's setting across a restart and records who changed it", async () => {
     await set("render", { maxRunning: 3, paused: true });
     const events = await t.store.audit.list({ limit: 10, eventType: "type.changed" });

@@ -1,0 +1,70 @@
+// The schedule store: names unique per client, pages, changes audited and told to the
+// scheduler, and what is due when (firing a tick: test/master/sweepers/scheduler.test.ts).
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Committed } from "../../../master/store/types.js";
+import { dialects, type TestStore } from "../../helpers/store.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+describe.each(dialects)("schedules ($name)", (dialect) => {
+  let t: TestStore;
+  beforeEach(async () => {
+    t = await dialect.open();
+  });
+  afterEach(async () => {
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  const fields = (name: string, nextRunAt: Date | null = new Date("2026-01-01T10:05:00.000Z")) => ({
+    name,
+    cron: "*/5 * * * *",
+    timezone: "UTC",
+    job: { type: "report", payload: { kind: "nightly" }, tags: { team: "ops" } },
+    enabled: nextRunAt !== null,
+    nextRunAt,
+  });
+  const create = async (name: string, nextRunAt?: Date | null) => {
+    const outcome = await t.store.schedules.create({ ...fields(name, nextRunAt), clientId: "client-a", actor: "client-a" });
+    if (!outcome.ok) throw new Error("create refused");
+    return outcome.schedule;
+  };
+
+  it("creates, lists, updates and deletes schedules, refusing a name the same client has taken", async () => {
+    const heard: Committed[] = [];
+    t.store.onCommitted((change) => heard.push(change));
+    const a = await create("a");
+    expect(a).toMatchObject({ name: "a", enabled: true, next_run_at: "2026-01-01T10:05:00.000Z", last_run_at: null, job: { type: "report" } });
+    const b = await create("b", null);
+    expect(b).toMatchObject({ enabled: false, next_run_at: null });
+    expect(await t.store.schedules.create({ ...fields("a"), clientId: "client-a", actor: null })).toEqual({ ok: false, reason: "conflict" });
+    expect((await t.store.schedules.create({ ...fields("a"), clientId: "client-b", actor: null })).ok).toBe(true);
+    const page = await t.store.schedules.list({ limit: 2, clientId: "client-a" });
+    expect(page.items.map((schedule) => schedule.id)).toEqual([a.id, b.id]);
+    const all = await t.store.schedules.list({ limit: 2 });
+    expect((await t.store.schedules.list({ limit: 2, cursor: all.next_cursor ?? undefined })).items.map((x) => x.client_id)).toEqual(["client-b"]);
+    expect(await t.store.schedules.update({ id: b.id, fields: fields("a"), actor: null })).toEqual({ ok: false, reason: "conflict" });
+    expect(await t.store.schedules.update({ id: "nope", fields: fields("x"), actor: null })).toEqual({ ok: false, reason: "not_found" });
+    const updated = await t.store.schedules.update({ id: b.id, fields: { ...fields("b2", new Date("2026-01-01T11:00:00.000Z")), cron: "0 * * * *" }, actor: "admin" });
+    expect(updated).toMatchObject({ ok: true, schedule: { id: b.id, name: "b2", cron: "0 * * * *", enabled: true, next_run_at: "2026-01-01T11:00:00.000Z" } });
+    expect(await t.store.schedules.delete({ id: a.id, actor: "admin" })).toBe(true);
+    expect(await t.store.schedules.delete({ id: a.id, actor: "admin" })).toBe(false);
+    expect(await t.store.schedules.get(a.id)).toBeUndefined();
+    const audit = await t.store.audit.list({ limit: 10, entityId: a.id });
+    expect(audit.items.map((e) => e.event_type)).toEqual(["schedule.deleted", "schedule.created"]);
+    // Created a, b and client-b's a; updated b; deleted a: each tells the scheduler, nothing else does.
+    expect(heard.filter((change) => change.schedules)).toHaveLength(5);
+    expect(heard).toHaveLength(5);
+  });
+
+  it("answers what is due and when the next one is", async () => {
+    expect(await t.store.schedules.nextDueAt()).toBeNull();
+    const soon = await create("soon", new Date("2026-01-01T10:05:00.000Z"));
+    await create("later", new Date("2026-01-01T11:00:00.000Z"));
+    await create("off", null);
+    expect(await t.store.schedules.nextDueAt()).toEqual(new Date("2026-01-01T10:05:00.000Z"));
+    expect(await t.store.schedules.due({ now: new Date("2026-01-01T10:04:59.999Z"), limit: 10 })).toEqual([]);
+    expect((await t.store.schedules.due({ now: new Date("2026-01-01T10:05:00.000Z"), limit: 10 })).map((x) => x.id)).toEqual([soon.id]);
+    expect(await t.store.schedules.due({ now: new Date("2026-01-01T12:00:00.000Z"), limit: 10 })).toHaveLength(2);
+    expect(await t.store.schedules.due({ now: new Date("2026-01-01T12:00:00.000Z"), limit: 1 })).toEqual([expect.objectContaining({ id: soon.id })]);
+  });
+});

@@ -1,0 +1,216 @@
+// The dead-node sweep: silent nodes declared dead and their jobs taken back, and leases their live nodes stopped renewing.
+import { pino } from "pino";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { DEAD_NODE_BATCH, DeadNodeSweeper, EXPIRED_LEASE_BATCH } from "../../../master/sweepers/dead-nodes.js";
+import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+const silent = pino({ level: "silent" });
+
+describe.each(dialects)("dead-node sweep ($name)", (dialect) => {
+  let t: TestStore;
+  let woken: number;
+  beforeEach(async () => {
+    t = await dialect.open({ nodeTimeoutS: 60, stallGraceS: 30 });
+    woken = 0;
+    // Commits that may give a waiting claim work: what wakes the dispatcher.
+    t.store.onCommitted((change) => {
+      if (change.claimable) woken += 1;
+    });
+  });
+  afterEach(async () => {
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  /** Time enough for a node that last beat now to be declared dead: the timeout, and the lag of last_heartbeat. */
+  function silence() {
+    t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
+  }
+
+  function deadNodeSweeper(startedAt = new Date(0)) {
+    return new DeadNodeSweeper({
+      store: t.store,
+      clock: t.clock,
+      log: silent,
+      nodeTimeoutMs: 60_000,
+      intervalMs: 10_000,
+      reportingSince: () => startedAt,
+    });
+  }
+
+  it("marks a silent node dead and re-queues its jobs at their old place", async () => {
+    const job = await submit(t.store, { priority: "high" });
+    const later = await submit(t.store, { priority: "high" });
+    const node = await register(t.store, "node-1", [], 1);
+    const alive = await register(t.store, "node-2", [], 1);
+    await claim(t.store, node.id);
+    t.clock.advanceSeconds(45);
+    await t.store.nodes.heartbeat({ nodeId: alive.id, running: [] });
+    t.clock.advance(16_000 + t.policy.heartbeatWriteMs);
+    woken = 0;
+    const sweep = await deadNodeSweeper().runOnce();
+    expect(sweep.dead.map((d) => d.nodeId)).toEqual([node.id]);
+    expect(sweep.dead[0]?.jobs).toEqual([{ jobId: job.id, nodeId: node.id, outcome: "requeued" }]);
+    expect(woken).toBe(1);
+    expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "pending", retry_count: 1, node_id: null });
+    expect((await t.store.nodes.get(alive.id))?.status).toBe("online");
+    // Still ahead of the job submitted after it.
+    expect((await claim(t.store, alive.id)).map((j) => j.id)).toEqual([job.id]);
+    expect(later.status).toBe("pending");
+  });
+
+  it("re-queues a dead node's jobs together, each with a fresh aging time and the reason its lease ended", async () => {
+    const jobs = [await submit(t.store), await submit(t.store), await submit(t.store)];
+    const node = await register(t.store, "node-1", [], 3);
+    expect(await claim(t.store, node.id)).toHaveLength(3);
+    silence();
+    const sweep = await deadNodeSweeper().runOnce();
+    expect(sweep.dead[0]?.jobs.map((job) => [job.jobId, job.outcome])).toEqual(jobs.map((job) => [job.id, "requeued"]));
+    const rows = await t.query("SELECT status, retry_count, node_id, stall_at, lease_expires_at, ready_at, aging_at, lease_end_reason FROM jobs ORDER BY seq");
+    const now = t.clock.now();
+    expect(rows).toEqual(
+      jobs.map(() => ({
+        status: "pending",
+        retry_count: 1,
+        node_id: null,
+        stall_at: null,
+        lease_expires_at: null,
+        ready_at: now.toISOString(),
+        aging_at: new Date(now.getTime() + t.policy.agingMs).toISOString(),
+        lease_end_reason: "node_dead",
+      })),
+    );
+    for (const job of jobs) {
+      const events = (await t.store.jobs.events({ jobId: job.id, limit: 10 })).items.map((entry) => entry.event_type);
+      expect(events).toEqual(["job.submitted", "job.assigned", "job.reassigned"]);
+    }
+  });
+
+  it("fails a job whose node died once retries are spent", async () => {
+    const job = await submit(t.store, { maxRetries: 0 });
+    const node = await register(t.store);
+    await claim(t.store, node.id);
+    silence();
+    await deadNodeSweeper().runOnce();
+    expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "failed", failure_reason: "max_retries_exceeded" });
+  });
+
+  it("cancels, not re-queues, a job whose cancel was asked when its node died", async () => {
+    const job = await submit(t.store);
+    const node = await register(t.store);
+    await claim(t.store, node.id);
+    await t.store.jobs.cancel({ id: job.id, actor: null });
+    silence();
+    await deadNodeSweeper().runOnce();
+    expect((await t.store.jobs.get(job.id))?.status).toBe("canceled");
+  });
+
+  it("declares no node dead until the master has run for one node timeout", async () => {
+    const node = await register(t.store);
+    t.clock.advanceSeconds(3600);
+    const justStarted = deadNodeSweeper(t.clock.now());
+    t.clock.advanceSeconds(59);
+    expect((await justStarted.runOnce()).skipped).toBe(true);
+    expect((await t.store.nodes.get(node.id))?.status).toBe("online");
+    t.clock.advanceSeconds(2);
+    expect((await justStarted.runOnce()).dead).toHaveLength(1);
+  });
+
+  it("declares no node dead that beat within the node timeout, though its last_heartbeat lags behind", async () => {
+    const node = await register(t.store);
+    t.clock.advance(t.policy.heartbeatWriteMs - 1000);
+    await t.store.nodes.heartbeat({ nodeId: node.id, running: [] }); // not written: within heartbeatWriteMs
+    t.clock.advanceSeconds(59);
+    expect((await deadNodeSweeper().runOnce()).dead).toEqual([]);
+    expect((await t.store.nodes.get(node.id))?.status).toBe("online");
+    t.clock.advance(t.policy.heartbeatWriteMs);
+    expect((await deadNodeSweeper().runOnce()).dead.map((dead) => dead.nodeId)).toEqual([node.id]);
+  });
+
+  it("keeps the leases of a node that beats more often than last_heartbeat is rewritten", async () => {
+    const job = await submit(t.store, { timeoutS: 3600 });
+    const node = await register(t.store);
+    await claim(t.store, node.id);
+    const every = t.policy.heartbeatWriteMs / 2;
+    for (let at = 0; at < 3 * 60_000; at += every) {
+      t.clock.advance(every);
+      const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: 1 }] });
+      expect(beat).toEqual({ ok: true, status: "online", cancel: [] });
+      await deadNodeSweeper().runOnce();
+    }
+    expect((await t.store.nodes.get(node.id))?.status).toBe("online");
+    expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "running", attempt: 1 });
+  });
+
+  it("takes back a job its live node stopped listing once the lease runs out", async () => {
+    const job = await submit(t.store);
+    const node = await register(t.store);
+    await claim(t.store, node.id);
+    for (let i = 0; i < 4; i++) {
+      t.clock.advanceSeconds(20);
+      await t.store.nodes.heartbeat({ nodeId: node.id, running: [] });
+    }
+    const sweep = await deadNodeSweeper().runOnce();
+    expect(sweep.dead).toEqual([]);
+    expect(sweep.expired).toEqual([{ jobId: job.id, nodeId: node.id, outcome: "requeued" }]);
+    const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: 1 }] });
+    expect(beat.ok && beat.cancel[0]?.reason).toBe("reassigned");
+  });
+
+  it("sweeps more dead nodes and lost leases than one batch holds, then stops", async () => {
+    const nodes = DEAD_NODE_BATCH + 5;
+    for (let i = 0; i < nodes; i++) {
+      await submit(t.store);
+      await claim(t.store, (await register(t.store, `dies-${i}`)).id, 1);
+    }
+    const survivor = await register(t.store, "survivor", [], EXPIRED_LEASE_BATCH + 5);
+    await t.store.jobs.submit(Array.from({ length: EXPIRED_LEASE_BATCH + 5 }, () => jobParams()));
+    await claim(t.store, survivor.id, EXPIRED_LEASE_BATCH + 5);
+    for (let i = 0; i < 4; i++) {
+      t.clock.advanceSeconds(20);
+      await t.store.nodes.heartbeat({ nodeId: survivor.id, running: [] });
+    }
+    const sweep = await deadNodeSweeper().runOnce();
+    expect(sweep.dead).toHaveLength(nodes);
+    expect(sweep.expired).toHaveLength(EXPIRED_LEASE_BATCH + 5);
+    expect(await deadNodeSweeper().runOnce()).toEqual({ dead: [], expired: [], skipped: false });
+  });
+
+  it("keeps the lease of a job its node keeps listing", async () => {
+    const job = await submit(t.store, { timeoutS: 3600 });
+    const node = await register(t.store);
+    await claim(t.store, node.id);
+    for (let i = 0; i < 10; i++) {
+      t.clock.advanceSeconds(20);
+      await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: 1 }] });
+      await deadNodeSweeper().runOnce();
+    }
+    expect((await t.store.jobs.get(job.id))?.status).toBe("running");
+  });
+
+  it("keeps every lease of a node that lists several jobs (one listed twice), and only those", async () => {
+    const jobs = [await submit(t.store, { timeoutS: 3600 }), await submit(t.store, { timeoutS: 3600 }), await submit(t.store, { timeoutS: 3600 })];
+    const node = await register(t.store);
+    await claim(t.store, node.id);
+    const [first, second, unlisted] = jobs.map((job) => job.id);
+    for (let i = 0; i < 10; i++) {
+      t.clock.advanceSeconds(20);
+      const beat = await t.store.nodes.heartbeat({
+        nodeId: node.id,
+        running: [
+          { jobId: first ?? "", attempt: 1, progress: i },
+          { jobId: second ?? "", attempt: 1 },
+          { jobId: first ?? "", attempt: 1, progress: i },
+        ],
+      });
+      expect(beat).toEqual({ ok: true, status: "online", cancel: [] });
+      await deadNodeSweeper().runOnce();
+    }
+    expect((await t.store.jobs.get(first ?? ""))?.status).toBe("running");
+    expect((await t.store.jobs.get(first ?? ""))?.progress).toBe(9);
+    expect((await t.store.jobs.get(second ?? ""))?.status).toBe("running");
+    // The job the node stopped listing lost its lease and went back to the queue.
+    expect((await t.store.jobs.get(unlisted ?? ""))?.status).toBe("pending");
+  });
+});
