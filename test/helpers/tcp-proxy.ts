@@ -16,6 +16,8 @@ export interface TcpProxy {
   restore(options?: { hold?: boolean }): Promise<void>;
   /** Pass the held connections on to the server. */
   release(): void;
+  /** Stop passing bytes either way on the open connections, closing none (a silent network partition). */
+  freeze(): void;
   close(): Promise<void>;
 }
 
@@ -28,11 +30,18 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
   const clients = new Set<net.Socket>();
   let waiting: net.Socket[] = [];
   let holding = false;
+  /** Each forwarded connection's two sides. */
+  const pairs = new Set<[net.Socket, net.Socket]>();
 
   const forward = (client: net.Socket) => {
     const upstream = net.connect(targetPort, target.hostname);
     sockets.add(upstream);
-    upstream.on("close", () => sockets.delete(upstream));
+    const pair: [net.Socket, net.Socket] = [client, upstream];
+    pairs.add(pair);
+    upstream.on("close", () => {
+      sockets.delete(upstream);
+      pairs.delete(pair);
+    });
     const end = () => {
       client.destroy();
       upstream.destroy();
@@ -89,6 +98,14 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
       const held = waiting;
       waiting = [];
       for (const client of held) if (!client.destroyed) forward(client);
+    },
+    freeze() {
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
     },
     close: async () => {
       if (server.listening) await stop();

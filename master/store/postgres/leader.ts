@@ -2,12 +2,24 @@
 // holds a session advisory lock, on a connection of its own. If that master dies, its
 // session ends and the lock with it; another master takes it at its next look (each
 // service looks before each run, at least every GAFFER_SWEEP_INTERVAL_S).
+//
+// A master cut off from the database without its connection closing (a network partition)
+// must stop leading before another can start: the holder checks its connection every few
+// seconds and gives up the lead when a check fails or takes too long, while the server ends
+// a silent session only after its TCP keepalives went unanswered for longer than that.
 import pg from "pg";
+
+/** How often the holder checks that its lock's connection still answers, and how long it waits. */
+const CHECK_EVERY_MS = 5_000;
+const CHECK_TIMEOUT_MS = 5_000;
+/** The server ends a session whose peer went silent after 10 s + 3 × 5 s: after the holder gave up. */
+const SERVER_KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3";
 
 export class Leadership {
   private client: pg.Client | undefined;
   private held = false;
-  private trying: Promise<boolean> | undefined;
+  private checkedAt = 0;
+  private pending: Promise<boolean> | undefined;
   private closed = false;
 
   constructor(
@@ -15,28 +27,48 @@ export class Leadership {
     /** The lock's key: one per cluster (schema). */
     private readonly key: string,
     private readonly onLost: (message: string) => void = () => undefined,
+    private readonly now: () => number = Date.now,
   ) {}
 
-  /** Whether this master holds the lock now; tries to take it if not. */
+  /** Whether this master holds the lock now: takes it if it can, and checks a held one now and then. */
   async holds(): Promise<boolean> {
-    if (this.held || this.closed) return this.held;
-    this.trying ??= this.take().finally(() => (this.trying = undefined));
-    return this.trying;
+    if (this.closed) return false;
+    if (this.held && this.now() - this.checkedAt < CHECK_EVERY_MS) return true;
+    this.pending ??= (this.held ? this.check() : this.take()).finally(() => (this.pending = undefined));
+    return this.pending;
   }
 
   private async take(): Promise<boolean> {
     try {
       if (!this.client) {
-        const client = new pg.Client({ connectionString: this.url });
+        const client = new pg.Client({ connectionString: this.url, keepAlive: true, options: SERVER_KEEPALIVES, query_timeout: CHECK_TIMEOUT_MS });
         client.on("error", (error) => this.lose(client, error.message));
         client.on("end", () => this.lose(client, "connection ended"));
         await client.connect();
+        if (this.closed) {
+          await client.end().catch(() => undefined);
+          return false;
+        }
         this.client = client;
       }
       const result = await this.client.query<{ taken: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS taken", [this.key]);
-      this.held = result.rows[0]?.taken === true;
+      this.held = result.rows[0]?.taken === true && !this.closed;
+      this.checkedAt = this.now();
     } catch (error) {
       if (this.client) this.lose(this.client, (error as Error).message);
+    }
+    return this.held;
+  }
+
+  /** The held lock's connection still answers (within CHECK_TIMEOUT_MS), or the lead is given up. */
+  private async check(): Promise<boolean> {
+    const client = this.client;
+    if (!client) return (this.held = false);
+    try {
+      await client.query("SELECT 1");
+      this.checkedAt = this.now();
+    } catch (error) {
+      this.lose(client, (error as Error).message);
     }
     return this.held;
   }
@@ -52,6 +84,7 @@ export class Leadership {
   async close(): Promise<void> {
     this.closed = true;
     this.held = false;
+    await this.pending?.catch(() => undefined);
     const client = this.client;
     this.client = undefined;
     await client?.end().catch(() => undefined);

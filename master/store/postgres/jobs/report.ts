@@ -1,7 +1,7 @@
 // report on PostgreSQL: results from a node, each accepted only for the job's current lease
 // (running, on that node, under that attempt) as the core's rules decide (onReport), and
-// applied with writes guarded by that lease. Rows are locked in id order: two masters taking
-// overlapping batches of reports cannot deadlock.
+// applied with writes guarded by that lease. Rows are locked in seq order, as heartbeats and
+// sweeps lock them: two masters taking overlapping batches cannot deadlock.
 import { sql } from "kysely";
 import { isCurrentLease, isFinal, onReport, type HandOut, type Transition } from "../../../queue/transitions.js";
 import { priorityName } from "../../pages.js";
@@ -62,7 +62,7 @@ export async function reportResults(ctx: PgContext, tx: Tx, params: { nodeId: st
   const rows = await rowsOf(
     tx,
     sql<Lease>`SELECT seq, id, status, node_id, attempt, retry_count, max_retries, effective_priority, cancel_requested, type, priority, started_at
-               FROM jobs WHERE id = ANY(${ids}::text[]) ORDER BY id FOR UPDATE`,
+               FROM jobs WHERE id = ANY(${ids}::text[]) ORDER BY seq FOR UPDATE`,
   );
   const leases = new Map(rows.map((row) => [row.id, row]));
   const items: ReportOutcome[] = [];
