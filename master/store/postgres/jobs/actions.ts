@@ -5,6 +5,7 @@ import { PRIORITY_WEIGHTS, type ActorParams, type JobActionOutcome, type JobStat
 import { changed, rowsOf, writeAudit, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import { toJob, type JobRow } from "../rows.js";
+import { reprioritized } from "../../../queue/aging.js";
 import { factsOf, failDependents, nextAgingAt, reopenDependents } from "./lifecycle.js";
 
 async function lock(tx: Tx, id: string): Promise<JobRow | undefined> {
@@ -64,13 +65,6 @@ export async function retryJob(ctx: PgContext, tx: Tx, params: ActorParams): Pro
   return { ok: true, job: toJob(await reload(tx, job.seq)) };
 }
 
-/** The class a job of `weight` has reached after waiting since `readyAt` (API.md §2). */
-function agedWeight(weight: number, readyAt: Date, now: Date, agingMs: number): number {
-  if (weight >= PRIORITY_WEIGHTS.high) return weight;
-  const intervals = Math.floor((now.getTime() - readyAt.getTime()) / agingMs);
-  return Math.min(PRIORITY_WEIGHTS.high, weight + Math.max(0, intervals));
-}
-
 /** Re-prioritise a job that is not running yet; a pending job keeps the credit it earned waiting. */
 export async function setJobPriority(ctx: PgContext, tx: Tx, params: ActorParams & { priority: PriorityName }): Promise<JobActionOutcome> {
   const job = await lock(tx, params.id);
@@ -79,10 +73,8 @@ export async function setJobPriority(ctx: PgContext, tx: Tx, params: ActorParams
   const now = ctx.clock.now();
   const at = now.toISOString();
   const weight = PRIORITY_WEIGHTS[params.priority];
-  const pending = job.status === "pending";
-  const effective = pending ? agedWeight(weight, new Date(job.ready_at), now, ctx.policy.agingMs) : weight;
-  const agingAt =
-    pending && effective < PRIORITY_WEIGHTS.high ? new Date(new Date(job.ready_at).getTime() + (effective - weight + 1) * ctx.policy.agingMs).toISOString() : null;
+  // A pending job keeps the credit it earned waiting.
+  const { effective, agingAt } = reprioritized(weight, job.status === "pending", new Date(job.ready_at), now, ctx.policy.agingMs);
   await changed(tx, sql`UPDATE jobs SET priority = ${weight}, effective_priority = ${effective}, aging_at = ${agingAt}, updated_at = ${at} WHERE seq = ${job.seq} AND status = ${job.status}`);
   await writeAudit(
     tx.db,

@@ -10,16 +10,13 @@ import {
   onLeaseEnd,
   type JobFacts,
 } from "../../../queue/transitions.js";
-import { AGING_CEILING_WEIGHT, type AttemptOutcome, type JobError, type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
+import { type AttemptOutcome, type JobError, type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
+import { nextAgingAt } from "../../../queue/aging.js";
 import { changed, rowsOf, writeAudit, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import type { JobRow } from "../rows.js";
 
-/** When aging next lifts a job of `weight` that became ready at `readyAt`; null once at the ceiling. */
-export function nextAgingAt(weight: number, readyAt: Date, agingMs: number): string | null {
-  if (weight >= AGING_CEILING_WEIGHT) return null;
-  return new Date(readyAt.getTime() + agingMs).toISOString();
-}
+export { nextAgingAt } from "../../../queue/aging.js";
 
 /** The facts the job's rules read, from a row. */
 export function factsOf(row: Pick<JobRow, "status" | "attempt" | "node_id" | "retry_count" | "max_retries" | "cancel_requested">): JobFacts {

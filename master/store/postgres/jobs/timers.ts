@@ -2,7 +2,8 @@
 // jobs, take back stalled jobs and expired leases. Each locks the rows it takes with SKIP
 // LOCKED, so a sweep never waits on a claim or a report.
 import { sql } from "kysely";
-import { AGING_CEILING_WEIGHT, type RescuedJob } from "../../types.js";
+import { agedOnce } from "../../../queue/aging.js";
+import type { RescuedJob } from "../../types.js";
 import { changed, rowsOf, writeAudit, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import type { JobRow } from "../rows.js";
@@ -44,8 +45,7 @@ export async function ageJobs(ctx: PgContext, tx: Tx, limit: number): Promise<nu
   );
   if (due.length === 0) return 0;
   const lifted = due.map((job) => {
-    const weight = Math.min(AGING_CEILING_WEIGHT, job.effective_priority + 1);
-    const agingAt = weight < AGING_CEILING_WEIGHT && job.aging_at !== null ? new Date(new Date(job.aging_at).getTime() + ctx.policy.agingMs).toISOString() : null;
+    const { weight, agingAt } = agedOnce(job.effective_priority, job.aging_at, ctx.policy.agingMs);
     return { seq: job.seq, weight, aging_at: agingAt };
   });
   await changed(

@@ -9,7 +9,8 @@ import {
 import type { StoreContext } from "../context.js";
 import { toJob, type JobRow } from "../rows.js";
 import { canChangePriority, onCancel, onRetry } from "../../../queue/transitions.js";
-import { agedWeight, factsOf, failDependents, nextAgingAt, reopenDependents } from "./lifecycle.js";
+import { reprioritized } from "../../../queue/aging.js";
+import { factsOf, failDependents, nextAgingAt, reopenDependents } from "./lifecycle.js";
 
 function load(ctx: StoreContext, id: string): JobRow | undefined {
   return ctx.db.get(ctx.db.kysely.selectFrom("jobs").selectAll().where("id", "=", id));
@@ -123,12 +124,8 @@ export function setJobPriority(ctx: StoreContext, params: ActorParams & { priori
     const now = ctx.clock.now();
     const at = now.toISOString();
     const weight = PRIORITY_WEIGHTS[params.priority];
-    const pending = job.status === "pending";
     // A pending job keeps the credit it earned waiting.
-    const effective = pending ? agedWeight(weight, new Date(job.ready_at), now, ctx.policy.agingMs) : weight;
-    const agingAt = pending && effective < PRIORITY_WEIGHTS.high
-      ? new Date(new Date(job.ready_at).getTime() + (effective - weight + 1) * ctx.policy.agingMs).toISOString()
-      : null;
+    const { effective, agingAt } = reprioritized(weight, job.status === "pending", new Date(job.ready_at), now, ctx.policy.agingMs);
     db.run(
       db.kysely
         .updateTable("jobs")

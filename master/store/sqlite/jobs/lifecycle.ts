@@ -2,25 +2,15 @@
 // finishing (its dependents released or failed), aging arithmetic.
 // Every function here runs inside its caller's transaction.
 import { sql } from "kysely";
+import { nextAgingAt } from "../../../queue/aging.js";
 import { onDependenciesCompleted, onDependencyFailed, onDependencyRetried, onLeaseEnd, type JobFacts, type Transition } from "../../../queue/transitions.js";
-import { AGING_CEILING_WEIGHT, type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
+import { type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { inJsonArray, param } from "../database.js";
 import type { JobRow } from "../rows.js";
 import { endAttempt } from "./attempts.js";
 
-/** When aging next lifts a job of `weight` that became ready at `readyAt`; null once at the ceiling. */
-export function nextAgingAt(weight: number, readyAt: Date, agingMs: number): string | null {
-  if (weight >= AGING_CEILING_WEIGHT) return null;
-  return new Date(readyAt.getTime() + agingMs).toISOString();
-}
-
-/** The class a job of `weight` has reached after waiting since `readyAt` (API.md §2). */
-export function agedWeight(weight: number, readyAt: Date, now: Date, agingMs: number): number {
-  if (weight >= AGING_CEILING_WEIGHT) return weight;
-  const intervals = Math.floor((now.getTime() - readyAt.getTime()) / agingMs);
-  return Math.min(AGING_CEILING_WEIGHT, weight + Math.max(0, intervals));
-}
+export { agedWeight, nextAgingAt } from "../../../queue/aging.js";
 
 /** What ending a lease needs of a running job. */
 export type EndingLease = Pick<

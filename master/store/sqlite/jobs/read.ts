@@ -16,7 +16,8 @@ import {
 } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { readQuery, readRows, type ThreadReader } from "../reader.js";
-import { decodeCursor, encodeCursor, pageOf, priorityName, toAuditEntry, toJob } from "../rows.js";
+import { decodeCursor, pageOf, priorityName, toAuditEntry, toJob } from "../rows.js";
+import { jobHistory } from "../../history.js";
 import { listAttempts } from "./attempts.js";
 import { filtersGiven, whereFilter } from "./filter.js";
 
@@ -55,46 +56,14 @@ function isNodeReported(details: string): boolean {
   return parsed.node_id !== undefined && parsed.reason === undefined;
 }
 
-/** What an attempt adds to its job's history: its hand-out, and its end when its node reported it. */
-function attemptEvents(job: Job, attempt: ReturnType<typeof listAttempts>[number], last: boolean): JobEvent[] {
-  const on = { client_id: null, node_id: attempt.node_id, attempt: attempt.attempt };
-  const events: JobEvent[] = [{ ...on, event_type: "job.assigned", created_at: attempt.started_at, details: { node_id: attempt.node_id, attempt: attempt.attempt } }];
-  // An attempt the master ended (node dead or left, stalled, canceled) has the master's audit row instead.
-  if (attempt.reported === null || attempt.finished_at === null) return events;
-  const details: Record<string, unknown> = { node_id: attempt.node_id, attempt: attempt.attempt };
-  let type: string;
-  if (attempt.outcome === "completed") type = "job.completed";
-  else if (attempt.outcome === "canceled") type = "job.canceled";
-  else if (attempt.error?.retryable === false || (last && job.status === "failed")) {
-    type = "job.failed";
-    // Its own reason: the job may have been retried by hand and have another one now.
-    const reason = attempt.error?.retryable === false ? "non_retryable" : last ? job.failure_reason : "max_retries_exceeded";
-    Object.assign(details, { failure_reason: reason, error: attempt.error });
-  } else {
-    type = "job.retry_scheduled";
-    details.error = attempt.error;
-  }
-  events.push({ ...on, event_type: type, created_at: attempt.finished_at, details });
-  return events;
-}
-
 /**
- * A job's history, oldest first: its submission (from the job: a batch has one audit row
- * for all its jobs), its attempts (hand-outs and the results their nodes reported) and
- * every audit row about it (cancel, retry, the master's decisions), as one list. A job's history is short, so it is built whole and paged by
- * position.
+ * A job's history, oldest first (../history.ts): its submission, its attempts and every audit
+ * row about it but those its job and attempts tell.
  */
 export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: string }): Page<JobEvent> {
   const { db } = ctx;
   const job = getJob(ctx, params.jobId);
   if (!job) return { items: [], next_cursor: null };
-  const attempts = listAttempts(ctx, job.id);
-  const submitted: JobEvent = {
-    event_type: "job.submitted",
-    created_at: job.created_at,
-    client_id: job.client_id,
-    details: { type: job.type, priority: job.priority },
-  };
   const audited = db
     .all(
       db.kysely
@@ -108,20 +77,8 @@ export function jobEvents(ctx: StoreContext, params: PageParams & { jobId: strin
     // A job.failed a node's report wrote before 0003 (a node, and no lease-end reason as the
     // master's own have): its attempt tells it now.
     .filter((row) => !(row.event_type === "job.failed" && isNodeReported(row.details)))
-    .map((row): JobEvent => {
-      const entry = toAuditEntry(row);
-      const event: JobEvent = { event_type: entry.event_type, created_at: entry.created_at, client_id: entry.client_id, details: entry.details };
-      if (typeof entry.details.node_id === "string") event.node_id = entry.details.node_id;
-      if (typeof entry.details.attempt === "number") event.attempt = entry.details.attempt;
-      return event;
-    });
-  const history = [submitted, ...audited, ...attempts.flatMap((attempt, index) => attemptEvents(job, attempt, index === attempts.length - 1))];
-  // Stable: at the same millisecond the audit rows (the submission first) stay ahead.
-  history.sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0));
-  const start = decodeCursor(params.cursor) ?? 0;
-  const items = history.slice(start, start + params.limit);
-  const end = start + items.length;
-  return { items, next_cursor: end < history.length ? encodeCursor(end) : null };
+    .map((row) => toAuditEntry(row));
+  return jobHistory(job, listAttempts(ctx, job.id), audited, params);
 }
 
 function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {

@@ -1,7 +1,8 @@
 // The verbs the master's timers call: promote due scheduled jobs, age pending
 // jobs, take back stalled ones. Each reads one range of a partial index.
 import { sql } from "kysely";
-import { AGING_CEILING_WEIGHT, type RescuedJob } from "../../types.js";
+import { agedOnce } from "../../../queue/aging.js";
+import type { RescuedJob } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { param } from "../database.js";
 import type { JobRow } from "../rows.js";
@@ -45,11 +46,7 @@ export function ageJobs(ctx: StoreContext, limit: number): number {
       SELECT seq, effective_priority, aging_at FROM jobs INDEXED BY jobs_aging
       WHERE status = 'pending' AND aging_at IS NOT NULL AND aging_at <= ${at} ORDER BY aging_at LIMIT ${limit}`);
     for (const job of due) {
-      const weight = Math.min(AGING_CEILING_WEIGHT, job.effective_priority + 1);
-      const agingAt =
-        weight < AGING_CEILING_WEIGHT && job.aging_at !== null
-          ? new Date(new Date(job.aging_at).getTime() + ctx.policy.agingMs).toISOString()
-          : null;
+      const { weight, agingAt } = agedOnce(job.effective_priority, job.aging_at, ctx.policy.agingMs);
       // Prepared: a backlog older than the aging interval means a million of these, and
       // a Kysely query compiled for each one left the master 35 MB larger (bench: memory).
       db.prepared<{ seq: number; weight: number; agingAt: string | null }>("age-job", () =>
