@@ -4,7 +4,7 @@ import type { ErrorRequestHandler, Response } from "express";
 import { z } from "zod";
 import type { Logger } from "../log.js";
 import { AuthenticationError, RateLimitedError } from "../auth/principal.js";
-import { InvalidCursorError, StorageUnavailableError } from "../store/types.js";
+import { InvalidCursorError, StorageUnavailableError, StorageUnreachableError, UnstorableValueError } from "../store/types.js";
 
 export const PROBLEM_CODES = {
   invalid_request: { status: 400, title: "Invalid request" },
@@ -101,6 +101,12 @@ export function toProblem(error: unknown): ProblemError | undefined {
   if (error instanceof AuthenticationError) return unauthorized(error.message);
   if (error instanceof StorageUnavailableError) {
     return unavailable("the database refuses writes; the master is read-only until an admin sets mode normal");
+  }
+  if (error instanceof StorageUnreachableError) {
+    return new ProblemError("unavailable", "the database cannot be reached just now; try again", undefined, { "Retry-After": "1" });
+  }
+  if (error instanceof UnstorableValueError) {
+    return new ProblemError("invalid_request", error.message);
   }
   if (error instanceof RateLimitedError) {
     return new ProblemError("rate_limited", error.message, undefined, { ...error.headers, "Retry-After": String(error.retryAfterS) });

@@ -110,6 +110,23 @@ export class StorageUnavailableError extends Error {
   }
 }
 
+/**
+ * The database could not be reached for this request (a connection refused or lost, a pool
+ * that had no connection in time, a server restarting): a 503 for this request alone, the
+ * master's mode unchanged; the next request tries again.
+ */
+export class StorageUnreachableError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The database refused a value it cannot store (PostgreSQL: a NUL character, a lone surrogate): the request's fault. */
+export class UnstorableValueError extends Error {}
+
 /** The database file failed its integrity check at open. */
 export class CorruptDatabaseError extends Error {}
 

@@ -1,6 +1,7 @@
 -- gaffer's schema on PostgreSQL (API.md §11, §12): the same tables and columns as on
 -- SQLite, in PostgreSQL's own types, so that the contract's queries work in psql:
--- timestamps are timestamptz (shown in the session's time zone), JSON is jsonb,
+-- timestamps are timestamptz (shown in the session's time zone), JSON is json as the client
+-- wrote it (keys in their order, as SQLite keeps the text) or jsonb where the store queries it,
 -- statuses are words, priorities the class weights of API.md §2.
 --
 -- Released migrations are never edited: the master refuses to start when an applied
@@ -65,7 +66,7 @@ CREATE TABLE jobs (
   client_id text NOT NULL,
   type text NOT NULL,
   lane integer NOT NULL REFERENCES lanes (id),
-  payload jsonb NOT NULL,
+  payload json NOT NULL,
   priority integer NOT NULL,        -- the class asked for (weight)
   effective_priority integer NOT NULL, -- after aging; dispatch orders by it
   status text NOT NULL CHECK (status IN
@@ -83,12 +84,12 @@ CREATE TABLE jobs (
   requires jsonb NOT NULL DEFAULT '[]', -- labels, sorted
   depends_on jsonb NOT NULL DEFAULT '[]', -- job ids (also in job_dependencies)
   idempotency_key text,
-  tags jsonb NOT NULL DEFAULT '{}',
+  tags json NOT NULL DEFAULT '{}',
   progress double precision,
   progress_message text,
   progress_logged_at timestamptz,   -- last job.progress audit row (at most one a minute)
-  result jsonb,
-  error jsonb,                      -- {"message", "code"?, "retryable"}
+  result json,
+  error json,                       -- {"message", "code"?, "retryable"}
   failure_reason text,
   cancel_requested boolean NOT NULL DEFAULT false,
   lease_end_reason text,            -- why the last lease ended without a report
@@ -126,7 +127,7 @@ CREATE TABLE job_attempts (
   finished_at timestamptz,
   outcome text NOT NULL DEFAULT 'running', -- running|completed|failed|reassigned|stalled|canceled
   reported text,                           -- what its node reported (completed|failed)
-  error jsonb,
+  error json,
   log_tail text,                           -- the end of the handler's stdout and stderr
   PRIMARY KEY (job_id, attempt)
 );
@@ -137,7 +138,7 @@ CREATE TABLE audit_log (
   entity_type text NOT NULL,        -- job, node, client, token, master
   entity_id text NOT NULL,
   client_id text,                   -- who caused it; NULL for the master's own sweepers
-  details jsonb NOT NULL DEFAULT '{}',
+  details json NOT NULL DEFAULT '{}',
   created_at timestamptz NOT NULL
 );
 CREATE INDEX audit_log_entity ON audit_log (entity_type, entity_id, id);
@@ -156,7 +157,7 @@ CREATE TABLE schedules (
   name text NOT NULL,
   cron text NOT NULL,
   timezone text NOT NULL DEFAULT 'UTC',
-  job jsonb NOT NULL,               -- the job to submit on each tick
+  job json NOT NULL,                -- the job to submit on each tick
   enabled boolean NOT NULL DEFAULT true,
   next_run_at timestamptz,
   last_run_at timestamptz,

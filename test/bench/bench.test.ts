@@ -61,7 +61,9 @@ describe("npm run bench", () => {
       const figure = Object.entries(report.figures).find(([key]) => key.startsWith(name.split(" (")[0] ?? name));
       expect(figure, `${name} in ${Object.keys(report.figures).join(", ")}`).toBeDefined();
       expect(Number.isFinite(figure?.[1].median), name).toBe(true);
-      expect(figure?.[1].median, name).toBeGreaterThan(0);
+      // A handler can start before its submitter reads the answer: a dispatch latency of 0.
+      if (name.startsWith("dispatch latency")) expect(figure?.[1].median, name).toBeGreaterThanOrEqual(0);
+      else expect(figure?.[1].median, name).toBeGreaterThan(0);
     }
     expect(report.figures["drain: completions recorded"]?.median).toBe(1);
     // Targeted figures carry their verdict, so the table says what was missed.

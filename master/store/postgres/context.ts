@@ -17,7 +17,7 @@ export type AuditEvent = Omit<AuditEntry, "id" | "created_at">;
 /** Append audit rows, in order, with one statement. */
 export async function writeAudit(db: Executor, events: readonly AuditEvent[], at: string): Promise<void> {
   if (events.length === 0) return;
-  const rows = events.map((event) => sql`(${event.event_type}, ${event.entity_type}, ${event.entity_id}, ${event.client_id}, ${JSON.stringify(event.details)}::jsonb, ${at}::timestamptz)`);
+  const rows = events.map((event) => sql`(${event.event_type}, ${event.entity_type}, ${event.entity_id}, ${event.client_id}, ${JSON.stringify(event.details)}::json, ${at}::timestamptz)`);
   await sql`INSERT INTO audit_log (event_type, entity_type, entity_id, client_id, details, created_at) VALUES ${sql.join(rows)}`.execute(db);
 }
 

@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { Kysely, PostgresDialect, sql, type RawBuilder, type Transaction } from "kysely";
-import { StorageUnavailableError, type Committed } from "../types.js";
+import { StorageUnavailableError, StorageUnreachableError, UnstorableValueError, type Committed } from "../types.js";
 
 /** Kysely over a schema it is not told about: the store writes its SQL with sql``. */
 export type Executor = Kysely<Record<string, never>> | Transaction<Record<string, never>>;
@@ -45,18 +45,29 @@ interface PgError {
 }
 
 const RETRYABLE = new Set(["40001", "40P01"]);
-/** Connection lost or refused, the server shutting down, out of disk or memory, read-only. */
-const UNAVAILABLE = /^(08|53|57P0|25006)/;
+
+/** The server ends a session whose peer went silent after 10 s + 3 × 5 s. */
+export const SERVER_KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3";
+/** Connection lost or refused, the server shutting down or out of resources. */
+const UNAVAILABLE = /^(08|53|57P0)/;
 const NETWORK = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"]);
 
-/** pg's errors that mean the database cannot take writes now → StorageUnavailableError. */
+/**
+ * pg's errors as the core knows them: a full disk or a read-only server refuse writes
+ * (StorageUnavailableError: the master turns read-only); a connection refused, lost or not
+ * had in time is this request's trouble alone (StorageUnreachableError: a 503); a value the
+ * server cannot store is the caller's (UnstorableValueError: a 400).
+ */
 export function translatePgError(error: unknown): unknown {
   const code = (error as PgError | undefined)?.code;
-  if (typeof code === "string" && (UNAVAILABLE.test(code) || NETWORK.has(code))) {
-    return new StorageUnavailableError(`PostgreSQL: ${(error as Error).message}`, code);
+  const message = `PostgreSQL: ${(error as Error | undefined)?.message ?? String(error)}`;
+  if (code === "53100" || code === "25006") return new StorageUnavailableError(message, code);
+  if (code === "22021" || code === "22P05" || code === "22P02" || code === "54000") {
+    return new UnstorableValueError(`the database cannot store a value of this request (${(error as Error).message})`);
   }
-  if (error instanceof Error && /Connection terminated|timeout exceeded when trying to connect/.test(error.message)) {
-    return new StorageUnavailableError(`PostgreSQL: ${error.message}`, "connection");
+  if (typeof code === "string" && (UNAVAILABLE.test(code) || NETWORK.has(code))) return new StorageUnreachableError(message, code);
+  if (error instanceof Error && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(error.message)) {
+    return new StorageUnreachableError(message, "connection");
   }
   return error;
 }
@@ -141,7 +152,10 @@ export class PostgresDatabase {
       connectionString: params.url,
       max: params.max ?? 10,
       // Timestamps come back in UTC; unqualified names resolve in the store's schema.
-      options: `-c timezone=UTC -c search_path=${quoteIdent(this.schema)}`,
+      // A master that dies or is cut off inside a transaction must not hold its locks for hours:
+      // the server ends such a session after a minute idle in it, or once its keepalives fail.
+      options: `-c timezone=UTC -c search_path=${quoteIdent(this.schema)} -c idle_in_transaction_session_timeout=60000 ${SERVER_KEEPALIVES}`,
+      keepAlive: true,
       types: PG_TYPES,
       connectionTimeoutMillis: 10_000,
     });

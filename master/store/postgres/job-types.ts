@@ -1,61 +1,16 @@
 // Flow control per job type on PostgreSQL (API.md §5a): paused types and cluster-wide limits
 // of running jobs. Several masters change and read them, so nothing is kept in memory: a
-// claim reads the gates (typeGates), and takes jobs of a limited type only under the lock
-// of that type's row (typeRoom), so that the limit holds across masters.
+// claim reads the gates, and takes jobs of a limited type only under the lock of that type's
+// row, so that the limit holds across masters (jobs/claim.ts).
 import { sql } from "kysely";
 import type { JobTypeInfo, JobTypeStore } from "../types.js";
 import { rowsOf, writeAudit, type PgContext } from "./context.js";
-import type { PostgresDatabase, Tx } from "./database.js";
+import type { PostgresDatabase } from "./database.js";
 
 interface TypeRow {
   type: string;
   max_running: number | null;
   paused: boolean;
-}
-
-export interface TypeGates {
-  /** Types none of whose jobs is handed out. */
-  paused: Set<string>;
-  /** max_running by type, for the types that have one. */
-  limits: Map<string, number>;
-}
-
-/** The paused and the limited types, as committed (one small read; most clusters have none). */
-export async function typeGates(tx: Tx): Promise<TypeGates> {
-  const rows = await rowsOf(tx, sql<TypeRow>`SELECT type, max_running, paused FROM job_types WHERE paused OR max_running IS NOT NULL`);
-  const gates: TypeGates = { paused: new Set(), limits: new Map() };
-  for (const row of rows) {
-    if (row.paused) gates.paused.add(row.type);
-    if (row.max_running !== null) gates.limits.set(row.type, row.max_running);
-  }
-  return gates;
-}
-
-/**
- * How many more jobs of each of `types` may run now, each type's row locked until the
- * caller's transaction ends: a claim of another master waits here, and counts after this
- * one committed what it took. Types without a limit (any more) are left out of the answer.
- */
-export async function typeRoom(tx: Tx, types: Iterable<string>): Promise<Map<string, number>> {
-  const wanted = [...new Set(types)].sort(); // one order for every claim: no deadlock between them
-  const room = new Map<string, number>();
-  if (wanted.length === 0) return room;
-  // Two statements: under READ COMMITTED each sees what was committed when it began, so the
-  // count must begin after the lock is held, not wait for it inside one statement.
-  const limited = await rowsOf(
-    tx,
-    sql<TypeRow>`SELECT type, max_running, paused FROM job_types WHERE type = ANY(${wanted}::text[]) ORDER BY type FOR UPDATE`,
-  );
-  const limits = limited.filter((row) => row.max_running !== null);
-  if (limits.length === 0) return room;
-  const counts = await rowsOf(
-    tx,
-    sql<{ type: string; n: number }>`SELECT type, count(*) AS n FROM jobs
-      WHERE status = 'running' AND type = ANY(${limits.map((row) => row.type)}::text[]) GROUP BY type`,
-  );
-  const running = new Map(counts.map((row) => [row.type, row.n]));
-  for (const row of limits) room.set(row.type, Math.max(0, (row.max_running ?? 0) - (running.get(row.type) ?? 0)));
-  return room;
 }
 
 /** Jobs of `type` running now, anywhere. */

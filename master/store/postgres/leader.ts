@@ -8,12 +8,12 @@
 // seconds and gives up the lead when a check fails or takes too long, while the server ends
 // a silent session only after its TCP keepalives went unanswered for longer than that.
 import pg from "pg";
+import { SERVER_KEEPALIVES } from "./database.js";
 
 /** How often the holder checks that its lock's connection still answers, and how long it waits. */
 const CHECK_EVERY_MS = 5_000;
 const CHECK_TIMEOUT_MS = 5_000;
-/** The server ends a session whose peer went silent after 10 s + 3 × 5 s: after the holder gave up. */
-const SERVER_KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3";
+
 
 export class Leadership {
   private client: pg.Client | undefined;

@@ -5,11 +5,11 @@
 // listeners are then told that everything may have changed.
 import pg from "pg";
 import type { Committed } from "../types.js";
-import { parseNotice, quoteIdent } from "./database.js";
+import { parseNotice, quoteIdent, SERVER_KEEPALIVES } from "./database.js";
 
 type Listener = (change: Committed) => void;
 
-const EVERYTHING: Committed = Object.freeze({ claimable: true, scheduled: true, schedules: true, finished: [] });
+const EVERYTHING: Committed = Object.freeze({ claimable: true, scheduled: true, schedules: true, finished: [], revoked: true });
 
 export interface CommitListenerParams {
   url: string;
@@ -56,7 +56,7 @@ export class CommitListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.params.url });
+    const client = new pg.Client({ connectionString: this.params.url, keepAlive: true, options: SERVER_KEEPALIVES });
     client.on("notification", (message) => {
       if (message.channel !== this.params.channel || message.payload === undefined) return;
       const notice = parseNotice(message.payload);

@@ -19,7 +19,9 @@ export function postgresMigrationsDir(): string {
 }
 
 async function ensureLedger(db: Executor, schema: string): Promise<void> {
-  await sql.raw(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`).execute(db);
+  // Made only when missing: a role without CREATE on the database can run a migrated one.
+  const { rows } = await sql<{ found: boolean }>`SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ${schema}) AS found`.execute(db);
+  if (!rows[0]?.found) await sql.raw(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`).execute(db);
   await sql`CREATE TABLE IF NOT EXISTS schema_migrations (
     version integer PRIMARY KEY,
     name text NOT NULL,

@@ -72,7 +72,7 @@ export class PostgresScheduleStore implements ScheduleStore {
         const [row] = await rowsOf(
           tx,
           sql<ScheduleRow>`INSERT INTO schedules (id, client_id, name, cron, timezone, job, enabled, next_run_at, last_run_at, created_at, updated_at)
-            VALUES (${randomUUID()}, ${params.clientId}, ${params.name}, ${params.cron}, ${params.timezone}, ${JSON.stringify(params.job)}::jsonb,
+            VALUES (${randomUUID()}, ${params.clientId}, ${params.name}, ${params.cron}, ${params.timezone}, ${JSON.stringify(params.job)}::json,
                     ${params.enabled}, ${nextRunAt(params)}, NULL, ${at}, ${at})
             RETURNING *`,
         );
@@ -111,7 +111,7 @@ export class PostgresScheduleStore implements ScheduleStore {
         const [row] = await rowsOf(
           tx,
           sql<ScheduleRow>`UPDATE schedules SET name = ${fields.name}, cron = ${fields.cron}, timezone = ${fields.timezone},
-                job = ${JSON.stringify(fields.job)}::jsonb, enabled = ${fields.enabled}, next_run_at = ${nextRunAt(fields)}, updated_at = ${at}
+                job = ${JSON.stringify(fields.job)}::json, enabled = ${fields.enabled}, next_run_at = ${nextRunAt(fields)}, updated_at = ${at}
               WHERE id = ${params.id} RETURNING *`,
         );
         await this.record(tx, "schedule.updated", params.id, params.actor, { cron: fields.cron, enabled: fields.enabled }, at);

@@ -2,7 +2,7 @@
 // itself): its store says "unavailable", never a driver error, and works again once the
 // database is back, hearing the other masters' commits again.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { StorageUnavailableError, type Committed, type Store } from "../../../master/store/types.js";
+import { StorageUnreachableError, type Committed, type Store } from "../../../master/store/types.js";
 import { dialects, register, submit, TEST_DATABASE_URL, type TestStore } from "../../helpers/store.js";
 import { startTcpProxy, type TcpProxy } from "../../helpers/tcp-proxy.js";
 
@@ -30,15 +30,16 @@ describe.skipIf(postgres === undefined)("a master that loses its PostgreSQL", ()
     const heard: Committed[] = [];
     store.onCommitted((change) => heard.push(change));
     await proxy.cut();
-    await expect(store.nodes.heartbeat({ nodeId: node.id, running: [] })).rejects.toBeInstanceOf(StorageUnavailableError);
-    await expect(store.nodes.get(node.id)).rejects.toBeInstanceOf(StorageUnavailableError);
-    await expect(store.jobs.submit([])).rejects.toBeInstanceOf(StorageUnavailableError);
+    await expect(store.nodes.heartbeat({ nodeId: node.id, running: [] })).rejects.toBeInstanceOf(StorageUnreachableError);
+    await expect(store.nodes.get(node.id)).rejects.toBeInstanceOf(StorageUnreachableError);
+    await expect(store.jobs.submit([])).rejects.toBeInstanceOf(StorageUnreachableError);
     // Meanwhile another master, which still reaches the database, takes a job in.
     await submit(t.store);
     await proxy.restore();
     await vi.waitFor(async () => expect(await store.nodes.heartbeat({ nodeId: node.id, running: [] })).toMatchObject({ ok: true }), { timeout: 5_000 });
-    // Notices may have been missed while it was gone: once it listens again it is told to look at everything.
-    await vi.waitFor(() => expect(heard).toContainEqual({ claimable: true, scheduled: true, schedules: true, finished: [] }), { timeout: 5_000 });
+    // Notices may have been missed while it was gone: once it listens again it is told to look at
+    // everything (revocations too: cached grants are checked again).
+    await vi.waitFor(() => expect(heard).toContainEqual({ claimable: true, scheduled: true, schedules: true, finished: [], revoked: true }), { timeout: 5_000 });
     heard.length = 0;
     const job = await submit(t.store);
     await vi.waitFor(() => expect(heard).toContainEqual({ claimable: true, scheduled: false, schedules: false, finished: [] }), { timeout: 5_000 });

@@ -39,15 +39,26 @@ async function gatedLanes(tx: Tx, node: NodeFacts): Promise<{ lanes: number[]; r
   );
   if (lanes.length === 0) return { lanes: [], room: new Map() };
   const types = [...new Set(lanes.map((lane) => lane.type))];
-  // Limited types' rows are locked in a fixed order (no deadlock between masters) and their
-  // running jobs counted under the lock: the limit holds cluster-wide.
-  const gates = await rowsOf(
+  // Paused types are only read. Limited types' rows are locked in a fixed order (no deadlock
+  // between masters) and their running jobs counted under the lock, in a statement after it
+  // (one statement would count from before another master's commit): the limit holds
+  // cluster-wide, and only claims that could take such a type wait for each other.
+  const read = await rowsOf(
     tx,
     sql<{ type: string; max_running: number | null; paused: boolean }>`
-      SELECT type, max_running, paused FROM job_types
-      WHERE type = ANY(${types}::text[]) AND (paused OR max_running IS NOT NULL)
-      ORDER BY type FOR UPDATE`,
+      SELECT type, max_running, paused FROM job_types WHERE type = ANY(${types}::text[]) AND (paused OR max_running IS NOT NULL)`,
   );
+  const limitedTypes = read.filter((gate) => !gate.paused && gate.max_running !== null).map((gate) => gate.type);
+  const locked =
+    limitedTypes.length === 0
+      ? []
+      : await rowsOf(
+          tx,
+          sql<{ type: string; max_running: number | null; paused: boolean }>`
+            SELECT type, max_running, paused FROM job_types WHERE type = ANY(${limitedTypes}::text[]) ORDER BY type FOR UPDATE`,
+        );
+  const byType = new Map([...read, ...locked].map((gate) => [gate.type, gate]));
+  const gates = [...byType.values()];
   const paused = new Set(gates.filter((gate) => gate.paused).map((gate) => gate.type));
   const limited = gates.filter((gate) => !gate.paused && gate.max_running !== null);
   const room = new Map<string, number>();

@@ -123,7 +123,9 @@ export class PostgresJobStore implements JobStore {
     const rows = await this.ctx.db.run(sql<{ seq: number }>`
       DELETE FROM jobs WHERE seq IN (
         SELECT seq FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ${params.before.toISOString()}
-        ORDER BY finished_at LIMIT ${params.limit})
+        ORDER BY finished_at LIMIT ${params.limit} FOR UPDATE SKIP LOCKED)
+        -- Checked again on the row as it is when deleted: one retried meanwhile is not finished.
+        AND finished_at IS NOT NULL AND finished_at < ${params.before.toISOString()}
       RETURNING seq`);
     return rows.length;
   }

@@ -48,12 +48,27 @@ export interface AttemptEnd {
   at: string;
 }
 
+/**
+ * PostgreSQL stores no NUL character in text or JSON: a handler that printed one (binary
+ * output, `find -print0`) has it dropped from its log tail and error, not its report refused.
+ */
+export function withoutNul(text: string): string {
+  return text.includes("\u0000") ? text.replaceAll("\u0000", "") : text;
+}
+
+/** A job error with NUL characters dropped from its text. */
+export function errorWithoutNul(error: JobError): JobError {
+  const clean: JobError = { ...error, message: withoutNul(error.message) };
+  if (error.code !== undefined) clean.code = withoutNul(error.code);
+  return clean;
+}
+
 /** End a running attempt (one already ended stays as it is). */
 export async function endAttempt(tx: Tx, end: AttemptEnd): Promise<void> {
   await changed(
     tx,
     sql`UPDATE job_attempts SET outcome = ${end.outcome}, reported = ${end.reported},
-          error = ${end.error === null ? null : JSON.stringify(end.error)}::jsonb, log_tail = ${end.logTail}, finished_at = ${end.at}
+          error = ${end.error === null ? null : JSON.stringify(errorWithoutNul(end.error))}::json, log_tail = ${end.logTail === null ? null : withoutNul(end.logTail)}, finished_at = ${end.at}
         WHERE job_id = ${end.jobId} AND attempt = ${end.attempt} AND outcome = 'running'`,
   );
 }

@@ -9,7 +9,7 @@ import type { JobError, JobReport, JobStatus, ReportManyResult, ReportOutcome } 
 import { changed, rowsOf, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import type { JobRow } from "../rows.js";
-import { endAttempt, factsOf, failDependents, nextAgingAt, releaseDependents } from "./lifecycle.js";
+import { endAttempt, factsOf, failDependents, nextAgingAt, releaseDependents, errorWithoutNul } from "./lifecycle.js";
 
 type Lease = Pick<
   JobRow,
@@ -34,8 +34,8 @@ async function apply(ctx: PgContext, tx: Tx, lease: Lease, report: JobReport, tr
     await changed(
       tx,
       sql`UPDATE jobs SET status = ${status},
-            result = ${completed ? JSON.stringify(report.result ?? null) : null}::jsonb,
-            error = ${error === null || status === "canceled" ? null : JSON.stringify(error)}::jsonb,
+            result = ${completed ? JSON.stringify(report.result ?? null) : null}::json,
+            error = ${error === null || status === "canceled" ? null : JSON.stringify(errorWithoutNul(error))}::json,
             failure_reason = ${failureReason},
             progress = CASE WHEN ${completed} THEN 100 ELSE progress END,
             progress_message = CASE WHEN ${completed} THEN NULL ELSE progress_message END,
@@ -49,7 +49,7 @@ async function apply(ctx: PgContext, tx: Tx, lease: Lease, report: JobReport, tr
   const readyAt = transition.readyAt ?? now;
   await changed(
     tx,
-    sql`UPDATE jobs SET status = ${status}, error = ${JSON.stringify(error)}::jsonb, retry_count = ${transition.retryCount},
+    sql`UPDATE jobs SET status = ${status}, error = ${error === null ? null : JSON.stringify(errorWithoutNul(error))}::json, retry_count = ${transition.retryCount},
           ready_at = ${readyAt.toISOString()}, aging_at = ${status === "pending" ? nextAgingAt(lease.effective_priority, now, ctx.policy.agingMs) : null},
           node_id = NULL, stall_at = NULL, lease_expires_at = NULL, updated_at = ${at}
         WHERE seq = ${lease.seq} AND status = 'running' AND attempt = ${lease.attempt}`,

@@ -16,7 +16,11 @@ type Checked =
   | { kind: "repeat"; of: number }
   | { kind: "new"; job: SubmitJobParams; dependsOn: string[]; dependencies: JobStatus[] };
 
-/** First pass: look everything up; an unknown dependency refuses the whole batch before any write. */
+/**
+ * First pass: look everything up; an unknown dependency refuses the whole batch before any
+ * write. The dependencies are locked (FOR SHARE) until the new jobs commit: a report that
+ * finishes one on another master waits, and then sees the new job among its dependents.
+ */
 async function check(tx: Tx, jobs: SubmitJobParams[]): Promise<Checked[] | Extract<SubmitOutcome, { ok: false }>> {
   const checked: Checked[] = [];
   const keysInBatch = new Map<string, number>();
@@ -33,7 +37,8 @@ async function check(tx: Tx, jobs: SubmitJobParams[]): Promise<Checked[] | Extra
   const dependencyIds = [...new Set(jobs.flatMap((job) => job.dependsOn))];
   const dependencies = new Map<string, { client_id: string; status: string }>();
   if (dependencyIds.length > 0) {
-    const rows = await rowsOf(tx, sql<{ id: string; client_id: string; status: string }>`SELECT id, client_id, status FROM jobs WHERE id = ANY(${dependencyIds}::text[])`);
+    const rows = await rowsOf(tx, sql<{ id: string; client_id: string; status: string }>`
+        SELECT id, client_id, status FROM jobs WHERE id = ANY(${dependencyIds}::text[]) ORDER BY seq FOR SHARE`);
     for (const row of rows) dependencies.set(row.id, row);
   }
   for (const [index, job] of jobs.entries()) {
@@ -171,10 +176,10 @@ export async function submitJobs(ctx: PgContext, tx: Tx, jobs: SubmitJobParams[]
         SELECT id, client_id, type, lane, payload, priority, effective_priority, status, max_retries, timeout_s,
                run_at, ready_at, aging_at, requires, depends_on, idempotency_key, tags, failure_reason,
                created_at, updated_at, finished_at
-        FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(
-          id text, client_id text, type text, lane integer, payload jsonb, priority integer, effective_priority integer,
+        FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(
+          id text, client_id text, type text, lane integer, payload json, priority integer, effective_priority integer,
           status text, max_retries integer, timeout_s double precision, run_at timestamptz, ready_at timestamptz,
-          aging_at timestamptz, requires jsonb, depends_on jsonb, idempotency_key text, tags jsonb, failure_reason text,
+          aging_at timestamptz, requires jsonb, depends_on jsonb, idempotency_key text, tags json, failure_reason text,
           created_at timestamptz, updated_at timestamptz, finished_at timestamptz)
         ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING *`.$castTo<JobRow>(),

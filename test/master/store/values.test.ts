@@ -1,0 +1,51 @@
+// Values as the API shows them, the same on every dialect: JSON keeps the client's key order,
+// and text a database cannot hold (PostgreSQL: NUL) is refused as the caller's fault, or
+// dropped from what a handler printed rather than refusing its result.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { UnstorableValueError } from "../../../master/store/types.js";
+import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
+import { removeTempDirs } from "../../helpers/temp.js";
+
+describe.each(dialects)("stored values ($name)", (dialect) => {
+  let t: TestStore;
+  beforeEach(async () => {
+    t = await dialect.open();
+  });
+  afterEach(async () => {
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  it("keeps a payload's, a result's and the tags' keys in the order the client wrote them", async () => {
+    const payload = { zeta: 1, alpha: { y: 2, b: [{ z: 1, a: 0 }] }, mid: "x" };
+    const job = await submit(t.store, { payload, tags: { zone: "b", app: "a" } });
+    const node = await register(t.store);
+    const [taken] = await claim(t.store, node.id);
+    expect(JSON.stringify(taken?.payload)).toBe(JSON.stringify(payload));
+    const result = { z: true, a: false };
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 1, status: "completed", result }] });
+    const stored = await t.store.jobs.get(job.id);
+    expect(JSON.stringify(stored?.payload)).toBe(JSON.stringify(payload));
+    expect(JSON.stringify(stored?.result)).toBe(JSON.stringify(result));
+    expect(Object.keys(stored?.tags ?? {})).toEqual(["zone", "app"]);
+  });
+
+  it("accepts a result whose log tail and error hold NUL characters", async () => {
+    const job = await submit(t.store, { maxRetries: 0 });
+    const node = await register(t.store);
+    await claim(t.store, node.id);
+    const outcome = await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [{ jobId: job.id, attempt: 1, status: "failed", error: { message: "bad\u0000byte", retryable: true }, logTail: "a\u0000b\n" }],
+    });
+    expect(outcome.items[0]?.verdict).toBe("accepted");
+    const [attempt] = await t.store.jobs.attempts(job.id);
+    expect(attempt?.log_tail?.replaceAll("\u0000", "")).toBe("ab\n");
+    expect((await t.store.jobs.get(job.id))?.status).toBe("failed");
+  });
+
+  it.runIf(dialect.name === "postgres")("refuses a payload PostgreSQL cannot store as the caller's fault, storing nothing", async () => {
+    await expect(t.store.jobs.submit([jobParams({ payload: { text: "nul\u0000here" } })])).rejects.toBeInstanceOf(UnstorableValueError);
+    expect((await t.store.jobs.list({ limit: 10 })).items).toEqual([]);
+  });
+});
