@@ -220,6 +220,15 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   // A token revoked or a client disabled through any master stops working here too.
   const unsubscribeRevoked = store.onCommitted((change) => {
     if (change.revoked) auth.tokens?.forgetAll();
+    // The mode an admin set through any master holds on every master (API.md §8, §12).
+    if (change.settings) {
+      void modes.reload().then(
+        () => {
+          if (modes.allowsDispatch) dispatcher.notify();
+        },
+        (error: unknown) => log.warn({ err: (error as Error).message }, "could not read the mode an admin set"),
+      );
+    }
   });
 
   const deps: HttpDeps = {

@@ -40,6 +40,17 @@ export class ModeController {
     }
   }
 
+  /**
+   * The settings changed (on this master or another of its cluster): take the mode an admin
+   * set there. A read_only this master turned to by itself stays until a write goes through.
+   */
+  async reload(): Promise<void> {
+    const saved = await this.store.settings.get(MODE_SETTING);
+    const mode: Mode = saved === "paused" || saved === "read_only" ? saved : "normal";
+    if (mode === this.state.mode || (this.state.automatic && mode === "normal")) return;
+    this.change({ mode, reason: "set by an admin (through another master)", since: this.clock.now().toISOString(), automatic: false });
+  }
+
   get current(): ModeState {
     return { ...this.state };
   }

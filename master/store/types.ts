@@ -578,6 +578,8 @@ export interface Committed {
   finished: readonly string[];
   /** Tokens were revoked or a client disabled: grants cached from before must be checked again. Absent: none were. */
   revoked?: true;
+  /** A setting changed (the master's mode): each master reads them again. Absent: none did. */
+  settings?: true;
 }
 
 export interface Store {

@@ -46,9 +46,13 @@ export class PostgresSettingsStore implements SettingsStore {
 
   async set(key: string, value: string): Promise<void> {
     const at = this.ctx.clock.now().toISOString();
-    await this.ctx.db.run(sql`
-      INSERT INTO settings (key, value, updated_at) VALUES (${key}, ${value}, ${at})
-      ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`);
+    await this.ctx.db.transaction(async (tx) => {
+      await sql`
+        INSERT INTO settings (key, value, updated_at) VALUES (${key}, ${value}, ${at})
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`.execute(tx.db);
+      // Every master reads the settings again (the mode an admin set: API.md §12).
+      tx.mark({ settings: true });
+    });
   }
 
   async setIfAbsent(key: string, value: string): Promise<string> {

@@ -83,10 +83,12 @@ export class ChangeSet {
   scheduled = false;
   schedules = false;
   revoked = false;
+  settings = false;
   finished: string[] = [];
 
   mark(change: Change): void {
     this.revoked ||= change.revoked === true;
+    this.settings ||= change.settings === true;
     this.claimable ||= change.claimable === true;
     this.scheduled ||= change.scheduled === true;
     this.schedules ||= change.schedules === true;
@@ -94,12 +96,12 @@ export class ChangeSet {
   }
 
   get empty(): boolean {
-    return !(this.claimable || this.scheduled || this.schedules || this.revoked || this.finished.length > 0);
+    return !(this.claimable || this.scheduled || this.schedules || this.revoked || this.settings || this.finished.length > 0);
   }
 
   committed(): Committed {
     const change: Committed = { claimable: this.claimable, scheduled: this.scheduled, schedules: this.schedules, finished: this.finished };
-    return this.revoked ? { ...change, revoked: true } : change;
+    return { ...change, ...(this.revoked ? { revoked: true as const } : {}), ...(this.settings ? { settings: true as const } : {}) };
   }
 
   /** The NOTIFY payloads (`origin`: the master that sent them): the flags in the first, finished ids spread over as many as they need. */
@@ -108,7 +110,7 @@ export class ChangeSet {
     for (let i = 0; i < this.finished.length; i += MAX_FINISHED_PER_NOTICE) chunks.push(this.finished.slice(i, i + MAX_FINISHED_PER_NOTICE));
     if (chunks.length === 0) chunks.push([]);
     return chunks.map((finished, i) =>
-      JSON.stringify({ o: origin, c: i === 0 && this.claimable, s: i === 0 && this.scheduled, h: i === 0 && this.schedules, r: i === 0 && this.revoked, f: finished }),
+      JSON.stringify({ o: origin, c: i === 0 && this.claimable, s: i === 0 && this.scheduled, h: i === 0 && this.schedules, r: i === 0 && this.revoked, g: i === 0 && this.settings, f: finished }),
     );
   }
 }
@@ -116,11 +118,11 @@ export class ChangeSet {
 /** A NOTIFY payload back into a Committed, with the master that sent it. */
 export function parseNotice(payload: string): (Committed & { origin: string | undefined }) | undefined {
   try {
-    const value = JSON.parse(payload) as { o?: unknown; c?: unknown; s?: unknown; h?: unknown; r?: unknown; f?: unknown };
+    const value = JSON.parse(payload) as { o?: unknown; c?: unknown; s?: unknown; h?: unknown; r?: unknown; g?: unknown; f?: unknown };
     const finished = Array.isArray(value.f) ? value.f.filter((id): id is string => typeof id === "string") : [];
     const origin = typeof value.o === "string" ? value.o : undefined;
     const change = { origin, claimable: value.c === true, scheduled: value.s === true, schedules: value.h === true, finished };
-    return value.r === true ? { ...change, revoked: true } : change;
+    return { ...change, ...(value.r === true ? { revoked: true as const } : {}), ...(value.g === true ? { settings: true as const } : {}) };
   } catch {
     return undefined;
   }

@@ -9,7 +9,7 @@ import { parseNotice, quoteIdent, SERVER_KEEPALIVES } from "./database.js";
 
 type Listener = (change: Committed) => void;
 
-const EVERYTHING: Committed = Object.freeze({ claimable: true, scheduled: true, schedules: true, finished: [], revoked: true });
+const EVERYTHING: Committed = Object.freeze({ claimable: true, scheduled: true, schedules: true, finished: [], revoked: true, settings: true });
 
 export interface CommitListenerParams {
   url: string;

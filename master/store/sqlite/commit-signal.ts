@@ -30,6 +30,7 @@ export class CommitSignal {
     pending.scheduled ||= change.scheduled === true;
     pending.schedules ||= change.schedules === true;
     if (change.revoked) pending.revoked = true;
+    if (change.settings) pending.settings = true;
     if (change.finished !== undefined) pending.finished.push(...change.finished);
     if (first) this.db.onCommit(() => this.emit(), () => (this.pending = undefined));
   }
@@ -37,7 +38,7 @@ export class CommitSignal {
   private emit(): void {
     const change = this.pending;
     this.pending = undefined;
-    if (change === undefined || !(change.claimable || change.scheduled || change.schedules || change.revoked || change.finished.length > 0)) return;
+    if (change === undefined || !(change.claimable || change.scheduled || change.schedules || change.revoked || change.settings || change.finished.length > 0)) return;
     for (const listener of this.listeners) {
       try {
         listener(change);

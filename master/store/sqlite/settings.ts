@@ -13,12 +13,15 @@ export class SqliteSettingsStore implements SettingsStore {
   async set(key: string, value: string): Promise<void> {
     const { db } = this.ctx;
     const at = this.ctx.clock.now().toISOString();
-    db.run(
-      db.kysely
-        .insertInto("settings")
-        .values({ key, value, updated_at: at })
-        .onConflict((oc) => oc.column("key").doUpdateSet({ value, updated_at: at })),
-    );
+    db.transaction(() => {
+      db.run(
+        db.kysely
+          .insertInto("settings")
+          .values({ key, value, updated_at: at })
+          .onConflict((oc) => oc.column("key").doUpdateSet({ value, updated_at: at })),
+      );
+      this.ctx.signal.mark({ settings: true });
+    });
   }
 
   async setIfAbsent(key: string, value: string): Promise<string> {

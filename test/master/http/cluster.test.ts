@@ -78,4 +78,29 @@ describe.runIf(havePostgres)("several masters on one PostgreSQL database", () =>
       await dropTestDatabase(fresh);
     }
   });
+
+  it("pauses and resumes every master when an admin sets the mode through one", async () => {
+    const paused = await http(a.url, "PUT", "/api/v1/state/mode", { mode: "paused" }, as.admin);
+    expect(paused.status).toBe(200);
+    let seen = "";
+    for (const deadline = Date.now() + 1_000; Date.now() < deadline && seen !== "paused"; ) {
+      seen = (await http<{ mode: string }>(b.url, "GET", "/api/v1/state", undefined, as.admin)).body.mode;
+      if (seen !== "paused") await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(seen).toBe("paused");
+    // A node asking the other master for work gets none while paused.
+    const node = await http<{ id: string }>(b.url, "POST", "/api/v1/nodes", { name: "paused-node", capacity: 1 }, as.worker);
+    const { submitter } = await signedIn(a, { submitter: "client" }); // the first client's token was revoked above
+    expect((await http(a.url, "POST", "/api/v1/jobs", { type: "echo" }, submitter)).status).toBe(201);
+    const claimed = await http<{ items: unknown[] }>(b.url, "POST", `/api/v1/nodes/${node.body.id}/claim`, { max: 1 }, as.worker);
+    expect(claimed.body.items).toEqual([]);
+    expect((await http(a.url, "PUT", "/api/v1/state/mode", { mode: "normal" }, as.admin)).status).toBe(200);
+    for (const deadline = Date.now() + 1_000; Date.now() < deadline && seen !== "normal"; ) {
+      seen = (await http<{ mode: string }>(b.url, "GET", "/api/v1/state", undefined, as.admin)).body.mode;
+      if (seen !== "normal") await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(seen).toBe("normal");
+    const after = await http<{ items: unknown[] }>(b.url, "POST", `/api/v1/nodes/${node.body.id}/claim`, { max: 1, wait_s: 5 }, as.worker);
+    expect(after.body.items).toHaveLength(1);
+  });
 });
