@@ -184,7 +184,9 @@ CREATE TABLE client_job_counts (
   unfinished integer NOT NULL DEFAULT 0
 );
 
-CREATE FUNCTION gaffer_count_unfinished() RETURNS trigger LANGUAGE plpgsql AS $$
+-- SET search_path FROM CURRENT: the trigger finds client_job_counts in this schema whatever
+-- the search_path of the session that changes a job (an operator's psql, say).
+CREATE FUNCTION gaffer_count_unfinished() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   was_final boolean;
   is_final boolean;

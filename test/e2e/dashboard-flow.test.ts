@@ -90,6 +90,11 @@ describe.runIf(HAVE_BROWSER)("dashboard: flow control", () => {
       return types.body.items.find((type) => type.type === "resize");
     };
     await expect.poll(limited).toMatchObject({ max_running: 3, paused: true });
+    // The page shows the stored limit once it has read it again (the field is made anew then,
+    // which would wipe what is typed before): load it afresh and wait for the 3.
+    await page.reload();
+    await row.locator(".status-paused").waitFor();
+    await expect.poll(() => page.getByLabel("Most running jobs of resize").inputValue()).toBe("3");
     await page.getByLabel("Most running jobs of resize").fill("lots");
     await row.getByRole("button", { name: "Set limit" }).click();
     await row.getByText("a whole number, or empty for none").waitFor();
