@@ -143,6 +143,9 @@ class RetryAfterError extends GafferError {
   }
 }
 
+/** Answers that say this master cannot serve now; with several masters the next is tried. */
+const UNAVAILABLE_STATUSES: ReadonlySet<number> = new Set([502, 503, 504]);
+
 export class Transport {
   /** The masters this client may call, in the order it tries them. */
   readonly baseUrls: readonly string[];
@@ -206,7 +209,13 @@ export class Transport {
         if (options.signal?.aborted) throw options.signal.reason;
         lastError = error;
         const retryable = !(error instanceof GafferError) || this.retryStatuses.has(error.status);
-        if (!retryable || attempt === attempts) break;
+        if (!retryable || attempt === attempts) {
+          // A master that answers only "unavailable" (cut off from its database, say): the
+          // next calls try the next master.
+          const answered = error instanceof RetryAfterError ? error.answered : error;
+          if (answered instanceof GafferError && UNAVAILABLE_STATUSES.has(answered.status)) this.failover(this.baseUrl);
+          break;
+        }
         const delay = error instanceof RetryAfterError ? error.retryAfterMs : backoffDelayMs(attempt, this.options.backoff ?? DEFAULT_BACKOFF);
         this.options.log?.warn(
           { event: "master.retrying", method, path, attempt, delayMs: delay, err: error instanceof Error ? error.message : error },

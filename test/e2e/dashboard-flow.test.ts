@@ -1,16 +1,14 @@
 // The dashboard's flow control in a real headless Chromium against a real master: the
 // Types page, "retry / cancel all matching" on the jobs list, and pages that refresh
 // themselves while shown and stop while hidden.
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type NewClient } from "../../master/auth/clients.js";
 import type { MasterInternals } from "../../master/index.js";
+import { HAVE_BROWSER, launchBrowser } from "../helpers/browser.js";
 import { http, startTestMaster } from "../helpers/master.js";
 import { removeTempDirs } from "../helpers/temp.js";
-import { haveTool } from "../helpers/tools.js";
 
-const CHROMIUM = process.env.GAFFER_CHROMIUM ?? "/usr/bin/chromium";
-const HAVE_BROWSER = haveTool(CHROMIUM, "the dashboard's browser tests", "install Debian's chromium (apt-get install chromium) or set GAFFER_CHROMIUM");
 
 let master: MasterInternals;
 let browser: Browser;
@@ -49,11 +47,7 @@ beforeAll(async () => {
   master = await startTestMaster({ auth: "on" });
   admin = await createClient(master.store, { name: "flow-admin", role: "admin", actor: null });
   client = await createClient(master.store, { name: "flow-client", role: "client", actor: null });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchBrowser();
 }, 60_000);
 
 afterAll(async () => {

@@ -2,16 +2,14 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type NewClient } from "../../master/auth/clients.js";
 import type { MasterInternals } from "../../master/index.js";
+import { HAVE_BROWSER, launchBrowser } from "../helpers/browser.js";
 import { http, startTestMaster } from "../helpers/master.js";
 import { removeTempDirs } from "../helpers/temp.js";
-import { haveTool } from "../helpers/tools.js";
 
-const CHROMIUM = process.env.GAFFER_CHROMIUM ?? "/usr/bin/chromium";
-const HAVE_BROWSER = haveTool(CHROMIUM, "the dashboard's browser tests", "install Debian's chromium (apt-get install chromium) or set GAFFER_CHROMIUM");
 const SHOTS = join(fileURLToPath(new URL("../..", import.meta.url)), "test-output", "dashboard");
 
 let master: MasterInternals;
@@ -50,11 +48,7 @@ beforeAll(async () => {
   admin = await createClient(master.store, { name: "ops-admin", role: "admin", actor: null });
   client = await createClient(master.store, { name: "billing", role: "client", actor: null });
   worker = await createClient(master.store, { name: "host-1", role: "worker", actor: null });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchBrowser();
 }, 60_000);
 
 afterAll(async () => {

@@ -46,6 +46,12 @@ interface PgError {
 
 const RETRYABLE = new Set(["40001", "40P01"]);
 
+/**
+ * gaffer's advisory locks use the two-key form, this first key and a hash of the lock's name:
+ * they share no keys with an application's one-key locks on the same database.
+ */
+export const ADVISORY_CLASS = 0x67616666; // "gaff"
+
 /** The server ends a session whose peer went silent after 10 s + 3 × 5 s. */
 export const SERVER_KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3";
 /** Connection lost or refused, the server shutting down or out of resources. */

@@ -8,7 +8,7 @@
 // seconds and gives up the lead when a check fails or takes too long, while the server ends
 // a silent session only after its TCP keepalives went unanswered for longer than that.
 import pg from "pg";
-import { SERVER_KEEPALIVES } from "./database.js";
+import { ADVISORY_CLASS, SERVER_KEEPALIVES } from "./database.js";
 
 /** How often the holder checks that its lock's connection still answers, and how long it waits. */
 const CHECK_EVERY_MS = 5_000;
@@ -51,7 +51,7 @@ export class Leadership {
         }
         this.client = client;
       }
-      const result = await this.client.query<{ taken: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS taken", [this.key]);
+      const result = await this.client.query<{ taken: boolean }>("SELECT pg_try_advisory_lock($1, hashtext($2)) AS taken", [ADVISORY_CLASS, this.key]);
       this.held = result.rows[0]?.taken === true && !this.closed;
       this.checkedAt = this.now();
     } catch (error) {

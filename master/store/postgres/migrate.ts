@@ -12,7 +12,7 @@ import {
   type MigrationStatus,
 } from "../migration-files.js";
 import type { Executor, PostgresDatabase } from "./database.js";
-import { quoteIdent } from "./database.js";
+import { ADVISORY_CLASS, quoteIdent } from "./database.js";
 
 export function postgresMigrationsDir(): string {
   return defaultMigrationsDir("postgres");
@@ -48,7 +48,7 @@ export async function migratePostgres(database: PostgresDatabase, dir = postgres
   try {
     const files = readMigrations(dir);
     await database.kysely.transaction().execute(async (trx) => {
-      await sql`SELECT pg_advisory_xact_lock(hashtext(${`gaffer.migrate.${database.schema}`}))`.execute(trx);
+      await sql`SELECT pg_advisory_xact_lock(${ADVISORY_CLASS}, hashtext(${`gaffer.migrate.${database.schema}`}))`.execute(trx);
       await ensureLedger(trx, database.schema);
       for (const file of pendingMigrations(files, statusesOf(files, await applied(trx)))) {
         await sql.raw(file.sql).execute(trx);

@@ -5,7 +5,7 @@ import { sql } from "kysely";
 import { decodeCursor, pageOf } from "../pages.js";
 import type { ActorParams, Job, Page, PageParams, Schedule, ScheduleFields, ScheduledJobSpec, ScheduleStore, SubmitJobParams } from "../types.js";
 import { changed, rowsOf, writeAudit, type PgContext } from "./context.js";
-import type { Tx } from "./database.js";
+import { ADVISORY_CLASS, type Tx } from "./database.js";
 import { submitJobs } from "./jobs/submit.js";
 
 interface ScheduleRow {
@@ -64,7 +64,7 @@ export class PostgresScheduleStore implements ScheduleStore {
         const limit = params.maxPerClient;
         if (limit !== undefined) {
           // One create of a client's schedules at a time, on any master: the count holds until it commits.
-          await tx.db.executeQuery(sql`SELECT pg_advisory_xact_lock(hashtext(${`gaffer.schedules.${params.clientId}`}))`.compile(tx.db));
+          await tx.db.executeQuery(sql`SELECT pg_advisory_xact_lock(${ADVISORY_CLASS}, hashtext(${`gaffer.schedules.${params.clientId}`}))`.compile(tx.db));
           const [count] = await rowsOf(tx, sql<{ n: number }>`SELECT count(*) AS n FROM schedules WHERE client_id = ${params.clientId}`);
           if ((count?.n ?? 0) >= limit) return { ok: false as const, reason: "quota_exceeded" as const, limit };
         }
