@@ -11,6 +11,7 @@ import { flowControl } from "./scenarios/flow.js";
 import { floor } from "./scenarios/floor.js";
 import { drain, latency, mixed, submission } from "./scenarios/http.js";
 import { heartbeats, memory } from "./scenarios/nodes.js";
+import { waits } from "./scenarios/waits.js";
 import { deadNodeSweep, scaling } from "./scenarios/store.js";
 
 type Scenario = (settings: Settings) => Promise<Record<string, number>>;
@@ -21,6 +22,7 @@ const SCENARIOS: Record<string, Scenario> = {
   drain,
   mixed,
   latency,
+  waits,
   scaling,
   flow: flowControl,
   sweep: deadNodeSweep,
@@ -36,6 +38,7 @@ const TARGETS: [RegExp, "≥" | "≤", number][] = [
   [/^drain \(jobs\/s/, "≥", 20_000],
   [/^dispatch latency p50/, "≤", 2],
   [/^dispatch latency p99/, "≤", 5],
+  [/^wait answer after the result p99/, "≤", 5],
   [/^claim cost ratio/, "≤", 1.25],
   [/^claim rate with/, "≥", 0.8],
   [/^heartbeat p99/, "≤", 20],
