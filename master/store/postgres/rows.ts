@@ -1,121 +1,29 @@
 // PostgreSQL rows ↔ the objects the API shows. The pool reads timestamps back as ISO text
 // and parses JSON (see database.ts), so most columns pass through as they are.
-import { priorityName } from "../pages.js";
-import type { AuditEntry, ClaimedJob, Job, JobError, JobStatus, Node, NodeStatus } from "../types.js";
+import type { AuditEntry, ClaimedJob, Job, Node } from "../types.js";
+import { claimedJobOf, jobOf, nodeOf, type ParsedJobRow, type ParsedNodeRow } from "../wire.js";
 
-export interface JobRow {
+/** A jobs row: the wire's columns and the dispatch's own. */
+export interface JobRow extends ParsedJobRow {
   seq: number;
-  id: string;
-  client_id: string;
-  type: string;
   lane: number;
-  payload: unknown;
-  priority: number;
-  effective_priority: number;
-  status: string;
-  node_id: string | null;
-  attempt: number;
-  retry_count: number;
-  max_retries: number;
-  timeout_s: number;
-  run_at: string | null;
   ready_at: string;
   stall_at: string | null;
   lease_expires_at: string | null;
   aging_at: string | null;
-  requires: string[];
-  depends_on: string[];
-  idempotency_key: string | null;
-  tags: Record<string, string>;
-  progress: number | null;
-  progress_message: string | null;
   progress_logged_at: string | null;
-  result: unknown;
-  error: JobError | null;
-  failure_reason: string | null;
-  cancel_requested: boolean;
   lease_end_reason: string | null;
-  created_at: string;
+}
+
+/** The pool gives rows in the wire module's shape already (JSON parsed, timestamps as ISO text). */
+export const toJob = (row: JobRow): Job => jobOf(row);
+
+export const toClaimedJob = (row: Pick<JobRow, "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at">): ClaimedJob => claimedJobOf(row);
+
+export interface NodeRow extends ParsedNodeRow {
   updated_at: string;
-  started_at: string | null;
-  finished_at: string | null;
 }
 
-export function toJob(row: JobRow): Job {
-  return {
-    id: row.id,
-    type: row.type,
-    payload: row.payload ?? null,
-    client_id: row.client_id,
-    priority: priorityName(row.priority),
-    effective_priority: priorityName(row.effective_priority),
-    status: row.status as JobStatus,
-    attempt: row.attempt,
-    retry_count: row.retry_count,
-    max_retries: row.max_retries,
-    node_id: row.node_id,
-    timeout_s: row.timeout_s,
-    run_at: row.run_at,
-    requires: row.requires,
-    depends_on: row.depends_on,
-    idempotency_key: row.idempotency_key,
-    tags: row.tags,
-    progress: row.progress,
-    progress_message: row.progress_message,
-    result: row.result ?? null,
-    error: row.error,
-    failure_reason: row.failure_reason,
-    cancel_requested: row.cancel_requested,
-    created_at: row.created_at,
-    updated_at: row.updated_at,
-    started_at: row.started_at,
-    finished_at: row.finished_at,
-  };
-}
-
-export function toClaimedJob(row: Pick<JobRow, "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at">): ClaimedJob {
-  return {
-    id: row.id,
-    type: row.type,
-    payload: row.payload ?? null,
-    attempt: row.attempt,
-    priority: priorityName(row.priority),
-    timeout_s: row.timeout_s,
-    created_at: row.created_at,
-  };
-}
-
-export interface NodeRow {
-  id: string;
-  name: string;
-  client_id: string;
-  status: string;
-  labels: string[];
-  types: string[] | null;
-  capacity: number;
-  hardware: Record<string, unknown>;
-  version: string | null;
-  registered_at: string;
-  last_heartbeat: string;
-  updated_at: string;
-  running: number | null;
-}
-
-export function toNode(row: NodeRow): Node {
-  return {
-    id: row.id,
-    name: row.name,
-    client_id: row.client_id,
-    status: row.status as NodeStatus,
-    labels: row.labels,
-    capacity: row.capacity,
-    types: row.types,
-    running: row.running ?? 0,
-    hardware: row.hardware,
-    version: row.version,
-    registered_at: row.registered_at,
-    last_heartbeat: row.last_heartbeat,
-  };
-}
+export const toNode = (row: NodeRow): Node => nodeOf(row);
 
 export type AuditRow = AuditEntry;

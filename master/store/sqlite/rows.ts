@@ -1,16 +1,9 @@
 // Job, node and audit rows ↔ the objects the API shows (clients, tokens and schedules convert
-// beside their verbs). Priority names, ids, cursors and pages are the dialects' common ../pages.ts.
+// beside their verbs): their JSON parsed, then shaped by ../wire.ts as every dialect's are.
+// Priority names, ids, cursors and pages are the dialects' common ../pages.ts.
 import type { JobsTable, NodesTable, AuditLogTable } from "../schema.js";
-import { priorityName } from "../pages.js";
-import type {
-  AuditEntry,
-  ClaimedJob,
-  Job,
-  JobError,
-  JobStatus,
-  Node,
-  NodeStatus,
-} from "../types.js";
+import type { AuditEntry, ClaimedJob, Job, JobError, Node } from "../types.js";
+import { claimedJobOf, jobOf, nodeOf } from "../wire.js";
 
 export { decodeCursor, encodeCursor, pageOf, priorityName, timeOrderedId } from "../pages.js";
 
@@ -32,64 +25,29 @@ export interface ParsedJobColumns {
 }
 
 export function toJob(row: Omit<JobRow, "seq">, parsed?: ParsedJobColumns): Job {
-  return {
-    id: row.id,
-    type: row.type,
+  return jobOf({
+    ...row,
     payload: parsed ? parsed.payload : parseJson<unknown>(row.payload, null),
-    client_id: row.client_id,
-    priority: priorityName(row.priority),
-    effective_priority: priorityName(row.effective_priority),
-    status: row.status as JobStatus,
-    attempt: row.attempt,
-    retry_count: row.retry_count,
-    max_retries: row.max_retries,
-    node_id: row.node_id,
-    timeout_s: row.timeout_s,
-    run_at: row.run_at,
     requires: parsed ? parsed.requires : parseJson<string[]>(row.requires, []),
     depends_on: parsed ? parsed.depends_on : parseJson<string[]>(row.depends_on, []),
-    idempotency_key: row.idempotency_key,
     tags: parsed ? parsed.tags : parseJson<Record<string, string>>(row.tags, {}),
-    progress: row.progress,
-    progress_message: row.progress_message,
     result: parseJson<unknown>(row.result, null),
     error: parseJson<JobError | null>(row.error, null),
-    failure_reason: row.failure_reason,
     cancel_requested: row.cancel_requested === 1,
-    created_at: row.created_at,
-    updated_at: row.updated_at,
-    started_at: row.started_at,
-    finished_at: row.finished_at,
-  };
+  });
 }
 
 export function toClaimedJob(row: Pick<JobRow, "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at">): ClaimedJob {
-  return {
-    id: row.id,
-    type: row.type,
-    payload: parseJson<unknown>(row.payload, null),
-    attempt: row.attempt,
-    priority: priorityName(row.priority),
-    timeout_s: row.timeout_s,
-    created_at: row.created_at,
-  };
+  return claimedJobOf({ ...row, payload: parseJson<unknown>(row.payload, null) });
 }
 
 export function toNode(row: NodeRow): Node {
-  return {
-    id: row.id,
-    name: row.name,
-    client_id: row.client_id,
-    status: row.status as NodeStatus,
+  return nodeOf({
+    ...row,
     labels: parseJson<string[]>(row.labels, []),
-    capacity: row.capacity,
     types: parseJson<string[] | null>(row.types, null),
-    running: row.running ?? 0,
     hardware: parseJson<Record<string, unknown>>(row.hardware, {}),
-    version: row.version,
-    registered_at: row.registered_at,
-    last_heartbeat: row.last_heartbeat,
-  };
+  });
 }
 
 export function toAuditEntry(row: AuditRow): AuditEntry {
