@@ -203,24 +203,22 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     return writable && writable > listeningSince ? writable : listeningSince;
   };
   const { services, promoter, scheduler } = createServices({ config, store, clock, log, metrics, reportingSince });
-  // What a commit changed wakes who waits for it: claims, the promoter, the scheduler.
-  const waiters = new JobWaiters();
-  const unsubscribe = store.onCommitted((change) => {
-    if (change.claimable) dispatcher.notify();
-    if (change.scheduled) promoter.poke();
-    if (change.schedules) scheduler.poke();
-    if (change.finished.length > 0) waiters.finished(change.finished);
-  });
   // A full disk seen anywhere (a request or a sweep) turns the master read-only.
   const watchStorage = (error: unknown) => {
     if (error instanceof StorageUnavailableError) modes.storageFailed(error);
   };
   for (const service of services) service.onFailure = watchStorage;
   const auth = await createAuth(config, store, clock, log, metrics);
-  // A token revoked or a client disabled through any master stops working here too.
-  const unsubscribeRevoked = store.onCommitted((change) => {
+  // What a commit changed (on this master or, on PostgreSQL, another) wakes who waits for it:
+  // claims, the promoter, the scheduler, result waiters; revoked tokens and the mode an admin
+  // set hold here too (API.md §8, §12).
+  const waiters = new JobWaiters();
+  const unsubscribe = store.onCommitted((change) => {
+    if (change.claimable) dispatcher.notify();
+    if (change.scheduled) promoter.poke();
+    if (change.schedules) scheduler.poke();
+    if (change.finished.length > 0) waiters.finished(change.finished);
     if (change.revoked) auth.tokens?.forgetAll();
-    // The mode an admin set through any master holds on every master (API.md §8, §12).
     if (change.settings) {
       void modes.reload().then(
         () => {
@@ -280,7 +278,6 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
       dispatcher.close();
       waiters.close();
       unsubscribe();
-      unsubscribeRevoked();
       // Keep-alive connections turn idle as their last answers go out: close them as they do.
       const sweepIdle = setInterval(() => server.closeIdleConnections(), 20);
       server.closeIdleConnections();
