@@ -596,6 +596,11 @@ export interface Store {
   /** Whether a write goes through now (leaving read-only mode). */
   probeWrite(): Promise<void>;
   /**
+   * Resolves if the database answers now (GET /ready): SQLite's file is this process's own,
+   * so at once; PostgreSQL's server may be gone, and then it throws StorageUnreachableError.
+   */
+  ping(): Promise<void>;
+  /**
    * Whether this master runs the cluster's sweepers and schedules now: always on SQLite (one
    * master); on PostgreSQL, the master that holds the cluster's advisory lock (API.md §12).
    */

@@ -1,11 +1,13 @@
-// A cluster for the fault suite: a master process on a fixed port (so it can come back
+// A cluster for the fault suite: master processes on fixed ports (so each can come back
 // at the same address), worker processes whose handler records every execution, and
-// checks read straight from the database file.
+// checks read straight from the database: the SQLite file of the one master, or the
+// PostgreSQL database that several masters share (API.md §12).
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
+import pg from "pg";
 import { createClient } from "../../master/auth/clients.js";
 import { withStore } from "../../master/offline.js";
 import { freePort, spawnMaster, waitForOutput, type GafferProcess, type MasterProcess } from "../helpers/processes.js";
@@ -34,26 +36,37 @@ export interface Credentials {
   secret: string;
 }
 
+export interface ClusterOptions {
+  /** A PostgreSQL database for the masters (else a SQLite file in the cluster's directory). */
+  databaseUrl?: string;
+  /** How many masters (each on a port of its own); more than one needs databaseUrl. */
+  masters?: number;
+}
+
 export class Cluster {
   readonly dir = tempDir("gaffer-faults-");
   readonly db = join(this.dir, "master.db");
   readonly runsFile = join(this.dir, "runs.log");
-  master: MasterProcess | undefined;
+  readonly masters: (MasterProcess | undefined)[];
   private readonly workers = new Map<string, GafferProcess>();
   private accessToken: string | undefined;
 
   private constructor(
-    readonly port: number,
+    readonly ports: number[],
     readonly admin: Credentials,
     readonly worker: Credentials,
     private readonly env: Record<string, string>,
-  ) {}
+    readonly databaseUrl: string | undefined,
+  ) {
+    this.masters = ports.map(() => undefined);
+  }
 
-  static async create(env: Record<string, string> = {}): Promise<Cluster> {
-    const port = await freePort();
-    const cluster = new Cluster(port, { id: "", secret: "" }, { id: "", secret: "" }, { ...FAST_MASTER, ...env });
+  static async create(env: Record<string, string> = {}, options: ClusterOptions = {}): Promise<Cluster> {
+    const ports: number[] = [];
+    for (let i = 0; i < (options.masters ?? 1); i++) ports.push(await freePort());
+    const cluster = new Cluster(ports, { id: "", secret: "" }, { id: "", secret: "" }, { ...FAST_MASTER, ...env }, options.databaseUrl);
     // The first admin and the workers' client, made offline as an operator would.
-    const made = await withStore({ db: cluster.db }, async (store) => ({
+    const made = await withStore({ db: cluster.db, databaseUrl: options.databaseUrl }, async (store) => ({
       admin: await createClient(store, { name: "fault-admin", role: "admin", actor: null }),
       worker: await createClient(store, { name: "fault-worker", role: "worker", actor: null }),
     }));
@@ -62,20 +75,40 @@ export class Cluster {
     return cluster;
   }
 
+  /** The first master's port and address. */
+  get port(): number {
+    return this.ports[0] ?? 0;
+  }
+
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return this.urlOf(0);
   }
 
-  async startMaster(): Promise<void> {
-    this.master = await spawnMaster(this.db, { ...this.env, GAFFER_AUTH: "on", GAFFER_PORT: String(this.port) }, ["--port", String(this.port)]);
+  urlOf(index: number): string {
+    return `http://127.0.0.1:${this.ports[index] ?? 0}`;
   }
 
-  async killMaster(): Promise<void> {
-    const master = this.master;
+  /** Every master's address, as workers are given them (`--master URL1,URL2`). */
+  get urls(): string {
+    return this.ports.map((_, index) => this.urlOf(index)).join(",");
+  }
+
+  get master(): MasterProcess | undefined {
+    return this.masters[0];
+  }
+
+  async startMaster(index = 0): Promise<void> {
+    const port = String(this.ports[index] ?? 0);
+    const database = this.databaseUrl ? ["--database-url", this.databaseUrl] : [];
+    this.masters[index] = await spawnMaster(this.db, { ...this.env, GAFFER_AUTH: "on", GAFFER_PORT: port }, ["--port", port, ...database]);
+  }
+
+  async killMaster(index = 0): Promise<void> {
+    const master = this.masters[index];
     if (!master) return;
     master.proc.kill("SIGKILL");
     await master.exited;
-    this.master = undefined;
+    this.masters[index] = undefined;
   }
 
   /** A worker process (the Worker class) whose handler sleeps between `minMs` and `maxMs`. */
@@ -84,7 +117,7 @@ export class Cluster {
       process.execPath,
       [
         WORKER_SCRIPT,
-        options.masterUrl ?? this.url,
+        options.masterUrl ?? this.urls,
         name,
         join(this.dir, `state-${name}`),
         this.runsFile,
@@ -126,14 +159,26 @@ export class Cluster {
 
   async stopAll(): Promise<void> {
     for (const name of [...this.workers.keys()]) await this.killWorker(name);
-    await this.killMaster();
+    for (let index = 0; index < this.masters.length; index++) await this.killMaster(index);
   }
 
-  /** A call to the master as the admin; undefined when the master does not answer (it may be down). */
+  /**
+   * A call as the admin to the first master that answers (they may be down); undefined when
+   * none does. An answer of 502-504 from one is passed over for the next.
+   */
   async call<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T } | undefined> {
+    let answer: { status: number; body: T } | undefined;
+    for (let index = 0; index < this.ports.length; index++) {
+      answer = (await this.callOne<T>(this.urlOf(index), method, path, body)) ?? answer;
+      if (answer && answer.status < 502) return answer;
+    }
+    return answer;
+  }
+
+  private async callOne<T>(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T } | undefined> {
     try {
       if (!this.accessToken) {
-        const issued = await fetch(`${this.url}/api/v1/auth/token`, {
+        const issued = await fetch(`${url}/api/v1/auth/token`, {
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify({ client_id: this.admin.id, client_secret: this.admin.secret }),
@@ -141,7 +186,7 @@ export class Cluster {
         if (!issued.ok) return undefined;
         this.accessToken = ((await issued.json()) as { access_token: string }).access_token;
       }
-      const response = await fetch(`${this.url}${path}`, {
+      const response = await fetch(`${url}${path}`, {
         method,
         headers: { authorization: `Bearer ${this.accessToken}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -181,8 +226,9 @@ export class Cluster {
     return ids;
   }
 
-  /** Read the database file directly (the master may be down). */
+  /** Read the SQLite file directly (the master may be down). */
   read<T>(sql: string, ...params: unknown[]): T[] {
+    if (this.databaseUrl) throw new Error("read() reads the SQLite file: use query() on PostgreSQL");
     const db = new Database(this.db, { readonly: true, timeout: 5000 });
     try {
       return db.prepare(sql).all(...params) as T[];
@@ -191,25 +237,51 @@ export class Cluster {
     }
   }
 
-  completed(ids: string[]): number {
-    const done = new Set(this.read<{ id: string }>("SELECT id FROM jobs WHERE status = 'completed'").map((row) => row.id));
+  /**
+   * Read the database, whichever it is (SQL both dialects take; `?` placeholders). PostgreSQL's
+   * counts come back as numbers, as SQLite's do. A database that does not answer throws.
+   */
+  async query<T>(sql: string, ...params: unknown[]): Promise<T[]> {
+    if (!this.databaseUrl) return this.read<T>(sql, ...params);
+    let n = 0;
+    const text = sql.replace(/\?/g, () => `$${++n}`);
+    const client = new pg.Client({ connectionString: this.databaseUrl, connectionTimeoutMillis: 5000 });
+    await client.connect();
+    try {
+      const result = await client.query<Record<string, unknown>>(text, params);
+      return result.rows.map((row) => Object.fromEntries(Object.entries(row).map(([key, value]) => [key, typeof value === "string" && /^(n|count)$/.test(key) ? Number(value) : value])) as T);
+    } finally {
+      await client.end();
+    }
+  }
+
+  async completed(ids: string[]): Promise<number> {
+    const done = new Set((await this.query<{ id: string }>("SELECT id FROM jobs WHERE status = 'completed'")).map((row) => row.id));
     return ids.filter((id) => done.has(id)).length;
   }
 
   async waitAllCompleted(ids: string[], timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (this.completed(ids) < ids.length) {
-      if (Date.now() > deadline) throw new Error(`only ${this.completed(ids)} of ${ids.length} jobs completed in time`);
+    for (let done = 0; ; ) {
+      try {
+        done = await this.completed(ids);
+      } catch {
+        // The database itself may be down for a moment (a PostgreSQL restart): ask again.
+      }
+      if (done >= ids.length) return;
+      if (Date.now() > deadline) throw new Error(`only ${done} of ${ids.length} jobs completed in time`);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
 
-  /** What the database says: every job completed once, one accepted completion each, file intact. */
-  verify(ids: string[]): { integrity: string; completedTwice: string[]; notCompleted: string[]; completions: number } {
-    const integrity = this.read<{ integrity_check: string }>("PRAGMA integrity_check").map((row) => row.integrity_check).join("; ");
-    const status = new Map(this.read<{ id: string; status: string }>("SELECT id, status FROM jobs").map((row) => [row.id, row.status]));
+  /** What the database says: every job completed once, one accepted completion each, file intact (SQLite's check; PostgreSQL keeps its own). */
+  async verify(ids: string[]): Promise<{ integrity: string; completedTwice: string[]; notCompleted: string[]; completions: number }> {
+    const integrity = this.databaseUrl
+      ? "ok"
+      : this.read<{ integrity_check: string }>("PRAGMA integrity_check").map((row) => row.integrity_check).join("; ");
+    const status = new Map((await this.query<{ id: string; status: string }>("SELECT id, status FROM jobs")).map((row) => [row.id, row.status]));
     const completions = new Map<string, number>();
-    for (const row of this.read<{ job_id: string; n: number }>(
+    for (const row of await this.query<{ job_id: string; n: number }>(
       "SELECT job_id, COUNT(*) AS n FROM job_attempts WHERE outcome = 'completed' GROUP BY job_id",
     )) {
       completions.set(row.job_id, row.n);

@@ -76,7 +76,7 @@ describe("disk full", () => {
     expect((await cluster.call<{ mode: string }>("PUT", "/api/v1/state/mode", { mode: "normal" }))?.body.mode).toBe("normal");
 
     await cluster.waitAllCompleted(acknowledged, 90_000);
-    const verdict = cluster.verify(acknowledged);
+    const verdict = await cluster.verify(acknowledged);
     expect(verdict.integrity).toBe("ok");
     expect(verdict.notCompleted).toEqual([]);
     expect(verdict.completedTwice).toEqual([]);

@@ -37,7 +37,7 @@ describe("master crash", () => {
       console.log("state:", JSON.stringify((await cluster.call<{ counts: unknown }>("GET", "/api/v1/state"))?.body.counts));
       throw error;
     }
-    const verdict = cluster.verify(ids);
+    const verdict = await cluster.verify(ids);
     expect(verdict.integrity).toBe("ok");
     expect(verdict.notCompleted).toEqual([]);
     expect(verdict.completedTwice).toEqual([]);

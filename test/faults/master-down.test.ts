@@ -47,7 +47,7 @@ describe("master down", () => {
     expect(waiting).toBe(JOBS);
     await cluster.startMaster();
     await cluster.waitAllCompleted(ids, 60_000);
-    const verdict = cluster.verify(ids);
+    const verdict = await cluster.verify(ids);
     expect(verdict.notCompleted).toEqual([]);
     expect(verdict.completedTwice).toEqual([]);
     const attempts = cluster.read<{ attempt: number; n: number }>("SELECT attempt, COUNT(*) AS n FROM jobs GROUP BY attempt");

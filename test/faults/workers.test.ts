@@ -33,7 +33,7 @@ describe("worker crash", () => {
       await cluster.startWorker(victim, { capacity: 4, minMs: 100, maxMs: 400 });
     }
     await cluster.waitAllCompleted(ids, FULL ? 180_000 : 90_000);
-    const verdict = cluster.verify(ids);
+    const verdict = await cluster.verify(ids);
     expect(verdict.integrity).toBe("ok");
     expect(verdict.notCompleted).toEqual([]);
     expect(verdict.completedTwice).toEqual([]);
@@ -72,7 +72,7 @@ describe("partition", () => {
     await sleep(2500);
     proxy.heal();
     await waitFor(async () => /"event":"result.refused".*stale_attempt|"event":"job.cancel"/.test(cluster?.workerOutput("island") ?? ""), 20_000);
-    const verdict = cluster.verify([stranded]);
+    const verdict = await cluster.verify([stranded]);
     expect(verdict.completedTwice).toEqual([]);
     // ...and it carries on with new work: it is revived and takes a job only it can see first.
     await cluster.killWorker("mainland");

@@ -61,7 +61,7 @@ export function opsRoutes(deps: HttpDeps, params: OpsParams): Route[] {
       {
         method: "get",
         path: "/ready",
-        summary: "The database is open and migrated, and takes writes",
+        summary: "The database is open, migrated and answering, and takes writes",
         tag: "operations",
         auth: "public",
         responses: {
@@ -71,6 +71,8 @@ export function opsRoutes(deps: HttpDeps, params: OpsParams): Route[] {
       },
       async () => {
         if (!params.isReady()) throw unavailable("the master is not ready");
+        // A PostgreSQL server that is gone (a failover under way): a load balancer sends elsewhere.
+        await deps.store.ping();
         const mode = deps.modes.current;
         if (mode.mode === "read_only") throw unavailable(`the master is read-only: ${mode.reason ?? "set by an admin"}`);
         return ok({ status: "ready", mode: mode.mode });

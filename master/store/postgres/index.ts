@@ -63,6 +63,9 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     // A commit is on disk when COMMIT answers (synchronous_commit); the signal comes after it.
     durable: async () => undefined,
     leads: () => leadership.holds(),
+    async ping() {
+      await db.one(sql`SELECT 1 AS one`);
+    },
     async describe() {
       const row = await db.one(sql<{ version: string; database: string; size_bytes: number; synchronous_commit: string }>`
         SELECT current_setting('server_version') AS version, current_database() AS database,

@@ -64,7 +64,7 @@ export class PostgresScheduleStore implements ScheduleStore {
         const limit = params.maxPerClient;
         if (limit !== undefined) {
           // One create of a client's schedules at a time, on any master: the count holds until it commits.
-          await tx.db.executeQuery(sql`SELECT pg_advisory_xact_lock(${ADVISORY_CLASS}, hashtext(${`gaffer.schedules.${params.clientId}`}))`.compile(tx.db));
+          await tx.db.executeQuery(sql`SELECT pg_advisory_xact_lock(${ADVISORY_CLASS}, hashtext(${`gaffer.schedules.${this.ctx.db.schema}.${params.clientId}`}))`.compile(tx.db));
           const [count] = await rowsOf(tx, sql<{ n: number }>`SELECT count(*) AS n FROM schedules WHERE client_id = ${params.clientId}`);
           if ((count?.n ?? 0) >= limit) return { ok: false as const, reason: "quota_exceeded" as const, limit };
         }

@@ -159,6 +159,7 @@ export function createSqliteStore(db: SqliteDatabase, params: SqliteStoreParams)
           sqlite_version: (db.sqlite.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v,
         };
       },
+      async ping() {},
       async probeWrite() {
         // A write that needs new pages (64 KiB), undone at once: updating a row in place
         // would succeed on a full disk and prove nothing.
