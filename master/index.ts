@@ -5,7 +5,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { FailedLoginLog } from "./auth/failed-logins.js";
 import { devAuthenticator } from "./auth/principal.js";
-import { LoginLimiter, SecretCheckSlots } from "./auth/login-limits.js";
+import { DEFAULT_LOGIN_LIMITS, LoginLimiter, SecretCheckSlots } from "./auth/login-limits.js";
 import { RequestRateLimiter } from "./auth/rate-limits.js";
 import { RateLimitedError } from "./auth/principal.js";
 import { resolveJwtSecret, TokenService } from "./auth/tokens.js";
@@ -127,15 +127,17 @@ async function createAuth(config: MasterConfig, store: Store, clock: Clock, log:
     tokens = new TokenService({ store, secret, ttlS: config.tokenTtlS, clock, log, onInvalid: (reason) => metrics.invalidTokens.inc({ reason }) });
   }
   const failedLogins = new FailedLoginLog(store.audit, log);
-  return { tokens, loginLimiter: new LoginLimiter(), secretChecks: new SecretCheckSlots(), failedLogins };
+  // On PostgreSQL every master counts logins in the same place (API.md §12).
+  const loginLimiter = new LoginLimiter(DEFAULT_LOGIN_LIMITS, (params) => store.rateLimits.limiter(params));
+  return { tokens, loginLimiter, secretChecks: new SecretCheckSlots(), failedLogins };
 }
 
 /** Guards every authenticated request passes before its body is read. */
-function requestGuards(config: MasterConfig, modes: ModeController, metrics: Metrics): NonNullable<AppParams["guards"]> {
-  const rateLimiter = new RequestRateLimiter({
-    clientPerMinute: config.rateLimitPerMinute,
-    workerPerMinute: config.workerRateLimitPerMinute,
-  });
+function requestGuards(config: MasterConfig, store: Store, modes: ModeController, metrics: Metrics): NonNullable<AppParams["guards"]> {
+  const rateLimiter = new RequestRateLimiter(
+    { clientPerMinute: config.rateLimitPerMinute, workerPerMinute: config.workerRateLimitPerMinute },
+    (params) => store.rateLimits.limiter(params),
+  );
   return [
     async (_req, res, principal) => {
       try {
@@ -249,7 +251,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     isReady: () => ready,
     startedAt,
     services: () => Object.fromEntries(services.map((service) => [service.name, service.status()])),
-    guards: requestGuards(config, modes, metrics),
+    guards: requestGuards(config, store, modes, metrics),
     onError: watchStorage,
   });
 

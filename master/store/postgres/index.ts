@@ -12,6 +12,7 @@ import { Leadership } from "./leader.js";
 import { CommitListener } from "./listener.js";
 import { migratePostgres, postgresMigrationsDir } from "./migrate.js";
 import { PostgresNodeStore } from "./nodes.js";
+import { PostgresRateLimitStore } from "./rate-limits.js";
 import { PostgresScheduleStore } from "./schedules.js";
 
 export { PostgresDatabase } from "./database.js";
@@ -95,6 +96,7 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     settings: new PostgresSettingsStore(ctx),
     clients: new PostgresClientStore(ctx),
     tokens: new PostgresTokenStore(ctx),
+    rateLimits: new PostgresRateLimitStore(db),
     close: async () => {
       await leadership.close();
       await commits.close();
