@@ -64,6 +64,7 @@ export interface RunningMaster {
 export interface MasterInternals extends RunningMaster {
   store: Store;
   dispatcher: Dispatcher;
+  waiters: JobWaiters;
   routes: Route[];
   services: Service<unknown>[];
   log: Logger;
@@ -220,6 +221,8 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     if (change.scheduled) promoter.poke();
     if (change.schedules) scheduler.poke();
     if (change.finished.length > 0) waiters.finished(change.finished);
+    // Which jobs finished while notices went unheard is not known: each waiter looks at its own.
+    if (change.missed) waiters.recheck();
     if (change.revoked) auth.tokens?.forgetAll();
     if (change.settings) {
       void modes.reload().then(
@@ -293,7 +296,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
       log.info({ event: "master.stopped" }, "stopped");
     })());
 
-  return { url, port: address.port, config, close, store, dispatcher, routes, services, log, tokens: auth.tokens, modes, metrics };
+  return { url, port: address.port, config, close, store, dispatcher, waiters, routes, services, log, tokens: auth.tokens, modes, metrics };
 }
 
 /** A database URL without its password, for logs. */

@@ -602,6 +602,11 @@ export interface Committed {
   revoked?: true;
   /** A setting changed (the master's mode): each master reads them again. Absent: none did. */
   settings?: true;
+  /**
+   * Commits may have gone unheard (the PostgreSQL store's LISTEN connection was lost and made
+   * again): whoever waits for a particular change looks again. Comes with every other flag set.
+   */
+  missed?: true;
 }
 
 export interface Store {
