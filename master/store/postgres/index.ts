@@ -17,6 +17,7 @@ import { PostgresScheduleStore } from "./schedules.js";
 
 export { PostgresDatabase } from "./database.js";
 export { migratePostgres, postgresMigrationStatus } from "./migrate.js";
+export { DEFAULT_LEAD_CHECK_MS } from "./leader.js";
 
 export interface OpenPostgresStoreParams {
   url: string;
@@ -33,6 +34,8 @@ export interface OpenPostgresStoreParams {
   onListenError?: (message: string) => void;
   /** This master held the lead (ran the sweepers) and lost it: its connection failed. */
   onLeadLost?: (message: string) => void;
+  /** How often the master that leads checks its lock by itself (default 5 s). */
+  leadCheckMs?: number;
 }
 
 /** Thrown to roll the write probe back once it went through. */
@@ -55,7 +58,7 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     throw error;
   }
   const commits = listener;
-  const leadership = new Leadership(params.url, `gaffer.lead.${db.schema}`, params.onLeadLost);
+  const leadership = new Leadership({ url: params.url, key: `gaffer.lead.${db.schema}`, onLost: params.onLeadLost, checkEveryMs: params.leadCheckMs });
   const ctx: PgContext = { db, clock: params.clock, policy: params.policy, lanes: new Map() };
   const jobs = new PostgresJobStore(ctx);
   return {
