@@ -5,7 +5,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { FailedLoginLog } from "./auth/failed-logins.js";
 import { devAuthenticator } from "./auth/principal.js";
-import { LoginLimiter, SecretCheckSlots } from "./auth/login-limits.js";
+import { DEFAULT_LOGIN_LIMITS, LoginLimiter, SecretCheckSlots } from "./auth/login-limits.js";
 import { RequestRateLimiter } from "./auth/rate-limits.js";
 import { RateLimitedError } from "./auth/principal.js";
 import { resolveJwtSecret, TokenService } from "./auth/tokens.js";
@@ -21,7 +21,7 @@ import { packageVersion } from "./package-info.js";
 import { Dispatcher } from "./queue/dispatcher.js";
 import { JobWaiters } from "./queue/job-waiters.js";
 import { createQueuePolicy } from "./queue/policy.js";
-import { openStore, type OpenStoreParams, type ReaderErrorKind } from "./store/open.js";
+import { DEFAULT_LEAD_CHECK_MS, openStore, type OpenStoreParams, type ReaderErrorKind } from "./store/open.js";
 import { StorageUnavailableError, systemClock, type Clock, type Store } from "./store/types.js";
 import { AgingSweeper } from "./sweepers/aging.js";
 import { DeadNodeSweeper } from "./sweepers/dead-nodes.js";
@@ -64,6 +64,7 @@ export interface RunningMaster {
 export interface MasterInternals extends RunningMaster {
   store: Store;
   dispatcher: Dispatcher;
+  waiters: JobWaiters;
   routes: Route[];
   services: Service<unknown>[];
   log: Logger;
@@ -127,15 +128,17 @@ async function createAuth(config: MasterConfig, store: Store, clock: Clock, log:
     tokens = new TokenService({ store, secret, ttlS: config.tokenTtlS, clock, log, onInvalid: (reason) => metrics.invalidTokens.inc({ reason }) });
   }
   const failedLogins = new FailedLoginLog(store.audit, log);
-  return { tokens, loginLimiter: new LoginLimiter(), secretChecks: new SecretCheckSlots(), failedLogins };
+  // On PostgreSQL every master counts logins in the same place (API.md §12).
+  const loginLimiter = new LoginLimiter(DEFAULT_LOGIN_LIMITS, (params) => store.rateLimits.limiter(params));
+  return { tokens, loginLimiter, secretChecks: new SecretCheckSlots(), failedLogins };
 }
 
 /** Guards every authenticated request passes before its body is read. */
-function requestGuards(config: MasterConfig, modes: ModeController, metrics: Metrics): NonNullable<AppParams["guards"]> {
-  const rateLimiter = new RequestRateLimiter({
-    clientPerMinute: config.rateLimitPerMinute,
-    workerPerMinute: config.workerRateLimitPerMinute,
-  });
+function requestGuards(config: MasterConfig, store: Store, modes: ModeController, metrics: Metrics): NonNullable<AppParams["guards"]> {
+  const rateLimiter = new RequestRateLimiter(
+    { clientPerMinute: config.rateLimitPerMinute, workerPerMinute: config.workerRateLimitPerMinute },
+    (params) => store.rateLimits.limiter(params),
+  );
   return [
     async (_req, res, principal) => {
       try {
@@ -187,7 +190,9 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     ),
     onListenerError: (error) => log.error({ err: (error as Error).message }, "a commit listener failed"),
     onListenError: throttled(60_000, (message: string) => log.warn({ err: message }, "PostgreSQL: the connection that hears other masters' commits failed; reconnecting")),
-    onLeadLost: (message: string) => log.warn({ err: message }, "PostgreSQL: this master no longer runs the sweepers (its lock's connection failed); another takes over"),
+    onLeadLost: (message: string) => log.warn({ event: "lead.lost", err: message }, "PostgreSQL: this master no longer runs the sweepers (its lock's connection failed); another takes over"),
+    // Checked by the leader itself, at least as often as the sweepers run (API.md §12).
+    leadCheckMs: Math.min(config.sweepIntervalS * 1000, DEFAULT_LEAD_CHECK_MS),
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();
@@ -218,6 +223,8 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     if (change.scheduled) promoter.poke();
     if (change.schedules) scheduler.poke();
     if (change.finished.length > 0) waiters.finished(change.finished);
+    // Which jobs finished while notices went unheard is not known: each waiter looks at its own.
+    if (change.missed) waiters.recheck();
     if (change.revoked) auth.tokens?.forgetAll();
     if (change.settings) {
       void modes.reload().then(
@@ -249,7 +256,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     isReady: () => ready,
     startedAt,
     services: () => Object.fromEntries(services.map((service) => [service.name, service.status()])),
-    guards: requestGuards(config, modes, metrics),
+    guards: requestGuards(config, store, modes, metrics),
     onError: watchStorage,
   });
 
@@ -291,7 +298,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
       log.info({ event: "master.stopped" }, "stopped");
     })());
 
-  return { url, port: address.port, config, close, store, dispatcher, routes, services, log, tokens: auth.tokens, modes, metrics };
+  return { url, port: address.port, config, close, store, dispatcher, waiters, routes, services, log, tokens: auth.tokens, modes, metrics };
 }
 
 /** A database URL without its password, for logs. */

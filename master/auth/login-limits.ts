@@ -4,9 +4,12 @@
 // worker's id cannot lock that worker out from elsewhere, and per address; an IPv6
 // address counts by its /64, which one host usually has whole. scrypt runs on libuv's
 // thread pool, which the WAL's flush shares: only a few checks run at once, a few more
-// wait, the rest are refused.
+// wait, the rest are refused. The counts are kept where the store keeps limits: on
+// PostgreSQL, every master's failures count together.
 import { isIP } from "node:net";
-import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { RateLimiterRes } from "rate-limiter-flexible";
+import { memoryLimiter } from "../store/rate-limits.js";
+import type { RateLimiter, RateLimitStore } from "../store/types.js";
 import { RateLimitedError } from "./principal.js";
 
 export interface LoginLimits {
@@ -51,17 +54,21 @@ export function addressKey(address: string): string {
 }
 
 export class LoginLimiter {
-  private readonly byClientAddress: RateLimiterMemory;
-  private readonly byAddress: RateLimiterMemory;
+  private readonly byClientAddress: RateLimiter;
+  private readonly byAddress: RateLimiter;
 
-  constructor(limits: LoginLimits = DEFAULT_LOGIN_LIMITS) {
-    this.byClientAddress = new RateLimiterMemory({ keyPrefix: "login-pair", points: limits.perClientAddress, duration: limits.windowS });
-    this.byAddress = new RateLimiterMemory({ keyPrefix: "login-address", points: limits.perAddress, duration: limits.windowS });
+  constructor(limits: LoginLimits = DEFAULT_LOGIN_LIMITS, counters: RateLimitStore["limiter"] = memoryLimiter) {
+    this.byClientAddress = counters({ keyPrefix: "login-pair", points: limits.perClientAddress, durationS: limits.windowS });
+    this.byAddress = counters({ keyPrefix: "login-address", points: limits.perAddress, durationS: limits.windowS });
   }
 
+  /**
+   * The pair's key is the address (which has no spaces) and the client id as a JSON string:
+   * readable, unambiguous, and free of the NUL and lone surrogates PostgreSQL's text refuses.
+   */
   private keys(clientId: string, address: string): { pair: string; address: string } {
     const from = addressKey(address);
-    return { pair: `${clientId}\u0000${from}`, address: from };
+    return { pair: `${from} ${JSON.stringify(clientId)}`, address: from };
   }
 
   /**

@@ -1,6 +1,9 @@
-// Rate limits (rate-limiter-flexible, in memory): requests per client per minute.
-// Logins have their own, in login-limits.ts.
-import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+// Rate limits (rate-limiter-flexible): requests per client per minute, counted where the
+// store keeps limits (Store.rateLimits: this master's memory on SQLite, the database shared
+// by every master on PostgreSQL). Logins have their own, in login-limits.ts.
+import { RateLimiterRes } from "rate-limiter-flexible";
+import { memoryLimiter } from "../store/rate-limits.js";
+import type { RateLimiter, RateLimitStore } from "../store/types.js";
 import type { Principal } from "./principal.js";
 import { RateLimitedError } from "./principal.js";
 
@@ -24,12 +27,15 @@ function headers(limit: number, res: RateLimiterRes): Record<string, string> {
  * costs the same as any other call.
  */
 export class RequestRateLimiter {
-  private readonly clients: RateLimiterMemory;
-  private readonly workers: RateLimiterMemory;
+  private readonly clients: RateLimiter;
+  private readonly workers: RateLimiter;
 
-  constructor(private readonly limits: RequestLimits) {
-    this.clients = new RateLimiterMemory({ keyPrefix: "client", points: limits.clientPerMinute, duration: 60 });
-    this.workers = new RateLimiterMemory({ keyPrefix: "worker", points: limits.workerPerMinute, duration: 60 });
+  constructor(
+    private readonly limits: RequestLimits,
+    counters: RateLimitStore["limiter"] = memoryLimiter,
+  ) {
+    this.clients = counters({ keyPrefix: "client", points: limits.clientPerMinute, durationS: 60 });
+    this.workers = counters({ keyPrefix: "worker", points: limits.workerPerMinute, durationS: 60 });
   }
 
   /** Count one request; answers the RateLimit headers, or throws RateLimitedError. */

@@ -10,6 +10,7 @@ import type { ReaderErrorKind } from "./sqlite/reader.js";
 import type { Clock, QueuePolicy, Store } from "./types.js";
 
 export { backupDatabase, BackupError, restoreDatabase } from "./sqlite/backup.js";
+export { DEFAULT_LEAD_CHECK_MS } from "./postgres/index.js";
 export type { MigrationStatus } from "./sqlite/migrate.js";
 export type { ReaderErrorKind } from "./sqlite/reader.js";
 
@@ -42,6 +43,8 @@ export interface OpenStoreParams {
   onListenError?: (message: string) => void;
   /** PostgreSQL: this master ran the cluster's sweepers and lost the lock (its connection failed). */
   onLeadLost?: (message: string) => void;
+  /** PostgreSQL: how often the master that runs the sweepers checks its lock by itself (default 5 s). */
+  leadCheckMs?: number;
 }
 
 /**
@@ -49,9 +52,9 @@ export interface OpenStoreParams {
  * database URL, else the SQLite file (its folder made 0700 and the file 0600 if need be).
  */
 export async function openStore(params: OpenStoreParams): Promise<Store> {
-  const { config, serving = false, onCheckpointError: _checkpoint, onReaderError: _reader, onListenError, onLeadLost, ...rest } = params;
+  const { config, serving = false, onCheckpointError: _checkpoint, onReaderError: _reader, onListenError, onLeadLost, leadCheckMs, ...rest } = params;
   if (config.databaseUrl !== undefined) {
-    return openPostgresStore({ ...rest, url: config.databaseUrl, onListenError, onLeadLost });
+    return openPostgresStore({ ...rest, url: config.databaseUrl, onListenError, onLeadLost, leadCheckMs });
   }
   if (config.db !== ":memory:") makePrivateDir(dirname(config.db));
   return openSqliteStore({

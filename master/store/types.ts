@@ -1,6 +1,7 @@
 // The store's interface: the domain's vocabulary and one set of verbs per aggregate.
 // The HTTP layer, the queue and the sweepers see only this; each dialect
 // (store/sqlite/, later store/postgres/) implements it and owns its SQL.
+import type { RateLimiterAbstract } from "rate-limiter-flexible";
 import type { Job, JobAttempt, JobEvent } from "../http/schemas.js";
 import type { WhyFacts } from "../queue/why.js";
 
@@ -556,6 +557,27 @@ export interface JobTypeStore {
   set(params: { type: string; maxRunning?: number | null; paused?: boolean; actor: string | null; since: Date }): Promise<JobTypeInfo>;
 }
 
+/** One rate limit: `points` per `durationS` seconds for each key, its keys under `keyPrefix`. */
+export interface RateLimitParams {
+  keyPrefix: string;
+  points: number;
+  durationS: number;
+}
+
+/** What the master's limits use of a limiter (rate-limiter-flexible's). */
+export type RateLimiter = Pick<RateLimiterAbstract, "consume" | "reward" | "delete">;
+
+/** Where rate limits count (API.md §4, §12). */
+export interface RateLimitStore {
+  /**
+   * A limiter: on SQLite (one master) in this process's memory; on PostgreSQL in the
+   * database, shared by every master, and in this master's memory while it cannot reach it.
+   */
+  limiter(params: RateLimitParams): RateLimiter;
+  /** Forget counters whose window ended before `before`, up to `limit`; answers how many (SQLite keeps none). */
+  deleteExpired(params: { before: Date; limit: number }): Promise<number>;
+}
+
 export interface StoreDescription {
   dialect: Dialect;
   [key: string]: unknown;
@@ -580,6 +602,11 @@ export interface Committed {
   revoked?: true;
   /** A setting changed (the master's mode): each master reads them again. Absent: none did. */
   settings?: true;
+  /**
+   * Commits may have gone unheard (the PostgreSQL store's LISTEN connection was lost and made
+   * again): whoever waits for a particular change looks again. Comes with every other flag set.
+   */
+  missed?: true;
 }
 
 export interface Store {
@@ -613,5 +640,6 @@ export interface Store {
   readonly tokens: TokenStore;
   readonly schedules: ScheduleStore;
   readonly types: JobTypeStore;
+  readonly rateLimits: RateLimitStore;
   close(): Promise<void>;
 }

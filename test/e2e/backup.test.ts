@@ -1,6 +1,6 @@
 // Backups while the master runs, restores that check the hash, and a corrupt database refused at start.
 import { execFileSync } from "node:child_process";
-import { openSync, readFileSync, writeSync, closeSync, writeFileSync } from "node:fs";
+import { existsSync, openSync, readFileSync, writeSync, closeSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { http } from "../helpers/master.js";
@@ -63,6 +63,44 @@ describe("gaffer backup and restore", () => {
     expect(tampered.output).toMatch(/SHA-256/);
     const missing = await runGaffer(["restore", join(dir, "nothing.db"), "--db", join(dir, "new.db")]);
     expect(missing.code).toBe(1);
+  });
+});
+
+describe("gaffer backup and restore on PostgreSQL", () => {
+  const url = "postgres://gaffer:s3cret-pw@127.0.0.1:5432/gaffer";
+
+  it("points to pg_dump and pg_basebackup instead of failing on a SQLite file, and writes nothing", async () => {
+    const dir = tempDir();
+    const out = join(dir, "copy.db");
+    for (const run of [runGaffer(["backup", out], { GAFFER_DATABASE_URL: url }), runGaffer(["backup", out, "--database-url", url])]) {
+      const refused = await run;
+      expect(refused.code).toBe(2);
+      expect(refused.output).toMatch(/PostgreSQL/);
+      expect(refused.output).toMatch(/pg_dump/);
+      expect(refused.output).toMatch(/pg_basebackup/);
+      expect(refused.output).not.toMatch(/s3cret-pw|no database at/);
+    }
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("points to pg_restore for a restore", async () => {
+    const dir = tempDir();
+    const refused = await runGaffer(["restore", join(dir, "in.db"), "--database-url", url]);
+    expect(refused.code).toBe(2);
+    expect(refused.output).toMatch(/pg_restore/);
+    expect(refused.output).not.toMatch(/s3cret-pw/);
+    const unnamed = await runGaffer(["restore", join(dir, "in.db")], { GAFFER_DATABASE_URL: url });
+    expect(unnamed.output).toMatch(/pg_restore/);
+  });
+
+  it("still backs up the SQLite file named with --db when the environment names PostgreSQL", async () => {
+    const dir = tempDir();
+    const db = join(dir, "m.db");
+    const master = await spawnMaster(db);
+    await http(master.url, "POST", "/api/v1/jobs", { type: "x" });
+    const backup = await runGaffer(["backup", join(dir, "b.db"), "--db", db], { GAFFER_DATABASE_URL: url });
+    expect(backup.code).toBe(0);
+    expect(existsSync(join(dir, "b.db.sha256"))).toBe(true);
   });
 });
 

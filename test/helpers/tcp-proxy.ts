@@ -14,7 +14,9 @@ export interface TcpProxy {
   cut(): Promise<void>;
   /** Listen again on the same port (`hold`: accept new connections but pass nothing on until release()). */
   restore(options?: { hold?: boolean }): Promise<void>;
-  /** Pass the held connections on to the server. */
+  /** From now on hold new connections (accept them, pass nothing on) until release(); open ones go on. */
+  holdNew(): void;
+  /** Pass the held connections on to the server (and new ones from now on). */
   release(): void;
   /** Stop passing bytes either way on the open connections, closing none (a silent network partition). */
   freeze(): void;
@@ -92,6 +94,9 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
     async restore(options = {}) {
       holding = options.hold === true;
       await listen(port);
+    },
+    holdNew() {
+      holding = true;
     },
     release() {
       holding = false;

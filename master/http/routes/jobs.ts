@@ -31,6 +31,28 @@ import { problemResponses } from "./common.js";
 const SUBMITTERS = ["admin", "client"] as const;
 
 /** A payload over GAFFER_MAX_PAYLOAD_BYTES is refused with 413, naming the field. */
+/**
+ * Resolves once the job is final or `waitMs` has passed: woken by the commit that finished
+ * it, or told to look again when commits may have gone unheard (then it waits on for what
+ * is left of `waitMs`).
+ */
+async function waitForFinal(deps: HttpDeps, jobId: string, waitMs: number, signal: AbortSignal | undefined): Promise<void> {
+  const endsAt = performance.now() + waitMs;
+  for (;;) {
+    const waiting = deps.waiters.wait(jobId, Math.max(0, endsAt - performance.now()), signal);
+    // It may have finished between the last read and the wait's start: look once more.
+    const now = await deps.store.jobs.get(jobId);
+    if (!now || isFinal(now.status)) {
+      waiting.cancel();
+      return;
+    }
+    const end = await waiting.done;
+    // Told by the commit, before its flush: answer once it is on disk.
+    if (end === "finished") return deps.store.durable();
+    if (end === "ended") return;
+  }
+}
+
 export function checkPayloadSize(deps: HttpDeps, payload: unknown, path: string): void {
   const size = Buffer.byteLength(JSON.stringify(payload));
   if (size > deps.config.maxPayloadBytes) {
@@ -200,12 +222,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         const { params, principal, query } = request;
         const job = await visibleJob(deps, principal, idParams.parse(params).id);
         if (!query.wait_s || isFinal(job.status)) return ok(job);
-        const waiting = deps.waiters.wait(job.id, query.wait_s * 1000, request.signal);
-        // It may have finished between the read and the wait's start: look once more.
-        const now = await store.jobs.get(job.id);
-        if (!now || isFinal(now.status)) waiting.cancel();
-        // Told by the commit, before its flush: answer once it is on disk.
-        else if (await waiting.done) await store.durable();
+        await waitForFinal(deps, job.id, query.wait_s * 1000, request.signal);
         // Seen again as the caller may see it now (a worker's lease may have moved on).
         return ok(await visibleJob(deps, principal, job.id));
       },

@@ -12,10 +12,12 @@ import { Leadership } from "./leader.js";
 import { CommitListener } from "./listener.js";
 import { migratePostgres, postgresMigrationsDir } from "./migrate.js";
 import { PostgresNodeStore } from "./nodes.js";
+import { PostgresRateLimitStore } from "./rate-limits.js";
 import { PostgresScheduleStore } from "./schedules.js";
 
 export { PostgresDatabase } from "./database.js";
 export { migratePostgres, postgresMigrationStatus } from "./migrate.js";
+export { DEFAULT_LEAD_CHECK_MS } from "./leader.js";
 
 export interface OpenPostgresStoreParams {
   url: string;
@@ -32,6 +34,8 @@ export interface OpenPostgresStoreParams {
   onListenError?: (message: string) => void;
   /** This master held the lead (ran the sweepers) and lost it: its connection failed. */
   onLeadLost?: (message: string) => void;
+  /** How often the master that leads checks its lock by itself (default 5 s). */
+  leadCheckMs?: number;
 }
 
 /** Thrown to roll the write probe back once it went through. */
@@ -54,7 +58,7 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     throw error;
   }
   const commits = listener;
-  const leadership = new Leadership(params.url, `gaffer.lead.${db.schema}`, params.onLeadLost);
+  const leadership = new Leadership({ url: params.url, key: `gaffer.lead.${db.schema}`, onLost: params.onLeadLost, checkEveryMs: params.leadCheckMs });
   const ctx: PgContext = { db, clock: params.clock, policy: params.policy, lanes: new Map() };
   const jobs = new PostgresJobStore(ctx);
   return {
@@ -98,6 +102,7 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     settings: new PostgresSettingsStore(ctx),
     clients: new PostgresClientStore(ctx),
     tokens: new PostgresTokenStore(ctx),
+    rateLimits: new PostgresRateLimitStore(db),
     close: async () => {
       await leadership.close();
       await commits.close();

@@ -2,14 +2,14 @@
 // channel and tells this master's listeners what any master committed (NOTIFY is sent
 // inside each writing transaction, so it arrives only if, and once, it committed). When the
 // connection drops it is made again; since notices may have been missed meanwhile, the
-// listeners are then told that everything may have changed.
+// listeners are then told that everything may have changed (Committed.missed).
 import pg from "pg";
 import type { Committed } from "../types.js";
 import { parseNotice, quoteIdent, SERVER_KEEPALIVES } from "./database.js";
 
 type Listener = (change: Committed) => void;
 
-const EVERYTHING: Committed = Object.freeze({ claimable: true, scheduled: true, schedules: true, finished: [], revoked: true, settings: true });
+const EVERYTHING: Committed = Object.freeze({ claimable: true, scheduled: true, schedules: true, finished: [], revoked: true, settings: true, missed: true });
 
 export interface CommitListenerParams {
   url: string;

@@ -1,6 +1,7 @@
 // Open a SQLite store: connect, check, migrate, and wire the aggregates together.
 import { statSync } from "node:fs";
 import { CorruptDatabaseError, type Clock, type QueuePolicy, type Store } from "../types.js";
+import { memoryRateLimits } from "../rate-limits.js";
 import { AuditWriter, SqliteAuditStore } from "./audit.js";
 import { SqliteClientStore } from "./clients.js";
 import { SqliteScheduleStore } from "./schedules.js";
@@ -183,6 +184,8 @@ export function createSqliteStore(db: SqliteDatabase, params: SqliteStoreParams)
       settings: new SqliteSettingsStore(ctx),
       clients: new SqliteClientStore(ctx),
       tokens: new SqliteTokenStore(ctx),
+      // One master: its limits count in its memory.
+      rateLimits: memoryRateLimits,
       close: async () => {
         await reader?.close();
         await checkpointer?.stop();

@@ -73,12 +73,21 @@ describe("JobWaiters", () => {
     const c = waiters.wait("a", 60_000, left.signal);
     expect(waiters.size).toBe(3);
     left.abort();
-    expect(await c.done).toBe(false);
+    expect(await c.done).toBe("ended");
     waiters.finished(["a"]);
-    expect(await a.done).toBe(true);
+    expect(await a.done).toBe("finished");
     expect(waiters.size).toBe(1);
     waiters.close();
-    expect(await b.done).toBe(false);
+    expect(await b.done).toBe("ended");
+    expect(waiters.size).toBe(0);
+  });
+
+  it("tells every waiter to look again when commits may have gone unheard", async () => {
+    const waiters = new JobWaiters();
+    const a = waiters.wait("a", 60_000);
+    const b = waiters.wait("b", 60_000);
+    waiters.recheck();
+    expect(await Promise.all([a.done, b.done])).toEqual(["recheck", "recheck"]);
     expect(waiters.size).toBe(0);
   });
 });

@@ -1,8 +1,11 @@
 // The lead of a PostgreSQL cluster (who runs the sweepers) is given up by a master cut off
 // from the database without its connection closing: its checks stop answering, and it stops
-// leading well before the server ends its silent session and another master may take over.
+// leading well before the server ends its silent session and another master may take over;
+// it checks by itself, on a timer, not only when a service asks.
 import { randomUUID } from "node:crypto";
-import { afterEach, describe, expect, it } from "vitest";
+import pg from "pg";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ADVISORY_CLASS } from "../../../master/store/postgres/database.js";
 import { Leadership } from "../../../master/store/postgres/leader.js";
 import { startTcpProxy, type TcpProxy } from "../../helpers/tcp-proxy.js";
 import { dialects, TEST_DATABASE_URL } from "../../helpers/store.js";
@@ -23,8 +26,8 @@ describe.runIf(havePostgres)("leadership on PostgreSQL", () => {
     const key = `gaffer.lead.test-${randomUUID()}`;
     let now = 0;
     const lost: string[] = [];
-    const partitioned = new Leadership(proxy.url, key, (message) => lost.push(message), () => now);
-    const other = new Leadership(TEST_DATABASE_URL, key);
+    const partitioned = new Leadership({ url: proxy.url, key, onLost: (message) => lost.push(message), now: () => now, checkEveryMs: 60_000 });
+    const other = new Leadership({ url: TEST_DATABASE_URL, key });
     held.push(partitioned, other);
     expect(await partitioned.holds()).toBe(true);
     expect(await other.holds()).toBe(false);
@@ -32,20 +35,58 @@ describe.runIf(havePostgres)("leadership on PostgreSQL", () => {
     // Within its check interval it still leads without asking; then its check goes unanswered.
     now += 1_000;
     expect(await partitioned.holds()).toBe(true);
-    now += 5_000;
+    now += 60_000;
     expect(await partitioned.holds()).toBe(false);
     expect(lost).toHaveLength(1);
     // The server still holds the silent session's lock for a while: nobody leads twice.
     expect(await other.holds()).toBe(false);
   }, 30_000);
 
+  it("checks its lead by itself: gives it up when its connection goes silent, with no service asking", async () => {
+    proxy = await startTcpProxy(TEST_DATABASE_URL);
+    const key = `gaffer.lead.test-${randomUUID()}`;
+    const lost: string[] = [];
+    const partitioned = new Leadership({ url: proxy.url, key, onLost: (message) => lost.push(message), checkEveryMs: 100 });
+    held.push(partitioned);
+    expect(await partitioned.holds()).toBe(true);
+    proxy.freeze();
+    // Nobody calls holds(): the leader's own check goes unanswered, and it says so.
+    await vi.waitFor(() => expect(lost).toHaveLength(1), { timeout: 20_000, interval: 100 });
+    expect(await partitioned.holds()).toBe(false);
+  }, 30_000);
+
+  it("gives up its lead the moment its lock's session ends", async () => {
+    const key = `gaffer.lead.test-${randomUUID()}`;
+    const lost: string[] = [];
+    const lead = new Leadership({ url: TEST_DATABASE_URL, key, onLost: (message) => lost.push(message) });
+    const other = new Leadership({ url: TEST_DATABASE_URL, key });
+    held.push(lead, other);
+    expect(await lead.holds()).toBe(true);
+    const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await admin.connect();
+    try {
+      const ended = await admin.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND objsubid = 2 AND classid = $1::bigint::oid AND objid = (hashtext($2)::bigint & 4294967295)::oid`,
+        [ADVISORY_CLASS, key],
+      );
+      expect(ended.rowCount).toBe(1);
+    } finally {
+      await admin.end();
+    }
+    await vi.waitFor(() => expect(lost).toHaveLength(1), { timeout: 5_000 });
+    // The lock is free: the next master to look takes it, and the old leader is one of the others.
+    expect(await other.holds()).toBe(true);
+    expect(await lead.holds()).toBe(false);
+  });
+
   it("never leads once closed, even if closed while taking the lock", async () => {
     const key = `gaffer.lead.test-${randomUUID()}`;
-    const lead = new Leadership(TEST_DATABASE_URL, key);
+    const lead = new Leadership({ url: TEST_DATABASE_URL, key });
     const taking = lead.holds();
     await lead.close();
     expect(await taking).toBe(false);
-    const next = new Leadership(TEST_DATABASE_URL, key);
+    const next = new Leadership({ url: TEST_DATABASE_URL, key });
     held.push(next);
     expect(await next.holds()).toBe(true);
   });

@@ -39,7 +39,7 @@ describe.skipIf(postgres === undefined)("a master that loses its PostgreSQL", ()
     await vi.waitFor(async () => expect(await store.nodes.heartbeat({ nodeId: node.id, running: [] })).toMatchObject({ ok: true }), { timeout: 5_000 });
     // Notices may have been missed while it was gone: once it listens again it is told to look at
     // everything (revocations too: cached grants are checked again).
-    await vi.waitFor(() => expect(heard).toContainEqual({ claimable: true, scheduled: true, schedules: true, finished: [], revoked: true, settings: true }), { timeout: 5_000 });
+    await vi.waitFor(() => expect(heard).toContainEqual({ claimable: true, scheduled: true, schedules: true, finished: [], revoked: true, settings: true, missed: true }), { timeout: 5_000 });
     heard.length = 0;
     const job = await submit(t.store);
     await vi.waitFor(() => expect(heard).toContainEqual({ claimable: true, scheduled: false, schedules: false, finished: [] }), { timeout: 5_000 });
