@@ -21,6 +21,7 @@ process.on("message", (message) => {
 });
 process.send?.("ready");
 console.log("plainjob worker ready");
+process.on("SIGTERM", () => process.exit(0));
 
 function silent() {
   const quiet = () => undefined;
