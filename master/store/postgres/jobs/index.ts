@@ -1,6 +1,7 @@
 // The PostgreSQL JobStore: each verb one function in this folder, run in one transaction.
 import { sql } from "kysely";
 import type { WhyFacts } from "../../../queue/why.js";
+import type { FairShareMode } from "../../../queue/fair-share.js";
 import type {
   ActorParams,
   BulkActionOutcome,
@@ -58,6 +59,15 @@ export class PostgresJobStore implements JobStore {
 
   async whyFacts(jobId: string): Promise<Omit<WhyFacts, "paused"> | undefined> {
     return whyFacts(this.ctx, jobId);
+  }
+
+  async fairShare(): Promise<FairShareMode> {
+    return "off";
+  }
+
+  async setFairShare(mode: FairShareMode): Promise<{ from: FairShareMode }> {
+    if (mode !== "off") throw new Error("fair share is not built on PostgreSQL yet");
+    return { from: "off" };
   }
 
   async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
