@@ -33,6 +33,7 @@ import { reportResults } from "./report.js";
 import { submitJobs } from "./submit.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
 import { whyFacts } from "./why.js";
+import { readFairShareMode, switchFairShare } from "../fair-share.js";
 
 export class PostgresJobStore implements JobStore {
   constructor(private readonly ctx: PgContext) {}
@@ -62,12 +63,12 @@ export class PostgresJobStore implements JobStore {
   }
 
   async fairShare(): Promise<FairShareMode> {
-    return "off";
+    return readFairShareMode(this.ctx.db.kysely);
   }
 
   async setFairShare(mode: FairShareMode): Promise<{ from: FairShareMode }> {
-    if (mode !== "off") throw new Error("fair share is not built on PostgreSQL yet");
-    return { from: "off" };
+    const at = this.ctx.clock.now().toISOString();
+    return { from: await this.ctx.db.transaction((tx) => switchFairShare(tx, mode, at)) };
   }
 
   async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
