@@ -4,6 +4,7 @@
 // without it. And the tables behind it always equal what `jobs` says.
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
+import { whyWaiting } from "../../../master/queue/why.js";
 import type { Store, SubmitJobParams } from "../../../master/store/types.js";
 import { claim, dialects, jobParams, register, submit, type TestStore, type TestStoreOptions } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
@@ -100,6 +101,28 @@ describe.each(dialects)("fair share ($name)", (dialect) => {
     } finally {
       await second.close();
     }
+  });
+
+  it("says why a job waits for other clients, and calls the next one's job next", async () => {
+    await open();
+    const node = await register(t.store, "n", [], 100);
+    await submitMany(t.store, 3, { clientId: "a" });
+    expect(await claim(t.store, node.id, 2)).toHaveLength(2); // a runs 2
+    const [b1, b2] = await submitMany(t.store, 2, { clientId: "b" });
+    const [c1] = await submitMany(t.store, 1, { clientId: "c" });
+    const a = (await t.query("SELECT id FROM jobs WHERE status = 'pending' AND client_id = 'a'"))[0]?.id as string;
+    const answer = async (id: string | undefined) => {
+      const facts = await t.store.jobs.whyFacts(id ?? "");
+      if (!facts) throw new Error("no job");
+      return whyWaiting({ ...facts, paused: false });
+    };
+    // b is next (none running, oldest head); c waits for b; a (2 running) for both.
+    expect(await answer(b1)).toMatchObject({ ready: true, jobs_ahead: 0, reasons: [{ code: "queued" }] });
+    expect(await answer(b2)).toMatchObject({ ready: true, jobs_ahead: null });
+    expect(await answer(c1)).toMatchObject({ ready: false, jobs_ahead: null, reasons: [{ code: "fair_share", client_id: "c", running: 0, clients_ahead: 1 }, { code: "queued" }] });
+    expect(await answer(a)).toMatchObject({ ready: false, reasons: [{ code: "fair_share", client_id: "a", running: 2, clients_ahead: 2 }, { code: "queued" }] });
+    expect((await claim(t.store, node.id, 1)).map((item) => item.id)).toEqual([b1]);
+    expect(await answer(c1)).toMatchObject({ ready: true, jobs_ahead: 0 });
   });
 
   it("keeps the mode in the database: a store opened again claims by it", async () => {
@@ -261,7 +284,7 @@ const opArbitrary = fc.oneof(
 );
 
 describe.each(dialects)("fair share, random histories ($name)", (dialect) => {
-  it("keeps its tables equal to jobs, and every claim's choice equal to the naive rule", async () => {
+  it("keeps its tables equal to jobs, every claim's choice equal to the naive rule, and hands out what why calls next", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(opArbitrary, { minLength: 5, maxLength: 40 }), async (ops) => {
         const t = await dialect.open({ retryDelayS: 0, agingS: 60 });
@@ -296,7 +319,17 @@ describe.each(dialects)("fair share, random histories ($name)", (dialect) => {
                 room.set("t1", Math.max(0, typeSetting.max - jobs.filter((job) => job.status === "running" && job.type === "t1").length));
               }
               const expected = limit <= 0 ? [] : referenceClaim(jobs, limit, room, typeSetting.paused ? new Set(["t1"]) : new Set());
+              // What why calls ready and next goes out on this claim (API.md §5).
+              const next: string[] = [];
+              if (limit > 0) {
+                for (const job of jobs.filter((pending) => pending.status === "pending")) {
+                  const facts = await store.jobs.whyFacts(job.id);
+                  const answer = facts && whyWaiting({ ...facts, paused: false });
+                  if (answer?.ready && answer.jobs_ahead === 0) next.push(job.id);
+                }
+              }
               const items = await claim(store, node.id, op.max);
+              expect(items.map((item) => item.id)).toEqual(expect.arrayContaining(next));
               expect(items.map((item) => item.id).sort()).toEqual([...expected].sort());
             } else if (op.op === "report") {
               const job = await pick(op.pick, ["running"]);
