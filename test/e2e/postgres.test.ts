@@ -28,7 +28,10 @@ describe.runIf(havePostgres)("gaffer on PostgreSQL", () => {
     expect(migrated.code, migrated.output).toBe(0);
     expect(migrated.output).toContain("applied 0001_init");
     const status = await runGaffer(["migrate", "--database-url", url, "--status", "--json"]);
-    expect(JSON.parse(status.output)).toEqual([expect.objectContaining({ version: 1, name: "init", state: "applied" })]);
+    expect(JSON.parse(status.output)).toEqual([
+      expect.objectContaining({ version: 1, name: "init", state: "applied" }),
+      expect.objectContaining({ version: 2, name: "fair_share", state: "applied" }),
+    ]);
 
     const made = await runGaffer(["clients", "create", "--database-url", url, "--name", "admin", "--role", "admin", "--json"]);
     expect(made.code, made.output).toBe(0);
