@@ -46,6 +46,7 @@ const TARGETS: [RegExp, "≥" | "≤", number][] = [
   [/^wait answer after the result p99/, "≤", 5],
   [/^claim cost ratio/, "≤", 1.25],
   [/^claim rate with/, "≥", 0.8],
+  [/^claim cost with fair share on/, "≤", 1.5],
   [/^heartbeat p99/, "≤", 20],
   [/^dead-node sweep/, "≤", 100],
   [/^master RSS/, "≤", 200],

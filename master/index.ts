@@ -196,6 +196,15 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();
+  // The dispatch order is the cluster's (API.md §5a): this master's setting goes into the
+  // database, and every master's claims follow the database's.
+  const fairShare = await store.jobs.setFairShare(config.fairShare);
+  if (fairShare.from !== config.fairShare) {
+    log.warn(
+      { event: "fair_share.changed", from: fairShare.from, to: config.fairShare },
+      `fair share set to ${config.fairShare} (GAFFER_FAIR_SHARE) for every master of this database; it was ${fairShare.from}`,
+    );
+  }
   const metrics = new Metrics({ readQueueStats: () => store.jobs.stats(), maxTypes: config.metricsMaxTypes });
   const dispatcher = new Dispatcher({ jobs: store.jobs, nodes: store.nodes, canDispatch: () => modes.allowsDispatch });
   // Nodes can report from the moment the master listens (opening and checking a big database

@@ -4,10 +4,14 @@
 //     are, the two stores in turns (blocks of claims one after the other), so that the
 //     machine's drift from second to second (its disk above all) falls on both alike.
 //     And how long a bulk cancel and a bulk retry of 10,000 jobs hold the event loop.
+//     And the claim's cost with fair share between clients on (API.md §5a), 1,000 clients
+//     and 1,000,000 pending jobs, against the same database with it off (issue 21: ≤ 1.5×).
+import { copyFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Store } from "../../master/store/types.js";
 import { median, tempDir, type Settings } from "../lib.js";
 import { claimCost, fillStore, openStore } from "./store.js";
+import type { SubmitJobParams } from "../../master/store/types.js";
 
 type Metrics = Record<string, number>;
 
@@ -58,6 +62,70 @@ async function inTurns(normal: { store: Store; nodeId: string }, held: { store: 
   return median(ratios);
 }
 
+function clientJob(clientId: string): SubmitJobParams {
+  return { clientId, type: "noop", payload: { n: 1 }, priority: "medium", maxRetries: 3, timeoutS: 60, runAt: null, requires: [], dependsOn: [], idempotencyKey: null, tags: {} };
+}
+
+/** Median µs of `rounds` claims of 10, each claimed job completed and replaced by a job of the same client. */
+async function clientClaimCost(store: Store, nodeId: string, rounds: number): Promise<number> {
+  const costs: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const started = performance.now();
+    const outcome = await store.jobs.claim({ nodeId, max: 10 });
+    costs.push((performance.now() - started) * 1000);
+    if (!outcome.ok || outcome.items.length !== 10) throw new Error("claim failed");
+    await store.jobs.report({ nodeId, reports: outcome.items.map((item) => ({ jobId: item.id, attempt: item.attempt, status: "completed" as const })) });
+    const clients = await Promise.all(outcome.items.map(async (item) => (await store.jobs.get(item.id))?.client_id ?? "c0"));
+    await store.jobs.submit(clients.map((clientId) => clientJob(clientId)));
+  }
+  return median(costs);
+}
+
+/**
+ * The claim cost with fair share on over the cost with it off: one database of `count`
+ * pending jobs from `clients` clients (submitted in turns, batches of 1,000 per client),
+ * copied, fair share turned on in the copy; claims in turns, as above. Answers the ratio
+ * and the two median costs (µs).
+ */
+async function fairShareCost(count: number, clients: number, rounds: number): Promise<{ ratio: number; offUs: number; onUs: number }> {
+  const dir = tempDir();
+  const offPath = join(dir, "fair-off.db");
+  let store = openStore(offPath);
+  const perBatch = 1000;
+  for (let done = 0, batch = 0; done < count; done += perBatch, batch++) {
+    const outcome = await store.jobs.submit(Array.from({ length: Math.min(perBatch, count - done) }, (_, i) => clientJob(`c${(batch * perBatch + i) % clients}`)));
+    if (!outcome.ok) throw new Error("fill failed");
+  }
+  await store.close();
+  const onPath = join(dir, "fair-on.db");
+  copyFileSync(offPath, onPath);
+  store = openStore(onPath);
+  await store.jobs.setFairShare("clients");
+  await store.close();
+  const open = async (path: string) => {
+    const opened = openStore(path);
+    const { node } = await opened.nodes.register({ clientId: "w", name: "n", labels: [], capacity: 1_000_000, types: null, version: null, hardware: {} });
+    return { store: opened, nodeId: node.id };
+  };
+  const off = await open(offPath);
+  const on = await open(onPath);
+  await clientClaimCost(off.store, off.nodeId, rounds / 4);
+  await clientClaimCost(on.store, on.nodeId, rounds / 4);
+  const ratios: number[] = [];
+  const offCosts: number[] = [];
+  const onCosts: number[] = [];
+  for (let block = 0; block < BLOCKS; block++) {
+    const onCost = await clientClaimCost(on.store, on.nodeId, rounds / BLOCKS);
+    const offCost = await clientClaimCost(off.store, off.nodeId, rounds / BLOCKS);
+    onCosts.push(onCost);
+    offCosts.push(offCost);
+    ratios.push(onCost / offCost);
+  }
+  await on.store.close();
+  await off.store.close();
+  return { ratio: median(ratios), offUs: median(offCosts), onUs: median(onCosts) };
+}
+
 export async function flowControl(settings: Settings): Promise<Metrics> {
   const rounds = settings.size === "full" ? 2000 : 100;
   const count = settings.size === "full" ? 100_000 : 5_000;
@@ -78,7 +146,14 @@ export async function flowControl(settings: Settings): Promise<Metrics> {
   await normal.store.close();
   if (info?.pending !== count || info.running !== 0) throw new Error(`the held type's jobs moved: ${JSON.stringify(info)}`);
   const shown = count.toLocaleString("en");
+  const fairJobs = settings.size === "full" ? 1_000_000 : 20_000;
+  const fairClients = settings.size === "full" ? 1000 : 100;
+  const fair = await fairShareCost(fairJobs, fairClients, rounds);
+  const fairShown = `${fairClients.toLocaleString("en")} clients, ${fairJobs.toLocaleString("en")} pending`;
   return {
+    [`claim cost with fair share on, ${fairShown} (ratio to off)`]: fair.ratio,
+    [`claim of 10 with fair share off, ${fairShown} (µs)`]: fair.offUs,
+    [`claim of 10 with fair share on, ${fairShown} (µs)`]: fair.onUs,
     [`claim rate with ${shown} jobs of a paused type at the head (share of normal)`]: paused,
     [`claim rate with ${shown} jobs of a type at its limit at the head (share of normal)`]: limited,
     [`bulk cancel of 10,000 jobs, ${(count + 11_000).toLocaleString("en")} in the table (ms, one transaction)`]: bulk.cancelMs,

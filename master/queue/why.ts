@@ -32,10 +32,16 @@ export interface WhyFacts {
   nodes: readonly NodeFacts[];
   /** Pending jobs the nodes that could take it would take first; null: too many to count quickly. */
   jobsAhead: number | null;
+  /**
+   * With fair share on (API.md §5a), a pending job's place among the clients: its client's
+   * running jobs, and how many other clients' next jobs of its priority go before its
+   * client's next one (in the lanes its eligible nodes cover; null: too many to count).
+   */
+  fairShare?: { clientId: string; running: number; clientsAhead: number | null };
 }
 
 export interface WhyReason {
-  code: "scheduled" | "blocked" | "master_paused" | "type_paused" | "type_limit" | "no_eligible_node" | "no_handler" | "nodes_busy" | "queued";
+  code: "scheduled" | "blocked" | "master_paused" | "type_paused" | "type_limit" | "no_eligible_node" | "no_handler" | "nodes_busy" | "fair_share" | "queued";
   message: string;
   [fact: string]: unknown;
 }
@@ -106,6 +112,20 @@ export function whyWaiting(facts: WhyFacts): WhyAnswer {
     });
   }
   const pending = facts.status === "pending";
+  const fair = facts.fairShare;
+  if (pending && fair && fair.clientsAhead !== 0) {
+    reasons.push({
+      code: "fair_share",
+      message:
+        fair.clientsAhead === null
+          ? `many other clients' jobs of its priority go first: fewer of theirs run than its client's ${fair.running}`
+          : `${plural(fair.clientsAhead, "other client")}' jobs of its priority go first: its client runs ${fair.running}, ` +
+            "they run fewer (or as many, and have waited longer)",
+      client_id: fair.clientId,
+      running: fair.running,
+      clients_ahead: fair.clientsAhead,
+    });
+  }
   const ready = pending && reasons.length === 0;
   if (pending) {
     const ahead = facts.jobsAhead;

@@ -69,6 +69,22 @@ export interface ClientJobCountsTable {
   unfinished: number;
 }
 
+/** Fair share (API.md §5a, migrations/sqlite/0007_fair_share.sql): each client's line per lane and priority, filled only while on. */
+export interface FairQueueTable {
+  lane: number;
+  effective_priority: number;
+  client_id: string;
+  head_seq: number;
+  pending: number;
+  running: number;
+}
+
+/** Each client's running jobs, while fair share is on. */
+export interface FairClientsTable {
+  client_id: string;
+  running: number;
+}
+
 export interface JobDependenciesTable {
   job_id: string;
   depends_on_id: string;
@@ -160,6 +176,8 @@ export interface DatabaseSchema {
   job_attempts: JobAttemptsTable;
   job_types: JobTypesTable;
   client_job_counts: ClientJobCountsTable;
+  fair_queue: FairQueueTable;
+  fair_clients: FairClientsTable;
   lanes: LanesTable;
   nodes: NodesTable;
   clients: ClientsTable;

@@ -4,6 +4,7 @@
 import type { RateLimiterAbstract } from "rate-limiter-flexible";
 import type { Job, JobAttempt, JobEvent } from "../http/schemas.js";
 import type { WhyFacts } from "../queue/why.js";
+import type { FairShareMode } from "../queue/fair-share.js";
 
 /** API.md §2: class names and their weights, highest first. */
 export const PRIORITY_WEIGHTS = { live: 10, high: 3, medium: 2, low: 1, batch: 0 } as const;
@@ -297,6 +298,14 @@ export interface JobStore {
   attempts(jobId: string): Promise<JobAttempt[]>;
   /** What GET /jobs/:id/why reasons from (all but the master's mode); undefined: no such job. */
   whyFacts(jobId: string): Promise<Omit<WhyFacts, "paused"> | undefined>;
+  /** The cluster's fair-share mode (API.md §5a), as the database holds it: what claims follow. */
+  fairShare(): Promise<FairShareMode>;
+  /**
+   * Put the cluster in a fair-share mode, in one transaction (turning it on reads every
+   * pending and running job once); answers the mode it was in. A change is told as a
+   * settings change (each master's claims follow the database's mode).
+   */
+  setFairShare(mode: FairShareMode): Promise<{ from: FairShareMode }>;
   /** Hand up to `max` ready jobs to a node, within its free capacity and labels. */
   claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome>;
   /**

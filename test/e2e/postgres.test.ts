@@ -31,6 +31,7 @@ describe.runIf(havePostgres)("gaffer on PostgreSQL", () => {
     expect(JSON.parse(status.output)).toEqual([
       expect.objectContaining({ version: 1, name: "init", state: "applied" }),
       expect.objectContaining({ version: 2, name: "rate_limits", state: "applied" }),
+      expect.objectContaining({ version: 3, name: "fair_share", state: "applied" }),
     ]);
 
     const made = await runGaffer(["clients", "create", "--database-url", url, "--name", "admin", "--role", "admin", "--json"]);

@@ -43,6 +43,9 @@ async function emptyingOf(client: pg.ClientBase, schema: string): Promise<string
     [schema],
   );
   return [
+    // What a store in fair share made beside the migrations (master/store/postgres/fair-share.ts): a schema taken again starts off.
+    ...["jobs_fair_added", "jobs_fair_changed", "jobs_fair_deleted"].map((trigger) => `DROP TRIGGER IF EXISTS ${trigger} ON ${quote(schema)}.jobs`),
+    `DROP INDEX IF EXISTS ${quote(schema)}.jobs_fair`,
     ...tables.rows.map((table) => `DELETE FROM ${quote(schema)}.${quote(table.name)}`),
     ...sequences.rows.map((sequence) => `SELECT setval('${sequence.name.replace(/'/g, "''")}', 1, false)`),
   ].join(";\n");

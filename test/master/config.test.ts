@@ -44,6 +44,12 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ env: { GAFFER_CLIENT_MAX_QUEUED: "0" } })).toThrow(/GAFFER_CLIENT_MAX_QUEUED/);
   });
 
+  it("takes GAFFER_FAIR_SHARE off (the default) or clients, and refuses anything else by name", () => {
+    expect(loadConfig({ env: {} }).fairShare).toBe("off");
+    expect(loadConfig({ env: { GAFFER_FAIR_SHARE: "clients" } }).fairShare).toBe("clients");
+    expect(() => loadConfig({ env: { GAFFER_FAIR_SHARE: "fair" } })).toThrow(/fairShare \(GAFFER_FAIR_SHARE\): must be off .* or clients/);
+  });
+
   it("layers profile < file < environment < flags", () => {
     const file = join(tempDir(), "gaffer.json");
     writeFileSync(file, JSON.stringify({ nodeTimeoutS: 90, GAFFER_PORT: 9000, maxRetries: 7 }));

@@ -1,5 +1,6 @@
 // Operations: /health, /ready, /metrics, /openapi.json (public), and the master's state and mode (admin).
 import { z } from "zod";
+import { FAIR_SHARE_MODES } from "../../queue/fair-share.js";
 import { MODES } from "../../modes.js";
 import type { HttpDeps } from "../deps.js";
 import { problemSchema, unavailable } from "../problem.js";
@@ -23,6 +24,8 @@ const stateSchema = z.object({
   mode: z.enum(MODES),
   mode_reason: z.string().nullable(),
   mode_since: z.string(),
+  /** Dispatch within one priority (API.md §5a), as the database holds it. */
+  fair_share: z.enum(FAIR_SHARE_MODES),
   version: z.string(),
   uptime_s: z.number(),
   db: z.record(z.string(), z.unknown()),
@@ -38,6 +41,7 @@ export function opsRoutes(deps: HttpDeps, params: OpsParams): Route[] {
       mode: mode.mode,
       mode_reason: mode.reason,
       mode_since: mode.since,
+      fair_share: await deps.store.jobs.fairShare(),
       version: params.version,
       uptime_s: Math.round((deps.clock.now().getTime() - params.startedAt.getTime()) / 100) / 10,
       db: await deps.store.describe(),

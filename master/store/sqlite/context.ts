@@ -3,6 +3,7 @@
 import type { Clock, QueuePolicy } from "../types.js";
 import type { AuditWriter } from "./audit.js";
 import type { CommitSignal } from "./commit-signal.js";
+import type { FairShare } from "./fair-share.js";
 import type { JobTypeSettings } from "./job-types.js";
 import type { SqliteDatabase } from "./database.js";
 import type { Lanes } from "./lanes.js";
@@ -15,6 +16,8 @@ export interface StoreContext {
   lanes: Lanes;
   /** Paused and limited job types (API.md §5a). */
   types: JobTypeSettings;
+  /** Fair share between clients (API.md §5a): the mode, and the claim's fill from fair_queue. */
+  fair: FairShare;
   /** What a write changed, told once its transaction commits (Store.onCommitted). */
   signal: CommitSignal;
 }

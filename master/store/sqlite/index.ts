@@ -10,6 +10,7 @@ import { SqliteTokenStore } from "./tokens.js";
 import type { StoreContext } from "./context.js";
 import { CommitSignal } from "./commit-signal.js";
 import { JobTypeSettings, SqliteJobTypeStore } from "./job-types.js";
+import { FairShare } from "./fair-share.js";
 import { startCheckpointer, type Checkpointer, type CheckpointerParams } from "./checkpointer.js";
 import { SqliteDatabase, type Synchronous } from "./database.js";
 import { translateError } from "./errors.js";
@@ -132,6 +133,7 @@ export function createSqliteStore(db: SqliteDatabase, params: SqliteStoreParams)
       audit,
       lanes: createLanes(db),
       types: new JobTypeSettings(db),
+      fair: new FairShare(db),
       signal,
     };
     const reader = params.readerThread && params.path !== ":memory:" ? startReader(params.path, { onError: params.onReaderError }) : undefined;

@@ -10,6 +10,8 @@ import { rowsOf, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import { toClaimedJob, type JobRow } from "../rows.js";
 import { reviveNode } from "./lifecycle.js";
+import { FAIR_SHARE_SETTING } from "../../../queue/fair-share.js";
+import { chooseFair, parseFairShareMode } from "../fair-share.js";
 
 type Taken = Pick<JobRow, "seq" | "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at" | "effective_priority" | "ready_at">;
 type Head = Pick<JobRow, "seq" | "effective_priority" | "type">;
@@ -22,6 +24,8 @@ function byDispatchOrder(a: Pick<JobRow, "seq" | "effective_priority">, b: Pick<
 
 interface NodeFacts {
   id: string;
+  /** The cluster's fair-share mode (settings), read with the node. */
+  fair_share: string | null;
   status: string;
   labels: string[];
   types: string[] | null;
@@ -29,7 +33,7 @@ interface NodeFacts {
 }
 
 /** The lanes a node covers, minus paused types'; with the room left for each limited type it covers. */
-async function gatedLanes(tx: Tx, node: NodeFacts): Promise<{ lanes: number[]; room: Map<string, number> }> {
+async function gatedLanes(tx: Tx, node: NodeFacts): Promise<{ lanes: number[]; room: Map<string, number>; typeOf: Map<number, string> }> {
   const lanes = await rowsOf(
     tx,
     sql<{ id: number; type: string }>`
@@ -37,7 +41,7 @@ async function gatedLanes(tx: Tx, node: NodeFacts): Promise<{ lanes: number[]; r
       WHERE labels <@ ${JSON.stringify(node.labels)}::jsonb
         AND (${node.types === null ? null : JSON.stringify(node.types)}::jsonb IS NULL OR ${JSON.stringify(node.types ?? [])}::jsonb ? type)`,
   );
-  if (lanes.length === 0) return { lanes: [], room: new Map() };
+  if (lanes.length === 0) return { lanes: [], room: new Map(), typeOf: new Map() };
   const types = [...new Set(lanes.map((lane) => lane.type))];
   // Paused types are only read. Limited types' rows are locked in a fixed order (no deadlock
   // between masters) and their running jobs counted under the lock, in a statement after it
@@ -72,23 +76,11 @@ async function gatedLanes(tx: Tx, node: NodeFacts): Promise<{ lanes: number[]; r
     for (const gate of limited) room.set(gate.type, Math.max(0, (gate.max_running ?? 0) - (counts.get(gate.type) ?? 0)));
   }
   const open = lanes.filter((lane) => !paused.has(lane.type) && room.get(lane.type) !== 0);
-  return { lanes: open.map((lane) => lane.id), room };
+  return { lanes: open.map((lane) => lane.id), room, typeOf: new Map(open.map((lane) => [lane.id, lane.type])) };
 }
 
-export async function claimJobs(ctx: PgContext, tx: Tx, params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
-  const [node] = await rowsOf(tx, sql<NodeFacts>`SELECT id, status, labels, types, capacity FROM nodes WHERE id = ${params.nodeId} FOR UPDATE`);
-  if (!node) return { ok: false, reason: "not_found" };
-  if (node.status === "offline") return { ok: false, reason: "offline" };
-  if (node.status === "draining") return NOTHING;
-  const now = ctx.clock.now();
-  const at = now.toISOString();
-  // A claim is a sign of life: a node declared dead that asks for work is back.
-  if (node.status === "dead") await reviveNode(tx, node.id, at);
-  const [running] = await rowsOf(tx, sql<{ n: number }>`SELECT count(*) AS n FROM jobs WHERE node_id = ${node.id} AND status = 'running'`);
-  const limit = Math.min(params.max, node.capacity - (running?.n ?? 0));
-  if (limit <= 0) return NOTHING;
-  const { lanes, room } = await gatedLanes(tx, node);
-  if (lanes.length === 0) return NOTHING;
+/** Strict priority, then FIFO (API.md §2): each lane's head, the best `limit` of them, locked. */
+async function chooseFifo(tx: Tx, lanes: number[], limit: number, room: Map<string, number>): Promise<number[]> {
   // Each lane's head in dispatch order, locked; rows another claim holds are skipped.
   const heads = await rowsOf(
     tx,
@@ -115,6 +107,42 @@ export async function claimJobs(ctx: PgContext, tx: Tx, params: { nodeId: string
     }
     chosen.push(head.seq);
   }
+  return chosen;
+}
+
+/** Whether one more job of a lane's type fits its limit (counted if so). */
+function admitter(room: Map<string, number>, typeOf: Map<number, string>): (lane: number) => boolean {
+  const left = new Map(room);
+  return (lane) => {
+    const type = typeOf.get(lane);
+    const free = type === undefined ? undefined : left.get(type);
+    if (free === undefined) return true;
+    if (free <= 0) return false;
+    left.set(type as string, free - 1);
+    return true;
+  };
+}
+
+export async function claimJobs(ctx: PgContext, tx: Tx, params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
+  const [node] = await rowsOf(tx, sql<NodeFacts>`
+      SELECT id, status, labels, types, capacity, (SELECT value FROM settings WHERE key = ${FAIR_SHARE_SETTING}) AS fair_share
+      FROM nodes WHERE id = ${params.nodeId} FOR UPDATE`);
+  if (!node) return { ok: false, reason: "not_found" };
+  if (node.status === "offline") return { ok: false, reason: "offline" };
+  if (node.status === "draining") return NOTHING;
+  const now = ctx.clock.now();
+  const at = now.toISOString();
+  // A claim is a sign of life: a node declared dead that asks for work is back.
+  if (node.status === "dead") await reviveNode(tx, node.id, at);
+  const [running] = await rowsOf(tx, sql<{ n: number }>`SELECT count(*) AS n FROM jobs WHERE node_id = ${node.id} AND status = 'running'`);
+  const limit = Math.min(params.max, node.capacity - (running?.n ?? 0));
+  if (limit <= 0) return NOTHING;
+  const { lanes, room, typeOf } = await gatedLanes(tx, node);
+  if (lanes.length === 0) return NOTHING;
+  const chosen =
+    parseFairShareMode(node.fair_share) === "clients"
+      ? await chooseFair(tx, lanes, limit, room.size === 0 ? undefined : admitter(room, typeOf))
+      : await chooseFifo(tx, lanes, limit, room);
   if (chosen.length === 0) return NOTHING;
   const leaseExpiresAt = new Date(now.getTime() + ctx.policy.leaseMs).toISOString();
   const taken = await rowsOf(

@@ -1,6 +1,7 @@
 // The PostgreSQL JobStore: each verb one function in this folder, run in one transaction.
 import { sql } from "kysely";
 import type { WhyFacts } from "../../../queue/why.js";
+import type { FairShareMode } from "../../../queue/fair-share.js";
 import type {
   ActorParams,
   BulkActionOutcome,
@@ -32,6 +33,7 @@ import { reportResults } from "./report.js";
 import { submitJobs } from "./submit.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
 import { whyFacts } from "./why.js";
+import { readFairShareMode, switchFairShare } from "../fair-share.js";
 
 export class PostgresJobStore implements JobStore {
   constructor(private readonly ctx: PgContext) {}
@@ -58,6 +60,15 @@ export class PostgresJobStore implements JobStore {
 
   async whyFacts(jobId: string): Promise<Omit<WhyFacts, "paused"> | undefined> {
     return whyFacts(this.ctx, jobId);
+  }
+
+  async fairShare(): Promise<FairShareMode> {
+    return readFairShareMode(this.ctx.db.kysely);
+  }
+
+  async setFairShare(mode: FairShareMode): Promise<{ from: FairShareMode }> {
+    const at = this.ctx.clock.now().toISOString();
+    return { from: await this.ctx.db.transaction((tx) => switchFairShare(tx, mode, at)) };
   }
 
   async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {

@@ -1,5 +1,6 @@
-// claim: hand ready jobs to a node, highest effective priority first, then FIFO,
-// only those whose `requires` its labels cover, never past its free capacity.
+// claim: hand ready jobs to a node, highest effective priority first, then FIFO (or, with
+// fair share on, the client with the fewest running first: fair-share.ts), only those
+// whose `requires` its labels cover, never past its free capacity.
 import { sql } from "kysely";
 import type { ClaimOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
@@ -7,6 +8,7 @@ import { param, type Bindable, type Prepared } from "../database.js";
 import { ATTEMPT_COLUMNS } from "./attempts.js";
 import { toClaimedJob, type JobRow } from "../rows.js";
 import { reviveNode } from "../node-lifecycle.js";
+import { chooseFair } from "../fair-share.js";
 
 type Head = Pick<JobRow, "seq" | "effective_priority">;
 type Taken = Pick<JobRow, "seq" | "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at" | "effective_priority" | "ready_at">;
@@ -90,6 +92,21 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
   };
 }
 
+interface Room {
+  left: Map<string, number>;
+  typeOf: (lane: number) => string | undefined;
+}
+
+/** Whether one more job of the lane's type fits its limit (counted if so); lanes of unlimited types always. */
+function admitted(room: Room, lane: number): boolean {
+  const type = room.typeOf(lane);
+  const left = type === undefined ? undefined : room.left.get(type);
+  if (left === undefined) return true;
+  if (left <= 0) return false;
+  room.left.set(type as string, left - 1);
+  return true;
+}
+
 function byDispatchOrder(a: Head, b: Head): number {
   return b.effective_priority - a.effective_priority || a.seq - b.seq;
 }
@@ -103,7 +120,7 @@ function takeChosen(
   lanes: number[],
   limit: number,
   lease: LeaseParams,
-  room?: { left: Map<string, number>; typeOf: (lane: number) => string | undefined },
+  room?: Room,
 ): Taken[] {
   const candidates: (Head & { lane: number })[] = [];
   for (const lane of lanes) for (const head of statements.head.all({ lane, limit })) candidates.push({ ...head, lane });
@@ -111,16 +128,18 @@ function takeChosen(
   const chosen: Head[] = [];
   for (const head of candidates) {
     if (chosen.length >= limit) break;
-    const type = room ? room.typeOf(head.lane) : undefined;
-    const left = type === undefined ? undefined : room?.left.get(type);
-    if (left !== undefined) {
-      if (left <= 0) continue;
-      room?.left.set(type as string, left - 1);
-    }
+    if (room && !admitted(room, head.lane)) continue;
     chosen.push(head);
   }
   if (chosen.length === 0) return [];
   return statements.take.all({ chosen: JSON.stringify(chosen.map((head) => head.seq)), ...lease });
+}
+
+/** Fair share between clients (API.md §5a): the fill of fair-share.ts, then one UPDATE of the chosen. */
+function takeFair(ctx: StoreContext, statements: ClaimStatements, lanes: number[], limit: number, lease: LeaseParams, room?: Room): Taken[] {
+  const chosen = chooseFair(ctx.db, lanes, limit, room ? (lane) => admitted(room, lane) : undefined);
+  if (chosen.length === 0) return [];
+  return statements.take.all({ chosen: JSON.stringify(chosen), ...lease });
 }
 
 /** A claim that took nothing, for whichever reason (shared: nobody changes an answer). */
@@ -166,10 +185,12 @@ export function claimJobs(
     const lanes = gate ? gate.lanes : covered;
     if (lanes.length === 0) return NOTHING;
     const capped = gate !== undefined && gate.room.size > 0;
-    const taken =
-      lanes.length === 1 && !capped
+    const room = capped ? { left: new Map(gate.room), typeOf: (lane: number) => ctx.lanes.typeOf(lane) } : undefined;
+    const taken = ctx.fair.on
+      ? takeFair(ctx, statements, lanes, limit, lease, room)
+      : lanes.length === 1 && !capped
         ? statements.takeHead.all({ lane: lanes[0] ?? 0, limit, ...lease })
-        : takeChosen(statements, lanes, limit, lease, capped ? { left: new Map(gate.room), typeOf: (lane) => ctx.lanes.typeOf(lane) } : undefined);
+        : takeChosen(statements, lanes, limit, lease, room);
     // Fewer than it could take, with no type's limit in the way: each lane it took from gave all it had.
     if (emptied && !capped && taken.length < limit) for (const lane of lanes) emptied.add(lane);
     if (taken.length === 0) return NOTHING;

@@ -27,6 +27,7 @@ import { readQuery, type ThreadReader } from "../reader.js";
 import { cancelJob, retryJob, setJobPriority } from "./actions.js";
 import { cancelMatching, retryMatching } from "./bulk.js";
 import type { WhyFacts } from "../../../queue/why.js";
+import type { FairShareMode } from "../../../queue/fair-share.js";
 import { listAttempts } from "./attempts.js";
 import { whyFacts } from "./why.js";
 import { claimJobs, prepareClaim, type ClaimStatements } from "./claim.js";
@@ -77,6 +78,21 @@ export class SqliteJobStore implements JobStore {
 
   async attempts(jobId: string): Promise<JobAttempt[]> {
     return listAttempts(this.ctx, jobId).map(({ reported: _reported, ...attempt }) => attempt);
+  }
+
+  async fairShare(): Promise<FairShareMode> {
+    return this.ctx.fair.mode;
+  }
+
+  async setFairShare(mode: FairShareMode): Promise<{ from: FairShareMode }> {
+    const { db, fair, clock, signal } = this.ctx;
+    if (fair.mode === mode) return { from: mode };
+    return db.transaction(() => {
+      const from = fair.switchTo(mode, clock.now().toISOString());
+      // Waiting claims take by the new order; the settings changed.
+      signal.mark({ settings: true, claimable: true });
+      return { from };
+    });
   }
 
   async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
