@@ -365,7 +365,11 @@ export class Worker {
       const entries = outbox.pending(MAX_RESULTS_PER_CALL);
       if (entries.length === 0) return;
       const byNode = new Map<string, OutboxEntry[]>();
-      for (const entry of entries) byNode.set(entry.nodeId, [...(byNode.get(entry.nodeId) ?? []), entry]);
+      for (const entry of entries) {
+        const group = byNode.get(entry.nodeId);
+        if (group) group.push(entry);
+        else byNode.set(entry.nodeId, [entry]);
+      }
       try {
         for (const [nodeId, group] of byNode) await this.send(outbox, nodeId, group);
         this.flushFailures = 0;

@@ -26,13 +26,30 @@ interface Row {
   log_tail: string | null;
 }
 
+/**
+ * Up to this many results are also kept in memory, in the order they were written, so that
+ * sending them reads nothing back from disk and removing them is one statement. A larger
+ * outbox (the master away for long) is served from disk alone until it is empty again.
+ */
+const MIRRORED_AT_MOST = 10_000;
+
+interface Kept {
+  seq: number;
+  entry: OutboxEntry;
+}
+
+const keyOf = (jobId: string, attempt: number) => `${attempt} ${jobId}`;
+
 export class Outbox {
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
   private readonly remove: Database.Statement;
+  private readonly removeSeqs: Database.Statement;
   private readonly oldest: Database.Statement;
   private readonly counter: Database.Statement;
   private readonly held: Database.Statement;
+  /** Every result on disk, by job and attempt, in the order written; undefined while the outbox is too large to mirror. */
+  private mirror: Map<string, Kept> | undefined;
 
   constructor(stateDir: string) {
     // Results may carry what a job's payload held: the folder 0700 and the file 0600,
@@ -64,19 +81,28 @@ export class Outbox {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.remove = this.db.prepare("DELETE FROM results WHERE job_id = ? AND attempt = ?");
+    this.removeSeqs = this.db.prepare("DELETE FROM results WHERE seq IN (SELECT value FROM json_each(?))");
     this.oldest = this.db.prepare(
-      "SELECT node_id, job_id, attempt, status, result, error, log_tail FROM results ORDER BY seq LIMIT ?",
+      "SELECT seq, node_id, job_id, attempt, status, result, error, log_tail FROM results ORDER BY seq LIMIT ?",
     );
     this.counter = this.db.prepare("SELECT COUNT(*) AS n FROM results");
     this.held = this.db.prepare("SELECT job_id, attempt FROM results");
+    // What an earlier run left: mirrored if it is small enough.
+    if (this.countOnDisk() <= MIRRORED_AT_MOST) {
+      this.mirror = new Map();
+      for (const row of this.oldest.all(MIRRORED_AT_MOST) as (Row & { seq: number })[]) {
+        this.mirror.set(keyOf(row.job_id, row.attempt), { seq: row.seq, entry: entryOf(row) });
+      }
+    }
   }
 
   /** Keep these results on disk (one transaction). */
   add(entries: OutboxEntry[]): void {
     const at = new Date().toISOString();
+    const written: Kept[] = [];
     this.db.transaction(() => {
       for (const entry of entries) {
-        this.insert.run(
+        const { lastInsertRowid } = this.insert.run(
           entry.nodeId,
           entry.jobId,
           entry.attempt,
@@ -86,40 +112,80 @@ export class Outbox {
           entry.logTail ?? null,
           at,
         );
+        written.push({ seq: Number(lastInsertRowid), entry });
       }
     })();
+    const mirror = this.mirror;
+    if (!mirror) return;
+    for (const kept of written) {
+      // INSERT OR REPLACE wrote a new row in place of the old one: it goes to the end.
+      const key = keyOf(kept.entry.jobId, kept.entry.attempt);
+      mirror.delete(key);
+      mirror.set(key, kept);
+    }
+    if (mirror.size > MIRRORED_AT_MOST) this.mirror = undefined;
   }
 
   /** The oldest results not yet acknowledged. */
   pending(limit: number): OutboxEntry[] {
-    return (this.oldest.all(limit) as Row[]).map((row) => ({
-      nodeId: row.node_id,
-      jobId: row.job_id,
-      attempt: row.attempt,
-      status: row.status,
-      ...(row.result !== null ? { result: JSON.parse(row.result) as unknown } : {}),
-      ...(row.error !== null ? { error: JSON.parse(row.error) as JobError } : {}),
-      ...(row.log_tail !== null ? { logTail: row.log_tail } : {}),
-    }));
+    if (this.mirror) {
+      const entries: OutboxEntry[] = [];
+      for (const kept of this.mirror.values()) {
+        if (entries.length >= limit) break;
+        entries.push(kept.entry);
+      }
+      return entries;
+    }
+    return (this.oldest.all(limit) as Row[]).map((row) => entryOf(row));
   }
 
   /** The master answered for these: acknowledged, or refused for good. */
   settle(keys: { jobId: string; attempt: number }[]): void {
+    const mirror = this.mirror;
     this.db.transaction(() => {
-      for (const key of keys) this.remove.run(key.jobId, key.attempt);
+      if (!mirror) {
+        for (const key of keys) this.remove.run(key.jobId, key.attempt);
+        return;
+      }
+      const seqs: number[] = [];
+      for (const key of keys) {
+        const kept = mirror.get(keyOf(key.jobId, key.attempt));
+        if (kept) seqs.push(kept.seq);
+      }
+      this.removeSeqs.run(JSON.stringify(seqs));
     })();
+    if (mirror) for (const key of keys) mirror.delete(keyOf(key.jobId, key.attempt));
+    // A large outbox that has been sent: mirror again from here.
+    else if (this.countOnDisk() === 0) this.mirror = new Map();
   }
 
   /** Jobs whose results wait here: the worker still holds their leases. */
   heldJobs(): { jobId: string; attempt: number }[] {
+    if (this.mirror) return [...this.mirror.values()].map(({ entry }) => ({ jobId: entry.jobId, attempt: entry.attempt }));
     return (this.held.all() as { job_id: string; attempt: number }[]).map((row) => ({ jobId: row.job_id, attempt: row.attempt }));
   }
 
   get size(): number {
+    return this.mirror ? this.mirror.size : this.countOnDisk();
+  }
+
+  private countOnDisk(): number {
     return (this.counter.get() as { n: number }).n;
   }
 
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+function entryOf(row: Row): OutboxEntry {
+  return {
+    nodeId: row.node_id,
+    jobId: row.job_id,
+    attempt: row.attempt,
+    status: row.status,
+    ...(row.result !== null ? { result: JSON.parse(row.result) as unknown } : {}),
+    ...(row.error !== null ? { error: JSON.parse(row.error) as JobError } : {}),
+    ...(row.log_tail !== null ? { logTail: row.log_tail } : {}),
+  };
 }

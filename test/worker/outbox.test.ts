@@ -49,6 +49,31 @@ describe("outbox", () => {
     outbox.close();
   });
 
+  it("answers from disk alone while it holds more than it mirrors, and mirrors again once emptied", () => {
+    const dir = tempDir();
+    const outbox = new Outbox(dir);
+    const many = 10_001;
+    const result = (i: number) => ({ nodeId: "n", jobId: `j${i}`, attempt: 1, status: "completed" as const, result: { i } });
+    outbox.add(Array.from({ length: many }, (_, i) => result(i)));
+    expect(outbox.size).toBe(many);
+    // A repeat of the oldest goes to the end, on disk as in memory.
+    outbox.add([result(0)]);
+    expect(outbox.pending(2).map((e) => e.jobId)).toEqual(["j1", "j2"]);
+    expect(outbox.heldJobs()).toHaveLength(many);
+    outbox.settle(outbox.pending(many));
+    expect(outbox.size).toBe(0);
+    // Mirrored again: what is added, settled in part, and kept across a restart agrees with the disk.
+    outbox.add([result(1), result(2), result(3)]);
+    outbox.add([result(1)]);
+    outbox.settle([{ jobId: "j2", attempt: 1 }]);
+    expect(outbox.pending(10).map((e) => e.jobId)).toEqual(["j3", "j1"]);
+    outbox.close();
+    const again = new Outbox(dir);
+    expect(again.pending(10)).toEqual([result(3), result(1)]);
+    expect(again.size).toBe(2);
+    again.close();
+  });
+
   it("keeps a result's log tail, and opens an outbox made before log tails", () => {
     const dir = tempDir();
     // The table as an older worker made it, holding one result.
