@@ -34,6 +34,9 @@ import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers
 import { whyFacts } from "./why.js";
 
 export class PostgresJobStore implements JobStore {
+  /** The claim of each node running now or queued last on this master (see claim). */
+  private readonly claiming = new Map<string, Promise<unknown>>();
+
   constructor(private readonly ctx: PgContext) {}
 
   async submit(jobs: SubmitJobParams[], options: SubmitOptions = {}): Promise<SubmitOutcome> {
@@ -60,8 +63,21 @@ export class PostgresJobStore implements JobStore {
     return whyFacts(this.ctx, jobId);
   }
 
+  /**
+   * A node's claims take its row's lock, so they run one after the other whatever this master
+   * does; here they wait their turn in the master rather than in PostgreSQL, each holding a
+   * pooled connection (a worker keeps up to four claims in flight while there is a backlog:
+   * two such workers held eight of the pool's ten connections, the results waited for one).
+   */
   async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
-    return this.ctx.db.transaction((tx) => claimJobs(this.ctx, tx, params));
+    const previous = this.claiming.get(params.nodeId);
+    const run = (previous ?? Promise.resolve()).catch(() => undefined).then(() => this.ctx.db.transaction((tx) => claimJobs(this.ctx, tx, params)));
+    this.claiming.set(params.nodeId, run);
+    try {
+      return await run;
+    } finally {
+      if (this.claiming.get(params.nodeId) === run) this.claiming.delete(params.nodeId);
+    }
   }
 
   /** Each node's claim in its own transaction: a node's row lock is held only for its own claim. */
