@@ -204,10 +204,10 @@ describe.each(dialects)("reports ($name)", (dialect) => {
       nodeId: node.id,
       reports: [
         { jobId: a.id, attempt: 1, status: "completed", result: null },
-        { jobId: a.id, attempt: 1, status: "failed", error: { message: "too late" } },
-        { jobId: b.id, attempt: 1, status: "failed", error: { message: "retry me" } },
+        { jobId: a.id, attempt: 1, status: "failed", error: { message: "too late", retryable: true } },
+        { jobId: b.id, attempt: 1, status: "failed", error: { message: "retry me", retryable: true } },
         { jobId: a.id, attempt: 1, status: "completed", result: "other" },
-        { jobId: b.id, attempt: 1, status: "failed", error: { message: "retry me" } },
+        { jobId: b.id, attempt: 1, status: "failed", error: { message: "retry me", retryable: true } },
       ],
     });
     expect(outcome.items.map((i) => i.verdict)).toEqual(["accepted", "stale_attempt", "accepted", "duplicate", "duplicate"]);
