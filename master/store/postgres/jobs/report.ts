@@ -96,10 +96,19 @@ async function requeue(ctx: PgContext, tx: Tx, lease: Lease, report: JobReport, 
 
 export async function reportResults(ctx: PgContext, tx: Tx, params: { nodeId: string; reports: JobReport[] }): Promise<ReportManyResult> {
   const ids = [...new Set(params.reports.map((report) => report.jobId))].sort();
+  // Each id looked up through its unique index, then the rows locked in seq order. (With
+  // `id = ANY(…)` the planner read the whole table for batches of 100 or more while its
+  // statistics were young: 10 ms for 100 ids at 20,000 jobs, against 0.5 ms so.)
   const rows = await rowsOf(
     tx,
-    sql<Lease>`SELECT seq, id, status, node_id, attempt, retry_count, max_retries, effective_priority, cancel_requested, type, priority, started_at
-               FROM jobs WHERE id = ANY(${ids}::text[]) ORDER BY seq FOR UPDATE`,
+    sql<Lease>`WITH wanted AS (
+                 SELECT j.seq FROM unnest(${ids}::text[]) AS u(id) CROSS JOIN LATERAL (SELECT seq FROM jobs WHERE jobs.id = u.id LIMIT 1) j
+               )
+               SELECT l.* FROM (SELECT seq FROM wanted ORDER BY seq OFFSET 0) w
+               CROSS JOIN LATERAL (
+                 SELECT seq, id, status, node_id, attempt, retry_count, max_retries, effective_priority, cancel_requested, type, priority, started_at
+                 FROM jobs WHERE jobs.seq = w.seq FOR UPDATE
+               ) l`,
   );
   const leases = new Map(rows.map((row) => [row.id, row]));
   const items: ReportOutcome[] = [];
