@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
 import { createClient } from "../master/auth/clients.js";
 import { withStore } from "../master/offline.js";
 
@@ -61,9 +62,9 @@ export interface Credentials {
   worker: { id: string; secret: string };
 }
 
-/** An admin, a client and a worker, made in the database file before the master starts. */
-export async function makeClients(db: string): Promise<Credentials> {
-  return withStore({ db }, async (store) => {
+/** An admin, a client and a worker, made in the database (a SQLite file, or PostgreSQL's) before the master starts. */
+export async function makeClients(db: string | { databaseUrl: string }): Promise<Credentials> {
+  return withStore(typeof db === "string" ? { db } : { db: "", databaseUrl: db.databaseUrl }, async (store) => {
     const [admin, client, worker] = await Promise.all(
       (["admin", "client", "worker"] as const).map((role) => createClient(store, { name: `bench-${role}`, role, actor: null })),
     );
@@ -160,6 +161,12 @@ export async function startMaster(db: string, env: Record<string, string> = {}):
   return running(proc, /listening on (http:\/\/[0-9.:]+)/, "the master");
 }
 
+/** A master on a PostgreSQL database, given in the environment as an operator would (not on argv). */
+export async function startPgMaster(databaseUrl: string, env: Record<string, string> = {}): Promise<Running> {
+  const proc = spawnChild([CLI, "master", "start", "--port", "0"], { ...MASTER_ENV, GAFFER_DATABASE_URL: databaseUrl, ...env });
+  return running(proc, /listening on (http:\/\/[0-9.:]+)/, "the master");
+}
+
 export async function startNodeScript(script: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Running> {
   return running(spawnChild([join(here, script), ...args], env, true), ready, script);
 }
@@ -198,4 +205,71 @@ export function rssMb(pid: number, field: "VmRSS" | "RssAnon" | "RssFile" | "Rss
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return kb / 1024;
+}
+
+/**
+ * The PostgreSQL server `--db postgres` makes its databases on: GAFFER_BENCH_DATABASE_URL, else
+ * the tests' GAFFER_TEST_DATABASE_URL, else the local server as user postgres.
+ */
+export function pgServerUrl(): string {
+  return process.env.GAFFER_BENCH_DATABASE_URL ?? process.env.GAFFER_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+}
+
+export interface BenchDatabase {
+  /** The new database's URL. */
+  url: string;
+  /** A connection pool on it for the bench's own reads (2 connections). */
+  pool: pg.Pool;
+  /** Close the pool and drop the database (its sessions ended first). */
+  drop(): Promise<void>;
+}
+
+const databases = new Set<string>();
+
+/** A fresh, empty database on the bench's server, named gaffer_bench_<pid>_<random>; drop() removes it. */
+export async function freshPgDatabase(): Promise<BenchDatabase> {
+  const server = pgServerUrl();
+  const name = `gaffer_bench_${process.pid}_${Math.random().toString(16).slice(2, 10)}`;
+  const admin = new pg.Client({ connectionString: server });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  databases.add(name);
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+  pool.on("error", () => undefined);
+  return {
+    url: url.toString(),
+    pool,
+    drop: async () => {
+      await pool.end();
+      await dropPgDatabase(name);
+    },
+  };
+}
+
+async function dropPgDatabase(name: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: pgServerUrl() });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    databases.delete(name);
+  } finally {
+    await admin.end();
+  }
+}
+
+/** Drop every database this run made and has not dropped yet (a scenario that failed midway). */
+export async function dropPgDatabases(): Promise<void> {
+  for (const name of [...databases]) await dropPgDatabase(name).catch(() => undefined);
+}
+
+/** One row of a query on a bench database. */
+export async function pgRow<T>(pool: pg.Pool, text: string, params: unknown[] = []): Promise<T> {
+  const result = await pool.query(text, params);
+  return result.rows[0] as T;
 }

@@ -22,6 +22,21 @@ describe.each(dialects)("dispatch ($name)", (dialect) => {
     expect((await claim(t.store, node.id, 1)).map((j) => j.id)).toEqual([high.id]);
   });
 
+  it("answers claims of one node made at once each with its own jobs, never past its capacity, one after the other in FIFO", async () => {
+    const outcome = await t.store.jobs.submit(Array.from({ length: 30 }, (_, i) => jobParams({ payload: { i } })));
+    if (!outcome.ok) throw new Error("batch failed");
+    const node = await register(t.store, "busy", [], 25);
+    const answers = await Promise.all([4, 10, 10, 10, 4].map((max) => t.store.jobs.claim({ nodeId: node.id, max })));
+    const taken = answers.map((answer) => (answer.ok ? answer.items.map((job) => (job.payload as { i: number }).i) : []));
+    // The capacity of 25 is filled by the claims in the order they were made, the last gets nothing.
+    expect(taken.map((items) => items.length)).toEqual([4, 10, 10, 1, 0]);
+    expect(taken.flat()).toEqual(Array.from({ length: 25 }, (_, i) => i));
+    // A claim of a node that does not exist fails on its own: the node's next claim is answered.
+    const [missing, after] = await Promise.all([t.store.jobs.claim({ nodeId: "no-such-node", max: 1 }), t.store.jobs.claim({ nodeId: node.id, max: 1 })]);
+    expect(missing).toEqual({ ok: false, reason: "not_found" });
+    expect(after).toEqual({ ok: true, items: [] });
+  });
+
   it("orders all five classes by weight, then by submission", async () => {
     const order = ["batch", "low", "medium", "high", "live", "medium", "batch"] as const;
     const jobs = [];

@@ -195,6 +195,31 @@ describe.each(dialects)("reports ($name)", (dialect) => {
     expect(outcome.items.map((i) => i.verdict)).toEqual(["accepted", "not_found", "not_found", "duplicate"]);
   });
 
+  it("judges a second report of an attempt in the same batch by the first, and keeps a null result as null", async () => {
+    const node = await register(t.store, "node-twice", [], 4);
+    const [a, b] = [await submit(t.store), await submit(t.store, { maxRetries: 3 })];
+    if (!a || !b) throw new Error("not submitted");
+    await claim(t.store, node.id, 2);
+    const outcome = await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [
+        { jobId: a.id, attempt: 1, status: "completed", result: null },
+        { jobId: a.id, attempt: 1, status: "failed", error: { message: "too late", retryable: true } },
+        { jobId: b.id, attempt: 1, status: "failed", error: { message: "retry me", retryable: true } },
+        { jobId: a.id, attempt: 1, status: "completed", result: "other" },
+        { jobId: b.id, attempt: 1, status: "failed", error: { message: "retry me", retryable: true } },
+      ],
+    });
+    expect(outcome.items.map((i) => i.verdict)).toEqual(["accepted", "stale_attempt", "accepted", "duplicate", "duplicate"]);
+    const jobA = await t.store.jobs.get(a.id);
+    expect([jobA?.status, jobA?.result, jobA?.error]).toEqual(["completed", null, null]);
+    expect((await t.store.jobs.get(b.id))?.status).toBe("scheduled");
+    const [attemptA] = await t.store.jobs.attempts(a.id);
+    expect([attemptA?.outcome, attemptA?.error]).toEqual(["completed", null]);
+    const [attemptB] = await t.store.jobs.attempts(b.id);
+    expect([attemptB?.outcome, attemptB?.error?.message]).toEqual(["failed", "retry me"]);
+  });
+
   it("applies a batch of distinct reports together with the same effects as one by one", async () => {
     const node = await register(t.store, "node-1", [], 10);
     const [a, b, c, d, e] = [await submit(t.store), await submit(t.store), await submit(t.store), await submit(t.store), await submit(t.store)];

@@ -3,7 +3,10 @@
 // head is read and locked with FOR UPDATE SKIP LOCKED, so claims on several masters at once
 // never take one job twice and never wait on each other's rows. The node's row is locked
 // first (two claims of one node cannot both fill its free slots), and the rows of the
-// limited types it could take (so `max_running` holds across masters).
+// limited types it could take (so `max_running` holds across masters). A claim is five round
+// trips when no type it covers is limited: BEGIN, the node's lock, one read of its running
+// count and its lanes, one statement that locks the heads, takes them and starts their
+// attempts, and COMMIT.
 import { sql } from "kysely";
 import type { ClaimOutcome } from "../../types.js";
 import { rowsOf, type PgContext } from "../context.js";
@@ -32,55 +35,105 @@ interface NodeFacts {
   capacity: number;
 }
 
+/** A lane the node covers, with its type's gate (paused, max_running) if it has one. */
+interface CoveredLane {
+  id: number;
+  type: string;
+  paused: boolean | null;
+  max_running: number | null;
+}
+
+/** What the claim reads once the node's row is locked: its running jobs and the lanes it covers, in one statement. */
+async function coverage(tx: Tx, node: NodeFacts): Promise<{ running: number; lanes: CoveredLane[] }> {
+  const [row] = await rowsOf(
+    tx,
+    sql<{ running: number; lanes: CoveredLane[] }>`
+      SELECT (SELECT count(*) FROM jobs WHERE node_id = ${node.id} AND status = 'running') AS running,
+             (SELECT coalesce(json_agg(json_build_object('id', l.id, 'type', l.type, 'paused', t.paused, 'max_running', t.max_running)), '[]')
+              FROM lanes l LEFT JOIN job_types t ON t.type = l.type AND (t.paused OR t.max_running IS NOT NULL)
+              WHERE l.labels <@ ${JSON.stringify(node.labels)}::jsonb
+                AND (${node.types === null ? null : JSON.stringify(node.types)}::jsonb IS NULL OR ${JSON.stringify(node.types ?? [])}::jsonb ? l.type)) AS lanes`,
+  );
+  return { running: row?.running ?? 0, lanes: row?.lanes ?? [] };
+}
+
 /** The lanes a node covers, minus paused types'; with the room left for each limited type it covers. */
-async function gatedLanes(tx: Tx, node: NodeFacts): Promise<{ lanes: number[]; room: Map<string, number>; typeOf: Map<number, string> }> {
-  const lanes = await rowsOf(
-    tx,
-    sql<{ id: number; type: string }>`
-      SELECT id, type FROM lanes
-      WHERE labels <@ ${JSON.stringify(node.labels)}::jsonb
-        AND (${node.types === null ? null : JSON.stringify(node.types)}::jsonb IS NULL OR ${JSON.stringify(node.types ?? [])}::jsonb ? type)`,
-  );
-  if (lanes.length === 0) return { lanes: [], room: new Map(), typeOf: new Map() };
-  const types = [...new Set(lanes.map((lane) => lane.type))];
-  // Paused types are only read. Limited types' rows are locked in a fixed order (no deadlock
-  // between masters) and their running jobs counted under the lock, in a statement after it
-  // (one statement would count from before another master's commit): the limit holds
-  // cluster-wide, and only claims that could take such a type wait for each other.
-  const read = await rowsOf(
-    tx,
-    sql<{ type: string; max_running: number | null; paused: boolean }>`
-      SELECT type, max_running, paused FROM job_types WHERE type = ANY(${types}::text[]) AND (paused OR max_running IS NOT NULL)`,
-  );
-  const limitedTypes = read.filter((gate) => !gate.paused && gate.max_running !== null).map((gate) => gate.type);
-  const locked =
-    limitedTypes.length === 0
-      ? []
-      : await rowsOf(
-          tx,
-          sql<{ type: string; max_running: number | null; paused: boolean }>`
-            SELECT type, max_running, paused FROM job_types WHERE type = ANY(${limitedTypes}::text[]) ORDER BY type FOR UPDATE`,
-        );
-  const byType = new Map([...read, ...locked].map((gate) => [gate.type, gate]));
-  const gates = [...byType.values()];
-  const paused = new Set(gates.filter((gate) => gate.paused).map((gate) => gate.type));
-  const limited = gates.filter((gate) => !gate.paused && gate.max_running !== null);
+async function gatedLanes(tx: Tx, covered: CoveredLane[]): Promise<{ lanes: number[]; room: Map<string, number>; typeOf: Map<number, string> }> {
+  if (covered.length === 0) return { lanes: [], room: new Map(), typeOf: new Map() };
+  const paused = new Set(covered.filter((lane) => lane.paused === true).map((lane) => lane.type));
+  // Limited types' rows are locked in a fixed order (no deadlock between masters), read again
+  // under the lock, and their running jobs counted in a statement after it (one statement
+  // would count from before another master's commit): the limit holds cluster-wide, and only
+  // claims that could take such a type wait for each other.
+  const limitedTypes = [...new Set(covered.filter((lane) => lane.paused !== true && lane.max_running !== null).map((lane) => lane.type))];
   const room = new Map<string, number>();
-  if (limited.length > 0) {
-    const running = await rowsOf(
+  if (limitedTypes.length > 0) {
+    const locked = await rowsOf(
       tx,
-      sql<{ type: string; n: number }>`
-        SELECT type, count(*) AS n FROM jobs WHERE status = 'running' AND type = ANY(${limited.map((gate) => gate.type)}::text[]) GROUP BY type`,
+      sql<{ type: string; max_running: number | null; paused: boolean }>`
+        SELECT type, max_running, paused FROM job_types WHERE type = ANY(${limitedTypes}::text[]) ORDER BY type FOR UPDATE`,
     );
-    const counts = new Map(running.map((row) => [row.type, row.n]));
-    for (const gate of limited) room.set(gate.type, Math.max(0, (gate.max_running ?? 0) - (counts.get(gate.type) ?? 0)));
+    for (const gate of locked) if (gate.paused) paused.add(gate.type);
+    const limited = locked.filter((gate) => !gate.paused && gate.max_running !== null);
+    if (limited.length > 0) {
+      const running = await rowsOf(
+        tx,
+        sql<{ type: string; n: number }>`
+          SELECT type, count(*) AS n FROM jobs WHERE status = 'running' AND type = ANY(${limited.map((gate) => gate.type)}::text[]) GROUP BY type`,
+      );
+      const counts = new Map(running.map((row) => [row.type, row.n]));
+      for (const gate of limited) room.set(gate.type, Math.max(0, (gate.max_running ?? 0) - (counts.get(gate.type) ?? 0)));
+    }
   }
-  const open = lanes.filter((lane) => !paused.has(lane.type) && room.get(lane.type) !== 0);
+  const open = covered.filter((lane) => !paused.has(lane.type) && room.get(lane.type) !== 0);
   return { lanes: open.map((lane) => lane.id), room, typeOf: new Map(open.map((lane) => [lane.id, lane.type])) };
 }
 
-/** Strict priority, then FIFO (API.md §2): each lane's head, the best `limit` of them, locked. */
-async function chooseFifo(tx: Tx, lanes: number[], limit: number, room: Map<string, number>): Promise<number[]> {
+/** The columns a claim returns of each job it took. */
+const TAKEN = sql.raw("seq, id, type, payload, attempt, priority, timeout_s, created_at, effective_priority, ready_at");
+
+/** What taking a job writes on its row (the job is `jobs`; its lease ends at `leaseExpiresAt`). */
+function takeSet(ctx: PgContext, nodeId: string, at: string, leaseExpiresAt: string) {
+  return sql`status = 'running', node_id = ${nodeId}, attempt = jobs.attempt + 1, started_at = ${at}, updated_at = ${at},
+        lease_expires_at = ${leaseExpiresAt},
+        stall_at = ${at}::timestamptz + make_interval(secs => 2 * jobs.timeout_s + ${ctx.policy.stallGraceMs / 1000}),
+        aging_at = NULL, progress = NULL, progress_message = NULL, lease_end_reason = NULL`;
+}
+
+/**
+ * No limited type among the lanes: the first `limit` jobs of the lanes' heads in dispatch
+ * order, locked (rows another claim holds are skipped), taken, and their attempts started, in
+ * one statement.
+ */
+async function takeHeads(ctx: PgContext, tx: Tx, nodeId: string, lanes: number[], limit: number, at: string, leaseExpiresAt: string): Promise<Taken[]> {
+  return rowsOf(
+    tx,
+    sql<Taken>`
+      WITH heads AS (
+        SELECT j.seq, j.effective_priority
+        FROM unnest(${lanes}::int[]) AS l(lane)
+        CROSS JOIN LATERAL (
+          SELECT seq, effective_priority FROM jobs
+          WHERE status = 'pending' AND lane = l.lane
+          ORDER BY effective_priority DESC, seq
+          LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED
+        ) j
+        ORDER BY j.effective_priority DESC, j.seq
+        LIMIT ${limit}
+      ), taken AS (
+        UPDATE jobs SET ${takeSet(ctx, nodeId, at, leaseExpiresAt)}
+        FROM heads WHERE jobs.seq = heads.seq AND jobs.status = 'pending'
+        RETURNING jobs.seq, jobs.id, jobs.type, jobs.payload, jobs.attempt, jobs.priority, jobs.timeout_s, jobs.created_at, jobs.effective_priority, jobs.ready_at
+      ), started AS (
+        INSERT INTO job_attempts (job_id, attempt, node_id, started_at) SELECT id, attempt, ${nodeId}, ${at} FROM taken
+      )
+      SELECT ${TAKEN} FROM taken`,
+  );
+}
+
+/** Limited types among the lanes, strict FIFO: the heads are read and locked, and the best `limit` chosen within each type's room. */
+async function chooseWithinRoom(tx: Tx, lanes: number[], room: Map<string, number>, limit: number): Promise<number[]> {
   // Each lane's head in dispatch order, locked; rows another claim holds are skipped.
   const heads = await rowsOf(
     tx,
@@ -123,6 +176,25 @@ function admitter(room: Map<string, number>, typeOf: Map<number, string>): (lane
   };
 }
 
+/** Take the chosen jobs (locked by whoever chose them) and start their attempts. */
+async function takeChosen(ctx: PgContext, tx: Tx, nodeId: string, chosen: number[], at: string, leaseExpiresAt: string): Promise<Taken[]> {
+  if (chosen.length === 0) return [];
+  const taken = await rowsOf(
+    tx,
+    sql<Taken>`
+      UPDATE jobs SET ${takeSet(ctx, nodeId, at, leaseExpiresAt)}
+      WHERE seq = ANY(${chosen}::bigint[]) AND status = 'pending'
+      RETURNING ${TAKEN}`,
+  );
+  if (taken.length === 0) return [];
+  await tx.db.executeQuery(
+    sql`INSERT INTO job_attempts (job_id, attempt, node_id, started_at)
+        SELECT job_id, attempt, ${nodeId}, ${at} FROM jsonb_to_recordset(${JSON.stringify(taken.map((row) => ({ job_id: row.id, attempt: row.attempt })))}::jsonb)
+          AS a(job_id text, attempt integer)`.compile(tx.db),
+  );
+  return taken;
+}
+
 export async function claimJobs(ctx: PgContext, tx: Tx, params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
   const [node] = await rowsOf(tx, sql<NodeFacts>`
       SELECT id, status, labels, types, capacity, (SELECT value FROM settings WHERE key = ${FAIR_SHARE_SETTING}) AS fair_share
@@ -134,34 +206,20 @@ export async function claimJobs(ctx: PgContext, tx: Tx, params: { nodeId: string
   const at = now.toISOString();
   // A claim is a sign of life: a node declared dead that asks for work is back.
   if (node.status === "dead") await reviveNode(tx, node.id, at);
-  const [running] = await rowsOf(tx, sql<{ n: number }>`SELECT count(*) AS n FROM jobs WHERE node_id = ${node.id} AND status = 'running'`);
-  const limit = Math.min(params.max, node.capacity - (running?.n ?? 0));
+  const covered = await coverage(tx, node);
+  const limit = Math.min(params.max, node.capacity - covered.running);
   if (limit <= 0) return NOTHING;
-  const { lanes, room, typeOf } = await gatedLanes(tx, node);
+  const { lanes, room, typeOf } = await gatedLanes(tx, covered.lanes);
   if (lanes.length === 0) return NOTHING;
-  const chosen =
-    parseFairShareMode(node.fair_share) === "clients"
-      ? await chooseFair(tx, lanes, limit, room.size === 0 ? undefined : admitter(room, typeOf))
-      : await chooseFifo(tx, lanes, limit, room);
-  if (chosen.length === 0) return NOTHING;
   const leaseExpiresAt = new Date(now.getTime() + ctx.policy.leaseMs).toISOString();
-  const taken = await rowsOf(
-    tx,
-    sql<Taken>`
-      UPDATE jobs SET status = 'running', node_id = ${node.id}, attempt = attempt + 1, started_at = ${at}, updated_at = ${at},
-        lease_expires_at = ${leaseExpiresAt},
-        stall_at = ${at}::timestamptz + make_interval(secs => 2 * timeout_s + ${ctx.policy.stallGraceMs / 1000}),
-        aging_at = NULL, progress = NULL, progress_message = NULL, lease_end_reason = NULL
-      WHERE seq = ANY(${chosen}::bigint[]) AND status = 'pending'
-      RETURNING seq, id, type, payload, attempt, priority, timeout_s, created_at, effective_priority, ready_at`,
-  );
+  const taken =
+    parseFairShareMode(node.fair_share) === "clients"
+      ? await takeChosen(ctx, tx, node.id, await chooseFair(tx, lanes, limit, room.size === 0 ? undefined : admitter(room, typeOf)), at, leaseExpiresAt)
+      : room.size === 0
+        ? await takeHeads(ctx, tx, node.id, lanes, limit, at, leaseExpiresAt)
+        : await takeChosen(ctx, tx, node.id, await chooseWithinRoom(tx, lanes, room, limit), at, leaseExpiresAt);
   if (taken.length === 0) return NOTHING;
   taken.sort(byDispatchOrder);
-  await tx.db.executeQuery(
-    sql`INSERT INTO job_attempts (job_id, attempt, node_id, started_at)
-        SELECT job_id, attempt, ${node.id}, ${at} FROM jsonb_to_recordset(${JSON.stringify(taken.map((row) => ({ job_id: row.id, attempt: row.attempt })))}::jsonb)
-          AS a(job_id text, attempt integer)`.compile(tx.db),
-  );
   const items = taken.map((row) => toClaimedJob(row));
   const waitedMs = taken.map((row) => Math.max(0, now.getTime() - new Date(row.ready_at).getTime()));
   return { ok: true, items, waitedMs };

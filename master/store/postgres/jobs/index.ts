@@ -1,7 +1,7 @@
 // The PostgreSQL JobStore: each verb one function in this folder, run in one transaction.
 import { sql } from "kysely";
-import type { WhyFacts } from "../../../queue/why.js";
 import type { FairShareMode } from "../../../queue/fair-share.js";
+import type { WhyFacts } from "../../../queue/why.js";
 import type {
   ActorParams,
   BulkActionOutcome,
@@ -36,6 +36,9 @@ import { whyFacts } from "./why.js";
 import { readFairShareMode, switchFairShare } from "../fair-share.js";
 
 export class PostgresJobStore implements JobStore {
+  /** The claim of each node running now or queued last on this master (see claim). */
+  private readonly claiming = new Map<string, Promise<unknown>>();
+
   constructor(private readonly ctx: PgContext) {}
 
   async submit(jobs: SubmitJobParams[], options: SubmitOptions = {}): Promise<SubmitOutcome> {
@@ -71,8 +74,21 @@ export class PostgresJobStore implements JobStore {
     return { from: await this.ctx.db.transaction((tx) => switchFairShare(tx, mode, at)) };
   }
 
+  /**
+   * A node's claims take its row's lock, so they run one after the other whatever this master
+   * does; here they wait their turn in the master rather than in PostgreSQL, each holding a
+   * pooled connection (a worker keeps up to four claims in flight while there is a backlog:
+   * two such workers held eight of the pool's ten connections, the results waited for one).
+   */
   async claim(params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
-    return this.ctx.db.transaction((tx) => claimJobs(this.ctx, tx, params));
+    const previous = this.claiming.get(params.nodeId);
+    const run = (previous ?? Promise.resolve()).catch(() => undefined).then(() => this.ctx.db.transaction((tx) => claimJobs(this.ctx, tx, params)));
+    this.claiming.set(params.nodeId, run);
+    try {
+      return await run;
+    } finally {
+      if (this.claiming.get(params.nodeId) === run) this.claiming.delete(params.nodeId);
+    }
   }
 
   /** Each node's claim in its own transaction: a node's row lock is held only for its own claim. */

@@ -1,15 +1,17 @@
 // report on PostgreSQL: results from a node, each accepted only for the job's current lease
 // (running, on that node, under that attempt) as the core's rules decide (onReport), and
 // applied with writes guarded by that lease. Rows are locked in seq order, as heartbeats and
-// sweeps lock them: two masters taking overlapping batches cannot deadlock.
+// sweeps lock them: two masters taking overlapping batches cannot deadlock. The jobs a batch
+// finishes are written with one statement for their attempts and one for the jobs, however
+// many there are (a round trip per job was most of a drain's time on PostgreSQL).
 import { sql } from "kysely";
 import { isCurrentLease, isFinal, onReport, type HandOut, type Transition } from "../../../queue/transitions.js";
 import { priorityName } from "../../pages.js";
-import type { JobError, JobReport, JobStatus, ReportManyResult, ReportOutcome } from "../../types.js";
+import type { JobError, JobReport, ReportManyResult, ReportOutcome } from "../../types.js";
 import { changed, rowsOf, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import type { JobRow } from "../rows.js";
-import { endAttempt, factsOf, failDependents, nextAgingAt, releaseDependents, errorWithoutNul } from "./lifecycle.js";
+import { endAttempt, errorWithoutNul, factsOf, failDependents, nextAgingAt, releaseDependents, withoutNul } from "./lifecycle.js";
 
 type Lease = Pick<
   JobRow,
@@ -22,30 +24,66 @@ function normalizeError(error: JobError | undefined): JobError {
   return normalized;
 }
 
-/** Apply what the rules decided for a report of the current lease, guarded by that lease. */
-async function apply(ctx: PgContext, tx: Tx, lease: Lease, report: JobReport, transition: Transition): Promise<{ status: JobStatus; failureReason: string | null }> {
+/** A job the batch finishes: its lease's attempt ended and the job written final, with the others'. */
+interface Finish {
+  lease: Lease;
+  report: JobReport;
+  transition: Transition;
+  error: JobError | null;
+}
+
+/**
+ * Write the jobs a batch finishes, all at once: one UPDATE of their attempts, one of the jobs
+ * (each still guarded by its lease: running, that attempt), then their dependents.
+ */
+async function finishAll(ctx: PgContext, tx: Tx, finishes: readonly Finish[], at: string): Promise<void> {
+  if (finishes.length === 0) return;
+  const attempts = finishes.map(({ lease, report, transition, error }) => ({
+    job_id: lease.id,
+    attempt: lease.attempt,
+    outcome: transition.attemptOutcome ?? report.status,
+    reported: report.status,
+    error: error === null ? null : JSON.stringify(errorWithoutNul(error)),
+    log_tail: report.logTail === undefined || report.logTail === null ? null : withoutNul(report.logTail),
+  }));
+  await tx.db.executeQuery(
+    sql`UPDATE job_attempts AS a SET outcome = r.outcome, reported = r.reported, error = r.error::json, log_tail = r.log_tail, finished_at = ${at}
+        FROM json_to_recordset(${JSON.stringify(attempts)}::json) AS r(job_id text, attempt integer, outcome text, reported text, error text, log_tail text)
+        WHERE a.job_id = r.job_id AND a.attempt = r.attempt AND a.outcome = 'running'`.compile(tx.db),
+  );
+  // JSON values travel as text, so that a result of JSON null is stored as null, not as no result.
+  const jobs = finishes.map(({ lease, report, transition, error }) => ({
+    seq: lease.seq,
+    attempt: lease.attempt,
+    status: transition.status,
+    result: transition.status === "completed" ? JSON.stringify(report.result ?? null) : null,
+    error: error === null || transition.status === "canceled" ? null : JSON.stringify(errorWithoutNul(error)),
+    failure_reason: transition.failureReason,
+  }));
+  await tx.db.executeQuery(
+    sql`UPDATE jobs AS j SET status = r.status, result = r.result::json, error = r.error::json, failure_reason = r.failure_reason,
+          progress = CASE WHEN r.status = 'completed' THEN 100 ELSE j.progress END,
+          progress_message = CASE WHEN r.status = 'completed' THEN NULL ELSE j.progress_message END,
+          stall_at = NULL, lease_expires_at = NULL, finished_at = ${at}, updated_at = ${at}
+        FROM json_to_recordset(${JSON.stringify(jobs)}::json) AS r(seq bigint, attempt integer, status text, result text, error text, failure_reason text)
+        WHERE j.seq = r.seq AND j.status = 'running' AND j.attempt = r.attempt`.compile(tx.db),
+  );
+  await releaseDependents(
+    ctx,
+    tx,
+    finishes.filter((finish) => finish.transition.dependents === "release").map((finish) => finish.lease.id),
+    at,
+  );
+  for (const finish of finishes) if (finish.transition.dependents === "fail") await failDependents(tx, finish.lease.id, at);
+}
+
+/** Apply what the rules decided for a report of the current lease that does not finish its job (a retry), guarded by that lease. */
+async function requeue(ctx: PgContext, tx: Tx, lease: Lease, report: JobReport, transition: Transition): Promise<void> {
   const now = ctx.clock.now();
   const at = now.toISOString();
   const error = report.status === "failed" ? normalizeError(report.error) : null;
-  const { status, failureReason } = transition;
+  const { status } = transition;
   await endAttempt(tx, { jobId: lease.id, attempt: lease.attempt, outcome: transition.attemptOutcome ?? report.status, reported: report.status, error, logTail: report.logTail ?? null, at });
-  if (transition.finished) {
-    const completed = status === "completed";
-    await changed(
-      tx,
-      sql`UPDATE jobs SET status = ${status},
-            result = ${completed ? JSON.stringify(report.result ?? null) : null}::json,
-            error = ${error === null || status === "canceled" ? null : JSON.stringify(errorWithoutNul(error))}::json,
-            failure_reason = ${failureReason},
-            progress = CASE WHEN ${completed} THEN 100 ELSE progress END,
-            progress_message = CASE WHEN ${completed} THEN NULL ELSE progress_message END,
-            stall_at = NULL, lease_expires_at = NULL, finished_at = ${at}, updated_at = ${at}
-          WHERE seq = ${lease.seq} AND status = 'running' AND attempt = ${lease.attempt}`,
-    );
-    if (transition.dependents === "release") await releaseDependents(ctx, tx, [lease.id], at);
-    if (transition.dependents === "fail") await failDependents(tx, lease.id, at);
-    return { status, failureReason };
-  }
   const readyAt = transition.readyAt ?? now;
   await changed(
     tx,
@@ -54,18 +92,30 @@ async function apply(ctx: PgContext, tx: Tx, lease: Lease, report: JobReport, tr
           node_id = NULL, stall_at = NULL, lease_expires_at = NULL, updated_at = ${at}
         WHERE seq = ${lease.seq} AND status = 'running' AND attempt = ${lease.attempt}`,
   );
-  return { status, failureReason: null };
 }
 
 export async function reportResults(ctx: PgContext, tx: Tx, params: { nodeId: string; reports: JobReport[] }): Promise<ReportManyResult> {
   const ids = [...new Set(params.reports.map((report) => report.jobId))].sort();
+  // Each id looked up through its unique index, then the rows locked in seq order. (With
+  // `id = ANY(…)` the planner read the whole table for batches of 100 or more while its
+  // statistics were young: 10 ms for 100 ids at 20,000 jobs, against 0.5 ms so.)
   const rows = await rowsOf(
     tx,
-    sql<Lease>`SELECT seq, id, status, node_id, attempt, retry_count, max_retries, effective_priority, cancel_requested, type, priority, started_at
-               FROM jobs WHERE id = ANY(${ids}::text[]) ORDER BY seq FOR UPDATE`,
+    sql<Lease>`WITH wanted AS (
+                 SELECT j.seq FROM unnest(${ids}::text[]) AS u(id) CROSS JOIN LATERAL (SELECT seq FROM jobs WHERE jobs.id = u.id LIMIT 1) j
+               )
+               SELECT l.* FROM (SELECT seq FROM wanted ORDER BY seq OFFSET 0) w
+               CROSS JOIN LATERAL (
+                 SELECT seq, id, status, node_id, attempt, retry_count, max_retries, effective_priority, cancel_requested, type, priority, started_at
+                 FROM jobs WHERE jobs.seq = w.seq FOR UPDATE
+               ) l`,
   );
   const leases = new Map(rows.map((row) => [row.id, row]));
   const items: ReportOutcome[] = [];
+  const finishes: Finish[] = [];
+  // Attempts this batch ended, as job_attempts will read once the batch's writes are made.
+  const endedHere = new Map<string, HandOut>();
+  const now = ctx.clock.now();
   for (const report of params.reports) {
     const lease = leases.get(report.jobId);
     if (!lease) {
@@ -75,21 +125,29 @@ export async function reportResults(ctx: PgContext, tx: Tx, params: { nodeId: st
     const facts = factsOf(lease);
     let handed: HandOut | null = null;
     if (!isCurrentLease(facts, params.nodeId, report.attempt)) {
-      const [row] = await rowsOf(
-        tx,
-        sql<{ node_id: string; reported: string | null }>`SELECT node_id, reported FROM job_attempts WHERE job_id = ${lease.id} AND attempt = ${report.attempt}`,
-      );
-      handed = row ? { nodeId: row.node_id, reported: row.reported } : null;
+      handed = endedHere.get(`${lease.id}\u0000${report.attempt}`) ?? null;
+      if (handed === null) {
+        const [row] = await rowsOf(
+          tx,
+          sql<{ node_id: string; reported: string | null }>`SELECT node_id, reported FROM job_attempts WHERE job_id = ${lease.id} AND attempt = ${report.attempt}`,
+        );
+        handed = row ? { nodeId: row.node_id, reported: row.reported } : null;
+      }
     }
-    const now = ctx.clock.now();
     const decision = onReport(facts, handed, { ...report, nodeId: params.nodeId }, { now, retryDelayMs: ctx.policy.retryDelayMs });
     if (decision.verdict !== "accepted") {
       items.push({ jobId: report.jobId, verdict: decision.verdict });
       continue;
     }
-    const accepted = await apply(ctx, tx, lease, report, decision.transition);
+    const { transition } = decision;
+    if (transition.finished) {
+      finishes.push({ lease, report, transition, error: report.status === "failed" ? normalizeError(report.error) : null });
+    } else {
+      await requeue(ctx, tx, lease, report, transition);
+    }
     // The same job reported twice in one batch: the second sees what the first did.
-    leases.set(lease.id, { ...lease, status: accepted.status, node_id: accepted.status === "running" ? lease.node_id : isFinal(accepted.status) ? lease.node_id : null });
+    endedHere.set(`${lease.id}\u0000${lease.attempt}`, { nodeId: params.nodeId, reported: report.status });
+    leases.set(lease.id, { ...lease, status: transition.status, node_id: transition.status === "running" ? lease.node_id : isFinal(transition.status) ? lease.node_id : null });
     const startedAt = lease.started_at === null ? null : new Date(lease.started_at).getTime();
     items.push({
       jobId: report.jobId,
@@ -97,12 +155,13 @@ export async function reportResults(ctx: PgContext, tx: Tx, params: { nodeId: st
       effect: {
         type: lease.type,
         priority: priorityName(lease.priority),
-        status: accepted.status,
-        failureReason: accepted.failureReason,
+        status: transition.status,
+        failureReason: transition.finished ? transition.failureReason : null,
         runMs: startedAt === null ? null : Math.max(0, now.getTime() - startedAt),
       },
     });
   }
+  await finishAll(ctx, tx, finishes, now.toISOString());
   tx.mark({
     claimable: items.some((item) => item.verdict === "accepted"),
     scheduled: items.some((item) => item.effect?.status === "scheduled"),

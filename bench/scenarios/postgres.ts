@@ -1,0 +1,310 @@
+// `npm run bench -- --db postgres`: gaffer on PostgreSQL, each measurement on a fresh database
+// of its own (made and dropped on the bench's server), with one master and with two on the
+// same database; and graphile-worker on the same server in the same run, as the anchor.
+// 1. Submission: single POSTs (32 connections) and batches of 1000 (4 connections), those
+//    connections spread over the masters.
+// 2. Drain: queued no-op jobs through 2 worker processes (with two masters, each worker given
+//    both URLs, in opposite orders); graphile-worker's 2 processes drain as many, in its default
+//    mode and its fastest.
+// 3. Latency: from a submit's answer to the handler's start on an idle, long-polling worker: one
+//    master; two (the worker's claim on master B, the submit on A: the wake-up crosses masters
+//    through NOTIFY); two with the submits spread over both. And the cross-master wake-up at
+//    the API: a claim long-polling master B, a submit on A, time to the claim's answer.
+import { join } from "node:path";
+import autocannon from "autocannon";
+import {
+  call,
+  freshPgDatabase,
+  makeClients,
+  nowMs,
+  percentile,
+  pgRow,
+  sleep,
+  startNodeScript,
+  startPgMaster,
+  tempDir,
+  token,
+  type BenchDatabase,
+  type Credentials,
+  type Running,
+  type Settings,
+} from "../lib.js";
+
+type Metrics = Record<string, number>;
+
+interface PgCluster {
+  db: BenchDatabase;
+  dir: string;
+  credentials: Credentials;
+  masters: Running[];
+  stop(): Promise<void>;
+}
+
+/** A fresh database, migrated, with the bench's clients, and `count` masters on it. */
+async function pgCluster(count: 1 | 2): Promise<PgCluster> {
+  const db = await freshPgDatabase();
+  const masters: Running[] = [];
+  const stop = async () => {
+    await Promise.all(masters.map((master) => master.stop()));
+    await db.drop();
+  };
+  try {
+    const credentials = await makeClients({ databaseUrl: db.url });
+    for (let i = 0; i < count; i++) masters.push(await startPgMaster(db.url));
+    return { db, dir: tempDir(), credentials, masters, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+const mastersLabel = (count: number) => (count === 1 ? "1 master" : `${count} masters`);
+
+/** Bench worker processes; worker i is given every master's URL, starting from master i. */
+async function startWorkers(cluster: PgCluster, count: number, capacity: number, options: { ipc?: boolean; urls?: string[] } = {}): Promise<Running[]> {
+  const env = { GAFFER_CLIENT_ID: cluster.credentials.worker.id, GAFFER_CLIENT_SECRET: cluster.credentials.worker.secret };
+  const urls = options.urls ?? cluster.masters.map((master) => master.url);
+  return Promise.all(
+    Array.from({ length: count }, (_, i) => {
+      const rotated = [...urls.slice(i % urls.length), ...urls.slice(0, i % urls.length)].join(",");
+      const args = [rotated, `w${i}`, join(cluster.dir, `w${i}`), String(capacity), ...(options.ipc ? ["--ipc"] : [])];
+      return startNodeScript("worker.js", args, env, /listening on worker/);
+    }),
+  );
+}
+
+/** Queue `count` no-op jobs in batches of 1000, the batches dealt over the masters in turn. */
+async function fillSpread(cluster: PgCluster, accessToken: string, count: number): Promise<void> {
+  const batches = Math.ceil(count / 1000);
+  await Promise.all(
+    cluster.masters.map(async (master, m) => {
+      for (let b = m; b < batches; b += cluster.masters.length) {
+        const jobs = Array.from({ length: Math.min(1000, count - b * 1000) }, () => ({ type: "noop" }));
+        await call(master.url, accessToken, "POST", "/api/v1/jobs/batch", { jobs });
+      }
+    }),
+  );
+}
+
+async function loadAll(targets: string[], options: Omit<autocannon.Options, "url">, connections: number): Promise<{ ok: number; non2xx: number; p99: number }> {
+  const results = await Promise.all(
+    targets.map((url) => autocannon({ ...options, url, connections: Math.max(1, Math.round(connections / targets.length)), setupClient: undefined })),
+  );
+  return {
+    ok: results.reduce((sum, r) => sum + r["2xx"], 0),
+    non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
+    p99: Math.max(...results.map((r) => r.latency.p99)),
+  };
+}
+
+export async function pgSubmission(settings: Settings): Promise<Metrics> {
+  const durationS = settings.size === "full" ? 5 : 1;
+  const metrics: Metrics = {};
+  for (const count of [1, 2] as const) {
+    const cluster = await pgCluster(count);
+    try {
+      const auth = `Bearer ${await token(cluster.masters[0]?.url ?? "", cluster.credentials.client)}`;
+      const headers = { authorization: auth, "content-type": "application/json" };
+      const jobs = cluster.masters.map((master) => `${master.url}/api/v1/jobs`);
+      const body = JSON.stringify({ type: "noop", payload: { order: 42, customer: "acme" } });
+      const single = await loadAll(jobs, { method: "POST", headers, body, duration: durationS }, 32);
+      const batchBody = JSON.stringify({ jobs: Array.from({ length: 1000 }, (_, i) => ({ type: "noop", payload: { i } })) });
+      const batch = await loadAll(
+        jobs.map((url) => `${url}/batch`),
+        { method: "POST", headers, body: batchBody, duration: durationS },
+        4,
+      );
+      const label = mastersLabel(count);
+      metrics[`pg: submit single, ${label} (jobs/s, 32 connections)`] = single.ok / durationS;
+      metrics[`pg: submit single, ${label}: p99 (ms)`] = single.p99;
+      metrics[`pg: submit batch of 1000, ${label} (jobs/s)`] = (batch.ok * 1000) / durationS;
+      metrics[`pg: submit, ${label}: non-2xx answers`] = single.non2xx + batch.non2xx;
+    } finally {
+      await cluster.stop();
+    }
+  }
+  return metrics;
+}
+
+/** gaffer's drain of `jobs` queued no-op jobs through 2 worker processes: jobs/s, first claim to last result, and completions recorded per job. */
+export async function gafferDrain(count: 1 | 2, jobs: number): Promise<{ rate: number; recorded: number }> {
+  const cluster = await pgCluster(count);
+  try {
+    await fillSpread(cluster, await token(cluster.masters[0]?.url ?? "", cluster.credentials.client), jobs);
+    const workers = await startWorkers(cluster, 2, 500);
+    const deadline = Date.now() + 300_000;
+    while ((await pgRow<{ n: number }>(cluster.db.pool, "SELECT count(*)::int AS n FROM jobs WHERE status = 'completed'")).n < jobs) {
+      if (Date.now() > deadline) throw new Error("drain did not finish in 5 minutes");
+      await sleep(100);
+    }
+    const span = await pgRow<{ ms: number }>(
+      cluster.db.pool,
+      "SELECT extract(epoch FROM (SELECT max(finished_at) FROM jobs) - (SELECT min(started_at) FROM job_attempts))::float8 * 1000 AS ms",
+    );
+    const recorded = await pgRow<{ n: number }>(cluster.db.pool, "SELECT count(*)::int AS n FROM job_attempts WHERE outcome = 'completed'");
+    await Promise.all(workers.map((worker) => worker.stop()));
+    return { rate: jobs / (span.ms / 1000), recorded: recorded.n / jobs };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+export type GraphileMode = "default" | "fastest";
+
+/**
+ * graphile-worker's drain of `jobs` queued no-op jobs through 2 runner processes (concurrency
+ * 24, pools of 10 connections, graphile-worker's default), from the first task's start to the
+ * moment its jobs table is empty (every completion committed).
+ */
+export async function graphileDrain(mode: GraphileMode, jobs: number): Promise<number> {
+  const db = await freshPgDatabase();
+  const workers: Running[] = [];
+  try {
+    // Loaded only here: the SQLite bench never needs it.
+    const graphile = await import("graphile-worker");
+    const logger = new graphile.Logger(() => () => undefined);
+    await graphile.runMigrations({ connectionString: db.url, logger });
+    const utils = await graphile.makeWorkerUtils({ connectionString: db.url, logger });
+    try {
+      for (let done = 0; done < jobs; done += 1000) {
+        await utils.addJobs(Array.from({ length: Math.min(1000, jobs - done) }, () => ({ identifier: "noop", payload: {} })));
+      }
+    } finally {
+      await utils.release();
+    }
+    let first = Number.POSITIVE_INFINITY;
+    const ran = new Map<number, number>();
+    for (let i = 0; i < 2; i++) {
+      const worker = await startNodeScript("graphile-worker.js", [db.url, mode, "24", "10"], {}, /listening on graphile-worker/);
+      worker.proc.on("message", (message: { first?: number; ran?: number }) => {
+        if (message.first !== undefined) first = Math.min(first, message.first);
+        if (message.ran !== undefined) ran.set(i, message.ran);
+      });
+      workers.push(worker);
+    }
+    const deadline = Date.now() + 300_000;
+    const total = () => [...ran.values()].reduce((sum, n) => sum + n, 0);
+    // Coarse until the tasks have all run, then closely until the last completion is committed.
+    while (total() < jobs) {
+      if (Date.now() > deadline) throw new Error(`graphile-worker (${mode}) did not finish in 5 minutes`);
+      await sleep(20);
+    }
+    while ((await pgRow<{ left: boolean }>(db.pool, "SELECT EXISTS (SELECT 1 FROM graphile_worker._private_jobs) AS left")).left) {
+      if (Date.now() > deadline) throw new Error(`graphile-worker (${mode}) did not finish in 5 minutes`);
+      await sleep(2);
+    }
+    const ended = nowMs();
+    return jobs / ((ended - first) / 1000);
+  } finally {
+    await Promise.all(workers.map((worker) => worker.stop()));
+    await db.drop();
+  }
+}
+
+export async function pgDrain(settings: Settings): Promise<Metrics> {
+  const jobs = settings.size === "full" ? 20_000 : 300;
+  // gaffer with one master and graphile-worker's fastest side by side, so that their ratio
+  // meets the machine in one state; then two masters and graphile-worker's default mode.
+  const one = await gafferDrain(1, jobs);
+  const fastest = await graphileDrain("fastest", jobs);
+  const two = await gafferDrain(2, jobs);
+  const standard = await graphileDrain("default", jobs);
+  return {
+    "pg: drain, 1 master (jobs/s, 2 workers)": one.rate,
+    "pg: drain, 2 masters (jobs/s, 2 workers)": two.rate,
+    "graphile-worker, fastest mode (jobs/s, 2 processes)": fastest,
+    "graphile-worker, default mode (jobs/s, 2 processes)": standard,
+    "pg: drain, 1 master / graphile-worker fastest": one.rate / fastest,
+    "pg: drain, 2 masters / graphile-worker fastest": two.rate / fastest,
+    "pg: drain: completions recorded": Math.min(one.recorded, two.recorded),
+  };
+}
+
+/** Submits one job at a time (on `submitTo(i)`) to an idle worker long-polling its master; submit's answer → handler start, ms. */
+async function handlerLatencies(worker: Running, accessToken: string, count: number, submitTo: (i: number) => string): Promise<number[]> {
+  const started = new Map<string, number>();
+  const waiters = new Map<string, (at: number) => void>();
+  const onMessage = (message: { id: string; startedAt: number }) => {
+    started.set(message.id, message.startedAt);
+    waiters.get(message.id)?.(message.startedAt);
+  };
+  worker.proc.on("message", onMessage);
+  try {
+    const samples: number[] = [];
+    await sleep(300); // the worker's claim is waiting
+    for (let i = 0; i < count; i++) {
+      const job = await call<{ id: string }>(submitTo(i), accessToken, "POST", "/api/v1/jobs", { type: "noop", payload: { i } });
+      const answered = nowMs();
+      const handlerAt = started.get(job.id) ?? (await new Promise<number>((resolve) => waiters.set(job.id, resolve)));
+      // Started before its submitter read the answer: no wait at all, counted as 0.
+      samples.push(Math.max(0, handlerAt - answered));
+      await sleep(20); // the worker reports and long-polls again
+    }
+    return samples;
+  } finally {
+    worker.proc.off("message", onMessage);
+  }
+}
+
+/** A node of the bench's worker client on `claimOn`, claiming with a long poll there while each job is submitted on `submitOn`: submit's answer → claim's answer, ms. */
+async function claimWakeups(cluster: PgCluster, claimOn: string, submitOn: string, count: number): Promise<number[]> {
+  const workerToken = await token(claimOn, cluster.credentials.worker);
+  const clientToken = await token(submitOn, cluster.credentials.client);
+  // Its own job type, which the bench worker processes do not run.
+  const node = await call<{ id: string }>(claimOn, workerToken, "POST", "/api/v1/nodes", { name: "wake-up-probe", capacity: 1, types: ["wake"] });
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    let answeredAt = 0;
+    const claim = call<{ items: { id: string; attempt: number }[] }>(claimOn, workerToken, "POST", `/api/v1/nodes/${node.id}/claim`, { max: 1, wait_s: 10 }).then(
+      (answer) => {
+        answeredAt = nowMs();
+        return answer;
+      },
+    );
+    await sleep(20); // the claim is waiting on its master
+    const job = await call<{ id: string }>(submitOn, clientToken, "POST", "/api/v1/jobs", { type: "wake", payload: { i } });
+    const submitted = nowMs();
+    const { items } = await claim;
+    const item = items[0];
+    if (item?.id !== job.id) throw new Error(`the claim on the other master was answered with ${item?.id ?? "nothing"}, not ${job.id}`);
+    samples.push(Math.max(0, answeredAt - submitted));
+    await call(claimOn, workerToken, "POST", `/api/v1/jobs/${item.id}/complete`, { node_id: node.id, attempt: item.attempt, result: null });
+  }
+  return samples;
+}
+
+export async function pgLatency(settings: Settings): Promise<Metrics> {
+  const count = settings.size === "full" ? 300 : 20;
+  const metrics: Metrics = {};
+  const put = (name: string, samples: number[]) => {
+    metrics[`${name} p50 (ms)`] = percentile(samples, 50);
+    metrics[`${name} p99 (ms)`] = percentile(samples, 99);
+  };
+  const single = await pgCluster(1);
+  try {
+    const [a] = single.masters;
+    if (!a) throw new Error("no master");
+    const [worker] = await startWorkers(single, 1, 1, { ipc: true });
+    if (!worker) throw new Error("no worker");
+    put("pg: dispatch latency, 1 master:", await handlerLatencies(worker, await token(a.url, single.credentials.client), count, () => a.url));
+    await worker.stop();
+  } finally {
+    await single.stop();
+  }
+  const pair = await pgCluster(2);
+  try {
+    const [a, b] = pair.masters;
+    if (!a || !b) throw new Error("no masters");
+    // The worker knows both and uses B, its first.
+    const [worker] = await startWorkers(pair, 1, 1, { ipc: true, urls: [b.url, a.url] });
+    if (!worker) throw new Error("no worker");
+    const auth = await token(a.url, pair.credentials.client);
+    put("pg: cross-master wake-up, submit on A → handler start on B's worker:", await handlerLatencies(worker, auth, count, () => a.url));
+    put("pg: dispatch latency, 2 masters, submits spread over both:", await handlerLatencies(worker, auth, count, (i) => (i % 2 === 0 ? a.url : b.url)));
+    await worker.stop();
+    put("pg: cross-master wake-up, submit on A → claim answered on B:", await claimWakeups(pair, b.url, a.url, count));
+  } finally {
+    await pair.stop();
+  }
+  return metrics;
+}
