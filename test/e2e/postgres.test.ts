@@ -32,6 +32,7 @@ describe.runIf(havePostgres)("gaffer on PostgreSQL", () => {
       expect.objectContaining({ version: 1, name: "init", state: "applied" }),
       expect.objectContaining({ version: 2, name: "rate_limits", state: "applied" }),
       expect.objectContaining({ version: 3, name: "fair_share", state: "applied" }),
+      expect.objectContaining({ version: 4, name: "count_per_statement", state: "applied" }),
     ]);
 
     const made = await runGaffer(["clients", "create", "--database-url", url, "--name", "admin", "--role", "admin", "--json"]);

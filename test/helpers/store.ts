@@ -81,9 +81,13 @@ export function openSqliteTestStore(options: TestStoreOptions = {}): SqliteTestS
     policy,
     path,
     async query(text, params = []) {
-      const db = new Database(path, { readonly: true });
+      // As an operator's sqlite3 beside the master: a write waits its turn (busy timeout).
+      const db = new Database(path, { timeout: 5000 });
       try {
-        return db.prepare(text).all(...params) as Record<string, unknown>[];
+        const statement = db.prepare(text);
+        if (statement.reader) return statement.all(...params) as Record<string, unknown>[];
+        statement.run(...params);
+        return [];
       } finally {
         db.close();
       }

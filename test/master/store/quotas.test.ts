@@ -79,6 +79,26 @@ describe.each(dialects)("quotas ($name)", (dialect) => {
     expect(await submitAtMost(3)).toMatchObject({ ok: false, unfinished: 3 });
   });
 
+  it("counts every client's jobs right through one statement that changes many of them, and through a delete", async () => {
+    const counts = async () =>
+      Object.fromEntries(
+        (await t.query("SELECT client_id, unfinished FROM client_job_counts ORDER BY client_id")).map((row) => [row.client_id, Number(row.unfinished)]),
+      );
+    await t.store.jobs.submit([jobParams(), jobParams(), jobParams()], { batch: true });
+    await t.store.jobs.submit([jobParams({ clientId: "client-b" }), jobParams({ clientId: "client-b" })], { batch: true });
+    expect(await counts()).toEqual({ "client-a": 3, "client-b": 2 });
+    // One bulk cancel (one UPDATE) across both clients, then a retry of all of them.
+    const bulk = { filter: { status: "pending" as const }, max: 100, actor: null, shownFilter: {} };
+    expect((await t.store.jobs.cancelMatching(bulk)).changed).toBe(5);
+    expect(await counts()).toEqual({ "client-a": 0, "client-b": 0 });
+    expect((await t.store.jobs.retryMatching({ ...bulk, filter: { status: "canceled" } })).changed).toBe(5);
+    expect(await counts()).toEqual({ "client-a": 3, "client-b": 2 });
+    // An operator deletes unfinished jobs by hand.
+    await t.query("DELETE FROM job_attempts");
+    await t.query("DELETE FROM jobs WHERE client_id = ?", ["client-b"]);
+    expect(await counts()).toEqual({ "client-a": 3, "client-b": 0 });
+  });
+
   it("lets a repeated idempotency key through at the limit: it adds no job", async () => {
     const first = await submitAtMost(1, [{ idempotencyKey: "order-42" }]);
     expect(first.ok).toBe(true);
