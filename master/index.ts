@@ -177,6 +177,11 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   const log = logger ?? createLogger({ level: config.logLevel });
   const startedAt = clock.now();
 
+  // The metric is made once the store is open; a rate limit counts only after that.
+  let countRateLimitFallback = (): void => undefined;
+  const logRateLimitFallback = throttled(60_000, (message: string) =>
+    log.warn({ event: "rate_limits.fallback", err: message }, "PostgreSQL: a shared rate limit failed or was late; this master counts in its own memory (gaffer_rate_limit_fallbacks_total)"),
+  );
   const store = await (wiring.openStore ?? openStore)({
     config,
     clock,
@@ -193,10 +198,15 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     onLeadLost: (message: string) => log.warn({ event: "lead.lost", err: message }, "PostgreSQL: this master no longer runs the sweepers (its lock's connection failed); another takes over"),
     // Checked by the leader itself, at least as often as the sweepers run (API.md §12).
     leadCheckMs: Math.min(config.sweepIntervalS * 1000, DEFAULT_LEAD_CHECK_MS),
+    onRateLimitFallback: (error: unknown) => {
+      countRateLimitFallback();
+      logRateLimitFallback((error as Error | undefined)?.message ?? String(error));
+    },
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();
   const metrics = new Metrics({ readQueueStats: () => store.jobs.stats(), maxTypes: config.metricsMaxTypes });
+  countRateLimitFallback = () => metrics.rateLimitFallbacks.inc();
   const dispatcher = new Dispatcher({ jobs: store.jobs, nodes: store.nodes, canDispatch: () => modes.allowsDispatch });
   // Nodes can report from the moment the master listens (opening and checking a big database
   // can take seconds, which must not eat their grace), and again from the end of each

@@ -93,6 +93,37 @@ describe.each(dialects)("rate limits ($name)", (dialect) => {
     await expect(limiter.delete("c")).resolves.toBeDefined();
   });
 
+  it.runIf(dialect.name === "postgres")("counts in memory at once, and says so, while the database does not answer at all", async () => {
+    t = await dialect.open();
+    proxy = await startTcpProxy(TEST_DATABASE_URL);
+    const fallbacks: string[] = [];
+    const cutOff = await t.reopen({ url: proxy.url, onRateLimitFallback: (error) => fallbacks.push((error as Error).message) });
+    others.push(cutOff);
+    const limiter = cutOff.rateLimits.limiter({ keyPrefix: "client", points: 2, durationS: 60 });
+    expect(await take(limiter, "c")).toBe("ok");
+    expect(fallbacks).toEqual([]);
+    // A silent network: the pool's connections stay open and nothing comes back, new ones included.
+    proxy.holdNew();
+    proxy.freeze();
+    expect(await takeMany(limiter, "c", 3)).toEqual(["ok", "ok", "refused"]);
+    await expect(limiter.reward("c", 1)).resolves.toBeDefined();
+    expect(fallbacks).toEqual(Array(4).fill("Operation timed out"));
+    // Its statements are left to the pool's timeouts; the store closes without them.
+    await proxy.close();
+  });
+
+  it.runIf(dialect.name === "postgres")("says so when the shared counter fails outright (its table gone), counting in memory", async () => {
+    t = await dialect.open();
+    const fallbacks: string[] = [];
+    const store = await t.reopen({ onRateLimitFallback: (error) => fallbacks.push((error as Error).message) });
+    others.push(store);
+    await t.query("DROP TABLE rate_limits");
+    const limiter = store.rateLimits.limiter({ keyPrefix: "client", points: 1, durationS: 60 });
+    expect(await takeMany(limiter, "c", 2)).toEqual(["ok", "refused"]);
+    expect(fallbacks).toHaveLength(2);
+    expect(fallbacks[0]).toMatch(/rate_limits/);
+  });
+
   it("forgets the counters whose window ended", async () => {
     t = await dialect.open();
     const limiter = t.store.rateLimits.limiter({ keyPrefix: "test", points: 5, durationS: 60 });
