@@ -261,6 +261,22 @@ function droppingTimedOut(pool: pg.Pool): PostgresPool {
   };
 }
 
+/** How long a connection of its own (the lock's, LISTEN's) is given to say goodbye when closed. */
+export const CLOSE_TIMEOUT_MS = 1_000;
+
+/**
+ * End a client of its own (not the pool's): the server is told goodbye, and if that is not
+ * over within `ms` (the network went silent: the goodbye is never acknowledged), its socket
+ * is dropped. Never throws.
+ */
+export async function endClient(client: pg.Client, ms = CLOSE_TIMEOUT_MS): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), ms)));
+  const ended = await Promise.race([client.end().then(() => "ended", () => "ended"), late]);
+  clearTimeout(timer);
+  if (ended === "late") (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+}
+
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }

@@ -48,6 +48,19 @@ describe.skipIf(postgres === undefined)("a master that loses its PostgreSQL", ()
     expect((await store.jobs.get(job.id))?.status).toBe("pending");
   });
 
+  it("closes without waiting on a database gone silent (the master's shutdown does not hang)", async () => {
+    const store = cutOff as Store;
+    await register(store);
+    expect(await store.leads()).toBe(true);
+    proxy.holdNew();
+    proxy.freeze();
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<string>((resolve) => (timer = setTimeout(() => resolve("hung"), 15_000)));
+    expect(await Promise.race([store.close().then(() => "closed"), hung])).toBe("closed");
+    clearTimeout(timer);
+    cutOff = undefined;
+  }, 30_000);
+
   it("leaves no connection behind when it closes while its listener is connecting again", async () => {
     await proxy.cut();
     await proxy.restore({ hold: true });
