@@ -227,14 +227,19 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   // What a commit changed (on this master or, on PostgreSQL, another) wakes who waits for it:
   // claims, the promoter, the scheduler, result waiters; revoked tokens and the mode an admin
   // set hold here too (API.md §8, §12).
-  const waiters = new JobWaiters();
+  const waiters = new JobWaiters({
+    finalAmong: (ids) => store.jobs.finalAmong(ids),
+    onRecheckError: throttled(60_000, (error: unknown) =>
+      log.warn({ err: (error as Error | undefined)?.message }, "could not look up the jobs waited on after missed commits; trying again"),
+    ),
+  });
   const unsubscribe = store.onCommitted((change) => {
     if (change.claimable) dispatcher.notify();
     if (change.scheduled) promoter.poke();
     if (change.schedules) scheduler.poke();
     if (change.finished.length > 0) waiters.finished(change.finished);
-    // Which jobs finished while notices went unheard is not known: each waiter looks at its own.
-    if (change.missed) waiters.recheck();
+    // Which jobs finished while notices went unheard is not known: one query looks them all up.
+    if (change.missed) void waiters.recheck();
     if (change.revoked) auth.tokens?.forgetAll();
     if (change.settings) {
       void modes.reload().then(
