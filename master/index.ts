@@ -177,6 +177,11 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   const log = logger ?? createLogger({ level: config.logLevel });
   const startedAt = clock.now();
 
+  // The metric is made once the store is open; a rate limit counts only after that.
+  let countRateLimitFallback = (): void => undefined;
+  const logRateLimitFallback = throttled(60_000, (message: string) =>
+    log.warn({ event: "rate_limits.fallback", err: message }, "PostgreSQL: a shared rate limit failed or was late; this master counts in its own memory (gaffer_rate_limit_fallbacks_total)"),
+  );
   const store = await (wiring.openStore ?? openStore)({
     config,
     clock,
@@ -193,6 +198,10 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     onLeadLost: (message: string) => log.warn({ event: "lead.lost", err: message }, "PostgreSQL: this master no longer runs the sweepers (its lock's connection failed); another takes over"),
     // Checked by the leader itself, at least as often as the sweepers run (API.md §12).
     leadCheckMs: Math.min(config.sweepIntervalS * 1000, DEFAULT_LEAD_CHECK_MS),
+    onRateLimitFallback: (error: unknown) => {
+      countRateLimitFallback();
+      logRateLimitFallback((error as Error | undefined)?.message ?? String(error));
+    },
   });
   const modes = new ModeController(store, clock, log);
   await modes.load();
@@ -206,6 +215,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     );
   }
   const metrics = new Metrics({ readQueueStats: () => store.jobs.stats(), maxTypes: config.metricsMaxTypes });
+  countRateLimitFallback = () => metrics.rateLimitFallbacks.inc();
   const dispatcher = new Dispatcher({ jobs: store.jobs, nodes: store.nodes, canDispatch: () => modes.allowsDispatch });
   // Nodes can report from the moment the master listens (opening and checking a big database
   // can take seconds, which must not eat their grace), and again from the end of each
@@ -226,14 +236,19 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   // What a commit changed (on this master or, on PostgreSQL, another) wakes who waits for it:
   // claims, the promoter, the scheduler, result waiters; revoked tokens and the mode an admin
   // set hold here too (API.md §8, §12).
-  const waiters = new JobWaiters();
+  const waiters = new JobWaiters({
+    finalAmong: (ids) => store.jobs.finalAmong(ids),
+    onRecheckError: throttled(60_000, (error: unknown) =>
+      log.warn({ err: (error as Error | undefined)?.message }, "could not look up the jobs waited on after missed commits; trying again"),
+    ),
+  });
   const unsubscribe = store.onCommitted((change) => {
     if (change.claimable) dispatcher.notify();
     if (change.scheduled) promoter.poke();
     if (change.schedules) scheduler.poke();
     if (change.finished.length > 0) waiters.finished(change.finished);
-    // Which jobs finished while notices went unheard is not known: each waiter looks at its own.
-    if (change.missed) waiters.recheck();
+    // Which jobs finished while notices went unheard is not known: one query looks them all up.
+    if (change.missed) void waiters.recheck();
     if (change.revoked) auth.tokens?.forgetAll();
     if (change.settings) {
       void modes.reload().then(

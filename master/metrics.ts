@@ -58,6 +58,7 @@ export class Metrics {
   readonly tokensIssued: Counter;
   readonly invalidTokens: Counter<"reason">;
   readonly rateLimited: Counter<"kind">;
+  readonly rateLimitFallbacks: Counter;
 
   private readonly types: TypeLabels;
   private statsAt = 0;
@@ -115,6 +116,12 @@ export class Metrics {
       name: "gaffer_rate_limited_total",
       help: "Requests refused by a rate limit (requests, logins)",
       labelNames: ["kind"],
+      registers,
+    });
+
+    this.rateLimitFallbacks = new Counter({
+      name: "gaffer_rate_limit_fallbacks_total",
+      help: "Rate-limit counts made in this master's memory because the shared counter (PostgreSQL) failed or was late",
       registers,
     });
 

@@ -73,20 +73,14 @@ export class LoginLimiter {
 
   /**
    * Count this attempt, before its secret is checked: throws RateLimitedError when the
-   * client id from this address, or the address, has no attempts left.
+   * address, or the client id from this address, has no attempts left. The address is
+   * counted first and the pair only if the address passed: an address past its limit that
+   * varies the client id adds no counter (a row on PostgreSQL) per request.
    */
   async attempt(clientId: string, address: string): Promise<void> {
     const keys = this.keys(clientId, address);
-    const results = await Promise.allSettled([this.byClientAddress.consume(keys.pair), this.byAddress.consume(keys.address)]);
-    const refusals: RateLimiterRes[] = [];
-    for (const result of results) {
-      if (result.status === "fulfilled") continue;
-      if (!(result.reason instanceof RateLimiterRes)) throw result.reason;
-      refusals.push(result.reason);
-    }
-    if (refusals.length === 0) return;
-    const retryAfterS = Math.max(1, Math.ceil(Math.max(...refusals.map((res) => res.msBeforeNext)) / 1000));
-    throw new RateLimitedError(`too many failed logins; try again in ${retryAfterS} s`, retryAfterS);
+    await counted(this.byAddress.consume(keys.address));
+    await counted(this.byClientAddress.consume(keys.pair));
   }
 
   /** The secret was right: the attempt is refunded, and this pair's failures are forgotten (not the address's). */
@@ -99,6 +93,17 @@ export class LoginLimiter {
   async refund(clientId: string, address: string): Promise<void> {
     const keys = this.keys(clientId, address);
     await Promise.all([this.byClientAddress.reward(keys.pair, 1), this.byAddress.reward(keys.address, 1)]);
+  }
+}
+
+/** A limiter's refusal as RateLimitedError. */
+async function counted(consumed: Promise<RateLimiterRes>): Promise<void> {
+  try {
+    await consumed;
+  } catch (rejection) {
+    if (!(rejection instanceof RateLimiterRes)) throw rejection;
+    const retryAfterS = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
+    throw new RateLimitedError(`too many failed logins; try again in ${retryAfterS} s`, retryAfterS);
   }
 }
 

@@ -2,11 +2,22 @@
 // commit says the job reached a final state (Store.onCommitted's `finished`), or when its
 // wait ends, or when it goes away. Nothing polls the database while they wait: a thousand
 // idle waiters are a thousand timers. When commits may have gone unheard (the PostgreSQL
-// store's LISTEN connection was lost and made again, Committed.missed), every waiter is
-// told to look at its job again: it answers if the job finished meanwhile, else waits on.
+// store's LISTEN connection was lost and made again, Committed.missed), the jobs waited on
+// are looked up in one query: the callers of those that finished meanwhile answer, the
+// others wait on.
 
-/** How a wait ended: its job finished, it should look again (it may have), or it ended otherwise (time, caller gone, shutdown). */
-export type WaitEnd = "finished" | "recheck" | "ended";
+/** How a wait ended: its job finished, or it ended otherwise (time, caller gone, shutdown). */
+export type WaitEnd = "finished" | "ended";
+
+/** A lookup that failed (the database gone again) is tried again after this, while anyone waits. */
+const RECHECK_RETRY_MS = 1_000;
+
+export interface JobWaitersParams {
+  /** Of these jobs, the ones final or gone (Store.jobs.finalAmong). */
+  finalAmong: (ids: readonly string[]) => Promise<string[]>;
+  /** A lookup after missed commits failed; it is tried again. */
+  onRecheckError?: (error: unknown) => void;
+}
 
 /** One caller's wait. */
 export interface JobWait {
@@ -18,6 +29,11 @@ export interface JobWait {
 export class JobWaiters {
   private readonly waiting = new Map<string, Set<(end: WaitEnd) => void>>();
   private closed = false;
+  private rechecking: Promise<void> | undefined;
+  private recheckAgain = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly params: JobWaitersParams) {}
 
   /** How many callers wait now. */
   get size(): number {
@@ -55,14 +71,48 @@ export class JobWaiters {
     }
   }
 
-  /** Commits may have gone unheard: every caller looks at its job again. */
-  recheck(): void {
-    for (const set of [...this.waiting.values()]) for (const settle of [...set]) settle("recheck");
+  /**
+   * Commits may have gone unheard: the jobs waited on now are looked up at once, and the
+   * callers of those that finished answer. One lookup at a time; asked again meanwhile, one
+   * more follows it. Resolves once looked up (or the lookup failed: tried again in a second).
+   */
+  recheck(): Promise<void> {
+    if (this.rechecking) {
+      this.recheckAgain = true;
+      return this.rechecking;
+    }
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.rechecking = this.lookUp().finally(() => {
+      this.rechecking = undefined;
+      if (this.recheckAgain) {
+        this.recheckAgain = false;
+        void this.recheck();
+      }
+    });
+    return this.rechecking;
+  }
+
+  private async lookUp(): Promise<void> {
+    const ids = [...this.waiting.keys()];
+    if (ids.length === 0 || this.closed) return;
+    try {
+      this.finished(await this.params.finalAmong(ids));
+    } catch (error) {
+      this.params.onRecheckError?.(error);
+      if (this.closed) return;
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        if (this.waiting.size > 0) void this.recheck();
+      }, RECHECK_RETRY_MS);
+      this.retryTimer.unref();
+    }
   }
 
   /** Shutdown: every caller answers now, with the job as it is. */
   close(): void {
     this.closed = true;
+    clearTimeout(this.retryTimer);
     for (const set of [...this.waiting.values()]) for (const settle of [...set]) settle("ended");
   }
 }

@@ -45,6 +45,8 @@ export interface OpenStoreParams {
   onLeadLost?: (message: string) => void;
   /** PostgreSQL: how often the master that runs the sweepers checks its lock by itself (default 5 s). */
   leadCheckMs?: number;
+  /** PostgreSQL: a shared rate limit's counter failed or was late; this master counted in its memory. */
+  onRateLimitFallback?: (error: unknown) => void;
 }
 
 /**
@@ -52,9 +54,9 @@ export interface OpenStoreParams {
  * database URL, else the SQLite file (its folder made 0700 and the file 0600 if need be).
  */
 export async function openStore(params: OpenStoreParams): Promise<Store> {
-  const { config, serving = false, onCheckpointError: _checkpoint, onReaderError: _reader, onListenError, onLeadLost, leadCheckMs, ...rest } = params;
+  const { config, serving = false, onCheckpointError: _checkpoint, onReaderError: _reader, onListenError, onLeadLost, leadCheckMs, onRateLimitFallback, ...rest } = params;
   if (config.databaseUrl !== undefined) {
-    return openPostgresStore({ ...rest, url: config.databaseUrl, onListenError, onLeadLost, leadCheckMs });
+    return openPostgresStore({ ...rest, url: config.databaseUrl, onListenError, onLeadLost, leadCheckMs, onRateLimitFallback });
   }
   if (config.db !== ":memory:") makePrivateDir(dirname(config.db));
   return openSqliteStore({
@@ -80,7 +82,7 @@ export interface MigrateStoreResult {
 /** Apply the pending migrations (none with `statusOnly`), then answer each one's state. */
 export async function migrateStore(config: StoreConfig, options: { statusOnly?: boolean } = {}): Promise<MigrateStoreResult> {
   if (config.databaseUrl !== undefined) {
-    const db = new PostgresDatabase({ url: config.databaseUrl, max: 1 });
+    const db = new PostgresDatabase({ url: config.databaseUrl, max: 1, queryTimeoutMs: 0 });
     try {
       if (options.statusOnly) return { applied: [], statuses: await postgresMigrationStatus(db) };
       const result = await migratePostgres(db);

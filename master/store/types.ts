@@ -291,6 +291,8 @@ export interface JobStore {
   /** All or nothing: one unknown dependency stores none of them. */
   submit(jobs: SubmitJobParams[], options?: SubmitOptions): Promise<SubmitOutcome>;
   get(id: string): Promise<Job | undefined>;
+  /** Of these jobs, the ones in a final state or gone (what waiters that may have missed a commit look up, in one query). */
+  finalAmong(ids: readonly string[]): Promise<string[]>;
   list(params: ListJobsParams): Promise<Page<Job>>;
   /** The job's history, oldest first: its submission and attempts, and the audit rows about it. */
   events(params: PageParams & { jobId: string }): Promise<Page<JobEvent>>;

@@ -8,3 +8,5 @@ CREATE UNLOGGED TABLE rate_limits (
   points integer NOT NULL DEFAULT 0,
   expire bigint
 );
+-- The cleanup (deleteExpired) takes the expired counters a batch at a time, by expire.
+CREATE INDEX rate_limits_expire ON rate_limits (expire);

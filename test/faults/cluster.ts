@@ -50,6 +50,8 @@ export class Cluster {
   readonly masters: (MasterProcess | undefined)[];
   private readonly workers = new Map<string, GafferProcess>();
   private accessToken: string | undefined;
+  /** Set by stopAll(): submit() stops retrying. */
+  private stopped = false;
 
   private constructor(
     readonly ports: number[],
@@ -158,6 +160,7 @@ export class Cluster {
   }
 
   async stopAll(): Promise<void> {
+    this.stopped = true;
     for (const name of [...this.workers.keys()]) await this.killWorker(name);
     for (let index = 0; index < this.masters.length; index++) await this.killMaster(index);
   }
@@ -175,17 +178,30 @@ export class Cluster {
     return answer;
   }
 
+  /**
+   * The admin's access token, issued by the master at `url` (any master of the cluster: they
+   * share the signing secret); undefined when it does not answer. Kept for later calls.
+   */
+  async adminToken(url = this.url): Promise<string | undefined> {
+    if (this.accessToken) return this.accessToken;
+    try {
+      const issued = await fetch(`${url}/api/v1/auth/token`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ client_id: this.admin.id, client_secret: this.admin.secret }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      if (!issued.ok) return undefined;
+      this.accessToken = ((await issued.json()) as { access_token: string }).access_token;
+      return this.accessToken;
+    } catch {
+      return undefined;
+    }
+  }
+
   private async callOne<T>(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T } | undefined> {
     try {
-      if (!this.accessToken) {
-        const issued = await fetch(`${url}/api/v1/auth/token`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ client_id: this.admin.id, client_secret: this.admin.secret }),
-        });
-        if (!issued.ok) return undefined;
-        this.accessToken = ((await issued.json()) as { access_token: string }).access_token;
-      }
+      if (!(await this.adminToken(url))) return undefined;
       const response = await fetch(`${url}${path}`, {
         method,
         headers: { authorization: `Bearer ${this.accessToken}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
@@ -202,6 +218,8 @@ export class Cluster {
   /**
    * Submit `count` jobs in batches, each with an idempotency key, retrying every batch
    * until the master acknowledges it: a retry after a lost answer creates nothing new.
+   * Once stopAll() was called (a test that failed meanwhile, its cleanup under way) it stops
+   * retrying and answers the ids acknowledged so far (not throwing: nobody may await it then).
    */
   async submit(count: number, options: { prefix?: string; batch?: number; requires?: string[] } = {}): Promise<string[]> {
     const prefix = options.prefix ?? "job";
@@ -215,6 +233,7 @@ export class Cluster {
         ...(options.requires ? { requires: options.requires } : {}),
       }));
       for (;;) {
+        if (this.stopped) return ids;
         const answer = await this.call<{ items: { id: string }[] }>("POST", "/api/v1/jobs/batch", { jobs });
         if (answer?.status === 201) {
           ids.push(...answer.body.items.map((job) => job.id));

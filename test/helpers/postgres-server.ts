@@ -3,7 +3,7 @@
 // database, as the masters see it) without touching the server every other test uses.
 // It needs Debian's server binaries (package postgresql); run as root, the server runs as
 // the `postgres` user, as Debian's own clusters do.
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { chownSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -28,6 +28,12 @@ export function havePostgresServer(skipped: string): boolean {
   return haveTool(join(binaries() ?? "/usr/lib/postgresql/N/bin", "initdb"), skipped, "install Debian's postgresql (apt-get install postgresql)");
 }
 
+/** Servers started and not destroyed: stopped when the test process exits, however it exits. */
+const running = new Set<PostgresServer>();
+process.on("exit", () => {
+  for (const server of running) server.destroySync();
+});
+
 export class PostgresServer {
   private constructor(
     private readonly bin: string,
@@ -48,11 +54,18 @@ export class PostgresServer {
     if (process.getuid?.() === 0) chownSync(dir, ...owner());
     const server = new PostgresServer(bin, dir, await freePort());
     await server.as("initdb", ["-D", join(dir, "data"), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]);
-    await server.start();
+    try {
+      await server.start();
+    } catch (error) {
+      // pg_ctl may give up waiting on a server that still comes up: none is left behind.
+      await server.destroy();
+      throw error;
+    }
     return server;
   }
 
   async start(): Promise<void> {
+    running.add(this);
     const options = `-p ${this.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${this.dir} -c fsync=off`;
     await this.as("pg_ctl", ["-D", join(this.dir, "data"), "-l", join(this.dir, "server.log"), "-o", options, "-w", "start"]);
   }
@@ -64,14 +77,33 @@ export class PostgresServer {
 
   /** Stop it for good (its directory goes with the test's temporary directories). */
   async destroy(): Promise<void> {
-    await this.as("pg_ctl", ["-D", join(this.dir, "data"), "-m", "immediate", "-w", "stop"]).catch(() => undefined);
+    await this.as("pg_ctl", this.immediateStop()).catch(() => undefined);
+    running.delete(this);
+  }
+
+  /** destroy(), for the process's exit hook (where nothing asynchronous runs). */
+  destroySync(): void {
+    try {
+      execFileSync(...this.command("pg_ctl", this.immediateStop()), { timeout: 30_000, stdio: "ignore" });
+    } catch {
+      // Not running, or gone already.
+    }
+    running.delete(this);
+  }
+
+  /** pg_ctl's arguments to stop at once, as a crash would (no checkpoint). */
+  private immediateStop(): string[] {
+    return ["-D", join(this.dir, "data"), "-m", "immediate", "-w", "stop"];
+  }
+
+  /** The program and its arguments: initdb and the server refuse to run as root, so as postgres then. */
+  private command(program: string, args: string[]): [string, string[]] {
+    const path = join(this.bin, program);
+    return process.getuid?.() === 0 ? ["runuser", ["-u", "postgres", "--", path, ...args]] : [path, args];
   }
 
   private async as(program: string, args: string[]): Promise<void> {
-    const path = join(this.bin, program);
-    // initdb and the server refuse to run as root.
-    const [command, argv] = process.getuid?.() === 0 ? ["runuser", ["-u", "postgres", "--", path, ...args]] : [path, args];
-    await run(command, argv, { timeout: 60_000 });
+    await run(...this.command(program, args), { timeout: 60_000 });
   }
 }
 

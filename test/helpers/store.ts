@@ -27,8 +27,11 @@ export interface TestStore {
   path: string;
   /** Raw SQL against the store's database, for checks of what it wrote (SQL both dialects read alike). */
   query(text: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
-  /** Another store on the same database (a restart, or a second master); PostgreSQL: `url` reaches the server another way (a proxy). */
-  reopen(options?: { url?: string }): Promise<Store>;
+  /**
+   * Another store on the same database (a restart, or a second master); PostgreSQL: `url` reaches
+   * the server another way (a proxy), `onRateLimitFallback` hears its limits fall back to memory.
+   */
+  reopen(options?: { url?: string; onRateLimitFallback?: (error: unknown) => void }): Promise<Store>;
 }
 
 export interface TestStoreOptions {
@@ -122,8 +125,8 @@ const postgres: Dialect = {
     // Each test store a schema of its own: emptied from the pool of this test file's, or new (postgres-schemas.ts).
     const schema = await takeSchema(TEST_DATABASE_URL);
     const generation = schema.generation;
-    const open = async (url = TEST_DATABASE_URL) => {
-      const store = await openPostgresStore({ url, schema: schema.name, clock, policy, poolSize: 4 });
+    const open = async (url = TEST_DATABASE_URL, onRateLimitFallback?: (error: unknown) => void) => {
+      const store = await openPostgresStore({ url, schema: schema.name, clock, policy, poolSize: 4, onRateLimitFallback });
       const close = store.close.bind(store);
       let closed = false;
       store.close = async () => {
@@ -155,7 +158,7 @@ const postgres: Dialect = {
       reopen: async (reopening = {}) => {
         useSchema(schema, generation);
         try {
-          return await open(reopening.url);
+          return await open(reopening.url, reopening.onRateLimitFallback);
         } catch (error) {
           releaseSchema(schema);
           throw error;

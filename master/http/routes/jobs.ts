@@ -33,23 +33,19 @@ const SUBMITTERS = ["admin", "client"] as const;
 /** A payload over GAFFER_MAX_PAYLOAD_BYTES is refused with 413, naming the field. */
 /**
  * Resolves once the job is final or `waitMs` has passed: woken by the commit that finished
- * it, or told to look again when commits may have gone unheard (then it waits on for what
- * is left of `waitMs`).
+ * it, or by the lookup of every waited job after commits may have gone unheard. The wait
+ * is registered before the read, so that a finish between the two is not missed, and is
+ * let go however this ends (a read that throws too).
  */
 async function waitForFinal(deps: HttpDeps, jobId: string, waitMs: number, signal: AbortSignal | undefined): Promise<void> {
-  const endsAt = performance.now() + waitMs;
-  for (;;) {
-    const waiting = deps.waiters.wait(jobId, Math.max(0, endsAt - performance.now()), signal);
-    // It may have finished between the last read and the wait's start: look once more.
+  const waiting = deps.waiters.wait(jobId, waitMs, signal);
+  try {
     const now = await deps.store.jobs.get(jobId);
-    if (!now || isFinal(now.status)) {
-      waiting.cancel();
-      return;
-    }
-    const end = await waiting.done;
+    if (!now || isFinal(now.status)) return;
     // Told by the commit, before its flush: answer once it is on disk.
-    if (end === "finished") return deps.store.durable();
-    if (end === "ended") return;
+    if ((await waiting.done) === "finished") await deps.store.durable();
+  } finally {
+    waiting.cancel();
   }
 }
 

@@ -18,6 +18,69 @@ export interface OpsParams {
   waitingClaims: () => number;
 }
 
+/** How long /ready's look at the database stands for the next probes. */
+export const READY_PING_MEMO_MS = 1_000;
+/** How long /ready waits for the database before it answers 503. */
+export const READY_PING_TIMEOUT_MS = 2_000;
+
+/**
+ * /ready's look at the database: /ready is public, so however many probes come, one ping at a
+ * time is in flight, its answer stands for `memoMs`, and a ping that takes more than
+ * `timeoutMs` answers "unavailable" at once to every probe until it settles (a new one starts
+ * only then: a silent database is not sent a ping per probe).
+ */
+export class SharedPing {
+  private inFlight: { done: Promise<void>; startedAt: number } | undefined;
+  private last: { at: number; error: unknown } | undefined;
+
+  constructor(
+    private readonly ping: () => Promise<void>,
+    private readonly memoMs = READY_PING_MEMO_MS,
+    private readonly timeoutMs = READY_PING_TIMEOUT_MS,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Resolves if the database answered, lately or now, in time; else throws. */
+  async check(): Promise<void> {
+    const last = this.last;
+    if (last && this.now() - last.at < this.memoMs) {
+      if (last.error !== undefined) throw last.error;
+      return;
+    }
+    const flight = (this.inFlight ??= this.start());
+    const left = this.timeoutMs - (this.now() - flight.startedAt);
+    if (left <= 0) throw this.late();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(this.late()), left)));
+    try {
+      await Promise.race([flight.done, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private start(): { done: Promise<void>; startedAt: number } {
+    const settle = (error: unknown) => {
+      this.last = { at: this.now(), error };
+      this.inFlight = undefined;
+    };
+    const done = this.ping().then(
+      () => settle(undefined),
+      (error: unknown) => {
+        settle(error ?? new Error("the ping failed"));
+        throw error;
+      },
+    );
+    // Probes that stopped waiting leave its failure unheard.
+    done.catch(() => undefined);
+    return { done, startedAt: this.now() };
+  }
+
+  private late(): Error {
+    return unavailable(`the database did not answer within ${this.timeoutMs / 1000} s`);
+  }
+}
+
 const modeSchema = z.object({ mode: z.enum(MODES) }).strict();
 
 const stateSchema = z.object({
@@ -34,6 +97,7 @@ const stateSchema = z.object({
 });
 
 export function opsRoutes(deps: HttpDeps, params: OpsParams): Route[] {
+  const ping = new SharedPing(() => deps.store.ping());
   const state = async () => {
     const mode = deps.modes.current;
     const stats = await deps.store.jobs.stats();
@@ -75,8 +139,8 @@ export function opsRoutes(deps: HttpDeps, params: OpsParams): Route[] {
       },
       async () => {
         if (!params.isReady()) throw unavailable("the master is not ready");
-        // A PostgreSQL server that is gone (a failover under way): a load balancer sends elsewhere.
-        await deps.store.ping();
+        // A PostgreSQL server that is gone or silent (a failover under way): a load balancer sends elsewhere.
+        await ping.check();
         const mode = deps.modes.current;
         if (mode.mode === "read_only") throw unavailable(`the master is read-only: ${mode.reason ?? "set by an admin"}`);
         return ok({ status: "ready", mode: mode.mode });

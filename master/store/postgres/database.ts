@@ -4,7 +4,7 @@
 // signal with NOTIFY, so that every master hears what any of them committed.
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { Kysely, PostgresDialect, sql, type RawBuilder, type Transaction } from "kysely";
+import { Kysely, PostgresDialect, sql, type PostgresPool, type PostgresPoolClient, type RawBuilder, type Transaction } from "kysely";
 import { StorageUnavailableError, StorageUnreachableError, UnstorableValueError, type Committed } from "../types.js";
 
 /** Kysely over a schema it is not told about: the store writes its SQL with sql``. */
@@ -36,7 +36,22 @@ export interface PostgresConnectionParams {
   schema?: string;
   /** Pool size (default 10). */
   max?: number;
+  /** How long one statement may take (default DEFAULT_QUERY_TIMEOUT_MS; 0: no limit, for migrations). */
+  queryTimeoutMs?: number;
 }
+
+/**
+ * The longest the store's real work takes is a batch of a sweeper, well under a second; a
+ * statement still running after this is stuck (a lock held by a stuck session, a server on
+ * its knees) and the server cancels it, leaving the connection usable.
+ */
+export const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
+/**
+ * Past the server's cancel, an answer that has not come is not coming (the network dropped it
+ * without a word): pg gives up on it here, and the connection is dropped, not reused.
+ */
+const CLIENT_TIMEOUT_MARGIN_MS = 5_000;
+const CLIENT_TIMED_OUT = "Query read timeout";
 
 /** What pg's errors carry. */
 interface PgError {
@@ -72,7 +87,9 @@ export function translatePgError(error: unknown): unknown {
     return new UnstorableValueError(`the database cannot store a value of this request (${(error as Error).message})`);
   }
   if (typeof code === "string" && (UNAVAILABLE.test(code) || NETWORK.has(code))) return new StorageUnreachableError(message, code);
-  if (error instanceof Error && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(error.message)) {
+  // 57014: canceled, here by statement_timeout (a server too slow to answer in time).
+  if (code === "57014") return new StorageUnreachableError(message, code);
+  if (error instanceof Error && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout/.test(error.message)) {
     return new StorageUnreachableError(message, "connection");
   }
   return error;
@@ -156,23 +173,25 @@ export class PostgresDatabase {
   constructor(params: PostgresConnectionParams) {
     this.schema = params.schema ?? "public";
     this.channel = this.schema === "public" ? "gaffer" : `gaffer_${this.schema}`;
+    const timeoutMs = params.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
     this.pool = new pg.Pool({
       connectionString: params.url,
       max: params.max ?? 10,
       // Timestamps come back in UTC; unqualified names resolve in the store's schema.
       // A master that dies or is cut off inside a transaction must not hold its locks for hours:
       // the server ends such a session after a minute idle in it, or once its keepalives fail.
-      options: `-c timezone=UTC -c search_path=${quoteIdent(this.schema)} -c idle_in_transaction_session_timeout=60000 ${SERVER_KEEPALIVES}`,
+      options: `-c timezone=UTC -c search_path=${quoteIdent(this.schema)} -c idle_in_transaction_session_timeout=60000 ${SERVER_KEEPALIVES}${timeoutMs > 0 ? ` -c statement_timeout=${timeoutMs}` : ""}`,
       keepAlive: true,
       types: PG_TYPES,
       connectionTimeoutMillis: 10_000,
+      ...(timeoutMs > 0 ? { query_timeout: timeoutMs + CLIENT_TIMEOUT_MARGIN_MS } : {}),
     });
     // A client that loses its connection must not crash the process: an idle one's error comes
     // to the pool, a checked-out one's to the client itself (its query fails with it, and the
     // pool drops it when it comes back).
     this.pool.on("error", () => undefined);
     this.pool.on("connect", (client) => client.on("error", () => undefined));
-    this.kysely = new Kysely({ dialect: new PostgresDialect({ pool: this.pool }) });
+    this.kysely = new Kysely({ dialect: new PostgresDialect({ pool: droppingTimedOut(this.pool) }) });
   }
 
   /** One statement outside a transaction. */
@@ -221,6 +240,43 @@ export class PostgresDatabase {
   async close(): Promise<void> {
     await this.kysely.destroy();
   }
+}
+
+/**
+ * The pool as Kysely sees it, except that a client whose query pg gave up on goes away when
+ * released (pg-pool's own query() does so; Kysely releases without saying why): its connection
+ * is silent or still busy with the statement, and the next query on it would wait as long.
+ */
+function droppingTimedOut(pool: pg.Pool): PostgresPool {
+  return {
+    async connect(): Promise<PostgresPoolClient> {
+      const client = await pool.connect();
+      let timedOut = false;
+      const query = (text: string, parameters: unknown[]) =>
+        client.query(text, parameters).catch((error: unknown) => {
+          if (error instanceof Error && error.message === CLIENT_TIMED_OUT) timedOut = true;
+          throw error;
+        });
+      return { query, release: () => client.release(timedOut) } as unknown as PostgresPoolClient;
+    },
+    end: () => pool.end(),
+  };
+}
+
+/** How long a connection of its own (the lock's, LISTEN's) is given to say goodbye when closed. */
+export const CLOSE_TIMEOUT_MS = 1_000;
+
+/**
+ * End a client of its own (not the pool's): the server is told goodbye, and if that is not
+ * over within `ms` (the network went silent: the goodbye is never acknowledged), its socket
+ * is dropped. Never throws.
+ */
+export async function endClient(client: pg.Client, ms = CLOSE_TIMEOUT_MS): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), ms)));
+  const ended = await Promise.race([client.end().then(() => "ended", () => "ended"), late]);
+  clearTimeout(timer);
+  if (ended === "late") (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
 }
 
 export function quoteIdent(name: string): string {

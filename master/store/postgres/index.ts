@@ -36,6 +36,8 @@ export interface OpenPostgresStoreParams {
   onLeadLost?: (message: string) => void;
   /** How often the master that leads checks its lock by itself (default 5 s). */
   leadCheckMs?: number;
+  /** A shared rate limit's counter failed or was late: this master counted in its memory. */
+  onRateLimitFallback?: (error: unknown) => void;
 }
 
 /** Thrown to roll the write probe back once it went through. */
@@ -43,11 +45,18 @@ class ProbeDone extends Error {}
 
 /** Connects, migrates (under the migration lock) and starts listening; throws with a clear message if it cannot. */
 export async function openPostgresStore(params: OpenPostgresStoreParams): Promise<Store> {
+  // Migrations on a connection of their own, with no statement timeout: an index on a big
+  // table, or the wait for another master's migration, may take longer than any request should.
+  const migrating = new PostgresDatabase({ url: params.url, schema: params.schema, max: 1, queryTimeoutMs: 0 });
+  try {
+    const migrated = await migratePostgres(migrating, params.migrationsDir ?? postgresMigrationsDir(), params.clock.now());
+    if (migrated.error) throw migrated.error;
+  } finally {
+    await migrating.close();
+  }
   const db = new PostgresDatabase({ url: params.url, schema: params.schema, max: params.poolSize });
   let listener: CommitListener | undefined;
   try {
-    const migrated = await migratePostgres(db, params.migrationsDir ?? postgresMigrationsDir(), params.clock.now());
-    if (migrated.error) throw migrated.error;
     listener = new CommitListener({ url: params.url, channel: db.channel, origin: db.origin, onListenerError: params.onListenerError, onConnectionError: params.onListenError });
     await listener.start();
     const commits = listener;
@@ -102,7 +111,7 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     settings: new PostgresSettingsStore(ctx),
     clients: new PostgresClientStore(ctx),
     tokens: new PostgresTokenStore(ctx),
-    rateLimits: new PostgresRateLimitStore(db),
+    rateLimits: new PostgresRateLimitStore(db, { onFallback: params.onRateLimitFallback }),
     close: async () => {
       await leadership.close();
       await commits.close();

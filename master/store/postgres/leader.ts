@@ -10,11 +10,11 @@
 // after its TCP keepalives went unanswered for longer than that. A lock whose connection
 // fails outright is given up the moment the connection says so.
 import pg from "pg";
-import { ADVISORY_CLASS, SERVER_KEEPALIVES } from "./database.js";
+import { ADVISORY_CLASS, CLOSE_TIMEOUT_MS, endClient, SERVER_KEEPALIVES } from "./database.js";
 
 /** How often the holder checks, at most, that its lock's connection still answers. */
 export const DEFAULT_LEAD_CHECK_MS = 5_000;
-/** How long a check may take before the lead is given up. */
+/** How long a check, or making the lock's connection, may take before the lead is given up (or not taken). */
 const CHECK_TIMEOUT_MS = 5_000;
 
 export interface LeadershipParams {
@@ -61,12 +61,23 @@ export class Leadership {
   private async take(): Promise<boolean> {
     try {
       if (!this.client) {
-        const client = new pg.Client({ connectionString: this.params.url, keepAlive: true, options: SERVER_KEEPALIVES, query_timeout: CHECK_TIMEOUT_MS });
+        const client = new pg.Client({
+          connectionString: this.params.url,
+          keepAlive: true,
+          options: SERVER_KEEPALIVES,
+          query_timeout: CHECK_TIMEOUT_MS,
+          connectionTimeoutMillis: CHECK_TIMEOUT_MS,
+        });
         client.on("error", (error) => this.lose(client, error.message));
         client.on("end", () => this.lose(client, "connection ended"));
-        await client.connect();
+        try {
+          await client.connect();
+        } catch (error) {
+          void endClient(client);
+          throw error;
+        }
         if (this.closed) {
-          await client.end().catch(() => undefined);
+          await endClient(client);
           return false;
         }
         this.client = client;
@@ -110,17 +121,26 @@ export class Leadership {
     this.held = false;
     clearInterval(this.timer);
     this.timer = undefined;
-    client.end().catch(() => undefined);
+    void endClient(client);
   }
 
+  /**
+   * Let go of the lock (its session ends). Bounded: a look under way is waited for at most
+   * CLOSE_TIMEOUT_MS (one still connecting ends its connection itself, once made or timed
+   * out), and a connection that does not say goodbye in time is dropped.
+   */
   async close(): Promise<void> {
     this.closed = true;
     this.held = false;
     clearInterval(this.timer);
     this.timer = undefined;
-    await this.pending?.catch(() => undefined);
+    if (this.pending) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.pending.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
+      clearTimeout(timer);
+    }
     const client = this.client;
     this.client = undefined;
-    await client?.end().catch(() => undefined);
+    if (client) await endClient(client);
   }
 }

@@ -2,10 +2,17 @@
 // channel and tells this master's listeners what any master committed (NOTIFY is sent
 // inside each writing transaction, so it arrives only if, and once, it committed). When the
 // connection drops it is made again; since notices may have been missed meanwhile, the
-// listeners are then told that everything may have changed (Committed.missed).
+// listeners are then told that everything may have changed (Committed.missed). A connection
+// that goes silent without closing (a network partition) is found by a check on a timer, as
+// the leader checks its lock's, and made again the same way.
 import pg from "pg";
 import type { Committed } from "../types.js";
-import { parseNotice, quoteIdent, SERVER_KEEPALIVES } from "./database.js";
+import { endClient, parseNotice, quoteIdent, SERVER_KEEPALIVES } from "./database.js";
+
+/** How often the LISTEN connection is checked (a `SELECT 1`). */
+export const DEFAULT_LISTEN_CHECK_MS = 5_000;
+/** How long a check, or making the connection, may take before the connection is given up. */
+const CHECK_TIMEOUT_MS = 5_000;
 
 type Listener = (change: Committed) => void;
 
@@ -19,6 +26,10 @@ export interface CommitListenerParams {
   onListenerError?: (error: unknown) => void;
   /** The listening connection failed (it is made again). */
   onConnectionError?: (message: string) => void;
+  /** How often the listening connection is checked (default DEFAULT_LISTEN_CHECK_MS). */
+  checkEveryMs?: number;
+  /** How long a check may take (default 5 s). */
+  checkTimeoutMs?: number;
 }
 
 export class CommitListener {
@@ -27,12 +38,30 @@ export class CommitListener {
   private closed = false;
   private retryMs = 100;
   private timer: NodeJS.Timeout | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private checking = false;
 
   constructor(private readonly params: CommitListenerParams) {}
 
   /** Connect and LISTEN; resolves once listening (throws if the first connection fails). */
   async start(): Promise<void> {
     await this.connect();
+    this.checkTimer = setInterval(() => void this.check(), this.params.checkEveryMs ?? DEFAULT_LISTEN_CHECK_MS);
+    this.checkTimer.unref();
+  }
+
+  /** The connection still answers within the check's timeout, or it is given up and made again. */
+  private async check(): Promise<void> {
+    const client = this.client;
+    if (!client || this.checking) return;
+    this.checking = true;
+    try {
+      await client.query("SELECT 1");
+    } catch (error) {
+      this.lost(client, `the LISTEN connection did not answer its check: ${(error as Error).message}`);
+    } finally {
+      this.checking = false;
+    }
   }
 
   subscribe(listener: Listener): () => void {
@@ -56,7 +85,14 @@ export class CommitListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.params.url, keepAlive: true, options: SERVER_KEEPALIVES });
+    const timeoutMs = this.params.checkTimeoutMs ?? CHECK_TIMEOUT_MS;
+    const client = new pg.Client({
+      connectionString: this.params.url,
+      keepAlive: true,
+      options: SERVER_KEEPALIVES,
+      query_timeout: timeoutMs,
+      connectionTimeoutMillis: timeoutMs,
+    });
     client.on("notification", (message) => {
       if (message.channel !== this.params.channel || message.payload === undefined) return;
       const notice = parseNotice(message.payload);
@@ -70,12 +106,12 @@ export class CommitListener {
       await client.connect();
       await client.query(`LISTEN ${quoteIdent(this.params.channel)}`);
     } catch (error) {
-      await client.end().catch(() => undefined);
+      await endClient(client);
       throw error;
     }
     // Closed while connecting: this connection is no one's to end later.
     if (this.closed) {
-      await client.end().catch(() => undefined);
+      await endClient(client);
       return;
     }
     this.client = client;
@@ -86,7 +122,7 @@ export class CommitListener {
     if (this.closed || this.client !== client) return;
     this.client = undefined;
     this.params.onConnectionError?.(message);
-    client.end().catch(() => undefined);
+    void endClient(client);
     this.reconnect();
   }
 
@@ -108,11 +144,13 @@ export class CommitListener {
     this.timer.unref();
   }
 
+  /** Stop listening; a connection that does not say goodbye within a second is dropped. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    clearInterval(this.checkTimer);
     const client = this.client;
     this.client = undefined;
-    await client?.end().catch(() => undefined);
+    if (client) await endClient(client);
   }
 }

@@ -1,22 +1,74 @@
 // Rate limits shared by every master of a PostgreSQL cluster (API.md §12): rate-limiter-
 // flexible's PostgreSQL store over the store's pool, in the rate_limits table (made by
 // migration 0002, UNLOGGED: a counter is not worth a WAL flush, and a crash of the server
-// only forgets the current windows). While the database cannot be reached, each master
-// counts in its own memory (the insurance limiter): a limit never turns a request into a
-// 500, and the request's own store call answers 503 as usual.
+// only forgets the current windows). Every authenticated request counts here before its
+// work, so the database gets RATE_LIMIT_TIMEOUT_MS to answer (RLWrapperTimeouts); when it
+// fails or is late (gone, slow, cut off without a word, the table or a permission missing),
+// each master counts in its own memory instead and says so (onFallback): a limit never turns
+// a request into a 500 nor holds it up, and the request's own store call answers 503 as usual.
 import { sql } from "kysely";
-import { RateLimiterPostgres } from "rate-limiter-flexible";
+import { RateLimiterPostgres, RateLimiterRes, RLWrapperTimeouts } from "rate-limiter-flexible";
 import { memoryLimiter } from "../rate-limits.js";
 import type { RateLimiter, RateLimitParams, RateLimitStore } from "../types.js";
 import type { PostgresDatabase } from "./database.js";
 
 const TABLE = "rate_limits";
 
+/** How long a request waits for the shared counter before it is counted in memory. */
+export const RATE_LIMIT_TIMEOUT_MS = 250;
+
+export interface PostgresRateLimitParams {
+  /** A shared counter failed or was late: the master counted in its memory (called each time). */
+  onFallback?: (error: unknown) => void;
+  timeoutMs?: number;
+}
+
+/** The shared limiter, late or failing → the memory one, reported. */
+class SharedLimiter implements RateLimiter {
+  constructor(
+    private readonly shared: RLWrapperTimeouts,
+    private readonly memory: RateLimiter,
+    private readonly onFallback: (error: unknown) => void,
+  ) {}
+
+  private async either<T>(op: (limiter: RateLimiter) => Promise<T>): Promise<T> {
+    try {
+      return await op(this.shared);
+    } catch (error) {
+      // A refusal is an answer, not a failure.
+      if (error instanceof RateLimiterRes) throw error;
+      this.onFallback(error);
+      return op(this.memory);
+    }
+  }
+
+  consume(...args: Parameters<RateLimiter["consume"]>): Promise<RateLimiterRes> {
+    return this.either((limiter) => limiter.consume(...args));
+  }
+
+  reward(...args: Parameters<RateLimiter["reward"]>): Promise<RateLimiterRes> {
+    return this.either((limiter) => limiter.reward(...args));
+  }
+
+  delete(...args: Parameters<RateLimiter["delete"]>): Promise<boolean> {
+    return this.either((limiter) => limiter.delete(...args));
+  }
+}
+
 export class PostgresRateLimitStore implements RateLimitStore {
-  constructor(private readonly db: PostgresDatabase) {}
+  private readonly onFallback: (error: unknown) => void;
+  private readonly timeoutMs: number;
+
+  constructor(
+    private readonly db: PostgresDatabase,
+    params: PostgresRateLimitParams = {},
+  ) {
+    this.onFallback = params.onFallback ?? (() => undefined);
+    this.timeoutMs = params.timeoutMs ?? RATE_LIMIT_TIMEOUT_MS;
+  }
 
   limiter(params: RateLimitParams): RateLimiter {
-    return new RateLimiterPostgres({
+    const shared = new RateLimiterPostgres({
       keyPrefix: params.keyPrefix,
       points: params.points,
       duration: params.durationS,
@@ -30,8 +82,10 @@ export class PostgresRateLimitStore implements RateLimitStore {
       // A key past its limit is refused from memory until its window ends: a flood of
       // refused requests costs the database nothing.
       inMemoryBlockOnConsumed: params.points + 1,
-      insuranceLimiter: memoryLimiter(params),
     });
+    // A late answer still lands in the table (the pool's query timeout bounds it); the request went on without it.
+    const timed = new RLWrapperTimeouts({ limiter: shared, timeoutMs: this.timeoutMs });
+    return new SharedLimiter(timed, memoryLimiter(params), this.onFallback);
   }
 
   async deleteExpired(params: { before: Date; limit: number }): Promise<number> {

@@ -1,9 +1,9 @@
 // GET /jobs/:id?wait_s=N (API.md §5): answered the moment the job is final, woken by the
 // store's commit signal, or with its current state once N seconds pass.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { MasterInternals } from "../../../master/index.js";
 import { JobWaiters } from "../../../master/queue/job-waiters.js";
-import type { Job } from "../../../master/store/types.js";
+import { StorageUnreachableError, type Job } from "../../../master/store/types.js";
 import { http, startTestMaster } from "../../helpers/master.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
@@ -54,6 +54,24 @@ describe("GET /jobs/:id?wait_s=", () => {
     expect(answer.body.status).toBe("pending");
   });
 
+  it("lets its wait go when reading the job fails (503), leaving no waiter behind", async () => {
+    const id = await pendingJob("wait-read-fails");
+    const get = master.store.jobs.get.bind(master.store.jobs);
+    let reads = 0;
+    // The route's first read (is it there, may the caller see it) goes through; the one after the wait is registered fails.
+    const spy = vi.spyOn(master.store.jobs, "get").mockImplementation(async (jobId) => {
+      if (++reads === 2) throw new StorageUnreachableError("PostgreSQL: gone", "connection");
+      return get(jobId);
+    });
+    try {
+      const answer = await call("GET", `/api/v1/jobs/${id}?wait_s=30`);
+      expect(answer.status).toBe(503);
+      expect(master.waiters.size).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it("refuses a wait over 60 s or not a whole number with a problem document", async () => {
     const id = await pendingJob("wait-bad");
     for (const bad of ["61", "-1", "1.5", "soon"]) {
@@ -65,8 +83,10 @@ describe("GET /jobs/:id?wait_s=", () => {
 });
 
 describe("JobWaiters", () => {
+  const nothingFinal = async () => [];
+
   it("wakes only the waiters of finished jobs, and forgets a waiter that left", async () => {
-    const waiters = new JobWaiters();
+    const waiters = new JobWaiters({ finalAmong: nothingFinal });
     const a = waiters.wait("a", 60_000);
     const b = waiters.wait("b", 60_000);
     const left = new AbortController();
@@ -82,12 +102,39 @@ describe("JobWaiters", () => {
     expect(waiters.size).toBe(0);
   });
 
-  it("tells every waiter to look again when commits may have gone unheard", async () => {
-    const waiters = new JobWaiters();
+  it("looks up every waited job in one query when commits may have gone unheard: those final answer, the others wait on", async () => {
+    const lookups: string[][] = [];
+    const waiters = new JobWaiters({
+      finalAmong: async (ids) => {
+        lookups.push([...ids]);
+        return ids.filter((id) => id !== "b");
+      },
+    });
     const a = waiters.wait("a", 60_000);
+    const a2 = waiters.wait("a", 60_000);
     const b = waiters.wait("b", 60_000);
-    waiters.recheck();
-    expect(await Promise.all([a.done, b.done])).toEqual(["recheck", "recheck"]);
-    expect(waiters.size).toBe(0);
+    await waiters.recheck();
+    expect(lookups).toEqual([["a", "b"]]);
+    expect(await Promise.all([a.done, a2.done])).toEqual(["finished", "finished"]);
+    expect(waiters.size).toBe(1);
+    b.cancel();
+  });
+
+  it("tries a failed lookup again while anyone waits", async () => {
+    let calls = 0;
+    const errors: unknown[] = [];
+    const waiters = new JobWaiters({
+      finalAmong: async (ids) => {
+        if (++calls === 1) throw new Error("gone again");
+        return [...ids];
+      },
+      onRecheckError: (error) => errors.push(error),
+    });
+    const a = waiters.wait("a", 60_000);
+    await waiters.recheck();
+    expect(errors).toHaveLength(1);
+    expect(await a.done).toBe("finished");
+    expect(calls).toBe(2);
+    waiters.close();
   });
 });

@@ -15,6 +15,15 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
     removeTempDirs();
   });
 
+  it("says which of many jobs are final or gone, in one query (waiters after missed commits)", async () => {
+    const open = await submit(t.store);
+    const canceled = await submit(t.store);
+    await t.store.jobs.cancel({ id: canceled.id, actor: null });
+    const many = Array.from({ length: 1200 }, (_, i) => `job_missing_${i}`);
+    expect(await t.store.jobs.finalAmong([open.id, canceled.id, ...many])).toEqual([canceled.id, ...many]);
+    expect(await t.store.jobs.finalAmong([])).toEqual([]);
+  });
+
   describe("submit", () => {
     it("stores a job as the API shows it", async () => {
       const job = await submit(t.store, {

@@ -90,4 +90,32 @@ describe.runIf(havePostgres)("leadership on PostgreSQL", () => {
     held.push(next);
     expect(await next.holds()).toBe(true);
   });
+
+  it("closes without waiting on a lock's connection gone silent (the master's shutdown does not hang)", async () => {
+    proxy = await startTcpProxy(TEST_DATABASE_URL);
+    const lead = new Leadership({ url: proxy.url, key: `gaffer.lead.test-${randomUUID()}`, checkEveryMs: 60_000 });
+    expect(await lead.holds()).toBe(true);
+    proxy.freeze();
+    expect(await closesWithin(lead, 10_000)).toBe("closed");
+  }, 30_000);
+
+  it("closes without waiting on a server that never answers its connection, which gives up by itself", async () => {
+    proxy = await startTcpProxy(TEST_DATABASE_URL);
+    proxy.holdNew();
+    const lead = new Leadership({ url: proxy.url, key: `gaffer.lead.test-${randomUUID()}` });
+    const taking = lead.holds();
+    await vi.waitFor(() => expect(proxy?.held).toBe(1));
+    expect(await closesWithin(lead, 4_000)).toBe("closed");
+    // The connection it was making times out (5 s) and is ended: the look answers.
+    expect(await taking).toBe(false);
+  }, 30_000);
 });
+
+/** "closed", or "hung" if close() has not resolved in `ms` (a bound far past the second it may take). */
+async function closesWithin(closing: { close(): Promise<void> }, ms: number): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<string>((resolve) => (timer = setTimeout(() => resolve("hung"), ms)));
+  const answer = await Promise.race([closing.close().then(() => "closed"), hung]);
+  clearTimeout(timer);
+  return answer;
+}

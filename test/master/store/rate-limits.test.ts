@@ -93,6 +93,56 @@ describe.each(dialects)("rate limits ($name)", (dialect) => {
     await expect(limiter.delete("c")).resolves.toBeDefined();
   });
 
+  it.runIf(dialect.name === "postgres")("counts in memory at once, and says so, while the database does not answer at all", async () => {
+    t = await dialect.open();
+    proxy = await startTcpProxy(TEST_DATABASE_URL);
+    const fallbacks: string[] = [];
+    const cutOff = await t.reopen({ url: proxy.url, onRateLimitFallback: (error) => fallbacks.push((error as Error).message) });
+    others.push(cutOff);
+    const limiter = cutOff.rateLimits.limiter({ keyPrefix: "client", points: 2, durationS: 60 });
+    expect(await take(limiter, "c")).toBe("ok");
+    expect(fallbacks).toEqual([]);
+    // A silent network: the pool's connections stay open and nothing comes back, new ones included.
+    proxy.holdNew();
+    proxy.freeze();
+    expect(await takeMany(limiter, "c", 3)).toEqual(["ok", "ok", "refused"]);
+    await expect(limiter.reward("c", 1)).resolves.toBeDefined();
+    expect(fallbacks).toEqual(Array(4).fill("Operation timed out"));
+    // Its statements are left to the pool's timeouts; the store closes without them.
+    await proxy.close();
+  });
+
+  it.runIf(dialect.name === "postgres")("says so when the shared counter fails outright (its table gone), counting in memory", async () => {
+    t = await dialect.open();
+    const fallbacks: string[] = [];
+    const store = await t.reopen({ onRateLimitFallback: (error) => fallbacks.push((error as Error).message) });
+    others.push(store);
+    // (Renamed, not dropped: the schema goes back to the tests' pool, to be emptied table by table.)
+    await t.query("ALTER TABLE rate_limits RENAME TO rate_limits_away");
+    try {
+      const limiter = store.rateLimits.limiter({ keyPrefix: "client", points: 1, durationS: 60 });
+      expect(await takeMany(limiter, "c", 2)).toEqual(["ok", "refused"]);
+      expect(fallbacks).toHaveLength(2);
+      expect(fallbacks[0]).toMatch(/rate_limits/);
+    } finally {
+      await t.query("ALTER TABLE rate_limits_away RENAME TO rate_limits");
+    }
+  });
+
+  it("counts no client id from an address past its limit: varying the id grows nothing", async () => {
+    t = await dialect.open();
+    const logins = new LoginLimiter({ perClientAddress: 5, perAddress: 3, windowS: 60 }, (params) => t.store.rateLimits.limiter(params));
+    const refused: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      await logins.attempt(`client-${i}`, "203.0.113.9").catch((error: unknown) => {
+        if (!(error instanceof RateLimitedError)) throw error;
+        refused.push(`client-${i}`);
+      });
+    }
+    expect(refused).toHaveLength(7);
+    if (dialect.name === "postgres") expect(await t.query("SELECT count(*)::int AS n FROM rate_limits WHERE key LIKE 'login-pair:%'")).toEqual([{ n: 3 }]);
+  });
+
   it("forgets the counters whose window ended", async () => {
     t = await dialect.open();
     const limiter = t.store.rateLimits.limiter({ keyPrefix: "test", points: 5, durationS: 60 });

@@ -28,7 +28,7 @@ import type { PgContext } from "../context.js";
 import { cancelJob, retryJob, setJobPriority } from "./actions.js";
 import { cancelMatching, retryMatching } from "./bulk.js";
 import { claimJobs } from "./claim.js";
-import { getJob, jobEvents, listAttempts, listJobs, queueStats, throughput } from "./read.js";
+import { finalAmong, getJob, jobEvents, listAttempts, listJobs, queueStats, throughput } from "./read.js";
 import { reportResults } from "./report.js";
 import { submitJobs } from "./submit.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
@@ -47,6 +47,10 @@ export class PostgresJobStore implements JobStore {
 
   async get(id: string): Promise<Job | undefined> {
     return getJob(this.ctx, id);
+  }
+
+  async finalAmong(ids: readonly string[]): Promise<string[]> {
+    return finalAmong(this.ctx, ids);
   }
 
   async list(params: ListJobsParams): Promise<Page<Job>> {

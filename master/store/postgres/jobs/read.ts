@@ -27,6 +27,14 @@ export async function getJob(ctx: PgContext, id: string): Promise<Job | undefine
   return row ? toJob(row) : undefined;
 }
 
+export async function finalAmong(ctx: PgContext, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const open = await ctx.db.run(sql<{ id: string }>`
+    SELECT id FROM jobs WHERE id = ANY(${[...ids]}::text[]) AND status NOT IN ('completed', 'failed', 'canceled')`);
+  const waiting = new Set(open.map((row) => row.id));
+  return ids.filter((id) => !waiting.has(id));
+}
+
 /** A page of jobs, newest first. */
 export async function listJobs(ctx: PgContext, params: ListJobsParams): Promise<Page<Job>> {
   const before = decodeCursor(params.cursor);

@@ -31,7 +31,7 @@ import type { FairShareMode } from "../../../queue/fair-share.js";
 import { listAttempts } from "./attempts.js";
 import { whyFacts } from "./why.js";
 import { claimJobs, prepareClaim, type ClaimStatements } from "./claim.js";
-import { getJob, jobEvents, listJobs, queueStats } from "./read.js";
+import { finalAmong, getJob, jobEvents, listJobs, queueStats } from "./read.js";
 import { prepareReport, reportResults, type ReportStatements } from "./report.js";
 import { prepareSubmit, submitJobs, type SubmitStatements } from "./submit.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
@@ -62,6 +62,10 @@ export class SqliteJobStore implements JobStore {
 
   async get(id: string): Promise<Job | undefined> {
     return getJob(this.ctx, id);
+  }
+
+  async finalAmong(ids: readonly string[]): Promise<string[]> {
+    return finalAmong(this.ctx, ids);
   }
 
   async list(params: ListJobsParams): Promise<Page<Job>> {

@@ -26,6 +26,21 @@ export function getJob(ctx: StoreContext, id: string): Job | undefined {
   return row ? toJob(row) : undefined;
 }
 
+/** Ids per statement: well under SQLite's limit of bound parameters. */
+const IDS_PER_READ = 500;
+
+export function finalAmong(ctx: StoreContext, ids: readonly string[]): string[] {
+  const waiting = new Set<string>();
+  for (let i = 0; i < ids.length; i += IDS_PER_READ) {
+    const chunk = ids.slice(i, i + IDS_PER_READ);
+    const rows = ctx.db.all(
+      ctx.db.kysely.selectFrom("jobs").select("id").where("id", "in", chunk).where("status", "not in", ["completed", "failed", "canceled"]),
+    );
+    for (const row of rows) waiting.add(row.id);
+  }
+  return ids.filter((id) => !waiting.has(id));
+}
+
 /**
  * A page of jobs, newest first. With no filter, or only a status or only a client, it
  * reads one index range (a page of 50: 1.2 ms). Any other filter, or two of them, walks
