@@ -9,6 +9,10 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // Two files at a time on the 2-core machines here (vitest's default is one fewer than the
+    // cores, so one): most files wait on processes, timers and the disk, and the suite ran at
+    // about 70 % of one core.
+    maxWorkers: 2,
     globalSetup: ["test/helpers/postgres-teardown.ts"],
   },
 });
