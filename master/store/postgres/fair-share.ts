@@ -8,7 +8,7 @@
 // tables. The mode lives in the settings row that every claim reads with its node, so every
 // master claims the same way from the commit that changed it on.
 import { sql } from "kysely";
-import { FAIR_SHARE_SETTING, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
+import { FAIR_SHARE_SETTING, fairRowsToRead, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
 import { rowsOf } from "./context.js";
 import type { Executor, Tx } from "./database.js";
 
@@ -111,6 +111,8 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
     const want = limit - chosen.length;
     const open = lanes.filter((lane) => !closed.has(lane));
     if (open.length === 0) break;
+    // Clients this claim gave jobs have moved back in line: read past them (fairRowsToRead).
+    const read = fairRowsToRead(want, taken);
     const rows = await rowsOf(
       tx,
       sql<FairRow>`
@@ -120,7 +122,7 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
           SELECT lane, effective_priority, client_id, head_seq, pending, running FROM fair_queue
           WHERE lane = l.lane AND effective_priority < ${below}
           ORDER BY effective_priority DESC, running, head_seq
-          LIMIT ${want}
+          LIMIT ${read}
         ) f`,
     );
     const level = topLevel(rows);

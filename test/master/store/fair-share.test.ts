@@ -149,6 +149,21 @@ describe.each(dialects)("fair share ($name)", (dialect) => {
     await expectTablesExact(t);
   });
 
+  // The property test's counterexample (seed -1763145810): the claim read each lane's first
+  // `want` fair_queue rows (jobs still to fill: 1 at low) in (running, head) order, but a's high jobs, given by the same claim,
+  // put a behind b at low; lane t2's first row was a's, and b was never read.
+  it("counts what the claim gave at a higher priority: the next client is read past those it moved back", async () => {
+    await open();
+    const node = await register(t.store, "n", [], 3);
+    const high = await submitMany(t.store, 2, { clientId: "a", priority: "high", type: "t1" });
+    await submitMany(t.store, 1, { clientId: "a", priority: "low", type: "t2" });
+    const [b] = await submitMany(t.store, 1, { clientId: "b", priority: "low", type: "t2" });
+    await submitMany(t.store, 1, { clientId: "a", priority: "low", type: "t1" });
+    const items = await claim(t.store, node.id, 3);
+    expect(items.map((item) => item.id).sort()).toEqual([...high, b].sort());
+    await expectTablesExact(t);
+  });
+
   it("breaks ties by the oldest head and keeps FIFO within each client", async () => {
     await open();
     const node = await register(t.store, "n", [], 100);
