@@ -150,8 +150,9 @@ describe.each(dialects)("fair share ($name)", (dialect) => {
   });
 
   // The property test's counterexample (seed -1763145810): the claim read each lane's first
-  // `want` fair_queue rows (jobs still to fill: 1 at low) in (running, head) order, but a's high jobs, given by the same claim,
-  // put a behind b at low; lane t2's first row was a's, and b was never read.
+  // `want` fair_queue rows (the jobs still to fill: 1 at low) in (running, head) order, but
+  // a's high jobs, given by the same claim, put a behind b at low; lane t2's first row was
+  // a's, and b was never read.
   it("counts what the claim gave at a higher priority: the next client is read past those it moved back", async () => {
     await open();
     const node = await register(t.store, "n", [], 3);
