@@ -23,7 +23,7 @@ export interface FairCandidate {
 }
 
 export interface FairFillParams {
-  /** Every candidate of one priority: per lane, at least the first `want` in (running, headSeq) order. */
+  /** Every candidate of one priority: per lane, at least the first fairRowsToRead(want, taken) in (running, headSeq) order. */
   candidates: readonly FairCandidate[];
   want: number;
   /** Jobs each client was given by this claim so far (at higher priorities): updated. */
@@ -35,10 +35,28 @@ export interface FairFillParams {
 }
 
 /**
+ * How many fair_queue rows of a lane a claim must read to fill `want` jobs of one priority,
+ * when it has already given jobs to `taken`'s clients (at higher priorities, or at this one
+ * before another claim held some of its jobs). fair_queue orders a lane's clients by
+ * (running, head_seq); the fill orders them by (running + taken, head_seq). For a client
+ * this claim gave nothing, the two keys are the same, so those clients keep their order
+ * among themselves; a client it gave jobs only moves back. So a row past the first
+ * `want + taken.size` has at least `want` clients given nothing before it in both orders,
+ * and the fill never reaches it; reading only the first `want` rows would miss a client
+ * that the taken ones push forward (a client of the same running count but a younger head).
+ */
+export function fairRowsToRead(want: number, taken: ReadonlyMap<string, number>): number {
+  let moved = 0;
+  for (const n of taken.values()) if (n > 0) moved += 1;
+  return want + moved;
+}
+
+/**
  * The greedy fill of one priority: repeatedly the client with the fewest jobs running
  * (counting those this claim gave it), ties to the one whose oldest pending job is oldest,
  * and that client's oldest job. A candidate's order only ever moves back as it is given
- * jobs, so a lane's first `want` candidates in that order are all the fill can reach.
+ * jobs, so a lane's first `want` candidates in that order are all the fill can reach: the
+ * first fairRowsToRead(want, taken) rows in fair_queue's order hold them.
  * Answers the chosen seqs in the order chosen.
  */
 export function fillFairLevel(params: FairFillParams): number[] {

@@ -8,7 +8,7 @@
 // tables. The mode lives in the settings row that every claim reads with its node, so every
 // master claims the same way from the commit that changed it on.
 import { sql } from "kysely";
-import { FAIR_SHARE_SETTING, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
+import { FAIR_SHARE_SETTING, fairRowsToRead, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
 import { rowsOf } from "./context.js";
 import type { Executor, Tx } from "./database.js";
 
@@ -93,7 +93,8 @@ interface FairRow {
  * that many jobs locked with SKIP LOCKED. A job another claim holds at once is passed over
  * for the same client's next one, so a client's share stays its share; a client with fewer
  * free jobs than its share gets what it has, and the priority is filled again for the
- * rest. Answers the locked seqs.
+ * rest without it (other clients' free jobs of this priority go before any lower one).
+ * Answers the locked seqs.
  */
 export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number, admit?: (lane: number) => boolean): Promise<number[]> {
   const taken = new Map<string, number>();
@@ -107,10 +108,17 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
       }
     : undefined;
   let below = 2_147_483_647;
+  // (priority, lane, client)s with no job left there that this claim can lock.
+  const dry = new Set<string>();
+  const dryKey = (priority: number, lane: number, clientId: string) => `${priority}\u0000${lane}\u0000${clientId}`;
+  const key = (lane: number, clientId: string) => `${lane}\u0000${clientId}`;
   while (chosen.length < limit) {
     const want = limit - chosen.length;
     const open = lanes.filter((lane) => !closed.has(lane));
     if (open.length === 0) break;
+    // Clients this claim gave jobs have moved back in line, and dry ones are passed over:
+    // read past both (fairRowsToRead).
+    const read = fairRowsToRead(want, taken) + dry.size;
     const rows = await rowsOf(
       tx,
       sql<FairRow>`
@@ -120,10 +128,10 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
           SELECT lane, effective_priority, client_id, head_seq, pending, running FROM fair_queue
           WHERE lane = l.lane AND effective_priority < ${below}
           ORDER BY effective_priority DESC, running, head_seq
-          LIMIT ${want}
+          LIMIT ${read}
         ) f`,
     );
-    const level = topLevel(rows);
+    const level = topLevel(rows.filter((row) => !dry.has(dryKey(row.effective_priority, row.lane, row.client_id))));
     if (!level) break;
     const priority = level.priority;
     const jobsOf = (candidates: { lane: number; client_id: string; n: number }[], lock: boolean) =>
@@ -141,7 +149,6 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
           ) j
           ORDER BY c.lane, c.client_id, j.seq`,
       );
-    const key = (lane: number, clientId: string) => `${lane}\u0000${clientId}`;
     const seqsOf = new Map<string, number[]>();
     for (const row of await jobsOf(level.rows.map((row) => ({ lane: row.lane, client_id: row.client_id, n: Math.min(row.pending, want) })), false)) {
       const k = key(row.lane, row.client_id);
@@ -180,9 +187,16 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
     for (const row of locked) {
       chosen.push(row.seq);
       taken.set(row.client_id, (taken.get(row.client_id) ?? 0) + 1);
+      const share = shares.get(key(row.lane, row.client_id));
+      if (share) share.n -= 1;
     }
-    // The priority gave all it had for this claim (or nothing more it may take): the next one down.
-    if (locked.length === picked.length || locked.length === 0) below = priority;
+    // The priority gave all it had for this claim (or nothing more it may take): the next one
+    // down. Else another claim holds jobs of a share: that (lane, client) is dry here, and the
+    // priority is filled again from the others (each round dries one more, so this ends).
+    if (locked.length === picked.length) {
+      below = priority;
+      dry.clear();
+    } else for (const share of shares.values()) if (share.n > 0) dry.add(dryKey(priority, share.lane, share.client_id));
   }
   return chosen;
 }

@@ -8,7 +8,7 @@
 // default) pays nothing per job. While on, the triggers follow every change of a job,
 // whichever verb, sweeper or operator's sqlite3 session makes it.
 import { sql } from "kysely";
-import { FAIR_SHARE_SETTING, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
+import { FAIR_SHARE_SETTING, fairRowsToRead, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
 import { param, type SqliteDatabase } from "./database.js";
 
 /** The fair-share objects made with the mode: the index a claim finds a client's next jobs by, and the triggers. */
@@ -184,8 +184,10 @@ export function chooseFair(db: SqliteDatabase, lanes: readonly number[], limit: 
   let below = Number.MAX_SAFE_INTEGER;
   while (chosen.length < limit) {
     const want = limit - chosen.length;
+    // Clients this claim gave jobs have moved back in line: read past them (fairRowsToRead).
+    const read = fairRowsToRead(want, taken);
     const rows: FairRow[] = [];
-    for (const lane of lanes) if (!closed.has(lane)) for (const row of rowsOf.all({ lane, below, limit: want })) rows.push(row);
+    for (const lane of lanes) if (!closed.has(lane)) for (const row of rowsOf.all({ lane, below, limit: read })) rows.push(row);
     const level = topLevel(rows);
     if (!level) break;
     const priority = level.priority;

@@ -3,10 +3,11 @@
 // the oldest head), FIFO within each client; priorities, lanes, paused and limited types as
 // without it. And the tables behind it always equal what `jobs` says.
 import fc from "fast-check";
+import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import { whyWaiting } from "../../../master/queue/why.js";
 import type { Store, SubmitJobParams } from "../../../master/store/types.js";
-import { claim, dialects, jobParams, register, submit, type TestStore, type TestStoreOptions } from "../../helpers/store.js";
+import { claim, dialects, jobParams, register, submit, TEST_DATABASE_URL, type TestStore, type TestStoreOptions } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 async function submitMany(store: Store, count: number, overrides: Partial<SubmitJobParams>) {
@@ -103,6 +104,32 @@ describe.each(dialects)("fair share ($name)", (dialect) => {
     }
   });
 
+  // Another master's claim in flight holds all of a's high jobs: this claim's fill gives the
+  // one job to a (the older head), locks none of a's, and must fill the priority again
+  // without a rather than go down to low while b's high job is free. Then a's low job is
+  // a's turn at low as if nothing were held.
+  it.runIf(dialect.name === "postgres")("takes another client's job of the same priority when the chosen client's are all held by another claim", async () => {
+    await open();
+    const held = await submitMany(t.store, 2, { clientId: "a", priority: "high" });
+    const [aLow] = await submitMany(t.store, 1, { clientId: "a", priority: "low" });
+    const [b] = await submitMany(t.store, 1, { clientId: "b", priority: "high" });
+    const [cLow] = await submitMany(t.store, 1, { clientId: "c", priority: "low" });
+    const node = await register(t.store, "n", [], 5);
+    const [{ schema } = { schema: "" }] = (await t.query("SELECT current_schema() AS schema")) as { schema: string }[];
+    const locker = new pg.Client({ connectionString: TEST_DATABASE_URL, options: `-c search_path=${schema}` });
+    await locker.connect();
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT id FROM jobs WHERE id = ANY($1) FOR UPDATE", [held]);
+      expect((await claim(t.store, node.id, 1)).map((item) => item.id)).toEqual([b]);
+      expect((await claim(t.store, node.id, 3)).map((item) => item.id).sort()).toEqual([aLow, cLow].sort());
+      await locker.query("ROLLBACK");
+    } finally {
+      await locker.end();
+    }
+    await expectTablesExact(t);
+  });
+
   it("says why a job waits for other clients, and calls the next one's job next", async () => {
     await open();
     const node = await register(t.store, "n", [], 100);
@@ -146,6 +173,22 @@ describe.each(dialects)("fair share ($name)", (dialect) => {
     // b and c run none: b (older head), c, then b again (1 vs a's 2), then a and b tie at 2: a's head is older.
     const items = await claim(t.store, node.id, 5);
     expect(items.map((item) => item.id).sort()).toEqual([b[0], c[0], b[1], a[0], b[2]].sort());
+    await expectTablesExact(t);
+  });
+
+  // The property test's counterexample (seed -1763145810): the claim read each lane's first
+  // `want` fair_queue rows (the jobs still to fill: 1 at low) in (running, head) order, but
+  // a's high jobs, given by the same claim, put a behind b at low; lane t2's first row was
+  // a's, and b was never read.
+  it("counts what the claim gave at a higher priority: the next client is read past those it moved back", async () => {
+    await open();
+    const node = await register(t.store, "n", [], 3);
+    const high = await submitMany(t.store, 2, { clientId: "a", priority: "high", type: "t1" });
+    await submitMany(t.store, 1, { clientId: "a", priority: "low", type: "t2" });
+    const [b] = await submitMany(t.store, 1, { clientId: "b", priority: "low", type: "t2" });
+    await submitMany(t.store, 1, { clientId: "a", priority: "low", type: "t1" });
+    const items = await claim(t.store, node.id, 3);
+    expect(items.map((item) => item.id).sort()).toEqual([...high, b].sort());
     await expectTablesExact(t);
   });
 
