@@ -97,3 +97,16 @@ export function topLevel<T extends { effective_priority: number }>(rows: readonl
   const priority = Math.max(...rows.map((row) => row.effective_priority));
   return { priority, rows: rows.filter((row) => row.effective_priority === priority) };
 }
+
+/**
+ * The fill's gate over a claim's own `admit` (a limited type's room): a lane it refuses is
+ * added to `closed`, so the fill stops reading it. Undefined when nothing is limited.
+ */
+export function closingGate(admit: ((lane: number) => boolean) | undefined, closed: Set<number>): ((lane: number) => boolean) | undefined {
+  if (!admit) return undefined;
+  return (lane) => {
+    if (admit(lane)) return true;
+    closed.add(lane);
+    return false;
+  };
+}

@@ -8,9 +8,10 @@
 // tables. The mode lives in the settings row that every claim reads with its node, so every
 // master claims the same way from the commit that changed it on.
 import { sql } from "kysely";
-import { FAIR_SHARE_SETTING, fairRowsToRead, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
+import { closingGate, FAIR_SHARE_SETTING, fairRowsToRead, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
 import { rowsOf } from "./context.js";
 import type { Executor, Tx } from "./database.js";
+import type { FairQueueTable } from "../schema.js";
 
 const FAIR_OBJECTS: readonly string[] = [
   `CREATE INDEX jobs_fair ON jobs (lane, effective_priority DESC, client_id, seq) WHERE status = 'pending'`,
@@ -77,14 +78,8 @@ export async function switchFairShare(tx: Tx, mode: FairShareMode, at: string): 
   return from;
 }
 
-interface FairRow {
-  lane: number;
-  effective_priority: number;
-  client_id: string;
-  head_seq: number;
-  pending: number;
-  running: number;
-}
+/** A client's line in one lane at one priority. */
+type FairRow = FairQueueTable;
 
 /**
  * A claim under fair share: priority by priority (highest first), each lane's candidates
@@ -100,13 +95,7 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
   const taken = new Map<string, number>();
   const chosen: number[] = [];
   const closed = new Set<number>();
-  const gate = admit
-    ? (lane: number) => {
-        if (admit(lane)) return true;
-        closed.add(lane);
-        return false;
-      }
-    : undefined;
+  const gate = closingGate(admit, closed);
   let below = 2_147_483_647;
   // (priority, lane, client)s with no job left there that this claim can lock.
   const dry = new Set<string>();

@@ -8,10 +8,21 @@
 // default) pays nothing per job. While on, the triggers follow every change of a job,
 // whichever verb, sweeper or operator's sqlite3 session makes it.
 import { sql } from "kysely";
-import { FAIR_SHARE_SETTING, fairRowsToRead, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
+import { closingGate, FAIR_SHARE_SETTING, fairRowsToRead, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
 import { param, type SqliteDatabase } from "./database.js";
+import type { FairQueueTable } from "../schema.js";
 
 /** The fair-share objects made with the mode: the index a claim finds a client's next jobs by, and the triggers. */
+/** A pending job (`old`) leaves its client's line: one fewer, a new head if it was the head, the row gone when empty. */
+const LEAVE_LINE = `UPDATE fair_queue SET pending = pending - 1,
+       head_seq = CASE WHEN head_seq = old.seq AND pending > 1 THEN coalesce(
+         (SELECT min(seq) FROM jobs WHERE status = 'pending' AND lane = old.lane
+            AND effective_priority = old.effective_priority AND client_id = old.client_id), head_seq) ELSE head_seq END
+     WHERE old.status = 'pending' AND lane = old.lane AND effective_priority = old.effective_priority AND client_id = old.client_id;
+     DELETE FROM fair_queue
+     WHERE old.status = 'pending' AND lane = old.lane AND effective_priority = old.effective_priority AND client_id = old.client_id
+       AND pending <= 0;`;
+
 const FAIR_OBJECTS: readonly string[] = [
   `CREATE INDEX jobs_fair ON jobs (lane, effective_priority DESC, client_id, seq) WHERE status = 'pending'`,
   // A job pending now joins its client's line (a new job, a retry, a promotion, a re-queue,
@@ -33,14 +44,7 @@ const FAIR_OBJECTS: readonly string[] = [
    WHEN (old.status = 'pending' OR new.status = 'pending')
      AND (old.status IS NOT new.status OR old.effective_priority IS NOT new.effective_priority)
    BEGIN
-     UPDATE fair_queue SET pending = pending - 1,
-       head_seq = CASE WHEN head_seq = old.seq AND pending > 1 THEN coalesce(
-         (SELECT min(seq) FROM jobs WHERE status = 'pending' AND lane = old.lane
-            AND effective_priority = old.effective_priority AND client_id = old.client_id), head_seq) ELSE head_seq END
-     WHERE old.status = 'pending' AND lane = old.lane AND effective_priority = old.effective_priority AND client_id = old.client_id;
-     DELETE FROM fair_queue
-     WHERE old.status = 'pending' AND lane = old.lane AND effective_priority = old.effective_priority AND client_id = old.client_id
-       AND pending <= 0;
+     ${LEAVE_LINE}
      INSERT INTO fair_queue (lane, effective_priority, client_id, head_seq, pending, running)
        SELECT new.lane, new.effective_priority, new.client_id, new.seq, 1,
               coalesce((SELECT running FROM fair_clients WHERE client_id = new.client_id), 0)
@@ -60,14 +64,7 @@ const FAIR_OBJECTS: readonly string[] = [
   `CREATE TRIGGER fair_job_deleted AFTER DELETE ON jobs
    WHEN old.status = 'pending' OR old.status = 'running'
    BEGIN
-     UPDATE fair_queue SET pending = pending - 1,
-       head_seq = CASE WHEN head_seq = old.seq AND pending > 1 THEN coalesce(
-         (SELECT min(seq) FROM jobs WHERE status = 'pending' AND lane = old.lane
-            AND effective_priority = old.effective_priority AND client_id = old.client_id), head_seq) ELSE head_seq END
-     WHERE old.status = 'pending' AND lane = old.lane AND effective_priority = old.effective_priority AND client_id = old.client_id;
-     DELETE FROM fair_queue
-     WHERE old.status = 'pending' AND lane = old.lane AND effective_priority = old.effective_priority AND client_id = old.client_id
-       AND pending <= 0;
+     ${LEAVE_LINE}
      UPDATE fair_clients SET running = running - 1 WHERE old.status = 'running' AND client_id = old.client_id;
      DELETE FROM fair_clients WHERE old.status = 'running' AND client_id = old.client_id AND running = 0;
      UPDATE fair_queue SET running = running - 1 WHERE old.status = 'running' AND client_id = old.client_id;
@@ -145,14 +142,8 @@ export class FairShare {
   }
 }
 
-interface FairRow {
-  lane: number;
-  effective_priority: number;
-  client_id: string;
-  head_seq: number;
-  pending: number;
-  running: number;
-}
+/** A client's line in one lane at one priority. */
+type FairRow = FairQueueTable;
 
 /**
  * A claim under fair share: priority by priority (highest first), the candidates of each
@@ -174,13 +165,7 @@ export function chooseFair(db: SqliteDatabase, lanes: readonly number[], limit: 
   const taken = new Map<string, number>();
   const chosen: number[] = [];
   const closed = new Set<number>();
-  const gate = admit
-    ? (lane: number) => {
-        if (admit(lane)) return true;
-        closed.add(lane);
-        return false;
-      }
-    : undefined;
+  const gate = closingGate(admit, closed);
   let below = Number.MAX_SAFE_INTEGER;
   while (chosen.length < limit) {
     const want = limit - chosen.length;
