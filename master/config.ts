@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { isLoopbackName } from "./auth/loopback.js";
-import { FAIR_SHARE_MODES, type FairShareMode } from "./queue/fair-share.js";
+import { FAIR_SHARE_MODES } from "./queue/fair-share.js";
 
 export const DEFAULT_DB_PATH = "./data/gaffer.db";
 export const DEFAULT_HOST = "127.0.0.1";
@@ -33,8 +33,6 @@ export const DEFAULT_CLIENT_MAX_SCHEDULES = 100;
 /** The end of a handler's output kept on each attempt (API.md §5, §10); the worker has the same setting. */
 export const DEFAULT_LOG_TAIL_BYTES = 65_536;
 export const DEFAULT_RETENTION_DAYS = 30;
-/** Dispatch within one priority (API.md §5a): strict FIFO unless GAFFER_FAIR_SHARE=clients. */
-export const DEFAULT_FAIR_SHARE: FairShareMode = "off";
 /** Job types with their own metric series; the rest count under type="other" (API.md §8). */
 export const DEFAULT_METRICS_MAX_TYPES = 100;
 
@@ -75,7 +73,9 @@ const configSchema = z
     retentionDays: z.coerce.number().positive(),
     metricsMaxTypes: count.max(10_000),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
-    fairShare: z.enum(FAIR_SHARE_MODES, { message: "must be off (strict priority, then FIFO) or clients (fair share between clients, API.md §5a)" }),
+    // Unset: this master follows the database's mode (a new database's is off), so that a
+    // master started without it does not turn fair share off for the whole cluster.
+    fairShare: z.enum(FAIR_SHARE_MODES, { message: "must be off (strict priority, then FIFO) or clients (fair share between clients, API.md §5a)" }).optional(),
   })
   .strict();
 
@@ -142,7 +142,6 @@ const DEFAULTS: ConfigValues = {
   retentionDays: DEFAULT_RETENTION_DAYS,
   metricsMaxTypes: DEFAULT_METRICS_MAX_TYPES,
   logLevel: "info",
-  fairShare: DEFAULT_FAIR_SHARE,
 };
 
 /** dev: auth off and patient timeouts for a laptop; prod: the seed's production values. */

@@ -207,8 +207,9 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   await modes.load();
   // The dispatch order is the cluster's (API.md §5a): this master's setting goes into the
   // database, and every master's claims follow the database's.
-  const fairShare = await store.jobs.setFairShare(config.fairShare);
-  if (fairShare.from !== config.fairShare) {
+  // Unset, it follows the database's.
+  const fairShare = config.fairShare === undefined ? undefined : await store.jobs.setFairShare(config.fairShare);
+  if (fairShare && fairShare.from !== config.fairShare) {
     log.warn(
       { event: "fair_share.changed", from: fairShare.from, to: config.fairShare },
       `fair share set to ${config.fairShare} (GAFFER_FAIR_SHARE) for every master of this database; it was ${fairShare.from}`,

@@ -45,7 +45,8 @@ describe("loadConfig", () => {
   });
 
   it("takes GAFFER_FAIR_SHARE off (the default) or clients, and refuses anything else by name", () => {
-    expect(loadConfig({ env: {} }).fairShare).toBe("off");
+    // Unset: the master follows the database's mode.
+    expect(loadConfig({ env: {} }).fairShare).toBeUndefined();
     expect(loadConfig({ env: { GAFFER_FAIR_SHARE: "clients" } }).fairShare).toBe("clients");
     expect(() => loadConfig({ env: { GAFFER_FAIR_SHARE: "fair" } })).toThrow(/fairShare \(GAFFER_FAIR_SHARE\): must be off .* or clients/);
   });

@@ -38,4 +38,16 @@ describe("fair share between clients", () => {
     expect(ids).toHaveLength(8);
     expect(ids).toEqual(expect.arrayContaining(smallIds));
   });
+
+  it("keeps the database's mode when a master starts without GAFFER_FAIR_SHARE, and changes it when one starts with it", async () => {
+    const db = master.config.db;
+    await master.close();
+    master = await startTestMaster({ db, auth: "on" });
+    headers = await signedIn(master, { admin: "admin" });
+    expect((await call("admin", "GET", "/api/v1/state")).body).toMatchObject({ fair_share: "clients" });
+    await master.close();
+    master = await startTestMaster({ db, auth: "on", fairShare: "off" });
+    headers = await signedIn(master, { admin: "admin" });
+    expect((await call("admin", "GET", "/api/v1/state")).body).toMatchObject({ fair_share: "off" });
+  });
 });
