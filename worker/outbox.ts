@@ -27,15 +27,19 @@ interface Row {
 }
 
 /**
- * Up to this many results are also kept in memory, in the order they were written, so that
- * sending them reads nothing back from disk and removing them is one statement. A larger
- * outbox (the master away for long) is served from disk alone until it is empty again.
+ * Up to this many results, and this many bytes of them, are also kept in memory, in the order
+ * they were written, so that sending them reads nothing back from disk and removing them is
+ * one statement. A larger outbox (the master away for long, big results or log tails) is
+ * served from disk alone until it is empty again.
  */
 const MIRRORED_AT_MOST = 10_000;
+const MIRRORED_BYTES_AT_MOST = 32 * 1024 * 1024;
 
 interface Kept {
   seq: number;
   entry: OutboxEntry;
+  /** About what it holds in memory: its JSON and log tail. */
+  bytes: number;
 }
 
 const keyOf = (jobId: string, attempt: number) => `${attempt} ${jobId}`;
@@ -50,6 +54,7 @@ export class Outbox {
   private readonly held: Database.Statement;
   /** Every result on disk, by job and attempt, in the order written; undefined while the outbox is too large to mirror. */
   private mirror: Map<string, Kept> | undefined;
+  private mirroredBytes = 0;
 
   constructor(stateDir: string) {
     // Results may carry what a job's payload held: the folder 0700 and the file 0600,
@@ -91,8 +96,9 @@ export class Outbox {
     if (this.countOnDisk() <= MIRRORED_AT_MOST) {
       this.mirror = new Map();
       for (const row of this.oldest.all(MIRRORED_AT_MOST) as (Row & { seq: number })[]) {
-        this.mirror.set(keyOf(row.job_id, row.attempt), { seq: row.seq, entry: entryOf(row) });
+        this.keep({ seq: row.seq, entry: entryOf(row), bytes: (row.result?.length ?? 0) + (row.error?.length ?? 0) + (row.log_tail?.length ?? 0) });
       }
+      if (this.mirroredBytes > MIRRORED_BYTES_AT_MOST) this.unmirror();
     }
   }
 
@@ -102,28 +108,35 @@ export class Outbox {
     const written: Kept[] = [];
     this.db.transaction(() => {
       for (const entry of entries) {
-        const { lastInsertRowid } = this.insert.run(
-          entry.nodeId,
-          entry.jobId,
-          entry.attempt,
-          entry.status,
-          entry.status === "completed" ? JSON.stringify(entry.result ?? null) : null,
-          entry.error === undefined ? null : JSON.stringify(entry.error),
-          entry.logTail ?? null,
-          at,
-        );
-        written.push({ seq: Number(lastInsertRowid), entry });
+        const result = entry.status === "completed" ? JSON.stringify(entry.result ?? null) : null;
+        const error = entry.error === undefined ? null : JSON.stringify(entry.error);
+        const { lastInsertRowid } = this.insert.run(entry.nodeId, entry.jobId, entry.attempt, entry.status, result, error, entry.logTail ?? null, at);
+        written.push({ seq: Number(lastInsertRowid), entry, bytes: (result?.length ?? 0) + (error?.length ?? 0) + (entry.logTail?.length ?? 0) });
       }
     })();
-    const mirror = this.mirror;
-    if (!mirror) return;
-    for (const kept of written) {
-      // INSERT OR REPLACE wrote a new row in place of the old one: it goes to the end.
-      const key = keyOf(kept.entry.jobId, kept.entry.attempt);
-      mirror.delete(key);
-      mirror.set(key, kept);
-    }
-    if (mirror.size > MIRRORED_AT_MOST) this.mirror = undefined;
+    if (!this.mirror) return;
+    // INSERT OR REPLACE wrote a new row in place of an old one: it goes to the end.
+    for (const kept of written) this.keep(kept);
+    if ((this.mirror?.size ?? 0) > MIRRORED_AT_MOST || this.mirroredBytes > MIRRORED_BYTES_AT_MOST) this.unmirror();
+  }
+
+  private keep(kept: Kept): void {
+    const key = keyOf(kept.entry.jobId, kept.entry.attempt);
+    this.forget(key);
+    this.mirror?.set(key, kept);
+    this.mirroredBytes += kept.bytes;
+  }
+
+  private forget(key: string): void {
+    const old = this.mirror?.get(key);
+    if (!old) return;
+    this.mirror?.delete(key);
+    this.mirroredBytes -= old.bytes;
+  }
+
+  private unmirror(): void {
+    this.mirror = undefined;
+    this.mirroredBytes = 0;
   }
 
   /** The oldest results not yet acknowledged. */
@@ -154,7 +167,7 @@ export class Outbox {
       }
       this.removeSeqs.run(JSON.stringify(seqs));
     })();
-    if (mirror) for (const key of keys) mirror.delete(keyOf(key.jobId, key.attempt));
+    if (mirror) for (const key of keys) this.forget(keyOf(key.jobId, key.attempt));
     // A large outbox that has been sent: mirror again from here.
     else if (this.countOnDisk() === 0) this.mirror = new Map();
   }

@@ -16,6 +16,8 @@ BEGIN
     FROM changed_old o JOIN changed_new n ON n.seq = o.seq
     WHERE (o.status IN ('completed', 'failed', 'canceled')) <> (n.status IN ('completed', 'failed', 'canceled'))
     GROUP BY n.client_id
+    -- Count rows locked in one order by every statement: two masters' statements cannot deadlock on them.
+    ORDER BY n.client_id
   ON CONFLICT (client_id) DO UPDATE SET unfinished = c.unfinished + excluded.unfinished;
   RETURN NULL;
 END
@@ -27,6 +29,7 @@ BEGIN
   FROM (SELECT client_id, count(*) AS n FROM deleted_old
         WHERE status NOT IN ('completed', 'failed', 'canceled') GROUP BY client_id) d
   WHERE c.client_id = d.client_id;
+  -- (An UPDATE … FROM locks in the join's order; deletes of unfinished jobs are an operator's, rare.)
   RETURN NULL;
 END
 $$;

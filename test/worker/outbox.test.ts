@@ -74,6 +74,19 @@ describe("outbox", () => {
     again.close();
   });
 
+  it("keeps big results on disk alone once they pass the bytes it mirrors, and hands them out the same", () => {
+    const outbox = new Outbox(tempDir());
+    const tail = "x".repeat(1024 * 1024);
+    const big = (i: number) => ({ nodeId: "n", jobId: `big${i}`, attempt: 1, status: "completed" as const, result: { i }, logTail: tail });
+    outbox.add(Array.from({ length: 40 }, (_, i) => big(i)));
+    expect(outbox.size).toBe(40);
+    expect(outbox.pending(2)).toEqual([big(0), big(1)]);
+    outbox.settle([{ jobId: "big0", attempt: 1 }]);
+    expect(outbox.heldJobs()).toHaveLength(39);
+    expect(outbox.pending(1)).toEqual([big(1)]);
+    outbox.close();
+  });
+
   it("keeps a result's log tail, and opens an outbox made before log tails", () => {
     const dir = tempDir();
     // The table as an older worker made it, holding one result.

@@ -141,7 +141,9 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
     const seqsOf = new Map<string, number[]>();
     for (const row of await jobsOf(level.rows.map((row) => ({ lane: row.lane, client_id: row.client_id, n: Math.min(row.pending, want) })), false)) {
       const k = key(row.lane, row.client_id);
-      seqsOf.set(k, [...(seqsOf.get(k) ?? []), row.seq]);
+      const seqs = seqsOf.get(k);
+      if (seqs) seqs.push(row.seq);
+      else seqsOf.set(k, [row.seq]);
     }
     const candidates: FairCandidate[] = [];
     for (const row of level.rows) {
