@@ -15,14 +15,15 @@ import type { FairQueueTable } from "../schema.js";
 
 const FAIR_OBJECTS: readonly string[] = [
   `CREATE INDEX jobs_fair ON jobs (lane, effective_priority DESC, client_id, seq) WHERE status = 'pending'`,
+  // Per statement (0003's gaffer_fair_share: each statement's changes added up and written in
+  // client order); the UPDATE one runs for every UPDATE of jobs, as transition tables cannot
+  // go with a column list.
   `CREATE TRIGGER jobs_fair_added AFTER INSERT ON jobs
-     FOR EACH ROW WHEN (NEW.status IN ('pending', 'running')) EXECUTE FUNCTION gaffer_fair_share()`,
-  `CREATE TRIGGER jobs_fair_changed AFTER UPDATE OF status, effective_priority ON jobs
-     FOR EACH ROW WHEN ((OLD.status IN ('pending', 'running') OR NEW.status IN ('pending', 'running'))
-       AND (OLD.status IS DISTINCT FROM NEW.status OR OLD.effective_priority IS DISTINCT FROM NEW.effective_priority))
-     EXECUTE FUNCTION gaffer_fair_share()`,
+     REFERENCING NEW TABLE AS fair_new FOR EACH STATEMENT EXECUTE FUNCTION gaffer_fair_share()`,
+  `CREATE TRIGGER jobs_fair_changed AFTER UPDATE ON jobs
+     REFERENCING OLD TABLE AS fair_old NEW TABLE AS fair_new FOR EACH STATEMENT EXECUTE FUNCTION gaffer_fair_share()`,
   `CREATE TRIGGER jobs_fair_deleted AFTER DELETE ON jobs
-     FOR EACH ROW WHEN (OLD.status IN ('pending', 'running')) EXECUTE FUNCTION gaffer_fair_share()`,
+     REFERENCING OLD TABLE AS fair_old FOR EACH STATEMENT EXECUTE FUNCTION gaffer_fair_share()`,
 ];
 
 const DROP_OBJECTS: readonly string[] = [

@@ -130,6 +130,58 @@ describe.each(dialects)("fair share ($name)", (dialect) => {
     await expectTablesExact(t);
   });
 
+  // Two statements that each move jobs of clients a and b: the first meets a's job first (seq
+  // order), the second b's. Row triggers locked a's fair_clients row then b's in the first and
+  // b's then a's in the second: a third session holding a line of b's makes the second stop
+  // between the two, and the two statements deadlocked (40P01). Written in client order per
+  // statement, the first waits for the second, which finishes once the line is free.
+  it.runIf(dialect.name === "postgres")("writes each statement's fair-share rows in client order: two statements over clients a, b and b, a do not deadlock", async () => {
+    await open();
+    const [a1] = await submitMany(t.store, 1, { clientId: "a" });
+    const [b1] = await submitMany(t.store, 1, { clientId: "b" });
+    const [b2] = await submitMany(t.store, 1, { clientId: "b" });
+    const [a2] = await submitMany(t.store, 1, { clientId: "a" });
+    await submitMany(t.store, 1, { clientId: "b", priority: "low" });
+    const [{ schema } = { schema: "" }] = (await t.query("SELECT current_schema() AS schema")) as { schema: string }[];
+    const [{ low } = { low: 0 }] = (await t.query("SELECT effective_priority AS low FROM jobs WHERE client_id = 'b' ORDER BY seq DESC LIMIT 1")) as { low: number }[];
+    const session = async () => {
+      const client = new pg.Client({ connectionString: TEST_DATABASE_URL, options: `-c search_path=${schema}` });
+      await client.connect();
+      await client.query("BEGIN");
+      const [row] = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows;
+      return { client, pid: row?.pid ?? 0 };
+    };
+    const [holder, first, second] = [await session(), await session(), await session()];
+    const waiting = async (pid: number) => {
+      for (;;) {
+        const { rows } = await holder.client.query<{ wait: string | null }>("SELECT wait_event_type AS wait FROM pg_stat_activity WHERE pid = $1", [pid]);
+        if (rows[0]?.wait === "Lock") return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    try {
+      await holder.client.query("SELECT 1 FROM fair_queue WHERE client_id = 'b' AND effective_priority = $1 FOR UPDATE", [low]);
+      // b2 then a2 (seq order) down to low: stops at b's low line.
+      const moved = second.client.query("UPDATE jobs SET effective_priority = $1 WHERE id = ANY($2)", [low, [b2, a2]]).then(() => true, (error: { code?: string }) => error.code ?? "error");
+      await waiting(second.pid);
+      // a1 then b1 up.
+      const raised = first.client.query("UPDATE jobs SET effective_priority = effective_priority + 1 WHERE id = ANY($1)", [[a1, b1]]).then(() => true, (error: { code?: string }) => error.code ?? "error");
+      await waiting(first.pid);
+      await holder.client.query("COMMIT");
+      const movedOutcome = await moved;
+      if (movedOutcome === true) await second.client.query("COMMIT");
+      const raisedOutcome = await raised;
+      if (raisedOutcome === true) await first.client.query("COMMIT");
+      expect([movedOutcome, raisedOutcome]).toEqual([true, true]);
+    } finally {
+      for (const { client } of [holder, first, second]) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        await client.end();
+      }
+    }
+    await expectTablesExact(t);
+  });
+
   it("says why a job waits for other clients, and calls the next one's job next", async () => {
     await open();
     const node = await register(t.store, "n", [], 100);
