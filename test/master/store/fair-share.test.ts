@@ -3,9 +3,12 @@
 // the oldest head), FIFO within each client; priorities, lanes, paused and limited types as
 // without it. And the tables behind it always equal what `jobs` says.
 import fc from "fast-check";
+import { sql } from "kysely";
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import { whyWaiting } from "../../../master/queue/why.js";
+import { PostgresDatabase } from "../../../master/store/postgres/database.js";
+import { chooseFair } from "../../../master/store/postgres/fair-share.js";
 import type { Store, SubmitJobParams } from "../../../master/store/types.js";
 import { claim, dialects, jobParams, register, submit, TEST_DATABASE_URL, type TestStore, type TestStoreOptions } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
@@ -180,6 +183,42 @@ describe.each(dialects)("fair share ($name)", (dialect) => {
       }
     }
     await expectTablesExact(t);
+  });
+
+  // A claim reads fair_queue, then the jobs of the clients it read, in two statements (two
+  // snapshots). Another master's claim that commits between them takes a's high job: a's line
+  // comes back empty, and b's high job (past the read window of one row) must go before c's
+  // low one: the claim reads the priority again without a, rather than go down to low.
+  it.runIf(dialect.name === "postgres")("reads a priority again when another claim empties a line between its read of fair_queue and of the jobs", async () => {
+    await open();
+    const [aHigh] = await submitMany(t.store, 1, { clientId: "a", priority: "high" });
+    const [bHigh] = await submitMany(t.store, 1, { clientId: "b", priority: "high" });
+    await submitMany(t.store, 1, { clientId: "c", priority: "low" });
+    const other = await register(t.store, "other", [], 5);
+    const [{ schema } = { schema: "" }] = (await t.query("SELECT current_schema() AS schema")) as { schema: string }[];
+    const lanes = (await t.query("SELECT id FROM lanes")).map((row) => Number(row.id));
+    const db = new PostgresDatabase({ url: TEST_DATABASE_URL, schema, max: 1 });
+    let statements = 0;
+    let between: string[] = [];
+    try {
+      const chosen = await db.transaction(async (tx) => {
+        const hooked = tx.db.withPlugin({
+          transformQuery: (args) => args.node,
+          transformResult: async (args) => {
+            statements += 1;
+            // After the claim's first read (fair_queue): the other master claims one job and commits.
+            if (statements === 1) between = (await claim(t.store, other.id, 1)).map((item) => item.id);
+            return args.result;
+          },
+        });
+        const seqs = await chooseFair({ ...tx, db: hooked }, lanes, 1);
+        return (await sql<{ id: string }>`SELECT id FROM jobs WHERE seq = ANY(${seqs}::bigint[])`.execute(tx.db)).rows.map((row) => row.id);
+      });
+      expect(between).toEqual([aHigh]);
+      expect(chosen).toEqual([bHigh]);
+    } finally {
+      await db.close();
+    }
   });
 
   it("says why a job waits for other clients, and calls the next one's job next", async () => {
