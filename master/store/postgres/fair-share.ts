@@ -15,14 +15,15 @@ import type { FairQueueTable } from "../schema.js";
 
 const FAIR_OBJECTS: readonly string[] = [
   `CREATE INDEX jobs_fair ON jobs (lane, effective_priority DESC, client_id, seq) WHERE status = 'pending'`,
+  // Per statement (0003's gaffer_fair_share: each statement's changes added up and written in
+  // client order); the UPDATE one runs for every UPDATE of jobs, as transition tables cannot
+  // go with a column list.
   `CREATE TRIGGER jobs_fair_added AFTER INSERT ON jobs
-     FOR EACH ROW WHEN (NEW.status IN ('pending', 'running')) EXECUTE FUNCTION gaffer_fair_share()`,
-  `CREATE TRIGGER jobs_fair_changed AFTER UPDATE OF status, effective_priority ON jobs
-     FOR EACH ROW WHEN ((OLD.status IN ('pending', 'running') OR NEW.status IN ('pending', 'running'))
-       AND (OLD.status IS DISTINCT FROM NEW.status OR OLD.effective_priority IS DISTINCT FROM NEW.effective_priority))
-     EXECUTE FUNCTION gaffer_fair_share()`,
+     REFERENCING NEW TABLE AS fair_new FOR EACH STATEMENT EXECUTE FUNCTION gaffer_fair_share()`,
+  `CREATE TRIGGER jobs_fair_changed AFTER UPDATE ON jobs
+     REFERENCING OLD TABLE AS fair_old NEW TABLE AS fair_new FOR EACH STATEMENT EXECUTE FUNCTION gaffer_fair_share()`,
   `CREATE TRIGGER jobs_fair_deleted AFTER DELETE ON jobs
-     FOR EACH ROW WHEN (OLD.status IN ('pending', 'running')) EXECUTE FUNCTION gaffer_fair_share()`,
+     REFERENCING OLD TABLE AS fair_old FOR EACH STATEMENT EXECUTE FUNCTION gaffer_fair_share()`,
 ];
 
 const DROP_OBJECTS: readonly string[] = [
@@ -101,6 +102,8 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
   const dry = new Set<string>();
   const dryKey = (priority: number, lane: number, clientId: string) => `${priority}\u0000${lane}\u0000${clientId}`;
   const key = (lane: number, clientId: string) => `${lane}\u0000${clientId}`;
+  // Jobs this claim chose from each (priority, lane, client): still pending, and counted in fair_queue, until it takes them.
+  const chosenAt = new Map<string, number>();
   while (chosen.length < limit) {
     const want = limit - chosen.length;
     const open = lanes.filter((lane) => !closed.has(lane));
@@ -145,6 +148,20 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
       if (seqs) seqs.push(row.seq);
       else seqsOf.set(k, [row.seq]);
     }
+    // fair_queue and jobs are read by two statements (two snapshots, READ COMMITTED): a claim
+    // that committed between them may have emptied lines this one read, and the clients past
+    // the read window then go unread. A line with fewer pending jobs than its row said (less
+    // this claim's own) is dry here, and the priority is read again without it, as a lock
+    // failure is; going down a priority on a short read would pass over other clients' free
+    // jobs of this one.
+    const short = level.rows.filter((row) => {
+      const k = dryKey(priority, row.lane, row.client_id);
+      return (seqsOf.get(key(row.lane, row.client_id))?.length ?? 0) < Math.min(row.pending - (chosenAt.get(k) ?? 0), want);
+    });
+    if (short.length > 0) {
+      for (const row of short) dry.add(dryKey(priority, row.lane, row.client_id));
+      continue;
+    }
     const candidates: FairCandidate[] = [];
     for (const row of level.rows) {
       const seqs = seqsOf.get(key(row.lane, row.client_id)) ?? [];
@@ -177,6 +194,8 @@ export async function chooseFair(tx: Tx, lanes: readonly number[], limit: number
     const locked = shares.size === 0 ? [] : await jobsOf([...shares.values()], true);
     for (const row of locked) {
       chosen.push(row.seq);
+      const k = dryKey(priority, row.lane, row.client_id);
+      chosenAt.set(k, (chosenAt.get(k) ?? 0) + 1);
       taken.set(row.client_id, (taken.get(row.client_id) ?? 0) + 1);
       const share = shares.get(key(row.lane, row.client_id));
       if (share) share.n -= 1;

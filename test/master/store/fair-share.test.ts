@@ -3,9 +3,12 @@
 // the oldest head), FIFO within each client; priorities, lanes, paused and limited types as
 // without it. And the tables behind it always equal what `jobs` says.
 import fc from "fast-check";
+import { sql } from "kysely";
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import { whyWaiting } from "../../../master/queue/why.js";
+import { PostgresDatabase } from "../../../master/store/postgres/database.js";
+import { chooseFair } from "../../../master/store/postgres/fair-share.js";
 import type { Store, SubmitJobParams } from "../../../master/store/types.js";
 import { claim, dialects, jobParams, register, submit, TEST_DATABASE_URL, type TestStore, type TestStoreOptions } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
@@ -128,6 +131,94 @@ describe.each(dialects)("fair share ($name)", (dialect) => {
       await locker.end();
     }
     await expectTablesExact(t);
+  });
+
+  // Two statements that each move jobs of clients a and b: the first meets a's job first (seq
+  // order), the second b's. Row triggers locked a's fair_clients row then b's in the first and
+  // b's then a's in the second: a third session holding a line of b's makes the second stop
+  // between the two, and the two statements deadlocked (40P01). Written in client order per
+  // statement, the first waits for the second, which finishes once the line is free.
+  it.runIf(dialect.name === "postgres")("writes each statement's fair-share rows in client order: two statements over clients a, b and b, a do not deadlock", async () => {
+    await open();
+    const [a1] = await submitMany(t.store, 1, { clientId: "a" });
+    const [b1] = await submitMany(t.store, 1, { clientId: "b" });
+    const [b2] = await submitMany(t.store, 1, { clientId: "b" });
+    const [a2] = await submitMany(t.store, 1, { clientId: "a" });
+    await submitMany(t.store, 1, { clientId: "b", priority: "low" });
+    const [{ schema } = { schema: "" }] = (await t.query("SELECT current_schema() AS schema")) as { schema: string }[];
+    const [{ low } = { low: 0 }] = (await t.query("SELECT effective_priority AS low FROM jobs WHERE client_id = 'b' ORDER BY seq DESC LIMIT 1")) as { low: number }[];
+    const session = async () => {
+      const client = new pg.Client({ connectionString: TEST_DATABASE_URL, options: `-c search_path=${schema}` });
+      await client.connect();
+      await client.query("BEGIN");
+      const [row] = (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows;
+      return { client, pid: row?.pid ?? 0 };
+    };
+    const [holder, first, second] = [await session(), await session(), await session()];
+    const waiting = async (pid: number) => {
+      for (;;) {
+        const { rows } = await holder.client.query<{ wait: string | null }>("SELECT wait_event_type AS wait FROM pg_stat_activity WHERE pid = $1", [pid]);
+        if (rows[0]?.wait === "Lock") return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    try {
+      await holder.client.query("SELECT 1 FROM fair_queue WHERE client_id = 'b' AND effective_priority = $1 FOR UPDATE", [low]);
+      // b2 then a2 (seq order) down to low: stops at b's low line.
+      const moved = second.client.query("UPDATE jobs SET effective_priority = $1 WHERE id = ANY($2)", [low, [b2, a2]]).then(() => true, (error: { code?: string }) => error.code ?? "error");
+      await waiting(second.pid);
+      // a1 then b1 up.
+      const raised = first.client.query("UPDATE jobs SET effective_priority = effective_priority + 1 WHERE id = ANY($1)", [[a1, b1]]).then(() => true, (error: { code?: string }) => error.code ?? "error");
+      await waiting(first.pid);
+      await holder.client.query("COMMIT");
+      const movedOutcome = await moved;
+      if (movedOutcome === true) await second.client.query("COMMIT");
+      const raisedOutcome = await raised;
+      if (raisedOutcome === true) await first.client.query("COMMIT");
+      expect([movedOutcome, raisedOutcome]).toEqual([true, true]);
+    } finally {
+      for (const { client } of [holder, first, second]) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        await client.end();
+      }
+    }
+    await expectTablesExact(t);
+  });
+
+  // A claim reads fair_queue, then the jobs of the clients it read, in two statements (two
+  // snapshots). Another master's claim that commits between them takes a's high job: a's line
+  // comes back empty, and b's high job (past the read window of one row) must go before c's
+  // low one: the claim reads the priority again without a, rather than go down to low.
+  it.runIf(dialect.name === "postgres")("reads a priority again when another claim empties a line between its read of fair_queue and of the jobs", async () => {
+    await open();
+    const [aHigh] = await submitMany(t.store, 1, { clientId: "a", priority: "high" });
+    const [bHigh] = await submitMany(t.store, 1, { clientId: "b", priority: "high" });
+    await submitMany(t.store, 1, { clientId: "c", priority: "low" });
+    const other = await register(t.store, "other", [], 5);
+    const [{ schema } = { schema: "" }] = (await t.query("SELECT current_schema() AS schema")) as { schema: string }[];
+    const lanes = (await t.query("SELECT id FROM lanes")).map((row) => Number(row.id));
+    const db = new PostgresDatabase({ url: TEST_DATABASE_URL, schema, max: 1 });
+    let statements = 0;
+    let between: string[] = [];
+    try {
+      const chosen = await db.transaction(async (tx) => {
+        const hooked = tx.db.withPlugin({
+          transformQuery: (args) => args.node,
+          transformResult: async (args) => {
+            statements += 1;
+            // After the claim's first read (fair_queue): the other master claims one job and commits.
+            if (statements === 1) between = (await claim(t.store, other.id, 1)).map((item) => item.id);
+            return args.result;
+          },
+        });
+        const seqs = await chooseFair({ ...tx, db: hooked }, lanes, 1);
+        return (await sql<{ id: string }>`SELECT id FROM jobs WHERE seq = ANY(${seqs}::bigint[])`.execute(tx.db)).rows.map((row) => row.id);
+      });
+      expect(between).toEqual([aHigh]);
+      expect(chosen).toEqual([bHigh]);
+    } finally {
+      await db.close();
+    }
   });
 
   it("says why a job waits for other clients, and calls the next one's job next", async () => {
