@@ -15,9 +15,10 @@ import {
   type Store,
   type SubmitJobParams,
 } from "../../master/store/types.js";
+import { afterEach, beforeEach } from "vitest";
 import { FakeClock } from "./clock.js";
 import { releaseSchema, takeSchema, useSchema } from "./postgres-schemas.js";
-import { tempDir } from "./temp.js";
+import { removeTempDirs, tempDir } from "./temp.js";
 
 export interface TestStore {
   store: Store;
@@ -49,6 +50,20 @@ export interface TestStoreOptions {
 export interface Dialect {
   name: "sqlite" | "postgres";
   open(options?: TestStoreOptions): Promise<TestStore>;
+}
+
+/** A store of `dialect` for each test, given to `use` before it and closed after it (with the test's temporary folders). */
+export function storePerTest(dialect: Dialect, use: (t: TestStore) => void): void {
+  let current: TestStore | undefined;
+  beforeEach(async () => {
+    current = await dialect.open();
+    use(current);
+  });
+  afterEach(async () => {
+    await current?.store.close();
+    current = undefined;
+    removeTempDirs();
+  });
 }
 
 function testPolicy(options: TestStoreOptions): QueuePolicy {

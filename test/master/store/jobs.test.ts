@@ -1,19 +1,12 @@
 // Submitting and acting on jobs: batches, idempotency, dependencies, delays, cancel, retry, priority, lists.
 import Database from "better-sqlite3";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Committed } from "../../../master/store/types.js";
-import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
 describe.each(dialects)("jobs ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(async () => {
-    t = await dialect.open();
-  });
-  afterEach(async () => {
-    await t.store.close();
-    removeTempDirs();
-  });
+  storePerTest(dialect, (opened) => (t = opened));
 
   it("says which of many jobs are final or gone, in one query (waiters after missed commits)", async () => {
     const open = await submit(t.store);

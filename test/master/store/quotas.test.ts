@@ -1,19 +1,12 @@
 // Quotas (API.md §4): a submit past the client's jobs not yet finished stores nothing, and
 // the count follows every way a job finishes or comes back; a client's schedules are counted.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { SubmitJobParams } from "../../../master/store/types.js";
-import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
 describe.each(dialects)("quotas ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(async () => {
-    t = await dialect.open();
-  });
-  afterEach(async () => {
-    await t.store.close();
-    removeTempDirs();
-  });
+  storePerTest(dialect, (opened) => (t = opened));
 
   const submitAtMost = (maxUnfinished: number, overrides: Partial<SubmitJobParams>[] = [{}]) =>
     t.store.jobs.submit(

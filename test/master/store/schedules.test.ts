@@ -1,19 +1,12 @@
 // The schedule store: names unique per client, pages, changes audited and told to the
 // scheduler, and what is due when (firing a tick: test/master/sweepers/scheduler.test.ts).
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Committed } from "../../../master/store/types.js";
-import { dialects, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { dialects, type TestStore, storePerTest } from "../../helpers/store.js";
 
 describe.each(dialects)("schedules ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(async () => {
-    t = await dialect.open();
-  });
-  afterEach(async () => {
-    await t.store.close();
-    removeTempDirs();
-  });
+  storePerTest(dialect, (opened) => (t = opened));
 
   const fields = (name: string, nextRunAt: Date | null = new Date("2026-01-01T10:05:00.000Z")) => ({
     name,

@@ -1,20 +1,13 @@
 // Values as the API shows them, the same on every dialect: JSON keeps the client's key order,
 // and text a database cannot hold (PostgreSQL: NUL) is refused as the caller's fault, or
 // dropped from what a handler printed rather than refusing its result.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { UnstorableValueError } from "../../../master/store/types.js";
-import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
 describe.each(dialects)("stored values ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(async () => {
-    t = await dialect.open();
-  });
-  afterEach(async () => {
-    await t.store.close();
-    removeTempDirs();
-  });
+  storePerTest(dialect, (opened) => (t = opened));
 
   it("keeps a payload's, a result's and the tags' keys in the order the client wrote them", async () => {
     const payload = { zeta: 1, alpha: { y: 2, b: [{ z: 1, a: 0 }] }, mid: "x" };

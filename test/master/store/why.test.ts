@@ -1,20 +1,13 @@
 // The facts GET /jobs/:id/why reasons from, as each store reads them: what a job waits on,
 // which nodes could run it, how many jobs are ahead of it, and its type's flow control.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { JOBS_AHEAD_CAP as POSTGRES_JOBS_AHEAD_CAP } from "../../../master/store/postgres/jobs/why.js";
 import { JOBS_AHEAD_CAP as SQLITE_JOBS_AHEAD_CAP } from "../../../master/store/sqlite/jobs/why.js";
-import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
 describe.each(dialects)("why facts ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(async () => {
-    t = await dialect.open();
-  });
-  afterEach(async () => {
-    await t.store.close();
-    removeTempDirs();
-  });
+  storePerTest(dialect, (opened) => (t = opened));
   const why = (id: string) => t.store.jobs.whyFacts(id);
 
   it("counts the pending jobs ahead in every lane the eligible nodes cover", async () => {

@@ -1,19 +1,12 @@
 // Retention: finished jobs and audit rows past GAFFER_RETENTION_DAYS go, in batches; nothing unfinished does.
 import { pino } from "pino";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Retention, RETENTION_BATCH } from "../../../master/sweepers/retention.js";
-import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
 describe.each(dialects)("retention ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(async () => {
-    t = await dialect.open();
-  });
-  afterEach(async () => {
-    await t.store.close();
-    removeTempDirs();
-  });
+  storePerTest(dialect, (opened) => (t = opened));
 
   it("removes old finished jobs and audit rows in batches, keeps unfinished and recent ones", async () => {
     const old = RETENTION_BATCH + 20;

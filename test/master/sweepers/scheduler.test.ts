@@ -1,21 +1,14 @@
 // Recurring schedules with a fake clock: one job per tick, at most one catch-up, one winner among masters.
 import { pino } from "pino";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createClient } from "../../../master/auth/clients.js";
 import { nextTick } from "../../../master/queue/cron.js";
 import { Scheduler } from "../../../master/sweepers/scheduler.js";
-import { dialects, submit, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { dialects, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
 describe.each(dialects)("scheduler ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(async () => {
-    t = await dialect.open();
-  });
-  afterEach(async () => {
-    await t.store.close();
-    removeTempDirs();
-  });
+  storePerTest(dialect, (opened) => (t = opened));
 
   const scheduler = () =>
     new Scheduler({

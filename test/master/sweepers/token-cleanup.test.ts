@@ -1,21 +1,14 @@
 // Token cleanup: expired access tokens go, and so do the rate limits' counters whose window
 // ended (kept in the database on PostgreSQL); live ones stay.
 import { pino } from "pino";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createClient } from "../../../master/auth/clients.js";
 import { TokenCleanup } from "../../../master/sweepers/token-cleanup.js";
-import { dialects, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { dialects, type TestStore, storePerTest } from "../../helpers/store.js";
 
 describe.each(dialects)("token cleanup ($name)", (dialect) => {
   let t: TestStore;
-  beforeEach(async () => {
-    t = await dialect.open();
-  });
-  afterEach(async () => {
-    await t.store.close();
-    removeTempDirs();
-  });
+  storePerTest(dialect, (opened) => (t = opened));
 
   it("deletes expired tokens and keeps live ones", async () => {
     const client = await createClient(t.store, { name: "c", role: "client", actor: null });
