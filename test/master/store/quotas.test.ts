@@ -92,6 +92,21 @@ describe.each(dialects)("quotas ($name)", (dialect) => {
     expect(await counts()).toEqual({ "client-a": 3, "client-b": 0 });
   });
 
+  it.runIf(dialect.name === "postgres")("lets submits through two masters at once pass the limit together never", async () => {
+    const other = await t.reopen();
+    try {
+      const submits = [t.store, other, t.store, other].map((store) =>
+        store.jobs.submit([jobParams(), jobParams(), jobParams()], { maxUnfinished: 5, batch: true }),
+      );
+      const outcomes = await Promise.all(submits);
+      expect(outcomes.filter((outcome) => outcome.ok)).toHaveLength(1);
+      expect(outcomes.filter((outcome) => !outcome.ok)).toEqual(Array.from({ length: 3 }, () => expect.objectContaining({ reason: "quota_exceeded", unfinished: 3 })));
+      expect(await count()).toBe(3);
+    } finally {
+      await other.close();
+    }
+  });
+
   it("lets a repeated idempotency key through at the limit: it adds no job", async () => {
     const first = await submitAtMost(1, [{ idempotencyKey: "order-42" }]);
     expect(first.ok).toBe(true);

@@ -92,8 +92,12 @@ async function overQuota(tx: Tx, checked: Checked[], maxUnfinished: number | und
   const added = new Map<string, number>();
   for (const entry of checked) if (entry.kind === "new") added.set(entry.job.clientId, (added.get(entry.job.clientId) ?? 0) + 1);
   for (const [clientId, count] of [...added].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    await tx.db.executeQuery(sql`INSERT INTO client_job_counts (client_id, unfinished) VALUES (${clientId}, 0) ON CONFLICT (client_id) DO NOTHING`.compile(tx.db));
-    const [row] = await rowsOf(tx, sql<{ unfinished: number }>`SELECT unfinished FROM client_job_counts WHERE client_id = ${clientId} FOR UPDATE`);
+    // One round trip: the row made if new, locked either way (DO UPDATE locks the row it meets), and read.
+    const [row] = await rowsOf(
+      tx,
+      sql<{ unfinished: number }>`INSERT INTO client_job_counts AS c (client_id, unfinished) VALUES (${clientId}, 0)
+        ON CONFLICT (client_id) DO UPDATE SET unfinished = c.unfinished RETURNING unfinished`,
+    );
     const unfinished = row?.unfinished ?? 0;
     if (unfinished + count > maxUnfinished) return { ok: false, reason: "quota_exceeded", unfinished, limit: maxUnfinished };
   }
