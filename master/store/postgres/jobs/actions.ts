@@ -6,7 +6,7 @@ import { changed, rowsOf, writeAudit, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import { toJob, type JobRow } from "../rows.js";
 import { reprioritized } from "../../../queue/aging.js";
-import { factsOf, failDependents, nextAgingAt, reopenDependents } from "./lifecycle.js";
+import { factsOf, failDependents, reopenDependents, requeueRetried } from "./lifecycle.js";
 
 async function lock(tx: Tx, id: string): Promise<JobRow | undefined> {
   return (await rowsOf(tx, sql<JobRow>`SELECT * FROM jobs WHERE id = ${id} FOR UPDATE`))[0];
@@ -51,14 +51,7 @@ export async function retryJob(ctx: PgContext, tx: Tx, params: ActorParams): Pro
   const decision = onRetry(factsOf(job), dependencies.map((d) => ({ id: d.id, status: d.status as JobStatus })), now);
   if (!decision.ok) return { ok: false, reason: "conflict", status: job.status as JobStatus, detail: decision.detail };
   const status = decision.transition?.status ?? "pending";
-  await changed(
-    tx,
-    sql`UPDATE jobs SET status = ${status}, retry_count = ${decision.transition?.retryCount ?? 0}, effective_priority = priority,
-          node_id = NULL, ready_at = ${at}, aging_at = ${status === "pending" ? nextAgingAt(job.priority, now, ctx.policy.agingMs) : null},
-          stall_at = NULL, progress = NULL, progress_message = NULL, result = NULL, error = NULL, failure_reason = NULL,
-          cancel_requested = false, lease_end_reason = NULL, started_at = NULL, finished_at = NULL, updated_at = ${at}
-        WHERE seq = ${job.seq} AND status = ${job.status}`,
-  );
+  await requeueRetried(ctx, tx, job, { status, retryCount: decision.transition?.retryCount ?? 0, now, at });
   await writeAudit(tx.db, [{ event_type: "job.retried", entity_type: "job", entity_id: job.id, client_id: params.actor, details: { from: job.status, status } }], at);
   await reopenDependents(tx, job.id, at, params.actor);
   tx.mark({ claimable: status === "pending" });

@@ -9,7 +9,7 @@ import { changed as changedRows, rowsOf, writeAudit, type PgContext } from "../c
 import type { Tx } from "../database.js";
 import type { JobRow } from "../rows.js";
 import { filterClauses, where } from "./filter.js";
-import { factsOf, failDependents, nextAgingAt, reopenDependents } from "./lifecycle.js";
+import { factsOf, failDependents, reopenDependents, requeueRetried } from "./lifecycle.js";
 
 type Candidate = Pick<JobRow, "seq" | "id" | "status" | "attempt" | "node_id" | "retry_count" | "max_retries" | "cancel_requested" | "priority">;
 
@@ -81,14 +81,7 @@ export async function retryMatching(ctx: PgContext, tx: Tx, params: BulkActionPa
       continue;
     }
     const status = decision.transition?.status ?? "pending";
-    const agingAt = status === "pending" ? nextAgingAt(job.priority, now, ctx.policy.agingMs) : null;
-    const n = await changedRows(
-      tx,
-      sql`UPDATE jobs SET status = ${status}, retry_count = 0, effective_priority = priority, node_id = NULL, ready_at = ${at},
-            aging_at = ${agingAt}, stall_at = NULL, progress = NULL, progress_message = NULL, result = NULL, error = NULL,
-            failure_reason = NULL, cancel_requested = false, lease_end_reason = NULL, started_at = NULL, finished_at = NULL, updated_at = ${at}
-          WHERE seq = ${job.seq} AND status = ${job.status}`,
-    );
+    const n = await requeueRetried(ctx, tx, job, { status, retryCount: decision.transition?.retryCount ?? 0, now, at });
     // Zero rows: an earlier job's retry already made it wait for that job again.
     if (n === 0) continue;
     changed.push(job.id);

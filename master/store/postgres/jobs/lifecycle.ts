@@ -202,6 +202,28 @@ export async function failDependents(tx: Tx, jobId: string, at: string): Promise
 }
 
 /** A failed or canceled job is retried: the jobs that failed only because of it wait for it again. */
+/**
+ * A retried job (onRetry) back to `status` (pending, or blocked on its dependencies) with
+ * its lease, progress and outcome cleared, guarded by the status it was read in; answers
+ * the rows changed (0: something changed it first).
+ */
+export async function requeueRetried(
+  ctx: PgContext,
+  tx: Tx,
+  job: Pick<JobRow, "seq" | "status" | "priority">,
+  change: { status: JobStatus; retryCount: number; now: Date; at: string },
+): Promise<number> {
+  const { status, now, at } = change;
+  const agingAt = status === "pending" ? nextAgingAt(job.priority, now, ctx.policy.agingMs) : null;
+  return changed(
+    tx,
+    sql`UPDATE jobs SET status = ${status}, retry_count = ${change.retryCount}, effective_priority = priority, node_id = NULL, ready_at = ${at},
+          aging_at = ${agingAt}, stall_at = NULL, progress = NULL, progress_message = NULL, result = NULL, error = NULL,
+          failure_reason = NULL, cancel_requested = false, lease_end_reason = NULL, started_at = NULL, finished_at = NULL, updated_at = ${at}
+        WHERE seq = ${job.seq} AND status = ${job.status}`,
+  );
+}
+
 export async function reopenDependents(tx: Tx, jobId: string, at: string, actor: string | null): Promise<void> {
   const stack = [jobId];
   while (stack.length > 0) {

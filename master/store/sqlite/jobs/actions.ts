@@ -10,7 +10,7 @@ import type { StoreContext } from "../context.js";
 import { toJob, type JobRow } from "../rows.js";
 import { canChangePriority, onCancel, onRetry } from "../../../queue/transitions.js";
 import { reprioritized } from "../../../queue/aging.js";
-import { factsOf, failDependents, nextAgingAt, reopenDependents } from "./lifecycle.js";
+import { factsOf, failDependents, reopenDependents, requeueRetried } from "./lifecycle.js";
 
 function load(ctx: StoreContext, id: string): JobRow | undefined {
   return ctx.db.get(ctx.db.kysely.selectFrom("jobs").selectAll().where("id", "=", id));
@@ -79,31 +79,7 @@ export function retryJob(ctx: StoreContext, params: ActorParams): JobActionOutco
     const decision = onRetry(factsOf(job), dependencies.map((d) => ({ id: d.id, status: d.status as JobStatus })), now);
     if (!decision.ok) return { ok: false, reason: "conflict", status: job.status as JobStatus, detail: decision.detail };
     const status = decision.transition?.status ?? "pending";
-    db.run(
-      db.kysely
-        .updateTable("jobs")
-        .set({
-          status,
-          retry_count: decision.transition?.retryCount ?? 0,
-          effective_priority: job.priority,
-          node_id: null,
-          ready_at: at,
-          aging_at: status === "pending" ? nextAgingAt(job.priority, now, ctx.policy.agingMs) : null,
-          stall_at: null,
-          progress: null,
-          progress_message: null,
-          result: null,
-          error: null,
-          failure_reason: null,
-          cancel_requested: 0,
-          lease_end_reason: null,
-          started_at: null,
-          finished_at: null,
-          updated_at: at,
-        })
-        .where("seq", "=", job.seq)
-        .where("status", "=", job.status),
-    );
+    requeueRetried(ctx, job, { status, retryCount: decision.transition?.retryCount ?? 0, now, at });
     audit.write(
       { event_type: "job.retried", entity_type: "job", entity_id: job.id, client_id: params.actor, details: { from: job.status, status } },
       at,

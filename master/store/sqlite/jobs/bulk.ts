@@ -8,7 +8,7 @@ import { inJsonArray, param } from "../database.js";
 import type { JobRow } from "../rows.js";
 import { onCancel, onRetry } from "../../../queue/transitions.js";
 import { whereFilter } from "./filter.js";
-import { factsOf, failDependents, nextAgingAt, reopenDependents } from "./lifecycle.js";
+import { factsOf, failDependents, reopenDependents, requeueRetried } from "./lifecycle.js";
 
 type Candidate = Pick<JobRow, "seq" | "id" | "status" | "attempt" | "node_id" | "retry_count" | "max_retries" | "cancel_requested" | "priority">;
 
@@ -128,31 +128,6 @@ export function retryMatching(ctx: StoreContext, params: BulkActionParams): Bulk
         .select(["j.id", "j.status"])
         .where("d.job_id", "=", param("jobId")),
     );
-    const requeue = db.prepared<{ seq: number; from: string; status: string; priority: number; agingAt: string | null; at: string }>("bulk-retry", () =>
-      db.kysely
-        .updateTable("jobs")
-        .set({
-          status: param("status"),
-          retry_count: 0,
-          effective_priority: param("priority"),
-          node_id: null,
-          ready_at: param("at"),
-          aging_at: param("agingAt"),
-          stall_at: null,
-          progress: null,
-          progress_message: null,
-          result: null,
-          error: null,
-          failure_reason: null,
-          cancel_requested: 0,
-          lease_end_reason: null,
-          started_at: null,
-          finished_at: null,
-          updated_at: param("at"),
-        })
-        .where("seq", "=", param("seq"))
-        .where("status", "=", param("from")),
-    );
     const changed: string[] = [];
     let ready = 0;
     const waiting = linked(ctx, taken, "job_id");
@@ -169,9 +144,8 @@ export function retryMatching(ctx: StoreContext, params: BulkActionParams): Bulk
         continue;
       }
       const status = decision.transition?.status ?? "pending";
-      const agingAt = status === "pending" ? nextAgingAt(job.priority, now, ctx.policy.agingMs) : null;
       // Zero rows: an earlier job's retry already made it wait for that job again.
-      if (requeue.run({ seq: job.seq, from: job.status, status, priority: job.priority, agingAt, at }) === 0) continue;
+      if (requeueRetried(ctx, job, { status, retryCount: decision.transition?.retryCount ?? 0, now, at }) === 0) continue;
       changed.push(job.id);
       if (status === "pending") ready += 1;
       if (waitedOn.has(job.id)) reopenDependents(ctx, job.id, at, params.actor);

@@ -236,6 +236,49 @@ export function failDependents(ctx: StoreContext, jobId: string, at: string): vo
 }
 
 /**
+ * A retried job (onRetry) back to `status` (pending, or blocked on its dependencies) with
+ * its lease, progress and outcome cleared, guarded by the status it was read in; answers
+ * the rows changed (0: something changed it first).
+ */
+export function requeueRetried(
+  ctx: StoreContext,
+  job: Pick<JobRow, "seq" | "status" | "priority">,
+  change: { status: JobStatus; retryCount: number; now: Date; at: string },
+): number {
+  const { db } = ctx;
+  const requeue = db.prepared<{ seq: number; from: string; status: string; retryCount: number; priority: number; agingAt: string | null; at: string }>(
+    "retry-requeue",
+    () =>
+      db.kysely
+        .updateTable("jobs")
+        .set({
+          status: param("status"),
+          retry_count: param("retryCount"),
+          effective_priority: param("priority"),
+          node_id: null,
+          ready_at: param("at"),
+          aging_at: param("agingAt"),
+          stall_at: null,
+          progress: null,
+          progress_message: null,
+          result: null,
+          error: null,
+          failure_reason: null,
+          cancel_requested: 0,
+          lease_end_reason: null,
+          started_at: null,
+          finished_at: null,
+          updated_at: param("at"),
+        })
+        .where("seq", "=", param("seq"))
+        .where("status", "=", param("from")),
+  );
+  const { status, now, at } = change;
+  const agingAt = status === "pending" ? nextAgingAt(job.priority, now, ctx.policy.agingMs) : null;
+  return requeue.run({ seq: job.seq, from: job.status, status, retryCount: change.retryCount, priority: job.priority, agingAt, at });
+}
+
+/**
  * A failed or canceled job is retried: the jobs that failed only because of it
  * wait for it again (blocked), so retrying the root of a chain resumes the chain
  * (onDependencyRetried).
