@@ -53,10 +53,10 @@ export interface Dialect {
 }
 
 /** A store of `dialect` for each test, given to `use` before it and closed after it (with the test's temporary folders). */
-export function storePerTest(dialect: Dialect, use: (t: TestStore) => void): void {
+export function storePerTest(dialect: Dialect, use: (t: TestStore) => void, options?: TestStoreOptions): void {
   let current: TestStore | undefined;
   beforeEach(async () => {
-    current = await dialect.open();
+    current = await dialect.open(options);
     use(current);
   });
   afterEach(async () => {

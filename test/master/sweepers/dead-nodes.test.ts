@@ -1,27 +1,26 @@
 // The dead-node sweep: silent nodes declared dead and their jobs taken back, and leases their live nodes stopped renewing.
 import { pino } from "pino";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DEAD_NODE_BATCH, DeadNodeSweeper, EXPIRED_LEASE_BATCH } from "../../../master/sweepers/dead-nodes.js";
-import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
 const silent = pino({ level: "silent" });
 
 describe.each(dialects)("dead-node sweep ($name)", (dialect) => {
   let t: TestStore;
   let woken: number;
-  beforeEach(async () => {
-    t = await dialect.open({ nodeTimeoutS: 60, stallGraceS: 30 });
-    woken = 0;
-    // Commits that may give a waiting claim work: what wakes the dispatcher.
-    t.store.onCommitted((change) => {
-      if (change.claimable) woken += 1;
-    });
-  });
-  afterEach(async () => {
-    await t.store.close();
-    removeTempDirs();
-  });
+  storePerTest(
+    dialect,
+    (opened) => {
+      t = opened;
+      woken = 0;
+      // Commits that may give a waiting claim work: what wakes the dispatcher.
+      t.store.onCommitted((change) => {
+        if (change.claimable) woken += 1;
+      });
+    },
+    { nodeTimeoutS: 60, stallGraceS: 30 },
+  );
 
   /** Time enough for a node that last beat now to be declared dead: the timeout, and the lag of last_heartbeat. */
   function silence() {

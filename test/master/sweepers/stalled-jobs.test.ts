@@ -1,27 +1,26 @@
 // The stalled-job sweep: jobs running past 2 × timeout_s + grace go back to the queue.
 import { pino } from "pino";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { STALLED_JOB_BATCH, StalledJobSweeper } from "../../../master/sweepers/stalled-jobs.js";
-import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
-import { removeTempDirs } from "../../helpers/temp.js";
+import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
 const silent = pino({ level: "silent" });
 
 describe.each(dialects)("stalled-job sweep ($name)", (dialect) => {
   let t: TestStore;
   let woken: number;
-  beforeEach(async () => {
-    t = await dialect.open({ nodeTimeoutS: 60, stallGraceS: 30 });
-    woken = 0;
-    // Commits that may give a waiting claim work: what wakes the dispatcher.
-    t.store.onCommitted((change) => {
-      if (change.claimable) woken += 1;
-    });
-  });
-  afterEach(async () => {
-    await t.store.close();
-    removeTempDirs();
-  });
+  storePerTest(
+    dialect,
+    (opened) => {
+      t = opened;
+      woken = 0;
+      // Commits that may give a waiting claim work: what wakes the dispatcher.
+      t.store.onCommitted((change) => {
+        if (change.claimable) woken += 1;
+      });
+    },
+    { nodeTimeoutS: 60, stallGraceS: 30 },
+  );
 
   it("re-queues a job running past 2 × timeout_s + grace and tells its node why", async () => {
     const job = await submit(t.store, { timeoutS: 10 });
