@@ -171,6 +171,8 @@ describe.runIf(HAVE_BROWSER)("dashboard: flow control", () => {
     // The jobs list: a job submitted while it is open appears by itself.
     await page.getByRole("link", { name: "Jobs", exact: true }).click();
     await page.getByRole("heading", { name: "Jobs" }).waitFor();
+    // The list's first page is in (the job submitted above is on it) before the next job is submitted.
+    await page.locator("tr[data-job]").first().waitFor();
     const job = await http<{ id: string }>(master.url, "POST", "/api/v1/jobs", { type: "poll-me-too" }, auth);
     const row = page.locator(`tr[data-job="${job.body.id}"]`);
     expect(await row.count()).toBe(0);
