@@ -8,8 +8,9 @@ import { devAuthenticator } from "./auth/principal.js";
 import { DEFAULT_LOGIN_LIMITS, LoginLimiter, SecretCheckSlots } from "./auth/login-limits.js";
 import { RequestRateLimiter } from "./auth/rate-limits.js";
 import { RateLimitedError } from "./auth/principal.js";
-import { resolveJwtSecret, TokenService } from "./auth/tokens.js";
-import { loadConfig, type ConfigValues, type MasterConfig } from "./config.js";
+import { isRecordedJwtKey, JwtKeyMismatchError, resolveJwtKey } from "./auth/jwt-key.js";
+import { TokenService } from "./auth/tokens.js";
+import { ConfigError, loadConfig, type ConfigValues, type MasterConfig } from "./config.js";
 import { createApp, type AppParams } from "./http/app.js";
 import { NodeOwners, type HttpDeps } from "./http/deps.js";
 import { unavailable } from "./http/problem.js";
@@ -121,16 +122,38 @@ function createServices(params: {
 
 async function createAuth(config: MasterConfig, store: Store, clock: Clock, log: Logger, metrics: Metrics) {
   let tokens: TokenService | undefined;
+  let secret: string | undefined;
   if (config.auth === "off") {
     log.warn({ event: "auth.off" }, "AUTH IS OFF (GAFFER_AUTH=off): every request acts as an admin. Development only.");
   } else {
-    const secret = await resolveJwtSecret(config.jwtSecret, store.settings);
+    secret = await signingKey(config, store, log);
     tokens = new TokenService({ store, secret, ttlS: config.tokenTtlS, clock, log, onInvalid: (reason) => metrics.invalidTokens.inc({ reason }) });
   }
   const failedLogins = new FailedLoginLog(store.audit, log);
   // On PostgreSQL every master counts logins in the same place (API.md §12).
   const loginLimiter = new LoginLimiter(DEFAULT_LOGIN_LIMITS, (params) => store.rateLimits.limiter(params));
-  return { tokens, loginLimiter, secretChecks: new SecretCheckSlots(), failedLogins };
+  return { tokens, secret, loginLimiter, secretChecks: new SecretCheckSlots(), failedLogins };
+}
+
+/**
+ * The key that signs tokens, the same as every other master's of this database: on PostgreSQL
+ * a master with another key refuses to start (ConfigError) unless rotating on purpose; on
+ * SQLite, the one master a database has, a new key replaces the old with a warning.
+ */
+async function signingKey(config: MasterConfig, store: Store, log: Logger): Promise<string> {
+  const rotate = config.rotateJwtSecret === "on";
+  try {
+    const { secret, outcome } = await resolveJwtKey({ configured: config.jwtSecret, settings: store.settings, rotate, shared: store.dialect === "postgres" });
+    if (outcome === "rotated") {
+      log.warn({ event: "jwt.rotated" }, "the token signing key of this database changed (--rotate-jwt-secret): tokens signed with the old key get 401; start the other masters with the new GAFFER_JWT_SECRET");
+    } else if (outcome === "replaced") {
+      log.warn({ event: "jwt.replaced" }, "the token signing key changed since this database's last master (GAFFER_JWT_SECRET): tokens issued before get 401, and clients log in again");
+    }
+    return secret;
+  } catch (error) {
+    if (error instanceof JwtKeyMismatchError) throw new ConfigError([error.message]);
+    throw error;
+  }
 }
 
 /** Guards every authenticated request passes before its body is read. */
@@ -233,7 +256,23 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     if (error instanceof StorageUnavailableError) modes.storageFailed(error);
   };
   for (const service of services) service.onFailure = watchStorage;
-  const auth = await createAuth(config, store, clock, log, metrics);
+  let auth: Awaited<ReturnType<typeof createAuth>>;
+  try {
+    auth = await createAuth(config, store, clock, log, metrics);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  // Another master may rotate the cluster's key while this one runs: this one then answers 503
+  // on /ready (a load balancer passes it over) and says why, until restarted with the new key.
+  let keyIsClusters = true;
+  const checkSigningKey = async (secret: string) => {
+    const recorded = await isRecordedJwtKey(secret, store.settings);
+    if (!recorded && keyIsClusters) {
+      log.error({ event: "jwt.key_mismatch" }, "another master changed this database's token signing key (--rotate-jwt-secret): this master's tokens fail at the others; /ready answers 503 until it is restarted with the new GAFFER_JWT_SECRET");
+    }
+    keyIsClusters = recorded;
+  };
   // What a commit changed (on this master or, on PostgreSQL, another) wakes who waits for it:
   // claims, the promoter, the scheduler, result waiters; revoked tokens and the mode an admin
   // set hold here too (API.md §8, §12).
@@ -251,6 +290,9 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     // Which jobs finished while notices went unheard is not known: one query looks them all up.
     if (change.missed) void waiters.recheck();
     if (change.revoked) auth.tokens?.forgetAll();
+    if (change.settings && auth.secret !== undefined) {
+      checkSigningKey(auth.secret).catch((error: unknown) => log.warn({ err: (error as Error).message }, "could not read the token signing key's fingerprint"));
+    }
     if (change.settings) {
       void modes.reload().then(
         () => {
@@ -278,7 +320,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     authenticator: auth.tokens ?? devAuthenticator,
     auth,
     version: packageVersion(),
-    isReady: () => ready,
+    isReady: () => ready && keyIsClusters,
     startedAt,
     services: () => Object.fromEntries(services.map((service) => [service.name, service.status()])),
     guards: requestGuards(config, store, modes, metrics),

@@ -13,7 +13,8 @@ export function masterCommand(): Command {
     .option("--port <port>", "port to listen on (GAFFER_PORT, default 8080)")
     .option("--profile <profile>", "dev or prod defaults (GAFFER_PROFILE)")
     .option("--config <file>", "a JSON file of settings")
-    .action(async (opts: { db?: string; databaseUrl?: string; host?: string; port?: string; profile?: string; config?: string }) => {
+    .option("--rotate-jwt-secret", "this master's GAFFER_JWT_SECRET replaces the key the database's masters sign tokens with (GAFFER_ROTATE_JWT_SECRET=on)")
+    .action(async (opts: { db?: string; databaseUrl?: string; host?: string; port?: string; profile?: string; config?: string; rotateJwtSecret?: boolean }) => {
       const running = await createMaster({
         db: opts.db,
         databaseUrl: opts.databaseUrl,
@@ -21,6 +22,7 @@ export function masterCommand(): Command {
         port: opts.port,
         profile: opts.profile,
         config: opts.config,
+        rotateJwtSecret: opts.rotateJwtSecret ? "on" : undefined,
       });
       // API.md §9: the ready line is printed whatever the log level.
       if (!running.log.isLevelEnabled("info")) process.stdout.write(`listening on ${running.url}\n`);

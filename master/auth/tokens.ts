@@ -1,10 +1,10 @@
 // Access tokens: HS256 JWTs (sub, role, jti, exp) whose SHA-256 is kept in auth_tokens.
 // Checking one costs no database write: a short in-memory cache answers repeat
 // uses, and last_used_at is written at most once a minute per token.
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import jwt from "jsonwebtoken";
 import type { Logger } from "pino";
-import { ROLES, type Clock, type Role, type SettingsStore, type Store } from "../store/types.js";
+import { ROLES, type Clock, type Role, type Store } from "../store/types.js";
 import { AuthenticationError, type Authenticator, type Credentials, type Principal } from "./principal.js";
 
 /** How long a checked token is trusted without looking at the database again (revocation here clears it at once). */
@@ -12,7 +12,6 @@ export const TOKEN_CACHE_MS = 30_000;
 /** last_used_at is written at most this often per token. */
 export const TOUCH_INTERVAL_MS = 60_000;
 const MAX_CACHED_TOKENS = 10_000;
-const JWT_SECRET_SETTING = "jwt_secret";
 
 export interface IssuedToken {
   access_token: string;
@@ -29,15 +28,6 @@ interface CachedGrant {
 
 export function sha256(text: string): string {
   return createHash("sha256").update(text).digest("hex");
-}
-
-/** GAFFER_JWT_SECRET if set, else a key generated once and kept in the settings table. */
-export async function resolveJwtSecret(configured: string | undefined, settings: SettingsStore): Promise<string> {
-  if (configured) return configured;
-  const stored = await settings.get(JWT_SECRET_SETTING);
-  if (stored) return stored;
-  // Masters starting at once on one database (PostgreSQL) all keep the first one's key.
-  return settings.setIfAbsent(JWT_SECRET_SETTING, randomBytes(48).toString("base64url"));
 }
 
 export interface TokenServiceParams {

@@ -4,11 +4,15 @@
 // it checks by itself, on a timer, not only when a service asks.
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import type { MasterInternals } from "../../../master/index.js";
 import { ADVISORY_CLASS } from "../../../master/store/postgres/database.js";
-import { Leadership } from "../../../master/store/postgres/leader.js";
+import { DEFAULT_LEAD_CHECK_MS, Leadership } from "../../../master/store/postgres/leader.js";
+import { startTestMaster } from "../../helpers/master.js";
+import { createTestDatabase, dropTestDatabase } from "../../helpers/postgres.js";
 import { startTcpProxy, type TcpProxy } from "../../helpers/tcp-proxy.js";
 import { dialects, TEST_DATABASE_URL } from "../../helpers/store.js";
+import { removeTempDirs } from "../../helpers/temp.js";
 
 const havePostgres = dialects.some((dialect) => dialect.name === "postgres");
 
@@ -119,3 +123,55 @@ async function closesWithin(closing: { close(): Promise<void> }, ms: number): Pr
   clearTimeout(timer);
   return answer;
 }
+
+describe.runIf(havePostgres)("a master's lead check, from its config", () => {
+  let master: MasterInternals | undefined;
+  let database: string | undefined;
+  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
+  afterEach(async () => {
+    await master?.close();
+    master = undefined;
+    removeTempDirs();
+  });
+  afterAll(async () => {
+    await admin.end().catch(() => undefined);
+    if (database) await dropTestDatabase(database);
+  });
+
+  it("checks its lock's connection by itself as often as GAFFER_SWEEP_INTERVAL_S says, when that is below the default", async () => {
+    database = await createTestDatabase();
+    await admin.connect();
+    const sweepIntervalS = 0.1;
+    expect(sweepIntervalS * 1000 * 10).toBeLessThan(DEFAULT_LEAD_CHECK_MS);
+    master = await startTestMaster({ databaseUrl: database, sweepIntervalS });
+    const name = new URL(database).pathname.slice(1);
+    // The session that holds this database's lead lock.
+    const holder = await vi.waitFor(
+      async () => {
+        const { rows } = await admin.query<{ pid: number }>(
+          `SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid AND d.datname = $2`,
+          [ADVISORY_CLASS, name],
+        );
+        expect(rows).toHaveLength(1);
+        return rows[0]?.pid;
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    // Each check is a SELECT 1 on that session: count the ones seen to end. At the default
+    // interval (5 s) at most one would end before this wait gives up; at 100 ms, ten do in about a second.
+    const checks = new Set<string>();
+    await vi.waitFor(
+      async () => {
+        const { rows } = await admin.query<{ query: string; state: string; changed: string }>(
+          "SELECT query, state, state_change::text AS changed FROM pg_stat_activity WHERE pid = $1",
+          [holder],
+        );
+        const row = rows[0];
+        if (row?.query === "SELECT 1" && row.state === "idle") checks.add(row.changed);
+        expect(checks.size).toBeGreaterThanOrEqual(10);
+      },
+      { timeout: DEFAULT_LEAD_CHECK_MS - 500, interval: 10 },
+    );
+  }, 30_000);
+});

@@ -1,0 +1,96 @@
+// Which key signs access tokens, and that every master of a database signs with the same one:
+// a fingerprint of the key in use (never the key) is kept in the settings table. Behind a load
+// balancer, a master with another key would refuse the others' tokens at random (API.md §12).
+import { createHmac, randomBytes } from "node:crypto";
+import type { SettingsStore } from "../store/types.js";
+
+const JWT_SECRET_SETTING = "jwt_secret";
+export const JWT_KEY_FINGERPRINT_SETTING = "jwt_key_fingerprint";
+const FINGERPRINT_LABEL = "gaffer: fingerprint of the JWT signing key, v1";
+
+/** HMAC-SHA256 of a fixed label under the key: equal keys give equal fingerprints, and it does not give the key away. */
+export function jwtKeyFingerprint(secret: string): string {
+  return `hmac-sha256:${createHmac("sha256", secret).update(FINGERPRINT_LABEL).digest("hex")}`;
+}
+
+/** A master whose key is not the one the database's masters sign with, started without --rotate-jwt-secret. */
+export class JwtKeyMismatchError extends Error {}
+
+export interface ResolveJwtKeyParams {
+  /** GAFFER_JWT_SECRET, if set. */
+  configured: string | undefined;
+  settings: SettingsStore;
+  /** --rotate-jwt-secret: this master's key becomes the database's, on purpose. */
+  rotate: boolean;
+  /** Several masters may share the database (PostgreSQL): a different key refuses to start instead of replacing the old one. */
+  shared: boolean;
+}
+
+export interface ResolvedJwtKey {
+  secret: string;
+  /**
+   * recorded: no key was on record (a new database, or one from before fingerprints);
+   * same: the key on record; rotated: replaced on purpose; replaced: replaced on a database
+   * of one master (SQLite), where the old key's tokens now fail but no other master disagrees.
+   */
+  outcome: "recorded" | "same" | "rotated" | "replaced";
+}
+
+/**
+ * The key this master signs with (GAFFER_JWT_SECRET, else one generated once and kept in the
+ * settings table), checked against the database's fingerprint and recorded there. Throws
+ * JwtKeyMismatchError, naming the fix, when it differs on a shared database without `rotate`.
+ */
+export async function resolveJwtKey(params: ResolveJwtKeyParams): Promise<ResolvedJwtKey> {
+  const { settings } = params;
+  const recorded = await settings.get(JWT_KEY_FINGERPRINT_SETTING);
+  const generated = await settings.get(JWT_SECRET_SETTING);
+  // Refused before a key is generated: a master that will not start writes nothing.
+  const secret = params.configured ?? generated ?? (await keyToGenerate(params, recorded));
+  const fingerprint = jwtKeyFingerprint(secret);
+  if (recorded === undefined) {
+    // Masters starting at once on a new database: the first one's fingerprint is kept.
+    const kept = await settings.setIfAbsent(JWT_KEY_FINGERPRINT_SETTING, fingerprint);
+    if (kept === fingerprint) return { secret, outcome: "recorded" };
+    return differs(params, secret, kept, generated);
+  }
+  if (recorded === fingerprint) return { secret, outcome: "same" };
+  return differs(params, secret, recorded, generated);
+}
+
+async function keyToGenerate(params: ResolveJwtKeyParams, recorded: string | undefined): Promise<string> {
+  if (recorded !== undefined && params.shared && !params.rotate) {
+    throw new JwtKeyMismatchError(mismatchMessage({ configured: false, clusterUsesGenerated: false }));
+  }
+  // Masters starting at once on one database (PostgreSQL) all keep the first one's key.
+  return params.settings.setIfAbsent(JWT_SECRET_SETTING, randomBytes(48).toString("base64url"));
+}
+
+async function differs(params: ResolveJwtKeyParams, secret: string, recorded: string, generated: string | undefined): Promise<ResolvedJwtKey> {
+  if (params.rotate || !params.shared) {
+    await params.settings.set(JWT_KEY_FINGERPRINT_SETTING, jwtKeyFingerprint(secret));
+    return { secret, outcome: params.rotate ? "rotated" : "replaced" };
+  }
+  const clusterUsesGenerated = generated !== undefined && jwtKeyFingerprint(generated) === recorded;
+  throw new JwtKeyMismatchError(mismatchMessage({ configured: params.configured !== undefined, clusterUsesGenerated }));
+}
+
+function mismatchMessage(facts: { configured: boolean; clusterUsesGenerated: boolean }): string {
+  const fix = facts.configured
+    ? facts.clusterUsesGenerated
+      ? "the other masters sign with the key generated in the database: start this one without GAFFER_JWT_SECRET"
+      : "start this one with the same GAFFER_JWT_SECRET as the others"
+    : "the other masters sign with a key set in GAFFER_JWT_SECRET: start this one with the same GAFFER_JWT_SECRET";
+  return (
+    `GAFFER_JWT_SECRET: this master's token signing key is not the one the other masters of this database use ` +
+    `(their tokens would get 401 here, and this master's there); ${fix}. ` +
+    `To change the key on purpose: stop every master, start one with the new GAFFER_JWT_SECRET and --rotate-jwt-secret ` +
+    `(GAFFER_ROTATE_JWT_SECRET=on), then the others with the new GAFFER_JWT_SECRET; tokens signed with the old key get 401 and clients log in again`
+  );
+}
+
+/** Whether `secret` is still the key on record (another master may have rotated it since this one started). */
+export async function isRecordedJwtKey(secret: string, settings: SettingsStore): Promise<boolean> {
+  const recorded = await settings.get(JWT_KEY_FINGERPRINT_SETTING);
+  return recorded === undefined || recorded === jwtKeyFingerprint(secret);
+}
