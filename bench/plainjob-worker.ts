@@ -1,6 +1,6 @@
 // A plainjob worker process (the in-process SQLite queue issue 24 compares the drain with):
 // one worker of a no-op handler on the queue's file. It says "ready", starts on the parent's
-// "go", and answers "cpu" with the CPU time it spent since then (microseconds).
+// "go", and answers "cpu" with the CPU time it spent since then, or since "mark" (microseconds).
 // usage: node plainjob-worker.js DB
 import Database from "better-sqlite3";
 import { better, defineQueue, defineWorker } from "plainjob";
@@ -14,6 +14,8 @@ process.on("message", (message) => {
   if (message === "go") {
     started = process.cpuUsage();
     void worker.start();
+  } else if (message === "mark") {
+    started = process.cpuUsage();
   } else if (message === "cpu") {
     const used = process.cpuUsage(started);
     process.send?.({ cpuUs: used.user + used.system });

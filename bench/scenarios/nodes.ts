@@ -1,31 +1,20 @@
 // 6a. 1,000 nodes heartbeating every second with 10,000 running jobs, sweepers running.
 // 7. Master memory with 1,000,000 jobs in the database and 1,000 nodes.
-import { copyFileSync } from "node:fs";
-import { Agent, request } from "node:http";
+import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { call, makeClients, percentile, rssMb, sleep, startMaster, tempDir, token, type Settings } from "../lib.js";
+import type { Beat } from "../heartbeat-generator.js";
+import { call, makeClients, percentile, rssMb, startMaster, startNodeScript, tempDir, token, type Running, type Settings } from "../lib.js";
 import { bigDatabase } from "./store.js";
 
 type Metrics = Record<string, number>;
 
-/** A heartbeat's request, made once: the load generator allocates little per request, so its own garbage collections stay out of the latencies. */
-interface Beat {
-  path: string;
-  headers: Record<string, string | number>;
-  body: string;
-}
+const NODES_PER_GENERATOR = 250;
 
-function post(agent: Agent, url: URL, beat: Beat): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { agent, host: url.hostname, port: url.port, path: beat.path, method: "POST", headers: beat.headers },
-      (res) => {
-        res.resume();
-        res.on("end", () => resolve(res.statusCode ?? 0));
-      },
-    );
-    req.on("error", reject);
-    req.end(beat.body);
+/** Start a generator's beats and wait for its latencies. */
+function resultOf(generator: Running): Promise<{ latencies: number[]; failures: number[] }> {
+  return new Promise((resolve) => {
+    generator.proc.once("message", (message) => resolve(message as { latencies: number[]; failures: number[] }));
+    generator.proc.send("go");
   });
 }
 
@@ -53,39 +42,20 @@ export async function heartbeats(settings: Settings): Promise<Metrics> {
         body,
       });
     }
-    const url = new URL(master.url);
-    // Idle connections closed after 4 s, before the master's own 5 s, as the worker's client
-    // does: a stall opens extra connections, and one reused as the master closes it would
-    // fail a heartbeat ("socket hang up") that the master never saw.
-    const agent = new Agent({ keepAlive: true, maxSockets: 64, timeout: 4000 });
-    const latencies: number[] = [];
-    const failures: number[] = [];
-    const started = performance.now();
-    const pending: Promise<void>[] = [];
-    // Each node beats once a second, spread evenly over the second.
-    for (let tick = 0; performance.now() - started < durationS * 1000; tick++) {
-      const node = held[tick % nodes];
-      if (!node) break;
-      const due = started + (tick * 1000) / nodes;
-      const wait = due - performance.now();
-      if (wait > 1) await sleep(wait);
-      const sent = performance.now();
-      pending.push(
-        post(agent, url, node).then(
-          (status) => {
-            latencies.push(performance.now() - sent);
-            if (status !== 200) failures.push(status);
-          },
-          // No answer at all (the connection failed): a failed heartbeat, counted, not a crash of the run.
-          (error: unknown) => {
-            failures.push(0);
-            process.stderr.write(`bench: heartbeat without an answer: ${(error as Error).message}\n`);
-          },
-        ),
-      );
-    }
-    await Promise.all(pending);
-    agent.destroy();
+    // One generator process per 250 nodes (issue 24): one process beating all 1,000 saw its
+    // own event loop's and collections' pauses as the master's latency.
+    const generators = Math.max(1, Math.ceil(nodes / NODES_PER_GENERATOR));
+    const started = await Promise.all(
+      Array.from({ length: generators }, (_, g) => {
+        const file = join(dir, `beats-${g}.json`);
+        writeFileSync(file, JSON.stringify(held.filter((_, i) => i % generators === g)));
+        return startNodeScript("heartbeat-generator.js", [master.url, file, String(durationS), String(g / generators)], {}, /heartbeat generator ready/);
+      }),
+    );
+    const results = await Promise.all(started.map((generator) => resultOf(generator)));
+    await Promise.all(started.map((generator) => generator.stop()));
+    const latencies = results.flatMap((result) => result.latencies);
+    const failures = results.flatMap((result) => result.failures);
     return {
       [`heartbeat p50 (ms, ${nodes} nodes, ${nodes * 10} running jobs)`]: percentile(latencies, 50),
       "heartbeat p99 (ms)": percentile(latencies, 99),

@@ -17,20 +17,34 @@ export interface PlainjobDrain {
 
 const silent = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
 
-export async function plainjobDrain(jobs: number, processes = 2): Promise<PlainjobDrain> {
+/** `warmup` jobs are drained first, not counted (as gaffer's drain does). */
+export async function plainjobDrain(jobs: number, processes = 2, warmup = 0): Promise<PlainjobDrain> {
   const db = join(tempDir(), "plainjob.db");
   const queue = defineQueue({ connection: better(new Database(db)), logger: silent });
-  queue.addMany("noop", Array.from({ length: jobs }, () => ({})));
-  queue.close();
+  queue.addMany("noop", Array.from({ length: warmup > 0 ? warmup : jobs }, () => ({})));
   const workers: Running[] = [];
   try {
     for (let i = 0; i < processes; i++) workers.push(await startNodeScript("plainjob-worker.js", [db], {}, /plainjob worker ready/));
     const reader = new Database(db, { readonly: true });
     const done = reader.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM plainjob_jobs WHERE status = 2");
-    const started = nowMs();
+    const until = async (count: number) => {
+      const deadline = Date.now() + 300_000;
+      while ((done.get()?.n ?? 0) < count) {
+        if (Date.now() > deadline) throw new Error("plainjob's drain did not finish in 5 minutes");
+        await sleep(5);
+      }
+    };
+    let started = nowMs();
     for (const worker of workers) worker.proc.send("go");
+    if (warmup > 0) {
+      await until(warmup);
+      // Each worker counts its CPU from here; the jobs go in as one transaction, seen at its commit.
+      for (const worker of workers) worker.proc.send("mark");
+      started = nowMs();
+      queue.addMany("noop", Array.from({ length: jobs }, () => ({})));
+    }
     const deadline = Date.now() + 300_000;
-    while ((done.get()?.n ?? 0) < jobs) {
+    while ((done.get()?.n ?? 0) < warmup + jobs) {
       if (Date.now() > deadline) throw new Error("plainjob's drain did not finish in 5 minutes");
       await sleep(5);
     }
@@ -39,6 +53,7 @@ export async function plainjobDrain(jobs: number, processes = 2): Promise<Plainj
     const cpuUs = await Promise.all(workers.map((worker) => askCpu(worker)));
     return { rate: jobs / seconds, cpuUsPerJob: cpuUs.reduce((sum, us) => sum + us, 0) / jobs };
   } finally {
+    queue.close();
     await Promise.all(workers.map((worker) => worker.stop()));
   }
 }
