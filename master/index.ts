@@ -145,7 +145,15 @@ async function signingKey(config: MasterConfig, store: Store, log: Logger): Prom
   try {
     const { secret, outcome } = await resolveJwtKey({ configured: config.jwtSecret, settings: store.settings, rotate, shared: store.dialect === "postgres" });
     if (outcome === "rotated") {
-      log.warn({ event: "jwt.rotated" }, "the token signing key of this database changed (--rotate-jwt-secret): tokens signed with the old key get 401; start the other masters with the new GAFFER_JWT_SECRET");
+      log.warn(
+        { event: "jwt.rotated" },
+        "the token signing key of this database changed (--rotate-jwt-secret): tokens signed with the old key get 401; start any other master with this one's GAFFER_JWT_SECRET (or without one, when this one has none), and remove --rotate-jwt-secret from later starts",
+      );
+    } else if (rotate) {
+      log.warn(
+        { event: "jwt.rotate_unused" },
+        "--rotate-jwt-secret (GAFFER_ROTATE_JWT_SECRET) is set but the key did not change: remove it, or any master started with it and another key will replace the database's key",
+      );
     } else if (outcome === "replaced") {
       log.warn({ event: "jwt.replaced" }, "the token signing key changed since this database's last master (GAFFER_JWT_SECRET): tokens issued before get 401, and clients log in again");
     }
@@ -264,18 +272,27 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     throw error;
   }
   // Another master may rotate the cluster's key while this one runs: this one then answers 503
-  // on /ready (a load balancer passes it over) and says why, until restarted with the new key.
+  // to every authenticated request, to logins and on /ready (a load balancer passes it over;
+  // a client tries another master instead of dropping its token on a 401), and says why, until
+  // restarted with the new key.
   let keyIsClusters = true;
+  const staleKey = () =>
+    keyIsClusters
+      ? undefined
+      : "this master's token signing key is no longer this database's (another master changed it with --rotate-jwt-secret): restart this master with the new GAFFER_JWT_SECRET";
   const checkSigningKey = async (secret: string) => {
     const recorded = await isRecordedJwtKey(secret, store.settings);
-    if (!recorded && keyIsClusters) {
-      log.error({ event: "jwt.key_mismatch" }, "another master changed this database's token signing key (--rotate-jwt-secret): this master's tokens fail at the others; /ready answers 503 until it is restarted with the new GAFFER_JWT_SECRET");
-    }
+    const turned = keyIsClusters && !recorded;
     keyIsClusters = recorded;
+    if (turned) log.error({ event: "jwt.key_mismatch" }, `${staleKey() ?? ""}; answering 503 to requests, logins and /ready`);
   };
   // What a commit changed (on this master or, on PostgreSQL, another) wakes who waits for it:
   // claims, the promoter, the scheduler, result waiters; revoked tokens and the mode an admin
   // set hold here too (API.md §8, §12).
+  const recheckSigningKey = () => {
+    if (auth.secret === undefined) return;
+    checkSigningKey(auth.secret).catch((error: unknown) => log.warn({ err: (error as Error).message }, "could not read the token signing key's fingerprint"));
+  };
   const waiters = new JobWaiters({
     finalAmong: (ids) => store.jobs.finalAmong(ids),
     onRecheckError: throttled(60_000, (error: unknown) =>
@@ -290,9 +307,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     // Which jobs finished while notices went unheard is not known: one query looks them all up.
     if (change.missed) void waiters.recheck();
     if (change.revoked) auth.tokens?.forgetAll();
-    if (change.settings && auth.secret !== undefined) {
-      checkSigningKey(auth.secret).catch((error: unknown) => log.warn({ err: (error as Error).message }, "could not read the token signing key's fingerprint"));
-    }
+    if (change.settings) recheckSigningKey();
     if (change.settings) {
       void modes.reload().then(
         () => {
@@ -302,6 +317,10 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
       );
     }
   });
+
+  // A rotation committed between this master's start-up read of the key and its listening
+  // for settings changes would go unheard: look once more now that it listens.
+  recheckSigningKey();
 
   const deps: HttpDeps = {
     store,
@@ -317,8 +336,14 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   let ready = false;
   const { app, routes } = createApp({
     deps,
-    authenticator: auth.tokens ?? devAuthenticator,
-    auth,
+    authenticator: {
+      authenticate: (request) => {
+        const refused = staleKey();
+        if (refused !== undefined) throw unavailable(refused);
+        return (auth.tokens ?? devAuthenticator).authenticate(request);
+      },
+    },
+    auth: { ...auth, refusal: staleKey },
     version: packageVersion(),
     isReady: () => ready && keyIsClusters,
     startedAt,

@@ -78,12 +78,12 @@ async function differs(params: ResolveJwtKeyParams, secret: string, recorded: st
 function mismatchMessage(facts: { configured: boolean; clusterUsesGenerated: boolean }): string {
   const fix = facts.configured
     ? facts.clusterUsesGenerated
-      ? "the other masters sign with the key generated in the database: start this one without GAFFER_JWT_SECRET"
-      : "start this one with the same GAFFER_JWT_SECRET as the others"
-    : "the other masters sign with a key set in GAFFER_JWT_SECRET: start this one with the same GAFFER_JWT_SECRET";
+      ? "the key on record is the one generated in the database: start this master without GAFFER_JWT_SECRET"
+      : "start this master with the GAFFER_JWT_SECRET the database's masters were started with"
+    : "the key on record was set with GAFFER_JWT_SECRET: start this master with that GAFFER_JWT_SECRET";
   return (
-    `GAFFER_JWT_SECRET: this master's token signing key is not the one the other masters of this database use ` +
-    `(their tokens would get 401 here, and this master's there); ${fix}. ` +
+    `GAFFER_JWT_SECRET: this master's token signing key is not the one on record in this database ` +
+    `(tokens of the masters that use it would get 401 here, and this master's there); ${fix}. ` +
     `To change the key on purpose: stop every master, start one with the new GAFFER_JWT_SECRET and --rotate-jwt-secret ` +
     `(GAFFER_ROTATE_JWT_SECRET=on), then the others with the new GAFFER_JWT_SECRET; tokens signed with the old key get 401 and clients log in again`
   );

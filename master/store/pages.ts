@@ -26,7 +26,7 @@ export function timeOrderedId(at: number): string {
  * Opaque list cursors: the sort key of the last item shown (a seq or id, drawn at insert).
  * On PostgreSQL rows commit in another order than they drew their keys, so a walk through
  * the pages shows each row committed before its first page once, and may leave out one
- * committed during the walk even where it sorts past the cursor (README, Scaling out).
+ * committed during the walk though it sorts among the rows already shown (README, Scaling out).
  */
 export function encodeCursor(value: number): string {
   return Buffer.from(String(value)).toString("base64url");

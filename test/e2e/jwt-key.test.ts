@@ -40,7 +40,7 @@ describe.runIf(havePostgres)("the token signing key on PostgreSQL", () => {
 
     const refused = await runGaffer(["master", "start", "--database-url", url, "--port", "0"], { ...on, GAFFER_JWT_SECRET: KEY_B });
     expect(refused.code).toBe(2);
-    expect(refused.output).toMatch(/GAFFER_JWT_SECRET: this master's token signing key is not the one the other masters of this database use/);
+    expect(refused.output).toMatch(/GAFFER_JWT_SECRET: this master's token signing key is not the one on record in this database/);
     expect(refused.output).toMatch(/--rotate-jwt-secret/);
     // Nor may a master without the secret start there (it would sign with the generated key).
     expect((await runGaffer(["master", "start", "--database-url", url, "--port", "0"], on)).code).toBe(2);
@@ -57,11 +57,19 @@ describe.runIf(havePostgres)("the token signing key on PostgreSQL", () => {
     // The master still on the old key hears of it, says so, and leaves the load balancer's rotation.
     await eventually(async () => (await http(first.url, "GET", "/ready")).status === 503, 15_000, "/ready 503 on the old key's master");
     expect(first.output()).toMatch(/"event":"jwt.key_mismatch"/);
+    // Nor does it answer requests or logins with its stale key: a 503 says why, where a 401 would drop the token.
+    const stale = await http(first.url, "GET", "/api/v1/jobs", undefined, oldToken);
+    expect(stale.status).toBe(503);
+    expect(JSON.stringify(stale.body)).toMatch(/restart this master with the new GAFFER_JWT_SECRET/);
+    expect((await http(first.url, "POST", "/api/v1/auth/token", { client_id: admin.id, client_secret: admin.client_secret })).status).toBe(503);
     // Started again with the new key, it is one of the cluster again.
     first.proc.kill("SIGTERM");
     expect(await first.exited).toBe(0);
     const restarted = await spawnMaster(unused, { ...on, GAFFER_JWT_SECRET: KEY_B }, ["--database-url", url]);
     expect((await http(restarted.url, "GET", "/ready")).status).toBe(200);
+    // The rotation flag left on, with the key unchanged: a warning to remove it.
+    const leftOn = await spawnMaster(unused, { ...on, GAFFER_JWT_SECRET: KEY_B }, ["--database-url", url, "--rotate-jwt-secret"]);
+    expect(leftOn.output()).toMatch(/"event":"jwt.rotate_unused"/);
   }, 60_000);
 });
 

@@ -34,6 +34,8 @@ export interface AuthDeps {
   /** Bounds the scrypt work logins put on libuv's thread pool. */
   secretChecks: SecretCheckSlots;
   failedLogins: FailedLoginLog;
+  /** Why this master must not issue tokens now (its signing key is no longer the database's); undefined: it may. */
+  refusal?: () => string | undefined;
 }
 
 /** The secret against the client's hash (a decoy's when there is no client), in a slot; `refund` when refused one. */
@@ -68,6 +70,8 @@ export function authRoutes(deps: HttpDeps, auth: AuthDeps): Route[] {
       },
       async ({ body, req }) => {
         if (!auth.tokens) throw unavailable("auth is off on this master (GAFFER_AUTH=off): no tokens are issued or needed");
+        const refused = auth.refusal?.();
+        if (refused !== undefined) throw unavailable(refused);
         const address = req.ip ?? "unknown";
         let client: ClientWithSecret | undefined;
         let good: boolean;

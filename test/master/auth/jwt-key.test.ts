@@ -35,7 +35,7 @@ for (const dialect of dialects) {
       await resolveJwtKey({ configured: KEY_A, settings: settings(), rotate: false, shared: true });
       const refused = resolveJwtKey({ configured: KEY_B, settings: settings(), rotate: false, shared: true });
       await expect(refused).rejects.toBeInstanceOf(JwtKeyMismatchError);
-      await expect(refused).rejects.toThrow(/same GAFFER_JWT_SECRET as the others.*--rotate-jwt-secret/);
+      await expect(refused).rejects.toThrow(/the GAFFER_JWT_SECRET the database.s masters were started with.*--rotate-jwt-secret/);
       expect(await settings().get(JWT_KEY_FINGERPRINT_SETTING)).toBe(jwtKeyFingerprint(KEY_A));
       expect(await isRecordedJwtKey(KEY_A, settings())).toBe(true);
     });
@@ -61,12 +61,12 @@ for (const dialect of dialects) {
       // Started again without the secret: the same generated key.
       expect(await resolveJwtKey({ configured: undefined, settings: settings(), rotate: false, shared: true })).toEqual({ secret: generated.secret, outcome: "same" });
       // One started with a secret of its own is told the others use the generated key.
-      await expect(resolveJwtKey({ configured: KEY_A, settings: settings(), rotate: false, shared: true })).rejects.toThrow(/key generated in the database: start this one without GAFFER_JWT_SECRET/);
+      await expect(resolveJwtKey({ configured: KEY_A, settings: settings(), rotate: false, shared: true })).rejects.toThrow(/the one generated in the database: start this master without GAFFER_JWT_SECRET/);
     });
 
     it("a master without GAFFER_JWT_SECRET where the others set one is refused before it generates a key", async () => {
       await resolveJwtKey({ configured: KEY_A, settings: settings(), rotate: false, shared: true });
-      await expect(resolveJwtKey({ configured: undefined, settings: settings(), rotate: false, shared: true })).rejects.toThrow(/sign with a key set in GAFFER_JWT_SECRET/);
+      await expect(resolveJwtKey({ configured: undefined, settings: settings(), rotate: false, shared: true })).rejects.toThrow(/the key on record was set with GAFFER_JWT_SECRET/);
       expect(await settings().get("jwt_secret")).toBeUndefined();
     });
 

@@ -1,7 +1,7 @@
 // A walk through the job list's pages on PostgreSQL, while a job that drew its seq earlier
 // commits late (README, Scaling out): every job committed before the first page is shown
-// once; the late one, sorting past the cursor by then, is left out of that walk and shown
-// by the next.
+// once; the late one, sorting among the jobs already shown by then (older than some of
+// them), is left out of that walk and shown by the next.
 import { describe, expect, it } from "vitest";
 import type { Job, Store } from "../../../master/store/types.js";
 import { dialects, storePerTest, submit, type TestStore } from "../../helpers/store.js";
