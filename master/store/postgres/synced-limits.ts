@@ -123,7 +123,7 @@ export class SyncedLimits {
   limiter(params: RateLimitParams): RateLimiter {
     const limiter = new SyncedLimiter(params, this);
     this.limiters.push(limiter);
-    if (!this.timer && this.params.syncIntervalMs > 0) {
+    if (!this.timer && !this.closed && this.params.syncIntervalMs > 0) {
       // A tick while a sync is still in flight waits for the next.
       this.timer = setInterval(() => {
         if (!this.inFlight) void this.sync();

@@ -67,11 +67,15 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
   });
 
   /** A master's limits on the test store's schema, synced only when the test says. */
-  async function master(options: { url?: string; fallbacks?: unknown[] } = {}): Promise<{ limits: PostgresRateLimitStore; db: PostgresDatabase }> {
+  async function master(options: { url?: string; fallbacks?: unknown[]; syncIntervalMs?: number } = {}): Promise<{ limits: PostgresRateLimitStore; db: PostgresDatabase }> {
     const schema = String((await t.store.describe()).schema);
     const db = new PostgresDatabase({ url: options.url ?? TEST_DATABASE_URL, schema, max: 2 });
     databases.push(db);
-    const limits = new PostgresRateLimitStore(db, { syncIntervalMs: 0, now: () => nowMs, onFallback: (error) => options.fallbacks?.push(error) });
+    const limits = new PostgresRateLimitStore(db, {
+      syncIntervalMs: options.syncIntervalMs ?? 0,
+      now: () => nowMs,
+      onFallback: (error) => options.fallbacks?.push(error),
+    });
     return { limits, db };
   }
 
@@ -152,6 +156,30 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
     nowMs += 60_000;
     await a.limits.syncLimits();
     expect(run).toHaveBeenCalledTimes(2);
+  });
+
+  it("syncs on its timer, and stops when closed", async () => {
+    await open();
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    try {
+      const a = await master({ syncIntervalMs: 1_000 });
+      const send = vi.spyOn(a.db, "run");
+      const limiter = a.limits.limiter(synced(5));
+      await take(limiter, "c");
+      vi.advanceTimersByTime(999);
+      expect(send).not.toHaveBeenCalled();
+      vi.advanceTimersByTime(1);
+      await vi.waitFor(async () => expect(await t.query("SELECT points FROM rate_limits")).toEqual([{ points: 1 }]));
+      expect(send).toHaveBeenCalledTimes(1);
+      // Closed (the store's close): nothing more is sent, by the timer or by hand.
+      a.limits.close();
+      await take(limiter, "c");
+      vi.advanceTimersByTime(10_000);
+      await a.limits.syncLimits();
+      expect(send).toHaveBeenCalledTimes(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("decides from memory while the database is gone, says so each time, and sends its counts once it is back", async () => {
