@@ -130,8 +130,9 @@ async function createAuth(config: MasterConfig, store: Store, clock: Clock, log:
     tokens = new TokenService({ store, secret, ttlS: config.tokenTtlS, clock, log, onInvalid: (reason) => metrics.invalidTokens.inc({ reason }) });
   }
   const failedLogins = new FailedLoginLog(store.audit, log);
-  // On PostgreSQL every master counts logins in the same place (API.md §12).
-  const loginLimiter = new LoginLimiter(DEFAULT_LOGIN_LIMITS, (params) => store.rateLimits.limiter(params));
+  // On PostgreSQL every master counts logins in the same place, each attempt before its
+  // answer (sharing "exact"): a brute force spread over the masters gets no more tries (API.md §12).
+  const loginLimiter = new LoginLimiter(DEFAULT_LOGIN_LIMITS, (params) => store.rateLimits.limiter({ ...params, sharing: "exact" }));
   return { tokens, secret, loginLimiter, secretChecks: new SecretCheckSlots(), failedLogins };
 }
 
@@ -166,9 +167,11 @@ async function signingKey(config: MasterConfig, store: Store, log: Logger): Prom
 
 /** Guards every authenticated request passes before its body is read. */
 function requestGuards(config: MasterConfig, store: Store, modes: ModeController, metrics: Metrics): NonNullable<AppParams["guards"]> {
+  // Every request passes here: on PostgreSQL it is decided in this master's memory, the
+  // masters' counts shared about once a second (sharing "synced"; README, "Scaling out").
   const rateLimiter = new RequestRateLimiter(
     { clientPerMinute: config.rateLimitPerMinute, workerPerMinute: config.workerRateLimitPerMinute },
-    (params) => store.rateLimits.limiter(params),
+    (params) => store.rateLimits.limiter({ ...params, sharing: "synced" }),
   );
   return [
     async (_req, res, principal) => {
@@ -211,7 +214,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   // The metric is made once the store is open; a rate limit counts only after that.
   let countRateLimitFallback = (): void => undefined;
   const logRateLimitFallback = throttled(60_000, (message: string) =>
-    log.warn({ event: "rate_limits.fallback", err: message }, "PostgreSQL: a shared rate limit failed or was late; this master counts in its own memory (gaffer_rate_limit_fallbacks_total)"),
+    log.warn({ event: "rate_limits.fallback", err: message }, "PostgreSQL: sharing a rate limit failed or was late; this master counts in its own memory (gaffer_rate_limit_fallbacks_total)"),
   );
   const store = await (wiring.openStore ?? openStore)({
     config,

@@ -573,6 +573,13 @@ export interface RateLimitParams {
   keyPrefix: string;
   points: number;
   durationS: number;
+  /**
+   * How the masters of a PostgreSQL cluster count together (SQLite counts in memory either way):
+   * "exact" (default) adds each point in the database before answering; "synced" decides in
+   * this master's memory at once and shares the counts about once a second, so that a burst
+   * spread over N masters may pass up to about N times one master's share within one sync.
+   */
+  sharing?: "exact" | "synced";
 }
 
 /** What the master's limits use of a limiter (rate-limiter-flexible's). */
@@ -581,8 +588,9 @@ export type RateLimiter = Pick<RateLimiterAbstract, "consume" | "reward" | "dele
 /** Where rate limits count (API.md §4, §12). */
 export interface RateLimitStore {
   /**
-   * A limiter: on SQLite (one master) in this process's memory; on PostgreSQL in the
-   * database, shared by every master, and in this master's memory while it cannot reach it.
+   * A limiter: on SQLite (one master) in this process's memory; on PostgreSQL shared by every
+   * master through the database (at once or about once a second, `sharing`), and in this
+   * master's memory alone while it cannot reach it.
    */
   limiter(params: RateLimitParams): RateLimiter;
   /** Forget counters whose window ended before `before`, up to `limit`; answers how many (SQLite keeps none). */

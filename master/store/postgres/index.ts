@@ -70,6 +70,7 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
   const leadership = new Leadership({ url: params.url, key: `gaffer.lead.${db.schema}`, onLost: params.onLeadLost, checkEveryMs: params.leadCheckMs });
   const ctx: PgContext = { db, clock: params.clock, policy: params.policy, lanes: new Map() };
   const jobs = new PostgresJobStore(ctx);
+  const rateLimits = new PostgresRateLimitStore(db, { onFallback: params.onRateLimitFallback });
   return {
     dialect: "postgres",
     onCommitted: (fn) => commits.subscribe(fn),
@@ -111,8 +112,9 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     settings: new PostgresSettingsStore(ctx),
     clients: new PostgresClientStore(ctx),
     tokens: new PostgresTokenStore(ctx),
-    rateLimits: new PostgresRateLimitStore(db, { onFallback: params.onRateLimitFallback }),
+    rateLimits,
     close: async () => {
+      rateLimits.close();
       await leadership.close();
       await commits.close();
       await db.close();

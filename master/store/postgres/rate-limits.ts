@@ -1,26 +1,38 @@
-// Rate limits shared by every master of a PostgreSQL cluster (API.md §12): rate-limiter-
-// flexible's PostgreSQL store over the store's pool, in the rate_limits table (made by
-// migration 0002, UNLOGGED: a counter is not worth a WAL flush, and a crash of the server
-// only forgets the current windows). Every authenticated request counts here before its
-// work, so the database gets RATE_LIMIT_TIMEOUT_MS to answer (RLWrapperTimeouts); when it
-// fails or is late (gone, slow, cut off without a word, the table or a permission missing),
-// each master counts in its own memory instead and says so (onFallback): a limit never turns
-// a request into a 500 nor holds it up, and the request's own store call answers 503 as usual.
+// Rate limits shared by every master of a PostgreSQL cluster (API.md §12), in the rate_limits
+// table (made by migration 0002, UNLOGGED: a counter is not worth a WAL flush, and a crash of
+// the server only forgets the current windows). Two ways to count together (RateLimitParams.sharing):
+// - "synced" (the request limits, which every authenticated request passes): decided in this
+//   master's memory at once, shared about once a second (synced-limits.ts, where its
+//   approximation is said);
+// - "exact" (the login limits): each point added in the database before the answer, by
+//   rate-limiter-flexible's PostgreSQL store over the store's pool. Logins are rare, and they
+//   guard passwords: a brute force spread over N masters must not get N times the attempts,
+//   which a count shared only once a second would give it. The database gets
+//   RATE_LIMIT_TIMEOUT_MS to answer (RLWrapperTimeouts); when it fails or is late (gone, slow,
+//   cut off without a word, the table or a permission missing), the master counts in its own
+//   memory instead and says so (onFallback).
+// Either way a limit never turns a request into a 500 nor holds it up, and the request's own
+// store call answers 503 as usual.
 import { sql } from "kysely";
 import { RateLimiterPostgres, RateLimiterRes, RLWrapperTimeouts } from "rate-limiter-flexible";
 import { memoryLimiter } from "../rate-limits.js";
 import type { RateLimiter, RateLimitParams, RateLimitStore } from "../types.js";
 import type { PostgresDatabase } from "./database.js";
+import { RATE_LIMIT_SYNC_MS, SyncedLimits } from "./synced-limits.js";
 
 const TABLE = "rate_limits";
 
-/** How long a request waits for the shared counter before it is counted in memory. */
+/** How long a login waits for the shared counter (or a sync may take) before it is counted in memory. */
 export const RATE_LIMIT_TIMEOUT_MS = 250;
 
 export interface PostgresRateLimitParams {
   /** A shared counter failed or was late: the master counted in its memory (called each time). */
   onFallback?: (error: unknown) => void;
   timeoutMs?: number;
+  /** How often the synced limits are shared (default RATE_LIMIT_SYNC_MS; 0: only by syncLimits(), for tests). */
+  syncIntervalMs?: number;
+  /** The wall clock in milliseconds, for the synced limits (tests). */
+  now?: () => number;
 }
 
 /** The shared limiter, late or failing → the memory one, reported. */
@@ -58,6 +70,7 @@ class SharedLimiter implements RateLimiter {
 export class PostgresRateLimitStore implements RateLimitStore {
   private readonly onFallback: (error: unknown) => void;
   private readonly timeoutMs: number;
+  private readonly synced: SyncedLimits;
 
   constructor(
     private readonly db: PostgresDatabase,
@@ -65,9 +78,16 @@ export class PostgresRateLimitStore implements RateLimitStore {
   ) {
     this.onFallback = params.onFallback ?? (() => undefined);
     this.timeoutMs = params.timeoutMs ?? RATE_LIMIT_TIMEOUT_MS;
+    this.synced = new SyncedLimits(db, {
+      syncIntervalMs: params.syncIntervalMs ?? RATE_LIMIT_SYNC_MS,
+      lateAfterMs: this.timeoutMs,
+      onFallback: this.onFallback,
+      now: params.now,
+    });
   }
 
   limiter(params: RateLimitParams): RateLimiter {
+    if (params.sharing === "synced") return this.synced.limiter(params);
     const shared = new RateLimiterPostgres({
       keyPrefix: params.keyPrefix,
       points: params.points,
@@ -86,6 +106,16 @@ export class PostgresRateLimitStore implements RateLimitStore {
     // A late answer still lands in the table (the pool's query timeout bounds it); the request went on without it.
     const timed = new RLWrapperTimeouts({ limiter: shared, timeoutMs: this.timeoutMs });
     return new SharedLimiter(timed, memoryLimiter(params), this.onFallback);
+  }
+
+  /** Share the synced limits' counts now (what the timer does each interval). */
+  syncLimits(): Promise<void> {
+    return this.synced.sync();
+  }
+
+  /** Stop sharing the synced limits (the store's close). */
+  close(): void {
+    this.synced.close();
   }
 
   async deleteExpired(params: { before: Date; limit: number }): Promise<number> {
