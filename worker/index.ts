@@ -357,14 +357,13 @@ export class Worker {
         `${outcome.status} ${job.type} ${job.id}`,
       );
     }
-    this.finished.push({
-      nodeId,
-      jobId: job.id,
-      attempt: job.attempt,
-      status: outcome.status,
-      ...(outcome.status === "completed" ? { result: outcome.result } : { error: outcome.error }),
-      ...(outcome.logTail !== undefined ? { logTail: outcome.logTail } : {}),
-    });
+    // Built as one literal (no spreads): it lives until the master has answered for it.
+    const entry: OutboxEntry =
+      outcome.status === "completed"
+        ? { nodeId, jobId: job.id, attempt: job.attempt, status: "completed", result: outcome.result }
+        : { nodeId, jobId: job.id, attempt: job.attempt, status: "failed", error: outcome.error };
+    if (outcome.logTail !== undefined) entry.logTail = outcome.logTail;
+    this.finished.push(entry);
     this.schedulePersist();
   }
 

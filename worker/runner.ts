@@ -284,16 +284,16 @@ class FunctionRun {
   private controller: AbortController | undefined;
   private stopped: "timeout" | "canceled" | undefined;
   private settled = false;
-  private readonly output: Tail | undefined;
+  /** The handler's log lines, made at its first line (most jobs write none). */
+  private output: Tail | undefined;
   private readonly timer: NodeJS.Timeout;
   readonly context: HandlerContext;
 
   constructor(
     private readonly timeoutMs: number,
-    logTailBytes: number | undefined,
+    private readonly logTailBytes: number | undefined,
     private readonly sink: RunSink,
   ) {
-    this.output = logTail(logTailBytes);
     this.timer = setTimeout(timeUp, timeoutMs, this);
     this.context = contextOf(this);
   }
@@ -310,7 +310,9 @@ class FunctionRun {
   }
 
   log(line: string): void {
-    if (!this.settled) this.output?.push(Buffer.from(line.endsWith("\n") ? line : `${line}\n`));
+    if (this.settled) return;
+    this.output ??= logTail(this.logTailBytes);
+    this.output?.push(Buffer.from(line.endsWith("\n") ? line : `${line}\n`));
   }
 
   stop(why: "timeout" | "canceled" = "canceled"): void {
