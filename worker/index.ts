@@ -10,11 +10,12 @@ import {
   killAllCommands,
   refused,
   runCommand,
-  runFunction,
+  startFunction,
   type CommandHandler,
   type FunctionHandler,
   type HandlerJob,
   type Outcome,
+  type RunSink,
 } from "./runner.js";
 
 export type { CommandHandler, FunctionHandler, HandlerContext, HandlerJob } from "./runner.js";
@@ -58,15 +59,36 @@ export interface WorkerOptions {
   logger?: Logger | undefined;
 }
 
-interface Execution {
-  job: ClaimedJob;
-  /** Ends the run early (cancel, reassignment, the worker stopping). */
-  stop: () => void;
+/** A job this worker runs: where its run reports its progress and its end. */
+class Execution implements RunSink {
   progress?: number;
   message?: string;
   /** Not ours any more (reassigned, stalled, unknown) or abandoned on stop: no result is reported. */
-  dropped: boolean;
-  done: Promise<void>;
+  dropped = false;
+  private run: { stop(): void } | undefined;
+
+  constructor(
+    readonly job: ClaimedJob,
+    private readonly onFinished: (execution: Execution, outcome: Outcome) => void,
+  ) {}
+
+  started(run: { stop(): void }): void {
+    this.run = run;
+  }
+
+  /** Ends the run early (cancel, reassignment, the worker stopping). */
+  stop(): void {
+    this.run?.stop();
+  }
+
+  onProgress(percent: number, message: string | undefined): void {
+    this.progress = percent;
+    if (message !== undefined) this.message = message;
+  }
+
+  finished(outcome: Outcome): void {
+    this.onFinished(this, outcome);
+  }
 }
 
 function isCommand(handler: FunctionHandler | CommandHandler): handler is CommandHandler {
@@ -95,6 +117,8 @@ export class Worker {
   private claimLoop: Promise<void> | undefined;
   private readonly stopController = new AbortController();
   private capacityWaiters: (() => void)[] = [];
+  /** Waiting for the last running job to end (a stop). */
+  private idleWaiters: (() => void)[] = [];
   /** Capacity asked for by claims in flight. */
   private reservedCapacity = 0;
   /** The last claim came back full: more work is waiting. */
@@ -221,7 +245,10 @@ export class Worker {
     let failures = 0;
     const waitS = this.options.claimWaitS ?? DEFAULT_CLAIM_WAIT_S;
     while (!this.stopped) {
-      const free = this.capacity - this.running.size - this.reservedCapacity;
+      // The master counts a job as running until its result is acknowledged: a claim that
+      // does not go out at once (no long poll) asks only for what the master will hand out,
+      // else it comes back empty (a quarter of the drain's claims did, each a round trip).
+      const free = this.capacity - this.running.size - this.reservedCapacity - (loop > 0 ? this.heldResults : 0);
       if (free <= 0 || (loop > 0 && !this.backlog)) {
         await new Promise<void>((resolve) => this.capacityWaiters.push(resolve));
         continue;
@@ -235,7 +262,7 @@ export class Worker {
         failures = 0;
         this.backlog = items.length === max;
         this.release(max);
-        if (items.length > 0) {
+        if (items.length > 0 && this.log.isLevelEnabled("info")) {
           this.log.info({ event: "job.claimed", jobs: items.map((job) => job.id) }, `claimed ${items.length} job(s)`);
         }
         for (const job of items) this.startJob(job);
@@ -262,6 +289,11 @@ export class Worker {
     this.wakeClaimLoops();
   }
 
+  /** Results not yet acknowledged by the master: their jobs still take capacity there. */
+  private get heldResults(): number {
+    return this.finished.length + (this.outbox?.size ?? 0);
+  }
+
   private wakeClaimLoops(): void {
     for (const wake of this.capacityWaiters.splice(0)) wake();
   }
@@ -269,59 +301,69 @@ export class Worker {
   private startJob(job: ClaimedJob): void {
     // Own keys only: the type comes from a client, and `constructor` or `__proto__` must not find Object's.
     const handler = Object.hasOwn(this.options.handlers, job.type) ? this.options.handlers[job.type] : undefined;
-    const execution: Execution = { job, stop: () => undefined, dropped: false, done: Promise.resolve() };
+    const execution = new Execution(job, this.onFinished);
     this.running.set(job.id, execution);
-    this.log.info({ event: "job.started", jobId: job.id, type: job.type, attempt: job.attempt }, `started ${job.type} ${job.id}`);
+    // Per-job lines are built only when they are written (the drain's workers log at warn).
+    if (this.log.isLevelEnabled("info")) {
+      this.log.info({ event: "job.started", jobId: job.id, type: job.type, attempt: job.attempt }, `started ${job.type} ${job.id}`);
+    }
     const handlerJob: HandlerJob = { id: job.id, type: job.type, payload: job.payload, attempt: job.attempt };
-    const params = {
-      timeoutMs: ((handler && isCommand(handler) ? handler.timeout_s : undefined) ?? job.timeout_s) * 1000,
-      killGraceMs: this.options.killGraceMs,
-      logTailBytes: this.options.logTailBytes,
-      onProgress: (percent: number, message: string | undefined) => {
-        execution.progress = percent;
-        if (message !== undefined) execution.message = message;
-      },
-    };
+    if (handler && !isCommand(handler)) {
+      execution.started(startFunction(handler, handlerJob, job.timeout_s * 1000, this.options.logTailBytes, execution));
+      return;
+    }
     const run = !handler
       ? refused({ message: `this worker has no handler for type ${job.type}`, code: "no_handler", retryable: false })
-      : isCommand(handler)
-        ? runCommand(handler, handlerJob, params)
-        : runFunction(handler, handlerJob, params);
-    execution.stop = run.stop;
-    execution.done = run.then(
-      (outcome) => this.finishJob(execution, outcome),
-      (error: unknown) =>
-        this.finishJob(execution, { status: "failed", error: { message: String(error), code: "worker_error", retryable: true } }),
+      : runCommand(handler, handlerJob, {
+          timeoutMs: (handler.timeout_s ?? job.timeout_s) * 1000,
+          killGraceMs: this.options.killGraceMs,
+          logTailBytes: this.options.logTailBytes,
+          onProgress: (percent, message) => execution.onProgress(percent, message),
+        });
+    execution.started(run);
+    run.then(
+      (outcome) => execution.finished(outcome),
+      (error: unknown) => execution.finished({ status: "failed", error: { message: String(error), code: "worker_error", retryable: true } }),
     );
+  }
+
+  private readonly onFinished = (execution: Execution, outcome: Outcome): void => this.finishJob(execution, outcome);
+
+  /** Resolves once no job runs here. */
+  private untilIdle(): Promise<void> {
+    if (this.running.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
   private finishJob(execution: Execution, outcome: Outcome): void {
     const { job } = execution;
     this.running.delete(job.id);
     this.wakeClaimLoops();
+    if (this.running.size === 0) for (const idle of this.idleWaiters.splice(0)) idle();
     if (execution.dropped) {
       this.log.info({ event: "job.dropped", jobId: job.id, attempt: job.attempt }, `dropped ${job.id}: no longer ours`);
       return;
     }
     const nodeId = this.currentNodeId;
     if (!nodeId) return;
-    this.log.info(
-      {
-        event: outcome.status === "completed" ? "job.completed" : "job.failed",
-        jobId: job.id,
-        attempt: job.attempt,
-        ...(outcome.status === "failed" ? { error: outcome.error } : {}),
-      },
-      `${outcome.status} ${job.type} ${job.id}`,
-    );
-    this.finished.push({
-      nodeId,
-      jobId: job.id,
-      attempt: job.attempt,
-      status: outcome.status,
-      ...(outcome.status === "completed" ? { result: outcome.result } : { error: outcome.error }),
-      ...(outcome.logTail !== undefined ? { logTail: outcome.logTail } : {}),
-    });
+    if (this.log.isLevelEnabled("info")) {
+      this.log.info(
+        {
+          event: outcome.status === "completed" ? "job.completed" : "job.failed",
+          jobId: job.id,
+          attempt: job.attempt,
+          ...(outcome.status === "failed" ? { error: outcome.error } : {}),
+        },
+        `${outcome.status} ${job.type} ${job.id}`,
+      );
+    }
+    // Built as one literal (no spreads): it lives until the master has answered for it.
+    const entry: OutboxEntry =
+      outcome.status === "completed"
+        ? { nodeId, jobId: job.id, attempt: job.attempt, status: "completed", result: outcome.result }
+        : { nodeId, jobId: job.id, attempt: job.attempt, status: "failed", error: outcome.error };
+    if (outcome.logTail !== undefined) entry.logTail = outcome.logTail;
+    this.finished.push(entry);
     this.schedulePersist();
   }
 
@@ -437,6 +479,8 @@ export class Worker {
     }
     // Accepted, duplicate, stale or unknown: the master has answered for each; none is sent again.
     outbox.settle(group);
+    // Their capacity is free on the master now.
+    this.wakeClaimLoops();
   }
 
   private scheduleHeartbeat(delayMs: number): void {
@@ -501,7 +545,7 @@ export class Worker {
     this.stopController.abort();
     this.wakeClaimLoops();
     const graceMs = graceS * 1000;
-    const allDone = Promise.all([...this.running.values()].map((execution) => execution.done));
+    const allDone = this.untilIdle();
     const graceOver = new AbortController();
     const finishedInTime = await Promise.race([
       allDone.then(() => true),
@@ -514,7 +558,7 @@ export class Worker {
         execution.dropped = true;
         execution.stop();
       }
-      await Promise.all([...this.running.values()].map((execution) => execution.done));
+      await this.untilIdle();
     }
     await this.claimLoop;
     clearTimeout(this.heartbeatTimer);

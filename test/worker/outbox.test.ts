@@ -87,6 +87,57 @@ describe("outbox", () => {
     outbox.close();
   });
 
+  it("writes each add as one batch row, readable with sqlite3, rewritten when settled in part and deleted when settled", () => {
+    const dir = tempDir();
+    const outbox = new Outbox(dir);
+    const result = (i: number) => ({ nodeId: "n", jobId: `j${i}`, attempt: 1, status: "completed" as const, result: { i } });
+    outbox.add([result(1), result(2), result(3)]);
+    outbox.add([result(4), { nodeId: "n", jobId: "j5", attempt: 2, status: "failed", error: { message: "no", retryable: false } }]);
+    const disk = new Database(join(dir, "outbox.db"), { readonly: true });
+    const onDisk = () =>
+      disk
+        .prepare("SELECT b.seq, r.value ->> 'jobId' AS job, r.value ->> 'status' AS status FROM batches b, json_each(b.results) r ORDER BY b.seq, r.key")
+        .raw()
+        .all()
+        .map((row) => row as [number, string, string])
+        .map(([seq, job, status]) => `${String(seq)}:${String(job)}:${String(status)}`);
+    expect(onDisk()).toEqual(["1:j1:completed", "1:j2:completed", "1:j3:completed", "2:j4:completed", "2:j5:failed"]);
+    // Settled in part: the batch keeps the rest; settled whole: its row is gone.
+    outbox.settle([{ jobId: "j2", attempt: 1 }, { jobId: "j4", attempt: 1 }, { jobId: "j5", attempt: 2 }]);
+    expect(onDisk()).toEqual(["1:j1:completed", "1:j3:completed"]);
+    // Written again: the copy goes to the end, and a batch left with nothing is deleted.
+    outbox.add([result(1)]);
+    outbox.add([result(3)]);
+    expect(onDisk()).toEqual(["3:j1:completed", "4:j3:completed"]);
+    expect(outbox.pending(10)).toEqual([result(1), result(3)]);
+    outbox.close();
+    const again = new Outbox(dir);
+    expect(again.pending(10)).toEqual([result(1), result(3)]);
+    again.settle(again.pending(10));
+    expect(again.size).toBe(0);
+    expect(onDisk()).toEqual([]);
+    again.close();
+    disk.close();
+  });
+
+  it("keeps the latest copy of a result written twice before a crash, and deletes the batch it replaced on the next start", () => {
+    const dir = tempDir();
+    const result = (i: number, value: number) => ({ nodeId: "n", jobId: `j${i}`, attempt: 1, status: "completed" as const, result: value });
+    // Two batches as a crashed worker could leave them: the second holds a new copy of the first's only result.
+    const crashed = new Database(join(dir, "outbox.db"));
+    crashed.exec("CREATE TABLE batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, created_at TEXT NOT NULL, results TEXT NOT NULL)");
+    const insert = crashed.prepare("INSERT INTO batches (created_at, results) VALUES ('x', ?)");
+    insert.run(JSON.stringify([result(1, 1)]));
+    insert.run(JSON.stringify([result(2, 2), result(1, 10)]));
+    crashed.close();
+    const outbox = new Outbox(dir);
+    expect(outbox.pending(10)).toEqual([result(2, 2), result(1, 10)]);
+    outbox.close();
+    const disk = new Database(join(dir, "outbox.db"), { readonly: true });
+    expect(disk.prepare("SELECT seq FROM batches").pluck().all()).toEqual([2]);
+    disk.close();
+  });
+
   it("keeps a result's log tail, and opens an outbox made before log tails", () => {
     const dir = tempDir();
     // The table as an older worker made it, holding one result.
@@ -97,10 +148,18 @@ describe("outbox", () => {
     old.close();
     const outbox = new Outbox(dir);
     outbox.add([{ nodeId: "n", jobId: "new", attempt: 1, status: "completed", result: 2, logTail: "line 1\nline 2\n" }]);
-    expect(outbox.pending(10)).toEqual([
+    const expected = [
       { nodeId: "n", jobId: "old", attempt: 1, status: "completed", result: 1 },
       { nodeId: "n", jobId: "new", attempt: 1, status: "completed", result: 2, logTail: "line 1\nline 2\n" },
-    ]);
+    ];
+    expect(outbox.pending(10)).toEqual(expected);
     outbox.close();
+    // The old row was moved into a batch when the outbox opened; both are there on the next start.
+    const disk = new Database(join(dir, "outbox.db"), { readonly: true });
+    expect(disk.prepare("SELECT COUNT(*) FROM results").pluck().get()).toBe(0);
+    disk.close();
+    const again = new Outbox(dir);
+    expect(again.pending(10)).toEqual(expected);
+    again.close();
   });
 });
