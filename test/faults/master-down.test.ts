@@ -39,7 +39,9 @@ describe("master down", () => {
     const waiting = ["w1", "w2"].reduce((sum, name) => {
       const outbox = new Database(join(cluster?.dir ?? "", `state-${name}`, "outbox.db"), { readonly: true });
       try {
-        return sum + (outbox.prepare("SELECT COUNT(*) AS n FROM results").get() as { n: number }).n;
+        // A row a result, or a row a batch of them (a JSON array).
+        const rows = outbox.prepare("SELECT (SELECT COUNT(*) FROM results) + (SELECT COALESCE(SUM(json_array_length(results)), 0) FROM batches) AS n");
+        return sum + (rows.get() as { n: number }).n;
       } finally {
         outbox.close();
       }
