@@ -114,7 +114,8 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     tokens: new PostgresTokenStore(ctx),
     rateLimits,
     close: async () => {
-      rateLimits.close();
+      // Its last counts sent while the pool is still open (bounded: a late sync is given up on).
+      await rateLimits.close();
       await leadership.close();
       await commits.close();
       await db.close();

@@ -113,15 +113,20 @@ export class PostgresRateLimitStore implements RateLimitStore {
     return this.synced.sync();
   }
 
-  /** Stop sharing the synced limits (the store's close). */
-  close(): void {
-    this.synced.close();
+  /** Send the synced limits' last counts and stop sharing them (the store's close, before its pool ends). */
+  close(): Promise<void> {
+    return this.synced.close();
   }
 
   async deleteExpired(params: { before: Date; limit: number }): Promise<number> {
+    // Rows locked in key order, as a sync locks them (it may start a new window in the same
+    // rows): the two wait on each other rather than deadlock. A row a sync renewed meanwhile stays.
+    const before = params.before.getTime();
     const row = await this.db.one(sql<{ deleted: number }>`
-      WITH gone AS (
-        DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE expire < ${params.before.getTime()} LIMIT ${params.limit})
+      WITH doomed AS (
+        SELECT key FROM rate_limits WHERE expire < ${before} ORDER BY key LIMIT ${params.limit} FOR UPDATE
+      ), gone AS (
+        DELETE FROM rate_limits AS r USING doomed WHERE r.key = doomed.key AND r.expire < ${before}
         RETURNING 1
       )
       SELECT count(*) AS deleted FROM gone`);

@@ -12,6 +12,13 @@
 //
 // The database never holds a request up: while a sync fails or is late, each decision is made
 // from memory alone and reported (onFallback), and the points not yet sent wait for the next.
+// A sync whose answer is lost after its COMMIT (the connection dropped then) counts as failed,
+// so its points are sent again: over-counting (refusing early), never over-admitting, and
+// bounded by that one sync's points (about one interval's of that master).
+//
+// Every sync locks its rows in one order, by row key, whatever order a master first saw its keys
+// in: two masters syncing at once then wait on each other instead of deadlocking (40P01).
+// A master's close sends the points counted since its last sync (a rolling restart forgets none).
 import { sql } from "kysely";
 import { RateLimiterRes } from "rate-limiter-flexible";
 import type { RateLimiter, RateLimitParams } from "../types.js";
@@ -121,6 +128,11 @@ export class SyncedLimits {
   }
 
   limiter(params: RateLimitParams): RateLimiter {
+    // Two limiters counting the same rows would send each key twice in one statement, which
+    // PostgreSQL refuses (ON CONFLICT cannot affect a row twice): every sync would fail.
+    if (this.limiters.some((limiter) => limiter.params.keyPrefix === params.keyPrefix)) {
+      throw new Error(`a synced rate limit with the key prefix "${params.keyPrefix}" already exists on this store`);
+    }
     const limiter = new SyncedLimiter(params, this);
     this.limiters.push(limiter);
     if (!this.timer && !this.closed && this.params.syncIntervalMs > 0) {
@@ -152,10 +164,35 @@ export class SyncedLimits {
     await this.inFlight;
   }
 
-  close(): void {
+  /**
+   * Stops the timer and sends the points counted since the last sync (after the sync in flight),
+   * giving both `lateAfterMs` in all: a failure or a late answer is reported (onFallback) and
+   * the close goes on. Nothing is sent after.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
     this.timer = undefined;
+    let gaveUp = false;
+    const last = (async () => {
+      while (this.inFlight) await this.inFlight;
+      await this.send({ final: true });
+      // Once given up on, its end is not reported: the pool is closing under it.
+      if (this.failure !== undefined && !gaveUp) this.params.onFallback(this.failure);
+    })();
+    let timeout: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timeout = setTimeout(() => resolve("late"), this.params.lateAfterMs);
+    });
+    try {
+      if ((await Promise.race([last, late])) === "late") {
+        gaveUp = true;
+        this.params.onFallback(new Error(`the rate limits' last sync has not answered for ${this.params.lateAfterMs} ms; closing without it`));
+      }
+    } finally {
+      clearTimeout(timeout);
+    }
   }
 
   async forget(rowKey: string): Promise<boolean> {
@@ -168,7 +205,8 @@ export class SyncedLimits {
     return true;
   }
 
-  private async send(): Promise<void> {
+  /** `final`: the close's, which sends what is pending and reads nothing back. */
+  private async send(options: { final?: boolean } = {}): Promise<void> {
     const now = this.now();
     const pushed: (Sent & { delta: number; expireMs: number })[] = [];
     const read: Sent[] = [];
@@ -180,10 +218,17 @@ export class SyncedLimits {
           pushed.push({ limiter, key, window, delta: window.pending, expireMs: window.expireMs });
           window.sending = window.pending;
           window.pending = 0;
-        } else read.push({ limiter, key, window });
+        } else if (!options.final) read.push({ limiter, key, window });
       }
     }
-    if (pushed.length === 0 && read.length === 0) return;
+    if (pushed.length === 0 && read.length === 0) {
+      // Nothing counted is waiting: the last failure has no decision left to spoil.
+      this.failure = undefined;
+      this.sentAt = undefined;
+      return;
+    }
+    // Rows are locked in the order they are sent: the same on every master.
+    pushed.sort((x, y) => compare(x.limiter.rowKey(x.key), y.limiter.rowKey(y.key)));
     this.sentAt = now;
     try {
       // One statement for every key: this master's points added (a row whose window ended
@@ -221,4 +266,8 @@ export class SyncedLimits {
       }
     }
   }
+}
+
+function compare(x: string, y: string): number {
+  return x < y ? -1 : x > y ? 1 : 0;
 }

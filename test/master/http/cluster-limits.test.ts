@@ -75,6 +75,26 @@ describe.runIf(havePostgres)("rate limits on several masters of one PostgreSQL d
     expect(statuses).toEqual([...Array(REQUESTS_PER_MINUTE).fill(200), 429, 429]);
   });
 
+  it("sends a master's last counts when it closes: the requests it answered still count on the others", async () => {
+    const who = await createClient(a.store, { name: "restarted-under", role: "client", actor: null });
+    const token = (await login(a, who.id, who.client_secret, "192.0.2.40")).body.access_token;
+    const call = async (master: MasterInternals) => (await http(master.url, "GET", "/api/v1/queue/stats", undefined, { authorization: `Bearer ${token}` })).status;
+    // A counts the client too (a master reads back only the keys it counts).
+    expect(await call(a)).toBe(200);
+    await syncLimits(a);
+    // A master stopped within a second of its last sync (a rolling restart).
+    const leaving = await startTestMaster({ auth: "on", rateLimitPerMinute: REQUESTS_PER_MINUTE, databaseUrl: url });
+    try {
+      const statuses: number[] = [];
+      for (let i = 1; i < REQUESTS_PER_MINUTE; i++) statuses.push(await call(leaving));
+      expect(statuses).toEqual(Array(REQUESTS_PER_MINUTE - 1).fill(200));
+    } finally {
+      await leaving.close();
+    }
+    await syncLimits(a);
+    expect(await call(a)).toBe(429);
+  });
+
   it("answers 503, not 500, when its database is gone, still counting the request against the limit", async () => {
     const who = await createClient(a.store, { name: "cut-off", role: "client", actor: null });
     const token = (await login(c, who.id, who.client_secret, "192.0.2.30")).body.access_token;

@@ -172,7 +172,7 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
       await vi.waitFor(async () => expect(await t.query("SELECT points FROM rate_limits")).toEqual([{ points: 1 }]));
       expect(send).toHaveBeenCalledTimes(1);
       // Closed (the store's close): nothing more is sent, by the timer or by hand.
-      a.limits.close();
+      await a.limits.close();
       await take(limiter, "c");
       vi.advanceTimersByTime(10_000);
       await a.limits.syncLimits();
@@ -202,6 +202,109 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
     expect(await t.query("SELECT key, points, expire FROM rate_limits")).toEqual([{ key: "client:c", points: 3, expire: nowMs + 60_000 }]);
     expect(await take(limiter, "c")).toBe("refused");
     expect(fallbacks).toHaveLength(3);
+  });
+
+  it("syncs two masters at once whatever order each first saw its keys in (rows locked in one order: no deadlock)", async () => {
+    await open();
+    const fallbacks: unknown[] = [];
+    const [a, b] = [await master({ fallbacks }), await master({ fallbacks })];
+    const [onA, onB] = [a.limits.limiter(synced(100)), b.limits.limiter(synced(100))];
+    const keys = Array.from({ length: 3000 }, (_, i) => `k${i}`);
+    const rounds = 10;
+    for (let round = 0; round < rounds; round++) {
+      for (const key of keys) await take(onA, key);
+      for (const key of [...keys].reverse()) await take(onB, key);
+      await Promise.all([a.limits.syncLimits(), b.limits.syncLimits()]);
+      // A failed sync (40P01) is reported by the next decision of its master.
+      await take(onA, "probe");
+      await take(onB, "probe");
+      expect(fallbacks).toEqual([]);
+    }
+    expect(await t.query("SELECT count(*)::int AS n, min(points) AS low, max(points) AS high FROM rate_limits WHERE key LIKE 'client:k%'")).toEqual([
+      { n: 3000, low: 2 * rounds, high: 2 * rounds },
+    ]);
+  });
+
+  it("counts the points of a failed sync once, in its memory meanwhile and in the database after the next", async () => {
+    await open();
+    proxy = await startTcpProxy(TEST_DATABASE_URL);
+    const fallbacks: unknown[] = [];
+    const a = await master({ url: proxy.url, fallbacks });
+    const limiter = a.limits.limiter(synced(4));
+    expect(await takeMany(limiter, "c", 2)).toEqual(["ok", "ok"]);
+    await proxy.cut();
+    await a.limits.syncLimits();
+    // The two unsent points are counted once: two more pass, the fifth is refused.
+    const third = await limiter.consume("c");
+    expect(third.remainingPoints).toBe(1);
+    expect(fallbacks).toHaveLength(1);
+    await proxy.restore();
+    await a.limits.syncLimits();
+    expect(await t.query("SELECT points FROM rate_limits")).toEqual([{ points: 3 }]);
+    expect(await takeMany(limiter, "c", 2)).toEqual(["ok", "refused"]);
+    await a.limits.syncLimits();
+    expect(await t.query("SELECT points FROM rate_limits")).toEqual([{ points: 4 }]);
+    expect(fallbacks).toHaveLength(1);
+  });
+
+  it("reports no fallback once a sync after a failure had nothing left to send (every window ended)", async () => {
+    await open();
+    proxy = await startTcpProxy(TEST_DATABASE_URL);
+    const fallbacks: unknown[] = [];
+    const a = await master({ url: proxy.url, fallbacks });
+    const limiter = a.limits.limiter(synced(3));
+    expect(await take(limiter, "c")).toBe("ok");
+    await proxy.cut();
+    await a.limits.syncLimits();
+    expect(await take(limiter, "c")).toBe("ok");
+    expect(fallbacks).toHaveLength(1);
+    await proxy.restore();
+    nowMs += 60_000;
+    // Nothing to send or read: the sync asks the database nothing, and the failure is over.
+    await a.limits.syncLimits();
+    expect(await take(limiter, "d")).toBe("ok");
+    expect(fallbacks).toHaveLength(1);
+  });
+
+  it("refuses a second synced limiter with the same prefix on one store (one row per key in a sync)", async () => {
+    await open();
+    const a = await master();
+    a.limits.limiter(synced(3));
+    expect(() => a.limits.limiter(synced(5))).toThrow(/client/);
+    const other = a.limits.limiter({ ...synced(3), keyPrefix: "worker" });
+    expect(await take(other, "c")).toBe("ok");
+    await a.limits.syncLimits();
+    expect(await t.query("SELECT key, points FROM rate_limits")).toEqual([{ key: "worker:c", points: 1 }]);
+  });
+
+  it("sends the points counted since the last sync when closed, and sends nothing after", async () => {
+    await open();
+    const a = await master();
+    const run = vi.spyOn(a.db, "run");
+    const limiter = a.limits.limiter(synced(5));
+    expect(await takeMany(limiter, "c", 2)).toEqual(["ok", "ok"]);
+    await a.limits.close();
+    expect(run).toHaveBeenCalledTimes(1);
+    expect(await t.query("SELECT key, points FROM rate_limits")).toEqual([{ key: "client:c", points: 2 }]);
+    await take(limiter, "c");
+    await a.limits.syncLimits();
+    await a.limits.close();
+    expect(run).toHaveBeenCalledTimes(1);
+  });
+
+  it("closes without waiting longer than a sync may be late when the database is silent, and says so", async () => {
+    await open();
+    proxy = await startTcpProxy(TEST_DATABASE_URL);
+    const fallbacks: unknown[] = [];
+    const a = await master({ url: proxy.url, fallbacks });
+    const limiter = a.limits.limiter(synced(5));
+    expect(await take(limiter, "c")).toBe("ok");
+    proxy.holdNew();
+    proxy.freeze();
+    // The store's close goes on (vitest's own timeout would catch a close that waited for the statement).
+    await a.limits.close();
+    expect(fallbacks).toHaveLength(1);
+    expect(String(fallbacks[0])).toMatch(/has not answered/);
   });
 
   it("says so when a sync is late, deciding from memory meanwhile", async () => {
