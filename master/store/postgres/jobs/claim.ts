@@ -3,14 +3,17 @@
 // head is read and locked with FOR UPDATE SKIP LOCKED, so claims on several masters at once
 // never take one job twice and never wait on each other's rows. The node's row is locked
 // first (two claims of one node cannot both fill its free slots), and the rows of the
-// limited types it could take (so `max_running` holds across masters). A claim is five round
-// trips when no type it covers is limited: BEGIN, the node's lock, one read of its running
-// count and its lanes, one statement that locks the heads, takes them and starts their
-// attempts, and COMMIT.
+// limited types it could take (so `max_running` holds across masters). With the node's lock,
+// a claim takes the type gates' advisory lock shared: a change of a type's pause or limit takes
+// it alone (job-types.ts), so it waits for the claims that read the gates before it and the
+// claims after it read what it wrote. A claim is five round trips when no type it covers is
+// limited: BEGIN, the node's lock, one read of its running count and its lanes, one statement
+// that locks the heads, takes them and starts their attempts, and COMMIT.
 import { sql } from "kysely";
 import type { ClaimOutcome } from "../../types.js";
 import { rowsOf, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
+import { typeGatesLock } from "../job-types.js";
 import { toClaimedJob, type JobRow } from "../rows.js";
 import { reviveNode } from "./lifecycle.js";
 import { FAIR_SHARE_SETTING } from "../../../queue/fair-share.js";
@@ -196,8 +199,11 @@ async function takeChosen(ctx: PgContext, tx: Tx, nodeId: string, chosen: number
 }
 
 export async function claimJobs(ctx: PgContext, tx: Tx, params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
+  // The gates' lock is taken in this statement, so every statement after it reads the gates
+  // as of a moment no change of them was in flight.
   const [node] = await rowsOf(tx, sql<NodeFacts>`
-      SELECT id, status, labels, types, capacity, (SELECT value FROM settings WHERE key = ${FAIR_SHARE_SETTING}) AS fair_share
+      SELECT id, status, labels, types, capacity, (SELECT value FROM settings WHERE key = ${FAIR_SHARE_SETTING}) AS fair_share,
+             pg_advisory_xact_lock_shared(${typeGatesLock(ctx.db.schema)}) IS NULL AS gates_locked
       FROM nodes WHERE id = ${params.nodeId} FOR UPDATE`);
   if (!node) return { ok: false, reason: "not_found" };
   if (node.status === "offline") return { ok: false, reason: "offline" };
