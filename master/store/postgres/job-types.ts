@@ -1,16 +1,25 @@
 // Flow control per job type on PostgreSQL (API.md §5a): paused types and cluster-wide limits
 // of running jobs. Several masters change and read them, so nothing is kept in memory: a
 // claim reads the gates, and takes jobs of a limited type only under the lock of that type's
-// row, so that the limit holds across masters (jobs/claim.ts).
+// row, so that the limit holds across masters (jobs/claim.ts); a change of a gate waits for the
+// claims in flight, and claims wait for it, on one advisory lock (typeGatesLock).
 import { sql } from "kysely";
 import type { JobTypeInfo, JobTypeStore } from "../types.js";
 import { rowsOf, writeAudit, type PgContext } from "./context.js";
-import type { PostgresDatabase } from "./database.js";
+import { ADVISORY_CLASS, type PostgresDatabase } from "./database.js";
 
 interface TypeRow {
   type: string;
   max_running: number | null;
   paused: boolean;
+}
+
+/**
+ * The advisory lock's keys a claim holds shared while it reads and applies the type gates
+ * (jobs/claim.ts), and a change of a gate holds alone.
+ */
+export function typeGatesLock(schema: string) {
+  return sql`${ADVISORY_CLASS}::integer, hashtext(${`gaffer.type-gates.${schema}`})`;
 }
 
 /** Jobs of `type` running now, anywhere. */
@@ -67,6 +76,10 @@ export class PostgresJobTypeStore implements JobTypeStore {
     const { db, clock } = this.ctx;
     await db.transaction(async (tx) => {
       const at = clock.now().toISOString();
+      // Alone on the gates' lock: claims that read the gates before this change commit first (a
+      // claim that had read "no limit" could otherwise start jobs after a lower limit counted
+      // the running ones without them), and claims after it wait for this commit.
+      await sql`SELECT pg_advisory_xact_lock(${typeGatesLock(db.schema)})`.execute(tx.db);
       // A type set for the first time gets its row first, so that there is a row to lock.
       await sql`INSERT INTO job_types (type, max_running, paused, updated_at) VALUES (${params.type}, NULL, false, ${at})
                 ON CONFLICT (type) DO NOTHING`.execute(tx.db);

@@ -219,6 +219,91 @@ describe.skipIf(postgres === undefined)("several masters on one PostgreSQL datab
         await locker.end();
       }
     });
+
+    it("holds a max_running set while another master's claim that read no limit is in flight", async () => {
+      const [, other] = await masters(1);
+      // A limited type beside it makes the claim lock that type's row after reading the gates:
+      // another connection holding that row keeps the claim in flight, past its read.
+      await t.store.types.set({ type: "other", maxRunning: 5, actor: null, since: new Date(0) });
+      const renders = [await submit(t.store, { type: "render" }), await submit(t.store, { type: "render" })];
+      await submit(t.store, { type: "other" });
+      const first = await register(t.store, "first", [], 5);
+      const second = await register(t.store, "second", [], 5, "worker-a", ["render"]);
+      const [{ schema } = { schema: "" }] = (await t.query("SELECT current_schema() AS schema")) as { schema: string }[];
+      const holder = new pg.Client({ connectionString: TEST_DATABASE_URL, options: `-c search_path=${schema}` });
+      await holder.connect();
+      const pid = async (blockedBy: number) =>
+        Number((await t.query("SELECT pid FROM pg_stat_activity WHERE ? = ANY(pg_blocking_pids(pid))", [blockedBy]))[0]?.pid ?? 0);
+      /** Until `work` has settled, or a session waits behind `blocker`: that session's pid (0 if none). */
+      const settledOrBlocked = async (work: Promise<unknown>, blocker: number) => {
+        let settled = false;
+        void work.then(
+          () => (settled = true),
+          () => (settled = true),
+        );
+        for (;;) {
+          const blocked = await pid(blocker);
+          if (settled || blocked !== 0) return blocked;
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      };
+      try {
+        await holder.query("BEGIN");
+        await holder.query("SELECT type FROM job_types WHERE type = 'other' FOR UPDATE");
+        const holderPid = Number((await holder.query("SELECT pg_backend_pid() AS pid")).rows[0]?.pid);
+        const inFlight = claim(t.store, first.id, 1);
+        const claimPid = await settledOrBlocked(inFlight, holderPid);
+        expect(claimPid).not.toBe(0);
+        // The limit, then a claim on the other master: each may only come after the claim in flight.
+        const limited = other?.types.set({ type: "render", maxRunning: 1, actor: null, since: new Date(0) }) ?? Promise.resolve();
+        const setPid = await settledOrBlocked(limited, claimPid);
+        const next = claim(other ?? t.store, second.id, 1);
+        await settledOrBlocked(next, setPid === 0 ? claimPid : setPid);
+        await holder.query("ROLLBACK");
+        expect((await inFlight).map((job) => job.id)).toEqual([renders[0]?.id]);
+        await limited;
+        expect(await next).toEqual([]);
+        expect(await count("SELECT count(*) AS n FROM jobs WHERE status = 'running' AND type = 'render'")).toBe(1);
+      } finally {
+        await holder.end();
+      }
+    });
+
+    it("locks no job it does not take: a claim beside one in flight over two lanes takes the next jobs in line", async () => {
+      const [, other] = await masters(1);
+      const [a1, b1, a2, b2] = [
+        await submit(t.store, { type: "a" }),
+        await submit(t.store, { type: "b" }),
+        await submit(t.store, { type: "a" }),
+        await submit(t.store, { type: "b" }),
+        await submit(t.store, { type: "a" }),
+        await submit(t.store, { type: "b" }),
+      ];
+      const first = await register(t.store, "first", [], 5);
+      const second = await register(t.store, "second", [], 5);
+      const [{ schema } = { schema: "" }] = (await t.query("SELECT current_schema() AS schema")) as { schema: string }[];
+      const holder = new pg.Client({ connectionString: TEST_DATABASE_URL, options: `-c search_path=${schema}` });
+      await holder.connect();
+      try {
+        // The claim is held in flight, its heads locked and taken, by the attempt row it is about
+        // to write, which another session wrote and has not committed.
+        await holder.query("BEGIN");
+        await holder.query("INSERT INTO job_attempts (job_id, attempt, node_id, started_at) VALUES ($1, 1, $2, now())", [a1.id, first.id]);
+        const holderPid = Number((await holder.query("SELECT pg_backend_pid() AS pid")).rows[0]?.pid);
+        const inFlight = claim(t.store, first.id, 2);
+        for (;;) {
+          const [waiting] = await t.query("SELECT count(*) AS n FROM pg_stat_activity WHERE ? = ANY(pg_blocking_pids(pid))", [holderPid]);
+          if (Number(waiting?.n) > 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        // The claim in flight took a1 and b1; a2 and b2 are next, whatever it read beyond them.
+        expect((await claim(other ?? t.store, second.id, 2)).map((job) => job.id)).toEqual([a2?.id, b2?.id]);
+        await holder.query("ROLLBACK");
+        expect((await inFlight).map((job) => job.id)).toEqual([a1?.id, b1?.id]);
+      } finally {
+        await holder.end();
+      }
+    });
   });
 
   describe("results from two masters", () => {

@@ -21,6 +21,20 @@ describe.each(dialects)("reports ($name)", (dialect) => {
     return { job, node, attempt: claimed.attempt };
   }
 
+  it("deletes a job's attempts with the job, by retention's purge or by an operator's DELETE", async () => {
+    const { job, node, attempt } = await running();
+    const kept = await running();
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt, status: "completed" }] });
+    const attempts = async (id: string) => Number((await t.query("SELECT count(*) AS n FROM job_attempts WHERE job_id = ?", [id]))[0]?.n);
+    expect(await attempts(job.id)).toBe(1);
+    t.clock.advanceSeconds(60);
+    expect(await t.store.jobs.purgeFinished({ before: t.clock.now(), limit: 10 })).toBe(1);
+    expect(await attempts(job.id)).toBe(0);
+    expect(await attempts(kept.job.id)).toBe(1);
+    await t.query("DELETE FROM jobs WHERE id = ?", [kept.job.id]);
+    expect(await attempts(kept.job.id)).toBe(0);
+  });
+
   it("makes a completed job's progress 100, whatever the last heartbeat said, alone or in a batch", async () => {
     const node = await register(t.store, "node-p", [], 4);
     const [a, b] = [await submit(t.store), await submit(t.store)];

@@ -2,8 +2,9 @@
 // (running, on that node, under that attempt) as the core's rules decide (onReport), and
 // applied with writes guarded by that lease. Rows are locked in seq order, as heartbeats and
 // sweeps lock them: two masters taking overlapping batches cannot deadlock. The jobs a batch
-// finishes are written with one statement for their attempts and one for the jobs, however
-// many there are (a round trip per job was most of a drain's time on PostgreSQL).
+// finishes are written with one statement, their attempts and the jobs, however
+// many there are (a round trip per job was most of a drain's time on PostgreSQL), and their
+// dependents are read only when a job waits on one of them.
 import { sql } from "kysely";
 import { isCurrentLease, isFinal, onReport, type HandOut, type Transition } from "../../../queue/transitions.js";
 import { priorityName } from "../../pages.js";
@@ -33,8 +34,9 @@ interface Finish {
 }
 
 /**
- * Write the jobs a batch finishes, all at once: one UPDATE of their attempts, one of the jobs
- * (each still guarded by its lease: running, that attempt), then their dependents.
+ * Write the jobs a batch finishes, all at once: one statement updates their attempts and the
+ * jobs (each still guarded by its lease: running, that attempt) and says whether any job waits
+ * on one of them; only then are their dependents read and released or failed.
  */
 async function finishAll(ctx: PgContext, tx: Tx, finishes: readonly Finish[], at: string): Promise<void> {
   if (finishes.length === 0) return;
@@ -46,11 +48,6 @@ async function finishAll(ctx: PgContext, tx: Tx, finishes: readonly Finish[], at
     error: error === null ? null : JSON.stringify(errorWithoutNul(error)),
     log_tail: report.logTail === undefined || report.logTail === null ? null : withoutNul(report.logTail),
   }));
-  await tx.db.executeQuery(
-    sql`UPDATE job_attempts AS a SET outcome = r.outcome, reported = r.reported, error = r.error::json, log_tail = r.log_tail, finished_at = ${at}
-        FROM json_to_recordset(${JSON.stringify(attempts)}::json) AS r(job_id text, attempt integer, outcome text, reported text, error text, log_tail text)
-        WHERE a.job_id = r.job_id AND a.attempt = r.attempt AND a.outcome = 'running'`.compile(tx.db),
-  );
   // JSON values travel as text, so that a result of JSON null is stored as null, not as no result.
   const jobs = finishes.map(({ lease, report, transition, error }) => ({
     seq: lease.seq,
@@ -60,14 +57,24 @@ async function finishAll(ctx: PgContext, tx: Tx, finishes: readonly Finish[], at
     error: error === null || transition.status === "canceled" ? null : JSON.stringify(errorWithoutNul(error)),
     failure_reason: transition.failureReason,
   }));
-  await tx.db.executeQuery(
-    sql`UPDATE jobs AS j SET status = r.status, result = r.result::json, error = r.error::json, failure_reason = r.failure_reason,
+  const [written] = await rowsOf(
+    tx,
+    sql<{ waited_on: boolean }>`
+      WITH attempts AS (
+        UPDATE job_attempts AS a SET outcome = r.outcome, reported = r.reported, error = r.error::json, log_tail = r.log_tail, finished_at = ${at}
+        FROM json_to_recordset(${JSON.stringify(attempts)}::json) AS r(job_id text, attempt integer, outcome text, reported text, error text, log_tail text)
+        WHERE a.job_id = r.job_id AND a.attempt = r.attempt AND a.outcome = 'running'
+      ), finished AS (
+        UPDATE jobs AS j SET status = r.status, result = r.result::json, error = r.error::json, failure_reason = r.failure_reason,
           progress = CASE WHEN r.status = 'completed' THEN 100 ELSE j.progress END,
           progress_message = CASE WHEN r.status = 'completed' THEN NULL ELSE j.progress_message END,
           stall_at = NULL, lease_expires_at = NULL, finished_at = ${at}, updated_at = ${at}
         FROM json_to_recordset(${JSON.stringify(jobs)}::json) AS r(seq bigint, attempt integer, status text, result text, error text, failure_reason text)
-        WHERE j.seq = r.seq AND j.status = 'running' AND j.attempt = r.attempt`.compile(tx.db),
+        WHERE j.seq = r.seq AND j.status = 'running' AND j.attempt = r.attempt
+      )
+      SELECT EXISTS (SELECT 1 FROM job_dependencies WHERE depends_on_id = ANY(${finishes.map((finish) => finish.lease.id)}::text[])) AS waited_on`,
   );
+  if (written?.waited_on !== true) return;
   await releaseDependents(
     ctx,
     tx,
