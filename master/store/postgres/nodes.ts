@@ -286,22 +286,28 @@ export class PostgresNodeStore implements NodeStore {
    * turn (a heartbeat revives it) keeps the jobs not yet taken back.
    */
   async markDead(params: { cutoff: Date; limit: number }): Promise<DeadNode[]> {
-    const dead = await this.ctx.db.transaction((tx) => this.declareDead(tx, params));
+    const { dead, earlier } = await this.ctx.db.transaction((tx) => this.declareDead(tx, params));
     if (dead.length === 0) return [];
     const ids = dead.map((node) => node.nodeId);
     const byNode = new Map(dead.map((node) => [node.nodeId, node]));
     for (;;) {
       const { taken, rescued } = await this.ctx.db.transaction(async (tx) => {
+        // Not ORDER BY seq: that sorts every running job of these nodes for each batch; without
+        // it the scan of jobs_node stops at the batch. SKIP LOCKED never waits, so the order the
+        // rows are locked in cannot deadlock.
         const running = await rowsOf(
           tx,
           sql<EndingLease>`SELECT ${ENDING_LEASE_SELECT} FROM jobs
             WHERE node_id IN (SELECT id FROM nodes WHERE id = ANY(${ids}::text[]) AND status = 'dead') AND status = 'running'
-            ORDER BY seq LIMIT ${DEAD_NODE_JOB_BATCH} FOR UPDATE SKIP LOCKED`,
+            LIMIT ${DEAD_NODE_JOB_BATCH} FOR UPDATE SKIP LOCKED`,
         );
+        running.sort((a, b) => Number(a.seq) - Number(b.seq));
         return { taken: running.length, rescued: await endLeases(this.ctx, tx, running, "node_dead", "job.reassigned", null) };
       });
       for (const job of rescued) byNode.get(job.nodeId ?? "")?.jobs.push(job);
-      if (taken < DEAD_NODE_JOB_BATCH) return dead;
+      // A node declared dead earlier is told only if this sweep took jobs of it back (another
+      // master's sweep may be taking them at the same time).
+      if (taken < DEAD_NODE_JOB_BATCH) return dead.filter((node) => !earlier.has(node.nodeId) || node.jobs.length > 0);
     }
   }
 
@@ -309,7 +315,7 @@ export class PostgresNodeStore implements NodeStore {
    * Up to `limit` nodes: first those declared dead earlier that still hold running jobs (a
    * sweep cut short), then silent ones, made dead now with a node.dead audit row each.
    */
-  private async declareDead(tx: Tx, params: { cutoff: Date; limit: number }): Promise<DeadNode[]> {
+  private async declareDead(tx: Tx, params: { cutoff: Date; limit: number }): Promise<{ dead: DeadNode[]; earlier: Set<string> }> {
     const at = this.ctx.clock.now().toISOString();
     type Silent = { id: string; name: string; last_heartbeat: string };
     const unfinished = await rowsOf(
@@ -363,6 +369,9 @@ export class PostgresNodeStore implements NodeStore {
         at,
       );
     }
-    return [...unfinished, ...newlyDead].map((node) => ({ nodeId: node.id, name: node.name, lastHeartbeat: node.last_heartbeat, jobs: [] }));
+    return {
+      dead: [...unfinished, ...newlyDead].map((node) => ({ nodeId: node.id, name: node.name, lastHeartbeat: node.last_heartbeat, jobs: [] })),
+      earlier: new Set(unfinished.map((node) => node.id)),
+    };
   }
 }

@@ -94,6 +94,7 @@ export async function endLeases(
   const ends = jobs.map((job) => ({ job, transition: onLeaseEnd(factsOf(job), reason, now) }));
   const rows = ends.map(({ job, transition }) => ({
     seq: job.seq,
+    was: job.status,
     attempt: job.attempt,
     node_id: job.node_id,
     status: transition.status,
@@ -104,6 +105,10 @@ export async function endLeases(
     lease_end_reason: transition.status === "canceled" ? "canceled" : reason,
     finished: transition.finished,
   }));
+  // Each job looked up by seq alone, its guard (status, node, attempt as read) a filter that no
+  // index serves: with the guard as index conditions the planner, whose statistics are young
+  // after a burst (few running, node_id all NULL), joined every running job of the table or of
+  // the node for each batch (EXPLAIN ANALYZE in bench/README).
   const done = await rowsOf(
     tx,
     sql<{ seq: string }>`
@@ -115,9 +120,9 @@ export async function endLeases(
         finished_at = CASE WHEN e.finished THEN ${at}::timestamptz ELSE jobs.finished_at END,
         stall_at = NULL, lease_expires_at = NULL, lease_end_reason = e.lease_end_reason, updated_at = ${at}
       FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-        AS e(seq bigint, attempt integer, node_id text, status text, retry_count integer, failure_reason text,
+        AS e(seq bigint, was text, attempt integer, node_id text, status text, retry_count integer, failure_reason text,
              aging_at timestamptz, lease_end_reason text, finished boolean)
-      WHERE jobs.seq = e.seq AND jobs.status = 'running' AND jobs.node_id = e.node_id AND jobs.attempt = e.attempt
+      WHERE jobs.seq = e.seq AND (jobs.status, jobs.node_id, jobs.attempt) IS NOT DISTINCT FROM (e.was, e.node_id, e.attempt)
       RETURNING jobs.seq`,
   );
   const changedSeqs = new Set(done.map((row) => String(row.seq)));
@@ -126,9 +131,9 @@ export async function endLeases(
   await changed(
     tx,
     sql`UPDATE job_attempts a SET outcome = e.outcome, reported = NULL, error = NULL, log_tail = NULL, finished_at = ${at}
-        FROM jsonb_to_recordset(${JSON.stringify(ended.map(({ job, transition }) => ({ job_id: job.id, attempt: job.attempt, outcome: transition.attemptOutcome ?? "reassigned" })))}::jsonb)
-          AS e(job_id text, attempt integer, outcome text)
-        WHERE a.job_id = e.job_id AND a.attempt = e.attempt AND a.outcome = 'running'`,
+        FROM jsonb_to_recordset(${JSON.stringify(ended.map(({ job, transition }) => ({ job_id: job.id, attempt: job.attempt, was: "running", outcome: transition.attemptOutcome ?? "reassigned" })))}::jsonb)
+          AS e(job_id text, attempt integer, was text, outcome text)
+        WHERE a.job_id = e.job_id AND a.attempt = e.attempt AND a.outcome IS NOT DISTINCT FROM e.was`,
   );
   const finished = ended.filter(({ transition }) => transition.finished);
   await writeAudit(
