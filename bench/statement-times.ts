@@ -134,7 +134,8 @@ async function runAll(store: Store, clientId: string, round: string): Promise<vo
   }
 }
 
-async function main(): Promise<void> {
+/** Runs the measures (up to the dead-node sweep with --dead-nodes-only). */
+async function measureAll(): Promise<void> {
   const database = await freshPgDatabase();
   const store = await openPostgresStore({ url: database.url, clock, policy: defaultQueuePolicy(), poolSize: 4 });
   try {
@@ -185,6 +186,10 @@ async function main(): Promise<void> {
     await store.close();
     await database.drop();
   }
+}
+
+async function main(): Promise<void> {
+  await measureAll();
   process.stdout.write(
     "| what | calls | total s | longest call s | transactions | longest transaction s | longest statement ms | its statement |\n|---|---|---|---|---|---|---|---|\n",
   );
