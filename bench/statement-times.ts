@@ -2,8 +2,9 @@
 // (DEFAULT_QUERY_TIMEOUT_MS): the dead-node sweep re-queuing every running job, the stalled-jobs
 // sweep, bulk cancel and retry, retention and the expired rows' cleanup, each over `--jobs`
 // jobs (default 100,000), as the sweepers and the bulk routes call them (their batch sizes).
-// Prints, for each, its calls, its time, its longest call (one transaction) and its longest
-// statement. Run: node dist/bench/statement-times.js [--jobs N]
+// Prints, for each, its calls, its time, its longest call, its transactions and the longest of
+// them, and its longest statement; with --detail, the statements that took most of its time.
+// Run: node dist/bench/statement-times.js [--jobs N] [--detail] [--dead-nodes-only]
 import pg from "pg";
 import { createClient } from "../master/auth/clients.js";
 import { BULK_MAX } from "../master/http/routes/bulk.js";
@@ -19,18 +20,36 @@ import { freshPgDatabase } from "./lib.js";
 
 const argIndex = process.argv.indexOf("--jobs");
 const JOBS = argIndex > 0 ? Number(process.argv[argIndex + 1]) : 100_000;
+const DETAIL = process.argv.includes("--detail");
+/** Stop after the dead-node sweep (the setup and one measure: for quick comparisons). */
+const DEAD_NODES_ONLY = process.argv.includes("--dead-nodes-only");
 /** Nodes at the API's largest capacity, enough to run every job at once. */
 const CAPACITY = 10_000;
 
 /** Every statement's time, from pg itself (all of the store's connections are pg Clients). */
 const statements: { ms: number; text: string }[] = [];
+/** Every transaction's time, from its BEGIN's start to its COMMIT's (or ROLLBACK's) end. */
+const transactions: number[] = [];
+const opened = new WeakMap<pg.Client, number>();
 const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
 pg.Client.prototype.query = function timed(this: pg.Client, ...args: unknown[]) {
   const started = performance.now();
   const result = query.apply(this, args);
   const config = args[0];
   const text = typeof config === "string" ? config : ((config as { text?: string } | undefined)?.text ?? "");
-  if (result instanceof Promise) void result.then(() => statements.push({ ms: performance.now() - started, text }), () => undefined);
+  if (/^\s*(begin|start transaction)/i.test(text)) opened.set(this, started);
+  const ending = /^\s*(commit|rollback)/i.test(text);
+  if (result instanceof Promise) {
+    void result.then(() => {
+      const ended = performance.now();
+      statements.push({ ms: ended - started, text });
+      const begun = opened.get(this);
+      if (ending && begun !== undefined) {
+        transactions.push(ended - begun);
+        opened.delete(this);
+      }
+    }, () => undefined);
+  }
   return result;
 } as typeof pg.Client.prototype.query;
 
@@ -43,6 +62,8 @@ interface Measured {
   handled: number;
   totalMs: number;
   longestCallMs: number;
+  transactions: number;
+  longestTransactionMs: number;
   longestStatementMs: number;
   longestStatement: string;
 }
@@ -51,6 +72,7 @@ const results: Measured[] = [];
 /** Call `step` until it handles fewer than `batch` (as the sweepers' inBatches does), timing each call and its statements. */
 async function measure(what: string, batch: number, step: () => Promise<number>): Promise<void> {
   const from = statements.length;
+  const fromTransactions = transactions.length;
   let calls = 0;
   let handled = 0;
   let longestCallMs = 0;
@@ -65,9 +87,27 @@ async function measure(what: string, batch: number, step: () => Promise<number>)
   }
   const totalMs = performance.now() - started;
   const longest = statements.slice(from).reduce((a, b) => (b.ms > a.ms ? b : a), { ms: 0, text: "" });
-  const row = { what, calls, handled, totalMs, longestCallMs, longestStatementMs: longest.ms, longestStatement: longest.text.replace(/\s+/g, " ").slice(0, 70) };
+  const its = transactions.slice(fromTransactions);
+  const row = {
+    what, calls, handled, totalMs, longestCallMs,
+    transactions: its.length, longestTransactionMs: Math.max(0, ...its),
+    longestStatementMs: longest.ms, longestStatement: longest.text.replace(/\s+/g, " ").slice(0, 70),
+  };
   results.push(row);
   process.stderr.write(`${JSON.stringify(row)}\n`);
+  if (DETAIL) {
+    const byText = new Map<string, { n: number; ms: number }>();
+    for (const { ms, text } of statements.slice(from)) {
+      const key = text.replace(/\s+/g, " ").trim().slice(0, 90);
+      const sum = byText.get(key) ?? { n: 0, ms: 0 };
+      sum.n += 1;
+      sum.ms += ms;
+      byText.set(key, sum);
+    }
+    for (const [text, sum] of [...byText].sort((a, b) => b[1].ms - a[1].ms).slice(0, 8)) {
+      process.stderr.write(`    ${sum.ms.toFixed(0).padStart(7)} ms ${String(sum.n).padStart(6)}x  ${text}\n`);
+    }
+  }
 }
 
 async function submitAll(store: Store, clientId: string): Promise<void> {
@@ -94,7 +134,8 @@ async function runAll(store: Store, clientId: string, round: string): Promise<vo
   }
 }
 
-async function main(): Promise<void> {
+/** Runs the measures (up to the dead-node sweep with --dead-nodes-only). */
+async function measureAll(): Promise<void> {
   const database = await freshPgDatabase();
   const store = await openPostgresStore({ url: database.url, clock, policy: defaultQueuePolicy(), poolSize: 4 });
   try {
@@ -106,6 +147,7 @@ async function main(): Promise<void> {
     nowMs += 3_600_000;
     const cutoff = new Date(nowMs - 60_000);
     await measure(`dead-node sweep: ${JOBS / CAPACITY} nodes × ${CAPACITY} running`, DEAD_NODE_BATCH, async () => (await store.nodes.markDead({ cutoff, limit: DEAD_NODE_BATCH })).length);
+    if (DEAD_NODES_ONLY) return;
 
     await runAll(store, client.id, "b");
     nowMs += 3_600_000;
@@ -144,9 +186,17 @@ async function main(): Promise<void> {
     await store.close();
     await database.drop();
   }
-  process.stdout.write("| what | calls | total s | longest call s | longest statement ms | its statement |\n|---|---|---|---|---|---|\n");
+}
+
+async function main(): Promise<void> {
+  await measureAll();
+  process.stdout.write(
+    "| what | calls | total s | longest call s | transactions | longest transaction s | longest statement ms | its statement |\n|---|---|---|---|---|---|---|---|\n",
+  );
   for (const r of results) {
-    process.stdout.write(`| ${r.what} | ${r.calls} | ${(r.totalMs / 1000).toFixed(1)} | ${(r.longestCallMs / 1000).toFixed(2)} | ${r.longestStatementMs.toFixed(0)} | \`${r.longestStatement}\` |\n`);
+    process.stdout.write(
+      `| ${r.what} | ${r.calls} | ${(r.totalMs / 1000).toFixed(1)} | ${(r.longestCallMs / 1000).toFixed(2)} | ${r.transactions} | ${(r.longestTransactionMs / 1000).toFixed(2)} | ${r.longestStatementMs.toFixed(0)} | \`${r.longestStatement}\` |\n`,
+    );
   }
 }
 

@@ -27,6 +27,9 @@ import { toNode, type JobRow, type NodeRow } from "./rows.js";
 /** job.progress audit rows: at most one a minute per job (API.md §7). */
 const PROGRESS_AUDIT_INTERVAL_MS = 60_000;
 
+/** A dead node's running jobs taken back per transaction (a node may run up to 10,000). */
+export const DEAD_NODE_JOB_BATCH = 1000;
+
 /** Nodes with how many jobs each runs now (shared by the node reads and GET /jobs/:id/why). */
 export const NODE_SELECT = sql`SELECT n.*, (SELECT count(*) FROM jobs j WHERE j.node_id = n.id AND j.status = 'running') AS running FROM nodes n`;
 
@@ -274,33 +277,101 @@ export class PostgresNodeStore implements NodeStore {
     return rowsOf(tx, sql<EndingLease>`SELECT ${ENDING_LEASE_SELECT} FROM jobs WHERE node_id = ${nodeId} AND status = 'running' ORDER BY seq FOR UPDATE`);
   }
 
+  /**
+   * Silent nodes become dead in one transaction; then their running jobs are re-queued (or
+   * failed, or canceled) in later transactions of at most DEAD_NODE_JOB_BATCH jobs, each job
+   * guarded by "still running on that node under that attempt", so that no transaction holds
+   * many job rows. A sweep cut short between batches (the master stopped) leaves dead nodes
+   * with running jobs: the next one finishes them first. A node that comes back before its
+   * turn (a heartbeat revives it) keeps the jobs not yet taken back.
+   */
   async markDead(params: { cutoff: Date; limit: number }): Promise<DeadNode[]> {
-    return this.ctx.db.transaction(async (tx) => {
-      const at = this.ctx.clock.now().toISOString();
-      // last_heartbeat lags a node's latest heartbeat by up to heartbeatWriteMs. A node
-      // locked now is being written by a heartbeat (or another sweep): it is skipped.
-      const before = new Date(params.cutoff.getTime() - this.ctx.policy.heartbeatWriteMs).toISOString();
-      const silent = await rowsOf(
-        tx,
-        sql<{ id: string; name: string; status: string; last_heartbeat: string }>`
-          SELECT id, name, status, last_heartbeat FROM nodes
-          WHERE status IN ('online', 'draining') AND last_heartbeat < ${before}
-          ORDER BY last_heartbeat LIMIT ${params.limit} FOR UPDATE SKIP LOCKED`,
-      );
-      const dead: DeadNode[] = [];
-      for (const node of silent) {
-        const n = await changed(tx, sql`UPDATE nodes SET status = 'dead', updated_at = ${at} WHERE id = ${node.id} AND status = ${node.status}`);
-        if (n === 0) continue;
-        const running = await this.runningJobs(tx, node.id);
-        await writeAudit(
-          tx.db,
-          [{ event_type: "node.dead", entity_type: "node", entity_id: node.id, client_id: null, details: { last_heartbeat: node.last_heartbeat, jobs: running.length } }],
-          at,
+    const { dead, earlier } = await this.ctx.db.transaction((tx) => this.declareDead(tx, params));
+    if (dead.length === 0) return [];
+    const ids = dead.map((node) => node.nodeId);
+    const byNode = new Map(dead.map((node) => [node.nodeId, node]));
+    for (;;) {
+      const { taken, rescued } = await this.ctx.db.transaction(async (tx) => {
+        // Not ORDER BY seq: that sorts every running job of these nodes for each batch; without
+        // it the scan of jobs_node stops at the batch. SKIP LOCKED never waits, so the order the
+        // rows are locked in cannot deadlock.
+        const running = await rowsOf(
+          tx,
+          sql<EndingLease>`SELECT ${ENDING_LEASE_SELECT} FROM jobs
+            WHERE node_id IN (SELECT id FROM nodes WHERE id = ANY(${ids}::text[]) AND status = 'dead') AND status = 'running'
+            LIMIT ${DEAD_NODE_JOB_BATCH} FOR UPDATE SKIP LOCKED`,
         );
-        const jobs = await endLeases(this.ctx, tx, running, "node_dead", "job.reassigned", null);
-        dead.push({ nodeId: node.id, name: node.name, lastHeartbeat: node.last_heartbeat, jobs });
-      }
-      return dead;
-    });
+        running.sort((a, b) => Number(a.seq) - Number(b.seq));
+        return { taken: running.length, rescued: await endLeases(this.ctx, tx, running, "node_dead", "job.reassigned", null) };
+      });
+      for (const job of rescued) byNode.get(job.nodeId ?? "")?.jobs.push(job);
+      // A node declared dead earlier is told only if this sweep took jobs of it back (another
+      // master's sweep may be taking them at the same time).
+      if (taken < DEAD_NODE_JOB_BATCH) return dead.filter((node) => !earlier.has(node.nodeId) || node.jobs.length > 0);
+    }
+  }
+
+  /**
+   * Up to `limit` nodes: first those declared dead earlier that still hold running jobs (a
+   * sweep cut short), then silent ones, made dead now with a node.dead audit row each.
+   */
+  private async declareDead(tx: Tx, params: { cutoff: Date; limit: number }): Promise<{ dead: DeadNode[]; earlier: Set<string> }> {
+    const at = this.ctx.clock.now().toISOString();
+    type Silent = { id: string; name: string; last_heartbeat: string };
+    const unfinished = await rowsOf(
+      tx,
+      sql<Silent>`SELECT n.id, n.name, n.last_heartbeat FROM nodes n
+        WHERE n.status = 'dead' AND EXISTS (SELECT 1 FROM jobs j WHERE j.node_id = n.id AND j.status = 'running')
+        ORDER BY n.last_heartbeat LIMIT ${params.limit}`,
+    );
+    const room = params.limit - unfinished.length;
+    // last_heartbeat lags a node's latest heartbeat by up to heartbeatWriteMs. A node
+    // locked now is being written by a heartbeat (or another sweep): it is skipped.
+    const before = new Date(params.cutoff.getTime() - this.ctx.policy.heartbeatWriteMs).toISOString();
+    const silent =
+      room <= 0
+        ? []
+        : await rowsOf(
+            tx,
+            sql<Silent & { status: string }>`
+              SELECT id, name, status, last_heartbeat FROM nodes
+              WHERE status IN ('online', 'draining') AND last_heartbeat < ${before}
+              ORDER BY last_heartbeat LIMIT ${room} FOR UPDATE SKIP LOCKED`,
+          );
+    const made = new Set(
+      silent.length === 0
+        ? []
+        : (
+            await rowsOf(
+              tx,
+              sql<{ id: string }>`UPDATE nodes SET status = 'dead', updated_at = ${at}
+                WHERE id = ANY(${silent.map((node) => node.id)}::text[]) AND status IN ('online', 'draining') RETURNING id`,
+            )
+          ).map((row) => row.id),
+    );
+    const newlyDead = silent.filter((node) => made.has(node.id));
+    if (newlyDead.length > 0) {
+      const counts = await rowsOf(
+        tx,
+        sql<{ node_id: string; jobs: number }>`SELECT node_id, count(*)::integer AS jobs FROM jobs
+          WHERE node_id = ANY(${newlyDead.map((node) => node.id)}::text[]) AND status = 'running' GROUP BY node_id`,
+      );
+      const running = new Map(counts.map((row) => [row.node_id, row.jobs]));
+      await writeAudit(
+        tx.db,
+        newlyDead.map((node) => ({
+          event_type: "node.dead",
+          entity_type: "node",
+          entity_id: node.id,
+          client_id: null,
+          details: { last_heartbeat: node.last_heartbeat, jobs: running.get(node.id) ?? 0 },
+        })),
+        at,
+      );
+    }
+    return {
+      dead: [...unfinished, ...newlyDead].map((node) => ({ nodeId: node.id, name: node.name, lastHeartbeat: node.last_heartbeat, jobs: [] })),
+      earlier: new Set(unfinished.map((node) => node.id)),
+    };
   }
 }

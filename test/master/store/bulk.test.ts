@@ -85,6 +85,69 @@ describe.each(dialects)("bulk actions ($name)", (dialect) => {
     expect(await statusOf(child.id)).toBe("blocked");
   });
 
+  /** Fail `job` (claimed by a fresh node) with a non-retryable error. */
+  async function failJob(id: string, name: string) {
+    const node = await register(t.store, name);
+    const [taken] = await claim(t.store, node.id);
+    expect(taken?.id).toBe(id);
+    await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: id, attempt: taken?.attempt ?? 1, status: "failed", error: { message: "x", retryable: false } }] });
+  }
+
+  it("fails a job taken that an earlier one's cancel reaches through a blocked job not taken, and counts it unchanged", async () => {
+    const root = await submit(t.store, { type: "x" });
+    const middle = await submit(t.store, { type: "y", dependsOn: [root.id] });
+    const leaf = await submit(t.store, { type: "x", dependsOn: [middle.id] });
+    const loose = await submit(t.store, { type: "x" });
+    expect(await t.store.jobs.cancelMatching(bulk({ type: "x" }))).toEqual({ matched: 3, changed: 2, more: false });
+    expect(await statusOf(root.id)).toBe("canceled");
+    expect(await statusOf(loose.id)).toBe("canceled");
+    for (const [job, dependency] of [[middle, root], [leaf, middle]] as const) {
+      expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "failed", failure_reason: "dependency_failed" });
+      const events = (await t.store.jobs.events({ jobId: job.id, limit: 10 })).items;
+      expect(events.map((event) => [event.event_type, event.details])).toContainEqual(["job.failed", { failure_reason: "dependency_failed", dependency: dependency.id }]);
+    }
+    const audit = await t.store.audit.list({ limit: 10, eventType: "jobs.canceled" });
+    expect(audit.items[0]?.details).toMatchObject({ ids: [root.id, loose.id] });
+  });
+
+  it("retries a failed chain once: its dependents wait again, and those taken too are not retried a second time", async () => {
+    const root = await submit(t.store, { type: "c" });
+    const child = await submit(t.store, { type: "c", dependsOn: [root.id] });
+    const grandchild = await submit(t.store, { type: "c", dependsOn: [child.id] });
+    const sibling = await submit(t.store, { type: "d", dependsOn: [root.id] });
+    await failJob(root.id, "n-root");
+    expect((await t.store.jobs.list({ limit: 10, failureReason: "dependency_failed" })).items).toHaveLength(3);
+    heard = [];
+    expect(await t.store.jobs.retryMatching(bulk({ type: "c" }))).toEqual({ matched: 3, changed: 1, more: false });
+    expect(heard).toEqual([{ claimable: true, scheduled: false, schedules: false, finished: [] }]);
+    expect(await statusOf(root.id)).toBe("pending");
+    for (const job of [child, grandchild, sibling]) expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "blocked", failure_reason: null, finished_at: null });
+    const retried = await t.store.audit.list({ limit: 10, eventType: "job.retried" });
+    expect(retried.items.map((item) => [item.entity_id, item.details]).sort()).toEqual(
+      [
+        [child.id, { status: "blocked", because: root.id }],
+        [grandchild.id, { status: "blocked", because: child.id }],
+        [sibling.id, { status: "blocked", because: root.id }],
+      ].sort(),
+    );
+    const bulkRow = await t.store.audit.list({ limit: 10, eventType: "jobs.retried" });
+    expect(bulkRow.items[0]?.details).toMatchObject({ matched: 3, changed: 1, ids: [root.id] });
+  });
+
+  it("leaves failed a dependent whose other dependency is still canceled, and reopens it once that one is retried too", async () => {
+    const root = await submit(t.store, { type: "e" });
+    const other = await submit(t.store, { type: "f" });
+    const both = await submit(t.store, { type: "g", dependsOn: [root.id, other.id] });
+    await t.store.jobs.cancel({ id: other.id, actor: "admin" });
+    expect(await statusOf(both.id)).toBe("failed");
+    await failJob(root.id, "n-e");
+    expect(await t.store.jobs.retryMatching(bulk({ type: "e" }))).toEqual({ matched: 1, changed: 1, more: false });
+    expect(await t.store.jobs.get(both.id)).toMatchObject({ status: "failed", failure_reason: "dependency_failed" });
+    // Retrying other reopens both: its dependencies are root (pending) and other (retried now).
+    expect(await t.store.jobs.retryMatching(bulk({ status: "canceled" }))).toEqual({ matched: 1, changed: 1, more: false });
+    expect(await statusOf(both.id)).toBe("blocked");
+  });
+
   it("changes nothing, tells nothing and writes no audit row on a dry run", async () => {
     const job = await submit(t.store, { type: "dry", tags: { k: "v" } });
     heard = [];

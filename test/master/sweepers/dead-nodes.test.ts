@@ -1,6 +1,7 @@
 // The dead-node sweep: silent nodes declared dead and their jobs taken back, and leases their live nodes stopped renewing.
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
+import { DEAD_NODE_JOB_BATCH } from "../../../master/store/postgres/nodes.js";
 import { DEAD_NODE_BATCH, DeadNodeSweeper, EXPIRED_LEASE_BATCH } from "../../../master/sweepers/dead-nodes.js";
 import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
@@ -103,6 +104,43 @@ describe.each(dialects)("dead-node sweep ($name)", (dialect) => {
     silence();
     await deadNodeSweeper().runOnce();
     expect((await t.store.jobs.get(job.id))?.status).toBe("canceled");
+  });
+
+  it("takes back every job of a node that ran more than one batch of them, with one node.dead row and one job.reassigned row each", async () => {
+    const count = DEAD_NODE_JOB_BATCH + 5;
+    await t.store.jobs.submit(Array.from({ length: count }, () => jobParams()));
+    const node = await register(t.store, "big", [], count);
+    expect(await claim(t.store, node.id, count)).toHaveLength(count);
+    silence();
+    const sweep = await deadNodeSweeper().runOnce();
+    expect(sweep.dead.map((dead) => [dead.nodeId, dead.jobs.length])).toEqual([[node.id, count]]);
+    expect(new Set(sweep.dead[0]?.jobs.map((job) => job.outcome))).toEqual(new Set(["requeued"]));
+    expect(await t.query("SELECT status, count(*) AS n FROM jobs GROUP BY status")).toEqual([{ status: "pending", n: count }]);
+    expect(await t.query("SELECT outcome, count(*) AS n FROM job_attempts GROUP BY outcome")).toEqual([{ outcome: "reassigned", n: count }]);
+    const audit = await t.query("SELECT event_type, count(*) AS n FROM audit_log WHERE event_type IN ('node.dead', 'job.reassigned') GROUP BY event_type ORDER BY event_type");
+    expect(audit).toEqual([
+      { event_type: "job.reassigned", n: count },
+      { event_type: "node.dead", n: 1 },
+    ]);
+    expect((await t.store.audit.list({ limit: 1, eventType: "node.dead" })).items[0]?.details).toMatchObject({ jobs: count });
+  });
+
+  it("fails the jobs waiting on one that its node's death failed, and says why", async () => {
+    const root = await submit(t.store, { maxRetries: 0 });
+    const child = await submit(t.store, { dependsOn: [root.id] });
+    const grandchild = await submit(t.store, { dependsOn: [child.id] });
+    const node = await register(t.store);
+    await claim(t.store, node.id);
+    silence();
+    await deadNodeSweeper().runOnce();
+    expect(await t.store.jobs.get(root.id)).toMatchObject({ status: "failed", failure_reason: "max_retries_exceeded" });
+    for (const [job, dependency] of [[child, root], [grandchild, child]] as const) {
+      expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "failed", failure_reason: "dependency_failed" });
+      const events = (await t.store.jobs.events({ jobId: job.id, limit: 10 })).items;
+      expect(events.map((event) => [event.event_type, event.details])).toContainEqual(["job.failed", { failure_reason: "dependency_failed", dependency: dependency.id }]);
+    }
+    const failed = await t.store.audit.list({ limit: 10, eventType: "job.failed" });
+    expect(failed.items.find((item) => item.entity_id === root.id)?.details).toMatchObject({ node_id: node.id, attempt: 1, failure_reason: "max_retries_exceeded", reason: "node_dead" });
   });
 
   it("declares no node dead until the master has run for one node timeout", async () => {
@@ -211,5 +249,40 @@ describe.each(dialects)("dead-node sweep ($name)", (dialect) => {
     expect((await t.store.jobs.get(second ?? ""))?.status).toBe("running");
     // The job the node stopped listing lost its lease and went back to the queue.
     expect((await t.store.jobs.get(unlisted ?? ""))?.status).toBe("pending");
+  });
+});
+
+describe.skipIf(!dialects.some((dialect) => dialect.name === "postgres"))("dead-node sweep cut short (postgres)", () => {
+  const postgres = dialects.find((dialect) => dialect.name === "postgres") as (typeof dialects)[number];
+  let t: TestStore;
+  storePerTest(postgres, (opened) => (t = opened), { nodeTimeoutS: 60 });
+
+  const sweeper = () =>
+    new DeadNodeSweeper({ store: t.store, clock: t.clock, log: silent, nodeTimeoutMs: 60_000, intervalMs: 10_000, reportingSince: () => new Date(0) });
+
+  it("re-queues the jobs a dead node still holds (a sweep stopped between batches) at the next sweep, without a second node.dead row", async () => {
+    const jobs = [await submit(t.store), await submit(t.store)];
+    const node = await register(t.store, "half-swept", [], 2);
+    await claim(t.store, node.id);
+    // What a sweep leaves when its master stops after the node's transaction: dead, its jobs still running.
+    await t.query("UPDATE nodes SET status = 'dead' WHERE id = ?", [node.id]);
+    const sweep = await sweeper().runOnce();
+    expect(sweep.dead.map((dead) => dead.nodeId)).toEqual([node.id]);
+    expect(sweep.dead[0]?.jobs).toEqual(jobs.map((job) => ({ jobId: job.id, nodeId: node.id, outcome: "requeued" })));
+    expect(await t.query("SELECT status, retry_count, lease_end_reason FROM jobs ORDER BY seq")).toEqual(
+      jobs.map(() => ({ status: "pending", retry_count: 1, lease_end_reason: "node_dead" })),
+    );
+    expect(await t.query("SELECT count(*)::integer AS n FROM audit_log WHERE event_type = 'node.dead'")).toEqual([{ n: 0 }]);
+    expect((await sweeper().runOnce()).dead).toEqual([]);
+  });
+
+  it("leaves a dead node that came back with the jobs not yet taken back", async () => {
+    const job = await submit(t.store);
+    const node = await register(t.store, "back", [], 1);
+    const [taken] = await claim(t.store, node.id);
+    await t.query("UPDATE nodes SET status = 'dead' WHERE id = ?", [node.id]);
+    expect(await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: taken?.attempt ?? 1 }] })).toMatchObject({ ok: true, cancel: [] });
+    expect((await sweeper().runOnce()).dead).toEqual([]);
+    expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "running", node_id: node.id });
   });
 });

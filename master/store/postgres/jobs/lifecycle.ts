@@ -76,7 +76,9 @@ export async function endAttempt(tx: Tx, end: AttemptEnd): Promise<void> {
 /**
  * Running jobs whose leases ended without a report from their node (node dead or left,
  * stalled, lease expired), each as the rules decide (onLeaseEnd): back to the queue at its
- * old place in line, canceled, or failed. The rows must have been read FOR UPDATE.
+ * old place in line, canceled, or failed. One statement changes them all, each guarded by
+ * "still running on that node under that attempt"; one ends their attempts and one writes
+ * their audit rows. Answers the jobs changed. The rows should have been read FOR UPDATE.
  */
 export async function endLeases(
   ctx: PgContext,
@@ -89,45 +91,80 @@ export async function endLeases(
   if (jobs.length === 0) return [];
   const now = ctx.clock.now();
   const at = now.toISOString();
+  const ends = jobs.map((job) => ({ job, transition: onLeaseEnd(factsOf(job), reason, now) }));
+  const rows = ends.map(({ job, transition }) => ({
+    seq: job.seq,
+    was: job.status,
+    attempt: job.attempt,
+    node_id: job.node_id,
+    status: transition.status,
+    retry_count: transition.retryCount,
+    failure_reason: transition.failureReason,
+    // Re-queued straight back to pending at its old place in line (seq is kept): the lost time was the node's.
+    aging_at: transition.finished ? null : nextAgingAt(job.effective_priority, now, ctx.policy.agingMs),
+    lease_end_reason: transition.status === "canceled" ? "canceled" : reason,
+    finished: transition.finished,
+  }));
+  // Each job looked up by seq alone, its guard (status, node, attempt as read) a filter that no
+  // index serves: with the guard as index conditions the planner, whose statistics are young
+  // after a burst (few running, node_id all NULL), joined every running job of the table or of
+  // the node for each batch (EXPLAIN ANALYZE in bench/README).
+  const done = await rowsOf(
+    tx,
+    sql<{ seq: string }>`
+      UPDATE jobs SET status = e.status, retry_count = e.retry_count,
+        failure_reason = CASE WHEN e.finished THEN e.failure_reason ELSE jobs.failure_reason END,
+        node_id = CASE WHEN e.finished THEN jobs.node_id END,
+        ready_at = CASE WHEN e.finished THEN jobs.ready_at ELSE ${at}::timestamptz END,
+        aging_at = CASE WHEN e.finished THEN jobs.aging_at ELSE e.aging_at END,
+        finished_at = CASE WHEN e.finished THEN ${at}::timestamptz ELSE jobs.finished_at END,
+        stall_at = NULL, lease_expires_at = NULL, lease_end_reason = e.lease_end_reason, updated_at = ${at}
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+        AS e(seq bigint, was text, attempt integer, node_id text, status text, retry_count integer, failure_reason text,
+             aging_at timestamptz, lease_end_reason text, finished boolean)
+      WHERE jobs.seq = e.seq AND (jobs.status, jobs.node_id, jobs.attempt) IS NOT DISTINCT FROM (e.was, e.node_id, e.attempt)
+      RETURNING jobs.seq`,
+  );
+  const changedSeqs = new Set(done.map((row) => String(row.seq)));
+  const ended = ends.filter(({ job }) => changedSeqs.has(String(job.seq)));
+  if (ended.length === 0) return [];
+  await changed(
+    tx,
+    sql`UPDATE job_attempts a SET outcome = e.outcome, reported = NULL, error = NULL, log_tail = NULL, finished_at = ${at}
+        FROM jsonb_to_recordset(${JSON.stringify(ended.map(({ job, transition }) => ({ job_id: job.id, attempt: job.attempt, was: "running", outcome: transition.attemptOutcome ?? "reassigned" })))}::jsonb)
+          AS e(job_id text, attempt integer, was text, outcome text)
+        WHERE a.job_id = e.job_id AND a.attempt = e.attempt AND a.outcome IS NOT DISTINCT FROM e.was`,
+  );
+  const finished = ended.filter(({ transition }) => transition.finished);
   await writeAudit(
     tx.db,
-    jobs.map((job) => ({ event_type: event, entity_type: "job", entity_id: job.id, client_id: actor, details: { node_id: job.node_id, attempt: job.attempt, reason } })),
+    [
+      ...ended.map(({ job }) => ({ event_type: event, entity_type: "job", entity_id: job.id, client_id: actor, details: { node_id: job.node_id, attempt: job.attempt, reason } })),
+      ...finished.map(({ job, transition }) => ({
+        event_type: `job.${transition.status}`,
+        entity_type: "job",
+        entity_id: job.id,
+        client_id: actor,
+        details:
+          transition.status === "canceled"
+            ? { node_id: job.node_id, attempt: job.attempt, reason }
+            : { node_id: job.node_id, attempt: job.attempt, failure_reason: transition.failureReason, reason },
+      })),
+    ],
     at,
   );
-  const rescued: RescuedJob[] = [];
-  for (const job of jobs) {
-    const transition = onLeaseEnd(factsOf(job), reason, now);
-    await endAttempt(tx, { jobId: job.id, attempt: job.attempt, outcome: transition.attemptOutcome ?? "reassigned", reported: null, error: null, logTail: null, at });
-    if (transition.finished) {
-      const canceled = transition.status === "canceled";
-      await changed(
-        tx,
-        sql`UPDATE jobs SET status = ${transition.status}, failure_reason = ${transition.failureReason},
-              lease_end_reason = ${canceled ? "canceled" : reason}, stall_at = NULL, lease_expires_at = NULL,
-              finished_at = ${at}, updated_at = ${at}
-            WHERE seq = ${job.seq} AND status = 'running' AND attempt = ${job.attempt}`,
-      );
-      const details = canceled
-        ? { node_id: job.node_id, attempt: job.attempt, reason }
-        : { node_id: job.node_id, attempt: job.attempt, failure_reason: transition.failureReason, reason };
-      await writeAudit(tx.db, [{ entity_type: "job", entity_id: job.id, client_id: actor, event_type: `job.${transition.status}`, details }], at);
-      tx.mark({ finished: [job.id] });
-      await failDependents(tx, job.id, at);
-    } else {
-      // Straight back to pending at its old place in line (seq is kept): the lost time was the node's.
-      await changed(
-        tx,
-        sql`UPDATE jobs SET status = 'pending', retry_count = ${transition.retryCount}, node_id = NULL, stall_at = NULL,
-              lease_expires_at = NULL, ready_at = ${at}, aging_at = ${nextAgingAt(job.effective_priority, now, ctx.policy.agingMs)},
-              lease_end_reason = ${reason}, updated_at = ${at}
-            WHERE seq = ${job.seq} AND status = 'running' AND attempt = ${job.attempt}`,
-      );
-    }
-    rescued.push({ jobId: job.id, nodeId: job.node_id, outcome: transition.status === "canceled" ? "canceled" : transition.status === "failed" ? "failed" : "requeued" });
+  if (finished.length > 0) {
+    const ids = finished.map(({ job }) => job.id);
+    tx.mark({ finished: ids });
+    await failDependentsOf(tx, ids, at);
   }
   // Ended leases free their nodes' slots, and re-queued jobs are ready.
   tx.mark({ claimable: true });
-  return rescued;
+  return ended.map(({ job, transition }) => ({
+    jobId: job.id,
+    nodeId: job.node_id,
+    outcome: transition.status === "canceled" ? "canceled" : transition.status === "failed" ? "failed" : "requeued",
+  }));
 }
 
 /** Jobs completed: each blocked dependent whose dependencies are now all completed is released. */
@@ -201,7 +238,52 @@ export async function failDependents(tx: Tx, jobId: string, at: string): Promise
   }
 }
 
-/** A failed or canceled job is retried: the jobs that failed only because of it wait for it again. */
+/**
+ * Jobs ended failed or canceled: every job waiting on one of them, directly or not, fails
+ * (onDependencyFailed), one level of dependents at a time with one read and one write each.
+ */
+export async function failDependentsOf(tx: Tx, jobIds: readonly string[], at: string): Promise<void> {
+  let frontier = [...jobIds];
+  while (frontier.length > 0) {
+    const rows = await rowsOf(
+      tx,
+      sql<Dependent & { dependency: string }>`
+        SELECT j.seq, j.id, j.status, j.attempt, j.node_id, j.retry_count, j.max_retries, j.cancel_requested, j.failure_reason, d.depends_on_id AS dependency
+        FROM job_dependencies d JOIN jobs j ON j.id = d.job_id WHERE d.depends_on_id = ANY(${frontier}::text[])
+        ORDER BY j.seq FOR UPDATE OF j`,
+    );
+    type Failing = { dependency: string; seq: number; status: JobStatus; failureReason: string | null };
+    const failing = new Map<string, Failing>();
+    for (const dependent of rows) {
+      if (failing.has(dependent.id)) continue;
+      const transition = onDependencyFailed(factsOf(dependent));
+      if (transition) failing.set(dependent.id, { dependency: dependent.dependency, seq: dependent.seq, status: transition.status, failureReason: transition.failureReason });
+    }
+    if (failing.size === 0) return;
+    const done = await rowsOf(
+      tx,
+      sql<{ id: string }>`
+        UPDATE jobs SET status = f.status, failure_reason = f.failure_reason, finished_at = ${at}, updated_at = ${at}
+        FROM jsonb_to_recordset(${JSON.stringify([...failing.values()].map((f) => ({ seq: f.seq, status: f.status, failure_reason: f.failureReason })))}::jsonb)
+          AS f(seq bigint, status text, failure_reason text)
+        WHERE jobs.seq = f.seq AND jobs.status = 'blocked'
+        RETURNING jobs.id`,
+    );
+    const failed = new Set(done.map((row) => row.id));
+    frontier = [...failing.keys()].filter((id) => failed.has(id));
+    if (frontier.length === 0) return;
+    await writeAudit(
+      tx.db,
+      frontier.map((id) => {
+        const { status, failureReason, dependency } = failing.get(id) as Failing;
+        return { event_type: `job.${status}`, entity_type: "job", entity_id: id, client_id: null, details: { failure_reason: failureReason, dependency } };
+      }),
+      at,
+    );
+    tx.mark({ finished: frontier });
+  }
+}
+
 /**
  * A retried job (onRetry) back to `status` (pending, or blocked on its dependencies) with
  * its lease, progress and outcome cleared, guarded by the status it was read in; answers
@@ -213,17 +295,40 @@ export async function requeueRetried(
   job: Pick<JobRow, "seq" | "status" | "priority">,
   change: { status: JobStatus; retryCount: number; now: Date; at: string },
 ): Promise<number> {
-  const { status, now, at } = change;
-  const agingAt = status === "pending" ? nextAgingAt(job.priority, now, ctx.policy.agingMs) : null;
-  return changed(
-    tx,
-    sql`UPDATE jobs SET status = ${status}, retry_count = ${change.retryCount}, effective_priority = priority, node_id = NULL, ready_at = ${at},
-          aging_at = ${agingAt}, stall_at = NULL, progress = NULL, progress_message = NULL, result = NULL, error = NULL,
-          failure_reason = NULL, cancel_requested = false, lease_end_reason = NULL, started_at = NULL, finished_at = NULL, updated_at = ${at}
-        WHERE seq = ${job.seq} AND status = ${job.status}`,
-  );
+  const done = await requeueRetriedMany(ctx, tx, [{ job, status: change.status, retryCount: change.retryCount }], change.now);
+  return done.size;
 }
 
+/** Retried jobs as requeueRetried, with one statement; answers the seqs of those changed. */
+export async function requeueRetriedMany(
+  ctx: PgContext,
+  tx: Tx,
+  retried: readonly { job: Pick<JobRow, "seq" | "status" | "priority">; status: JobStatus; retryCount: number }[],
+  now: Date,
+): Promise<Set<string>> {
+  if (retried.length === 0) return new Set();
+  const at = now.toISOString();
+  const rows = retried.map(({ job, status, retryCount }) => ({
+    seq: job.seq,
+    was: job.status,
+    status,
+    retry_count: retryCount,
+    aging_at: status === "pending" ? nextAgingAt(job.priority, now, ctx.policy.agingMs) : null,
+  }));
+  const done = await rowsOf(
+    tx,
+    sql<{ seq: string }>`
+      UPDATE jobs SET status = r.status, retry_count = r.retry_count, effective_priority = priority, node_id = NULL, ready_at = ${at},
+        aging_at = r.aging_at, stall_at = NULL, progress = NULL, progress_message = NULL, result = NULL, error = NULL,
+        failure_reason = NULL, cancel_requested = false, lease_end_reason = NULL, started_at = NULL, finished_at = NULL, updated_at = ${at}
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(seq bigint, was text, status text, retry_count integer, aging_at timestamptz)
+      WHERE jobs.seq = r.seq AND jobs.status = r.was
+      RETURNING jobs.seq`,
+  );
+  return new Set(done.map((row) => String(row.seq)));
+}
+
+/** A failed or canceled job is retried: the jobs that failed only because of it wait for it again. */
 export async function reopenDependents(tx: Tx, jobId: string, at: string, actor: string | null): Promise<void> {
   const stack = [jobId];
   while (stack.length > 0) {
