@@ -268,41 +268,44 @@ describe.skipIf(postgres === undefined)("several masters on one PostgreSQL datab
         await holder.end();
       }
     });
+  });
 
-    it("locks no job it does not take: a claim beside one in flight over two lanes takes the next jobs in line", async () => {
-      const [, other] = await masters(1);
-      const [a1, b1, a2, b2] = [
-        await submit(t.store, { type: "a" }),
-        await submit(t.store, { type: "b" }),
-        await submit(t.store, { type: "a" }),
-        await submit(t.store, { type: "b" }),
-        await submit(t.store, { type: "a" }),
-        await submit(t.store, { type: "b" }),
-      ];
-      const first = await register(t.store, "first", [], 5);
-      const second = await register(t.store, "second", [], 5);
+  describe("claims beside held rows", () => {
+    /** Run `during` while another session holds the rows `lock` selects (FOR UPDATE), as a claim, a bulk cancel or an aging batch of another master would. */
+    async function holding(lock: string, params: unknown[], during: () => Promise<void>): Promise<void> {
       const [{ schema } = { schema: "" }] = (await t.query("SELECT current_schema() AS schema")) as { schema: string }[];
       const holder = new pg.Client({ connectionString: TEST_DATABASE_URL, options: `-c search_path=${schema}` });
       await holder.connect();
       try {
-        // The claim is held in flight, its heads locked and taken, by the attempt row it is about
-        // to write, which another session wrote and has not committed.
         await holder.query("BEGIN");
-        await holder.query("INSERT INTO job_attempts (job_id, attempt, node_id, started_at) VALUES ($1, 1, $2, now())", [a1.id, first.id]);
-        const holderPid = Number((await holder.query("SELECT pg_backend_pid() AS pid")).rows[0]?.pid);
-        const inFlight = claim(t.store, first.id, 2);
-        for (;;) {
-          const [waiting] = await t.query("SELECT count(*) AS n FROM pg_stat_activity WHERE ? = ANY(pg_blocking_pids(pid))", [holderPid]);
-          if (Number(waiting?.n) > 0) break;
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-        // The claim in flight took a1 and b1; a2 and b2 are next, whatever it read beyond them.
-        expect((await claim(other ?? t.store, second.id, 2)).map((job) => job.id)).toEqual([a2?.id, b2?.id]);
-        await holder.query("ROLLBACK");
-        expect((await inFlight).map((job) => job.id)).toEqual([a1?.id, b1?.id]);
+        await holder.query(`${lock} FOR UPDATE`, params);
+        await during();
       } finally {
+        await holder.query("ROLLBACK").catch(() => undefined);
         await holder.end();
       }
+    }
+
+    it("takes a free job of another lane while every job of one lane is held", async () => {
+      const [, other] = await masters(1);
+      for (let i = 0; i < 10; i++) await submit(t.store, { type: "a" });
+      const b1 = await submit(t.store, { type: "b" });
+      const node = await register(t.store, "node", [], 5);
+      await holding("SELECT id FROM jobs WHERE type = 'a'", [], async () => {
+        expect((await claim(other ?? t.store, node.id, 5)).map((job) => job.id)).toEqual([b1.id]);
+      });
+    });
+
+    it("never skips a free job for a worse one across lanes: priority first, whatever another claim holds", async () => {
+      const [, other] = await masters(1);
+      const a1 = await submit(t.store, { type: "a", priority: "high" });
+      const a2 = await submit(t.store, { type: "a", priority: "high" });
+      await submit(t.store, { type: "a", priority: "low" });
+      const b1 = await submit(t.store, { type: "b", priority: "medium" });
+      const node = await register(t.store, "node", [], 5);
+      await holding("SELECT id FROM jobs WHERE id = $1", [a1.id], async () => {
+        expect((await claim(other ?? t.store, node.id, 2)).map((job) => job.id)).toEqual([a2.id, b1.id]);
+      });
     });
   });
 

@@ -1,8 +1,7 @@
 // claim on PostgreSQL: hand ready jobs to a node, highest effective priority first, then
 // FIFO, from the lanes its labels and types cover, never past its free capacity. Each lane's
-// head is read and locked with FOR UPDATE SKIP LOCKED, no further than the jobs taken, so
-// claims on several masters at once never take one job twice, never wait on each other's
-// rows, and never pass over a job that another claim holds but does not take. The node's row is locked
+// head is read and locked with FOR UPDATE SKIP LOCKED, so claims on several masters at once
+// never take one job twice and never wait on each other's rows. The node's row is locked
 // first (two claims of one node cannot both fill its free slots), and the rows of the
 // limited types it could take (so `max_running` holds across masters). With the node's lock,
 // a claim takes the type gates' advisory lock shared: a change of a type's pause or limit takes
@@ -10,7 +9,7 @@
 // claims after it read what it wrote. A claim is five round trips when no type it covers is
 // limited: BEGIN, the node's lock, one read of its running count and its lanes, one statement
 // that locks the heads, takes them and starts their attempts, and COMMIT.
-import { sql, type RawBuilder } from "kysely";
+import { sql } from "kysely";
 import type { ClaimOutcome } from "../../types.js";
 import { rowsOf, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
@@ -104,34 +103,27 @@ function takeSet(ctx: PgContext, nodeId: string, at: string, leaseExpiresAt: str
         aging_at = NULL, progress = NULL, progress_message = NULL, lease_end_reason = NULL`;
 }
 
-/** How many jobs a claim takes from each lane: a statement answering rows of (lane, n). */
-type Shares = RawBuilder<{ lane: number; n: number }>;
-
-function sharesOf(shares: Map<number, number>): Shares {
-  return sql<{ lane: number; n: number }>`SELECT * FROM unnest(${[...shares.keys()]}::int[], ${[...shares.values()]}::int[]) AS s(lane, n)`;
-}
-
 /**
- * Take each lane's first `n` free jobs in dispatch order and start their attempts, in one
- * statement. Each lane's head is locked as it is read, past the rows another claim holds
- * (SKIP LOCKED), and no further than what is taken: a row this claim locks is a row it takes,
- * so a claim beside it that skips the row skips a job that is being handed out, never one that
- * stays in the queue behind the jobs it took instead.
+ * No limited type among the lanes: the first `limit` jobs of the lanes' heads in dispatch
+ * order, locked (rows another claim holds are skipped), taken, and their attempts started, in
+ * one statement.
  */
-async function takeShares(ctx: PgContext, tx: Tx, nodeId: string, shares: Shares, at: string, leaseExpiresAt: string): Promise<Taken[]> {
+async function takeHeads(ctx: PgContext, tx: Tx, nodeId: string, lanes: number[], limit: number, at: string, leaseExpiresAt: string): Promise<Taken[]> {
   return rowsOf(
     tx,
     sql<Taken>`
-      WITH shares AS (${shares}), heads AS (
-        SELECT j.seq
-        FROM shares s
+      WITH heads AS (
+        SELECT j.seq, j.effective_priority
+        FROM unnest(${lanes}::int[]) AS l(lane)
         CROSS JOIN LATERAL (
-          SELECT seq FROM jobs
-          WHERE status = 'pending' AND lane = s.lane
+          SELECT seq, effective_priority FROM jobs
+          WHERE status = 'pending' AND lane = l.lane
           ORDER BY effective_priority DESC, seq
-          LIMIT s.n
+          LIMIT ${limit}
           FOR UPDATE SKIP LOCKED
         ) j
+        ORDER BY j.effective_priority DESC, j.seq
+        LIMIT ${limit}
       ), taken AS (
         UPDATE jobs SET ${takeSet(ctx, nodeId, at, leaseExpiresAt)}
         FROM heads WHERE jobs.seq = heads.seq AND jobs.status = 'pending'
@@ -143,68 +135,35 @@ async function takeShares(ctx: PgContext, tx: Tx, nodeId: string, shares: Shares
   );
 }
 
-/**
- * No limited type among the lanes: the first `limit` jobs of the lanes' heads in dispatch
- * order. One lane gives them all; over several, the share of each is counted first from
- * their heads as this statement's snapshot sees them (not locked), then each lane gives its
- * share past the rows other claims hold.
- */
-async function takeHeads(ctx: PgContext, tx: Tx, nodeId: string, lanes: number[], limit: number, at: string, leaseExpiresAt: string): Promise<Taken[]> {
-  const shares =
-    lanes.length === 1
-      ? sql<{ lane: number; n: number }>`SELECT ${lanes[0]}::int AS lane, ${limit}::int AS n`
-      : sql<{ lane: number; n: number }>`
-          SELECT h.lane, count(*)::int AS n FROM (
-            SELECT l.lane, j.seq, j.effective_priority
-            FROM unnest(${lanes}::int[]) AS l(lane)
-            CROSS JOIN LATERAL (
-              SELECT seq, effective_priority FROM jobs
-              WHERE status = 'pending' AND lane = l.lane
-              ORDER BY effective_priority DESC, seq
-              LIMIT ${limit}
-            ) j
-            ORDER BY j.effective_priority DESC, j.seq
-            LIMIT ${limit}
-          ) h GROUP BY h.lane`;
-  return takeShares(ctx, tx, nodeId, shares, at, leaseExpiresAt);
-}
-
-/**
- * Limited types among the lanes, strict FIFO: the lanes' heads read (not locked), the best
- * `limit` chosen within each type's room, and counted by lane (what each lane gives).
- */
-async function chooseWithinRoom(tx: Tx, lanes: number[], room: Map<string, number>, limit: number): Promise<Map<number, number>> {
+/** Limited types among the lanes, strict FIFO: the heads are read and locked, and the best `limit` chosen within each type's room. */
+async function chooseWithinRoom(tx: Tx, lanes: number[], room: Map<string, number>, limit: number): Promise<number[]> {
+  // Each lane's head in dispatch order, locked; rows another claim holds are skipped.
   const heads = await rowsOf(
     tx,
-    sql<Head & { lane: number }>`
-      SELECT l.lane, j.seq, j.effective_priority, j.type
+    sql<Head>`
+      SELECT j.seq, j.effective_priority, j.type
       FROM unnest(${lanes}::int[]) AS l(lane)
       CROSS JOIN LATERAL (
         SELECT seq, effective_priority, type FROM jobs
         WHERE status = 'pending' AND lane = l.lane
         ORDER BY effective_priority DESC, seq
         LIMIT ${limit}
+        FOR UPDATE SKIP LOCKED
       ) j`,
   );
   heads.sort(byDispatchOrder);
   const left = new Map(room);
-  const shares = new Map<number, number>();
-  let chosen = 0;
+  const chosen: number[] = [];
   for (const head of heads) {
-    if (chosen >= limit) break;
+    if (chosen.length >= limit) break;
     const free = left.get(head.type);
     if (free !== undefined) {
       if (free <= 0) continue;
       left.set(head.type, free - 1);
     }
-    shares.set(head.lane, (shares.get(head.lane) ?? 0) + 1);
-    chosen += 1;
+    chosen.push(head.seq);
   }
-  return shares;
-}
-
-async function takeWithinRoom(ctx: PgContext, tx: Tx, nodeId: string, shares: Map<number, number>, at: string, leaseExpiresAt: string): Promise<Taken[]> {
-  return shares.size === 0 ? [] : takeShares(ctx, tx, nodeId, sharesOf(shares), at, leaseExpiresAt);
+  return chosen;
 }
 
 /** Whether one more job of a lane's type fits its limit (counted if so). */
@@ -264,7 +223,7 @@ export async function claimJobs(ctx: PgContext, tx: Tx, params: { nodeId: string
       ? await takeChosen(ctx, tx, node.id, await chooseFair(tx, lanes, limit, room.size === 0 ? undefined : admitter(room, typeOf)), at, leaseExpiresAt)
       : room.size === 0
         ? await takeHeads(ctx, tx, node.id, lanes, limit, at, leaseExpiresAt)
-        : await takeWithinRoom(ctx, tx, node.id, await chooseWithinRoom(tx, lanes, room, limit), at, leaseExpiresAt);
+        : await takeChosen(ctx, tx, node.id, await chooseWithinRoom(tx, lanes, room, limit), at, leaseExpiresAt);
   if (taken.length === 0) return NOTHING;
   taken.sort(byDispatchOrder);
   const items = taken.map((row) => toClaimedJob(row));
