@@ -30,7 +30,8 @@ import { cancelMatching, retryMatching } from "./bulk.js";
 import { claimJobs } from "./claim.js";
 import { finalAmong, getJob, jobEvents, listAttempts, listJobs, queueStats, throughput } from "./read.js";
 import { reportResults } from "./report.js";
-import { submitJobs } from "./submit.js";
+import { submitJobs, submitRequests, type SubmitRequest } from "./submit.js";
+import { SubmitGroup } from "./submit-group.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
 import { whyFacts } from "./why.js";
 import { readFairShareMode, switchFairShare } from "../fair-share.js";
@@ -39,9 +40,19 @@ export class PostgresJobStore implements JobStore {
   /** The claim of each node running now or queued last on this master (see claim). */
   private readonly claiming = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly ctx: PgContext) {}
+  /** Single submits, grouped into shared transactions (submit-group.ts). */
+  private readonly singles: SubmitGroup;
 
+  constructor(private readonly ctx: PgContext) {
+    this.singles = new SubmitGroup({
+      together: (requests) => this.ctx.db.transaction((tx) => submitRequests(this.ctx, tx, requests)),
+      alone: (request: SubmitRequest) => this.ctx.db.transaction((tx) => submitJobs(this.ctx, tx, request.jobs, request.options)),
+    });
+  }
+
+  /** A batch in a transaction of its own; a single job in the group of its moment. */
   async submit(jobs: SubmitJobParams[], options: SubmitOptions = {}): Promise<SubmitOutcome> {
+    if (jobs.length === 1 && options.batch !== true) return this.singles.add({ jobs, options });
     return this.ctx.db.transaction((tx) => submitJobs(this.ctx, tx, jobs, options));
   }
 
