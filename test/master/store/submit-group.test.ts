@@ -79,6 +79,16 @@ describe.each(dialects)("single submits at once ($name)", (dialect) => {
     expect((await t.store.jobs.list({ limit: 10 })).items.map((job) => job.payload)).toEqual([{ n: 2 }, { n: 1 }]);
   });
 
+  it("holds the quota for submits of a client whose count rose where the group did not see it (another master, a batch)", async () => {
+    // PostgreSQL: the group checks the count at its end (it last saw none); it passed the limit, so it runs again locking first.
+    expect((await t.store.jobs.submit([jobParams(), jobParams(), jobParams()], { batch: true })).ok).toBe(true);
+    const outcomes = await Promise.all([single({ payload: { n: 1 } }, { maxUnfinished: 4 }), single({ payload: { n: 2 } }, { maxUnfinished: 4 })]);
+    expect(outcomes).toEqual([expect.objectContaining({ ok: true }), { ok: false, reason: "quota_exceeded", unfinished: 4, limit: 4 }]);
+    expect(await jobIds()).toHaveLength(4);
+    expect((await t.store.audit.list({ limit: 50, eventType: "job.submitted" })).items).toHaveLength(1);
+    expect(Number((await t.query("SELECT unfinished FROM client_job_counts WHERE client_id = 'client-a'"))[0]?.unfinished)).toBe(4);
+  });
+
   it.runIf(dialect.name === "postgres")("holds the quota exactly for single submits through two masters at once", async () => {
     const other = await t.reopen();
     try {

@@ -30,7 +30,7 @@ import { cancelMatching, retryMatching } from "./bulk.js";
 import { claimJobs } from "./claim.js";
 import { finalAmong, getJob, jobEvents, listAttempts, listJobs, queueStats, throughput } from "./read.js";
 import { reportResults } from "./report.js";
-import { submitJobs, submitRequests, type SubmitRequest } from "./submit.js";
+import { QuotaRace, submitJobs, submitRequests, type SubmitRequest } from "./submit.js";
 import { SubmitGroup } from "./submit-group.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
 import { whyFacts } from "./why.js";
@@ -44,8 +44,18 @@ export class PostgresJobStore implements JobStore {
   private readonly singles: SubmitGroup;
 
   constructor(private readonly ctx: PgContext) {
+    // The clients' counts last seen: a group whose clients are far from their limits locks
+    // their counts only at its end; one that passed a limit so is undone and run again.
+    const seen = new Map<string, number>();
     this.singles = new SubmitGroup({
-      together: (requests) => this.ctx.db.transaction((tx) => submitRequests(this.ctx, tx, requests)),
+      together: async (requests) => {
+        try {
+          return await this.ctx.db.transaction((tx) => submitRequests(this.ctx, tx, requests, { late: true, seen }));
+        } catch (error) {
+          if (!(error instanceof QuotaRace)) throw error;
+          return this.ctx.db.transaction((tx) => submitRequests(this.ctx, tx, requests, { late: false, seen }));
+        }
+      },
       alone: (request: SubmitRequest) => this.ctx.db.transaction((tx) => submitJobs(this.ctx, tx, request.jobs, request.options)),
     });
   }

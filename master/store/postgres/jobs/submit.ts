@@ -8,6 +8,7 @@ import { PRIORITY_WEIGHTS, type Job, type JobStatus, type SubmitJobParams, type 
 import { rowsOf, writeAudit, type AuditEvent, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import { toJob, type JobRow } from "../rows.js";
+import { jobOf } from "../../wire.js";
 import { laneOf } from "../lanes.js";
 import { nextAgingAt } from "./lifecycle.js";
 
@@ -19,8 +20,22 @@ export interface SubmitRequest {
 
 type Refusal = Extract<SubmitOutcome, { ok: false }>;
 
-/** Where a job's answer comes from: a row stored before, a job of this transaction (request, position), or a row to insert. */
-type Slot = { row: JobRow } | { request: number; position: number } | { index: number };
+/**
+ * Where a job's answer comes from: a row stored before, the job of an earlier place among
+ * these requests (a key repeated: request, position), or a new job (the request's fresh[n]).
+ */
+type Slot = { row: JobRow } | { request: number; position: number } | { fresh: number };
+
+/** A new job as decided, before it is a row. */
+interface Fresh {
+  job: SubmitJobParams;
+  dependsOn: string[];
+  status: JobStatus;
+  failureReason: string | null;
+}
+
+/** A request refused, or what it answers and the new jobs it stores. */
+type Decision = Refusal | { slots: Slot[]; fresh: Fresh[] };
 
 /** What the requests' jobs need looked up, for all of them at once: keys stored before, and their dependencies. */
 interface Lookups {
@@ -90,52 +105,40 @@ function submittedEvents(jobs: readonly Job[], batch: boolean): AuditEvent[] {
 }
 
 
-/** Submit inside the caller's transaction (a verb's own, or a schedule's tick). */
+/** Submit inside the caller's transaction (a verb's own, or a schedule's tick); the quota's counts are locked first. */
 export async function submitJobs(ctx: PgContext, tx: Tx, jobs: SubmitJobParams[], options: SubmitOptions = {}): Promise<SubmitOutcome> {
   const [outcome] = await submitRequests(ctx, tx, [{ jobs, options }]);
   if (!outcome) throw new Error("submit answered nothing");
   return outcome;
 }
 
-/** A job row as the INSERT takes it (seq comes from the table). */
-type NewRow = Omit<JobRow, "seq">;
-
 /**
- * Several submits in one transaction, each answered as if it had been alone, in order: a
- * request refused (an unknown dependency, its client's quota) stores nothing and leaves the
- * others be; a later request sees what the earlier ones stored (their jobs count towards the
- * quota, their idempotency keys answer with their jobs). Every request's new jobs go in with
- * one INSERT, the counts with one upsert, the audit rows with one INSERT.
+ * Each request decided as if alone, in order: refused (an unknown dependency; with `counts`,
+ * the quota), or its answers and new jobs. A later request sees what the earlier ones
+ * accepted: their jobs count towards the quota, their idempotency keys answer with their jobs.
+ * `counts`: the clients' unfinished jobs now (those of requests with a quota), or undefined
+ * to leave the quota unchecked. Pure: the same requests, look-ups and counts decide alike.
  */
-export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitRequest[]): Promise<SubmitOutcome[]> {
-  const { existing, dependencies } = await lookUp(tx, requests.flatMap((request) => request.jobs));
-  const counts = await lockCounts(
-    tx,
-    requests.filter((request) => request.options.maxUnfinished !== undefined).flatMap((request) => request.jobs.map((job) => job.clientId)),
-  );
-  const now = ctx.clock.now();
-  const at = now.toISOString();
-  const rows: NewRow[] = [];
-  const links: { job_id: string; depends_on_id: string }[] = [];
-  // Lanes made in this transaction are known to the store only once it commits.
-  const lanes = new Map<string, number>();
-  /** Keys of the jobs the requests accepted so far store, and where their answers are. */
+function decide(requests: SubmitRequest[], lookups: Lookups, counts: ReadonlyMap<string, number> | undefined, now: Date): Decision[] {
+  const running = new Map(counts);
+  /** Keys of the jobs accepted so far, and where their answers are. */
   const taken = new Map<string, { request: number; position: number }>();
-  const decided: (Refusal | Slot[])[] = [];
+  const decisions: Decision[] = [];
   for (const [r, request] of requests.entries()) {
     const slots: Slot[] = [];
-    const fresh: { job: SubmitJobParams; dependsOn: string[]; status: JobStatus; failureReason: string | null }[] = [];
+    const fresh: Fresh[] = [];
     const keysHere = new Map<string, number>();
     let refusal: Refusal | undefined;
     for (const [index, job] of request.jobs.entries()) {
       if (job.idempotencyKey !== null) {
         const key = keyOf(job.clientId, job.idempotencyKey);
-        const earlier = taken.get(key) ?? (keysHere.has(key) ? { request: r, position: keysHere.get(key) as number } : undefined);
+        const here = keysHere.get(key);
+        const earlier = taken.get(key) ?? (here === undefined ? undefined : { request: r, position: here });
         if (earlier !== undefined) {
           slots.push(earlier);
           continue;
         }
-        const row = existing.get(key);
+        const row = lookups.existing.get(key);
         if (row) {
           slots.push({ row });
           continue;
@@ -145,21 +148,24 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
       const dependsOn = [...new Set(job.dependsOn)];
       const statuses: JobStatus[] = [];
       for (const id of dependsOn) {
-        const row = dependencies.get(id);
-        if (!row || row.client_id !== job.clientId) refusal ??= { ok: false, reason: "unknown_dependency", index, dependency: id };
-        else statuses.push(row.status as JobStatus);
+        const row = lookups.dependencies.get(id);
+        if (!row || row.client_id !== job.clientId) {
+          refusal = { ok: false, reason: "unknown_dependency", index, dependency: id };
+          break;
+        }
+        statuses.push(row.status as JobStatus);
       }
       if (refusal) break;
       const { status, failureReason } = onSubmit(statuses, job.runAt, now);
+      slots.push({ fresh: fresh.length });
       fresh.push({ job, dependsOn, status, failureReason });
-      slots.push({ index: -1 });
     }
     const maxUnfinished = request.options.maxUnfinished;
-    if (!refusal && maxUnfinished !== undefined) {
+    if (!refusal && counts !== undefined && maxUnfinished !== undefined) {
       const added = new Map<string, number>();
       for (const { job } of fresh) added.set(job.clientId, (added.get(job.clientId) ?? 0) + 1);
       for (const [clientId, count] of [...added].sort(([a], [b]) => (a < b ? -1 : 1))) {
-        const unfinished = counts.get(clientId) ?? 0;
+        const unfinished = running.get(clientId) ?? 0;
         if (unfinished + count > maxUnfinished) {
           refusal = { ok: false, reason: "quota_exceeded", unfinished, limit: maxUnfinished };
           break;
@@ -167,143 +173,241 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
       }
     }
     if (refusal) {
-      decided.push(refusal);
+      decisions.push(refusal);
       continue;
     }
-    // Accepted: its jobs are rows to insert, its keys answer the requests after it, its jobs count.
     for (const [key, position] of keysHere) taken.set(key, { request: r, position });
-    let next = 0;
-    for (const [position, slot] of slots.entries()) {
-      if (!("index" in slot)) continue;
-      const { job, dependsOn, status, failureReason } = fresh[next++] as (typeof fresh)[number];
-      if (counts.has(job.clientId) && !isFinal(status)) counts.set(job.clientId, (counts.get(job.clientId) ?? 0) + 1);
-      const weight = PRIORITY_WEIGHTS[job.priority];
-      const requires = [...new Set(job.requires)].sort();
-      const id = timeOrderedId(now.getTime());
-      rows.push({
-        id,
-        client_id: job.clientId,
-        type: job.type,
-        lane: await laneOf(tx, ctx.lanes, lanes, job.type, requires, at),
-        payload: job.payload ?? null,
-        priority: weight,
-        effective_priority: weight,
-        status,
-        node_id: null,
-        attempt: 0,
-        retry_count: 0,
-        max_retries: job.maxRetries,
-        timeout_s: job.timeoutS,
-        run_at: job.runAt === null ? null : job.runAt.toISOString(),
-        ready_at: status === "scheduled" && job.runAt !== null ? job.runAt.toISOString() : at,
-        stall_at: null,
-        lease_expires_at: null,
-        aging_at: status === "pending" ? nextAgingAt(weight, now, ctx.policy.agingMs) : null,
-        requires,
-        depends_on: dependsOn,
-        idempotency_key: job.idempotencyKey,
-        tags: job.tags,
-        progress: null,
-        progress_message: null,
-        progress_logged_at: null,
-        result: null,
-        error: null,
-        failure_reason: failureReason,
-        cancel_requested: false,
-        lease_end_reason: null,
-        created_at: at,
-        updated_at: at,
-        started_at: null,
-        finished_at: status === "failed" ? at : null,
-      });
-      for (const dependency of dependsOn) links.push({ job_id: id, depends_on_id: dependency });
-      slots[position] = { index: rows.length - 1 };
-    }
-    decided.push(slots);
+    for (const { job, status } of fresh) if (running.has(job.clientId) && !isFinal(status)) running.set(job.clientId, (running.get(job.clientId) ?? 0) + 1);
+    decisions.push({ slots, fresh });
   }
-  const inserted = await insertRows(tx, rows, links);
-  // Answers, request by request (a repeated key answers the job of the slot it names).
+  return decisions;
+}
+
+/** Thrown when submits that did not lock their counts first turn out to have passed a quota: the transaction is undone and run again, locking them first. */
+export class QuotaRace extends Error {
+  constructor() {
+    super("a quota was reached by submits that did not lock its count first");
+  }
+}
+
+export interface SubmitMode {
+  /**
+   * Take the counts' locks only at the end, in the statement that adds the new jobs to them,
+   * and check the quota then (QuotaRace if one was passed): the locks are held from there to
+   * COMMIT only, not through the whole transaction. A client whose count was seen near its
+   * limit is locked first all the same.
+   */
+  late: boolean;
+  /** The unfinished count last seen committed, by client (this master's, for `late`). */
+  seen: Map<string, number>;
+}
+
+/**
+ * Several submits in one transaction, each answered as if it had been alone, in order
+ * (decide): a request refused stores nothing and leaves the others be. Every request's new
+ * jobs, their dependencies, the clients' counts and the audit rows go in with one statement.
+ */
+export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitRequest[], mode?: SubmitMode): Promise<SubmitOutcome[]> {
+  const lookups = await lookUp(tx, requests.flatMap((request) => request.jobs));
+  // The most jobs the quota could be asked for, by client, and the lowest limit each is held to.
+  const asked = new Map<string, { jobs: number; limit: number }>();
+  for (const { jobs, options } of requests) {
+    if (options.maxUnfinished === undefined) continue;
+    for (const job of jobs) {
+      const entry = asked.get(job.clientId) ?? { jobs: 0, limit: options.maxUnfinished };
+      asked.set(job.clientId, { jobs: entry.jobs + 1, limit: Math.min(entry.limit, options.maxUnfinished) });
+    }
+  }
+  const nearLimit = [...asked].some(([clientId, { jobs, limit }]) => (mode?.seen.get(clientId) ?? 0) + jobs > limit);
+  const locked = mode?.late && !nearLimit ? undefined : await lockCounts(tx, [...asked.keys()]);
+  const now = ctx.clock.now();
+  const at = now.toISOString();
+  const decisions = decide(requests, lookups, locked, now);
+  // The rows, and the jobs as they will be answered.
+  const rows: NewRow[] = [];
+  const links: { job_id: string; depends_on_id: string }[] = [];
+  /** Each accepted request's first row (its fresh[n] is rows[first + n]). */
+  const firstRow: number[] = [];
+  let events: AuditEvent[] = [];
+  // Lanes made in this transaction are known to the store only once it commits.
+  const lanes = new Map<string, number>();
+  for (const [r, decision] of decisions.entries()) {
+    firstRow.push(rows.length);
+    if (!("slots" in decision)) continue;
+    for (const { job, dependsOn, status, failureReason } of decision.fresh) {
+      rows.push(await newRow(ctx, tx, lanes, job, dependsOn, status, failureReason, now));
+      const id = (rows[rows.length - 1] as NewRow).id;
+      for (const dependency of dependsOn) links.push({ job_id: id, depends_on_id: dependency });
+    }
+    const request = requests[r] as SubmitRequest;
+    events.push(...submittedEvents(rows.slice(firstRow[r]).map((row) => jobOf(row)), request.options.batch ?? request.jobs.length > 1));
+  }
+  const written = await writeJobs(tx, rows, links, events, at);
+  if (written.inserted.size < rows.length) {
+    // Some keys were stored by another master since the look-up: those jobs are theirs, not new.
+    events = [];
+    for (const [r, decision] of decisions.entries()) {
+      if (!("slots" in decision)) continue;
+      const created = decision.fresh.map((_, n) => rows[(firstRow[r] ?? 0) + n] as NewRow).filter((row) => written.inserted.has(row.id));
+      const request = requests[r] as SubmitRequest;
+      events.push(...submittedEvents(created.map((row) => jobOf(row)), request.options.batch ?? request.jobs.length > 1));
+    }
+    await writeAudit(tx.db, events, at);
+  }
+  if (mode) {
+    if (locked === undefined && asked.size > 0) {
+      // The counts before these jobs, as locked now: decided with them, is any request refused?
+      const before = new Map<string, number>();
+      const added = new Map<string, number>();
+      for (const row of rows) if (written.inserted.has(row.id) && !isFinal(row.status as JobStatus)) added.set(row.client_id, (added.get(row.client_id) ?? 0) + 1);
+      for (const [clientId, unfinished] of written.counts) if (asked.has(clientId)) before.set(clientId, unfinished - (added.get(clientId) ?? 0));
+      if (decide(requests, lookups, before, now).some((decision) => !("slots" in decision) && decision.reason === "quota_exceeded")) throw new QuotaRace();
+    }
+    const { seen } = mode;
+    for (const clientId of asked.keys()) {
+      const unfinished = written.counts.get(clientId) ?? locked?.get(clientId);
+      if (unfinished !== undefined) tx.afterCommit(() => seen.set(clientId, unfinished));
+    }
+  }
+  // Answers, request by request (a repeated key answers the job of the place it names).
   const answers: { job: Job; created: boolean }[][] = [];
   const outcomes: SubmitOutcome[] = [];
-  const events: AuditEvent[] = [];
-  const added = new Map<string, number>();
-  for (const [r, decision] of decided.entries()) {
+  for (const [r, decision] of decisions.entries()) {
     const items: { job: Job; created: boolean }[] = [];
     answers.push(items);
-    if (!Array.isArray(decision)) {
+    if (!("slots" in decision)) {
       outcomes.push(decision);
       continue;
     }
-    const created: Job[] = [];
-    for (const slot of decision) {
+    for (const slot of decision.slots) {
       if ("row" in slot) items.push({ job: toJob(slot.row), created: false });
       else if ("request" in slot) items.push({ job: (answers[slot.request]?.[slot.position] as { job: Job }).job, created: false });
       else {
-        const row = rows[slot.index] as NewRow;
-        const stored = inserted.get(row.id);
-        if (stored) {
-          const job = toJob(stored);
-          items.push({ job, created: true });
-          created.push(job);
-          if (!isFinal(job.status)) added.set(job.client_id, (added.get(job.client_id) ?? 0) + 1);
-        } else {
-          // Its key was stored by another transaction since the look-up (another master): that job answers.
+        const row = rows[(firstRow[r] ?? 0) + slot.fresh] as NewRow;
+        if (written.inserted.has(row.id)) items.push({ job: jobOf(row), created: true });
+        else {
           const [theirs] = await rowsOf(tx, sql<JobRow>`SELECT * FROM jobs WHERE client_id = ${row.client_id} AND idempotency_key = ${row.idempotency_key}`);
           if (!theirs) throw new Error(`job ${row.id} was neither stored nor found by its idempotency key`);
           items.push({ job: toJob(theirs), created: false });
         }
       }
     }
-    events.push(...submittedEvents(created, requests[r]?.options.batch ?? (requests[r]?.jobs.length ?? 0) > 1));
     outcomes.push({ ok: true, items });
   }
-  // The clients' counts of jobs not yet finished (the triggers keep them from here on).
-  if (added.size > 0) {
-    const clients = [...added.keys()].sort();
-    await tx.db.executeQuery(
-      sql`INSERT INTO client_job_counts AS c (client_id, unfinished)
-          SELECT client_id, n FROM unnest(${clients}::text[], ${clients.map((id) => added.get(id))}::int[]) AS u(client_id, n) ORDER BY client_id
-          ON CONFLICT (client_id) DO UPDATE SET unfinished = c.unfinished + excluded.unfinished`.compile(tx.db),
-    );
-  }
-  await writeAudit(tx.db, events, at);
-  const stored = [...inserted.values()];
+  const stored = rows.filter((row) => written.inserted.has(row.id));
   tx.mark({ claimable: stored.some((row) => row.status === "pending"), scheduled: stored.some((row) => row.status === "scheduled") });
   return outcomes;
 }
 
+/** A job row as the INSERT takes it (seq comes from the table). */
+type NewRow = Omit<JobRow, "seq">;
+
+async function newRow(
+  ctx: PgContext,
+  tx: Tx,
+  lanes: Map<string, number>,
+  job: SubmitJobParams,
+  dependsOn: string[],
+  status: JobStatus,
+  failureReason: string | null,
+  now: Date,
+): Promise<NewRow> {
+  const at = now.toISOString();
+  const weight = PRIORITY_WEIGHTS[job.priority];
+  const requires = [...new Set(job.requires)].sort();
+  return {
+    id: timeOrderedId(now.getTime()),
+    client_id: job.clientId,
+    type: job.type,
+    lane: await laneOf(tx, ctx.lanes, lanes, job.type, requires, at),
+    payload: job.payload ?? null,
+    priority: weight,
+    effective_priority: weight,
+    status,
+    node_id: null,
+    attempt: 0,
+    retry_count: 0,
+    max_retries: job.maxRetries,
+    timeout_s: job.timeoutS,
+    run_at: job.runAt === null ? null : job.runAt.toISOString(),
+    ready_at: status === "scheduled" && job.runAt !== null ? job.runAt.toISOString() : at,
+    stall_at: null,
+    lease_expires_at: null,
+    aging_at: status === "pending" ? nextAgingAt(weight, now, ctx.policy.agingMs) : null,
+    requires,
+    depends_on: dependsOn,
+    idempotency_key: job.idempotencyKey,
+    tags: job.tags,
+    progress: null,
+    progress_message: null,
+    progress_logged_at: null,
+    result: null,
+    error: null,
+    failure_reason: failureReason,
+    cancel_requested: false,
+    lease_end_reason: null,
+    created_at: at,
+    updated_at: at,
+    started_at: null,
+    finished_at: status === "failed" ? at : null,
+  };
+}
+
 /**
- * Every new job with one statement, and their dependencies with another. A key stored by
- * another transaction since the look-up (another master) conflicts: that row is not inserted,
- * and the caller answers with the other's job, as for a key seen before.
+ * One statement: the new jobs, their dependencies, their clients' unfinished counts (locked
+ * from here to COMMIT, in client order as every writer of the counts takes them) and the
+ * audit rows. A key stored by another transaction since the look-up (another master)
+ * conflicts: that row is not inserted, and then no audit row is written here (the caller
+ * writes those of the jobs that were). Answers the ids inserted and each client's count now.
  */
-async function insertRows(tx: Tx, rows: NewRow[], links: { job_id: string; depends_on_id: string }[]): Promise<Map<string, JobRow>> {
-  const inserted = new Map<string, JobRow>();
-  if (rows.length === 0) return inserted;
-  const stored = await rowsOf(
+async function writeJobs(
+  tx: Tx,
+  rows: NewRow[],
+  links: { job_id: string; depends_on_id: string }[],
+  events: AuditEvent[],
+  at: string,
+): Promise<{ inserted: Set<string>; counts: Map<string, number> }> {
+  const inserted = new Set<string>();
+  const counts = new Map<string, number>();
+  if (rows.length === 0) return { inserted, counts };
+  const result = await rowsOf(
     tx,
-    sql<JobRow>`
-      INSERT INTO jobs (id, client_id, type, lane, payload, priority, effective_priority, status, max_retries, timeout_s,
-                        run_at, ready_at, aging_at, requires, depends_on, idempotency_key, tags, failure_reason,
-                        created_at, updated_at, finished_at)
-      SELECT id, client_id, type, lane, payload, priority, effective_priority, status, max_retries, timeout_s,
-             run_at, ready_at, aging_at, requires, depends_on, idempotency_key, tags, failure_reason,
-             created_at, updated_at, finished_at
-      FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(
-        id text, client_id text, type text, lane integer, payload json, priority integer, effective_priority integer,
-        status text, max_retries integer, timeout_s double precision, run_at timestamptz, ready_at timestamptz,
-        aging_at timestamptz, requires jsonb, depends_on jsonb, idempotency_key text, tags json, failure_reason text,
-        created_at timestamptz, updated_at timestamptz, finished_at timestamptz)
-      ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-      RETURNING *`.$castTo<JobRow>(),
+    sql<{ id: string | null; client_id: string | null; unfinished: number | null }>`
+      WITH ins AS (
+        INSERT INTO jobs (id, client_id, type, lane, payload, priority, effective_priority, status, max_retries, timeout_s,
+                          run_at, ready_at, aging_at, requires, depends_on, idempotency_key, tags, failure_reason,
+                          created_at, updated_at, finished_at)
+        SELECT id, client_id, type, lane, payload, priority, effective_priority, status, max_retries, timeout_s,
+               run_at, ready_at, aging_at, requires, depends_on, idempotency_key, tags, failure_reason,
+               created_at, updated_at, finished_at
+        FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(
+          id text, client_id text, type text, lane integer, payload json, priority integer, effective_priority integer,
+          status text, max_retries integer, timeout_s double precision, run_at timestamptz, ready_at timestamptz,
+          aging_at timestamptz, requires jsonb, depends_on jsonb, idempotency_key text, tags json, failure_reason text,
+          created_at timestamptz, updated_at timestamptz, finished_at timestamptz)
+        ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id, client_id, status
+      ), links AS (
+        INSERT INTO job_dependencies (job_id, depends_on_id)
+        SELECT l.job_id, l.depends_on_id FROM jsonb_to_recordset(${JSON.stringify(links)}::jsonb) AS l(job_id text, depends_on_id text)
+        WHERE l.job_id IN (SELECT id FROM ins)
+      ), counts AS (
+        INSERT INTO client_job_counts AS c (client_id, unfinished)
+        SELECT client_id, count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'canceled')) FROM ins GROUP BY client_id ORDER BY client_id
+        ON CONFLICT (client_id) DO UPDATE SET unfinished = c.unfinished + excluded.unfinished
+        RETURNING client_id, unfinished
+      ), audit AS (
+        INSERT INTO audit_log (event_type, entity_type, entity_id, client_id, details, created_at)
+        SELECT a.event_type, a.entity_type, a.entity_id, a.client_id, a.details, ${at}::timestamptz
+        FROM json_to_recordset(${JSON.stringify(events)}::json) AS a(event_type text, entity_type text, entity_id text, client_id text, details json)
+        WHERE (SELECT count(*) FROM ins) = ${rows.length}
+      )
+      SELECT id, NULL::text AS client_id, NULL::integer AS unfinished FROM ins
+      UNION ALL SELECT NULL, client_id, unfinished FROM counts`,
   );
-  for (const row of stored) inserted.set(row.id, row);
-  const kept = links.filter((link) => inserted.has(link.job_id));
-  if (kept.length > 0) {
-    await tx.db.executeQuery(
-      sql`INSERT INTO job_dependencies (job_id, depends_on_id)
-          SELECT job_id, depends_on_id FROM jsonb_to_recordset(${JSON.stringify(kept)}::jsonb) AS l(job_id text, depends_on_id text)`.compile(tx.db),
-    );
+  for (const row of result) {
+    if (row.id !== null) inserted.add(row.id);
+    else if (row.client_id !== null && row.unfinished !== null) counts.set(row.client_id, row.unfinished);
   }
-  return inserted;
+  return { inserted, counts };
 }
