@@ -89,6 +89,25 @@ describe.each(dialects)("single submits at once ($name)", (dialect) => {
     expect(Number((await t.query("SELECT unfinished FROM client_job_counts WHERE client_id = 'client-a'"))[0]?.unfinished)).toBe(4);
   });
 
+  it.runIf(dialect.name === "postgres")("makes one job of a key sent through two masters at once, audited once", async () => {
+    const other = await t.reopen();
+    try {
+      const keys = Array.from({ length: 10 }, (_, i) => `order-${i}`);
+      const outcomes = await Promise.all(keys.flatMap((key) => [t.store, other].map((store) => store.jobs.submit([jobParams({ idempotencyKey: key })], { maxUnfinished: 100 }))));
+      const items = outcomes.map((outcome) => (outcome.ok ? outcome.items[0] : undefined));
+      for (let i = 0; i < keys.length; i++) {
+        const [a, b] = [items[2 * i], items[2 * i + 1]];
+        expect(a?.job.id).toBe(b?.job.id);
+        expect([a?.created, b?.created].sort()).toEqual([false, true]);
+      }
+      expect(await jobIds()).toHaveLength(10);
+      expect((await t.store.audit.list({ limit: 50, eventType: "job.submitted" })).items).toHaveLength(10);
+      expect(Number((await t.query("SELECT unfinished FROM client_job_counts WHERE client_id = 'client-a'"))[0]?.unfinished)).toBe(10);
+    } finally {
+      await other.close();
+    }
+  });
+
   it.runIf(dialect.name === "postgres")("holds the quota exactly for single submits through two masters at once", async () => {
     const other = await t.reopen();
     try {
