@@ -1,6 +1,8 @@
-// submit on PostgreSQL: new jobs, all or nothing, with idempotency keys and dependencies.
-// The rows go in with one INSERT from a JSON array; a key another master stored a moment
-// ago (ON CONFLICT) answers that master's job, as a key seen before does.
+// submit on PostgreSQL: new jobs, all or nothing per request, with idempotency keys and
+// dependencies. One transaction may hold several requests (the single submits of a moment,
+// submit-group.ts), each decided as if alone. The rows, their dependencies, the clients'
+// counts and the audit go in with one statement; a key another master stored a moment ago
+// (ON CONFLICT) answers that master's job, as a key seen before does.
 import { sql } from "kysely";
 import { isFinal, onSubmit } from "../../../queue/transitions.js";
 import { timeOrderedId } from "../../pages.js";
