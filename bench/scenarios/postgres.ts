@@ -12,6 +12,7 @@
 //    the API: a claim long-polling master B, a submit on A, time to the claim's answer.
 import { join } from "node:path";
 import autocannon from "autocannon";
+import { cpuSeconds } from "../cpu.js";
 import {
   call,
   freshPgDatabase,
@@ -97,6 +98,20 @@ async function loadAll(targets: string[], options: Omit<autocannon.Options, "url
   };
 }
 
+/** CPU seconds so far of each backend connected to the bench's database, by pid. */
+async function backendCpu(db: BenchDatabase): Promise<Map<string, number>> {
+  const { rows } = await db.pool.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  const cpu = new Map<string, number>();
+  for (const { pid } of rows) {
+    try {
+      cpu.set(String(pid), cpuSeconds(pid));
+    } catch {
+      // Ended since the query.
+    }
+  }
+  return cpu;
+}
+
 export async function pgSubmission(settings: Settings): Promise<Metrics> {
   const durationS = settings.size === "full" ? 5 : 1;
   const metrics: Metrics = {};
@@ -107,7 +122,14 @@ export async function pgSubmission(settings: Settings): Promise<Metrics> {
       const headers = { authorization: auth, "content-type": "application/json" };
       const jobs = cluster.masters.map((master) => `${master.url}/api/v1/jobs`);
       const body = JSON.stringify({ type: "noop", payload: { order: 42, customer: "acme" } });
+      // CPU a submit: the masters', and that of the database's backends serving them (the
+      // server is on this machine; a backend that starts during the load counts from its start).
+      const backendsBefore = await backendCpu(cluster.db);
+      const mastersBefore = cluster.masters.map((master) => cpuSeconds(master.proc.pid ?? 0));
       const single = await loadAll(jobs, { method: "POST", headers, body, duration: durationS }, 32);
+      const mastersUsed = cluster.masters.reduce((sum, master, i) => sum + cpuSeconds(master.proc.pid ?? 0) - (mastersBefore[i] ?? 0), 0);
+      const backendsAfter = await backendCpu(cluster.db);
+      const backendsUsed = [...backendsAfter].reduce((sum, [pid, seconds]) => sum + seconds - (backendsBefore.get(pid) ?? 0), 0);
       const batchBody = JSON.stringify({ jobs: Array.from({ length: 1000 }, (_, i) => ({ type: "noop", payload: { i } })) });
       const batch = await loadAll(
         jobs.map((url) => `${url}/batch`),
@@ -117,6 +139,8 @@ export async function pgSubmission(settings: Settings): Promise<Metrics> {
       const label = mastersLabel(count);
       metrics[`pg: submit single, ${label} (jobs/s, 32 connections)`] = single.ok / durationS;
       metrics[`pg: submit single, ${label}: p99 (ms)`] = single.p99;
+      metrics[`pg: submit single, ${label}: masters' CPU a job (µs)`] = single.ok > 0 ? (mastersUsed * 1e6) / single.ok : 0;
+      metrics[`pg: submit single, ${label}: backends' CPU a job (µs)`] = single.ok > 0 ? (backendsUsed * 1e6) / single.ok : 0;
       metrics[`pg: submit batch of 1000, ${label} (jobs/s)`] = (batch.ok * 1000) / durationS;
       metrics[`pg: submit, ${label}: non-2xx answers`] = single.non2xx + batch.non2xx;
     } finally {

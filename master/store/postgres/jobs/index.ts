@@ -30,7 +30,8 @@ import { cancelMatching, retryMatching } from "./bulk.js";
 import { claimJobs } from "./claim.js";
 import { finalAmong, getJob, jobEvents, listAttempts, listJobs, queueStats, throughput } from "./read.js";
 import { reportResults } from "./report.js";
-import { submitJobs } from "./submit.js";
+import { QuotaRace, submitJobs, submitRequests, type SubmitRequest } from "./submit.js";
+import { SubmitGroup } from "./submit-group.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
 import { whyFacts } from "./why.js";
 import { readFairShareMode, switchFairShare } from "../fair-share.js";
@@ -39,9 +40,29 @@ export class PostgresJobStore implements JobStore {
   /** The claim of each node running now or queued last on this master (see claim). */
   private readonly claiming = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly ctx: PgContext) {}
+  /** Single submits, grouped into shared transactions (submit-group.ts). */
+  private readonly singles: SubmitGroup;
 
+  constructor(private readonly ctx: PgContext) {
+    // The clients' counts last seen: a group whose clients are far from their limits locks
+    // their counts only at its end; one that passed a limit so is undone and run again.
+    const seen = new Map<string, number>();
+    this.singles = new SubmitGroup({
+      together: async (requests) => {
+        try {
+          return await this.ctx.db.transaction((tx) => submitRequests(this.ctx, tx, requests, { late: true, seen }));
+        } catch (error) {
+          if (!(error instanceof QuotaRace)) throw error;
+          return this.ctx.db.transaction((tx) => submitRequests(this.ctx, tx, requests, { late: false, seen }));
+        }
+      },
+      alone: (request: SubmitRequest) => this.ctx.db.transaction((tx) => submitJobs(this.ctx, tx, request.jobs, request.options)),
+    });
+  }
+
+  /** A batch in a transaction of its own; a single job in the group of its moment. */
   async submit(jobs: SubmitJobParams[], options: SubmitOptions = {}): Promise<SubmitOutcome> {
+    if (jobs.length === 1 && options.batch !== true) return this.singles.add({ jobs, options });
     return this.ctx.db.transaction((tx) => submitJobs(this.ctx, tx, jobs, options));
   }
 
