@@ -31,8 +31,8 @@ interface Row {
  * they were written, so that sending them reads nothing back from disk. Results are written a
  * batch to a row (a `batches` row: the results of one tick as a JSON array), and a batch row
  * is deleted once the master answered for all of its results: one row written and one deleted
- * for each tick's results instead of a row (and its index entry) for each result, which cost
- * the drain's workers a quarter of their CPU. A larger outbox (the master away for long, big
+ * for each tick's results instead of a row (and its index entry) for each result, the larger
+ * part of a busy worker's writes. A larger outbox (the master away for long, big
  * results or log tails) moves to the `results` table, a row a result, and is served from disk
  * alone until it is empty again.
  */
