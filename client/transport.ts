@@ -106,12 +106,11 @@ function timedOut(ms: number): Error {
 
 /**
  * One HTTP exchange over a kept-alive connection, with node:http(s) rather than
- * fetch: for a claim's answer of 100 jobs fetch cost 1.3 ms of CPU a call here,
- * node:http 0.5 ms (its web streams and per-request objects), and a worker
- * shares the machine with the jobs it runs. The timeout is a plain timer and the
- * caller's signal a listener of our own, not `AbortSignal.timeout` and
- * `AbortSignal.any` passed as the request's `signal`: those cost about a quarter of
- * the CPU of each call (three signals made and node:http's own listener on them).
+ * fetch: fetch's web streams and per-request objects cost several times the CPU
+ * of a call, and a worker shares the machine with the jobs it runs. The timeout is
+ * a plain timer and the caller's signal a listener of our own, not
+ * `AbortSignal.timeout` and `AbortSignal.any` passed as the request's `signal`:
+ * those make three signals a call and node:http adds its own listener on them.
  */
 function exchange(
   url: URL,

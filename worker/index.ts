@@ -247,7 +247,7 @@ export class Worker {
     while (!this.stopped) {
       // The master counts a job as running until its result is acknowledged: a claim that
       // does not go out at once (no long poll) asks only for what the master will hand out,
-      // else it comes back empty (a quarter of the drain's claims did, each a round trip).
+      // else it comes back empty, a round trip for nothing.
       const free = this.capacity - this.running.size - this.reservedCapacity - (loop > 0 ? this.heldResults : 0);
       if (free <= 0 || (loop > 0 && !this.backlog)) {
         await new Promise<void>((resolve) => this.capacityWaiters.push(resolve));
@@ -465,6 +465,8 @@ export class Worker {
       if (error instanceof ApiError && (error.status === 403 || error.status === 404 || error.status === 413)) {
         this.log.warn({ event: "outbox.refused", nodeId, results: group.length, reason: error.code }, "the master refused these results");
         outbox.settle(group);
+        // Settled: they take no capacity here any more.
+        this.wakeClaimLoops();
         return;
       }
       throw error;

@@ -31,13 +31,25 @@ interface Row {
  * they were written, so that sending them reads nothing back from disk. Results are written a
  * batch to a row (a `batches` row: the results of one tick as a JSON array), and a batch row
  * is deleted once the master answered for all of its results: one row written and one deleted
- * for each tick's results instead of a row (and its index entry) for each result, which cost
- * the drain's workers a quarter of their CPU. A larger outbox (the master away for long, big
+ * for each tick's results instead of a row (and its index entry) for each result, the larger
+ * part of a busy worker's writes. A larger outbox (the master away for long, big
  * results or log tails) moves to the `results` table, a row a result, and is served from disk
  * alone until it is empty again.
  */
-const MIRRORED_AT_MOST = 10_000;
-const MIRRORED_BYTES_AT_MOST = 32 * 1024 * 1024;
+export const MIRRORED_AT_MOST = 10_000;
+/**
+ * Counted in JSON characters. It also bounds every string the outbox builds (a batch row's
+ * JSON, the rows of an older outbox moved into a batch): far below V8's longest string, even
+ * when escapes make the JSON several times longer than the text it holds.
+ */
+export const MIRRORED_BYTES_AT_MOST = 32 * 1024 * 1024;
+
+export interface OutboxLimits {
+  /** Results mirrored in memory at most (default MIRRORED_AT_MOST). */
+  mirroredAtMost?: number | undefined;
+  /** Their JSON's characters at most (default MIRRORED_BYTES_AT_MOST). */
+  mirroredBytesAtMost?: number | undefined;
+}
 
 /** One `batches` row as it is in memory. */
 interface Batch {
@@ -54,6 +66,9 @@ interface Kept {
   bytes: number;
 }
 
+/** What a result's JSON adds to the text of its row: its keys, attempt and status. */
+const ENTRY_OVERHEAD = 80;
+
 const keyOf = (jobId: string, attempt: number) => `${attempt} ${jobId}`;
 
 /** A result as a batch row holds it (the entry itself; a completed one always has a result). */
@@ -68,6 +83,7 @@ export class Outbox {
   private readonly oldest: Database.Statement;
   private readonly counter: Database.Statement;
   private readonly held: Database.Statement;
+  private readonly rowsSize: Database.Statement;
   private readonly insertBatch: Database.Statement;
   private readonly removeBatches: Database.Statement;
   private readonly rewriteBatch: Database.Statement;
@@ -77,8 +93,12 @@ export class Outbox {
    */
   private mirror: Map<string, Kept> | undefined;
   private mirroredBytes = 0;
+  private readonly mirroredAtMost: number;
+  private readonly mirroredBytesAtMost: number;
 
-  constructor(stateDir: string) {
+  constructor(stateDir: string, limits: OutboxLimits = {}) {
+    this.mirroredAtMost = limits.mirroredAtMost ?? MIRRORED_AT_MOST;
+    this.mirroredBytesAtMost = limits.mirroredBytesAtMost ?? MIRRORED_BYTES_AT_MOST;
     // Results may carry what a job's payload held: the folder 0700 and the file 0600,
     // given at creation (SQLite creates the -wal and -shm with the file's own mode).
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
@@ -118,6 +138,10 @@ export class Outbox {
       "SELECT seq, node_id, job_id, attempt, status, result, error, log_tail FROM results ORDER BY seq LIMIT ?",
     );
     this.counter = this.db.prepare("SELECT COUNT(*) AS n FROM results");
+    this.rowsSize = this.db.prepare(
+      `SELECT COUNT(*) AS n, COALESCE(SUM(length(job_id) + length(node_id) + COALESCE(length(result), 0)
+         + COALESCE(length(error), 0) + COALESCE(length(log_tail), 0)), 0) AS chars FROM results`,
+    );
     this.held = this.db.prepare("SELECT job_id, attempt FROM results");
     this.insertBatch = this.db.prepare("INSERT INTO batches (created_at, results) VALUES (?, ?)");
     this.removeBatches = this.db.prepare("DELETE FROM batches WHERE seq IN (SELECT value FROM json_each(?))");
@@ -127,11 +151,12 @@ export class Outbox {
 
   /**
    * What an earlier run left: batches are mirrored; rows of `results` (an outbox too large to
-   * mirror, or one written by an older worker) are moved into one batch if they are few enough.
+   * mirror, or one written by an older worker) are moved into one batch if they are few and
+   * small enough; else they stay rows, never read into one string.
    */
   private load(): void {
-    const rows = this.countOnDisk();
-    if (rows > MIRRORED_AT_MOST) {
+    const { n: rows, chars } = this.rowsSize.get() as { n: number; chars: number };
+    if (rows > this.mirroredAtMost || chars + rows * ENTRY_OVERHEAD > this.mirroredBytesAtMost) {
       this.moveBatchesToRows();
       return;
     }
@@ -140,7 +165,7 @@ export class Outbox {
     if (rows > 0) {
       this.db.transaction(() => {
         // Older than any batch (a move between the tables empties one of them in its transaction).
-        const entries = (this.oldest.all(MIRRORED_AT_MOST) as Row[]).map((row) => entryOf(row));
+        const entries = (this.oldest.all(this.mirroredAtMost) as Row[]).map((row) => entryOf(row));
         const json = JSON.stringify(entries);
         const { lastInsertRowid } = this.insertBatch.run(new Date().toISOString(), json);
         this.db.exec("DELETE FROM results");
@@ -151,7 +176,11 @@ export class Outbox {
     const emptied: Batch[] = [];
     for (const [seq, json] of batches) emptied.push(...this.mirrorBatch(seq, JSON.parse(json) as OutboxEntry[], json.length));
     if (emptied.length > 0) this.db.transaction(() => this.settleBatches(emptied))();
-    if (this.mirror.size > MIRRORED_AT_MOST || this.mirroredBytes > MIRRORED_BYTES_AT_MOST) this.moveBatchesToRows();
+    if (this.tooLarge()) this.moveBatchesToRows();
+  }
+
+  private tooLarge(): boolean {
+    return (this.mirror?.size ?? 0) > this.mirroredAtMost || this.mirroredBytes > this.mirroredBytesAtMost;
   }
 
   /** Keep these results on disk (one transaction). */
@@ -161,9 +190,22 @@ export class Outbox {
       this.insertRows(entries);
       return;
     }
-    const mirror = this.mirror;
     const list = entries.map((entry) => stored(entry));
-    const json = JSON.stringify(list);
+    // Each result's JSON alone, then joined (as JSON.stringify of the list would write it) only
+    // if the mirror stays within its limits: a tick of big results goes to rows instead.
+    const room = this.mirroredBytesAtMost - this.mirroredBytes;
+    const parts: string[] = [];
+    let chars = 2;
+    for (const entry of list) {
+      const part = this.mirror.size + list.length > this.mirroredAtMost ? undefined : JSON.stringify(entry);
+      chars += (part?.length ?? Infinity) + 1;
+      if (part === undefined || chars > room) {
+        this.moveBatchesToRows(list);
+        return;
+      }
+      parts.push(part);
+    }
+    const json = `[${parts.join(",")}]`;
     this.db.transaction(() => {
       const { lastInsertRowid } = this.insertBatch.run(new Date().toISOString(), json);
       // A result written again (the same job and attempt) replaces the one kept before: its
@@ -171,7 +213,6 @@ export class Outbox {
       const emptied = this.mirrorBatch(Number(lastInsertRowid), list, json.length);
       if (emptied.length > 0) this.settleBatches(emptied);
     })();
-    if (mirror.size > MIRRORED_AT_MOST || this.mirroredBytes > MIRRORED_BYTES_AT_MOST) this.moveBatchesToRows();
   }
 
   /** Mirror a batch row's results (later ones replace earlier ones); returns the batches this left empty. */
@@ -213,11 +254,15 @@ export class Outbox {
     if (empty.length > 0) this.removeBatches.run(JSON.stringify(empty));
   }
 
-  /** Too many or too large to mirror: every result to `results`, a row each, served from disk. */
-  private moveBatchesToRows(): void {
+  /**
+   * Too many or too large to mirror: every result to `results`, a row each, served from disk;
+   * `more` (newer than all of them) with them, in the same transaction.
+   */
+  private moveBatchesToRows(more: OutboxEntry[] = []): void {
     const kept = this.mirror ? [...this.mirror.values()].map(({ entry }) => entry) : this.batchEntriesOnDisk();
     this.db.transaction(() => {
       this.insertRows(kept);
+      this.insertRows(more);
       this.db.exec("DELETE FROM batches");
     })();
     this.mirror = undefined;

@@ -46,8 +46,8 @@ export interface RunParams {
 /**
  * A job being run: it settles with the outcome; `stop()` ends it early as canceled
  * (a command gets SIGTERM, then SIGKILL after `killGraceMs`; a function's signal is
- * aborted). A method rather than an AbortSignal passed in: a signal costs ~3 µs to
- * make and another ~3 to listen to, for every job, and almost no job is ever stopped.
+ * aborted). A method rather than an AbortSignal passed in: a signal costs time to make
+ * and to listen to, for every job, and almost no job is ever stopped.
  */
 export type Running = Promise<Outcome> & { stop(): void };
 
@@ -277,8 +277,8 @@ function timeUp(run: FunctionRun): void {
 
 /**
  * A function handler's run: its timeout, its stop and its outcome in one object, the outcome
- * going to the sink rather than through promises of its own: the drain's workers spent about
- * a tenth of their CPU on the closures, promises and timers made for each no-op job.
+ * going to the sink rather than through promises of its own: closures, promises and timers
+ * made for each job cost a busy worker more CPU than its short jobs did.
  */
 class FunctionRun {
   private controller: AbortController | undefined;

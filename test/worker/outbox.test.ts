@@ -162,4 +162,49 @@ describe("outbox", () => {
     expect(again.pending(10)).toEqual(expected);
     again.close();
   });
+
+  it("leaves an older outbox's rows in place when they pass the bytes it mirrors, on every open", () => {
+    const dir = tempDir();
+    const old = new Database(join(dir, "outbox.db"));
+    old.exec(`CREATE TABLE results (seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT NOT NULL, job_id TEXT NOT NULL,
+      attempt INTEGER NOT NULL, status TEXT NOT NULL, result TEXT, error TEXT, created_at TEXT NOT NULL, UNIQUE (job_id, attempt))`);
+    const insert = old.prepare("INSERT INTO results (node_id, job_id, attempt, status, result, created_at) VALUES ('n', ?, 1, 'completed', ?, 'x')");
+    for (let i = 0; i < 5; i++) insert.run(`j${i}`, JSON.stringify("x".repeat(500)));
+    const before = old.prepare("SELECT seq, job_id FROM results ORDER BY seq").raw().all();
+    old.close();
+    const rows = () => {
+      const disk = new Database(join(dir, "outbox.db"), { readonly: true });
+      const seen = { rows: disk.prepare("SELECT seq, job_id FROM results ORDER BY seq").raw().all(), batches: disk.prepare("SELECT COUNT(*) FROM batches").pluck().get() };
+      disk.close();
+      return seen;
+    };
+    for (let open = 0; open < 2; open++) {
+      const outbox = new Outbox(dir, { mirroredBytesAtMost: 2000 });
+      expect(outbox.pending(2).map((e) => e.jobId)).toEqual(["j0", "j1"]);
+      expect(outbox.size).toBe(5);
+      outbox.close();
+      // Not moved into a batch and back (which would give them new seqs): untouched.
+      expect(rows()).toEqual({ rows: before, batches: 0 });
+    }
+  });
+
+  it("writes a tick of results that would pass the bytes it mirrors as rows, after the results mirrored before it", () => {
+    const dir = tempDir();
+    const outbox = new Outbox(dir, { mirroredBytesAtMost: 2000 });
+    const result = (i: number, size: number) => ({ nodeId: "n", jobId: `j${i}`, attempt: 1, status: "completed" as const, result: "x".repeat(size) });
+    outbox.add([result(0, 10)]);
+    outbox.add([result(1, 800), result(2, 800), result(3, 800)]);
+    const disk = new Database(join(dir, "outbox.db"), { readonly: true });
+    // The big tick never became a batch row: only the first batch was ever written.
+    expect(disk.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").pluck().get()).toBe(1);
+    expect(disk.prepare("SELECT job_id FROM results ORDER BY seq").pluck().all()).toEqual(["j0", "j1", "j2", "j3"]);
+    expect(outbox.pending(10)).toEqual([result(0, 10), result(1, 800), result(2, 800), result(3, 800)]);
+    // A single result larger than the limit, once mirrored again, goes to rows alone as well.
+    outbox.settle(outbox.pending(10));
+    outbox.add([result(4, 3000)]);
+    expect(disk.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").pluck().get()).toBe(1);
+    expect(outbox.pending(10)).toEqual([result(4, 3000)]);
+    disk.close();
+    outbox.close();
+  });
 });
