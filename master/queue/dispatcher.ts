@@ -20,6 +20,10 @@ interface Waiter {
   resolve: (outcome: ClaimOutcome) => void;
   timer: NodeJS.Timeout;
   done: boolean;
+  /** In the store call of a pass: what it takes for this claim is answered, even past its wait. */
+  claiming: boolean;
+  /** Its wait ended while it was being claimed for: answered when the pass has its outcome. */
+  expired: boolean;
   cleanup: () => void;
 }
 
@@ -104,7 +108,9 @@ export class Dispatcher {
         max: params.max,
         resolve,
         done: false,
-        timer: setTimeout(() => this.finish(waiter, EMPTY), params.waitMs),
+        claiming: false,
+        expired: false,
+        timer: setTimeout(() => this.expire(waiter), params.waitMs),
         cleanup: () => params.signal?.removeEventListener("abort", onAbort),
       };
       params.signal?.addEventListener("abort", onAbort, { once: true });
@@ -142,18 +148,31 @@ export class Dispatcher {
       do {
         this.passWanted = false;
         const waiters = this.waiters.filter((waiter) => !waiter.done);
+        for (const waiter of waiters) waiter.claiming = true;
         const outcomes = await this.tryClaims(waiters);
         waiters.forEach((waiter, index) => {
+          waiter.claiming = false;
           const outcome = outcomes[index] ?? EMPTY;
-          // Nothing for it yet: it keeps waiting. (A waiter whose caller left while we
-          // claimed is done already; its jobs' leases run out and they go back.)
-          if (outcome.ok && outcome.items.length === 0) return;
+          // Nothing for it yet: it keeps waiting, unless its wait ended meanwhile. (A waiter
+          // whose caller left while we claimed is done already; its jobs' leases run out and
+          // they go back.)
+          if (outcome.ok && outcome.items.length === 0 && !waiter.expired) return;
           this.finish(waiter, outcome);
         });
       } while (this.passWanted && !this.closed);
     } finally {
       this.passRunning = false;
     }
+  }
+
+  /**
+   * A claim's wait is over: it answers empty, unless a pass is claiming for it now. Then the
+   * pass answers it with what it took: answering empty first would leave those jobs running on
+   * the node, unknown to it, until their leases ran out.
+   */
+  private expire(waiter: Waiter): void {
+    if (waiter.claiming) waiter.expired = true;
+    else this.finish(waiter, EMPTY);
   }
 
   private finish(waiter: Waiter, outcome: ClaimOutcome): void {

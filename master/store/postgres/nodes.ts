@@ -84,6 +84,8 @@ export class PostgresNodeStore implements NodeStore {
       }
       if (existing) {
         id = existing.id;
+        // Its claims waiting since before may now take jobs they could not (types, labels, capacity, back online).
+        tx.mark({ claimable: true });
         await changed(
           tx,
           sql`UPDATE nodes SET labels = ${labels}::jsonb, types = ${types}::jsonb, capacity = ${params.capacity}, version = ${params.version},

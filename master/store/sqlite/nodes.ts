@@ -140,6 +140,8 @@ export class SqliteNodeStore implements NodeStore {
       const id = existing?.id ?? randomUUID();
       if (existing) {
         db.run(db.kysely.updateTable("nodes").set(fields).where("id", "=", id));
+        // Its claims waiting since before may now take jobs they could not (types, labels, capacity, back online).
+        this.ctx.signal.mark({ claimable: true });
       } else {
         db.run(
           db.kysely

@@ -181,4 +181,65 @@ describe("dispatcher", () => {
     dispatcher.close();
     expect(await closing).toEqual({ ok: true, items: [] });
   });
+  it("answers a claim whose wait ends during a pass with what that pass took for it, not empty", async () => {
+    // A store whose claims for the waiting ones are answered only when the test says, after the wait ended.
+    let answer: (outcomes: { ok: true; items: { id: string }[] }[]) => void = () => undefined;
+    const jobs = {
+      claim: async () => ({ ok: true as const, items: [] }),
+      claimEach: () => new Promise((resolve) => (answer = resolve)),
+    } as unknown as ConstructorParameters<typeof Dispatcher>[0]["jobs"];
+    const slow = new Dispatcher({ jobs, nodes: t.store.nodes });
+    try {
+      const waiting = slow.claim({ nodeId: "n", max: 1, waitMs: 30 });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      slow.notify();
+      // The wait ends while the pass's store call is out; its jobs are the claim's answer.
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      answer([{ ok: true, items: [{ id: "taken" }] }]);
+      const outcome = await waiting;
+      expect(outcome.ok && outcome.items.map((job) => job.id)).toEqual(["taken"]);
+      expect(slow.waiting).toBe(0);
+    } finally {
+      slow.close();
+    }
+  });
+
+  it("answers a claim whose wait ends during a pass that took nothing for it, empty", async () => {
+    let answer: (outcomes: { ok: true; items: never[] }[]) => void = () => undefined;
+    const jobs = {
+      claim: async () => ({ ok: true as const, items: [] }),
+      claimEach: () => new Promise((resolve) => (answer = resolve)),
+    } as unknown as ConstructorParameters<typeof Dispatcher>[0]["jobs"];
+    const slow = new Dispatcher({ jobs, nodes: t.store.nodes });
+    try {
+      const waiting = slow.claim({ nodeId: "n", max: 1, waitMs: 30 });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      slow.notify();
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      answer([{ ok: true, items: [] }]);
+      expect(await waiting).toEqual({ ok: true, items: [] });
+      expect(slow.waiting).toBe(0);
+    } finally {
+      slow.close();
+    }
+  });
+
+  it("wakes a node's waiting claim when the node registers again and may now take a ready job", async () => {
+    const unsubscribe = t.store.onCommitted((change) => {
+      if (change.claimable) dispatcher.notify();
+    });
+    try {
+      const node = await register(t.store, "node-1", [], 1, "worker-a", ["a"]);
+      const job = await submit(t.store, { type: "b" });
+      const waiting = dispatcher.claim({ nodeId: node.id, max: 1, waitMs: 10_000 });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(dispatcher.waiting).toBe(1);
+      // The same node again, now running any type: its claim waiting since before takes the job.
+      await register(t.store, "node-1", [], 1, "worker-a", null);
+      const outcome = await waiting;
+      expect(outcome.ok && outcome.items.map((j) => j.id)).toEqual([job.id]);
+    } finally {
+      unsubscribe();
+    }
+  });
 });
