@@ -380,6 +380,8 @@ export interface DeadNode {
   name: string;
   lastHeartbeat: string;
   jobs: RescuedJob[];
+  /** Declared dead by an earlier sweep, which was cut short before it took back all its jobs (PostgreSQL). */
+  earlier?: boolean;
 }
 
 export interface ListNodesParams extends PageParams {

@@ -49,10 +49,13 @@ export class DeadNodeSweeper extends PeriodicService<DeadNodeSweep> {
     const expired: RescuedJob[] = [];
     await inBatches(EXPIRED_LEASE_BATCH, async () => collect(expired, await store.jobs.expireLeases({ limit: EXPIRED_LEASE_BATCH })));
     for (const node of dead) {
-      log.warn(
-        { event: "node.dead", nodeId: node.nodeId, name: node.name, lastHeartbeat: node.lastHeartbeat, jobs: node.jobs.length },
-        `node ${node.name} is dead`,
-      );
+      // A node an earlier sweep declared dead, whose jobs this one finished taking back, was counted and said then.
+      if (node.earlier !== true) {
+        log.warn(
+          { event: "node.dead", nodeId: node.nodeId, name: node.name, lastHeartbeat: node.lastHeartbeat, jobs: node.jobs.length },
+          `node ${node.name} is dead`,
+        );
+      }
       for (const job of node.jobs) {
         log.info({ event: "job.reassigned", jobId: job.jobId, nodeId: job.nodeId, outcome: job.outcome, reason: "node_dead" });
       }
@@ -62,7 +65,7 @@ export class DeadNodeSweeper extends PeriodicService<DeadNodeSweep> {
     }
     const metrics = this.params.metrics;
     if (metrics) {
-      metrics.nodesDead.inc(dead.length);
+      metrics.nodesDead.inc(dead.filter((node) => node.earlier !== true).length);
       metrics.jobsReassigned.inc({ reason: "node_dead" }, dead.reduce((sum, node) => sum + node.jobs.length, 0));
       metrics.jobsReassigned.inc({ reason: "lease_expired" }, expired.length);
     }

@@ -309,7 +309,9 @@ export class PostgresNodeStore implements NodeStore {
       for (const job of rescued) byNode.get(job.nodeId ?? "")?.jobs.push(job);
       // A node declared dead earlier is told only if this sweep took jobs of it back (another
       // master's sweep may be taking them at the same time).
-      if (taken < DEAD_NODE_JOB_BATCH) return dead.filter((node) => !earlier.has(node.nodeId) || node.jobs.length > 0);
+      if (taken < DEAD_NODE_JOB_BATCH) {
+        return dead.filter((node) => !earlier.has(node.nodeId) || node.jobs.length > 0).map((node) => (earlier.has(node.nodeId) ? { ...node, earlier: true } : node));
+      }
     }
   }
 
