@@ -30,7 +30,7 @@ import { cancelMatching, retryMatching } from "./bulk.js";
 import { claimJobs } from "./claim.js";
 import { finalAmong, getJob, jobEvents, listAttempts, listJobs, queueStats, throughput } from "./read.js";
 import { reportResults } from "./report.js";
-import { QuotaRace, submitJobs, submitRequests, type SubmitRequest } from "./submit.js";
+import { QuotaRace, submitJobs, submitRequests } from "./submit.js";
 import { SubmitGroup } from "./submit-group.js";
 import { ageJobs, expireLeases, promoteScheduled, rescueStalled } from "./timers.js";
 import { whyFacts } from "./why.js";
@@ -56,7 +56,6 @@ export class PostgresJobStore implements JobStore {
           return this.ctx.db.transaction((tx) => submitRequests(this.ctx, tx, requests, { late: false, seen }));
         }
       },
-      alone: (request: SubmitRequest) => this.ctx.db.transaction((tx) => submitJobs(this.ctx, tx, request.jobs, request.options)),
     });
   }
 

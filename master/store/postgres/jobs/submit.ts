@@ -47,30 +47,33 @@ interface Lookups {
 
 const keyOf = (clientId: string, key: string) => `${clientId}\u0000${key}`;
 
-/**
- * The rows the requests' idempotency keys name, and their dependencies. The dependencies are
- * locked (FOR SHARE) until the new jobs commit: a report that finishes one on another master
- * waits, and then sees the new job among its dependents.
- */
-async function lookUp(tx: Tx, jobs: SubmitJobParams[]): Promise<Lookups> {
+/** The rows the requests' idempotency keys name (read once their clients' counts are locked, if they are). */
+async function lookUpKeys(tx: Tx, jobs: SubmitJobParams[]): Promise<Lookups["existing"]> {
   const keyed = jobs.filter((job) => job.idempotencyKey !== null);
   const existing = new Map<string, JobRow>();
-  if (keyed.length > 0) {
-    const rows = await rowsOf(
-      tx,
-      sql<JobRow>`SELECT j.* FROM jobs j JOIN jsonb_to_recordset(${JSON.stringify(keyed.map((job) => ({ c: job.clientId, k: job.idempotencyKey })))}::jsonb) AS w(c text, k text)
-                  ON j.client_id = w.c AND j.idempotency_key = w.k`,
-    );
-    for (const row of rows) existing.set(keyOf(row.client_id, row.idempotency_key ?? ""), row);
-  }
+  if (keyed.length === 0) return existing;
+  const rows = await rowsOf(
+    tx,
+    sql<JobRow>`SELECT j.* FROM jobs j JOIN jsonb_to_recordset(${JSON.stringify(keyed.map((job) => ({ c: job.clientId, k: job.idempotencyKey })))}::jsonb) AS w(c text, k text)
+                ON j.client_id = w.c AND j.idempotency_key = w.k`,
+  );
+  for (const row of rows) existing.set(keyOf(row.client_id, row.idempotency_key ?? ""), row);
+  return existing;
+}
+
+/**
+ * The requests' dependencies, locked (FOR SHARE) until the new jobs commit: a report that
+ * finishes one on another master waits, and then sees the new job among its dependents.
+ * Taken before the counts' locks, in the order a report takes them (its job, then the counts).
+ */
+async function lookUpDependencies(tx: Tx, jobs: SubmitJobParams[]): Promise<Lookups["dependencies"]> {
   const dependencyIds = [...new Set(jobs.flatMap((job) => job.dependsOn))];
   const dependencies = new Map<string, { client_id: string; status: string }>();
-  if (dependencyIds.length > 0) {
-    const rows = await rowsOf(tx, sql<{ id: string; client_id: string; status: string }>`
-        SELECT id, client_id, status FROM jobs WHERE id = ANY(${dependencyIds}::text[]) ORDER BY seq FOR SHARE`);
-    for (const row of rows) dependencies.set(row.id, row);
-  }
-  return { existing, dependencies };
+  if (dependencyIds.length === 0) return dependencies;
+  const rows = await rowsOf(tx, sql<{ id: string; client_id: string; status: string }>`
+      SELECT id, client_id, status FROM jobs WHERE id = ANY(${dependencyIds}::text[]) ORDER BY seq FOR SHARE`);
+  for (const row of rows) dependencies.set(row.id, row);
+  return dependencies;
 }
 
 /**
@@ -210,7 +213,8 @@ export interface SubmitMode {
  * jobs, their dependencies, the clients' counts and the audit rows go in with one statement.
  */
 export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitRequest[], mode?: SubmitMode): Promise<SubmitOutcome[]> {
-  const lookups = await lookUp(tx, requests.flatMap((request) => request.jobs));
+  const jobs = requests.flatMap((request) => request.jobs);
+  const dependencies = await lookUpDependencies(tx, jobs);
   // The most jobs the quota could be asked for, by client, and the lowest limit each is held to.
   const asked = new Map<string, { jobs: number; limit: number }>();
   for (const { jobs, options } of requests) {
@@ -222,6 +226,8 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
   }
   const nearLimit = [...asked].some(([clientId, { jobs, limit }]) => (mode?.seen.get(clientId) ?? 0) + jobs > limit);
   const locked = mode?.late && !nearLimit ? undefined : await lockCounts(tx, [...asked.keys()]);
+  // Keys after the counts: one another master committed while this waited for them is its job, not one more towards the quota.
+  const lookups: Lookups = { existing: await lookUpKeys(tx, jobs), dependencies };
   const now = ctx.clock.now();
   const at = now.toISOString();
   const decisions = decide(requests, lookups, locked, now);
