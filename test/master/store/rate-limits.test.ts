@@ -1,31 +1,15 @@
 // Where rate limits count (Store.rateLimits, API.md §4, §12): in the master's memory on
 // SQLite; on PostgreSQL in the database, so that every master of a cluster counts together,
 // and in the master's memory while it cannot reach the database (never an error).
-import { RateLimiterRes } from "rate-limiter-flexible";
 import { afterEach, describe, expect, it } from "vitest";
 import { LoginLimiter } from "../../../master/auth/login-limits.js";
 import { RateLimitedError } from "../../../master/auth/principal.js";
 import type { RateLimiter, Store } from "../../../master/store/types.js";
 import { dialects, TEST_DATABASE_URL, type TestStore } from "../../helpers/store.js";
 import { startTcpProxy, type TcpProxy } from "../../helpers/tcp-proxy.js";
+import { take, takeMany } from "../../helpers/limits.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
-/** Consume one point: "ok", or "refused" with the limiter's answer. */
-async function take(limiter: RateLimiter, key: string): Promise<"ok" | "refused"> {
-  try {
-    await limiter.consume(key);
-    return "ok";
-  } catch (rejection) {
-    if (rejection instanceof RateLimiterRes) return "refused";
-    throw rejection;
-  }
-}
-
-async function takeMany(limiter: RateLimiter, key: string, times: number): Promise<string[]> {
-  const answers: string[] = [];
-  for (let i = 0; i < times; i++) answers.push(await take(limiter, key));
-  return answers;
-}
 
 describe.each(dialects)("rate limits ($name)", (dialect) => {
   let t: TestStore;

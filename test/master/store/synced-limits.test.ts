@@ -6,26 +6,12 @@ import { RateLimiterRes } from "rate-limiter-flexible";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { PostgresDatabase } from "../../../master/store/postgres/database.js";
 import { PostgresRateLimitStore } from "../../../master/store/postgres/rate-limits.js";
-import type { RateLimiter, RateLimitParams } from "../../../master/store/types.js";
+import type { RateLimitParams } from "../../../master/store/types.js";
 import { dialects, TEST_DATABASE_URL, type TestStore } from "../../helpers/store.js";
 import { startTcpProxy, type TcpProxy } from "../../helpers/tcp-proxy.js";
+import { take, takeMany } from "../../helpers/limits.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
-async function take(limiter: RateLimiter, key: string): Promise<"ok" | "refused"> {
-  try {
-    await limiter.consume(key);
-    return "ok";
-  } catch (rejection) {
-    if (rejection instanceof RateLimiterRes) return "refused";
-    throw rejection;
-  }
-}
-
-async function takeMany(limiter: RateLimiter, key: string, times: number): Promise<string[]> {
-  const answers: string[] = [];
-  for (let i = 0; i < times; i++) answers.push(await take(limiter, key));
-  return answers;
-}
 
 const synced = (points: number, durationS = 60): RateLimitParams => ({ keyPrefix: "client", points, durationS, sharing: "synced" });
 
