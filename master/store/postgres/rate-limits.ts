@@ -80,7 +80,8 @@ export class PostgresRateLimitStore implements RateLimitStore {
     this.timeoutMs = params.timeoutMs ?? RATE_LIMIT_TIMEOUT_MS;
     this.synced = new SyncedLimits(db, {
       syncIntervalMs: params.syncIntervalMs ?? RATE_LIMIT_SYNC_MS,
-      lateAfterMs: this.timeoutMs,
+      // Late: well past its next turn, so that a sync slowed by a busy machine is not called a fallback.
+      lateAfterMs: Math.max(this.timeoutMs, 2 * (params.syncIntervalMs ?? RATE_LIMIT_SYNC_MS)),
       onFallback: this.onFallback,
       now: params.now,
     });

@@ -1,4 +1,5 @@
-// The PostgreSQL JobStore: each verb one function in this folder, run in one transaction.
+// The PostgreSQL JobStore: each verb one function in this folder, run in one transaction
+// (single submits: in the transaction of their group, submit-group.ts).
 import { sql } from "kysely";
 import type { FairShareMode } from "../../../queue/fair-share.js";
 import type { WhyFacts } from "../../../queue/why.js";

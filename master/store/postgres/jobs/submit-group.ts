@@ -1,6 +1,6 @@
 // Group commit of single submits on PostgreSQL. A client's submits all lock its row of
 // client_job_counts until COMMIT, through the commit's WAL flush: one transaction each, they
-// ran one after the other, one fsync each (114 jobs/s at 32 connections). Here the single
+// ran one after the other, one fsync each. Here the single
 // submits that arrive in one tick, or while the previous group's transaction is in flight,
 // share one transaction: one lock, one INSERT, one fsync for all of them. Each is still
 // answered as if alone (submitRequests), and only once the group has committed.
