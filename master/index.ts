@@ -8,7 +8,7 @@ import { devAuthenticator } from "./auth/principal.js";
 import { DEFAULT_LOGIN_LIMITS, LoginLimiter, SecretCheckSlots } from "./auth/login-limits.js";
 import { RequestRateLimiter } from "./auth/rate-limits.js";
 import { RateLimitedError } from "./auth/principal.js";
-import { isRecordedJwtKey, JwtKeyMismatchError, resolveJwtKey } from "./auth/jwt-key.js";
+import { JwtKeyMismatchError, logJwtKeyOutcome, resolveJwtKey, SigningKeyWatch } from "./auth/jwt-key.js";
 import { TokenService } from "./auth/tokens.js";
 import { ConfigError, loadConfig, type ConfigValues, type MasterConfig } from "./config.js";
 import { createApp, type AppParams } from "./http/app.js";
@@ -145,19 +145,7 @@ async function signingKey(config: MasterConfig, store: Store, log: Logger): Prom
   const rotate = config.rotateJwtSecret === "on";
   try {
     const { secret, outcome } = await resolveJwtKey({ configured: config.jwtSecret, settings: store.settings, rotate, shared: store.dialect === "postgres" });
-    if (outcome === "rotated") {
-      log.warn(
-        { event: "jwt.rotated" },
-        "the token signing key of this database changed (--rotate-jwt-secret): tokens signed with the old key get 401; start any other master with this one's GAFFER_JWT_SECRET (or without one, when this one has none), and remove --rotate-jwt-secret from later starts",
-      );
-    } else if (rotate) {
-      log.warn(
-        { event: "jwt.rotate_unused" },
-        "--rotate-jwt-secret (GAFFER_ROTATE_JWT_SECRET) is set but the key did not change: remove it, or any master started with it and another key will replace the database's key",
-      );
-    } else if (outcome === "replaced") {
-      log.warn({ event: "jwt.replaced" }, "the token signing key changed since this database's last master (GAFFER_JWT_SECRET): tokens issued before get 401, and clients log in again");
-    }
+    logJwtKeyOutcome(log, outcome, rotate);
     return secret;
   } catch (error) {
     if (error instanceof JwtKeyMismatchError) throw new ConfigError([error.message]);
@@ -274,28 +262,10 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     await store.close();
     throw error;
   }
-  // Another master may rotate the cluster's key while this one runs: this one then answers 503
-  // to every authenticated request, to logins and on /ready (a load balancer passes it over;
-  // a client tries another master instead of dropping its token on a 401), and says why, until
-  // restarted with the new key.
-  let keyIsClusters = true;
-  const staleKey = () =>
-    keyIsClusters
-      ? undefined
-      : "this master's token signing key is no longer this database's (another master changed it with --rotate-jwt-secret): restart this master with the new GAFFER_JWT_SECRET";
-  const checkSigningKey = async (secret: string) => {
-    const recorded = await isRecordedJwtKey(secret, store.settings);
-    const turned = keyIsClusters && !recorded;
-    keyIsClusters = recorded;
-    if (turned) log.error({ event: "jwt.key_mismatch" }, `${staleKey() ?? ""}; answering 503 to requests, logins and /ready`);
-  };
+  const signingKeyWatch = new SigningKeyWatch({ secret: auth.secret, settings: store.settings, log });
   // What a commit changed (on this master or, on PostgreSQL, another) wakes who waits for it:
   // claims, the promoter, the scheduler, result waiters; revoked tokens and the mode an admin
   // set hold here too (API.md §8, §12).
-  const recheckSigningKey = () => {
-    if (auth.secret === undefined) return;
-    checkSigningKey(auth.secret).catch((error: unknown) => log.warn({ err: (error as Error).message }, "could not read the token signing key's fingerprint"));
-  };
   const waiters = new JobWaiters({
     finalAmong: (ids) => store.jobs.finalAmong(ids),
     onRecheckError: throttled(60_000, (error: unknown) =>
@@ -310,7 +280,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     // Which jobs finished while notices went unheard is not known: one query looks them all up.
     if (change.missed) void waiters.recheck();
     if (change.revoked) auth.tokens?.forgetAll();
-    if (change.settings) recheckSigningKey();
+    if (change.settings) signingKeyWatch.recheck();
     if (change.settings) {
       void modes.reload().then(
         () => {
@@ -323,7 +293,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
 
   // A rotation committed between this master's start-up read of the key and its listening
   // for settings changes would go unheard: look once more now that it listens.
-  recheckSigningKey();
+  signingKeyWatch.recheck();
 
   const deps: HttpDeps = {
     store,
@@ -341,14 +311,14 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     deps,
     authenticator: {
       authenticate: (request) => {
-        const refused = staleKey();
+        const refused = signingKeyWatch.refusal();
         if (refused !== undefined) throw unavailable(refused);
         return (auth.tokens ?? devAuthenticator).authenticate(request);
       },
     },
-    auth: { ...auth, refusal: staleKey },
+    auth: { ...auth, refusal: () => signingKeyWatch.refusal() },
     version: packageVersion(),
-    isReady: () => ready && keyIsClusters,
+    isReady: () => ready && signingKeyWatch.refusal() === undefined,
     startedAt,
     services: () => Object.fromEntries(services.map((service) => [service.name, service.status()])),
     guards: requestGuards(config, store, modes, metrics),

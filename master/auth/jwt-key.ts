@@ -2,6 +2,7 @@
 // a fingerprint of the key in use (never the key) is kept in the settings table. Behind a load
 // balancer, a master with another key would refuse the others' tokens at random (API.md §12).
 import { createHmac, randomBytes } from "node:crypto";
+import type { Logger } from "../log.js";
 import type { SettingsStore } from "../store/types.js";
 
 const JWT_SECRET_SETTING = "jwt_secret";
@@ -93,4 +94,55 @@ function mismatchMessage(facts: { configured: boolean; clusterUsesGenerated: boo
 export async function isRecordedJwtKey(secret: string, settings: SettingsStore): Promise<boolean> {
   const recorded = await settings.get(JWT_KEY_FINGERPRINT_SETTING);
   return recorded === undefined || recorded === jwtKeyFingerprint(secret);
+}
+
+/** What a master says of its key at start-up: the outcome of resolveJwtKey, and a rotation flag left on. */
+export function logJwtKeyOutcome(log: Logger, outcome: ResolvedJwtKey["outcome"], rotate: boolean): void {
+  if (outcome === "rotated") {
+    log.warn(
+      { event: "jwt.rotated" },
+      "the token signing key of this database changed (--rotate-jwt-secret): tokens signed with the old key get 401; start any other master with this one's GAFFER_JWT_SECRET (or without one, when this one has none), and remove --rotate-jwt-secret from later starts",
+    );
+  } else if (rotate) {
+    log.warn(
+      { event: "jwt.rotate_unused" },
+      "--rotate-jwt-secret (GAFFER_ROTATE_JWT_SECRET) is set but the key did not change: remove it, or any master started with it and another key will replace the database's key",
+    );
+  } else if (outcome === "replaced") {
+    log.warn({ event: "jwt.replaced" }, "the token signing key changed since this database's last master (GAFFER_JWT_SECRET): tokens issued before get 401, and clients log in again");
+  }
+}
+
+const STALE_KEY =
+  "this master's token signing key is no longer this database's (another master changed it with --rotate-jwt-secret): restart this master with the new GAFFER_JWT_SECRET";
+
+/**
+ * Whether this master's key is still the database's: another master may rotate it while this
+ * one runs. Then this one answers 503 to every authenticated request, to logins and on /ready (a
+ * load balancer passes it over; a client tries another master instead of dropping its token on
+ * a 401), and says why, until restarted with the new key.
+ */
+export class SigningKeyWatch {
+  private current = true;
+
+  constructor(private readonly params: { secret: string | undefined; settings: SettingsStore; log: Logger }) {}
+
+  /** Why this master must not serve now; undefined while its key is the database's (or auth is off). */
+  refusal(): string | undefined {
+    return this.current ? undefined : STALE_KEY;
+  }
+
+  /** Look at the database's fingerprint again: after a settings change, and once listening for them. */
+  recheck(): void {
+    const { secret, settings, log } = this.params;
+    if (secret === undefined) return;
+    isRecordedJwtKey(secret, settings).then(
+      (recorded) => {
+        const turned = this.current && !recorded;
+        this.current = recorded;
+        if (turned) log.error({ event: "jwt.key_mismatch" }, `${STALE_KEY}; answering 503 to requests, logins and /ready`);
+      },
+      (error: unknown) => log.warn({ err: (error as Error).message }, "could not read the token signing key's fingerprint"),
+    );
+  }
 }

@@ -1,8 +1,16 @@
 // The token signing key is the same for every master of a database: a fingerprint of it (never
 // the key) is kept in the settings; a master with another key refuses to start on a shared
 // database unless rotating on purpose, and replaces it with a warning on a database of one master.
-import { describe, expect, it } from "vitest";
-import { isRecordedJwtKey, JWT_KEY_FINGERPRINT_SETTING, jwtKeyFingerprint, JwtKeyMismatchError, resolveJwtKey } from "../../../master/auth/jwt-key.js";
+import { describe, expect, it, vi } from "vitest";
+import { pino } from "pino";
+import {
+  isRecordedJwtKey,
+  JWT_KEY_FINGERPRINT_SETTING,
+  jwtKeyFingerprint,
+  JwtKeyMismatchError,
+  resolveJwtKey,
+  SigningKeyWatch,
+} from "../../../master/auth/jwt-key.js";
 import { dialects, storePerTest, type TestStore } from "../../helpers/store.js";
 
 const KEY_A = "a".repeat(40);
@@ -74,6 +82,24 @@ for (const dialect of dialects) {
       await settings().set("jwt_secret", KEY_B);
       expect(await resolveJwtKey({ configured: undefined, settings: settings(), rotate: false, shared: true })).toEqual({ secret: KEY_B, outcome: "recorded" });
       expect(await isRecordedJwtKey(KEY_B, settings())).toBe(true);
+    });
+    it("a running master's watch refuses once another master rotated the key away, and says so once", async () => {
+      await resolveJwtKey({ configured: KEY_A, settings: settings(), rotate: false, shared: true });
+      const log = pino({ level: "silent" });
+      const error = vi.spyOn(log, "error");
+      const watch = new SigningKeyWatch({ secret: KEY_A, settings: settings(), log });
+      watch.recheck();
+      await vi.waitFor(() => expect(watch.refusal()).toBeUndefined());
+      await resolveJwtKey({ configured: KEY_B, settings: settings(), rotate: true, shared: true });
+      watch.recheck();
+      await vi.waitFor(() => expect(watch.refusal()).toMatch(/restart this master with the new GAFFER_JWT_SECRET/));
+      watch.recheck();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(error).toHaveBeenCalledTimes(1);
+      // Auth off: no key, nothing to watch.
+      const off = new SigningKeyWatch({ secret: undefined, settings: settings(), log });
+      off.recheck();
+      expect(off.refusal()).toBeUndefined();
     });
   });
 }
