@@ -210,6 +210,15 @@ export function sqliteStoreOpener(fdatasync?: (fd: number) => Promise<void>) {
   return opener;
 }
 
+/** A count of the store's commits that said jobs may be claimable: what wakes the dispatcher. */
+export function claimableWakes(store: Store): { count: number } {
+  const wakes = { count: 0 };
+  store.onCommitted((change) => {
+    if (change.claimable) wakes.count += 1;
+  });
+  return wakes;
+}
+
 /** A job as a client would submit it, with the config's defaults. */
 export function jobParams(overrides: Partial<SubmitJobParams> = {}): SubmitJobParams {
   return {

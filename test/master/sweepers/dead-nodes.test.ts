@@ -3,22 +3,18 @@ import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { DEAD_NODE_JOB_BATCH } from "../../../master/store/postgres/nodes.js";
 import { DEAD_NODE_BATCH, DeadNodeSweeper, EXPIRED_LEASE_BATCH } from "../../../master/sweepers/dead-nodes.js";
-import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
+import { claim, claimableWakes, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
 const silent = pino({ level: "silent" });
 
 describe.each(dialects)("dead-node sweep ($name)", (dialect) => {
   let t: TestStore;
-  let woken: number;
+  let wakes: { count: number };
   storePerTest(
     dialect,
     (opened) => {
       t = opened;
-      woken = 0;
-      // Commits that may give a waiting claim work: what wakes the dispatcher.
-      t.store.onCommitted((change) => {
-        if (change.claimable) woken += 1;
-      });
+      wakes = claimableWakes(t.store);
     },
     { nodeTimeoutS: 60, stallGraceS: 30 },
   );
@@ -48,11 +44,11 @@ describe.each(dialects)("dead-node sweep ($name)", (dialect) => {
     t.clock.advanceSeconds(45);
     await t.store.nodes.heartbeat({ nodeId: alive.id, running: [] });
     t.clock.advance(16_000 + t.policy.heartbeatWriteMs);
-    woken = 0;
+    wakes.count = 0;
     const sweep = await deadNodeSweeper().runOnce();
     expect(sweep.dead.map((d) => d.nodeId)).toEqual([node.id]);
     expect(sweep.dead[0]?.jobs).toEqual([{ jobId: job.id, nodeId: node.id, outcome: "requeued" }]);
-    expect(woken).toBe(1);
+    expect(wakes.count).toBe(1);
     expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "pending", retry_count: 1, node_id: null });
     expect((await t.store.nodes.get(alive.id))?.status).toBe("online");
     // Still ahead of the job submitted after it.

@@ -2,22 +2,18 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { STALLED_JOB_BATCH, StalledJobSweeper } from "../../../master/sweepers/stalled-jobs.js";
-import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
+import { claim, claimableWakes, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
 const silent = pino({ level: "silent" });
 
 describe.each(dialects)("stalled-job sweep ($name)", (dialect) => {
   let t: TestStore;
-  let woken: number;
+  let wakes: { count: number };
   storePerTest(
     dialect,
     (opened) => {
       t = opened;
-      woken = 0;
-      // Commits that may give a waiting claim work: what wakes the dispatcher.
-      t.store.onCommitted((change) => {
-        if (change.claimable) woken += 1;
-      });
+      wakes = claimableWakes(t.store);
     },
     { nodeTimeoutS: 60, stallGraceS: 30 },
   );
@@ -29,12 +25,12 @@ describe.each(dialects)("stalled-job sweep ($name)", (dialect) => {
     const sweeper = new StalledJobSweeper({ store: t.store, log: silent, intervalMs: 1000 });
     t.clock.advanceSeconds(49);
     await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: 1 }] });
-    woken = 0;
+    wakes.count = 0;
     expect(await sweeper.runOnce()).toEqual([]);
-    expect(woken).toBe(0);
+    expect(wakes.count).toBe(0);
     t.clock.advanceSeconds(1);
     expect(await sweeper.runOnce()).toEqual([{ jobId: job.id, nodeId: node.id, outcome: "requeued" }]);
-    expect(woken).toBe(1);
+    expect(wakes.count).toBe(1);
     expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "pending", retry_count: 1 });
     const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: 1 }] });
     expect(beat.ok && beat.cancel).toEqual([{ job_id: job.id, attempt: 1, reason: "stalled" }]);
