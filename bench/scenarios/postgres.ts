@@ -150,24 +150,72 @@ export async function pgSubmission(settings: Settings): Promise<Metrics> {
   return metrics;
 }
 
+/** A drain's rate, and the CPU a job of the masters, the workers (together) and the database's backends, µs. */
+export interface DrainFigures {
+  rate: number;
+  recorded: number;
+  masterCpu: number;
+  workerCpu: number;
+  backendCpu: number;
+  /** Transactions committed a job (the whole database: the masters' and the bench's own reads). */
+  commits: number;
+  /** Rows the database read a job (pg_stat_database's tup_returned: a scan of a table shows here). */
+  rowsRead: number;
+}
+
+/** The database's transactions committed and rows read so far (pg_stat_database). */
+async function databaseStats(db: BenchDatabase): Promise<{ commits: number; rowsRead: number }> {
+  const row = await pgRow<{ commits: number; rows_read: number }>(
+    db.pool,
+    "SELECT xact_commit::float8 AS commits, tup_returned::float8 AS rows_read FROM pg_stat_database WHERE datname = current_database()",
+  );
+  return { commits: row.commits, rowsRead: row.rows_read };
+}
+
 /** gaffer's drain of `jobs` queued no-op jobs through 2 worker processes: jobs/s, first claim to last result, and completions recorded per job. */
-export async function gafferDrain(count: 1 | 2, jobs: number): Promise<{ rate: number; recorded: number }> {
+export async function gafferDrain(count: 1 | 2, jobs: number): Promise<DrainFigures> {
   const cluster = await pgCluster(count);
   try {
     await fillSpread(cluster, await token(cluster.masters[0]?.url ?? "", cluster.credentials.client), jobs);
+    // CPU a job from the queue full to the last completion: the
+    // masters', the workers' and the database backends' (a backend that starts during the
+    // drain counts from its start). On two shared cores their sum is the drain's ceiling.
+    const backendsBefore = await backendCpu(cluster.db);
+    const mastersBefore = cluster.masters.map((master) => cpuSeconds(master.proc.pid ?? 0));
+    const statsBefore = await databaseStats(cluster.db);
     const workers = await startWorkers(cluster, 2, 500);
+    // The workers' from when they say they listen (their start-up is not a job's).
+    const workersBefore = workers.map((worker) => cpuSeconds(worker.proc.pid ?? 0));
     const deadline = Date.now() + 300_000;
-    while ((await pgRow<{ n: number }>(cluster.db.pool, "SELECT count(*)::int AS n FROM jobs WHERE status = 'completed'")).n < jobs) {
+    // Done when no job is left to run: a read that stops at the first such job (counting the
+    // completed ones, as it did, read every one of them ten times a second, in the drain's CPU).
+    while ((await pgRow<{ left: boolean }>(cluster.db.pool, "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('pending', 'running')) AS left")).left) {
       if (Date.now() > deadline) throw new Error("drain did not finish in 5 minutes");
       await sleep(100);
     }
+    const perJob = (seconds: number) => (seconds * 1e6) / jobs;
+    const masterCpu = perJob(cluster.masters.reduce((sum, master, i) => sum + cpuSeconds(master.proc.pid ?? 0) - (mastersBefore[i] ?? 0), 0));
+    const workerCpu = perJob(workers.reduce((sum, worker, i) => sum + cpuSeconds(worker.proc.pid ?? 0) - (workersBefore[i] ?? 0), 0));
+    const backendsAfter = await backendCpu(cluster.db);
+    const backendCpuUsed = perJob([...backendsAfter].reduce((sum, [pid, seconds]) => sum + seconds - (backendsBefore.get(pid) ?? 0), 0));
+    // A backend reports its counts when idle, at most once a second.
+    await sleep(1_500);
+    const statsAfter = await databaseStats(cluster.db);
     const span = await pgRow<{ ms: number }>(
       cluster.db.pool,
       "SELECT extract(epoch FROM (SELECT max(finished_at) FROM jobs) - (SELECT min(started_at) FROM job_attempts))::float8 * 1000 AS ms",
     );
     const recorded = await pgRow<{ n: number }>(cluster.db.pool, "SELECT count(*)::int AS n FROM job_attempts WHERE outcome = 'completed'");
     await Promise.all(workers.map((worker) => worker.stop()));
-    return { rate: jobs / (span.ms / 1000), recorded: recorded.n / jobs };
+    return {
+      rate: jobs / (span.ms / 1000),
+      recorded: recorded.n / jobs,
+      masterCpu,
+      workerCpu,
+      backendCpu: backendCpuUsed,
+      commits: (statsAfter.commits - statsBefore.commits) / jobs,
+      rowsRead: (statsAfter.rowsRead - statsBefore.rowsRead) / jobs,
+    };
   } finally {
     await cluster.stop();
   }
@@ -241,6 +289,13 @@ export async function pgDrain(settings: Settings): Promise<Metrics> {
     "pg: drain, 1 master / graphile-worker fastest": one.rate / fastest,
     "pg: drain, 2 masters / graphile-worker fastest": two.rate / fastest,
     "pg: drain: completions recorded": Math.min(one.recorded, two.recorded),
+    "pg: drain, 1 master: master CPU a job (µs)": one.masterCpu,
+    "pg: drain, 1 master: workers' CPU a job (µs, both)": one.workerCpu,
+    "pg: drain, 1 master: backends' CPU a job (µs)": one.backendCpu,
+    "pg: drain, 1 master: transactions a job": one.commits,
+    "pg: drain, 1 master: rows read a job": one.rowsRead,
+    "pg: drain, 2 masters: masters' CPU a job (µs, both)": two.masterCpu,
+    "pg: drain, 2 masters: backends' CPU a job (µs)": two.backendCpu,
   };
 }
 

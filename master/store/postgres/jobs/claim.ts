@@ -12,7 +12,7 @@
 import { sql } from "kysely";
 import type { ClaimOutcome } from "../../types.js";
 import { rowsOf, type PgContext } from "../context.js";
-import type { Tx } from "../database.js";
+import { PREPARED, type Tx } from "../database.js";
 import { typeGatesLock } from "../job-types.js";
 import { toClaimedJob, type JobRow } from "../rows.js";
 import { reviveNode } from "./lifecycle.js";
@@ -50,7 +50,7 @@ interface CoveredLane {
 async function coverage(tx: Tx, node: NodeFacts): Promise<{ running: number; lanes: CoveredLane[] }> {
   const [row] = await rowsOf(
     tx,
-    sql<{ running: number; lanes: CoveredLane[] }>`
+    sql<{ running: number; lanes: CoveredLane[] }>`${PREPARED}
       SELECT (SELECT count(*) FROM jobs WHERE node_id = ${node.id} AND status = 'running') AS running,
              (SELECT coalesce(json_agg(json_build_object('id', l.id, 'type', l.type, 'paused', t.paused, 'max_running', t.max_running)), '[]')
               FROM lanes l LEFT JOIN job_types t ON t.type = l.type AND (t.paused OR t.max_running IS NOT NULL)
@@ -111,7 +111,7 @@ function takeSet(ctx: PgContext, nodeId: string, at: string, leaseExpiresAt: str
 async function takeHeads(ctx: PgContext, tx: Tx, nodeId: string, lanes: number[], limit: number, at: string, leaseExpiresAt: string): Promise<Taken[]> {
   return rowsOf(
     tx,
-    sql<Taken>`
+    sql<Taken>`${PREPARED}
       WITH heads AS (
         SELECT j.seq, j.effective_priority
         FROM unnest(${lanes}::int[]) AS l(lane)
@@ -201,7 +201,7 @@ async function takeChosen(ctx: PgContext, tx: Tx, nodeId: string, chosen: number
 export async function claimJobs(ctx: PgContext, tx: Tx, params: { nodeId: string; max: number }): Promise<ClaimOutcome> {
   // The gates' lock is taken in this statement, so every statement after it reads the gates
   // as of a moment no change of them was in flight.
-  const [node] = await rowsOf(tx, sql<NodeFacts>`
+  const [node] = await rowsOf(tx, sql<NodeFacts>`${PREPARED}
       SELECT id, status, labels, types, capacity, (SELECT value FROM settings WHERE key = ${FAIR_SHARE_SETTING}) AS fair_share,
              pg_advisory_xact_lock_shared(${typeGatesLock(ctx.db.schema)}) IS NULL AS gates_locked
       FROM nodes WHERE id = ${params.nodeId} FOR UPDATE`);

@@ -10,7 +10,7 @@ import { isCurrentLease, isFinal, onReport, type HandOut, type Transition } from
 import { priorityName } from "../../pages.js";
 import type { JobError, JobReport, ReportManyResult, ReportOutcome } from "../../types.js";
 import { changed, rowsOf, type PgContext } from "../context.js";
-import type { Tx } from "../database.js";
+import { PREPARED, type Tx } from "../database.js";
 import type { JobRow } from "../rows.js";
 import { endAttempt, errorWithoutNul, factsOf, failDependents, nextAgingAt, releaseDependents, withoutNul } from "./lifecycle.js";
 
@@ -24,6 +24,8 @@ function normalizeError(error: JobError | undefined): JobError {
   if (error?.code !== undefined) normalized.code = error.code;
   return normalized;
 }
+
+const NO_SEQUENTIAL_SCANS = sql`SET LOCAL enable_seqscan = off`;
 
 /** A job the batch finishes: its lease's attempt ended and the job written final, with the others'. */
 interface Finish {
@@ -57,22 +59,32 @@ async function finishAll(ctx: PgContext, tx: Tx, finishes: readonly Finish[], at
     error: error === null || transition.status === "canceled" ? null : JSON.stringify(errorWithoutNul(error)),
     failure_reason: transition.failureReason,
   }));
+  const ids = finishes.map((finish) => finish.lease.id);
+  const seqs = finishes.map((finish) => finish.lease.seq);
+  // Prepared, so planned once per connection (its generic plan is kept), and so planned for
+  // keys only, whatever the statistics say: left to the planner, a young table's statistics
+  // (a drain's first seconds, a plan kept from then) made it read every attempt, or every
+  // running job through jobs_running_type, for each batch. So no sequential scans in this
+  // transaction from here on, the attempts found by `job_id = ANY` (their primary key) and
+  // the jobs by `seq = ANY`, with `(status = 'running') IS TRUE` keeping the planner off the
+  // partial indexes of running jobs.
+  await tx.db.executeQuery(NO_SEQUENTIAL_SCANS.compile(tx.db));
   const [written] = await rowsOf(
     tx,
-    sql<{ waited_on: boolean }>`
+    sql<{ waited_on: boolean }>`${PREPARED}
       WITH attempts AS (
         UPDATE job_attempts AS a SET outcome = r.outcome, reported = r.reported, error = r.error::json, log_tail = r.log_tail, finished_at = ${at}
         FROM json_to_recordset(${JSON.stringify(attempts)}::json) AS r(job_id text, attempt integer, outcome text, reported text, error text, log_tail text)
-        WHERE a.job_id = r.job_id AND a.attempt = r.attempt AND a.outcome = 'running'
+        WHERE a.job_id = ANY(${ids}::text[]) AND a.job_id = r.job_id AND a.attempt = r.attempt AND a.outcome = 'running'
       ), finished AS (
         UPDATE jobs AS j SET status = r.status, result = r.result::json, error = r.error::json, failure_reason = r.failure_reason,
           progress = CASE WHEN r.status = 'completed' THEN 100 ELSE j.progress END,
           progress_message = CASE WHEN r.status = 'completed' THEN NULL ELSE j.progress_message END,
           stall_at = NULL, lease_expires_at = NULL, finished_at = ${at}, updated_at = ${at}
         FROM json_to_recordset(${JSON.stringify(jobs)}::json) AS r(seq bigint, attempt integer, status text, result text, error text, failure_reason text)
-        WHERE j.seq = r.seq AND j.status = 'running' AND j.attempt = r.attempt
+        WHERE j.seq = ANY(${seqs}::bigint[]) AND j.seq = r.seq AND (j.status = 'running') IS TRUE AND j.attempt = r.attempt
       )
-      SELECT EXISTS (SELECT 1 FROM job_dependencies WHERE depends_on_id = ANY(${finishes.map((finish) => finish.lease.id)}::text[])) AS waited_on`,
+      SELECT EXISTS (SELECT 1 FROM job_dependencies WHERE depends_on_id = ANY(${ids}::text[])) AS waited_on`,
   );
   if (written?.waited_on !== true) return;
   await releaseDependents(
@@ -108,7 +120,7 @@ export async function reportResults(ctx: PgContext, tx: Tx, params: { nodeId: st
   // statistics were young: 10 ms for 100 ids at 20,000 jobs, against 0.5 ms so.)
   const rows = await rowsOf(
     tx,
-    sql<Lease>`WITH wanted AS (
+    sql<Lease>`${PREPARED}WITH wanted AS (
                  SELECT j.seq FROM unnest(${ids}::text[]) AS u(id) CROSS JOIN LATERAL (SELECT seq FROM jobs WHERE jobs.id = u.id LIMIT 1) j
                )
                SELECT l.* FROM (SELECT seq FROM wanted ORDER BY seq OFFSET 0) w
