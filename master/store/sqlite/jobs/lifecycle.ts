@@ -189,7 +189,7 @@ export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], 
 
 type Dependent = Pick<JobRow, "seq" | "id" | "status" | "attempt" | "node_id" | "retry_count" | "max_retries" | "cancel_requested" | "failure_reason">;
 
-/** The jobs that wait on `jobId` (through job_dependencies_reverse), with what the rules read. */
+/** The jobs that wait on `jobId` (through job_dependencies_reverse), oldest first, with what the rules read. */
 function dependentsOf(ctx: StoreContext, jobId: string): Dependent[] {
   const { db } = ctx;
   return db
@@ -198,7 +198,8 @@ function dependentsOf(ctx: StoreContext, jobId: string): Dependent[] {
         .selectFrom("job_dependencies as d")
         .innerJoin("jobs as j", "j.id", "d.job_id")
         .select(["j.seq", "j.id", "j.status", "j.attempt", "j.node_id", "j.retry_count", "j.max_retries", "j.cancel_requested", "j.failure_reason"])
-        .where("d.depends_on_id", "=", param("jobId")),
+        .where("d.depends_on_id", "=", param("jobId"))
+        .orderBy("j.seq"),
     )
     .all({ jobId });
 }
