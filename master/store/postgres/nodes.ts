@@ -285,7 +285,8 @@ export class PostgresNodeStore implements NodeStore {
    * guarded by "still running on that node under that attempt", so that no transaction holds
    * many job rows. A sweep cut short between batches (the master stopped) leaves dead nodes
    * with running jobs: the next one finishes them first. A node that comes back before its
-   * turn (a heartbeat revives it) keeps the jobs not yet taken back.
+   * turn (a heartbeat revives it) keeps the jobs not yet taken back, and a result of a job not
+   * yet taken back is accepted as its lease's (the job ends once, and no batch takes it back).
    */
   async markDead(params: { cutoff: Date; limit: number }): Promise<DeadNode[]> {
     const { dead, earlier } = await this.ctx.db.transaction((tx) => this.declareDead(tx, params));

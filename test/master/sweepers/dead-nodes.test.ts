@@ -1,4 +1,5 @@
 // The dead-node sweep: silent nodes declared dead and their jobs taken back, and leases their live nodes stopped renewing.
+import pg from "pg";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { DEAD_NODE_JOB_BATCH } from "../../../master/store/postgres/nodes.js";
@@ -270,6 +271,70 @@ describe.skipIf(!dialects.some((dialect) => dialect.name === "postgres"))("dead-
     );
     expect(await t.query("SELECT count(*)::integer AS n FROM audit_log WHERE event_type = 'node.dead'")).toEqual([{ n: 0 }]);
     expect((await sweeper().runOnce()).dead).toEqual([]);
+  });
+
+  /** Runs `first` once, before the first statement (on any of pg's connections) whose text matches `pattern`. */
+  function beforeStatement(pattern: RegExp, first: () => Promise<void>): () => void {
+    const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+    let ran = false;
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      const config = args[0];
+      const text = typeof config === "string" ? config : ((config as { text?: string } | undefined)?.text ?? "");
+      if (ran || !pattern.test(text)) return query.apply(this, args);
+      ran = true;
+      return first().then(() => query.apply(this, args));
+    } as typeof pg.Client.prototype.query;
+    return () => {
+      pg.Client.prototype.query = query as typeof pg.Client.prototype.query;
+    };
+  }
+
+  it("leaves to a node revived between its mark and a batch of its jobs the jobs that batch would take back", async () => {
+    const job = await submit(t.store);
+    const node = await register(t.store, "revived", [], 1);
+    const [taken] = await claim(t.store, node.id);
+    t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
+    // The node beats again once its mark has committed, before the first batch of its jobs is read.
+    const restore = beforeStatement(/FROM jobs[\s\S]*status = 'dead'[\s\S]*FOR UPDATE SKIP LOCKED/, async () => {
+      expect((await t.query("SELECT status FROM nodes WHERE id = ?", [node.id]))[0]?.status).toBe("dead");
+      const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: taken?.attempt ?? 1 }] });
+      expect(beat).toEqual({ ok: true, status: "online", cancel: [] });
+    });
+    let sweep;
+    try {
+      sweep = await sweeper().runOnce();
+    } finally {
+      restore();
+    }
+    expect(sweep.dead.map((dead) => [dead.nodeId, dead.jobs])).toEqual([[node.id, []]]);
+    expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "running", node_id: node.id, attempt: 1 });
+    expect((await t.store.nodes.get(node.id))?.status).toBe("online");
+  });
+
+  it("accepts a result its dead node sends before the job is taken back: completed once, not re-queued", async () => {
+    const job = await submit(t.store);
+    const node = await register(t.store, "late", [], 1);
+    const [taken] = await claim(t.store, node.id);
+    t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
+    // The result arrives once the node's mark has committed, before the first batch of its jobs is read.
+    const restore = beforeStatement(/FROM jobs[\s\S]*status = 'dead'[\s\S]*FOR UPDATE SKIP LOCKED/, async () => {
+      const outcome = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: taken?.attempt ?? 1, status: "completed", result: { ok: 1 } }] });
+      expect(outcome.items.map((item) => item.verdict)).toEqual(["accepted"]);
+    });
+    let sweep;
+    try {
+      sweep = await sweeper().runOnce();
+    } finally {
+      restore();
+    }
+    expect(sweep.dead.map((dead) => [dead.nodeId, dead.jobs])).toEqual([[node.id, []]]);
+    expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "completed", result: { ok: 1 }, attempt: 1, retry_count: 0 });
+    expect(await t.query("SELECT attempt, outcome FROM job_attempts WHERE job_id = ?", [job.id])).toEqual([{ attempt: 1, outcome: "completed" }]);
+    const events = (await t.store.jobs.events({ jobId: job.id, limit: 10 })).items.map((event) => event.event_type);
+    expect(events).not.toContain("job.reassigned");
+    // Nothing left for a later sweep either.
+    expect(await sweeper().runOnce()).toEqual({ dead: [], expired: [], skipped: false });
+    expect((await t.store.jobs.get(job.id))?.status).toBe("completed");
   });
 
   it("leaves a dead node that came back with the jobs not yet taken back", async () => {
