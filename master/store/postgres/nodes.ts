@@ -323,10 +323,15 @@ export class PostgresNodeStore implements NodeStore {
   private async declareDead(tx: Tx, params: { cutoff: Date; limit: number }): Promise<{ dead: DeadNode[]; earlier: Set<string> }> {
     const at = this.ctx.clock.now().toISOString();
     type Silent = { id: string; name: string; last_heartbeat: string };
+    // Found from the nodes of the running jobs (a partial index of the running jobs, then each
+    // node by its key), not from the dead nodes: gaffer never deletes a node, so dead ones pile
+    // up with history, while the running jobs are bounded by the nodes' capacity. Left to
+    // itself the planner hashes every dead node against them.
     const unfinished = await rowsOf(
       tx,
-      sql<Silent>`SELECT n.id, n.name, n.last_heartbeat FROM nodes n
-        WHERE n.status = 'dead' AND EXISTS (SELECT 1 FROM jobs j WHERE j.node_id = n.id AND j.status = 'running')
+      sql<Silent>`WITH holders AS MATERIALIZED (SELECT DISTINCT node_id FROM jobs WHERE status = 'running')
+        SELECT n.id, n.name, n.last_heartbeat FROM holders h
+        CROSS JOIN LATERAL (SELECT id, name, last_heartbeat FROM nodes WHERE nodes.id = h.node_id AND nodes.status = 'dead' OFFSET 0) n
         ORDER BY n.last_heartbeat LIMIT ${params.limit}`,
     );
     const room = params.limit - unfinished.length;

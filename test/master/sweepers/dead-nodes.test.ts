@@ -289,6 +289,34 @@ describe.skipIf(!dialects.some((dialect) => dialect.name === "postgres"))("dead-
     };
   }
 
+  it("among more dead nodes than a batch, takes back the jobs only those that still hold some have, and leaves the others be", async () => {
+    const old: string[] = [];
+    for (let i = 0; i < DEAD_NODE_BATCH + 20; i++) old.push((await register(t.store, `gone-${i}`)).id);
+    const long = new Date(t.clock.now().getTime() - 86_400_000).toISOString();
+    await t.query("UPDATE nodes SET status = 'dead', last_heartbeat = ?, updated_at = ?", [long, long]);
+    const job = await submit(t.store);
+    const holder = await register(t.store, "half-swept", [], 1);
+    await claim(t.store, holder.id);
+    // Dead, and its job still running: a sweep cut short. Its heartbeat is the newest of the dead.
+    await t.query("UPDATE nodes SET status = 'dead' WHERE id = ?", [holder.id]);
+    const silent = await register(t.store, "silent", [], 1);
+    const later = await submit(t.store);
+    await claim(t.store, silent.id);
+    const auditBefore = await t.query("SELECT count(*)::integer AS n FROM audit_log");
+    t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
+    const sweep = await sweeper().runOnce();
+    expect(sweep.dead.map((dead) => [dead.nodeId, dead.earlier === true, dead.jobs.map((rescued) => rescued.jobId)])).toEqual([
+      [holder.id, true, [job.id]],
+      [silent.id, false, [later.id]],
+    ]);
+    expect(await t.query("SELECT status, count(*)::integer AS n FROM jobs GROUP BY status")).toEqual([{ status: "pending", n: 2 }]);
+    // The old dead nodes are as they were, and no audit row names them.
+    expect(await t.query("SELECT count(*)::integer AS n FROM nodes WHERE status = 'dead' AND updated_at = ?", [long])).toEqual([{ n: old.length }]);
+    const written = await t.query("SELECT event_type, entity_id FROM audit_log ORDER BY id OFFSET ?", [auditBefore[0]?.n]);
+    expect(written.filter((row) => old.includes(String(row.entity_id)))).toEqual([]);
+    expect((await sweeper().runOnce()).dead).toEqual([]);
+  });
+
   it("leaves to a node revived between its mark and a batch of its jobs the jobs that batch would take back", async () => {
     const job = await submit(t.store);
     const node = await register(t.store, "revived", [], 1);
