@@ -65,6 +65,19 @@ describe.each(dialects)("dependents failed ($name)", (dialect) => {
     expect([await named(c.id), await named(d.id), await named(g.id), await named(f.id), await named(h.id)]).toEqual([a.id, a.id, a.id, c.id, g.id]);
   });
 
+  it("fails the dependents of jobs that stalled at the same moment oldest first", async () => {
+    const { a, b } = await twoRunning();
+    const diamond = await submit(t.store, { dependsOn: [b.id, a.id] });
+    if (dialect.name === "postgres") {
+      // a's row moved (as rows do once vacuumed space is reused): its stall_at's index entry now comes after b's.
+      await t.query("UPDATE jobs SET stall_at = stall_at + interval '1 second' WHERE id = ?", [a.id]);
+      await t.query("UPDATE jobs SET stall_at = stall_at - interval '1 second' WHERE id = ?", [a.id]);
+    }
+    t.clock.advanceSeconds(3600);
+    expect((await t.store.jobs.rescueStalled({ limit: 10 })).map((job) => [job.jobId, job.outcome])).toEqual([[a.id, "failed"], [b.id, "failed"]]);
+    expect(await named(diamond.id)).toBe(a.id);
+  });
+
   it("fails the dependents of a dead node's jobs oldest lease first, each lease's cascade before the next one's", async () => {
     const { a, b } = await twoRunning();
     const c = await submit(t.store, { dependsOn: [a.id] });

@@ -63,7 +63,7 @@ export async function rescueStalled(ctx: PgContext, tx: Tx, limit: number): Prom
   const stalled = await rowsOf(
     tx,
     sql<EndingLease>`SELECT ${ENDING_LEASE_SELECT} FROM jobs WHERE status = 'running' AND stall_at <= ${at}
-                     ORDER BY stall_at LIMIT ${limit} FOR UPDATE SKIP LOCKED`,
+                     ORDER BY stall_at, seq LIMIT ${limit} FOR UPDATE SKIP LOCKED`,
   );
   return endLeases(ctx, tx, stalled, "stalled", "job.stalled", null);
 }
@@ -74,7 +74,7 @@ export async function expireLeases(ctx: PgContext, tx: Tx, limit: number): Promi
   const expired = await rowsOf(
     tx,
     sql<EndingLease>`SELECT ${ENDING_LEASE_SELECT} FROM jobs WHERE status = 'running' AND lease_expires_at < ${at}
-                     ORDER BY lease_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED`,
+                     ORDER BY lease_expires_at, seq LIMIT ${limit} FOR UPDATE SKIP LOCKED`,
   );
   return endLeases(ctx, tx, expired, "lease_expired", "job.reassigned", null);
 }
