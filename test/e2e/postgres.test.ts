@@ -34,6 +34,7 @@ describe.runIf(havePostgres)("gaffer on PostgreSQL", () => {
       expect.objectContaining({ version: 3, name: "fair_share", state: "applied" }),
       expect.objectContaining({ version: 4, name: "count_per_statement", state: "applied" }),
       expect.objectContaining({ version: 5, name: "claim_without_row_checks", state: "applied" }),
+      expect.objectContaining({ version: 6, name: "truncate_jobs", state: "applied" }),
     ]);
 
     const made = await runGaffer(["clients", "create", "--database-url", url, "--name", "admin", "--role", "admin", "--json"]);

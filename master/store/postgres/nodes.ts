@@ -285,7 +285,8 @@ export class PostgresNodeStore implements NodeStore {
    * guarded by "still running on that node under that attempt", so that no transaction holds
    * many job rows. A sweep cut short between batches (the master stopped) leaves dead nodes
    * with running jobs: the next one finishes them first. A node that comes back before its
-   * turn (a heartbeat revives it) keeps the jobs not yet taken back.
+   * turn (a heartbeat revives it) keeps the jobs not yet taken back, and a result of a job not
+   * yet taken back is accepted as its lease's (the job ends once, and no batch takes it back).
    */
   async markDead(params: { cutoff: Date; limit: number }): Promise<DeadNode[]> {
     const { dead, earlier } = await this.ctx.db.transaction((tx) => this.declareDead(tx, params));
@@ -322,10 +323,15 @@ export class PostgresNodeStore implements NodeStore {
   private async declareDead(tx: Tx, params: { cutoff: Date; limit: number }): Promise<{ dead: DeadNode[]; earlier: Set<string> }> {
     const at = this.ctx.clock.now().toISOString();
     type Silent = { id: string; name: string; last_heartbeat: string };
+    // Found from the nodes of the running jobs (a partial index of the running jobs, then each
+    // node by its key), not from the dead nodes: gaffer never deletes a node, so dead ones pile
+    // up with history, while the running jobs are bounded by the nodes' capacity. Left to
+    // itself the planner hashes every dead node against them.
     const unfinished = await rowsOf(
       tx,
-      sql<Silent>`SELECT n.id, n.name, n.last_heartbeat FROM nodes n
-        WHERE n.status = 'dead' AND EXISTS (SELECT 1 FROM jobs j WHERE j.node_id = n.id AND j.status = 'running')
+      sql<Silent>`WITH holders AS MATERIALIZED (SELECT DISTINCT node_id FROM jobs WHERE status = 'running')
+        SELECT n.id, n.name, n.last_heartbeat FROM holders h
+        CROSS JOIN LATERAL (SELECT id, name, last_heartbeat FROM nodes WHERE nodes.id = h.node_id AND nodes.status = 'dead' OFFSET 0) n
         ORDER BY n.last_heartbeat LIMIT ${params.limit}`,
     );
     const room = params.limit - unfinished.length;

@@ -318,7 +318,8 @@ export class SqliteNodeStore implements NodeStore {
           .selectFrom("jobs")
           .select(ENDING_LEASE_COLUMNS)
           .where("node_id", "=", param("nodeId"))
-          .where("status", "=", sql.lit("running")),
+          .where("status", "=", sql.lit("running"))
+          .orderBy("seq"),
       )
       .all({ nodeId });
   }

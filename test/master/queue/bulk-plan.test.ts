@@ -67,6 +67,20 @@ describe("planRetries", () => {
     });
   });
 
+  it("walks reopened dependents as reopenDependents does, the last reached first: a job waiting on two of them names the younger", () => {
+    // Breadth first (or the stack read from its bottom) would reopen d because of c1, and g1 before g2.
+    const failedBy = { failureReason: "dependency_failed" };
+    const jobs = [job("root", "failed"), job("c1", "failed", failedBy), job("c2", "failed", failedBy), job("d", "failed", failedBy), job("g1", "failed", failedBy), job("g2", "failed", failedBy)];
+    const links: [string, string][] = [["root", "c1"], ["root", "c2"], ["c1", "d"], ["c2", "d"], ["c1", "g1"], ["c2", "g2"]];
+    expect(planRetries(["root"], graph(jobs, links), NOW).reopened).toEqual([
+      { id: "c1", because: "root" },
+      { id: "c2", because: "root" },
+      { id: "d", because: "c2" },
+      { id: "g2", because: "c2" },
+      { id: "g1", because: "c1" },
+    ]);
+  });
+
   it("blocks a job on a dependency retried before it, and refuses one whose dependency stays canceled", () => {
     const jobs = [job("first", "canceled"), job("then", "canceled"), job("stuck", "canceled")];
     const plan = planRetries(["first", "then", "stuck"], graph(jobs, [["first", "then"], ["gone", "stuck"]], { gone: "canceled" }), NOW);

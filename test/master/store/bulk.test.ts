@@ -134,6 +134,19 @@ describe.each(dialects)("bulk actions ($name)", (dialect) => {
     expect(bulkRow.items[0]?.details).toMatchObject({ matched: 3, changed: 1, ids: [root.id] });
   });
 
+  it.each(["bulk", "one-job"])("reopens a failed diamond as a one-job retry walks it, the last reached first (%s retry)", async (how) => {
+    const root = await submit(t.store, { type: "top" });
+    const left = await submit(t.store, { dependsOn: [root.id] });
+    const right = await submit(t.store, { dependsOn: [root.id] });
+    const bottom = await submit(t.store, { dependsOn: [left.id, right.id] });
+    await failJob(root.id, "n-top");
+    if (how === "bulk") expect(await t.store.jobs.retryMatching(bulk({ type: "top" }))).toMatchObject({ changed: 1 });
+    else expect(await t.store.jobs.retry({ id: root.id, actor: "admin" })).toMatchObject({ ok: true });
+    const retried = await t.store.audit.list({ limit: 10, eventType: "job.retried" });
+    const because = new Map(retried.items.map((item) => [item.entity_id, (item.details as { because?: string }).because]));
+    expect([because.get(left.id), because.get(right.id), because.get(bottom.id)]).toEqual([root.id, root.id, right.id]);
+  });
+
   it("leaves failed a dependent whose other dependency is still canceled, and reopens it once that one is retried too", async () => {
     const root = await submit(t.store, { type: "e" });
     const other = await submit(t.store, { type: "f" });

@@ -1,6 +1,6 @@
 // Results and fencing: only the current lease may report; the same report twice is harmless.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { claim, dialects, register, submit, type TestStore } from "../../helpers/store.js";
+import { claim, dialects, jobParams, register, submit, type TestStore } from "../../helpers/store.js";
 import { removeTempDirs } from "../../helpers/temp.js";
 
 describe.each(dialects)("reports ($name)", (dialect) => {
@@ -284,5 +284,34 @@ describe.each(dialects)("reports ($name)", (dialect) => {
     });
     expect(again.items.map((i) => i.verdict)).toEqual(["duplicate", "duplicate"]);
     expect((await t.store.jobs.get(a.id))?.result).toEqual({ n: "a" });
+  });
+});
+
+describe.skipIf(!dialects.some((dialect) => dialect.name === "postgres"))("TRUNCATE jobs (postgres)", () => {
+  const postgres = dialects.find((dialect) => dialect.name === "postgres") as (typeof dialects)[number];
+  let t: TestStore;
+  beforeEach(async () => {
+    t = await postgres.open();
+  });
+  afterEach(async () => {
+    await t.store.close();
+    removeTempDirs();
+  });
+
+  it("takes the jobs' attempts, the clients' unfinished counts and fair share's lines with the jobs", async () => {
+    await t.store.jobs.setFairShare("clients");
+    const node = await register(t.store, "n", [], 1);
+    const ran = await submit(t.store);
+    await submit(t.store, { dependsOn: [ran.id] });
+    await submit(t.store, { clientId: "client-b" });
+    expect(await claim(t.store, node.id, 1)).toHaveLength(1);
+    expect(await t.query("SELECT count(*)::integer AS n FROM job_attempts")).toEqual([{ n: 1 }]);
+    await t.query("TRUNCATE jobs CASCADE");
+    expect(await t.query("SELECT count(*)::integer AS n FROM job_attempts")).toEqual([{ n: 0 }]);
+    expect(await t.query("SELECT client_id, unfinished FROM client_job_counts WHERE unfinished <> 0")).toEqual([]);
+    expect(await t.query("SELECT client_id FROM fair_queue UNION ALL SELECT client_id FROM fair_clients WHERE running <> 0")).toEqual([]);
+    // A client at its quota before may submit again, and the new job is claimed through fair share's lines.
+    expect((await t.store.jobs.submit([jobParams()], { maxUnfinished: 1 })).ok).toBe(true);
+    expect(await claim(t.store, (await register(t.store, "m", [], 1)).id, 1)).toHaveLength(1);
   });
 });

@@ -1,4 +1,5 @@
 // The dead-node sweep: silent nodes declared dead and their jobs taken back, and leases their live nodes stopped renewing.
+import pg from "pg";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { DEAD_NODE_JOB_BATCH } from "../../../master/store/postgres/nodes.js";
@@ -270,6 +271,98 @@ describe.skipIf(!dialects.some((dialect) => dialect.name === "postgres"))("dead-
     );
     expect(await t.query("SELECT count(*)::integer AS n FROM audit_log WHERE event_type = 'node.dead'")).toEqual([{ n: 0 }]);
     expect((await sweeper().runOnce()).dead).toEqual([]);
+  });
+
+  /** Runs `first` once, before the first statement (on any of pg's connections) whose text matches `pattern`. */
+  function beforeStatement(pattern: RegExp, first: () => Promise<void>): () => void {
+    const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+    let ran = false;
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      const config = args[0];
+      const text = typeof config === "string" ? config : ((config as { text?: string } | undefined)?.text ?? "");
+      if (ran || !pattern.test(text)) return query.apply(this, args);
+      ran = true;
+      return first().then(() => query.apply(this, args));
+    } as typeof pg.Client.prototype.query;
+    return () => {
+      pg.Client.prototype.query = query as typeof pg.Client.prototype.query;
+    };
+  }
+
+  it("among more dead nodes than a batch, takes back the jobs only those that still hold some have, and leaves the others be", async () => {
+    const old: string[] = [];
+    for (let i = 0; i < DEAD_NODE_BATCH + 20; i++) old.push((await register(t.store, `gone-${i}`)).id);
+    const long = new Date(t.clock.now().getTime() - 86_400_000).toISOString();
+    await t.query("UPDATE nodes SET status = 'dead', last_heartbeat = ?, updated_at = ?", [long, long]);
+    const job = await submit(t.store);
+    const holder = await register(t.store, "half-swept", [], 1);
+    await claim(t.store, holder.id);
+    // Dead, and its job still running: a sweep cut short. Its heartbeat is the newest of the dead.
+    await t.query("UPDATE nodes SET status = 'dead' WHERE id = ?", [holder.id]);
+    const silent = await register(t.store, "silent", [], 1);
+    const later = await submit(t.store);
+    await claim(t.store, silent.id);
+    const auditBefore = await t.query("SELECT count(*)::integer AS n FROM audit_log");
+    t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
+    const sweep = await sweeper().runOnce();
+    expect(sweep.dead.map((dead) => [dead.nodeId, dead.earlier === true, dead.jobs.map((rescued) => rescued.jobId)])).toEqual([
+      [holder.id, true, [job.id]],
+      [silent.id, false, [later.id]],
+    ]);
+    expect(await t.query("SELECT status, count(*)::integer AS n FROM jobs GROUP BY status")).toEqual([{ status: "pending", n: 2 }]);
+    // The old dead nodes are as they were, and no audit row names them.
+    expect(await t.query("SELECT count(*)::integer AS n FROM nodes WHERE status = 'dead' AND updated_at = ?", [long])).toEqual([{ n: old.length }]);
+    const written = await t.query("SELECT event_type, entity_id FROM audit_log ORDER BY id OFFSET ?", [auditBefore[0]?.n]);
+    expect(written.filter((row) => old.includes(String(row.entity_id)))).toEqual([]);
+    expect((await sweeper().runOnce()).dead).toEqual([]);
+  });
+
+  it("leaves to a node revived between its mark and a batch of its jobs the jobs that batch would take back", async () => {
+    const job = await submit(t.store);
+    const node = await register(t.store, "revived", [], 1);
+    const [taken] = await claim(t.store, node.id);
+    t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
+    // The node beats again once its mark has committed, before the first batch of its jobs is read.
+    const restore = beforeStatement(/FROM jobs[\s\S]*status = 'dead'[\s\S]*FOR UPDATE SKIP LOCKED/, async () => {
+      expect((await t.query("SELECT status FROM nodes WHERE id = ?", [node.id]))[0]?.status).toBe("dead");
+      const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: taken?.attempt ?? 1 }] });
+      expect(beat).toEqual({ ok: true, status: "online", cancel: [] });
+    });
+    let sweep;
+    try {
+      sweep = await sweeper().runOnce();
+    } finally {
+      restore();
+    }
+    expect(sweep.dead.map((dead) => [dead.nodeId, dead.jobs])).toEqual([[node.id, []]]);
+    expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "running", node_id: node.id, attempt: 1 });
+    expect((await t.store.nodes.get(node.id))?.status).toBe("online");
+  });
+
+  it("accepts a result its dead node sends before the job is taken back: completed once, not re-queued", async () => {
+    const job = await submit(t.store);
+    const node = await register(t.store, "late", [], 1);
+    const [taken] = await claim(t.store, node.id);
+    t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
+    // The result arrives once the node's mark has committed, before the first batch of its jobs is read.
+    const restore = beforeStatement(/FROM jobs[\s\S]*status = 'dead'[\s\S]*FOR UPDATE SKIP LOCKED/, async () => {
+      const outcome = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: taken?.attempt ?? 1, status: "completed", result: { ok: 1 } }] });
+      expect(outcome.items.map((item) => item.verdict)).toEqual(["accepted"]);
+    });
+    let sweep;
+    try {
+      sweep = await sweeper().runOnce();
+    } finally {
+      restore();
+    }
+    expect(sweep.dead.map((dead) => [dead.nodeId, dead.jobs])).toEqual([[node.id, []]]);
+    expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "completed", result: { ok: 1 }, attempt: 1, retry_count: 0 });
+    expect(await t.query("SELECT attempt, outcome FROM job_attempts WHERE job_id = ?", [job.id])).toEqual([{ attempt: 1, outcome: "completed" }]);
+    const events = (await t.store.jobs.events({ jobId: job.id, limit: 10 })).items.map((event) => event.event_type);
+    expect(events).not.toContain("job.reassigned");
+    // Nothing left for a later sweep either.
+    expect(await sweeper().runOnce()).toEqual({ dead: [], expired: [], skipped: false });
+    expect((await t.store.jobs.get(job.id))?.status).toBe("completed");
   });
 
   it("leaves a dead node that came back with the jobs not yet taken back", async () => {

@@ -6,7 +6,7 @@ import { changed, rowsOf, writeAudit, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import { toJob, type JobRow } from "../rows.js";
 import { reprioritized } from "../../../queue/aging.js";
-import { factsOf, failDependents, reopenDependents, requeueRetried } from "./lifecycle.js";
+import { factsOf, failDependentsOf, reopenDependents, requeueRetried } from "./lifecycle.js";
 
 async function lock(tx: Tx, id: string): Promise<JobRow | undefined> {
   return (await rowsOf(tx, sql<JobRow>`SELECT * FROM jobs WHERE id = ${id} FOR UPDATE`))[0];
@@ -33,7 +33,7 @@ export async function cancelJob(ctx: PgContext, tx: Tx, params: ActorParams): Pr
     await changed(tx, sql`UPDATE jobs SET status = ${transition.status}, aging_at = NULL, finished_at = ${at}, updated_at = ${at} WHERE seq = ${job.seq} AND status = ${job.status}`);
     await writeAudit(tx.db, [{ ...base, event_type: "job.canceled", details: { from: job.status } }], at);
     tx.mark({ finished: [job.id] });
-    await failDependents(tx, job.id, at);
+    await failDependentsOf(tx, [job.id], at);
   }
   return { ok: true, job: toJob(await reload(tx, job.seq)) };
 }

@@ -5,13 +5,13 @@
 import { sql } from "kysely";
 import {
   onDependenciesCompleted,
-  onDependencyFailed,
   onDependencyRetried,
   onLeaseEnd,
   type JobFacts,
 } from "../../../queue/transitions.js";
 import { type AttemptOutcome, type JobError, type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
 import { nextAgingAt } from "../../../queue/aging.js";
+import { planDependencyFailures } from "../../../queue/dependency-failures.js";
 import { changed, rowsOf, writeAudit, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import type { JobRow } from "../rows.js";
@@ -213,75 +213,63 @@ async function dependentsOf(tx: Tx, jobId: string): Promise<Dependent[]> {
   );
 }
 
-/** A job ended failed or canceled: every job waiting on it, directly or not, fails (onDependencyFailed). */
-export async function failDependents(tx: Tx, jobId: string, at: string): Promise<void> {
-  const stack = [jobId];
-  while (stack.length > 0) {
-    const dependency = stack.pop() as string;
-    for (const dependent of await dependentsOf(tx, dependency)) {
-      const transition = onDependencyFailed(factsOf(dependent));
-      if (!transition) continue;
-      const n = await changed(
-        tx,
-        sql`UPDATE jobs SET status = ${transition.status}, failure_reason = ${transition.failureReason}, finished_at = ${at}, updated_at = ${at}
-            WHERE seq = ${dependent.seq} AND status = 'blocked'`,
-      );
-      if (n === 0) continue;
-      await writeAudit(
-        tx.db,
-        [{ event_type: "job.failed", entity_type: "job", entity_id: dependent.id, client_id: null, details: { failure_reason: transition.failureReason, dependency } }],
-        at,
-      );
-      tx.mark({ finished: [dependent.id] });
-      stack.push(dependent.id);
-    }
-  }
-}
-
 /**
- * Jobs ended failed or canceled: every job waiting on one of them, directly or not, fails
- * (onDependencyFailed), one level of dependents at a time with one read and one write each.
+ * Jobs ended failed or canceled, in the order the verb ended them: every job waiting on one of
+ * them, directly or not, fails (planDependencyFailures names the dependency each one's audit
+ * row gives). One read of the blocked jobs they reach, locked in seq order, one write, one
+ * audit insert.
  */
 export async function failDependentsOf(tx: Tx, jobIds: readonly string[], at: string): Promise<void> {
-  let frontier = [...jobIds];
-  while (frontier.length > 0) {
-    const rows = await rowsOf(
-      tx,
-      sql<Dependent & { dependency: string }>`
-        SELECT j.seq, j.id, j.status, j.attempt, j.node_id, j.retry_count, j.max_retries, j.cancel_requested, j.failure_reason, d.depends_on_id AS dependency
-        FROM job_dependencies d JOIN jobs j ON j.id = d.job_id WHERE d.depends_on_id = ANY(${frontier}::text[])
-        ORDER BY j.seq FOR UPDATE OF j`,
-    );
-    type Failing = { dependency: string; seq: number; status: JobStatus; failureReason: string | null };
-    const failing = new Map<string, Failing>();
-    for (const dependent of rows) {
-      if (failing.has(dependent.id)) continue;
-      const transition = onDependencyFailed(factsOf(dependent));
-      if (transition) failing.set(dependent.id, { dependency: dependent.dependency, seq: dependent.seq, status: transition.status, failureReason: transition.failureReason });
-    }
-    if (failing.size === 0) return;
-    const done = await rowsOf(
-      tx,
-      sql<{ id: string }>`
-        UPDATE jobs SET status = f.status, failure_reason = f.failure_reason, finished_at = ${at}, updated_at = ${at}
-        FROM jsonb_to_recordset(${JSON.stringify([...failing.values()].map((f) => ({ seq: f.seq, status: f.status, failure_reason: f.failureReason })))}::jsonb)
-          AS f(seq bigint, status text, failure_reason text)
-        WHERE jobs.seq = f.seq AND jobs.status = 'blocked'
-        RETURNING jobs.id`,
-    );
-    const failed = new Set(done.map((row) => row.id));
-    frontier = [...failing.keys()].filter((id) => failed.has(id));
-    if (frontier.length === 0) return;
-    await writeAudit(
-      tx.db,
-      frontier.map((id) => {
-        const { status, failureReason, dependency } = failing.get(id) as Failing;
-        return { event_type: `job.${status}`, entity_type: "job", entity_id: id, client_id: null, details: { failure_reason: failureReason, dependency } };
-      }),
-      at,
-    );
-    tx.mark({ finished: frontier });
+  if (jobIds.length === 0) return;
+  const rows = await rowsOf(
+    tx,
+    sql<Dependent & { dependency: string }>`
+      WITH RECURSIVE reached(job_id, depends_on_id) AS (
+        SELECT d.job_id, d.depends_on_id FROM job_dependencies d JOIN jobs j ON j.id = d.job_id
+        WHERE d.depends_on_id = ANY(${[...jobIds]}::text[]) AND j.status = 'blocked'
+        UNION
+        SELECT d.job_id, d.depends_on_id FROM reached r JOIN job_dependencies d ON d.depends_on_id = r.job_id JOIN jobs j ON j.id = d.job_id
+        WHERE j.status = 'blocked'
+      )
+      SELECT j.seq, j.id, j.status, j.attempt, j.node_id, j.retry_count, j.max_retries, j.cancel_requested, j.failure_reason, r.depends_on_id AS dependency
+      FROM reached r JOIN jobs j ON j.id = r.job_id
+      ORDER BY j.seq FOR UPDATE OF j`,
+  );
+  if (rows.length === 0) return;
+  const jobs = new Map<string, Dependent>();
+  const dependents = new Map<string, string[]>();
+  for (const row of rows) {
+    jobs.set(row.id, row);
+    const list = dependents.get(row.dependency);
+    if (list) list.push(row.id);
+    else dependents.set(row.dependency, [row.id]);
   }
+  const failures = planDependencyFailures(jobIds, { dependents, jobs: new Map([...jobs].map(([id, job]) => [id, factsOf(job)])) });
+  if (failures.length === 0) return;
+  const done = await rowsOf(
+    tx,
+    sql<{ id: string }>`
+      UPDATE jobs SET status = f.status, failure_reason = f.failure_reason, finished_at = ${at}, updated_at = ${at}
+      FROM jsonb_to_recordset(${JSON.stringify(failures.map((f) => ({ seq: jobs.get(f.id)?.seq, status: f.transition.status, failure_reason: f.transition.failureReason })))}::jsonb)
+        AS f(seq bigint, status text, failure_reason text)
+      WHERE jobs.seq = f.seq AND jobs.status = 'blocked'
+      RETURNING jobs.id`,
+  );
+  const failed = new Set(done.map((row) => row.id));
+  const written = failures.filter((f) => failed.has(f.id));
+  if (written.length === 0) return;
+  await writeAudit(
+    tx.db,
+    written.map(({ id, dependency, transition }) => ({
+      event_type: `job.${transition.status}`,
+      entity_type: "job",
+      entity_id: id,
+      client_id: null,
+      details: { failure_reason: transition.failureReason, dependency },
+    })),
+    at,
+  );
+  tx.mark({ finished: written.map((f) => f.id) });
 }
 
 /**

@@ -12,7 +12,7 @@ import type { JobError, JobReport, ReportManyResult, ReportOutcome } from "../..
 import { changed, rowsOf, type PgContext } from "../context.js";
 import { PREPARED, type Tx } from "../database.js";
 import type { JobRow } from "../rows.js";
-import { endAttempt, errorWithoutNul, factsOf, failDependents, nextAgingAt, releaseDependents, withoutNul } from "./lifecycle.js";
+import { endAttempt, errorWithoutNul, factsOf, failDependentsOf, nextAgingAt, releaseDependents, withoutNul } from "./lifecycle.js";
 
 type Lease = Pick<
   JobRow,
@@ -93,7 +93,11 @@ async function finishAll(ctx: PgContext, tx: Tx, finishes: readonly Finish[], at
     finishes.filter((finish) => finish.transition.dependents === "release").map((finish) => finish.lease.id),
     at,
   );
-  for (const finish of finishes) if (finish.transition.dependents === "fail") await failDependents(tx, finish.lease.id, at);
+  await failDependentsOf(
+    tx,
+    finishes.filter((finish) => finish.transition.dependents === "fail").map((finish) => finish.lease.id),
+    at,
+  );
 }
 
 /** Apply what the rules decided for a report of the current lease that does not finish its job (a retry), guarded by that lease. */

@@ -57,6 +57,15 @@ export async function ageJobs(ctx: PgContext, tx: Tx, limit: number): Promise<nu
   return due.length;
 }
 
+/**
+ * A sweep's batch in submission order, as SQLite's reads it: the order in which their
+ * dependents fail (planDependencyFailures). Not ORDER BY …, seq: jobs claimed together run
+ * out together, and PostgreSQL would read and sort every one of them for each batch.
+ */
+function oldestFirst(jobs: EndingLease[]): EndingLease[] {
+  return jobs.sort((a, b) => Number(a.seq) - Number(b.seq));
+}
+
 /** Jobs running past 2 × timeout_s + the stall grace go back to the queue (or fail). */
 export async function rescueStalled(ctx: PgContext, tx: Tx, limit: number): Promise<RescuedJob[]> {
   const at = ctx.clock.now().toISOString();
@@ -65,7 +74,7 @@ export async function rescueStalled(ctx: PgContext, tx: Tx, limit: number): Prom
     sql<EndingLease>`SELECT ${ENDING_LEASE_SELECT} FROM jobs WHERE status = 'running' AND stall_at <= ${at}
                      ORDER BY stall_at LIMIT ${limit} FOR UPDATE SKIP LOCKED`,
   );
-  return endLeases(ctx, tx, stalled, "stalled", "job.stalled", null);
+  return endLeases(ctx, tx, oldestFirst(stalled), "stalled", "job.stalled", null);
 }
 
 /** Running jobs whose lease no heartbeat renewed: the node lost them (or is gone). */
@@ -76,5 +85,5 @@ export async function expireLeases(ctx: PgContext, tx: Tx, limit: number): Promi
     sql<EndingLease>`SELECT ${ENDING_LEASE_SELECT} FROM jobs WHERE status = 'running' AND lease_expires_at < ${at}
                      ORDER BY lease_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED`,
   );
-  return endLeases(ctx, tx, expired, "lease_expired", "job.reassigned", null);
+  return endLeases(ctx, tx, oldestFirst(expired), "lease_expired", "job.reassigned", null);
 }

@@ -55,7 +55,7 @@ export function cancelJob(ctx: StoreContext, params: ActorParams): JobActionOutc
       );
       audit.write({ ...base, event_type: "job.canceled", details: { from: job.status } }, at);
       ctx.signal.mark({ finished: [job.id] });
-      failDependents(ctx, job.id, at);
+      failDependents(ctx, [job.id], at);
     }
     return { ok: true, job: toJob(reload(ctx, job.seq)) };
   });

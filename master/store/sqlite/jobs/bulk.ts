@@ -100,7 +100,7 @@ export function cancelMatching(ctx: StoreContext, params: BulkActionParams): Bul
       if (end.run({ seq: job.seq, status: job.status, at }) === 0) continue;
       changed.push(job.id);
       finished.push(job.id);
-      if (waitedOn.has(job.id)) failDependents(ctx, job.id, at);
+      if (waitedOn.has(job.id)) failDependents(ctx, [job.id], at);
     }
     const outcome = { matched: taken.length, changed: changed.length, more };
     if (params.dryRun) return outcome;

@@ -3,7 +3,8 @@
 // Every function here runs inside its caller's transaction.
 import { sql } from "kysely";
 import { nextAgingAt } from "../../../queue/aging.js";
-import { onDependenciesCompleted, onDependencyFailed, onDependencyRetried, onLeaseEnd, type JobFacts, type Transition } from "../../../queue/transitions.js";
+import { planDependencyFailures } from "../../../queue/dependency-failures.js";
+import { onDependenciesCompleted, onDependencyRetried, onLeaseEnd, type JobFacts, type Transition } from "../../../queue/transitions.js";
 import { type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { inJsonArray, param } from "../database.js";
@@ -62,7 +63,7 @@ function finishEnded(ctx: StoreContext, job: EndingLease, transition: Transition
       : { node_id: job.node_id, attempt: job.attempt, failure_reason: transition.failureReason, reason };
   audit.write({ entity_type: "job", entity_id: job.id, client_id: actor, event_type: `job.${transition.status}`, details }, at);
   ctx.signal.mark({ finished: [job.id] });
-  failDependents(ctx, job.id, at);
+  failDependents(ctx, [job.id], at);
 }
 
 /**
@@ -188,7 +189,7 @@ export function releaseDependents(ctx: StoreContext, jobIds: readonly string[], 
 
 type Dependent = Pick<JobRow, "seq" | "id" | "status" | "attempt" | "node_id" | "retry_count" | "max_retries" | "cancel_requested" | "failure_reason">;
 
-/** The jobs that wait on `jobId` (through job_dependencies_reverse), with what the rules read. */
+/** The jobs that wait on `jobId` (through job_dependencies_reverse), oldest first, with what the rules read. */
 function dependentsOf(ctx: StoreContext, jobId: string): Dependent[] {
   const { db } = ctx;
   return db
@@ -197,14 +198,46 @@ function dependentsOf(ctx: StoreContext, jobId: string): Dependent[] {
         .selectFrom("job_dependencies as d")
         .innerJoin("jobs as j", "j.id", "d.job_id")
         .select(["j.seq", "j.id", "j.status", "j.attempt", "j.node_id", "j.retry_count", "j.max_retries", "j.cancel_requested", "j.failure_reason"])
-        .where("d.depends_on_id", "=", param("jobId")),
+        .where("d.depends_on_id", "=", param("jobId"))
+        .orderBy("j.seq"),
     )
     .all({ jobId });
 }
 
-/** A job ended failed or canceled: every job waiting on it, directly or not, fails (onDependencyFailed). */
-export function failDependents(ctx: StoreContext, jobId: string, at: string): void {
+/**
+ * Jobs ended failed or canceled, in the order the verb ended them: every job waiting on one of
+ * them, directly or not, fails (planDependencyFailures names the dependency each one's audit
+ * row gives), from one read of the blocked jobs they reach.
+ */
+export function failDependents(ctx: StoreContext, jobIds: readonly string[], at: string): void {
+  if (jobIds.length === 0) return;
   const { db, audit } = ctx;
+  // CROSS JOIN keeps SQLite's order (the ended jobs, then their links, then the jobs linked):
+  // without statistics it would rather walk every blocked job, and every job for the last join.
+  const rows = db
+    .preparedSql<{ jobIds: string }, Dependent & { dependency: string }>("blocked-dependents-reached", () =>
+      sql`
+        WITH RECURSIVE reached(job_id, depends_on_id) AS (
+          SELECT d.job_id, d.depends_on_id FROM json_each(${param("jobIds")}) AS ended CROSS JOIN job_dependencies d CROSS JOIN jobs j
+          WHERE d.depends_on_id = ended.value AND j.id = d.job_id AND j.status = 'blocked'
+          UNION
+          SELECT d.job_id, d.depends_on_id FROM reached r CROSS JOIN job_dependencies d CROSS JOIN jobs j
+          WHERE d.depends_on_id = r.job_id AND j.id = d.job_id AND j.status = 'blocked'
+        )
+        SELECT j.seq, j.id, j.status, j.attempt, j.node_id, j.retry_count, j.max_retries, j.cancel_requested, j.failure_reason, r.depends_on_id AS dependency
+        FROM reached r CROSS JOIN jobs j WHERE j.id = r.job_id
+        ORDER BY j.seq`,
+    )
+    .all({ jobIds: JSON.stringify(jobIds) });
+  if (rows.length === 0) return;
+  const jobs = new Map<string, Dependent>();
+  const dependents = new Map<string, string[]>();
+  for (const row of rows) {
+    jobs.set(row.id, row);
+    const list = dependents.get(row.dependency);
+    if (list) list.push(row.id);
+    else dependents.set(row.dependency, [row.id]);
+  }
   const failDependent = db.prepared<{ seq: number; status: string; failureReason: string | null; at: string }>("fail-dependent", () =>
     db.kysely
       .updateTable("jobs")
@@ -212,27 +245,22 @@ export function failDependents(ctx: StoreContext, jobId: string, at: string): vo
       .where("seq", "=", param("seq"))
       .where("status", "=", sql.lit("blocked")),
   );
-  const stack = [jobId];
-  while (stack.length > 0) {
-    const dependency = stack.pop() as string;
-    for (const dependent of dependentsOf(ctx, dependency)) {
-      const transition = onDependencyFailed(factsOf(dependent));
-      if (!transition) continue;
-      if (failDependent.run({ seq: dependent.seq, status: transition.status, failureReason: transition.failureReason, at }) === 0) continue;
-      audit.write(
-        {
-          event_type: "job.failed",
-          entity_type: "job",
-          entity_id: dependent.id,
-          client_id: null,
-          details: { failure_reason: transition.failureReason, dependency },
-        },
-        at,
-      );
-      ctx.signal.mark({ finished: [dependent.id] });
-      stack.push(dependent.id);
-    }
-  }
+  const failures = planDependencyFailures(jobIds, { dependents, jobs: new Map([...jobs].map(([id, job]) => [id, factsOf(job)])) });
+  const written = failures.filter(
+    ({ id, transition }) => failDependent.run({ seq: (jobs.get(id) as Dependent).seq, status: transition.status, failureReason: transition.failureReason, at }) > 0,
+  );
+  if (written.length === 0) return;
+  audit.writeMany(
+    written.map(({ id, dependency, transition }) => ({
+      event_type: `job.${transition.status}`,
+      entity_type: "job",
+      entity_id: id,
+      client_id: null,
+      details: { failure_reason: transition.failureReason, dependency },
+    })),
+    at,
+  );
+  ctx.signal.mark({ finished: written.map(({ id }) => id) });
 }
 
 /**

@@ -152,7 +152,7 @@ function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, re
       at,
     });
     if (transition.dependents === "release") releaseDependents(ctx, [lease.id], at);
-    if (transition.dependents === "fail") failDependents(ctx, lease.id, at);
+    if (transition.dependents === "fail") failDependents(ctx, [lease.id], at);
     return { status, failureReason };
   }
   const readyAt = transition.readyAt ?? now;

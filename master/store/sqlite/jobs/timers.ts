@@ -72,7 +72,8 @@ export function rescueStalled(ctx: StoreContext, limit: number): RescuedJob[] {
     const stalled = db.allSql<EndingLease>(sql`
       SELECT ${ENDING_LEASE_SELECT} FROM jobs INDEXED BY jobs_stall
       WHERE status = 'running' AND stall_at <= ${at} ORDER BY stall_at LIMIT ${limit}`);
-    return endLeases(ctx, stalled, "stalled", "job.stalled", null);
+    // In submission order, as PostgreSQL's: the order in which their dependents fail (planDependencyFailures).
+    return endLeases(ctx, stalled.sort((x, y) => x.seq - y.seq), "stalled", "job.stalled", null);
   });
 }
 
@@ -84,6 +85,6 @@ export function expireLeases(ctx: StoreContext, limit: number): RescuedJob[] {
     const expired = db.allSql<EndingLease>(sql`
       SELECT ${ENDING_LEASE_SELECT} FROM jobs INDEXED BY jobs_lease
       WHERE status = 'running' AND lease_expires_at < ${at} ORDER BY lease_expires_at LIMIT ${limit}`);
-    return endLeases(ctx, expired, "lease_expired", "job.reassigned", null);
+    return endLeases(ctx, expired.sort((x, y) => x.seq - y.seq), "lease_expired", "job.reassigned", null);
   });
 }
