@@ -24,7 +24,7 @@ import { loopLoad, WalSync } from "./wal-sync.js";
 
 // The verbs import these beside the connection, from here.
 export { translateError } from "./errors.js";
-export { inJsonArray, param, toBindable, type Bindable, type Prepared } from "./statements.js";
+export { inJsonArray, limitParam, param, toBindable, type Bindable, type Prepared } from "./statements.js";
 export { loopLoad } from "./wal-sync.js";
 
 export type Synchronous = "full" | "normal";

@@ -9,7 +9,7 @@
 // whichever verb, sweeper or operator's sqlite3 session makes it.
 import { sql } from "kysely";
 import { closingGate, FAIR_SHARE_SETTING, fairRowsToRead, fillFairLevel, topLevel, type FairCandidate, type FairShareMode } from "../../queue/fair-share.js";
-import { param, type SqliteDatabase } from "./database.js";
+import { limitParam, param, type SqliteDatabase } from "./database.js";
 import type { FairQueueTable } from "../schema.js";
 
 /** The fair-share objects made with the mode: the index a claim finds a client's next jobs by, and the triggers. */
@@ -154,7 +154,7 @@ export function chooseFair(db: SqliteDatabase, lanes: readonly number[], limit: 
   const rowsOf = db.preparedSql<{ lane: number; below: number; limit: number }, FairRow>("fair-rows", () =>
     sql`SELECT lane, effective_priority, client_id, head_seq, pending, running FROM fair_queue INDEXED BY fair_queue_order
         WHERE lane = ${param("lane")} AND effective_priority < ${param("below")}
-        ORDER BY effective_priority DESC, running, head_seq LIMIT ${param("limit")}`,
+        ORDER BY effective_priority DESC, running, head_seq LIMIT ${limitParam("limit")}`,
   );
   const nextOf = db.preparedSql<{ lane: number; priority: number; clientId: string; after: number }, { seq: number }>("fair-next", () =>
     sql`SELECT seq FROM jobs

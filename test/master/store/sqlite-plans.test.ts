@@ -142,6 +142,12 @@ describe("SQLite query plans", () => {
     }
   });
 
+  it("plans the claim's statements once: their LIMIT is no bare binding, which SQLite would plan again at each new value", () => {
+    const claims = [...seen].filter((s) => /\blane"? = \?/.test(s) && /\blimit\b/i.test(s));
+    expect(claims.length).toBeGreaterThanOrEqual(2);
+    for (const source of claims) expect(source).not.toMatch(/\blimit \?(?!\s*\+)/i);
+  });
+
   it("finds the dependents of completed jobs from the dependencies, not by walking every blocked job", () => {
     const db = new Database(t.path, { readonly: true });
     try {

@@ -4,7 +4,7 @@
 import { sql } from "kysely";
 import type { ClaimOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
-import { param, type Bindable, type Prepared } from "../database.js";
+import { limitParam, param, type Bindable, type Prepared } from "../database.js";
 import { ATTEMPT_COLUMNS } from "./attempts.js";
 import { toClaimedJob, type JobRow } from "../rows.js";
 import { reviveNode } from "../node-lifecycle.js";
@@ -66,7 +66,7 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
         .where("lane", "=", param("lane"))
         .orderBy("effective_priority", "desc")
         .orderBy("seq")
-        .limit(param("limit")),
+        .limit(limitParam("limit")),
     ),
     // All the chosen jobs in one statement (a statement per job cost twice as much per
     // job). NOT INDEXED: rows are found by seq, the primary key; without it SQLite
@@ -86,7 +86,7 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
       SET ${LEASE_SET}
       WHERE seq IN (
         SELECT seq FROM jobs WHERE status = 'pending' AND lane = ${param("lane")}
-        ORDER BY effective_priority DESC, seq LIMIT ${param("limit")})
+        ORDER BY effective_priority DESC, seq LIMIT ${limitParam("limit")})
       RETURNING seq, id, type, payload, attempt, priority, timeout_s, created_at, effective_priority, ready_at`),
     startAttempts: db.rowInserter("job_attempts", ATTEMPT_COLUMNS),
   };
