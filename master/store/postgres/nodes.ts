@@ -295,13 +295,22 @@ export class PostgresNodeStore implements NodeStore {
     const byNode = new Map(dead.map((node) => [node.nodeId, node]));
     for (;;) {
       const { taken, rescued } = await this.ctx.db.transaction(async (tx) => {
+        // The nodes still dead, locked (in id order, as every sweep locks them): a heartbeat
+        // that revives one waits for this batch, or went first and this batch leaves its jobs.
+        // Read in the jobs' statement, a node's status came from that statement's snapshot, so
+        // a heartbeat that committed while it waited on a job's lock had told its node to keep
+        // a job this batch then took back.
+        const stillDead = (
+          await rowsOf(tx, sql<{ id: string }>`SELECT id FROM nodes WHERE id = ANY(${ids}::text[]) AND status = 'dead' ORDER BY id FOR UPDATE`)
+        ).map((node) => node.id);
+        if (stillDead.length === 0) return { taken: 0, rescued: [] };
         // Not ORDER BY seq: that sorts every running job of these nodes for each batch; without
         // it the scan of jobs_node stops at the batch. SKIP LOCKED never waits, so the order the
         // rows are locked in cannot deadlock.
         const running = await rowsOf(
           tx,
           sql<EndingLease>`SELECT ${ENDING_LEASE_SELECT} FROM jobs
-            WHERE node_id IN (SELECT id FROM nodes WHERE id = ANY(${ids}::text[]) AND status = 'dead') AND status = 'running'
+            WHERE node_id = ANY(${stillDead}::text[]) AND status = 'running'
             LIMIT ${DEAD_NODE_JOB_BATCH} FOR UPDATE SKIP LOCKED`,
         );
         running.sort((a, b) => Number(a.seq) - Number(b.seq));

@@ -323,7 +323,7 @@ describe.skipIf(!dialects.some((dialect) => dialect.name === "postgres"))("dead-
     const [taken] = await claim(t.store, node.id);
     t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
     // The node beats again once its mark has committed, before the first batch of its jobs is read.
-    const restore = beforeStatement(/FROM jobs[\s\S]*status = 'dead'[\s\S]*FOR UPDATE SKIP LOCKED/, async () => {
+    const restore = beforeStatement(/SELECT id FROM nodes WHERE id = ANY\([\s\S]*status = 'dead' ORDER BY id FOR UPDATE/, async () => {
       expect((await t.query("SELECT status FROM nodes WHERE id = ?", [node.id]))[0]?.status).toBe("dead");
       const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: taken?.attempt ?? 1 }] });
       expect(beat).toEqual({ ok: true, status: "online", cancel: [] });
@@ -345,7 +345,7 @@ describe.skipIf(!dialects.some((dialect) => dialect.name === "postgres"))("dead-
     const [taken] = await claim(t.store, node.id);
     t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
     // The result arrives once the node's mark has committed, before the first batch of its jobs is read.
-    const restore = beforeStatement(/FROM jobs[\s\S]*status = 'dead'[\s\S]*FOR UPDATE SKIP LOCKED/, async () => {
+    const restore = beforeStatement(/SELECT id FROM nodes WHERE id = ANY\([\s\S]*status = 'dead' ORDER BY id FOR UPDATE/, async () => {
       const outcome = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: taken?.attempt ?? 1, status: "completed", result: { ok: 1 } }] });
       expect(outcome.items.map((item) => item.verdict)).toEqual(["accepted"]);
     });
