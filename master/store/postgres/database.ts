@@ -62,6 +62,8 @@ export const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
  */
 const CLIENT_TIMEOUT_MARGIN_MS = 5_000;
 const CLIENT_TIMED_OUT = "Query read timeout";
+/** "cached plan must not change result type": a prepared statement outlived a change of its tables. */
+const STALE_PREPARED = "0A000";
 
 /** What pg's errors carry. */
 interface PgError {
@@ -279,19 +281,22 @@ function preparedName(text: string): string {
  * The pool as Kysely sees it, except that a client whose query pg gave up on goes away when
  * released (pg-pool's own query() does so; Kysely releases without saying why): its connection
  * is silent or still busy with the statement, and the next query on it would wait as long.
- * Statements marked PREPARED go as named (prepared) statements.
+ * Statements marked PREPARED go as named (prepared) statements; a connection whose prepared
+ * statement went stale goes away too.
  */
 function droppingTimedOut(pool: pg.Pool): PostgresPool {
   return {
     async connect(): Promise<PostgresPoolClient> {
       const client = await pool.connect();
-      let timedOut = false;
+      let discard = false;
       const query = (text: string, parameters: unknown[]) =>
         (text.startsWith(PREPARED_MARK) ? client.query({ name: preparedName(text), text, values: parameters }) : client.query(text, parameters)).catch((error: unknown) => {
-          if (error instanceof Error && error.message === CLIENT_TIMED_OUT) timedOut = true;
+          // A statement this connection prepared no longer fits the tables (a migration
+          // changed what it returns): the connection goes, and its statements with it.
+          if (error instanceof Error && (error.message === CLIENT_TIMED_OUT || (error as PgError).code === STALE_PREPARED)) discard = true;
           throw error;
         });
-      return { query, release: () => client.release(timedOut) } as unknown as PostgresPoolClient;
+      return { query, release: () => client.release(discard) } as unknown as PostgresPoolClient;
     },
     end: () => pool.end(),
   };
