@@ -256,11 +256,12 @@ export class PostgresDatabase {
 
 /**
  * Put first in a statement (sql`${PREPARED} SELECT …`) to have it prepared once per
- * connection: the server parses and plans it once instead of at every call (a fifth of the
- * database's CPU in a drain went to parsing and planning the claim's and the results'
+ * connection: the server parses it once, and after five calls keeps a generic plan instead of
+ * planning each call, where that plan costs about what the calls' own plans did (a fifth of
+ * the database's CPU in a drain went to parsing and planning the claim's and the results'
  * statements). Only for statements whose text is fixed (no list spliced in): each distinct
- * text is a prepared statement on every pooled connection for the connection's life. Their
- * plans must not depend on statistics being current (a generic plan is kept): write them so
+ * text is a prepared statement on every pooled connection for the connection's life. A kept
+ * plan does not follow the statistics until autovacuum's ANALYZE: write such statements so
  * that only one plan makes sense (rows found by key, as finishAll does).
  */
 export const PREPARED = sql.raw("/* prepared */ ");

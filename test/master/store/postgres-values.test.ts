@@ -2,7 +2,8 @@
 // prepared statements that outlive a change of their tables.
 import { describe, expect, it } from "vitest";
 import { isoFromPg } from "../../../master/store/postgres/database.js";
-import { claim, dialects, register, storePerTest, submit, type Dialect, type TestStore } from "../../helpers/store.js";
+import pg from "pg";
+import { claim, dialects, jobParams, register, storePerTest, submit, type Dialect, type TestStore } from "../../helpers/store.js";
 
 /** The old way, through Date, as the reference. */
 function throughDate(text: string): string {
@@ -51,5 +52,44 @@ describe.skipIf(!dialects.some((dialect) => dialect.name === "postgres"))("prepa
     // Each pooled connection that had prepared the claim fails it once, then is replaced.
     expect(outcomes.at(-1)).toBe("claimed");
     expect(outcomes.filter((outcome) => outcome === "failed").length).toBeGreaterThan(0);
+  });
+
+  it("plans the finishing statement of a result batch once a connection, not at each call", async () => {
+    await t.store.jobs.submit(Array.from({ length: 600 }, () => jobParams()), { batch: true });
+    // The pooled connections that ran a prepared statement, to ask them what they planned.
+    const clients = new Set<pg.Client>();
+    const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      if ((args[0] as { name?: string } | undefined)?.name?.startsWith("gaffer_")) clients.add(this);
+      return query.apply(this, args);
+    } as typeof pg.Client.prototype.query;
+    try {
+      const node = await register(t.store, "planned", [], 1000);
+      for (let round = 0; round < 40; round++) {
+        const jobs = await claim(t.store, node.id, 5 + (round % 7));
+        await t.store.jobs.report({ nodeId: node.id, reports: jobs.map((job) => ({ jobId: job.id, attempt: job.attempt, status: "completed" as const, result: null })) });
+      }
+    } finally {
+      pg.Client.prototype.query = query as typeof pg.Client.prototype.query;
+    }
+    const planned = new Map<string, { generic: number; custom: number }>();
+    for (const client of clients) {
+      const { rows } = await client.query<{ statement: string; generic_plans: string; custom_plans: string }>(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements WHERE name LIKE 'gaffer_%'",
+      );
+      for (const row of rows) {
+        const what = /WITH heads AS/.test(row.statement) ? "take" : /WITH attempts AS/.test(row.statement) ? "finish" : /WITH wanted AS/.test(row.statement) ? "leases" : "other";
+        const sum = planned.get(what) ?? { generic: 0, custom: 0 };
+        planned.set(what, { generic: sum.generic + Number(row.generic_plans), custom: sum.custom + Number(row.custom_plans) });
+      }
+    }
+    // PostgreSQL plans a prepared statement for its first five calls on a connection, then
+    // keeps a generic plan if it costs about what the custom ones did: it must for the
+    // finishing statement, the biggest. (The take and the lease read are parsed once and
+    // planned at each call: their generic plans, key-only too, are costed for ten lanes or
+    // ids and a tenth of the pending jobs.)
+    for (const what of ["take", "leases"]) expect(planned.get(what)?.custom, what).toBeGreaterThan(0);
+    const finish = planned.get("finish");
+    expect(finish?.generic).toBeGreaterThan(finish?.custom ?? 0);
   });
 });
