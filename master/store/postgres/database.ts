@@ -65,6 +65,10 @@ const CLIENT_TIMED_OUT = "Query read timeout";
 /** "cached plan must not change result type": a prepared statement outlived a change of its tables. */
 const STALE_PREPARED = "0A000";
 
+function isStalePrepared(error: unknown): boolean {
+  return (error as PgError | undefined)?.code === STALE_PREPARED && /cached plan must not change result type/.test((error as PgError).message ?? "");
+}
+
 /** What pg's errors carry. */
 interface PgError {
   code?: string;
@@ -243,7 +247,11 @@ export class PostgresDatabase {
         return result;
       } catch (error) {
         const code = (error as PgError).code;
+        // A serialization failure or a deadlock; or a statement prepared on this connection
+        // before a migration changed its tables (the connection is gone now: the next try
+        // takes another, up to as many as the pool held).
         if (code !== undefined && RETRYABLE.has(code) && attempt < 5) continue;
+        if (isStalePrepared(error) && attempt <= (this.pool.options.max ?? 10)) continue;
         throw translatePgError(error);
       }
     }
@@ -294,7 +302,7 @@ function droppingTimedOut(pool: pg.Pool): PostgresPool {
         (text.startsWith(PREPARED_MARK) ? client.query({ name: preparedName(text), text, values: parameters }) : client.query(text, parameters)).catch((error: unknown) => {
           // A statement this connection prepared no longer fits the tables (a migration
           // changed what it returns): the connection goes, and its statements with it.
-          if (error instanceof Error && (error.message === CLIENT_TIMED_OUT || (error as PgError).code === STALE_PREPARED)) discard = true;
+          if (error instanceof Error && (error.message === CLIENT_TIMED_OUT || isStalePrepared(error))) discard = true;
           throw error;
         });
       return { query, release: () => client.release(discard) } as unknown as PostgresPoolClient;
