@@ -218,6 +218,12 @@ async function dependentsOf(tx: Tx, jobId: string): Promise<Dependent[]> {
  * them, directly or not, fails (planDependencyFailures names the dependency each one's audit
  * row gives). One read of the blocked jobs they reach, locked in seq order, one write, one
  * audit insert.
+ * The read is one snapshot: a job submitted at that moment with a dependency deep in the
+ * chain (locked FOR SHARE by its submit, submit.ts) would not be reached. It cannot commit
+ * then: a job depends only on its own client's jobs, and the submit and the statement that
+ * ended this chain both write that client's count (client_job_counts), so one waits for the
+ * other to commit, or they deadlock and one is run again. Keep it so, or read again once
+ * the rows are locked.
  */
 export async function failDependentsOf(tx: Tx, jobIds: readonly string[], at: string): Promise<void> {
   if (jobIds.length === 0) return;
