@@ -233,6 +233,8 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
   const decisions = decide(requests, lookups, locked, now);
   // The rows, and the jobs as they will be answered.
   const rows: NewRow[] = [];
+  /** Each row's payload as the caller turned it into JSON (rows[n]'s is payloads[n]). */
+  const payloads: string[] = [];
   const links: { job_id: string; depends_on_id: string }[] = [];
   /** Each accepted request's first row (its fresh[n] is rows[first + n]). */
   const firstRow: number[] = [];
@@ -244,13 +246,14 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
     if (!("slots" in decision)) continue;
     for (const { job, dependsOn, status, failureReason } of decision.fresh) {
       rows.push(await newRow(ctx, tx, lanes, job, dependsOn, status, failureReason, now));
+      payloads.push(job.payloadJson);
       const id = (rows[rows.length - 1] as NewRow).id;
       for (const dependency of dependsOn) links.push({ job_id: id, depends_on_id: dependency });
     }
     const request = requests[r] as SubmitRequest;
     events.push(...submittedEvents(rows.slice(firstRow[r]).map((row) => jobOf(row)), request.options.batch ?? request.jobs.length > 1));
   }
-  const written = await writeJobs(tx, rows, links, events, at);
+  const written = await writeJobs(tx, rows, payloads, links, events, at);
   if (written.inserted.size < rows.length) {
     // Some keys were stored by another master since the look-up: those jobs are theirs, not new.
     events = [];
@@ -362,6 +365,15 @@ async function newRow(
 }
 
 /**
+ * The rows as json_to_recordset takes them: each row's fields in JSON, its payload's JSON text
+ * spliced in as the caller made it (a payload is not turned into JSON a second time).
+ */
+function rowsJson(rows: NewRow[], payloads: string[]): string {
+  const parts = rows.map((row, n) => `${JSON.stringify({ ...row, payload: undefined }).slice(0, -1)},"payload":${payloads[n] ?? "null"}}`);
+  return `[${parts.join(",")}]`;
+}
+
+/**
  * One statement: the new jobs, their dependencies, their clients' unfinished counts (locked
  * from here to COMMIT, in client order as every writer of the counts takes them) and the
  * audit rows. A key stored by another transaction since the look-up (another master)
@@ -371,6 +383,7 @@ async function newRow(
 async function writeJobs(
   tx: Tx,
   rows: NewRow[],
+  payloads: string[],
   links: { job_id: string; depends_on_id: string }[],
   events: AuditEvent[],
   at: string,
@@ -388,7 +401,7 @@ async function writeJobs(
         SELECT id, client_id, type, lane, payload, priority, effective_priority, status, max_retries, timeout_s,
                run_at, ready_at, aging_at, requires, depends_on, idempotency_key, tags, failure_reason,
                created_at, updated_at, finished_at
-        FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(
+        FROM json_to_recordset(${rowsJson(rows, payloads)}::json) AS r(
           id text, client_id text, type text, lane integer, payload json, priority integer, effective_priority integer,
           status text, max_retries integer, timeout_s double precision, run_at timestamptz, ready_at timestamptz,
           aging_at timestamptz, requires jsonb, depends_on jsonb, idempotency_key text, tags json, failure_reason text,
