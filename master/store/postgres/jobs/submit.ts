@@ -374,7 +374,8 @@ function rowsJson(rows: NewRow[], payloads: string[]): string {
 }
 
 /**
- * One statement: the new jobs, their dependencies, their clients' unfinished counts (locked
+ * One statement: the new jobs (a payload of JSON null, which json_to_recordset reads as SQL
+ * NULL, as JSON null again), their dependencies, their clients' unfinished counts (locked
  * from here to COMMIT, in client order as every writer of the counts takes them) and the
  * audit rows. A key stored by another transaction since the look-up (another master)
  * conflicts: that row is not inserted, and then no audit row is written here (the caller
@@ -398,7 +399,7 @@ async function writeJobs(
         INSERT INTO jobs (id, client_id, type, lane, payload, priority, effective_priority, status, max_retries, timeout_s,
                           run_at, ready_at, aging_at, requires, depends_on, idempotency_key, tags, failure_reason,
                           created_at, updated_at, finished_at)
-        SELECT id, client_id, type, lane, payload, priority, effective_priority, status, max_retries, timeout_s,
+        SELECT id, client_id, type, lane, coalesce(payload, 'null'::json), priority, effective_priority, status, max_retries, timeout_s,
                run_at, ready_at, aging_at, requires, depends_on, idempotency_key, tags, failure_reason,
                created_at, updated_at, finished_at
         FROM json_to_recordset(${rowsJson(rows, payloads)}::json) AS r(
