@@ -295,7 +295,12 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
       else if ("request" in slot) items.push({ job: (answers[slot.request]?.[slot.position] as { job: Job }).job, created: false });
       else {
         const row = rows[(firstRow[r] ?? 0) + slot.fresh] as NewRow;
-        if (written.inserted.has(row.id)) items.push({ job: jobOf(row), created: true });
+        if (written.inserted.has(row.id)) {
+          // The row holds no payload (newRow): the answer takes the one submitted.
+          const job = jobOf(row);
+          job.payload = decision.fresh[slot.fresh]?.job.payload ?? null;
+          items.push({ job, created: true });
+        }
         else {
           const [theirs] = await rowsOf(tx, sql<JobRow>`SELECT * FROM jobs WHERE client_id = ${row.client_id} AND idempotency_key = ${row.idempotency_key}`);
           if (!theirs) throw new Error(`job ${row.id} was neither stored nor found by its idempotency key`);
@@ -310,7 +315,10 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
   return outcomes;
 }
 
-/** A job row as the INSERT takes it (seq comes from the table). */
+/**
+ * A job row as the INSERT takes it (seq comes from the table), its payload first and null: the
+ * payload goes in as the caller's JSON text (rowsJson).
+ */
 type NewRow = Omit<JobRow, "seq">;
 
 async function newRow(
@@ -327,11 +335,11 @@ async function newRow(
   const weight = PRIORITY_WEIGHTS[job.priority];
   const requires = [...new Set(job.requires)].sort();
   return {
+    payload: null,
     id: timeOrderedId(now.getTime()),
     client_id: job.clientId,
     type: job.type,
     lane: await laneOf(tx, ctx.lanes, lanes, job.type, requires, at),
-    payload: job.payload ?? null,
     priority: weight,
     effective_priority: weight,
     status,
@@ -364,13 +372,21 @@ async function newRow(
   };
 }
 
+/** How each row's JSON begins (newRow puts a null payload first); found nowhere else in it. */
+const ROW_START = '{"payload":null,';
+
 /**
- * The rows as json_to_recordset takes them: each row's fields in JSON, its payload's JSON text
- * spliced in as the caller made it (a payload is not turned into JSON a second time).
+ * The rows as json_to_recordset takes them, each row's payload the caller's JSON text (not
+ * turned into JSON a second time): the rows in JSON at once, then the texts spliced in where
+ * each row begins. ROW_START cannot occur inside a row: in a string its quotes would be
+ * escaped, and no other object of a new row has a key that can be null (tags map to strings).
  */
 function rowsJson(rows: NewRow[], payloads: string[]): string {
-  const parts = rows.map((row, n) => `${JSON.stringify({ ...row, payload: undefined }).slice(0, -1)},"payload":${payloads[n] ?? "null"}}`);
-  return `[${parts.join(",")}]`;
+  const parts = JSON.stringify(rows).split(ROW_START);
+  if (parts.length !== rows.length + 1) throw new Error(`the rows' JSON has ${parts.length - 1} row starts for ${rows.length} rows`);
+  let text = parts[0] ?? "";
+  for (let n = 1; n < parts.length; n++) text += `{"payload":${payloads[n - 1] ?? "null"},${parts[n] ?? ""}`;
+  return text;
 }
 
 /**
