@@ -11,7 +11,7 @@ import { BULK_MAX } from "../master/http/routes/bulk.js";
 import { defaultQueuePolicy } from "../master/queue/policy.js";
 import { DEFAULT_QUERY_TIMEOUT_MS } from "../master/store/postgres/database.js";
 import { openPostgresStore } from "../master/store/postgres/index.js";
-import type { Store, SubmitJobParams } from "../master/store/types.js";
+import { submittedPayload, type Store, type SubmitJobParams } from "../master/store/types.js";
 import { DEAD_NODE_BATCH, EXPIRED_LEASE_BATCH } from "../master/sweepers/dead-nodes.js";
 import { RETENTION_BATCH } from "../master/sweepers/retention.js";
 import { STALLED_JOB_BATCH } from "../master/sweepers/stalled-jobs.js";
@@ -113,7 +113,7 @@ async function measure(what: string, batch: number, step: () => Promise<number>)
 async function submitAll(store: Store, clientId: string): Promise<void> {
   for (let i = 0; i < JOBS; i += 1000) {
     const jobs: SubmitJobParams[] = Array.from({ length: Math.min(1000, JOBS - i) }, (_, k) => ({
-      clientId, type: "noop", payload: { i: i + k }, priority: "medium", maxRetries: 100, timeoutS: 60,
+      clientId, type: "noop", ...submittedPayload({ i: i + k }), priority: "medium", maxRetries: 100, timeoutS: 60,
       runAt: null, requires: [], dependsOn: [], idempotencyKey: null, tags: {},
     }));
     const outcome = await store.jobs.submit(jobs, { batch: true });

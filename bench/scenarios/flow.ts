@@ -11,7 +11,7 @@ import { join } from "node:path";
 import type { Store } from "../../master/store/types.js";
 import { median, tempDir, type Settings } from "../lib.js";
 import { claimCost, fillStore, openStore } from "./store.js";
-import type { SubmitJobParams } from "../../master/store/types.js";
+import { submittedPayload, type SubmitJobParams } from "../../master/store/types.js";
 
 type Metrics = Record<string, number>;
 
@@ -63,7 +63,7 @@ async function inTurns(normal: { store: Store; nodeId: string }, held: { store: 
 }
 
 function clientJob(clientId: string): SubmitJobParams {
-  return { clientId, type: "noop", payload: { n: 1 }, priority: "medium", maxRetries: 3, timeoutS: 60, runAt: null, requires: [], dependsOn: [], idempotencyKey: null, tags: {} };
+  return { clientId, type: "noop", ...submittedPayload({ n: 1 }), priority: "medium", maxRetries: 3, timeoutS: 60, runAt: null, requires: [], dependsOn: [], idempotencyKey: null, tags: {} };
 }
 
 /** Median µs of `rounds` claims of 10, each claimed job completed and replaced by a job of the same client. */

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { defaultQueuePolicy } from "../../master/queue/policy.js";
 import { openSqliteStore } from "../../master/store/sqlite/index.js";
-import type { Clock, Store, SubmitJobParams } from "../../master/store/types.js";
+import { submittedPayload, type Clock, type Store, type SubmitJobParams } from "../../master/store/types.js";
 import { DeadNodeSweeper } from "../../master/sweepers/dead-nodes.js";
 import { median, tempDir, type Settings } from "../lib.js";
 
@@ -25,7 +25,7 @@ function job(overrides: Partial<SubmitJobParams> = {}): SubmitJobParams {
   return {
     clientId: "bench",
     type: "noop",
-    payload: { n: 1 },
+    ...submittedPayload("payload" in overrides ? overrides.payload : { n: 1 }),
     priority: "medium",
     maxRetries: 3,
     timeoutS: 60,

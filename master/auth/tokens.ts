@@ -1,6 +1,7 @@
 // Access tokens: HS256 JWTs (sub, role, jti, exp) whose SHA-256 is kept in auth_tokens.
-// Checking one costs no database write: a short in-memory cache answers repeat
-// uses, and last_used_at is written at most once a minute per token.
+// Checking one costs no database write: a short in-memory cache, keyed by the token itself,
+// answers repeat uses without hashing or verifying it again, and last_used_at is written at
+// most once a minute per token.
 import { createHash, randomUUID } from "node:crypto";
 import jwt from "jsonwebtoken";
 import type { Logger } from "pino";
@@ -41,6 +42,7 @@ export interface TokenServiceParams {
 }
 
 export class TokenService implements Authenticator {
+  /** Grants by token: a hit costs a map lookup (the SHA-256 is for the database's look-up only). */
   private readonly cache = new Map<string, CachedGrant>();
   private readonly touched = new Map<string, number>();
 
@@ -69,9 +71,8 @@ export class TokenService implements Authenticator {
 
   /** The principal of a token, or an AuthenticationError saying why not. */
   async check(token: string): Promise<Principal> {
-    const hash = sha256(token);
     const nowMs = this.params.clock.now().getTime();
-    const cached = this.cache.get(hash);
+    const cached = this.cache.get(token);
     if (cached && nowMs < cached.expiresAtMs && nowMs - cached.checkedAtMs < TOKEN_CACHE_MS) {
       this.touch(cached.principal.tokenId, nowMs);
       return cached.principal;
@@ -88,7 +89,7 @@ export class TokenService implements Authenticator {
     if (typeof claims.sub !== "string" || typeof claims.jti !== "string" || !ROLES.includes(claims.role as Role)) {
       throw this.refuse("invalid", "the access token is not valid");
     }
-    const grant = await this.params.store.tokens.findByHash(hash);
+    const grant = await this.params.store.tokens.findByHash(sha256(token));
     if (!grant || grant.id !== claims.jti || grant.client_id !== claims.sub) {
       throw this.refuse("unknown", "the access token is not one this master issued");
     }
@@ -96,7 +97,7 @@ export class TokenService implements Authenticator {
     if (grant.client_disabled_at !== null) throw this.refuse("disabled", "the client of this access token is disabled");
     const principal: Principal = { clientId: grant.client_id, role: grant.role, tokenId: grant.id };
     if (this.cache.size >= MAX_CACHED_TOKENS) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(hash, { principal, expiresAtMs: new Date(grant.expires_at).getTime(), checkedAtMs: nowMs });
+    this.cache.set(token, { principal, expiresAtMs: new Date(grant.expires_at).getTime(), checkedAtMs: nowMs });
     this.touch(grant.id, nowMs);
     return principal;
   }
@@ -104,9 +105,9 @@ export class TokenService implements Authenticator {
   /** Revoked tokens and disabled clients stop working at once on this master. */
   forget(match: { tokenIds?: string[]; clientId?: string }): void {
     const tokenIds = new Set(match.tokenIds ?? []);
-    for (const [hash, entry] of this.cache) {
+    for (const [token, entry] of this.cache) {
       if ((entry.principal.tokenId && tokenIds.has(entry.principal.tokenId)) || entry.principal.clientId === match.clientId) {
-        this.cache.delete(hash);
+        this.cache.delete(token);
       }
     }
   }

@@ -171,6 +171,8 @@ export interface SubmitJobParams {
   clientId: string;
   type: string;
   payload: unknown;
+  /** `payload`'s JSON text, made once by the caller (submittedPayload): the store writes it as given. */
+  payloadJson: string;
   priority: PriorityName;
   maxRetries: number;
   timeoutS: number;
@@ -179,6 +181,11 @@ export interface SubmitJobParams {
   dependsOn: string[];
   idempotencyKey: string | null;
   tags: Record<string, string>;
+}
+
+/** A payload and its JSON text, as a submit carries them (null stands for a payload not given). */
+export function submittedPayload(payload: unknown): Pick<SubmitJobParams, "payload" | "payloadJson"> {
+  return { payload, payloadJson: JSON.stringify(payload ?? null) };
 }
 
 export type SubmitOutcome =

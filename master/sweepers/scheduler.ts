@@ -3,7 +3,7 @@
 // by one: the schedule fires once to catch up, then moves to its next future tick.
 import type { Logger } from "../log.js";
 import { nextTick } from "../queue/cron.js";
-import type { Clock, Schedule, Store, SubmitJobParams } from "../store/types.js";
+import { submittedPayload, type Clock, type Schedule, type Store, type SubmitJobParams } from "../store/types.js";
 import { delayUntil, PeriodicService } from "./service.js";
 
 export const SCHEDULE_BATCH = 100;
@@ -35,7 +35,7 @@ export class Scheduler extends PeriodicService<number> {
     return {
       clientId: schedule.client_id,
       type: spec.type,
-      payload: spec.payload ?? {},
+      ...submittedPayload(spec.payload ?? {}),
       priority: spec.priority ?? "medium",
       maxRetries: spec.max_retries ?? this.params.defaults.maxRetries,
       timeoutS: spec.timeout_s ?? this.params.defaults.jobTimeoutS,

@@ -20,6 +20,8 @@ const FIGURES = [
   "submit single (jobs/s, 32 connections)",
   "express echo (POSTs/s, 32 connections)",
   "submit / express ratio",
+  "submit single: master CPU a job",
+  "submit batch: master CPU a job",
   "drain (jobs/s, 2 workers)",
   "drain: completions recorded",
   "drain: master CPU a job",

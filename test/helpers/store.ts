@@ -10,6 +10,7 @@ import { SqliteDatabase } from "../../master/store/sqlite/database.js";
 import { createSqliteStore } from "../../master/store/sqlite/index.js";
 import {
   PRIORITY_WEIGHTS,
+  submittedPayload,
   type PriorityName,
   type QueuePolicy,
   type Store,
@@ -219,12 +220,12 @@ export function claimableWakes(store: Store): { count: number } {
   return wakes;
 }
 
-/** A job as a client would submit it, with the config's defaults. */
+/** A job as a client would submit it, with the config's defaults (the payload's JSON made from `payload` unless given). */
 export function jobParams(overrides: Partial<SubmitJobParams> = {}): SubmitJobParams {
   return {
     clientId: "client-a",
     type: "echo",
-    payload: {},
+    ...submittedPayload("payload" in overrides ? overrides.payload : {}),
     priority: "medium",
     maxRetries: 3,
     timeoutS: 60,

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { isFinal } from "../../queue/transitions.js";
 import { whyWaiting } from "../../queue/why.js";
-import type { JobActionOutcome, SubmitJobParams, SubmitOptions, SubmitOutcome } from "../../store/types.js";
+import { submittedPayload, type JobActionOutcome, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../store/types.js";
 import { visibleJob, type HttpDeps } from "../deps.js";
 import { badRequest, conflict, forbidden, notFound, ProblemError, type FieldError } from "../problem.js";
 import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
@@ -30,7 +30,6 @@ import { problemResponses } from "./common.js";
 
 const SUBMITTERS = ["admin", "client"] as const;
 
-/** A payload over GAFFER_MAX_PAYLOAD_BYTES is refused with 413, naming the field. */
 /**
  * Resolves once the job is final or `waitMs` has passed: woken by the commit that finished
  * it, or by the lookup of every waited job after commits may have gone unheard. The wait
@@ -49,25 +48,30 @@ async function waitForFinal(deps: HttpDeps, jobId: string, waitMs: number, signa
   }
 }
 
-export function checkPayloadSize(deps: HttpDeps, payload: unknown, path: string): void {
-  const size = Buffer.byteLength(JSON.stringify(payload));
-  if (size > deps.config.maxPayloadBytes) {
+/** A payload over GAFFER_MAX_PAYLOAD_BYTES is refused with 413, naming the field; `payloadJson` is its JSON text. */
+export function checkPayloadSize(deps: HttpDeps, payloadJson: string, path: string): void {
+  const limit = deps.config.maxPayloadBytes;
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: a text that short is within the limit uncounted.
+  if (payloadJson.length * 3 <= limit) return;
+  const size = Buffer.byteLength(payloadJson);
+  if (size > limit) {
     throw new ProblemError(
       "payload_too_large",
-      `the payload is ${size} bytes; the limit is ${deps.config.maxPayloadBytes} (GAFFER_MAX_PAYLOAD_BYTES)`,
-      [{ path: `${path}payload`, message: `at most ${deps.config.maxPayloadBytes} bytes` }],
+      `the payload is ${size} bytes; the limit is ${limit} (GAFFER_MAX_PAYLOAD_BYTES)`,
+      [{ path: `${path}payload`, message: `at most ${limit} bytes` }],
     );
   }
 }
 
 /** Check one job's body beyond its schema and turn it into store params. */
 function toSubmitParams(deps: HttpDeps, principal: Principal, body: SubmitJobBody, path: string): SubmitJobParams {
-  const payload = body.payload === undefined ? {} : body.payload;
-  checkPayloadSize(deps, payload, path);
+  // Turned into JSON here once: measured, then written by the store as it is.
+  const payload = submittedPayload(body.payload === undefined ? {} : body.payload);
+  checkPayloadSize(deps, payload.payloadJson, path);
   return {
     clientId: principal.clientId,
     type: body.type,
-    payload,
+    ...payload,
     priority: body.priority,
     maxRetries: body.max_retries ?? deps.config.maxRetries,
     timeoutS: body.timeout_s ?? deps.config.jobTimeoutS,

@@ -46,6 +46,17 @@ describe.runIf(havePostgres)("several masters on one PostgreSQL database", () =>
     expect(final.body).toMatchObject({ status: "completed", result: { ok: true } });
   });
 
+  it("answers 400 to a payload PostgreSQL cannot store (a NUL), single or in a batch, and stores the submits beside it", async () => {
+    const single = (payload: unknown) => http<{ id: string; payload: unknown }>(a.url, "POST", "/api/v1/jobs", { type: "nul", payload }, as.client);
+    const [before, nul, after] = await Promise.all([single({ n: 1 }), single({ text: "nul\u0000here" }), single(null)]);
+    expect([before.status, nul.status, after.status]).toEqual([201, 400, 201]);
+    expect(nul.body).toMatchObject({ code: "invalid_request" });
+    const batch = await http(a.url, "POST", "/api/v1/jobs/batch", { jobs: [{ type: "nul" }, { type: "nul", payload: ["\u0000"] }] }, as.client);
+    expect(batch.status).toBe(400);
+    const stored = await http<{ items: { payload: unknown }[] }>(b.url, "GET", "/api/v1/jobs?type=nul", undefined, as.client);
+    expect(stored.body.items.map((job) => job.payload)).toEqual([null, { n: 1 }]);
+  });
+
   it("shares one JWT key: a token issued by one master works on the other, and a revocation reaches it", async () => {
     const jobs = await http(b.url, "GET", "/api/v1/jobs?limit=1", undefined, as.client);
     expect(jobs.status).toBe(200);

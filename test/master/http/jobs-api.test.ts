@@ -85,6 +85,28 @@ describe("POST /api/v1/jobs", () => {
     expectProblem(await call("POST", "/api/v1/jobs", { type: "a", payload: "y".repeat(200_000) }), 413, "payload_too_large");
   });
 
+  it("measures a payload in bytes of UTF-8: one at the limit is stored, one byte over is refused, single or in a batch", async () => {
+    // JSON text "é…é": 2 bytes a character and its 2 quotes; the limit is 2048.
+    const atLimit = "é".repeat(1023);
+    const stored = await call<{ id: string }>("POST", "/api/v1/jobs", { type: "utf8", payload: atLimit });
+    expect(stored.status).toBe(201);
+    expect((await call<{ payload: unknown }>("GET", `/api/v1/jobs/${stored.body.id}`)).body.payload).toBe(atLimit);
+    const over = await call("POST", "/api/v1/jobs", { type: "utf8", payload: `${atLimit}é` });
+    expectProblem(over, 413, "payload_too_large");
+    expect(over.body.detail).toContain("the payload is 2050 bytes; the limit is 2048");
+    const batch = await call("POST", "/api/v1/jobs/batch", { jobs: [{ type: "utf8", payload: atLimit }, { type: "utf8", payload: `${atLimit}é` }] });
+    expectProblem(batch, 413, "payload_too_large");
+    expect(batch.body.errors).toEqual([{ path: "jobs.1.payload", message: "at most 2048 bytes" }]);
+  });
+
+  it("stores a null payload as null, and a payload not given as {}", async () => {
+    const nulled = await call<{ id: string; payload: unknown }>("POST", "/api/v1/jobs", { type: "nulls", payload: null });
+    const absent = await call<{ id: string; payload: unknown }>("POST", "/api/v1/jobs", { type: "nulls" });
+    expect([nulled.status, nulled.body.payload, absent.status, absent.body.payload]).toEqual([201, null, 201, {}]);
+    expect((await call<{ payload: unknown }>("GET", `/api/v1/jobs/${nulled.body.id}`)).body.payload).toBeNull();
+    expect((await call<{ payload: unknown }>("GET", `/api/v1/jobs/${absent.body.id}`)).body.payload).toEqual({});
+  });
+
   it("answers 400, not a crash, to a deeply nested payload", async () => {
     const deep = `{"type":"a","payload":${"[".repeat(5000)}${"]".repeat(5000)}}`;
     expectProblem(await call("POST", "/api/v1/jobs", deep), 400, "invalid_request");

@@ -43,6 +43,30 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
       expect(await t.store.jobs.get(job.id)).toEqual(job);
     });
 
+    it("turns a payload into JSON once, where the submit is made: the store writes that text, single or in a batch", async () => {
+      let made = 0;
+      const payload = {
+        toJSON: () => {
+          made += 1;
+          return { n: 1 };
+        },
+      };
+      const single = await submit(t.store, { payload });
+      const batch = await t.store.jobs.submit([jobParams({ payload }), jobParams({ payload })]);
+      if (!batch.ok) throw new Error("not submitted");
+      expect(made).toBe(3);
+      for (const id of [single.id, ...batch.items.map((item) => item.job.id)]) expect((await t.store.jobs.get(id))?.payload).toEqual({ n: 1 });
+    });
+
+    it("stores a payload of JSON null as null, single or in a batch", async () => {
+      const single = await submit(t.store, { payload: null });
+      const batch = await t.store.jobs.submit([jobParams({ payload: null }), jobParams({ payload: { n: 1 } })]);
+      if (!batch.ok) throw new Error("not submitted");
+      expect([single.payload, ...batch.items.map((item) => item.job.payload)]).toEqual([null, null, { n: 1 }]);
+      const ids = [single.id, ...batch.items.map((item) => item.job.id)];
+      expect(await Promise.all(ids.map(async (id) => (await t.store.jobs.get(id))?.payload))).toEqual([null, null, { n: 1 }]);
+    });
+
     // SQLite's own column types (typeof) and JSON text are what this compares.
     it.runIf(dialect.name === "sqlite")("stores the jobs of a batch exactly as it stores a single job, in the batch's order", async () => {
       const dependency = await submit(t.store);

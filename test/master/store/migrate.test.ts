@@ -13,6 +13,7 @@ import {
   openSqliteStore,
   SqliteDatabase,
 } from "../../../master/store/sqlite/index.js";
+import { submittedPayload } from "../../../master/store/types.js";
 import { FakeClock } from "../../helpers/clock.js";
 import { removeTempDirs, tempDir } from "../../helpers/temp.js";
 import { HAVE_SQLITE3 } from "../../helpers/tools.js";
@@ -164,7 +165,7 @@ describe("migrations (sqlite)", () => {
         { client_id: "c1", unfinished: 2 },
         { client_id: "c2", unfinished: 1 },
       ]);
-      const job = { clientId: "c1", type: "echo", payload: {}, priority: "medium" as const, maxRetries: 0, timeoutS: 60, runAt: null, requires: [], dependsOn: [], idempotencyKey: null, tags: {} };
+      const job = { clientId: "c1", type: "echo", ...submittedPayload({}), priority: "medium" as const, maxRetries: 0, timeoutS: 60, runAt: null, requires: [], dependsOn: [], idempotencyKey: null, tags: {} };
       expect(await store.jobs.submit([job], { maxUnfinished: 2 })).toMatchObject({ ok: false, reason: "quota_exceeded", unfinished: 2 });
     } finally {
       await store.close();

@@ -31,7 +31,7 @@ export interface SubmitGroupParams {
   maxGroupPayloadChars?: number;
 }
 
-const payloadChars = (request: SubmitRequest) => request.jobs.reduce((sum, job) => sum + JSON.stringify(job.payload ?? null).length, 0);
+const payloadChars = (request: SubmitRequest) => request.jobs.reduce((sum, job) => sum + job.payloadJson.length, 0);
 
 export class SubmitGroup {
   private queue: Waiting[] = [];

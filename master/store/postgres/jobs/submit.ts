@@ -233,6 +233,8 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
   const decisions = decide(requests, lookups, locked, now);
   // The rows, and the jobs as they will be answered.
   const rows: NewRow[] = [];
+  /** Each row's payload as the caller turned it into JSON (rows[n]'s is payloads[n]). */
+  const payloads: string[] = [];
   const links: { job_id: string; depends_on_id: string }[] = [];
   /** Each accepted request's first row (its fresh[n] is rows[first + n]). */
   const firstRow: number[] = [];
@@ -244,13 +246,14 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
     if (!("slots" in decision)) continue;
     for (const { job, dependsOn, status, failureReason } of decision.fresh) {
       rows.push(await newRow(ctx, tx, lanes, job, dependsOn, status, failureReason, now));
+      payloads.push(job.payloadJson);
       const id = (rows[rows.length - 1] as NewRow).id;
       for (const dependency of dependsOn) links.push({ job_id: id, depends_on_id: dependency });
     }
     const request = requests[r] as SubmitRequest;
     events.push(...submittedEvents(rows.slice(firstRow[r]).map((row) => jobOf(row)), request.options.batch ?? request.jobs.length > 1));
   }
-  const written = await writeJobs(tx, rows, links, events, at);
+  const written = await writeJobs(tx, rows, payloads, links, events, at);
   if (written.inserted.size < rows.length) {
     // Some keys were stored by another master since the look-up: those jobs are theirs, not new.
     events = [];
@@ -292,7 +295,12 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
       else if ("request" in slot) items.push({ job: (answers[slot.request]?.[slot.position] as { job: Job }).job, created: false });
       else {
         const row = rows[(firstRow[r] ?? 0) + slot.fresh] as NewRow;
-        if (written.inserted.has(row.id)) items.push({ job: jobOf(row), created: true });
+        if (written.inserted.has(row.id)) {
+          // The row holds no payload (newRow): the answer takes the one submitted.
+          const job = jobOf(row);
+          job.payload = decision.fresh[slot.fresh]?.job.payload ?? null;
+          items.push({ job, created: true });
+        }
         else {
           const [theirs] = await rowsOf(tx, sql<JobRow>`SELECT * FROM jobs WHERE client_id = ${row.client_id} AND idempotency_key = ${row.idempotency_key}`);
           if (!theirs) throw new Error(`job ${row.id} was neither stored nor found by its idempotency key`);
@@ -307,7 +315,10 @@ export async function submitRequests(ctx: PgContext, tx: Tx, requests: SubmitReq
   return outcomes;
 }
 
-/** A job row as the INSERT takes it (seq comes from the table). */
+/**
+ * A job row as the INSERT takes it (seq comes from the table), its payload first and null: the
+ * payload goes in as the caller's JSON text (rowsJson).
+ */
 type NewRow = Omit<JobRow, "seq">;
 
 async function newRow(
@@ -324,11 +335,11 @@ async function newRow(
   const weight = PRIORITY_WEIGHTS[job.priority];
   const requires = [...new Set(job.requires)].sort();
   return {
+    payload: null,
     id: timeOrderedId(now.getTime()),
     client_id: job.clientId,
     type: job.type,
     lane: await laneOf(tx, ctx.lanes, lanes, job.type, requires, at),
-    payload: job.payload ?? null,
     priority: weight,
     effective_priority: weight,
     status,
@@ -361,8 +372,26 @@ async function newRow(
   };
 }
 
+/** How each row's JSON begins (newRow puts a null payload first); found nowhere else in it. */
+const ROW_START = '{"payload":null,';
+
 /**
- * One statement: the new jobs, their dependencies, their clients' unfinished counts (locked
+ * The rows as json_to_recordset takes them, each row's payload the caller's JSON text (not
+ * turned into JSON a second time): the rows in JSON at once, then the texts spliced in where
+ * each row begins. ROW_START cannot occur inside a row: in a string its quotes would be
+ * escaped, and no other object of a new row has a key that can be null (tags map to strings).
+ */
+function rowsJson(rows: NewRow[], payloads: string[]): string {
+  const parts = JSON.stringify(rows).split(ROW_START);
+  if (parts.length !== rows.length + 1) throw new Error(`the rows' JSON has ${parts.length - 1} row starts for ${rows.length} rows`);
+  let text = parts[0] ?? "";
+  for (let n = 1; n < parts.length; n++) text += `{"payload":${payloads[n - 1] ?? "null"},${parts[n] ?? ""}`;
+  return text;
+}
+
+/**
+ * One statement: the new jobs (a payload of JSON null, which json_to_recordset reads as SQL
+ * NULL, as JSON null again), their dependencies, their clients' unfinished counts (locked
  * from here to COMMIT, in client order as every writer of the counts takes them) and the
  * audit rows. A key stored by another transaction since the look-up (another master)
  * conflicts: that row is not inserted, and then no audit row is written here (the caller
@@ -371,6 +400,7 @@ async function newRow(
 async function writeJobs(
   tx: Tx,
   rows: NewRow[],
+  payloads: string[],
   links: { job_id: string; depends_on_id: string }[],
   events: AuditEvent[],
   at: string,
@@ -385,10 +415,10 @@ async function writeJobs(
         INSERT INTO jobs (id, client_id, type, lane, payload, priority, effective_priority, status, max_retries, timeout_s,
                           run_at, ready_at, aging_at, requires, depends_on, idempotency_key, tags, failure_reason,
                           created_at, updated_at, finished_at)
-        SELECT id, client_id, type, lane, payload, priority, effective_priority, status, max_retries, timeout_s,
+        SELECT id, client_id, type, lane, coalesce(payload, 'null'::json), priority, effective_priority, status, max_retries, timeout_s,
                run_at, ready_at, aging_at, requires, depends_on, idempotency_key, tags, failure_reason,
                created_at, updated_at, finished_at
-        FROM json_to_recordset(${JSON.stringify(rows)}::json) AS r(
+        FROM json_to_recordset(${rowsJson(rows, payloads)}::json) AS r(
           id text, client_id text, type text, lane integer, payload json, priority integer, effective_priority integer,
           status text, max_retries integer, timeout_s double precision, run_at timestamptz, ready_at timestamptz,
           aging_at timestamptz, requires jsonb, depends_on jsonb, idempotency_key text, tags json, failure_reason text,

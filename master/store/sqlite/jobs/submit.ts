@@ -128,7 +128,7 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time
     id: timeOrderedId(now.getTime()),
     client_id: job.clientId,
     type: job.type,
-    payload: JSON.stringify(job.payload ?? null),
+    payload: job.payloadJson,
     priority: weight,
     effective_priority: weight,
     status,
