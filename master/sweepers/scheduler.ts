@@ -3,7 +3,7 @@
 // by one: the schedule fires once to catch up, then moves to its next future tick.
 import type { Logger } from "../log.js";
 import { nextTick } from "../queue/cron.js";
-import { submittedPayload, type Clock, type Schedule, type Store, type SubmitJobParams } from "../store/types.js";
+import { submittedPayload, UnstorableValueError, type Clock, type Schedule, type Store, type SubmitJobParams } from "../store/types.js";
 import { delayUntil, PeriodicService } from "./service.js";
 
 export const SCHEDULE_BATCH = 100;
@@ -35,7 +35,7 @@ export class Scheduler extends PeriodicService<number> {
     return {
       clientId: schedule.client_id,
       type: spec.type,
-      ...submittedPayload(spec.payload ?? {}),
+      ...submittedPayload(spec.payload === undefined ? {} : spec.payload),
       priority: spec.priority ?? "medium",
       maxRetries: spec.max_retries ?? this.params.defaults.maxRetries,
       timeoutS: spec.timeout_s ?? this.params.defaults.jobTimeoutS,
@@ -71,7 +71,19 @@ export class Scheduler extends PeriodicService<number> {
         continue;
       }
       const maxUnfinished = limited ? this.params.clientMaxQueued : undefined;
-      const outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt), maxUnfinished });
+      let outcome: Awaited<ReturnType<Store["schedules"]["fire"]>>;
+      try {
+        outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt), maxUnfinished });
+      } catch (error) {
+        // A job the database cannot store (PostgreSQL refuses a NUL in text): this schedule
+        // stays as it is, said at each tick, and the schedules due after it still fire.
+        if (!(error instanceof UnstorableValueError)) throw error;
+        log.error(
+          { event: "schedule.unstorable", scheduleId: schedule.id, clientId: schedule.client_id, tick: dueAt, err: error.message },
+          `schedule ${schedule.name} cannot fire: the database refuses its job (${error.message}); fix or delete the schedule`,
+        );
+        continue;
+      }
       if (!outcome.fired) {
         if (outcome.skipped) {
           log.warn(

@@ -48,7 +48,7 @@ export function scheduleRoutes(deps: HttpDeps): Route[] {
         responses: { 201: { description: "Created", schema: scheduleSchema }, ...problemResponses },
       },
       async ({ body, principal }) => {
-        checkPayloadSize(deps, JSON.stringify(body.job.payload ?? {}), "job.");
+        checkPayloadSize(deps, JSON.stringify(body.job.payload === undefined ? {} : body.job.payload), "job.");
         const fields = { name: body.name, cron: body.cron, timezone: body.timezone, job: body.job as ScheduledJobSpec, enabled: body.enabled };
         const outcome = await store.schedules.create({
           ...fields,
@@ -103,7 +103,7 @@ export function scheduleRoutes(deps: HttpDeps): Route[] {
       },
       async ({ params, principal, body }) => {
         const current = await visibleSchedule(deps, principal, idParams.parse(params).id);
-        if (body.job) checkPayloadSize(deps, JSON.stringify(body.job.payload ?? {}), "job.");
+        if (body.job) checkPayloadSize(deps, JSON.stringify(body.job.payload === undefined ? {} : body.job.payload), "job.");
         const fields = {
           name: body.name ?? current.name,
           cron: body.cron ?? current.cron,

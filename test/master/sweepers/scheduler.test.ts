@@ -37,6 +37,53 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
   const jobsOf = async (scheduleId: string) =>
     (await t.store.jobs.list({ limit: 100, tag: { key: "schedule", value: scheduleId } })).items;
 
+  it("fires a job with the payload its schedule names, null included (none: {})", async () => {
+    const made = await Promise.all(
+      [null, undefined].map(async (payload, i) => {
+        const outcome = await t.store.schedules.create({
+          clientId: "client-a",
+          actor: "client-a",
+          name: `payload-${i}`,
+          cron: "* * * * *",
+          timezone: "UTC",
+          enabled: true,
+          job: { type: "report", ...(payload === undefined ? {} : { payload }) },
+          nextRunAt: nextTick("* * * * *", "UTC", t.clock.now()),
+        });
+        if (!outcome.ok) throw new Error("create failed");
+        return outcome.schedule;
+      }),
+    );
+    t.clock.advance(60_000);
+    await scheduler().runOnce();
+    const payloads = await Promise.all(made.map(async (schedule) => (await jobsOf(schedule.id)).map((job) => job.payload)));
+    expect(payloads).toEqual([[null], [{}]]);
+  });
+
+  it("fires the schedules due after one whose job the database cannot store", async () => {
+    const bad = await t.store.schedules.create({
+      clientId: "client-a",
+      actor: "client-a",
+      name: "nul",
+      cron: "* * * * *",
+      timezone: "UTC",
+      enabled: true,
+      // PostgreSQL's text and jsonb cannot hold a NUL; SQLite can.
+      job: { type: "report", payload: { x: "\u0000" } },
+      nextRunAt: nextTick("* * * * *", "UTC", t.clock.now()),
+    });
+    if (!bad.ok) throw new Error("create failed");
+    t.clock.advance(1_000);
+    const good = await createSchedule("* * * * *");
+    t.clock.advance(120_000);
+    for (let tick = 0; tick < 2; tick++) {
+      await scheduler().runOnce();
+      t.clock.advance(60_000);
+    }
+    expect((await jobsOf(good.id)).length).toBe(2);
+    expect((await jobsOf(bad.schedule.id)).length).toBe(dialect.name === "postgres" ? 0 : 2);
+  });
+
   it("skips a client's tick while it has GAFFER_CLIENT_MAX_QUEUED jobs not yet finished; an admin's still fires", async () => {
     const client = await createClient(t.store, { name: "billing", role: "client", actor: null });
     const admin = await createClient(t.store, { name: "root", role: "admin", actor: null });
