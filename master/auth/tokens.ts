@@ -13,6 +13,8 @@ export const TOKEN_CACHE_MS = 30_000;
 /** last_used_at is written at most this often per token. */
 export const TOUCH_INTERVAL_MS = 60_000;
 const MAX_CACHED_TOKENS = 10_000;
+/** Every so many checks that miss the cache, the entries past their time are dropped. */
+const PURGE_EVERY = 256;
 
 export interface IssuedToken {
   access_token: string;
@@ -44,6 +46,8 @@ export interface TokenServiceParams {
 export class TokenService implements Authenticator {
   /** Grants by token: a hit costs a map lookup (the SHA-256 is for the database's look-up only). */
   private readonly cache = new Map<string, CachedGrant>();
+  /** Checks that missed the cache, counted to purge it now and then. */
+  private checks = 0;
   private readonly touched = new Map<string, number>();
 
   constructor(private readonly params: TokenServiceParams) {}
@@ -77,6 +81,9 @@ export class TokenService implements Authenticator {
       this.touch(cached.principal.tokenId, nowMs);
       return cached.principal;
     }
+    // Keyed by the token itself, the cache holds live credentials: none kept past its time.
+    if (cached) this.cache.delete(token);
+    if (++this.checks % PURGE_EVERY === 0) this.purge(nowMs);
     let claims: jwt.JwtPayload;
     try {
       const verified = jwt.verify(token, this.params.secret, { algorithms: ["HS256"], clockTimestamp: Math.floor(nowMs / 1000) });
@@ -100,6 +107,13 @@ export class TokenService implements Authenticator {
     this.cache.set(token, { principal, expiresAtMs: new Date(grant.expires_at).getTime(), checkedAtMs: nowMs });
     this.touch(grant.id, nowMs);
     return principal;
+  }
+
+  /** Drop every entry past its time (tokens not used again would stay until evicted). */
+  private purge(nowMs: number): void {
+    for (const [token, entry] of this.cache) {
+      if (nowMs >= entry.expiresAtMs || nowMs - entry.checkedAtMs >= TOKEN_CACHE_MS) this.cache.delete(token);
+    }
   }
 
   /** Revoked tokens and disabled clients stop working at once on this master. */

@@ -48,6 +48,21 @@ describe.each(dialects)("access tokens ($name)", (dialect) => {
     expect(hashes()).toBe(2);
   });
 
+  it("keeps no token in its cache past the cache's time, used again or not", async () => {
+    const cache = (tokens as unknown as { cache: Map<string, unknown> }).cache;
+    const { token } = await issued();
+    await tokens.check(token);
+    const idle = await issued();
+    await tokens.check(idle.token);
+    expect(cache.has(token) && cache.has(idle.token)).toBe(true);
+    clock.advance(TOKEN_CACHE_MS);
+    // Used again: checked again (and cached again, fresh). Not used again: purged with the others past their time.
+    await tokens.check(token);
+    const fresh = await issued();
+    for (let i = 0; i < 256; i++) await tokens.check(fresh.token).then(() => tokens.forget({ clientId: fresh.client.id }));
+    expect(cache.has(idle.token)).toBe(false);
+  });
+
   it("checks a cached token again once it is forgotten: revoked, or its client disabled", async () => {
     const first = await issued();
     const principal = await tokens.check(first.token);
