@@ -97,6 +97,12 @@ describe("POST /api/v1/jobs", () => {
     const batch = await call("POST", "/api/v1/jobs/batch", { jobs: [{ type: "utf8", payload: atLimit }, { type: "utf8", payload: `${atLimit}é` }] });
     expectProblem(batch, 413, "payload_too_large");
     expect(batch.body.errors).toEqual([{ path: "jobs.1.payload", message: "at most 2048 bytes" }]);
+    // 3 bytes a character: 682 of them and the quotes are the limit, one ASCII character more is one byte over.
+    const euros = "€".repeat(682);
+    expect((await call("POST", "/api/v1/jobs", { type: "utf8", payload: euros })).status).toBe(201);
+    const oneOver = await call("POST", "/api/v1/jobs", { type: "utf8", payload: `${euros}x` });
+    expectProblem(oneOver, 413, "payload_too_large");
+    expect(oneOver.body.detail).toContain("the payload is 2049 bytes; the limit is 2048");
   });
 
   it("stores a null payload as null, and a payload not given as {}", async () => {
