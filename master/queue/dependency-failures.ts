@@ -12,6 +12,22 @@ export interface DependentsGraph {
   jobs: ReadonlyMap<string, JobFacts>;
 }
 
+/**
+ * The rows a store read of the reached jobs (each with the dependency it was reached from,
+ * oldest first) as a graph: each job by id, and each dependency's dependents in row order.
+ */
+export function graphOf<Job extends { id: string }>(rows: readonly (Job & { dependency: string })[], facts: (job: Job) => JobFacts): { jobs: Map<string, Job>; graph: DependentsGraph } {
+  const jobs = new Map<string, Job>();
+  const dependents = new Map<string, string[]>();
+  for (const row of rows) {
+    jobs.set(row.id, row);
+    const list = dependents.get(row.dependency);
+    if (list) list.push(row.id);
+    else dependents.set(row.dependency, [row.id]);
+  }
+  return { jobs, graph: { dependents, jobs: new Map([...jobs].map(([id, job]) => [id, facts(job)])) } };
+}
+
 export interface DependentFailure {
   id: string;
   /** The dependency its audit row names: the one whose end made it fail first. */

@@ -317,44 +317,39 @@ describe.skipIf(!dialects.some((dialect) => dialect.name === "postgres"))("dead-
     expect((await sweeper().runOnce()).dead).toEqual([]);
   });
 
-  it("leaves to a node revived between its mark and a batch of its jobs the jobs that batch would take back", async () => {
+  /**
+   * A node that claimed one job and then went silent, swept with `between` run once its mark
+   * has committed, before the first batch of its jobs is read.
+   */
+  async function sweptWith(name: string, between: (node: { id: string }, job: { id: string }, attempt: number) => Promise<void>) {
     const job = await submit(t.store);
-    const node = await register(t.store, "revived", [], 1);
+    const node = await register(t.store, name, [], 1);
     const [taken] = await claim(t.store, node.id);
     t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
-    // The node beats again once its mark has committed, before the first batch of its jobs is read.
-    const restore = beforeStatement(/SELECT id FROM nodes WHERE id = ANY\([\s\S]*status = 'dead' ORDER BY id FOR UPDATE/, async () => {
-      expect((await t.query("SELECT status FROM nodes WHERE id = ?", [node.id]))[0]?.status).toBe("dead");
-      const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt: taken?.attempt ?? 1 }] });
-      expect(beat).toEqual({ ok: true, status: "online", cancel: [] });
-    });
-    let sweep;
+    const restore = beforeStatement(/SELECT id FROM nodes WHERE id = ANY\([\s\S]*status = 'dead' ORDER BY id FOR UPDATE/, () => between(node, job, taken?.attempt ?? 1));
     try {
-      sweep = await sweeper().runOnce();
+      return { job, node, sweep: await sweeper().runOnce() };
     } finally {
       restore();
     }
+  }
+
+  it("leaves to a node revived between its mark and a batch of its jobs the jobs that batch would take back", async () => {
+    const { job, node, sweep } = await sweptWith("revived", async (node, job, attempt) => {
+      expect((await t.query("SELECT status FROM nodes WHERE id = ?", [node.id]))[0]?.status).toBe("dead");
+      const beat = await t.store.nodes.heartbeat({ nodeId: node.id, running: [{ jobId: job.id, attempt }] });
+      expect(beat).toEqual({ ok: true, status: "online", cancel: [] });
+    });
     expect(sweep.dead.map((dead) => [dead.nodeId, dead.jobs])).toEqual([[node.id, []]]);
     expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "running", node_id: node.id, attempt: 1 });
     expect((await t.store.nodes.get(node.id))?.status).toBe("online");
   });
 
   it("accepts a result its dead node sends before the job is taken back: completed once, not re-queued", async () => {
-    const job = await submit(t.store);
-    const node = await register(t.store, "late", [], 1);
-    const [taken] = await claim(t.store, node.id);
-    t.clock.advance(60_000 + t.policy.heartbeatWriteMs + 1000);
-    // The result arrives once the node's mark has committed, before the first batch of its jobs is read.
-    const restore = beforeStatement(/SELECT id FROM nodes WHERE id = ANY\([\s\S]*status = 'dead' ORDER BY id FOR UPDATE/, async () => {
-      const outcome = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: taken?.attempt ?? 1, status: "completed", result: { ok: 1 } }] });
+    const { job, node, sweep } = await sweptWith("late", async (node, job, attempt) => {
+      const outcome = await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt, status: "completed", result: { ok: 1 } }] });
       expect(outcome.items.map((item) => item.verdict)).toEqual(["accepted"]);
     });
-    let sweep;
-    try {
-      sweep = await sweeper().runOnce();
-    } finally {
-      restore();
-    }
     expect(sweep.dead.map((dead) => [dead.nodeId, dead.jobs])).toEqual([[node.id, []]]);
     expect(await t.store.jobs.get(job.id)).toMatchObject({ status: "completed", result: { ok: 1 }, attempt: 1, retry_count: 0 });
     expect(await t.query("SELECT attempt, outcome FROM job_attempts WHERE job_id = ?", [job.id])).toEqual([{ attempt: 1, outcome: "completed" }]);

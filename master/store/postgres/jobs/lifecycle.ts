@@ -11,7 +11,7 @@ import {
 } from "../../../queue/transitions.js";
 import { type AttemptOutcome, type JobError, type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
 import { nextAgingAt } from "../../../queue/aging.js";
-import { planDependencyFailures } from "../../../queue/dependency-failures.js";
+import { graphOf, planDependencyFailures } from "../../../queue/dependency-failures.js";
 import { changed, rowsOf, writeAudit, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import type { JobRow } from "../rows.js";
@@ -242,15 +242,8 @@ export async function failDependentsOf(tx: Tx, jobIds: readonly string[], at: st
       ORDER BY j.seq FOR UPDATE OF j`,
   );
   if (rows.length === 0) return;
-  const jobs = new Map<string, Dependent>();
-  const dependents = new Map<string, string[]>();
-  for (const row of rows) {
-    jobs.set(row.id, row);
-    const list = dependents.get(row.dependency);
-    if (list) list.push(row.id);
-    else dependents.set(row.dependency, [row.id]);
-  }
-  const failures = planDependencyFailures(jobIds, { dependents, jobs: new Map([...jobs].map(([id, job]) => [id, factsOf(job)])) });
+  const { jobs, graph } = graphOf<Dependent>(rows, factsOf);
+  const failures = planDependencyFailures(jobIds, graph);
   if (failures.length === 0) return;
   const done = await rowsOf(
     tx,

@@ -3,7 +3,7 @@
 // Every function here runs inside its caller's transaction.
 import { sql } from "kysely";
 import { nextAgingAt } from "../../../queue/aging.js";
-import { planDependencyFailures } from "../../../queue/dependency-failures.js";
+import { graphOf, planDependencyFailures } from "../../../queue/dependency-failures.js";
 import { onDependenciesCompleted, onDependencyRetried, onLeaseEnd, type JobFacts, type Transition } from "../../../queue/transitions.js";
 import { type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
 import type { StoreContext } from "../context.js";
@@ -230,14 +230,7 @@ export function failDependents(ctx: StoreContext, jobIds: readonly string[], at:
     )
     .all({ jobIds: JSON.stringify(jobIds) });
   if (rows.length === 0) return;
-  const jobs = new Map<string, Dependent>();
-  const dependents = new Map<string, string[]>();
-  for (const row of rows) {
-    jobs.set(row.id, row);
-    const list = dependents.get(row.dependency);
-    if (list) list.push(row.id);
-    else dependents.set(row.dependency, [row.id]);
-  }
+  const { jobs, graph } = graphOf<Dependent>(rows, factsOf);
   const failDependent = db.prepared<{ seq: number; status: string; failureReason: string | null; at: string }>("fail-dependent", () =>
     db.kysely
       .updateTable("jobs")
@@ -245,7 +238,7 @@ export function failDependents(ctx: StoreContext, jobIds: readonly string[], at:
       .where("seq", "=", param("seq"))
       .where("status", "=", sql.lit("blocked")),
   );
-  const failures = planDependencyFailures(jobIds, { dependents, jobs: new Map([...jobs].map(([id, job]) => [id, factsOf(job)])) });
+  const failures = planDependencyFailures(jobIds, graph);
   const written = failures.filter(
     ({ id, transition }) => failDependent.run({ seq: (jobs.get(id) as Dependent).seq, status: transition.status, failureReason: transition.failureReason, at }) > 0,
   );
