@@ -28,6 +28,17 @@ export function graphOf<Job extends { id: string }>(rows: readonly (Job & { depe
   return { jobs, graph: { dependents, jobs: new Map([...jobs].map(([id, job]) => [id, facts(job)])) } };
 }
 
+/** The audit rows of the dependents failed: one each, naming the dependency that failed it. */
+export function dependencyFailureEvents(failed: readonly DependentFailure[]) {
+  return failed.map(({ id, dependency, transition }) => ({
+    event_type: `job.${transition.status}`,
+    entity_type: "job",
+    entity_id: id,
+    client_id: null,
+    details: { failure_reason: transition.failureReason, dependency },
+  }));
+}
+
 export interface DependentFailure {
   id: string;
   /** The dependency its audit row names: the one whose end made it fail first. */

@@ -11,7 +11,7 @@ import {
 } from "../../../queue/transitions.js";
 import { type AttemptOutcome, type JobError, type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
 import { nextAgingAt } from "../../../queue/aging.js";
-import { graphOf, planDependencyFailures } from "../../../queue/dependency-failures.js";
+import { dependencyFailureEvents, graphOf, planDependencyFailures } from "../../../queue/dependency-failures.js";
 import { changed, rowsOf, writeAudit, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import type { JobRow } from "../rows.js";
@@ -259,13 +259,7 @@ export async function failDependentsOf(tx: Tx, jobIds: readonly string[], at: st
   if (written.length === 0) return;
   await writeAudit(
     tx.db,
-    written.map(({ id, dependency, transition }) => ({
-      event_type: `job.${transition.status}`,
-      entity_type: "job",
-      entity_id: id,
-      client_id: null,
-      details: { failure_reason: transition.failureReason, dependency },
-    })),
+    dependencyFailureEvents(written),
     at,
   );
   tx.mark({ finished: written.map((f) => f.id) });

@@ -3,7 +3,7 @@
 // Every function here runs inside its caller's transaction.
 import { sql } from "kysely";
 import { nextAgingAt } from "../../../queue/aging.js";
-import { graphOf, planDependencyFailures } from "../../../queue/dependency-failures.js";
+import { dependencyFailureEvents, graphOf, planDependencyFailures } from "../../../queue/dependency-failures.js";
 import { onDependenciesCompleted, onDependencyRetried, onLeaseEnd, type JobFacts, type Transition } from "../../../queue/transitions.js";
 import { type JobStatus, type LeaseEndReason, type RescuedJob } from "../../types.js";
 import type { StoreContext } from "../context.js";
@@ -244,13 +244,7 @@ export function failDependents(ctx: StoreContext, jobIds: readonly string[], at:
   );
   if (written.length === 0) return;
   audit.writeMany(
-    written.map(({ id, dependency, transition }) => ({
-      event_type: `job.${transition.status}`,
-      entity_type: "job",
-      entity_id: id,
-      client_id: null,
-      details: { failure_reason: transition.failureReason, dependency },
-    })),
+    dependencyFailureEvents(written),
     at,
   );
   ctx.signal.mark({ finished: written.map(({ id }) => id) });
