@@ -57,6 +57,9 @@ export class Scheduler extends PeriodicService<number> {
     const { store, clock, log } = this.params;
     const now = clock.now();
     let fired = 0;
+    // Schedules left due (a cron that no longer parses, a job the database refuses): the next
+    // run waits an interval, not 0 ms, for them.
+    let stuck = 0;
     for (const schedule of await store.schedules.due({ now, limit: SCHEDULE_BATCH })) {
       const dueAt = schedule.next_run_at;
       if (dueAt === null) continue;
@@ -68,6 +71,7 @@ export class Scheduler extends PeriodicService<number> {
         nextRunAt = nextTick(schedule.cron, schedule.timezone, after);
       } catch (error) {
         log.error({ event: "schedule.invalid", scheduleId: schedule.id, err: (error as Error).message });
+        stuck += 1;
         continue;
       }
       const maxUnfinished = limited ? this.params.clientMaxQueued : undefined;
@@ -82,6 +86,7 @@ export class Scheduler extends PeriodicService<number> {
           { event: "schedule.unstorable", scheduleId: schedule.id, clientId: schedule.client_id, tick: dueAt, err: error.message },
           `schedule ${schedule.name} cannot fire: the database refuses its job (${error.message}); fix or delete the schedule`,
         );
+        stuck += 1;
         continue;
       }
       if (!outcome.fired) {
@@ -99,7 +104,9 @@ export class Scheduler extends PeriodicService<number> {
         `schedule ${schedule.name} submitted job ${outcome.job.id}`,
       );
     }
-    this.nextAt = await store.schedules.nextDueAt();
+    const nextAt = await store.schedules.nextDueAt();
+    const later = new Date(now.getTime() + this.intervalMs);
+    this.nextAt = stuck > 0 && nextAt !== null && nextAt < later ? later : nextAt;
     return fired;
   }
 

@@ -82,6 +82,11 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
     }
     expect((await jobsOf(good.id)).length).toBe(2);
     expect((await jobsOf(bad.schedule.id)).length).toBe(dialect.name === "postgres" ? 0 : 2);
+    // Left due, it does not make the scheduler run again at once (a loop without a pause).
+    const s = scheduler();
+    await s.runOnce();
+    const delay = (s as unknown as { nextDelayMs(): number }).nextDelayMs();
+    expect(delay).toBeGreaterThan(0);
   });
 
   it("skips a client's tick while it has GAFFER_CLIENT_MAX_QUEUED jobs not yet finished; an admin's still fires", async () => {
