@@ -65,6 +65,15 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
     return { limits, db };
   }
 
+  /** A store of its own and a master reaching the database through a proxy the test can cut, with the fallbacks it reports. */
+  async function behindProxy() {
+    await open();
+    const link = await startTcpProxy(TEST_DATABASE_URL);
+    proxy = link; // stopped after the test
+    const fallbacks: unknown[] = [];
+    return { a: await master({ url: link.url, fallbacks }), fallbacks, link };
+  }
+
   async function open(): Promise<void> {
     t = await (postgres as NonNullable<typeof postgres>).open();
     nowMs = Date.parse("2026-03-01T10:00:00.000Z");
@@ -169,21 +178,18 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
   });
 
   it("decides from memory while the database is gone, says so each time, and sends its counts once it is back", async () => {
-    await open();
-    proxy = await startTcpProxy(TEST_DATABASE_URL);
-    const fallbacks: unknown[] = [];
-    const a = await master({ url: proxy.url, fallbacks });
+    const { a, fallbacks, link } = await behindProxy();
     const limiter = a.limits.limiter(synced(3));
     expect(await take(limiter, "c")).toBe("ok");
     await a.limits.syncLimits();
     expect(fallbacks).toEqual([]);
-    await proxy.cut();
+    await link.cut();
     await a.limits.syncLimits();
     expect(fallbacks).toEqual([]);
     expect(await takeMany(limiter, "c", 3)).toEqual(["ok", "ok", "refused"]);
     expect(fallbacks).toHaveLength(3);
     expect(String(fallbacks[0])).toMatch(/PostgreSQL/);
-    await proxy.restore();
+    await link.restore();
     await a.limits.syncLimits();
     expect(await t.query("SELECT key, points, expire FROM rate_limits")).toEqual([{ key: "client:c", points: 3, expire: nowMs + 60_000 }]);
     expect(await take(limiter, "c")).toBe("refused");
@@ -212,19 +218,16 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
   });
 
   it("counts the points of a failed sync once, in its memory meanwhile and in the database after the next", async () => {
-    await open();
-    proxy = await startTcpProxy(TEST_DATABASE_URL);
-    const fallbacks: unknown[] = [];
-    const a = await master({ url: proxy.url, fallbacks });
+    const { a, fallbacks, link } = await behindProxy();
     const limiter = a.limits.limiter(synced(4));
     expect(await takeMany(limiter, "c", 2)).toEqual(["ok", "ok"]);
-    await proxy.cut();
+    await link.cut();
     await a.limits.syncLimits();
     // The two unsent points are counted once: two more pass, the fifth is refused.
     const third = await limiter.consume("c");
     expect(third.remainingPoints).toBe(1);
     expect(fallbacks).toHaveLength(1);
-    await proxy.restore();
+    await link.restore();
     await a.limits.syncLimits();
     expect(await t.query("SELECT points FROM rate_limits")).toEqual([{ points: 3 }]);
     expect(await takeMany(limiter, "c", 2)).toEqual(["ok", "refused"]);
@@ -234,17 +237,14 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
   });
 
   it("reports no fallback once a sync after a failure had nothing left to send (every window ended)", async () => {
-    await open();
-    proxy = await startTcpProxy(TEST_DATABASE_URL);
-    const fallbacks: unknown[] = [];
-    const a = await master({ url: proxy.url, fallbacks });
+    const { a, fallbacks, link } = await behindProxy();
     const limiter = a.limits.limiter(synced(3));
     expect(await take(limiter, "c")).toBe("ok");
-    await proxy.cut();
+    await link.cut();
     await a.limits.syncLimits();
     expect(await take(limiter, "c")).toBe("ok");
     expect(fallbacks).toHaveLength(1);
-    await proxy.restore();
+    await link.restore();
     nowMs += 60_000;
     // Nothing to send or read: the sync asks the database nothing, and the failure is over.
     await a.limits.syncLimits();
@@ -279,14 +279,11 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
   });
 
   it("closes without waiting longer than a sync may be late when the database is silent, and says so", async () => {
-    await open();
-    proxy = await startTcpProxy(TEST_DATABASE_URL);
-    const fallbacks: unknown[] = [];
-    const a = await master({ url: proxy.url, fallbacks });
+    const { a, fallbacks, link } = await behindProxy();
     const limiter = a.limits.limiter(synced(5));
     expect(await take(limiter, "c")).toBe("ok");
-    proxy.holdNew();
-    proxy.freeze();
+    link.holdNew();
+    link.freeze();
     // The store's close goes on (vitest's own timeout would catch a close that waited for the statement).
     await a.limits.close();
     expect(fallbacks).toHaveLength(1);
@@ -294,15 +291,12 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
   });
 
   it("says so when a sync is late, deciding from memory meanwhile", async () => {
-    await open();
-    proxy = await startTcpProxy(TEST_DATABASE_URL);
-    const fallbacks: unknown[] = [];
-    const a = await master({ url: proxy.url, fallbacks });
+    const { a, fallbacks, link } = await behindProxy();
     const limiter = a.limits.limiter(synced(2));
     expect(await take(limiter, "c")).toBe("ok");
     // A silent network: nothing comes back, on new connections either.
-    proxy.holdNew();
-    proxy.freeze();
+    link.holdNew();
+    link.freeze();
     const late = a.limits.syncLimits();
     expect(await take(limiter, "c")).toBe("ok");
     expect(fallbacks).toEqual([]);
@@ -311,7 +305,7 @@ describe.runIf(postgres)("synced rate limits shared through PostgreSQL", () => {
     expect(fallbacks).toHaveLength(1);
     expect(String(fallbacks[0])).toMatch(/has not answered/);
     // The statement fails once the proxy is gone; its points are kept for the next sync.
-    await proxy.close();
+    await link.close();
     proxy = undefined;
     await late;
     expect(await take(limiter, "c")).toBe("refused");
