@@ -8,6 +8,14 @@ import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
 afterAll(() => removeTempDirs());
 
+/** An outbox file as a worker before log tails and batches made it: a row per result. */
+function olderOutbox(dir: string): Database.Database {
+  const old = new Database(join(dir, "outbox.db"));
+  old.exec(`CREATE TABLE results (seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT NOT NULL, job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL, status TEXT NOT NULL, result TEXT, error TEXT, created_at TEXT NOT NULL, UNIQUE (job_id, attempt))`);
+  return old;
+}
+
 describe("outbox", () => {
   it("creates its folder 0700 and its database, -wal and -shm 0600", () => {
     const dir = join(tempDir(), "state", "worker");
@@ -141,9 +149,7 @@ describe("outbox", () => {
   it("keeps a result's log tail, and opens an outbox made before log tails", () => {
     const dir = tempDir();
     // The table as an older worker made it, holding one result.
-    const old = new Database(join(dir, "outbox.db"));
-    old.exec(`CREATE TABLE results (seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT NOT NULL, job_id TEXT NOT NULL,
-      attempt INTEGER NOT NULL, status TEXT NOT NULL, result TEXT, error TEXT, created_at TEXT NOT NULL, UNIQUE (job_id, attempt))`);
+    const old = olderOutbox(dir);
     old.prepare("INSERT INTO results (node_id, job_id, attempt, status, result, created_at) VALUES ('n', 'old', 1, 'completed', '1', 'x')").run();
     old.close();
     const outbox = new Outbox(dir);
@@ -165,9 +171,7 @@ describe("outbox", () => {
 
   it("leaves an older outbox's rows in place when they pass the bytes it mirrors, on every open", () => {
     const dir = tempDir();
-    const old = new Database(join(dir, "outbox.db"));
-    old.exec(`CREATE TABLE results (seq INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT NOT NULL, job_id TEXT NOT NULL,
-      attempt INTEGER NOT NULL, status TEXT NOT NULL, result TEXT, error TEXT, created_at TEXT NOT NULL, UNIQUE (job_id, attempt))`);
+    const old = olderOutbox(dir);
     const insert = old.prepare("INSERT INTO results (node_id, job_id, attempt, status, result, created_at) VALUES ('n', ?, 1, 'completed', ?, 'x')");
     for (let i = 0; i < 5; i++) insert.run(`j${i}`, JSON.stringify("x".repeat(500)));
     const before = old.prepare("SELECT seq, job_id FROM results ORDER BY seq").raw().all();
