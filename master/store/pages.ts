@@ -1,7 +1,7 @@
 // What every dialect's verbs share in their answers: priority names, time-ordered ids,
-// list cursors and pages.
+// list cursors and pages, and the columns of a job as submitted.
 import { randomUUID } from "node:crypto";
-import { InvalidCursorError, PRIORITY_WEIGHTS, type PriorityName } from "./types.js";
+import { InvalidCursorError, PRIORITY_WEIGHTS, type JobStatus, type PriorityName, type SubmitJobParams } from "./types.js";
 
 const NAME_BY_WEIGHT = new Map<number, PriorityName>(
   Object.entries(PRIORITY_WEIGHTS).map(([name, weight]) => [weight, name as PriorityName]),
@@ -47,5 +47,45 @@ export function pageOf<Row, T>(rows: Row[], limit: number, key: (row: Row) => nu
   return {
     items: shown.map((row) => convert(row)),
     next_cursor: more && last !== undefined ? encodeCursor(key(last)) : null,
+  };
+}
+
+/**
+ * A new job's columns that both dialects write alike: what onSubmit decided (`status`,
+ * `failureReason`) at `now` (`at`, as text), the first aging time of a pending job from `agingAt(weight)`.
+ * Each store adds its own: the payload, the lane, requires, depends_on, tags (as text on
+ * SQLite, JSON on PostgreSQL) and cancel_requested (0 or false).
+ */
+export function submittedColumns(job: SubmitJobParams, status: JobStatus, failureReason: string | null, now: Date, at: string, agingAt: (weight: number) => string | null) {
+  const weight = PRIORITY_WEIGHTS[job.priority];
+  return {
+    id: timeOrderedId(now.getTime()),
+    client_id: job.clientId,
+    type: job.type,
+    priority: weight,
+    effective_priority: weight,
+    status,
+    node_id: null,
+    attempt: 0,
+    retry_count: 0,
+    max_retries: job.maxRetries,
+    timeout_s: job.timeoutS,
+    run_at: job.runAt === null ? null : job.runAt.toISOString(),
+    ready_at: status === "scheduled" && job.runAt !== null ? job.runAt.toISOString() : at,
+    stall_at: null,
+    lease_expires_at: null,
+    aging_at: status === "pending" ? agingAt(weight) : null,
+    idempotency_key: job.idempotencyKey,
+    progress: null,
+    progress_message: null,
+    progress_logged_at: null,
+    result: null,
+    error: null,
+    failure_reason: failureReason,
+    lease_end_reason: null,
+    created_at: at,
+    updated_at: at,
+    started_at: null,
+    finished_at: status === "failed" ? at : null,
   };
 }

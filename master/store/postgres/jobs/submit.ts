@@ -5,8 +5,8 @@
 // (ON CONFLICT) answers that master's job, as a key seen before does.
 import { sql } from "kysely";
 import { isFinal, onSubmit } from "../../../queue/transitions.js";
-import { timeOrderedId } from "../../pages.js";
-import { PRIORITY_WEIGHTS, type Job, type JobStatus, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../types.js";
+import { submittedColumns } from "../../pages.js";
+import { type Job, type JobStatus, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../types.js";
 import { rowsOf, writeAudit, type AuditEvent, type PgContext } from "../context.js";
 import type { Tx } from "../database.js";
 import { toJob, type JobRow } from "../rows.js";
@@ -332,43 +332,15 @@ async function newRow(
   now: Date,
 ): Promise<NewRow> {
   const at = now.toISOString();
-  const weight = PRIORITY_WEIGHTS[job.priority];
   const requires = [...new Set(job.requires)].sort();
   return {
     payload: null,
-    id: timeOrderedId(now.getTime()),
-    client_id: job.clientId,
-    type: job.type,
+    ...submittedColumns(job, status, failureReason, now, at, (weight) => nextAgingAt(weight, now, ctx.policy.agingMs)),
     lane: await laneOf(tx, ctx.lanes, lanes, job.type, requires, at),
-    priority: weight,
-    effective_priority: weight,
-    status,
-    node_id: null,
-    attempt: 0,
-    retry_count: 0,
-    max_retries: job.maxRetries,
-    timeout_s: job.timeoutS,
-    run_at: job.runAt === null ? null : job.runAt.toISOString(),
-    ready_at: status === "scheduled" && job.runAt !== null ? job.runAt.toISOString() : at,
-    stall_at: null,
-    lease_expires_at: null,
-    aging_at: status === "pending" ? nextAgingAt(weight, now, ctx.policy.agingMs) : null,
     requires,
     depends_on: dependsOn,
-    idempotency_key: job.idempotencyKey,
     tags: job.tags,
-    progress: null,
-    progress_message: null,
-    progress_logged_at: null,
-    result: null,
-    error: null,
-    failure_reason: failureReason,
     cancel_requested: false,
-    lease_end_reason: null,
-    created_at: at,
-    updated_at: at,
-    started_at: null,
-    finished_at: status === "failed" ? at : null,
   };
 }
 

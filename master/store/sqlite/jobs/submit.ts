@@ -1,11 +1,12 @@
 // submit: new jobs, all or nothing, with idempotency keys and dependencies.
 import { isFinal, onSubmit } from "../../../queue/transitions.js";
-import { PRIORITY_WEIGHTS, type Job, type JobStatus, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../types.js";
+import { type Job, type JobStatus, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../types.js";
 import type { AuditEvent } from "../audit.js";
 import type { StoreContext } from "../context.js";
 import { param, type Prepared } from "../database.js";
 import { addUnfinished, unfinishedJobs } from "../quotas.js";
-import { timeOrderedId, toJob, type JobRow } from "../rows.js";
+import { submittedColumns } from "../../pages.js";
+import { toJob, type JobRow } from "../rows.js";
 import { nextAgingAt } from "./lifecycle.js";
 
 type NewJobRow = Omit<JobRow, "seq">;
@@ -121,45 +122,16 @@ function build(ctx: StoreContext, entry: Extract<Checked, { kind: "new" }>, time
   const { now, at } = time;
   const { job, dependsOn, dependencies } = entry;
   const { status, failureReason } = onSubmit(dependencies.map((d) => d.status as JobStatus), job.runAt, now);
-  const weight = PRIORITY_WEIGHTS[job.priority];
-  const readyAt = status === "scheduled" && job.runAt !== null ? job.runAt.toISOString() : at;
   const requires = lanes.keyOf(job.requires);
   const row: NewJobRow = {
-    id: timeOrderedId(now.getTime()),
-    client_id: job.clientId,
-    type: job.type,
+    ...submittedColumns(job, status, failureReason, now, at, (weight) => agingAtOf(ctx, time, weight)),
     payload: job.payloadJson,
-    priority: weight,
-    effective_priority: weight,
-    status,
-    node_id: null,
-    attempt: 0,
-    retry_count: 0,
-    max_retries: job.maxRetries,
-    timeout_s: job.timeoutS,
-    run_at: job.runAt === null ? null : job.runAt.toISOString(),
-    ready_at: readyAt,
-    stall_at: null,
-    lease_expires_at: null,
-    aging_at: status === "pending" ? agingAtOf(ctx, time, weight) : null,
     requires: requires.labels.length === 0 ? "[]" : JSON.stringify(requires.labels),
     requires_key: requires.key,
     lane: lanes.laneOf(job.type, requires, at),
     depends_on: dependsOn.length === 0 ? "[]" : JSON.stringify(dependsOn),
-    idempotency_key: job.idempotencyKey,
     tags: JSON.stringify(job.tags),
-    progress: null,
-    progress_message: null,
-    progress_logged_at: null,
-    result: null,
-    error: null,
-    failure_reason: failureReason,
     cancel_requested: 0,
-    lease_end_reason: null,
-    created_at: at,
-    updated_at: at,
-    started_at: null,
-    finished_at: status === "failed" ? at : null,
   };
   const event = (type: string, details: Record<string, unknown>): AuditEvent => ({
     event_type: type,
