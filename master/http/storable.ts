@@ -30,17 +30,20 @@ export function jsonHasUnstorableText(json: string): boolean {
   return false;
 }
 
-/** Whether a parsed JSON value holds a number JSON cannot write (Infinity from 1e400). */
+/**
+ * Whether a parsed JSON value holds a number JSON cannot write (Infinity from 1e400). Recursive:
+ * a body is nested at most 64 levels deep (route.ts refuses deeper ones before this runs).
+ */
 function hasNonFiniteNumber(value: unknown): boolean {
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const current = stack.pop();
-    if (typeof current === "number") {
-      if (!Number.isFinite(current)) return true;
-    } else if (current !== null && typeof current === "object") {
-      for (const child of Object.values(current)) stack.push(child);
-    }
+  if (typeof value === "number") return !Number.isFinite(value);
+  if (value === null || typeof value !== "object") return false;
+  if (Array.isArray(value)) {
+    for (const item of value as unknown[]) if (hasNonFiniteNumber(item)) return true;
+    return false;
   }
+  // for…in, not Object.values: no array made per object. JSON.parse makes plain objects, whose
+  // prototype has no enumerable keys, and an own "__proto__" key reads as its own value.
+  for (const key in value) if (hasNonFiniteNumber((value as Record<string, unknown>)[key])) return true;
   return false;
 }
 

@@ -45,3 +45,12 @@ describe("cleanText", () => {
     expect(isStorableText(cleanText("\u0000\ud800\u0000"))).toBe(true);
   });
 });
+
+describe("unstorableJson on keys JSON.parse makes own", () => {
+  it("finds a number past 1e308 under a __proto__ key and in deep arrays", () => {
+    for (const text of ['{"__proto__":{"n":1e400}}', `${"[".repeat(60)}1e400${"]".repeat(60)}`]) {
+      const value: unknown = JSON.parse(text);
+      expect(unstorableJson(value, JSON.stringify(value)), text).toBe(NUMBER_OUT_OF_RANGE);
+    }
+  });
+});
