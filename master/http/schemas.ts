@@ -377,7 +377,7 @@ export const scheduleSchema = z
 // ---- auth, clients, tokens ----
 
 export const tokenRequestSchema = z
-  .object({ client_id: z.string().min(1).max(128), client_secret: z.string().min(1).max(512) })
+  .object({ client_id: storable(z.string().min(1).max(128)), client_secret: z.string().min(1).max(512) })
   .strict();
 
 export const tokenResponseSchema = z.object({
