@@ -9,19 +9,27 @@ import {
   ROLES,
   type PriorityName,
 } from "../store/types.js";
+import { isStorableText, UNSTORABLE_TEXT } from "./storable.js";
 
 const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 
+/** A string every store keeps as it was sent (no NUL, no unpaired surrogate): a client's text. */
+export function storable<T extends z.ZodString>(schema: T): T {
+  return schema.refine(isStorableText, UNSTORABLE_TEXT);
+}
+
 export const jobType = z.string().regex(NAME_PATTERN, "must be 1–64 of A-Z a-z 0-9 _ . : -");
 export const label = z.string().regex(NAME_PATTERN, "must be 1–64 of A-Z a-z 0-9 _ . : -");
-export const id = z.string().min(1).max(64);
+export const id = storable(z.string().min(1).max(64));
+/** An id as a worker reports it: one no store could hold is answered as unknown, not refused with its batch. */
+export const reportedId = z.string().min(1).max(64);
 export const priority = z.enum(PRIORITY_NAMES as [PriorityName, ...PriorityName[]]);
 export const timestamp = z.iso.datetime({ offset: true, message: "must be an ISO-8601 timestamp" });
 const json = z.unknown();
 const attempt = z.int().min(1).max(1_000_000_000);
 
 export const tagsSchema = z
-  .record(z.string().regex(NAME_PATTERN, "tag keys must be 1–64 of A-Z a-z 0-9 _ . : -"), z.string().max(256))
+  .record(z.string().regex(NAME_PATTERN, "tag keys must be 1–64 of A-Z a-z 0-9 _ . : -"), storable(z.string().max(256)))
   .refine((tags) => Object.keys(tags).length <= 32, "at most 32 tags");
 
 export const jobErrorSchema = z
@@ -42,7 +50,7 @@ export const submitJobSchema = z
     run_at: timestamp.optional(),
     requires: z.array(label).max(32).default([]),
     depends_on: z.array(id).max(100).default([]),
-    idempotency_key: z.string().min(1).max(255).optional(),
+    idempotency_key: storable(z.string().min(1).max(255)).optional(),
     tags: tagsSchema.default({}),
   })
   .strict();
@@ -91,11 +99,11 @@ export function pageSchema<T extends z.ZodType>(item: T) {
 }
 
 /** A tag filter, `key:value`. */
-export const tagFilter = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}:.{0,256}$/, "must be key:value");
+export const tagFilter = storable(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}:.{0,256}$/, "must be key:value"));
 
 export const pageQuery = {
   limit: z.coerce.number().int().min(1).max(500).default(50),
-  cursor: z.string().max(64).optional(),
+  cursor: storable(z.string().max(64)).optional(),
 };
 
 export const listJobsQuery = z
@@ -202,11 +210,11 @@ export const queueStatsSchema = z.object({
 
 export const registerNodeSchema = z
   .object({
-    name: z.string().min(1).max(128).regex(/^[^\s/]+$/, "must have no spaces or slashes"),
+    name: storable(z.string().min(1).max(128).regex(/^[^\s/]+$/, "must have no spaces or slashes")),
     labels: z.array(label).max(64).default([]),
     capacity: z.int().min(1).max(10_000).default(1),
     types: z.array(jobType).max(1000).optional().describe("the job types it runs (absent: any type)"),
-    version: z.string().max(64).optional(),
+    version: storable(z.string().max(64)).optional(),
     hardware: z.record(z.string().max(64), json).default({}),
   })
   .strict();
@@ -236,7 +244,7 @@ export const heartbeatSchema = z
       .array(
         z
           .object({
-            job_id: id,
+            job_id: reportedId,
             attempt,
             progress: z.number().min(0).max(100).optional(),
             message: z.string().max(1024).optional(),
@@ -287,7 +295,7 @@ export const resultsSchema = z
       .array(
         z
           .object({
-            job_id: id,
+            job_id: reportedId,
             attempt,
             status: z.enum(["completed", "failed"]),
             result: json.optional(),
@@ -317,10 +325,10 @@ export const throughputSchema = z.object({
 export const listAuditQuery = z
   .object({
     ...pageQuery,
-    event_type: z.string().max(64).optional(),
-    entity_type: z.string().max(32).optional(),
-    entity_id: z.string().max(128).optional(),
-    client_id: z.string().max(128).optional(),
+    event_type: storable(z.string().max(64)).optional(),
+    entity_type: storable(z.string().max(32)).optional(),
+    entity_id: storable(z.string().max(128)).optional(),
+    client_id: storable(z.string().max(128)).optional(),
   })
   .strict();
 
@@ -332,9 +340,9 @@ export const scheduledJobSchema = submitJobSchema
 
 export const createScheduleSchema = z
   .object({
-    name: z.string().min(1).max(128),
-    cron: z.string().min(1).max(128),
-    timezone: z.string().min(1).max(64).default("UTC"),
+    name: storable(z.string().min(1).max(128)),
+    cron: storable(z.string().min(1).max(128)),
+    timezone: storable(z.string().min(1).max(64)).default("UTC"),
     job: scheduledJobSchema,
     enabled: z.boolean().default(true),
   })
@@ -342,9 +350,9 @@ export const createScheduleSchema = z
 
 export const updateScheduleSchema = z
   .object({
-    name: z.string().min(1).max(128).optional(),
-    cron: z.string().min(1).max(128).optional(),
-    timezone: z.string().min(1).max(64).optional(),
+    name: storable(z.string().min(1).max(128)).optional(),
+    cron: storable(z.string().min(1).max(128)).optional(),
+    timezone: storable(z.string().min(1).max(64)).optional(),
     job: scheduledJobSchema.optional(),
     enabled: z.boolean().optional(),
   })
@@ -369,7 +377,7 @@ export const scheduleSchema = z
 // ---- auth, clients, tokens ----
 
 export const tokenRequestSchema = z
-  .object({ client_id: z.string().min(1).max(128), client_secret: z.string().min(1).max(512) })
+  .object({ client_id: storable(z.string().min(1).max(128)), client_secret: z.string().min(1).max(512) })
   .strict();
 
 export const tokenResponseSchema = z.object({
@@ -380,7 +388,7 @@ export const tokenResponseSchema = z.object({
 });
 
 export const createClientSchema = z
-  .object({ name: z.string().min(1).max(128), role: z.enum(ROLES) })
+  .object({ name: storable(z.string().min(1).max(128)), role: z.enum(ROLES) })
   .strict();
 
 export const clientSchema = z

@@ -26,6 +26,7 @@ import {
   whySchema,
   type SubmitJobBody,
 } from "../schemas.js";
+import { unstorableJson } from "../storable.js";
 import { problemResponses } from "./common.js";
 
 const SUBMITTERS = ["admin", "client"] as const;
@@ -48,12 +49,14 @@ async function waitForFinal(deps: HttpDeps, jobId: string, waitMs: number, signa
   }
 }
 
-/** A payload over GAFFER_MAX_PAYLOAD_BYTES is refused with 413, naming the field; `payloadJson` is its JSON text. */
-export function checkPayloadSize(deps: HttpDeps, payloadJson: string, path: string): void {
+/**
+ * A payload over GAFFER_MAX_PAYLOAD_BYTES is refused with 413, one a store would not keep as sent
+ * (storable.ts) with 400, each naming the field; `payloadJson` is its JSON text.
+ */
+export function checkPayload(deps: HttpDeps, payload: unknown, payloadJson: string, path: string): void {
   const limit = deps.config.maxPayloadBytes;
   // A UTF-16 code unit is at most 3 bytes of UTF-8: a text that short is within the limit uncounted.
-  if (payloadJson.length * 3 <= limit) return;
-  const size = Buffer.byteLength(payloadJson);
+  const size = payloadJson.length * 3 <= limit ? 0 : Buffer.byteLength(payloadJson);
   if (size > limit) {
     throw new ProblemError(
       "payload_too_large",
@@ -61,13 +64,15 @@ export function checkPayloadSize(deps: HttpDeps, payloadJson: string, path: stri
       [{ path: `${path}payload`, message: `at most ${limit} bytes` }],
     );
   }
+  const unstorable = unstorableJson(payload, payloadJson);
+  if (unstorable !== undefined) throw badRequest(`${path}payload: ${unstorable}`, [{ path: `${path}payload`, message: unstorable }]);
 }
 
 /** Check one job's body beyond its schema and turn it into store params. */
 function toSubmitParams(deps: HttpDeps, principal: Principal, body: SubmitJobBody, path: string): SubmitJobParams {
   // Turned into JSON here once: measured, then written by the store as it is.
   const payload = submittedPayload(body.payload === undefined ? {} : body.payload);
-  checkPayloadSize(deps, payload.payloadJson, path);
+  checkPayload(deps, payload.payload, payload.payloadJson, path);
   return {
     clientId: principal.clientId,
     type: body.type,

@@ -1,10 +1,10 @@
 // /api/v1/nodes: what workers do (register, heartbeat, claim, report, leave) and
 // what admins do to nodes (list, drain, resume). Single-job reports live under
 // /api/v1/jobs/:id/complete|fail but are node verbs, so they are here too.
-import type { JobReport, NodeActionOutcome, ReportOutcome, ReportVerdict } from "../../store/types.js";
+import type { JobError, JobReport, NodeActionOutcome, ReportOutcome, ReportVerdict } from "../../store/types.js";
 import { utf8Tail } from "../../log-tail.js";
 import type { HttpDeps } from "../deps.js";
-import { conflict, notFound, ProblemError } from "../problem.js";
+import { badRequest, conflict, notFound, ProblemError } from "../problem.js";
 import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
 import {
   claimedJobSchema,
@@ -22,6 +22,7 @@ import {
   resultsReplySchema,
   resultsSchema,
 } from "../schemas.js";
+import { cleanText, isStorableText, unstorableJson } from "../storable.js";
 import { problemResponses } from "./common.js";
 
 const WORKERS = ["admin", "worker"] as const;
@@ -65,6 +66,19 @@ export function lastBytes(text: string | undefined, limit: number): string | und
   return bytes.length <= limit ? text : utf8Tail(bytes, limit);
 }
 
+/** A handler's log tail as the master keeps it: its last `limit` bytes, as every store keeps text (cleanText). */
+function keptLogTail(text: string | undefined, limit: number): string | undefined {
+  const tail = lastBytes(text, limit);
+  return tail === undefined ? undefined : cleanText(tail);
+}
+
+/** A reported error as every store keeps it (cleanText), retryable unless it says otherwise. */
+function keptError(error: { message: string; code?: string | undefined; retryable?: boolean | undefined }): JobError {
+  const kept: JobError = { message: cleanText(error.message), retryable: error.retryable !== false };
+  if (error.code !== undefined) kept.code = cleanText(error.code);
+  return kept;
+}
+
 /** Count what accepted reports did (metrics) and say it in the log. */
 function recordEffects(deps: HttpDeps, items: ReportOutcome[]): void {
   for (const { jobId, effect } of items) {
@@ -99,6 +113,20 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
     return ok(job);
   }
 
+  /**
+   * A batch of reports through the store, answered in order. A job id no store could hold is no
+   * job's (not_found), answered without asking the store: the rest of its batch still counts.
+   */
+  async function reportAll(nodeId: string, reports: JobReport[]): Promise<ReportOutcome[]> {
+    const known = reports.filter((report) => isStorableText(report.jobId));
+    if (known.length === reports.length) return (await store.jobs.report({ nodeId, reports })).items;
+    const answered = known.length === 0 ? [] : (await store.jobs.report({ nodeId, reports: known })).items;
+    let next = 0;
+    return reports.map((report) =>
+      isStorableText(report.jobId) ? (answered[next++] ?? { jobId: report.jobId, verdict: "not_found" }) : { jobId: report.jobId, verdict: "not_found" },
+    );
+  }
+
   return [
     route(
       {
@@ -115,6 +143,8 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
         },
       },
       async ({ body, principal }) => {
+        const unstorable = unstorableJson(body.hardware, JSON.stringify(body.hardware));
+        if (unstorable !== undefined) throw badRequest(`hardware: ${unstorable}`, [{ path: "hardware", message: unstorable }]);
         const { node, created: isNew } = await store.nodes.register({
           clientId: principal.clientId,
           name: body.name,
@@ -170,20 +200,23 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
       async ({ params, principal, body }) => {
         const { id } = idParams.parse(params);
         await nodeOwners.check(principal, id);
+        // A job id no store could hold is no job of this node's: told to stop, as an unknown one is.
+        const unknown = body.running.filter((job) => !isStorableText(job.job_id));
         const outcome = await store.nodes.heartbeat({
           nodeId: id,
-          running: body.running.map((job) => ({
+          running: (unknown.length === 0 ? body.running : body.running.filter((job) => isStorableText(job.job_id))).map((job) => ({
             jobId: job.job_id,
             attempt: job.attempt,
             progress: job.progress,
-            message: job.message,
+            message: job.message === undefined ? undefined : cleanText(job.message),
           })),
         });
         if (!outcome.ok) {
           if (outcome.reason === "not_found") throw notFound("node");
           offlineConflict();
         }
-        return ok({ status: outcome.status, heartbeat_interval_s: deps.config.heartbeatIntervalS, cancel: outcome.cancel });
+        const cancel = [...outcome.cancel, ...unknown.map((job) => ({ job_id: job.job_id, attempt: job.attempt, reason: "unknown" as const }))];
+        return ok({ status: outcome.status, heartbeat_interval_s: deps.config.heartbeatIntervalS, cancel });
       },
     ),
     route(
@@ -231,19 +264,19 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
       async ({ params, principal, body }) => {
         const { id } = idParams.parse(params);
         await nodeOwners.check(principal, id);
-        const result = await store.jobs.report({
-          nodeId: id,
-          reports: body.results.map((r) => ({
+        const outcomes = await reportAll(
+          id,
+          body.results.map((r) => ({
             jobId: r.job_id,
             attempt: r.attempt,
             status: r.status,
             result: r.result,
-            error: r.error === undefined ? undefined : { ...r.error, retryable: r.error.retryable !== false },
-            logTail: lastBytes(r.log_tail, deps.config.logTailBytes),
+            error: r.error === undefined ? undefined : keptError(r.error),
+            logTail: keptLogTail(r.log_tail, deps.config.logTailBytes),
           })),
-        });
-        recordEffects(deps, result.items);
-        const items = result.items.map((item) => {
+        );
+        recordEffects(deps, outcomes);
+        const items = outcomes.map((item) => {
           const accepted = item.verdict === "accepted" || item.verdict === "duplicate";
           const reason = REASONS[item.verdict];
           return reason === undefined ? { job_id: item.jobId, accepted } : { job_id: item.jobId, accepted, reason };
@@ -267,7 +300,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
           attempt: body.attempt,
           status: "completed",
           result: body.result,
-          logTail: lastBytes(body.log_tail, deps.config.logTailBytes),
+          logTail: keptLogTail(body.log_tail, deps.config.logTailBytes),
         }),
     ),
     route(
@@ -285,8 +318,8 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
           jobId: idParams.parse(params).id,
           attempt: body.attempt,
           status: "failed",
-          error: { ...body.error, retryable: body.error.retryable !== false },
-          logTail: lastBytes(body.log_tail, deps.config.logTailBytes),
+          error: keptError(body.error),
+          logTail: keptLogTail(body.log_tail, deps.config.logTailBytes),
         }),
     ),
     route(

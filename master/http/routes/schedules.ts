@@ -5,7 +5,7 @@ import type { HttpDeps } from "../deps.js";
 import { badRequest, conflict, notFound, ProblemError } from "../problem.js";
 import { created, ok, route, type Principal, type Route } from "../route.js";
 import { createScheduleSchema, idParams, pageOnlyQuery, pageSchema, scheduleSchema, updateScheduleSchema } from "../schemas.js";
-import { checkPayloadSize } from "./jobs.js";
+import { checkPayload } from "./jobs.js";
 import { problemResponses } from "./common.js";
 
 const OWNERS = ["admin", "client"] as const;
@@ -25,6 +25,12 @@ function nextRunOf(deps: HttpDeps, principal: Principal, fields: Omit<ScheduleFi
     if (error instanceof CronError) throw badRequest(error.message, [{ path: error.field, message: error.message }]);
     throw error;
   }
+}
+
+/** A schedule's payload, held to what a submit's is (its ticks submit it). */
+function checkScheduledPayload(deps: HttpDeps, payload: unknown): void {
+  const submitted = payload === undefined ? {} : payload;
+  checkPayload(deps, submitted, JSON.stringify(submitted), "job.");
 }
 
 async function visibleSchedule(deps: HttpDeps, principal: Principal, id: string): Promise<Schedule> {
@@ -48,7 +54,7 @@ export function scheduleRoutes(deps: HttpDeps): Route[] {
         responses: { 201: { description: "Created", schema: scheduleSchema }, ...problemResponses },
       },
       async ({ body, principal }) => {
-        checkPayloadSize(deps, JSON.stringify(body.job.payload === undefined ? {} : body.job.payload), "job.");
+        checkScheduledPayload(deps, body.job.payload);
         const fields = { name: body.name, cron: body.cron, timezone: body.timezone, job: body.job as ScheduledJobSpec, enabled: body.enabled };
         const outcome = await store.schedules.create({
           ...fields,
@@ -103,7 +109,7 @@ export function scheduleRoutes(deps: HttpDeps): Route[] {
       },
       async ({ params, principal, body }) => {
         const current = await visibleSchedule(deps, principal, idParams.parse(params).id);
-        if (body.job) checkPayloadSize(deps, JSON.stringify(body.job.payload === undefined ? {} : body.job.payload), "job.");
+        if (body.job) checkScheduledPayload(deps, body.job.payload);
         const fields = {
           name: body.name ?? current.name,
           cron: body.cron ?? current.cron,
