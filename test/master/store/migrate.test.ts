@@ -142,7 +142,7 @@ describe("migrations (sqlite)", () => {
     expect(cliSays("PRAGMA integrity_check")).toBe("ok");
     expect(cliSays("SELECT name FROM pragma_table_info('jobs') WHERE name LIKE 'reported%'")).toBe("");
     expect(cliSays("SELECT id, status, result FROM jobs")).toBe("done|completed|42");
-    expect(cliSays("SELECT max(version) FROM schema_migrations")).toBe("7");
+    expect(cliSays("SELECT max(version) FROM schema_migrations")).toBe("8");
   });
 
   it("counts each client's jobs not yet finished in a database made before quotas", async () => {
