@@ -271,7 +271,12 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
     expect(await jobsOf(mine.id)).toHaveLength(0);
     expect(await jobsOf(admins.id)).toHaveLength(1);
     // The skipped tick is gone, not retried: the schedule moved on, and the audit log says why.
-    expect((await t.store.schedules.get(mine.id))?.next_run_at).toBe("2026-01-01T10:02:00.000Z");
+    expect(await t.store.schedules.get(mine.id)).toMatchObject({
+      next_run_at: "2026-01-01T10:02:00.000Z",
+      last_skipped_at: "2026-01-01T10:01:00.000Z",
+      last_skip_reason: "quota_exceeded",
+      last_skip_message: expect.stringContaining("GAFFER_CLIENT_MAX_QUEUED"),
+    });
     const audit = await t.store.audit.list({ limit: 10, entityId: mine.id, eventType: "schedule.skipped" });
     expect(audit.items).toMatchObject([{ details: { reason: "quota_exceeded", unfinished: 1, limit: 1 } }]);
     await t.store.jobs.cancel({ id: waiting.id, actor: null });
