@@ -1,10 +1,10 @@
-// gaffer schedules create | list | delete
+// gaffer schedules create | list | get | delete
 import { Command, Option } from "commander";
 import { PRIORITY_NAMES } from "../../master/store/types.js";
 import { parseJsonFlag, printObject, printPage } from "./output.js";
 import { call, connect, withRemoteOptions, type RemoteFlags } from "./remote.js";
 
-const SCHEDULE_COLUMNS = ["id", "name", "cron", "timezone", "enabled", "next_run_at", "last_run_at"];
+const SCHEDULE_COLUMNS = ["id", "name", "cron", "timezone", "enabled", "next_run_at", "last_run_at", "last_skipped_at", "last_skip_reason"];
 
 export function schedulesCommand(): Command {
   const schedules = new Command("schedules").description("Recurring jobs on cron schedules");
@@ -40,6 +40,12 @@ export function schedulesCommand(): Command {
         }),
       );
       printPage(page, SCHEDULE_COLUMNS, opts.json);
+    },
+  );
+  withRemoteOptions(schedules.command("get").description("Show a schedule, with its last skipped tick and why").argument("<id>")).action(
+    async (id: string, opts: RemoteFlags) => {
+      const schedule = await call(() => connect(opts).request<Record<string, unknown>>("GET", `/api/v1/schedules/${encodeURIComponent(id)}`));
+      printObject(schedule, opts.json);
     },
   );
   withRemoteOptions(schedules.command("delete").description("Delete a schedule").argument("<id>")).action(

@@ -7,6 +7,7 @@ import {
   NODE_STATUSES,
   PRIORITY_NAMES,
   ROLES,
+  SCHEDULE_SKIP_REASONS,
   type PriorityName,
 } from "../store/types.js";
 import { isStorableText, UNSTORABLE_TEXT } from "./storable.js";
@@ -369,6 +370,9 @@ export const scheduleSchema = z
     enabled: z.boolean(),
     next_run_at: z.string().nullable(),
     last_run_at: z.string().nullable(),
+    last_skipped_at: z.string().nullable().describe("The last tick that submitted no job (kept after later ticks fire: compare with last_run_at)"),
+    last_skip_reason: z.enum(SCHEDULE_SKIP_REASONS).nullable().describe("Why: invalid_cron and invalid_timezone disable the schedule until it is changed"),
+    last_skip_message: z.string().nullable(),
     created_at: z.string(),
     updated_at: z.string(),
   })

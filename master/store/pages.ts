@@ -1,5 +1,5 @@
 // What every dialect's verbs share in their answers: priority names, time-ordered ids,
-// list cursors and pages, and the columns of a job as submitted.
+// list cursors and pages, the columns of a job as submitted, a quota skip's message.
 import { randomUUID } from "node:crypto";
 import { InvalidCursorError, PRIORITY_WEIGHTS, type JobStatus, type PriorityName, type SubmitJobParams } from "./types.js";
 
@@ -88,4 +88,9 @@ export function submittedColumns(job: SubmitJobParams, status: JobStatus, failur
     started_at: null,
     finished_at: status === "failed" ? at : null,
   };
+}
+
+/** What a schedule's owner is told of a tick skipped for its quota (last_skip_message). */
+export function quotaSkipMessage(limit: number): string {
+  return `its client had ${limit} jobs not yet finished, as many as GAFFER_CLIENT_MAX_QUEUED allows`;
 }

@@ -159,6 +159,9 @@ export interface SchedulesTable {
   enabled: number;
   next_run_at: string | null;
   last_run_at: string | null;
+  last_skipped_at: string | null;
+  last_skip_reason: string | null;
+  last_skip_message: string | null;
   created_at: string;
   updated_at: string;
 }

@@ -490,9 +490,21 @@ export interface Schedule {
   enabled: boolean;
   next_run_at: string | null;
   last_run_at: string | null;
+  /** The last tick that submitted no job (kept after later ticks fire: compare with last_run_at), why, and what was wrong. */
+  last_skipped_at: string | null;
+  last_skip_reason: ScheduleSkipReason | null;
+  last_skip_message: string | null;
   created_at: string;
   updated_at: string;
 }
+
+/**
+ * Why a tick submitted no job, audited schedule.skipped: its client was at its quota; its cron
+ * or time zone no longer parses (the schedule is disabled); the database refused its job; its
+ * job failed otherwise.
+ */
+export const SCHEDULE_SKIP_REASONS = ["quota_exceeded", "invalid_cron", "invalid_timezone", "unstorable_job", "submit_failed"] as const;
+export type ScheduleSkipReason = (typeof SCHEDULE_SKIP_REASONS)[number];
 
 export interface ScheduleFields {
   name: string;
@@ -520,8 +532,9 @@ export interface ScheduleStore {
   /**
    * One tick: move next_run_at from `dueAt` to `nextRunAt` and submit the job, in
    * one transaction. Only one caller wins a tick, however many masters try.
+   * `maxUnfinished`: the owner's quota; a tick past it is skipped (next_run_at still moves),
+   * kept on the schedule as its last skip and audited schedule.skipped.
    */
-  /** `maxUnfinished`: the owner's quota; a tick past it is skipped (next_run_at still moves), audited schedule.skipped. */
   fire(params: {
     scheduleId: string;
     dueAt: string;
@@ -529,6 +542,24 @@ export interface ScheduleStore {
     job: SubmitJobParams;
     maxUnfinished?: number;
   }): Promise<{ fired: true; job: Job } | { fired: false; skipped?: "quota_exceeded" }>;
+  /**
+   * One tick that cannot fire, skipped: next_run_at moves from `dueAt` to `nextRunAt` (null: the
+   * schedule cannot tick again and is disabled), the skip is kept on the schedule and audited
+   * schedule.skipped, in one transaction, under the guard fire() uses: of a fire and skips of
+   * one tick, however many masters try, one wins. `skipped: false`: the tick was gone.
+   */
+  skip(params: ScheduleSkipParams): Promise<{ skipped: boolean }>;
+}
+
+export interface ScheduleSkipParams {
+  scheduleId: string;
+  dueAt: string;
+  nextRunAt: Date | null;
+  reason: ScheduleSkipReason;
+  /** What the schedule's owner sees (last_skip_message). */
+  message: string;
+  /** More for the audit row. */
+  details?: Record<string, unknown>;
 }
 
 // ---- audit, settings -------------------------------------------------------

@@ -1,12 +1,52 @@
 // Recurring schedules (API.md §5): each tick submits one job tagged with the
 // schedule's id. Ticks missed while the master was down are not replayed one
 // by one: the schedule fires once to catch up, then moves to its next future tick.
+// A tick that cannot fire (its cron no longer parses, its job is refused) is skipped in
+// the store, with its reason, so that it neither stays due nor holds up the others.
 import type { Logger } from "../log.js";
-import { nextTick } from "../queue/cron.js";
-import { submittedPayload, UnstorableValueError, type Clock, type Schedule, type Store, type SubmitJobParams } from "../store/types.js";
+import { CronError, nextTick } from "../queue/cron.js";
+import {
+  CorruptDatabaseError,
+  StorageUnavailableError,
+  StorageUnreachableError,
+  submittedPayload,
+  UnstorableValueError,
+  type Clock,
+  type Schedule,
+  type ScheduleSkipParams,
+  type Store,
+  type SubmitJobParams,
+} from "../store/types.js";
 import { delayUntil, PeriodicService } from "./service.js";
 
 export const SCHEDULE_BATCH = 100;
+/** The longest skip message kept on a schedule and in its audit row. */
+const MAX_SKIP_MESSAGE_CHARS = 500;
+
+/** A tick that cannot fire, as the scheduler skips it; `error` goes to the log and the audit row, not to the owner. */
+type TickSkip = Pick<ScheduleSkipParams, "dueAt" | "nextRunAt" | "reason" | "message"> & { error: unknown };
+
+/** The database as a whole failed (not this schedule): its tick is left for the next run. */
+function isDatabaseFailure(error: unknown): boolean {
+  return error instanceof StorageUnavailableError || error instanceof StorageUnreachableError || error instanceof CorruptDatabaseError;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * An error's text as every database stores it: no control characters (PostgreSQL refuses a
+ * NUL), no lone surrogates, at most MAX_SKIP_MESSAGE_CHARS.
+ */
+function printable(text: string): string {
+  const chars = Array.from(text, (char) => {
+    const code = char.codePointAt(0) ?? 0;
+    if (code < 0x20 || code === 0x7f) return " ";
+    return code >= 0xd800 && code <= 0xdfff ? "\uFFFD" : char;
+  });
+  return chars.length > MAX_SKIP_MESSAGE_CHARS ? `${chars.slice(0, MAX_SKIP_MESSAGE_CHARS - 1).join("")}…` : chars.join("");
+}
 
 export interface SchedulerParams {
   store: Store;
@@ -54,60 +94,98 @@ export class Scheduler extends PeriodicService<number> {
   }
 
   async runOnce(): Promise<number> {
-    const { store, clock, log } = this.params;
+    const { store, clock } = this.params;
     const now = clock.now();
+    // A run that throws (the database unreachable) waits an interval, not for a due time past.
+    this.nextAt = null;
     let fired = 0;
-    // Schedules left due (a cron that no longer parses, a job the database refuses): the next
-    // run waits an interval, not 0 ms, for them.
     let stuck = 0;
     for (const schedule of await store.schedules.due({ now, limit: SCHEDULE_BATCH })) {
       const dueAt = schedule.next_run_at;
       if (dueAt === null) continue;
-      const limited = await this.isLimited(schedule.client_id);
-      // A client's next tick comes a minute after this one at the soonest.
-      const after = limited ? new Date(Math.max(now.getTime(), Date.parse(dueAt) + 59_999)) : now;
-      let nextRunAt: Date;
-      try {
-        nextRunAt = nextTick(schedule.cron, schedule.timezone, after);
-      } catch (error) {
-        log.error({ event: "schedule.invalid", scheduleId: schedule.id, err: (error as Error).message });
-        stuck += 1;
-        continue;
-      }
-      const maxUnfinished = limited ? this.params.clientMaxQueued : undefined;
-      let outcome: Awaited<ReturnType<Store["schedules"]["fire"]>>;
-      try {
-        outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt), maxUnfinished });
-      } catch (error) {
-        // A job the database cannot store (PostgreSQL refuses a NUL in text): this schedule
-        // stays as it is, said at each tick, and the schedules due after it still fire.
-        if (!(error instanceof UnstorableValueError)) throw error;
-        log.error(
-          { event: "schedule.unstorable", scheduleId: schedule.id, clientId: schedule.client_id, tick: dueAt, err: error.message },
-          `schedule ${schedule.name} cannot fire: the database refuses its job (${error.message}); fix or delete the schedule`,
-        );
-        stuck += 1;
-        continue;
-      }
-      if (!outcome.fired) {
-        if (outcome.skipped) {
-          log.warn(
-            { event: "schedule.skipped", scheduleId: schedule.id, clientId: schedule.client_id, tick: dueAt, reason: outcome.skipped },
-            `schedule ${schedule.name} skipped its tick: its client has as many unfinished jobs as GAFFER_CLIENT_MAX_QUEUED allows`,
-          );
-        }
-        continue;
-      }
-      fired += 1;
-      log.info(
-        { event: "schedule.fired", scheduleId: schedule.id, name: schedule.name, jobId: outcome.job.id, tick: dueAt, next: nextRunAt.toISOString() },
-        `schedule ${schedule.name} submitted job ${outcome.job.id}`,
-      );
+      const outcome = await this.fireTick(schedule, dueAt, now);
+      if (outcome === "fired") fired += 1;
+      if (outcome === "stuck") stuck += 1;
     }
     const nextAt = await store.schedules.nextDueAt();
     const later = new Date(now.getTime() + this.intervalMs);
+    // A schedule whose tick could be neither fired nor skipped is still due: the next run
+    // waits an interval for it, not 0 ms.
     this.nextAt = stuck > 0 && nextAt !== null && nextAt < later ? later : nextAt;
     return fired;
+  }
+
+  /**
+   * One due tick: its job submitted, or the tick skipped when it cannot fire (its cron no longer
+   * parses; the job is refused), so that it is not due again at once. What fails for the whole
+   * database (unreachable, refusing writes) is thrown: the tick stays for the next run.
+   */
+  private async fireTick(schedule: Schedule, dueAt: string, now: Date): Promise<"fired" | "skipped" | "gone" | "stuck"> {
+    const { store, log } = this.params;
+    const limited = await this.isLimited(schedule.client_id);
+    // A client's next tick comes a minute after this one at the soonest.
+    const after = limited ? new Date(Math.max(now.getTime(), Date.parse(dueAt) + 59_999)) : now;
+    let nextRunAt: Date;
+    try {
+      nextRunAt = nextTick(schedule.cron, schedule.timezone, after);
+    } catch (error) {
+      // No next tick to move to: the schedule is disabled until its owner fixes it (PATCH).
+      const reason = error instanceof CronError && error.field === "timezone" ? "invalid_timezone" : "invalid_cron";
+      const message = `${messageOf(error)}; the schedule is disabled until it is changed`;
+      return this.skip(schedule, { dueAt, nextRunAt: null, reason, message, error });
+    }
+    const maxUnfinished = limited ? this.params.clientMaxQueued : undefined;
+    let outcome: Awaited<ReturnType<Store["schedules"]["fire"]>>;
+    try {
+      outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt), maxUnfinished });
+    } catch (error) {
+      if (isDatabaseFailure(error)) throw error;
+      // A value the database cannot store (PostgreSQL refuses a NUL in text) is the job's, and
+      // its owner is told; another error's text is for the operators (log and audit).
+      const skip: TickSkip =
+        error instanceof UnstorableValueError
+          ? { dueAt, nextRunAt, reason: "unstorable_job", message: messageOf(error), error }
+          : { dueAt, nextRunAt, reason: "submit_failed", message: "its job could not be submitted (the master's log says why)", error };
+      return this.skip(schedule, skip);
+    }
+    if (!outcome.fired) {
+      if (!outcome.skipped) return "gone";
+      log.warn(
+        { event: "schedule.skipped", scheduleId: schedule.id, clientId: schedule.client_id, tick: dueAt, reason: outcome.skipped, next: nextRunAt.toISOString() },
+        `schedule ${schedule.name} skipped its tick: its client has as many unfinished jobs as GAFFER_CLIENT_MAX_QUEUED allows`,
+      );
+      return "skipped";
+    }
+    log.info(
+      { event: "schedule.fired", scheduleId: schedule.id, name: schedule.name, jobId: outcome.job.id, tick: dueAt, next: nextRunAt.toISOString() },
+      `schedule ${schedule.name} submitted job ${outcome.job.id}`,
+    );
+    return "fired";
+  }
+
+  /** Skip a tick that cannot fire, audited; "stuck" if even that fails for this schedule. */
+  private async skip(schedule: Schedule, skip: TickSkip): Promise<"skipped" | "gone" | "stuck"> {
+    const { store, log } = this.params;
+    const { dueAt, nextRunAt, reason, error } = skip;
+    const message = printable(skip.message);
+    const fields = { scheduleId: schedule.id, clientId: schedule.client_id, tick: dueAt, reason, next: nextRunAt?.toISOString() ?? null, err: error };
+    let outcome: { skipped: boolean };
+    try {
+      outcome = await store.schedules.skip({ scheduleId: schedule.id, dueAt, nextRunAt, reason, message, details: { error: printable(messageOf(error)) } });
+    } catch (skipError) {
+      if (isDatabaseFailure(skipError)) throw skipError;
+      log.error(
+        { event: "schedule.stuck", ...fields, skipErr: skipError },
+        `schedule ${schedule.name} can neither fire nor skip its tick ${dueAt} (${message}); fix or delete the schedule`,
+      );
+      return "stuck";
+    }
+    if (!outcome.skipped) return "gone";
+    log.error(
+      { event: "schedule.skipped", ...fields, disabled: nextRunAt === null },
+      `schedule ${schedule.name} skipped its tick ${dueAt}: ${message}`,
+    );
+    return "skipped";
   }
 
   protected override nextDelayMs(): number {

@@ -228,12 +228,16 @@ describe("gaffer nodes, schedules, stats, state, token", () => {
     expect(bad.output).toContain("the limit must be a whole number or none, not many");
   });
 
-  it("creates, lists and deletes schedules", async () => {
+  it("creates, lists, shows and deletes schedules", async () => {
     const created = await gaffer("schedules", "create", "--name", "nightly", "--cron", "0 3 * * *", "--timezone", "Europe/Berlin", "--type", "report", "--payload", '{"a":1}', "--json");
     expect(created.code).toBe(0);
     const schedule = json<{ id: string; next_run_at: string }>(created.output);
     expect(schedule.next_run_at).toMatch(/T0[12]:00:00.000Z$/);
     expect((await gaffer("schedules", "list")).output).toMatch(/nightly\s+0 3 \* \* \*\s+Europe\/Berlin\s+true/);
+    expect((await gaffer("schedules", "list")).output).toMatch(/LAST_SKIPPED_AT\s+LAST_SKIP_REASON$/m);
+    const shown = (await gaffer("schedules", "get", schedule.id)).output;
+    expect(shown).toMatch(/^name\s+nightly$/m);
+    expect(shown).toMatch(/^last_skip_reason\s+-$/m);
     const bad = await gaffer("schedules", "create", "--name", "bad", "--cron", "not a cron", "--type", "x");
     expect(bad.code).toBe(2);
     expect(bad.output).toMatch(/cron/);

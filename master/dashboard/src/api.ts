@@ -78,6 +78,9 @@ export interface Schedule {
   enabled: boolean;
   next_run_at: string | null;
   last_run_at: string | null;
+  last_skipped_at: string | null;
+  last_skip_reason: string | null;
+  last_skip_message: string | null;
   job: { type: string; priority?: string };
 }
 

@@ -2,8 +2,20 @@
 // is won by moving next_run_at under a guard; the job is submitted in the same transaction.
 import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
-import { decodeCursor, pageOf } from "../pages.js";
-import type { ActorParams, Job, Page, PageParams, Schedule, ScheduleFields, ScheduledJobSpec, ScheduleStore, SubmitJobParams } from "../types.js";
+import { decodeCursor, pageOf, quotaSkipMessage } from "../pages.js";
+import type {
+  ActorParams,
+  Job,
+  Page,
+  PageParams,
+  Schedule,
+  ScheduleFields,
+  ScheduledJobSpec,
+  ScheduleSkipParams,
+  ScheduleSkipReason,
+  ScheduleStore,
+  SubmitJobParams,
+} from "../types.js";
 import { changed, rowsOf, writeAudit, type PgContext } from "./context.js";
 import { ADVISORY_CLASS, type Tx } from "./database.js";
 import { submitJobs } from "./jobs/submit.js";
@@ -19,6 +31,9 @@ interface ScheduleRow {
   enabled: boolean;
   next_run_at: string | null;
   last_run_at: string | null;
+  last_skipped_at: string | null;
+  last_skip_reason: ScheduleSkipReason | null;
+  last_skip_message: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -34,6 +49,9 @@ function toSchedule(row: ScheduleRow): Schedule {
     enabled: row.enabled,
     next_run_at: row.next_run_at,
     last_run_at: row.last_run_at,
+    last_skipped_at: row.last_skipped_at,
+    last_skip_reason: row.last_skip_reason,
+    last_skip_message: row.last_skip_message,
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -172,7 +190,20 @@ export class PostgresScheduleStore implements ScheduleStore {
       const outcome = await submitJobs(this.ctx, tx, [params.job], { maxUnfinished: params.maxUnfinished });
       if (!outcome.ok && outcome.reason === "quota_exceeded") {
         // The tick is used up (next_run_at moved) without a job: the owner is at its quota.
-        await this.record(tx, "schedule.skipped", params.scheduleId, null, { tick: params.dueAt, reason: outcome.reason, unfinished: outcome.unfinished, limit: outcome.limit }, at);
+        const message = quotaSkipMessage(outcome.limit);
+        await changed(
+          tx,
+          sql`UPDATE schedules SET last_skipped_at = ${params.dueAt}, last_skip_reason = ${outcome.reason}, last_skip_message = ${message}
+              WHERE id = ${params.scheduleId}`,
+        );
+        await this.record(
+          tx,
+          "schedule.skipped",
+          params.scheduleId,
+          null,
+          { tick: params.dueAt, reason: outcome.reason, message, unfinished: outcome.unfinished, limit: outcome.limit },
+          at,
+        );
         return { fired: false as const, skipped: outcome.reason };
       }
       if (!outcome.ok) throw new Error(`a scheduled job could not be submitted: ${outcome.reason}`);
@@ -180,6 +211,30 @@ export class PostgresScheduleStore implements ScheduleStore {
       if (!job) throw new Error("a scheduled job was not stored");
       await this.record(tx, "schedule.fired", params.scheduleId, null, { job_id: job.id, tick: params.dueAt }, at);
       return { fired: true as const, job };
+    });
+  }
+
+  /** A tick that cannot fire, under fire()'s guard: of masters firing or skipping one tick at once, one moves it. */
+  async skip(params: ScheduleSkipParams): Promise<{ skipped: boolean }> {
+    return this.ctx.db.transaction(async (tx) => {
+      const at = this.ctx.clock.now().toISOString();
+      const next = params.nextRunAt?.toISOString() ?? null;
+      const moved = await changed(
+        tx,
+        sql`UPDATE schedules SET next_run_at = ${next}, enabled = ${next !== null}, last_skipped_at = ${params.dueAt},
+              last_skip_reason = ${params.reason}, last_skip_message = ${params.message}, updated_at = ${at}
+            WHERE id = ${params.scheduleId} AND enabled AND next_run_at = ${params.dueAt}`,
+      );
+      if (moved === 0) return { skipped: false };
+      await this.record(
+        tx,
+        "schedule.skipped",
+        params.scheduleId,
+        null,
+        { ...params.details, tick: params.dueAt, reason: params.reason, message: params.message, next_run_at: next, disabled: next === null },
+        at,
+      );
+      return { skipped: true };
     });
   }
 }

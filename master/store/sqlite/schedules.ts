@@ -1,8 +1,21 @@
 // Recurring schedules: one job per tick, claimed by moving next_run_at under a guard.
 import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
+import { quotaSkipMessage } from "../pages.js";
 import type { SchedulesTable } from "../schema.js";
-import type { ActorParams, Job, Page, PageParams, Schedule, ScheduleFields, ScheduledJobSpec, ScheduleStore, SubmitJobParams } from "../types.js";
+import type {
+  ActorParams,
+  Job,
+  Page,
+  PageParams,
+  Schedule,
+  ScheduleFields,
+  ScheduledJobSpec,
+  ScheduleSkipParams,
+  ScheduleSkipReason,
+  ScheduleStore,
+  SubmitJobParams,
+} from "../types.js";
 import type { StoreContext } from "./context.js";
 import type { SqliteJobStore } from "./jobs/index.js";
 import { scheduleCount } from "./quotas.js";
@@ -19,6 +32,9 @@ function toSchedule(row: SchedulesTable): Schedule {
     enabled: row.enabled === 1,
     next_run_at: row.next_run_at,
     last_run_at: row.last_run_at,
+    last_skipped_at: row.last_skipped_at,
+    last_skip_reason: row.last_skip_reason as ScheduleSkipReason | null,
+    last_skip_message: row.last_skip_message,
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -69,6 +85,9 @@ export class SqliteScheduleStore implements ScheduleStore {
           client_id: params.clientId,
           ...columns(params),
           last_run_at: null,
+          last_skipped_at: null,
+          last_skip_reason: null,
+          last_skip_message: null,
           created_at: at,
           updated_at: at,
         };
@@ -165,6 +184,23 @@ export class SqliteScheduleStore implements ScheduleStore {
     return row?.next_run_at ? new Date(row.next_run_at) : null;
   }
 
+  /**
+   * Moves a tick on under fire()'s guard: enabled, and next_run_at still `dueAt` (two callers of
+   * one tick cannot both move it). Answers whether this caller moved it.
+   */
+  private moveTick(params: { scheduleId: string; dueAt: string }, set: Partial<SchedulesTable>, at: string): boolean {
+    const { db } = this.ctx;
+    const moved = db.run(
+      db.kysely
+        .updateTable("schedules")
+        .set({ ...set, updated_at: at })
+        .where("id", "=", params.scheduleId)
+        .where("enabled", "=", 1)
+        .where("next_run_at", "=", params.dueAt),
+    );
+    return moved > 0;
+  }
+
   async fire(params: {
     scheduleId: string;
     dueAt: string;
@@ -175,18 +211,23 @@ export class SqliteScheduleStore implements ScheduleStore {
     const { db } = this.ctx;
     return db.transaction(() => {
       const at = this.ctx.clock.now().toISOString();
-      const moved = db.run(
-        db.kysely
-          .updateTable("schedules")
-          .set({ next_run_at: params.nextRunAt.toISOString(), last_run_at: params.dueAt, updated_at: at })
-          .where("id", "=", params.scheduleId)
-          .where("enabled", "=", 1)
-          .where("next_run_at", "=", params.dueAt),
-      );
-      if (moved === 0) return { fired: false as const };
+      if (!this.moveTick(params, { next_run_at: params.nextRunAt.toISOString(), last_run_at: params.dueAt }, at)) return { fired: false as const };
       const outcome = this.jobs.submitNow([params.job], { maxUnfinished: params.maxUnfinished });
       if (!outcome.ok && outcome.reason === "quota_exceeded") {
-        this.record("schedule.skipped", params.scheduleId, null, { tick: params.dueAt, reason: outcome.reason, unfinished: outcome.unfinished, limit: outcome.limit }, at);
+        const message = quotaSkipMessage(outcome.limit);
+        db.run(
+          db.kysely
+            .updateTable("schedules")
+            .set({ last_skipped_at: params.dueAt, last_skip_reason: outcome.reason, last_skip_message: message })
+            .where("id", "=", params.scheduleId),
+        );
+        this.record(
+          "schedule.skipped",
+          params.scheduleId,
+          null,
+          { tick: params.dueAt, reason: outcome.reason, message, unfinished: outcome.unfinished, limit: outcome.limit },
+          at,
+        );
         return { fired: false as const, skipped: outcome.reason };
       }
       if (!outcome.ok) throw new Error(`a scheduled job could not be submitted: ${outcome.reason}`);
@@ -194,6 +235,33 @@ export class SqliteScheduleStore implements ScheduleStore {
       if (!job) throw new Error("a scheduled job was not stored");
       this.record("schedule.fired", params.scheduleId, null, { job_id: job.id, tick: params.dueAt }, at);
       return { fired: true as const, job };
+    });
+  }
+
+  async skip(params: ScheduleSkipParams): Promise<{ skipped: boolean }> {
+    return this.ctx.db.transaction(() => {
+      const at = this.ctx.clock.now().toISOString();
+      const next = params.nextRunAt?.toISOString() ?? null;
+      const moved = this.moveTick(
+        params,
+        {
+          next_run_at: next,
+          ...(next === null ? { enabled: 0 } : {}),
+          last_skipped_at: params.dueAt,
+          last_skip_reason: params.reason,
+          last_skip_message: params.message,
+        },
+        at,
+      );
+      if (!moved) return { skipped: false };
+      this.record(
+        "schedule.skipped",
+        params.scheduleId,
+        null,
+        { ...params.details, tick: params.dueAt, reason: params.reason, message: params.message, next_run_at: next, disabled: next === null },
+        at,
+      );
+      return { skipped: true };
     });
   }
 }

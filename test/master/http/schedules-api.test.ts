@@ -70,6 +70,22 @@ describe("schedules API", () => {
     expect((await call("alice", "GET", `/api/v1/schedules/${id}`)).status).toBe(404);
   });
 
+  it("shows the last tick skipped and why; a schedule disabled for it fires again once changed", async () => {
+    const created = await call("alice", "POST", "/api/v1/schedules", { name: "skipped", cron: "0 * * * *", job: { type: "t" } });
+    const id = String(created.body.id);
+    expect(created.body).toMatchObject({ last_skipped_at: null, last_skip_reason: null, last_skip_message: null });
+    // What the scheduler does with a cron that no longer parses (the API refuses one).
+    const tick = String(created.body.next_run_at);
+    const message = "not a valid cron expression; the schedule is disabled until it is changed";
+    expect(await master.store.schedules.skip({ scheduleId: id, dueAt: tick, nextRunAt: null, reason: "invalid_cron", message })).toEqual({ skipped: true });
+    const shown = await call("alice", "GET", `/api/v1/schedules/${id}`);
+    expect(shown.body).toMatchObject({ enabled: false, next_run_at: null, last_skipped_at: tick, last_skip_reason: "invalid_cron", last_skip_message: message });
+    const listed = await call<{ items: Record<string, unknown>[] }>("alice", "GET", "/api/v1/schedules");
+    expect(listed.body.items.find((item) => item.id === id)).toMatchObject({ last_skip_reason: "invalid_cron" });
+    const enabled = await call("alice", "PATCH", `/api/v1/schedules/${id}`, { enabled: true, cron: "*/30 * * * *" });
+    expect(enabled.body).toMatchObject({ enabled: true, next_run_at: expect.any(String), last_skip_reason: "invalid_cron" });
+  });
+
   it("fires through the running master: a job appears with tags.schedule", async () => {
     // Every second: an admin's (a client's schedules fire at most once a minute, test/master/http/quotas.test.ts).
     const created = await call("admin", "POST", "/api/v1/schedules", { name: "every-second", cron: "* * * * * *", job: { type: "tick" } });

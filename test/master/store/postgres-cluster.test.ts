@@ -113,6 +113,37 @@ describe.skipIf(postgres === undefined)("several masters on one PostgreSQL datab
     expect(await fire(three[2] ?? t.store)).toEqual({ fired: false });
   });
 
+  it("lets one of the masters that fire or skip one schedule tick at once have it", async () => {
+    const three = await masters(2);
+    const created = await t.store.schedules.create({
+      name: "tick",
+      cron: "*/5 * * * *",
+      timezone: "UTC",
+      job: { type: "report" },
+      enabled: true,
+      nextRunAt: new Date("2026-01-01T10:05:00.000Z"),
+      clientId: "client-a",
+      actor: "client-a",
+    });
+    if (!created.ok) throw new Error("schedule refused");
+    const id = created.schedule.id;
+    const dueAt = created.schedule.next_run_at ?? "";
+    const nextRunAt = new Date("2026-01-01T10:10:00.000Z");
+    for (let round = 0; round < 5; round++) {
+      const skip = (store: Store) => store.schedules.skip({ scheduleId: id, dueAt, nextRunAt, reason: "submit_failed", message: "refused" });
+      const fire = (store: Store) => store.schedules.fire({ scheduleId: id, dueAt, nextRunAt, job: jobParams({ type: "report", tags: { schedule: id } }) });
+      const [a, b, c] = three as [Store, Store, Store];
+      const outcomes = await Promise.all([skip(a), skip(b), fire(c)]);
+      const winners = outcomes.filter((outcome) => ("skipped" in outcome ? outcome.skipped : outcome.fired));
+      expect(winners).toHaveLength(1);
+      const jobs = await count("SELECT count(*) AS n FROM jobs WHERE type = 'report'");
+      const skips = await count("SELECT count(*) AS n FROM audit_log WHERE event_type = 'schedule.skipped' AND entity_id = ?", [id]);
+      expect(jobs + skips).toBe(round + 1);
+      // Back to the same tick for the next round.
+      await t.query("UPDATE schedules SET next_run_at = ? WHERE id = ?", [dueAt, id]);
+    }
+  });
+
   describe("claims at once", () => {
     /** Running jobs per node, and of one type, as the database has them. */
     const runningOn = async () => new Map((await t.query("SELECT node_id, count(*) AS n FROM jobs WHERE status = 'running' GROUP BY node_id")).map((row) => [row.node_id, Number(row.n)]));

@@ -1,8 +1,9 @@
 // The schedule store: names unique per client, pages, changes audited and told to the
-// scheduler, and what is due when (firing a tick: test/master/sweepers/scheduler.test.ts).
+// scheduler, what is due when, and skipping a tick that cannot fire (firing a tick:
+// test/master/sweepers/scheduler.test.ts).
 import { describe, expect, it } from "vitest";
 import type { Committed } from "../../../master/store/types.js";
-import { dialects, type TestStore, storePerTest } from "../../helpers/store.js";
+import { dialects, jobParams, type TestStore, storePerTest } from "../../helpers/store.js";
 
 describe.each(dialects)("schedules ($name)", (dialect) => {
   let t: TestStore;
@@ -59,5 +60,67 @@ describe.each(dialects)("schedules ($name)", (dialect) => {
     expect((await t.store.schedules.due({ now: new Date("2026-01-01T10:05:00.000Z"), limit: 10 })).map((x) => x.id)).toEqual([soon.id]);
     expect(await t.store.schedules.due({ now: new Date("2026-01-01T12:00:00.000Z"), limit: 10 })).toHaveLength(2);
     expect(await t.store.schedules.due({ now: new Date("2026-01-01T12:00:00.000Z"), limit: 1 })).toEqual([expect.objectContaining({ id: soon.id })]);
+  });
+
+  describe("skipping a tick that cannot fire", () => {
+    const tick = "2026-01-01T10:05:00.000Z";
+    const skipped = async (id: string) => (await t.store.audit.list({ limit: 10, entityId: id, eventType: "schedule.skipped" })).items;
+
+    it("moves next_run_at to the next tick, keeps the skip on the schedule and audits it with the reason", async () => {
+      const a = await create("a");
+      const outcome = await t.store.schedules.skip({
+        scheduleId: a.id,
+        dueAt: tick,
+        nextRunAt: new Date("2026-01-01T10:10:00.000Z"),
+        reason: "unstorable_job",
+        message: "the database cannot store a value of this request",
+        details: { error: "invalid byte sequence" },
+      });
+      expect(outcome).toEqual({ skipped: true });
+      expect(await t.store.schedules.get(a.id)).toMatchObject({
+        enabled: true,
+        next_run_at: "2026-01-01T10:10:00.000Z",
+        last_run_at: null,
+        last_skipped_at: tick,
+        last_skip_reason: "unstorable_job",
+        last_skip_message: "the database cannot store a value of this request",
+      });
+      expect(await skipped(a.id)).toMatchObject([
+        {
+          client_id: null,
+          details: { tick, reason: "unstorable_job", message: "the database cannot store a value of this request", error: "invalid byte sequence", next_run_at: "2026-01-01T10:10:00.000Z", disabled: false },
+        },
+      ]);
+      expect(await t.store.schedules.due({ now: new Date("2026-01-01T10:09:59.999Z"), limit: 10 })).toEqual([]);
+    });
+
+    it("disables a schedule that has no next tick", async () => {
+      const a = await create("a");
+      expect(await t.store.schedules.skip({ scheduleId: a.id, dueAt: tick, nextRunAt: null, reason: "invalid_cron", message: "not a valid cron expression" })).toEqual({ skipped: true });
+      expect(await t.store.schedules.get(a.id)).toMatchObject({ enabled: false, next_run_at: null, last_skipped_at: tick, last_skip_reason: "invalid_cron" });
+      expect(await skipped(a.id)).toMatchObject([{ details: { reason: "invalid_cron", next_run_at: null, disabled: true } }]);
+      expect(await t.store.schedules.nextDueAt()).toBeNull();
+    });
+
+    it("does nothing to a tick already skipped or fired, nor fires a tick skipped", async () => {
+      const [a, b] = [await create("a"), await create("b")];
+      const skip = (id: string) =>
+        t.store.schedules.skip({ scheduleId: id, dueAt: tick, nextRunAt: new Date("2026-01-01T10:10:00.000Z"), reason: "submit_failed", message: "no" });
+      const fire = (id: string) =>
+        t.store.schedules.fire({ scheduleId: id, dueAt: tick, nextRunAt: new Date("2026-01-01T10:10:00.000Z"), job: jobParams({ tags: { schedule: id } }) });
+      expect(await skip(a.id)).toEqual({ skipped: true });
+      expect(await skip(a.id)).toEqual({ skipped: false });
+      expect(await fire(a.id)).toEqual({ fired: false });
+      expect((await fire(b.id)).fired).toBe(true);
+      expect(await skip(b.id)).toEqual({ skipped: false });
+      expect(await t.store.schedules.get(b.id)).toMatchObject({ last_run_at: tick, last_skipped_at: null, last_skip_reason: null, next_run_at: "2026-01-01T10:10:00.000Z" });
+      expect(await skipped(a.id)).toHaveLength(1);
+      expect(await skipped(b.id)).toHaveLength(0);
+      expect((await t.store.jobs.list({ limit: 10 })).items.map((job) => job.tags.schedule)).toEqual([b.id]);
+      // Nor a disabled schedule's, nor one that is gone.
+      const off = await create("off", null);
+      expect(await t.store.schedules.skip({ scheduleId: off.id, dueAt: tick, nextRunAt: null, reason: "invalid_cron", message: "x" })).toEqual({ skipped: false });
+      expect(await t.store.schedules.skip({ scheduleId: "nope", dueAt: tick, nextRunAt: null, reason: "invalid_cron", message: "x" })).toEqual({ skipped: false });
+    });
   });
 });

@@ -1,8 +1,10 @@
-// Recurring schedules with a fake clock: one job per tick, at most one catch-up, one winner among masters.
+// Recurring schedules with a fake clock: one job per tick, at most one catch-up, one winner among
+// masters, and a tick that cannot fire skipped (audited) so that the others fire on time.
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { createClient } from "../../../master/auth/clients.js";
 import { nextTick } from "../../../master/queue/cron.js";
+import { StorageUnreachableError, UnstorableValueError, type Store } from "../../../master/store/types.js";
 import { Scheduler } from "../../../master/sweepers/scheduler.js";
 import { dialects, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
@@ -60,7 +62,101 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
     expect(payloads).toEqual([[null], [{}]]);
   });
 
-  it("fires the schedules due after one whose job the database cannot store", async () => {
+  /** The store, but these verbs (fire: a job the database refuses) throw `error()` for these schedules. */
+  function refusing(ids: ReadonlySet<string>, error: () => Error, verbs: readonly ("fire" | "skip")[] = ["fire"]): Store {
+    const schedules = new Proxy(t.store.schedules, {
+      get(target, key) {
+        const verb = verbs.find((name) => name === key);
+        if (verb) {
+          return (params: { scheduleId: string }) =>
+            ids.has(params.scheduleId) ? Promise.reject(error()) : (target[verb] as (p: unknown) => Promise<unknown>).call(target, params);
+        }
+        const value: unknown = Reflect.get(target, key);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    return new Proxy(t.store, {
+      get(target, key) {
+        if (key === "schedules") return schedules;
+        const value: unknown = Reflect.get(target, key);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  }
+
+  const skipsOf = async (scheduleId: string) =>
+    (await t.store.audit.list({ limit: 100, entityId: scheduleId, eventType: "schedule.skipped" })).items.map((entry) => entry.details);
+
+  /**
+   * The scheduler's own loop, with the fake clock: wait what it asks (never 0 ms: no busy
+   * loop), run, until `until`. Answers how many runs.
+   */
+  async function runUntil(s: Scheduler, until: string): Promise<number> {
+    let runs = 0;
+    for (;;) {
+      await s.runOnce();
+      runs += 1;
+      const delay = (s as unknown as { nextDelayMs(): number }).nextDelayMs();
+      expect(delay).toBeGreaterThan(0);
+      if (t.clock.now().getTime() + delay > Date.parse(until)) return runs;
+      t.clock.advance(delay);
+    }
+  }
+
+  it("skips the tick of a schedule whose job is refused, once per tick, and fires the others on time", async () => {
+    const bad = await createSchedule("* * * * *");
+    const good = await createSchedule("*/10 * * * * *");
+    const s = new Scheduler({
+      store: refusing(new Set([bad.id]), () => new UnstorableValueError("the database cannot store a value of this request (NUL)")),
+      clock: t.clock,
+      log: pino({ level: "silent" }),
+      intervalMs: 60_000,
+      defaults: { maxRetries: 3, jobTimeoutS: 60 },
+    });
+    t.clock.advanceSeconds(60);
+    await s.runOnce();
+    // Skipped, the bad one is not due again before its next tick: the next run is the good one's next tick.
+    expect((s as unknown as { nextDelayMs(): number }).nextDelayMs()).toBe(10_000);
+    expect(await t.store.schedules.get(bad.id)).toMatchObject({
+      enabled: true,
+      next_run_at: "2026-01-01T10:02:00.000Z",
+      last_run_at: null,
+      last_skipped_at: "2026-01-01T10:01:00.000Z",
+      last_skip_reason: "unstorable_job",
+      last_skip_message: "the database cannot store a value of this request (NUL)",
+    });
+    t.clock.advanceSeconds(10);
+    // From 10:01:10 to 10:03:00: a run per ten seconds, each firing the good one; the bad one skipped at 10:02 and 10:03.
+    expect(await runUntil(s, "2026-01-01T10:03:05.000Z")).toBe(12);
+    expect((await jobsOf(good.id)).map((job) => job.created_at)).toHaveLength(13);
+    expect(await jobsOf(bad.id)).toHaveLength(0);
+    expect(await skipsOf(bad.id)).toMatchObject(
+      ["10:03:00", "10:02:00", "10:01:00"].map((at) => ({ tick: `2026-01-01T${at}.000Z`, reason: "unstorable_job", message: expect.stringContaining("NUL") })),
+    );
+    expect(await skipsOf(good.id)).toEqual([]);
+  });
+
+  it("skips a tick whose job fails otherwise, telling its owner no more than that (the error is in the log and audit)", async () => {
+    const bad = await createSchedule("* * * * *");
+    const s = new Scheduler({
+      store: refusing(new Set([bad.id]), () => new Error("something internal\u0000went wrong")),
+      clock: t.clock,
+      log: pino({ level: "silent" }),
+      intervalMs: 1000,
+      defaults: { maxRetries: 3, jobTimeoutS: 60 },
+    });
+    t.clock.advanceSeconds(60);
+    expect(await s.runOnce()).toBe(0);
+    expect(await s.runOnce()).toBe(0);
+    expect(await t.store.schedules.get(bad.id)).toMatchObject({
+      next_run_at: "2026-01-01T10:02:00.000Z",
+      last_skip_reason: "submit_failed",
+      last_skip_message: "its job could not be submitted (the master's log says why)",
+    });
+    expect(await skipsOf(bad.id)).toMatchObject([{ reason: "submit_failed", error: "something internal went wrong" }]);
+  });
+
+  it("skips a tick of a schedule whose job PostgreSQL cannot store (a NUL), and fires the others", async () => {
     const bad = await t.store.schedules.create({
       clientId: "client-a",
       actor: "client-a",
@@ -81,12 +177,75 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
       t.clock.advance(60_000);
     }
     expect((await jobsOf(good.id)).length).toBe(2);
-    expect((await jobsOf(bad.schedule.id)).length).toBe(dialect.name === "postgres" ? 0 : 2);
-    // Left due, it does not make the scheduler run again at once (a loop without a pause).
+    const postgres = dialect.name === "postgres";
+    expect((await jobsOf(bad.schedule.id)).length).toBe(postgres ? 0 : 2);
+    expect((await skipsOf(bad.schedule.id)).map((details) => details.reason)).toEqual(postgres ? ["unstorable_job", "unstorable_job"] : []);
+    expect((await t.store.schedules.get(bad.schedule.id))?.next_run_at).toBe("2026-01-01T10:04:00.000Z");
+  });
+
+  it("disables a schedule whose cron or time zone no longer parses, saying why, and fires the others", async () => {
+    const make = async (name: string, cron: string, timezone: string) => {
+      const outcome = await t.store.schedules.create({
+        clientId: "client-a", actor: "client-a", name, cron, timezone, enabled: true,
+        job: { type: "report" }, nextRunAt: new Date("2026-01-01T10:01:00.000Z"),
+      });
+      if (!outcome.ok) throw new Error("create failed");
+      return outcome.schedule;
+    };
+    const [cron, zone] = [await make("bad-cron", "every day at noon", "UTC"), await make("bad-zone", "* * * * *", "Mars/Olympus_Mons")];
+    const good = await createSchedule("* * * * *");
     const s = scheduler();
-    await s.runOnce();
-    const delay = (s as unknown as { nextDelayMs(): number }).nextDelayMs();
-    expect(delay).toBeGreaterThan(0);
+    t.clock.advanceSeconds(60);
+    expect(await s.runOnce()).toBe(1);
+    expect(await s.runOnce()).toBe(0);
+    expect(await t.store.schedules.get(cron.id)).toMatchObject({
+      enabled: false,
+      next_run_at: null,
+      last_skipped_at: "2026-01-01T10:01:00.000Z",
+      last_skip_reason: "invalid_cron",
+      last_skip_message: expect.stringMatching(/^not a valid cron expression.*; the schedule is disabled until it is changed$/),
+    });
+    expect(await t.store.schedules.get(zone.id)).toMatchObject({ enabled: false, next_run_at: null, last_skip_reason: "invalid_timezone" });
+    expect(await skipsOf(cron.id)).toMatchObject([{ reason: "invalid_cron", disabled: true, next_run_at: null }]);
+    expect(await skipsOf(zone.id)).toMatchObject([{ reason: "invalid_timezone", disabled: true }]);
+    t.clock.advanceSeconds(60);
+    expect(await s.runOnce()).toBe(1);
+    expect(await jobsOf(good.id)).toHaveLength(2);
+    expect(await skipsOf(cron.id)).toHaveLength(1);
+  });
+
+  it("leaves the tick due when the database itself fails, and waits an interval before trying again", async () => {
+    const schedule = await createSchedule("* * * * *");
+    const s = new Scheduler({
+      store: refusing(new Set([schedule.id]), () => new StorageUnreachableError("PostgreSQL: connection refused", "ECONNREFUSED")),
+      clock: t.clock,
+      log: pino({ level: "silent" }),
+      intervalMs: 1000,
+      defaults: { maxRetries: 3, jobTimeoutS: 60 },
+    });
+    expect(await s.runOnce()).toBe(0);
+    t.clock.advanceSeconds(60);
+    // The run before said 10:01:00; that time has come, but this run failed: not 0 ms again.
+    await expect(s.runOnce()).rejects.toThrow(StorageUnreachableError);
+    expect((s as unknown as { nextDelayMs(): number }).nextDelayMs()).toBe(1000);
+    expect(await t.store.schedules.get(schedule.id)).toMatchObject({ next_run_at: "2026-01-01T10:01:00.000Z", last_skipped_at: null });
+    expect(await skipsOf(schedule.id)).toEqual([]);
+    expect(await scheduler().runOnce()).toBe(1);
+  });
+
+  it("waits an interval, not 0 ms, for a schedule whose tick can be neither fired nor skipped", async () => {
+    const bad = await createSchedule("* * * * *");
+    const s = new Scheduler({
+      store: refusing(new Set([bad.id]), () => new Error("refused"), ["fire", "skip"]),
+      clock: t.clock,
+      log: pino({ level: "silent" }),
+      intervalMs: 1000,
+      defaults: { maxRetries: 3, jobTimeoutS: 60 },
+    });
+    t.clock.advanceSeconds(60);
+    expect(await s.runOnce()).toBe(0);
+    expect((s as unknown as { nextDelayMs(): number }).nextDelayMs()).toBe(1000);
+    expect((await t.store.schedules.get(bad.id))?.next_run_at).toBe("2026-01-01T10:01:00.000Z");
   });
 
   it("skips a client's tick while it has GAFFER_CLIENT_MAX_QUEUED jobs not yet finished; an admin's still fires", async () => {
@@ -112,7 +271,12 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
     expect(await jobsOf(mine.id)).toHaveLength(0);
     expect(await jobsOf(admins.id)).toHaveLength(1);
     // The skipped tick is gone, not retried: the schedule moved on, and the audit log says why.
-    expect((await t.store.schedules.get(mine.id))?.next_run_at).toBe("2026-01-01T10:02:00.000Z");
+    expect(await t.store.schedules.get(mine.id)).toMatchObject({
+      next_run_at: "2026-01-01T10:02:00.000Z",
+      last_skipped_at: "2026-01-01T10:01:00.000Z",
+      last_skip_reason: "quota_exceeded",
+      last_skip_message: expect.stringContaining("GAFFER_CLIENT_MAX_QUEUED"),
+    });
     const audit = await t.store.audit.list({ limit: 10, entityId: mine.id, eventType: "schedule.skipped" });
     expect(audit.items).toMatchObject([{ details: { reason: "quota_exceeded", unfinished: 1, limit: 1 } }]);
     await t.store.jobs.cancel({ id: waiting.id, actor: null });

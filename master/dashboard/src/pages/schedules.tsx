@@ -25,6 +25,7 @@ export function Schedules() {
               <th scope="col">Enabled</th>
               <th scope="col">Next run</th>
               <th scope="col">Last run</th>
+              <th scope="col">Last skipped tick</th>
             </tr>
           </thead>
           <tbody>
@@ -44,6 +45,10 @@ export function Schedules() {
                   ) : null}
                 </td>
                 <td>{time(schedule.last_run_at)}</td>
+                <td>
+                  {time(schedule.last_skipped_at)}
+                  {schedule.last_skip_reason ? <span class="muted"> ({schedule.last_skip_reason}: {schedule.last_skip_message})</span> : null}
+                </td>
               </tr>
             ))}
           </tbody>

@@ -1,0 +1,7 @@
+-- A schedule's last tick that submitted no job (API.md §5): the tick, why (quota_exceeded,
+-- invalid_cron, invalid_timezone, unstorable_job, submit_failed) and what its owner is told.
+-- The audit log keeps every skip (schedule.skipped); these are what GET /schedules/:id shows.
+ALTER TABLE schedules
+  ADD COLUMN last_skipped_at timestamptz,
+  ADD COLUMN last_skip_reason text,
+  ADD COLUMN last_skip_message text;
