@@ -2,7 +2,7 @@
 // the same schema at once, driven with the real verbs at the same moment, agree on one answer.
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { ClaimedJob, Node, Store } from "../../../master/store/types.js";
+import type { ClaimedJob, Node, Schedule, Store } from "../../../master/store/types.js";
 import { claim, dialects, jobParams, register, submit, TEST_DATABASE_URL, type TestStore } from "../../helpers/store.js";
 
 const postgres = dialects.find((dialect) => dialect.name === "postgres");
@@ -82,8 +82,8 @@ describe.skipIf(postgres === undefined)("several masters on one PostgreSQL datab
     });
   });
 
-  it("submits one job per schedule tick however many masters fire it at once", async () => {
-    const three = await masters(2);
+  /** A schedule due at 10:05 every five minutes, made through the first master. */
+  async function tickSchedule(): Promise<Schedule> {
     const created = await t.store.schedules.create({
       name: "tick",
       cron: "*/5 * * * *",
@@ -95,7 +95,12 @@ describe.skipIf(postgres === undefined)("several masters on one PostgreSQL datab
       actor: "client-a",
     });
     if (!created.ok) throw new Error("schedule refused");
-    const schedule = created.schedule;
+    return created.schedule;
+  }
+
+  it("submits one job per schedule tick however many masters fire it at once", async () => {
+    const three = await masters(2);
+    const schedule = await tickSchedule();
     const dueAt = schedule.next_run_at ?? "";
     const fire = (store: Store) =>
       store.schedules.fire({
@@ -115,19 +120,8 @@ describe.skipIf(postgres === undefined)("several masters on one PostgreSQL datab
 
   it("lets one of the masters that fire or skip one schedule tick at once have it", async () => {
     const three = await masters(2);
-    const created = await t.store.schedules.create({
-      name: "tick",
-      cron: "*/5 * * * *",
-      timezone: "UTC",
-      job: { type: "report" },
-      enabled: true,
-      nextRunAt: new Date("2026-01-01T10:05:00.000Z"),
-      clientId: "client-a",
-      actor: "client-a",
-    });
-    if (!created.ok) throw new Error("schedule refused");
-    const id = created.schedule.id;
-    const dueAt = created.schedule.next_run_at ?? "";
+    const { id, next_run_at } = await tickSchedule();
+    const dueAt = next_run_at ?? "";
     const nextRunAt = new Date("2026-01-01T10:10:00.000Z");
     for (let round = 0; round < 5; round++) {
       const skip = (store: Store) => store.schedules.skip({ scheduleId: id, dueAt, nextRunAt, reason: "submit_failed", message: "refused" });

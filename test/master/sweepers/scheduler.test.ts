@@ -12,13 +12,15 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
   let t: TestStore;
   storePerTest(dialect, (opened) => (t = opened));
 
-  const scheduler = () =>
+  /** A scheduler on `store` (the test's own by default), running every `intervalMs`. */
+  const scheduler = (store: Store = t.store, intervalMs = 1000, clientMaxQueued?: number) =>
     new Scheduler({
-      store: t.store,
+      store,
       clock: t.clock,
       log: pino({ level: "silent" }),
-      intervalMs: 1000,
+      intervalMs,
       defaults: { maxRetries: 3, jobTimeoutS: 60 },
+      clientMaxQueued,
     });
 
   async function createSchedule(cron: string, timezone = "UTC", enabled = true) {
@@ -106,13 +108,7 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
   it("skips the tick of a schedule whose job is refused, once per tick, and fires the others on time", async () => {
     const bad = await createSchedule("* * * * *");
     const good = await createSchedule("*/10 * * * * *");
-    const s = new Scheduler({
-      store: refusing(new Set([bad.id]), () => new UnstorableValueError("the database cannot store a value of this request (NUL)")),
-      clock: t.clock,
-      log: pino({ level: "silent" }),
-      intervalMs: 60_000,
-      defaults: { maxRetries: 3, jobTimeoutS: 60 },
-    });
+    const s = scheduler(refusing(new Set([bad.id]), () => new UnstorableValueError("the database cannot store a value of this request (NUL)")), 60_000);
     t.clock.advanceSeconds(60);
     await s.runOnce();
     // Skipped, the bad one is not due again before its next tick: the next run is the good one's next tick.
@@ -138,13 +134,7 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
 
   it("skips a tick whose job fails otherwise, telling its owner no more than that (the error is in the log and audit)", async () => {
     const bad = await createSchedule("* * * * *");
-    const s = new Scheduler({
-      store: refusing(new Set([bad.id]), () => new Error("something internal\u0000went wrong")),
-      clock: t.clock,
-      log: pino({ level: "silent" }),
-      intervalMs: 1000,
-      defaults: { maxRetries: 3, jobTimeoutS: 60 },
-    });
+    const s = scheduler(refusing(new Set([bad.id]), () => new Error("something internal\u0000went wrong")), 1000);
     t.clock.advanceSeconds(60);
     expect(await s.runOnce()).toBe(0);
     expect(await s.runOnce()).toBe(0);
@@ -216,13 +206,7 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
 
   it("leaves the tick due when the database itself fails, and waits an interval before trying again", async () => {
     const schedule = await createSchedule("* * * * *");
-    const s = new Scheduler({
-      store: refusing(new Set([schedule.id]), () => new StorageUnreachableError("PostgreSQL: connection refused", "ECONNREFUSED")),
-      clock: t.clock,
-      log: pino({ level: "silent" }),
-      intervalMs: 1000,
-      defaults: { maxRetries: 3, jobTimeoutS: 60 },
-    });
+    const s = scheduler(refusing(new Set([schedule.id]), () => new StorageUnreachableError("PostgreSQL: connection refused", "ECONNREFUSED")), 1000);
     expect(await s.runOnce()).toBe(0);
     t.clock.advanceSeconds(60);
     // The run before said 10:01:00; that time has come, but this run failed: not 0 ms again.
@@ -235,13 +219,7 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
 
   it("waits an interval, not 0 ms, for a schedule whose tick can be neither fired nor skipped", async () => {
     const bad = await createSchedule("* * * * *");
-    const s = new Scheduler({
-      store: refusing(new Set([bad.id]), () => new Error("refused"), ["fire", "skip"]),
-      clock: t.clock,
-      log: pino({ level: "silent" }),
-      intervalMs: 1000,
-      defaults: { maxRetries: 3, jobTimeoutS: 60 },
-    });
+    const s = scheduler(refusing(new Set([bad.id]), () => new Error("refused"), ["fire", "skip"]), 1000);
     t.clock.advanceSeconds(60);
     expect(await s.runOnce()).toBe(0);
     expect((s as unknown as { nextDelayMs(): number }).nextDelayMs()).toBe(1000);
@@ -262,10 +240,7 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
     const [mine, admins] = [await make(client.id), await make(admin.id)];
     const waiting = await submit(t.store, { clientId: client.id });
     await submit(t.store, { clientId: admin.id });
-    const s = new Scheduler({
-      store: t.store, clock: t.clock, log: pino({ level: "silent" }), intervalMs: 1000,
-      defaults: { maxRetries: 3, jobTimeoutS: 60 }, clientMaxQueued: 1,
-    });
+    const s = scheduler(t.store, 1000, 1);
     t.clock.advanceSeconds(60);
     expect(await s.runOnce()).toBe(1);
     expect(await jobsOf(mine.id)).toHaveLength(0);
@@ -297,10 +272,7 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
       return outcome.schedule;
     };
     const [mine, admins] = [await make(client.id), await make(admin.id)];
-    const s = new Scheduler({
-      store: t.store, clock: t.clock, log: pino({ level: "silent" }), intervalMs: 1000,
-      defaults: { maxRetries: 3, jobTimeoutS: 60 }, clientMaxQueued: 1000,
-    });
+    const s = scheduler(t.store, 1000, 1000);
     for (let i = 0; i < 12; i++) {
       t.clock.advanceSeconds(10);
       await s.runOnce();
