@@ -29,14 +29,46 @@ export const timestamp = z.iso.datetime({ offset: true, message: "must be an ISO
 const json = z.unknown();
 const attempt = z.int().min(1).max(1_000_000_000);
 
-export const tagsSchema = z
-  .record(z.string().regex(NAME_PATTERN, "tag keys must be 1–64 of A-Z a-z 0-9 _ . : -"), storable(z.string().max(256)))
-  .refine((tags) => Object.keys(tags).length <= 32, "at most 32 tags");
+/**
+ * A record whose keys are kept as sent: zod's records drop a "__proto__" key (assigning it would
+ * set the object's prototype), which would lose it silently, so it is refused. (A payload is not a
+ * record: it keeps such a key.)
+ */
+function keptKeys<T extends z.ZodType>(schema: T) {
+  return z.preprocess((value, ctx) => {
+    if (value !== null && typeof value === "object" && Object.hasOwn(value, "__proto__")) {
+      ctx.addIssue({ code: "custom", message: "__proto__ cannot be a key here", input: value });
+    }
+    return value;
+  }, schema);
+}
+
+export const tagsSchema = keptKeys(
+  z
+    .record(z.string().regex(NAME_PATTERN, "tag keys must be 1–64 of A-Z a-z 0-9 _ . : -"), storable(z.string().max(256)))
+    .refine((tags) => Object.keys(tags).length <= 32, "at most 32 tags"),
+);
+
+export const MAX_ERROR_MESSAGE_CHARS = 65_536;
+export const MAX_ERROR_CODE_CHARS = 128;
 
 export const jobErrorSchema = z
   .object({
-    message: z.string().max(65_536),
-    code: z.string().max(128).optional(),
+    message: z.string().max(MAX_ERROR_MESSAGE_CHARS),
+    code: z.string().max(MAX_ERROR_CODE_CHARS).optional(),
+    retryable: z.boolean().optional(),
+  })
+  .strict();
+
+/**
+ * An error as a node reports it: what a handler threw, of any length. The master keeps the first
+ * MAX_ERROR_MESSAGE_CHARS of its message and MAX_ERROR_CODE_CHARS of its code (routes/nodes.ts):
+ * a report is never refused, with its whole batch, for what a handler said.
+ */
+export const reportedErrorSchema = z
+  .object({
+    message: z.string().describe(`kept: its first ${MAX_ERROR_MESSAGE_CHARS} characters`),
+    code: z.string().describe(`kept: its first ${MAX_ERROR_CODE_CHARS} characters`).optional(),
     retryable: z.boolean().optional(),
   })
   .strict();
@@ -216,7 +248,7 @@ export const registerNodeSchema = z
     capacity: z.int().min(1).max(10_000).default(1),
     types: z.array(jobType).max(1000).optional().describe("the job types it runs (absent: any type)"),
     version: storable(z.string().max(64)).optional(),
-    hardware: z.record(z.string().max(64), json).default({}),
+    hardware: keptKeys(z.record(z.string().max(64), json)).default({}),
   })
   .strict();
 
@@ -247,7 +279,8 @@ export const heartbeatSchema = z
           .object({
             job_id: reportedId,
             attempt,
-            progress: z.number().min(0).max(100).optional(),
+            // null: what JSON makes of a handler's NaN; taken as no progress, not refused with the heartbeat.
+            progress: z.number().min(0).max(100).nullable().optional(),
             message: z.string().max(1024).optional(),
           })
           .strict(),
@@ -287,7 +320,7 @@ export const claimedJobSchema = z.object({
 const logTail = z.string().optional();
 
 export const completeSchema = z.object({ node_id: id, attempt, result: json.optional(), log_tail: logTail }).strict();
-export const failSchema = z.object({ node_id: id, attempt, error: jobErrorSchema, log_tail: logTail }).strict();
+export const failSchema = z.object({ node_id: id, attempt, error: reportedErrorSchema, log_tail: logTail }).strict();
 
 export const MAX_RESULTS = 1000;
 export const resultsSchema = z
@@ -300,7 +333,7 @@ export const resultsSchema = z
             attempt,
             status: z.enum(["completed", "failed"]),
             result: json.optional(),
-            error: jobErrorSchema.optional(),
+            error: reportedErrorSchema.optional(),
             log_tail: logTail,
           })
           .strict(),

@@ -16,6 +16,8 @@ import {
   idParams,
   jobSchema,
   listNodesQuery,
+  MAX_ERROR_CODE_CHARS,
+  MAX_ERROR_MESSAGE_CHARS,
   nodeSchema,
   pageSchema,
   registerNodeSchema,
@@ -72,10 +74,10 @@ function keptLogTail(text: string | undefined, limit: number): string | undefine
   return tail === undefined ? undefined : cleanText(tail);
 }
 
-/** A reported error as every store keeps it (cleanText), retryable unless it says otherwise. */
+/** A reported error as every store keeps it (cleanText, cut to the lengths a job's error has), retryable unless it says otherwise. */
 function keptError(error: { message: string; code?: string | undefined; retryable?: boolean | undefined }): JobError {
-  const kept: JobError = { message: cleanText(error.message), retryable: error.retryable !== false };
-  if (error.code !== undefined) kept.code = cleanText(error.code);
+  const kept: JobError = { message: cleanText(error.message.slice(0, MAX_ERROR_MESSAGE_CHARS)), retryable: error.retryable !== false };
+  if (error.code !== undefined) kept.code = cleanText(error.code.slice(0, MAX_ERROR_CODE_CHARS));
   return kept;
 }
 
@@ -207,7 +209,7 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
           running: (unknown.length === 0 ? body.running : body.running.filter((job) => isStorableText(job.job_id))).map((job) => ({
             jobId: job.job_id,
             attempt: job.attempt,
-            progress: job.progress,
+            progress: job.progress ?? undefined,
             message: job.message === undefined ? undefined : cleanText(job.message),
           })),
         });

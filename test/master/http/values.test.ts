@@ -112,6 +112,15 @@ describe.each(dialects.map((dialect) => dialect.name))("values a store cannot ke
     expectRefused(await post("/api/v1/nodes", '{"name":"n","hardware":{"memory":1e400}}'), "hardware", NUMBER_OUT_OF_RANGE);
   });
 
+  it("refuses a tag or hardware key __proto__ (a record would drop it), and keeps one in a payload", async () => {
+    expectRefused(await post("/api/v1/jobs", '{"type":"refused","tags":{"__proto__":"x","k":"v"}}'), "tags", "__proto__ cannot be a key here");
+    expectRefused(await post("/api/v1/nodes", '{"name":"n","hardware":{"__proto__":{"cpu":1}}}'), "hardware", "__proto__ cannot be a key here");
+    expect(await jobsOfType("refused")).toEqual([]);
+    const kept = await post("/api/v1/jobs", '{"type":"proto","payload":{"__proto__":{"a":1}}}');
+    expect(kept.status).toBe(201);
+    expect(JSON.stringify((await get<JobBody>(`/api/v1/jobs/${String(kept.body.id)}`)).body.payload)).toBe('{"__proto__":{"a":1}}');
+  });
+
   it("answers an id or a filter no store could hold with 400, not with what the store makes of it", async () => {
     // PostgreSQL could not even look such a client up; SQLite found none.
     expectRefused(await post("/api/v1/auth/token", { client_id: "admin\u0000", client_secret: "x" }), "client_id", UNSTORABLE_TEXT);
@@ -156,6 +165,31 @@ describe.each(dialects.map((dialect) => dialect.name))("values a store cannot ke
       // A result is JSON every store keeps as sent; a number JSON cannot write is null, as JSON.stringify writes it.
       expect(await job(completed)).toMatchObject({ status: "completed", result: { n: null, s: "nul\u0000 \ud800" } });
       expect(await attempt(tail)).toMatchObject({ log_tail: "\ufffdend" });
+    });
+
+    it("takes an error of any length, keeping the first 65,536 characters of its message and 128 of its code, with the rest of its batch", async () => {
+      const [long, other] = await running("long", 2);
+      const answer = await post(`/api/v1/nodes/${nodeId}/results`, {
+        results: [
+          { job_id: long, attempt: 1, status: "failed", error: { message: `${"m".repeat(70_000)}end`, code: `${"c".repeat(200)}`, retryable: false } },
+          { job_id: other, attempt: 1, status: "completed", result: 1 },
+        ],
+      });
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(answer.body.items).toEqual([
+        { job_id: long, accepted: true },
+        { job_id: other, accepted: true },
+      ]);
+      const failed = (await get<JobBody>(`/api/v1/jobs/${long}`)).body;
+      expect(failed.error).toEqual({ message: "m".repeat(65_536), code: "c".repeat(128), retryable: false });
+    });
+
+    it("takes a heartbeat whose progress is null (a handler's NaN, as JSON writes it) as one without progress", async () => {
+      const [id] = await running("nan", 1);
+      const answer = await post(`/api/v1/nodes/${nodeId}/heartbeat`, { running: [{ job_id: id, attempt: 1, progress: null, message: "still here" }] });
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(answer.body.cancel).toEqual([]);
+      expect((await get<JobBody>(`/api/v1/jobs/${id}`)).body.progress_message).toBe("still here");
     });
 
     it("takes a single failure whose error holds one, cleaned", async () => {
