@@ -140,13 +140,24 @@ export class Scheduler extends PeriodicService<number> {
       outcome = await store.schedules.fire({ scheduleId: schedule.id, dueAt, nextRunAt, job: this.jobOf(schedule, dueAt), maxUnfinished });
     } catch (error) {
       if (isDatabaseFailure(error)) throw error;
-      // A value the database cannot store (PostgreSQL refuses a NUL in text) is the job's, and
-      // its owner is told; another error's text is for the operators (log and audit).
-      const skip: TickSkip =
-        error instanceof UnstorableValueError
-          ? { dueAt, nextRunAt, reason: "unstorable_job", message: messageOf(error), error }
-          : { dueAt, nextRunAt, reason: "submit_failed", message: "its job could not be submitted (the master's log says why)", error };
-      return this.skip(schedule, skip);
+      // A value the database cannot store (PostgreSQL refuses a NUL in text) is the job's: it
+      // would be refused again, so the tick is skipped now, and its owner told.
+      if (error instanceof UnstorableValueError) {
+        return this.skip(schedule, { dueAt, nextRunAt, reason: "unstorable_job", message: messageOf(error), error });
+      }
+      // Anything else may pass (a deadlock past the store's retries, a busy database): the tick
+      // stays due and is tried again at the next run, until the schedule's next tick has come;
+      // then it is skipped, its error's text for the operators (log and audit) only.
+      const following = nextTick(schedule.cron, schedule.timezone, limited ? new Date(Date.parse(dueAt) + 59_999) : new Date(dueAt));
+      if (following > now) {
+        log.warn(
+          { event: "schedule.retrying", scheduleId: schedule.id, clientId: schedule.client_id, tick: dueAt, err: error },
+          `schedule ${schedule.name} could not submit its tick ${dueAt} (${messageOf(error)}); it is tried again`,
+        );
+        return "stuck";
+      }
+      // Skipped to the tick that has come, which the next run tries (and skips in turn if it fails as long).
+      return this.skip(schedule, { dueAt, nextRunAt: following, reason: "submit_failed", message: "its job could not be submitted (the master's log says why)", error });
     }
     if (!outcome.fired) {
       if (!outcome.skipped) return "gone";
@@ -175,7 +186,7 @@ export class Scheduler extends PeriodicService<number> {
     } catch (skipError) {
       if (isDatabaseFailure(skipError)) throw skipError;
       log.error(
-        { event: "schedule.stuck", ...fields, skipErr: skipError },
+        { event: "schedule.stuck", ...fields, skipErr: messageOf(skipError) },
         `schedule ${schedule.name} can neither fire nor skip its tick ${dueAt} (${message}); fix or delete the schedule`,
       );
       return "stuck";

@@ -183,7 +183,7 @@ export class PostgresScheduleStore implements ScheduleStore {
       const at = this.ctx.clock.now().toISOString();
       const moved = await changed(
         tx,
-        sql`UPDATE schedules SET next_run_at = ${params.nextRunAt.toISOString()}, last_run_at = ${params.dueAt}, updated_at = ${at}
+        sql`UPDATE schedules SET next_run_at = ${params.nextRunAt.toISOString()}, updated_at = ${at}
             WHERE id = ${params.scheduleId} AND enabled AND next_run_at = ${params.dueAt}`,
       );
       if (moved === 0) return { fired: false as const };
@@ -207,6 +207,8 @@ export class PostgresScheduleStore implements ScheduleStore {
         return { fired: false as const, skipped: outcome.reason };
       }
       if (!outcome.ok) throw new Error(`a scheduled job could not be submitted: ${outcome.reason}`);
+      // Run: a tick skipped (the quota) is not.
+      await changed(tx, sql`UPDATE schedules SET last_run_at = ${params.dueAt} WHERE id = ${params.scheduleId}`);
       const job = outcome.items[0]?.job;
       if (!job) throw new Error("a scheduled job was not stored");
       await this.record(tx, "schedule.fired", params.scheduleId, null, { job_id: job.id, tick: params.dueAt }, at);

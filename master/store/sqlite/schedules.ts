@@ -211,7 +211,7 @@ export class SqliteScheduleStore implements ScheduleStore {
     const { db } = this.ctx;
     return db.transaction(() => {
       const at = this.ctx.clock.now().toISOString();
-      if (!this.moveTick(params, { next_run_at: params.nextRunAt.toISOString(), last_run_at: params.dueAt }, at)) return { fired: false as const };
+      if (!this.moveTick(params, { next_run_at: params.nextRunAt.toISOString() }, at)) return { fired: false as const };
       const outcome = this.jobs.submitNow([params.job], { maxUnfinished: params.maxUnfinished });
       if (!outcome.ok && outcome.reason === "quota_exceeded") {
         const message = quotaSkipMessage(outcome.limit);
@@ -231,6 +231,8 @@ export class SqliteScheduleStore implements ScheduleStore {
         return { fired: false as const, skipped: outcome.reason };
       }
       if (!outcome.ok) throw new Error(`a scheduled job could not be submitted: ${outcome.reason}`);
+      // Run: a tick skipped (the quota) is not.
+      db.run(db.kysely.updateTable("schedules").set({ last_run_at: params.dueAt }).where("id", "=", params.scheduleId));
       const job = outcome.items[0]?.job;
       if (!job) throw new Error("a scheduled job was not stored");
       this.record("schedule.fired", params.scheduleId, null, { job_id: job.id, tick: params.dueAt }, at);

@@ -65,13 +65,14 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
   });
 
   /** The store, but these verbs (fire: a job the database refuses) throw `error()` for these schedules. */
-  function refusing(ids: ReadonlySet<string>, error: () => Error, verbs: readonly ("fire" | "skip")[] = ["fire"]): Store {
+  /** The test's store, its `verbs` throwing `error` for the schedules `ids` (while `failing()` says so). */
+  function refusing(ids: ReadonlySet<string>, error: () => Error, verbs: readonly ("fire" | "skip")[] = ["fire"], failing = () => true): Store {
     const schedules = new Proxy(t.store.schedules, {
       get(target, key) {
         const verb = verbs.find((name) => name === key);
         if (verb) {
           return (params: { scheduleId: string }) =>
-            ids.has(params.scheduleId) ? Promise.reject(error()) : (target[verb] as (p: unknown) => Promise<unknown>).call(target, params);
+            ids.has(params.scheduleId) && failing() ? Promise.reject(error()) : (target[verb] as (p: unknown) => Promise<unknown>).call(target, params);
         }
         const value: unknown = Reflect.get(target, key);
         return typeof value === "function" ? value.bind(target) : value;
@@ -132,18 +133,40 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
     expect(await skipsOf(good.id)).toEqual([]);
   });
 
-  it("skips a tick whose job fails otherwise, telling its owner no more than that (the error is in the log and audit)", async () => {
+  it("tries a tick whose job fails otherwise until the next tick comes, then skips it, telling its owner no more than that (the error is in the log and audit)", async () => {
     const bad = await createSchedule("* * * * *");
     const s = scheduler(refusing(new Set([bad.id]), () => new Error("something internal\u0000went wrong")), 1000);
     t.clock.advanceSeconds(60);
     expect(await s.runOnce()).toBe(0);
+    // 10:01's tick stays due (the error may pass), tried again a run later.
+    expect((s as unknown as { nextDelayMs(): number }).nextDelayMs()).toBe(1000);
+    t.clock.advanceSeconds(30);
+    expect(await s.runOnce()).toBe(0);
+    expect(await t.store.schedules.get(bad.id)).toMatchObject({ next_run_at: "2026-01-01T10:01:00.000Z", last_skipped_at: null });
+    // 10:02 has come: 10:01's tick is skipped, and 10:02's is due at once.
+    t.clock.advanceSeconds(30);
     expect(await s.runOnce()).toBe(0);
     expect(await t.store.schedules.get(bad.id)).toMatchObject({
       next_run_at: "2026-01-01T10:02:00.000Z",
+      last_skipped_at: "2026-01-01T10:01:00.000Z",
       last_skip_reason: "submit_failed",
       last_skip_message: "its job could not be submitted (the master's log says why)",
     });
     expect(await skipsOf(bad.id)).toMatchObject([{ reason: "submit_failed", error: "something internal went wrong" }]);
+  });
+
+  it("submits a tick whose first try failed for a passing reason (a deadlock past the store's retries) at the next run, skipping nothing", async () => {
+    const schedule = await createSchedule("0 * * * *");
+    let failures = 1;
+    const flaky = refusing(new Set([schedule.id]), () => new Error("deadlock detected"), ["fire"], () => failures-- > 0);
+    const s = scheduler(flaky, 1000);
+    t.clock.advance(60 * 60_000);
+    expect(await s.runOnce()).toBe(0);
+    t.clock.advance(1000);
+    expect(await s.runOnce()).toBe(1);
+    expect(await jobsOf(schedule.id)).toHaveLength(1);
+    expect(await t.store.schedules.get(schedule.id)).toMatchObject({ last_run_at: "2026-01-01T11:00:00.000Z", last_skipped_at: null });
+    expect(await skipsOf(schedule.id)).toEqual([]);
   });
 
   it("skips a tick of a schedule whose job PostgreSQL cannot store (a NUL), and fires the others", async () => {
@@ -251,6 +274,8 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
       last_skipped_at: "2026-01-01T10:01:00.000Z",
       last_skip_reason: "quota_exceeded",
       last_skip_message: expect.stringContaining("GAFFER_CLIENT_MAX_QUEUED"),
+      // Skipped, not run.
+      last_run_at: null,
     });
     const audit = await t.store.audit.list({ limit: 10, entityId: mine.id, eventType: "schedule.skipped" });
     expect(audit.items).toMatchObject([{ details: { reason: "quota_exceeded", unfinished: 1, limit: 1 } }]);
