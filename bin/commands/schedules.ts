@@ -1,4 +1,4 @@
-// gaffer schedules create | list | get | delete
+// gaffer schedules create | list | get | update | delete
 import { Command, Option } from "commander";
 import { PRIORITY_NAMES } from "../../master/store/types.js";
 import { parseJsonFlag, printObject, printPage } from "./output.js";
@@ -48,6 +48,33 @@ export function schedulesCommand(): Command {
       printObject(schedule, opts.json);
     },
   );
+  withRemoteOptions(
+    schedules
+      .command("update")
+      .description("Change a schedule's name, cron or time zone, or enable or disable it (PATCH: what is not given stays)")
+      .argument("<id>")
+      .option("--name <name>", "a new name")
+      .option("--cron <expr>", "a new cron expression")
+      .option("--timezone <tz>", "a new IANA time zone")
+      .addOption(new Option("--enable", "enable it (a schedule disabled for a cron or time zone that no longer parses needs a valid one)").conflicts("disable"))
+      .addOption(new Option("--disable", "disable it").conflicts("enable")),
+  ).action(async (id: string, opts: RemoteFlags & { name?: string; cron?: string; timezone?: string; enable?: boolean; disable?: boolean }) => {
+    const body: Record<string, unknown> = {};
+    if (opts.name !== undefined) body.name = opts.name;
+    if (opts.cron !== undefined) body.cron = opts.cron;
+    if (opts.timezone !== undefined) body.timezone = opts.timezone;
+    if (opts.enable) body.enabled = true;
+    if (opts.disable) body.enabled = false;
+    if (Object.keys(body).length === 0) {
+      process.stderr.write("nothing to change: give --name, --cron, --timezone, --enable or --disable\n");
+      process.exitCode = 2;
+      return;
+    }
+    const schedule = await call(() =>
+      connect(opts).request<Record<string, unknown>>("PATCH", `/api/v1/schedules/${encodeURIComponent(id)}`, { body, retry: "never" }),
+    );
+    printObject(schedule, opts.json);
+  });
   withRemoteOptions(schedules.command("delete").description("Delete a schedule").argument("<id>")).action(
     async (id: string, opts: RemoteFlags) => {
       const schedule = await call(() =>

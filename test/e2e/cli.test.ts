@@ -241,6 +241,13 @@ describe("gaffer nodes, schedules, stats, state, token", () => {
     const bad = await gaffer("schedules", "create", "--name", "bad", "--cron", "not a cron", "--type", "x");
     expect(bad.code).toBe(2);
     expect(bad.output).toMatch(/cron/);
+    const disabled = await gaffer("schedules", "update", schedule.id, "--disable", "--cron", "30 4 * * *", "--json");
+    expect(disabled.code).toBe(0);
+    expect(json(disabled.output)).toMatchObject({ cron: "30 4 * * *", enabled: false, next_run_at: null });
+    const enabled = await gaffer("schedules", "update", schedule.id, "--enable", "--timezone", "UTC", "--json");
+    expect(json(enabled.output)).toMatchObject({ enabled: true, timezone: "UTC", next_run_at: expect.stringMatching(/T04:30:00.000Z$/) });
+    expect((await gaffer("schedules", "update", schedule.id, "--cron", "not a cron")).code).toBe(2);
+    expect((await gaffer("schedules", "update", schedule.id)).code).toBe(2);
     expect((await gaffer("schedules", "delete", schedule.id)).code).toBe(0);
     expect((await gaffer("schedules", "delete", schedule.id)).code).toBe(3);
   });
