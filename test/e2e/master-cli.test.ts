@@ -105,6 +105,7 @@ describe("gaffer migrate", () => {
       expect.objectContaining({ version: 6, name: "client_job_counts", state: "applied" }),
       expect.objectContaining({ version: 7, name: "fair_share", state: "applied" }),
       expect.objectContaining({ version: 8, name: "schedule_skips", state: "applied" }),
+      expect.objectContaining({ version: 9, name: "running_jobs_index", state: "applied" }),
     ]);
   });
 });

@@ -37,6 +37,7 @@ describe.runIf(havePostgres)("gaffer on PostgreSQL", () => {
       expect.objectContaining({ version: 6, name: "truncate_jobs", state: "applied" }),
       expect.objectContaining({ version: 7, name: "triggers_without_nested_loops", state: "applied" }),
       expect.objectContaining({ version: 8, name: "schedule_skips", state: "applied" }),
+      expect.objectContaining({ version: 9, name: "running_jobs_index", state: "applied" }),
     ]);
 
     const made = await runGaffer(["clients", "create", "--database-url", url, "--name", "admin", "--role", "admin", "--json"]);

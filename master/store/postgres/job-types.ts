@@ -43,7 +43,9 @@ export class PostgresJobTypeStore implements JobTypeStore {
       db.run(sql<TypeRow>`SELECT type, max_running, paused FROM job_types WHERE true${ofType}`),
       db.run(sql<{ type: string }>`SELECT DISTINCT type FROM lanes WHERE true${ofType}`),
       db.run(sql<{ type: string; status: string; n: number }>`
-        SELECT type, status, count(*) AS n FROM jobs WHERE status IN ('pending', 'running')${ofType} GROUP BY type, status`),
+        SELECT type, status, count(*) AS n FROM jobs WHERE status = 'pending'${ofType} GROUP BY type, status
+        UNION ALL
+        SELECT type, status, count(*) AS n FROM jobs WHERE status = 'running'${ofType} GROUP BY type, status`),
       db.run(sql<{ type: string; status: string; n: number }>`
         SELECT type, status, count(*) AS n FROM jobs
         WHERE finished_at IS NOT NULL AND finished_at >= ${since.toISOString()} AND status IN ('completed', 'failed')${ofType}

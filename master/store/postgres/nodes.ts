@@ -305,7 +305,7 @@ export class PostgresNodeStore implements NodeStore {
         ).map((node) => node.id);
         if (stillDead.length === 0) return { taken: 0, rescued: [] };
         // Not ORDER BY seq: that sorts every running job of these nodes for each batch; without
-        // it the scan of jobs_node stops at the batch. SKIP LOCKED never waits, so the order the
+        // it the scan of jobs_running stops at the batch. SKIP LOCKED never waits, so the order the
         // rows are locked in cannot deadlock.
         const running = await rowsOf(
           tx,

@@ -84,7 +84,7 @@ export const FAIR_REBUILD: readonly string[] = [
   "DELETE FROM fair_queue",
   "DELETE FROM fair_clients",
   `INSERT INTO fair_clients (client_id, running)
-     SELECT client_id, count(*) FROM jobs INDEXED BY jobs_status_seq WHERE status = 'running' GROUP BY client_id`,
+     SELECT client_id, count(*) FROM jobs INDEXED BY jobs_running WHERE status = 'running' GROUP BY client_id`,
   `INSERT INTO fair_queue (lane, effective_priority, client_id, head_seq, pending, running)
      SELECT j.lane, j.effective_priority, j.client_id, min(j.seq), count(*), coalesce(c.running, 0)
      FROM jobs AS j INDEXED BY jobs_fair LEFT JOIN fair_clients AS c ON c.client_id = j.client_id

@@ -87,7 +87,7 @@ function prepareHeartbeat(ctx: StoreContext): HeartbeatStatements {
         })
         .where("seq", "=", param("seq")),
     ),
-    // One range of jobs_node instead of a lookup by id for each listed job (a descent of
+    // One range of jobs_running instead of a lookup by id for each listed job (a descent of
     // the id index and one of the table each).
     running: db.prepare(
       k.selectFrom("jobs").select(LEASE_COLUMNS).where("node_id", "=", param("nodeId")).where("status", "=", sql.lit("running")),

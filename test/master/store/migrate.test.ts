@@ -43,7 +43,7 @@ describe("migrations (sqlite)", () => {
     try {
       const first = migrate(db);
       expect(first.error).toBeUndefined();
-      expect(first.applied.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(first.applied.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
       expect(migrate(db).applied).toEqual([]);
       const [init, types] = migrationStatus(db);
       expect(init).toMatchObject({ version: 1, name: "init", state: "applied" });
@@ -74,7 +74,7 @@ describe("migrations (sqlite)", () => {
     const store = openSqliteStore({ path, clock: new FakeClock(), policy });
     await store.close();
     const db = new SqliteDatabase({ path });
-    expect(migrationStatus(db).map((s) => s.state)).toEqual(Array(8).fill("applied"));
+    expect(migrationStatus(db).map((s) => s.state)).toEqual(Array(9).fill("applied"));
     db.close();
   });
 
@@ -142,7 +142,7 @@ describe("migrations (sqlite)", () => {
     expect(cliSays("PRAGMA integrity_check")).toBe("ok");
     expect(cliSays("SELECT name FROM pragma_table_info('jobs') WHERE name LIKE 'reported%'")).toBe("");
     expect(cliSays("SELECT id, status, result FROM jobs")).toBe("done|completed|42");
-    expect(cliSays("SELECT max(version) FROM schema_migrations")).toBe("8");
+    expect(cliSays("SELECT max(version) FROM schema_migrations")).toBe("9");
   });
 
   it("counts each client's jobs not yet finished in a database made before quotas", async () => {

@@ -26,7 +26,7 @@ function planOf(db: Database.Database, source: string): string[] {
 }
 
 /** A scan of a partial index reads only the rows in that state (say, the scheduled ones). */
-const PARTIAL_INDEX = /USING (COVERING )?INDEX jobs_(scheduled|aging|stall|lease|dispatch)\b/;
+const PARTIAL_INDEX = /USING (COVERING )?INDEX jobs_(scheduled|aging|running|dispatch)\b/;
 
 describe("SQLite query plans", () => {
   const seen = new Set<string>();
@@ -178,6 +178,33 @@ describe("SQLite query plans", () => {
         expect(jobsSteps).toHaveLength(1);
         expect(jobsSteps[0]).toMatch(expected[/status = '(\w+)'/.exec(source)?.[1] ?? ""] ?? /^never$/);
       }
+    } finally {
+      db.close();
+    }
+  });
+  it("lists running jobs from jobs_running and waiting or failed ones by a range of jobs_by_status; counts live jobs by type from both", async () => {
+    const before = new Set(seen);
+    const filter = { status: "running" as const };
+    for (const status of ["running", "pending", "failed"] as const) await t.store.jobs.list({ limit: 5, status });
+    await t.store.jobs.cancelMatching({ filter, max: 10, actor: null, shownFilter: filter, dryRun: true });
+    await t.store.types.list({ since: new Date(0) });
+    const added = [...seen].filter((source) => !before.has(source));
+    const db = new Database(t.path, { readonly: true });
+    try {
+      const plan = (pattern: RegExp) => {
+        const sources = added.filter((source) => pattern.test(source));
+        expect(sources).toHaveLength(1);
+        return planOf(db, sources[0] ?? "").join("\n");
+      };
+      // Without INDEXED BY SQLite walks back through the whole table (SCAN jobs) for these.
+      expect(plan(/"status" = 'running' order by "seq" desc/)).toMatch(/^SEARCH jobs USING INDEX jobs_running|^SCAN jobs USING INDEX jobs_running/);
+      expect(plan(/"status" = 'running' order by "seq" asc/)).toMatch(/^SCAN jobs USING INDEX jobs_running/);
+      expect(plan(/"status" = 'pending' order by "seq" desc/)).toMatch(/^SEARCH jobs USING INDEX jobs_by_status \(status=\?\)$/);
+      expect(plan(/"status" = 'failed' order by "seq" desc/)).toMatch(/^SEARCH jobs USING INDEX jobs_by_status \(status=\?\)$/);
+      const live = plan(/UNION ALL/);
+      expect(live).toMatch(/SEARCH jobs USING INDEX jobs_by_status \(status=\?\)/);
+      expect(live).toMatch(/SCAN jobs USING COVERING INDEX jobs_running/);
+      expect(live).not.toMatch(/SCAN jobs$/m);
     } finally {
       db.close();
     }

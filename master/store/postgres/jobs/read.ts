@@ -35,12 +35,18 @@ export async function finalAmong(ctx: PgContext, ids: readonly string[]): Promis
   return ids.filter((id) => !waiting.has(id));
 }
 
-/** A page of jobs, newest first. */
+/**
+ * A page of jobs, newest first. Running jobs are all read from jobs_running and sorted (a
+ * subquery the planner plans alone: OFFSET 0); a LIMIT left to it walks jobs_pkey back
+ * through every newer job, every pending one of a backlog, to find them. Completed jobs have
+ * no index of their own: most jobs are, and jobs_pkey's walk finds them.
+ */
 export async function listJobs(ctx: PgContext, params: ListJobsParams): Promise<Page<Job>> {
   const before = decodeCursor(params.cursor);
   const clauses = filterClauses(params);
   if (before !== undefined) clauses.push(sql`seq < ${before}`);
-  const rows = await ctx.db.run(sql<JobRow>`SELECT * FROM jobs ${where(clauses)} ORDER BY seq DESC LIMIT ${params.limit + 1}`);
+  const matching = params.status === "running" ? sql`(SELECT * FROM jobs ${where(clauses)} OFFSET 0) AS jobs` : sql`jobs ${where(clauses)}`;
+  const rows = await ctx.db.run(sql<JobRow>`SELECT * FROM ${matching} ORDER BY seq DESC LIMIT ${params.limit + 1}`);
   return pageOf(rows, params.limit, (row) => row.seq, toJob);
 }
 

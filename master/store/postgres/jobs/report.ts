@@ -64,7 +64,7 @@ async function finishAll(ctx: PgContext, tx: Tx, finishes: readonly Finish[], at
   // Prepared, so planned once per connection (its generic plan is kept), and so planned for
   // keys only, whatever the statistics say: left to the planner, a young table's statistics
   // (a drain's first seconds, a plan kept from then) made it read every attempt, or every
-  // running job through jobs_running_type, for each batch; and with `= ANY` of the keys
+  // running job through jobs_running, for each batch; and with `= ANY` of the keys
   // added, it joined each attempt found against the whole batch again (300 results: 0.35 s).
   // So no sequential scans for this statement: each row of the batch finds its attempt and
   // its job through their primary keys, with `(status = 'running') IS TRUE` keeping the

@@ -7,7 +7,7 @@ import type { StoreContext } from "../context.js";
 import { inJsonArray, param } from "../database.js";
 import type { JobRow } from "../rows.js";
 import { onCancel, onRetry } from "../../../queue/transitions.js";
-import { whereFilter } from "./filter.js";
+import { compileFiltered, whereFilter } from "./filter.js";
 import { factsOf, failDependents, reopenDependents, requeueRetried } from "./lifecycle.js";
 
 type Candidate = Pick<JobRow, "seq" | "id" | "status" | "attempt" | "node_id" | "retry_count" | "max_retries" | "cancel_requested" | "priority">;
@@ -23,7 +23,7 @@ function candidates(ctx: StoreContext, params: BulkActionParams): { taken: Candi
   )
     .orderBy("seq", "asc")
     .limit(params.max + 1);
-  const rows = db.all(query) as Candidate[];
+  const rows = db.allCompiled(compileFiltered(query, params.filter)) as Candidate[];
   return { taken: rows.slice(0, params.max), more: rows.length > params.max };
 }
 

@@ -70,7 +70,7 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
     ),
     // All the chosen jobs in one statement (a statement per job cost twice as much per
     // job). NOT INDEXED: rows are found by seq, the primary key; without it SQLite
-    // would rather walk every pending job through jobs_status_seq.
+    // would rather walk every pending job through jobs_by_status.
     take: db.prepareSql(sql<Taken>`
       UPDATE jobs NOT INDEXED
       SET ${LEASE_SET}

@@ -62,7 +62,7 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
     // pass (no read before): the rules' answer to a completion of the current lease with
     // no cancel asked is `completed` (onReport), and this applies it where exactly that
     // holds; every other report goes through onReport one by one. Found by id: the unary
-    // + keeps SQLite from walking the node's running jobs (jobs_node, jobs_status_seq)
+    // + keeps SQLite from walking the node's running jobs (jobs_running)
     // and the whole list for each.
     complete: db.prepareSql(sql<Completed>`
       UPDATE jobs

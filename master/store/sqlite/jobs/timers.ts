@@ -1,5 +1,6 @@
 // The verbs the master's timers call: promote due scheduled jobs, age pending
-// jobs, take back stalled ones. Each reads one range of a partial index.
+// jobs, take back stalled ones. Each reads one range of a partial index; the sweeps
+// of running jobs read all of jobs_running (bounded by the cluster's capacity) and sort.
 import { sql } from "kysely";
 import { agedOnce } from "../../../queue/aging.js";
 import type { RescuedJob } from "../../types.js";
@@ -13,7 +14,7 @@ export function promoteScheduled(ctx: StoreContext, limit: number): { promoted: 
   return db.transaction(() => {
     const now = ctx.clock.now();
     const at = now.toISOString();
-    // INDEXED BY: without statistics SQLite would rather read every scheduled job through jobs_status_seq and sort.
+    // INDEXED BY: without statistics SQLite would rather read every scheduled job through jobs_by_status and sort.
     const due = db.allSql<Pick<JobRow, "seq" | "id" | "effective_priority">>(sql`
       SELECT seq, id, effective_priority FROM jobs INDEXED BY jobs_scheduled
       WHERE status = 'scheduled' AND ready_at <= ${at} ORDER BY ready_at LIMIT ${limit}`);
@@ -70,7 +71,7 @@ export function rescueStalled(ctx: StoreContext, limit: number): RescuedJob[] {
   return db.transaction(() => {
     const at = ctx.clock.now().toISOString();
     const stalled = db.allSql<EndingLease>(sql`
-      SELECT ${ENDING_LEASE_SELECT} FROM jobs INDEXED BY jobs_stall
+      SELECT ${ENDING_LEASE_SELECT} FROM jobs INDEXED BY jobs_running
       WHERE status = 'running' AND stall_at <= ${at} ORDER BY stall_at LIMIT ${limit}`);
     // In submission order, as PostgreSQL's: the order in which their dependents fail (planDependencyFailures).
     return endLeases(ctx, stalled.sort((x, y) => x.seq - y.seq), "stalled", "job.stalled", null);
@@ -83,7 +84,7 @@ export function expireLeases(ctx: StoreContext, limit: number): RescuedJob[] {
   return db.transaction(() => {
     const at = ctx.clock.now().toISOString();
     const expired = db.allSql<EndingLease>(sql`
-      SELECT ${ENDING_LEASE_SELECT} FROM jobs INDEXED BY jobs_lease
+      SELECT ${ENDING_LEASE_SELECT} FROM jobs INDEXED BY jobs_running
       WHERE status = 'running' AND lease_expires_at < ${at} ORDER BY lease_expires_at LIMIT ${limit}`);
     return endLeases(ctx, expired.sort((x, y) => x.seq - y.seq), "lease_expired", "job.reassigned", null);
   });
