@@ -270,13 +270,71 @@ export interface RunSink {
   finished(outcome: Outcome): void;
 }
 
-/** Ends a run at its timeout (one function for every run's timer, not a closure each). */
-function timeUp(run: FunctionRun): void {
-  run.stop("timeout");
+/**
+ * The runs of one timeout length, oldest first: they end in the order they started, so one
+ * timer for the list, due at its first run's deadline, stands for a timer a run (a Timeout
+ * object made, listed and cleared for each job costs a busy worker more than its no-op job).
+ */
+class Deadlines {
+  first: FunctionRun | undefined;
+  last: FunctionRun | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** When the timer fires (performance.now() ms); it may fire for a run that has ended since. */
+  private dueAt = 0;
+
+  constructor(private readonly timeoutMs: number) {}
+
+  add(run: FunctionRun): void {
+    run.deadline = performance.now() + this.timeoutMs;
+    run.before = this.last;
+    if (this.last) this.last.after = run;
+    else this.first = run;
+    this.last = run;
+    // Held (not unref'd), as a timer a run was: a running job keeps the process alive.
+    if (!this.timer) this.arm(run.deadline);
+  }
+
+  remove(run: FunctionRun): void {
+    if (run.before) run.before.after = run.after;
+    else this.first = run.after;
+    if (run.after) run.after.before = run.before;
+    else this.last = run.before;
+    run.before = undefined;
+    run.after = undefined;
+    if (!this.first && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private arm(at: number): void {
+    this.dueAt = at;
+    // Node's timers round down to whole milliseconds: one more, so that it never fires before.
+    this.timer = setTimeout(() => this.fire(), Math.max(1, Math.ceil(at - performance.now()) + 1));
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    const now = Math.max(performance.now(), this.dueAt);
+    for (let run = this.first; run && run.deadline <= now; run = this.first) run.stop("timeout");
+    if (this.first) this.arm(this.first.deadline);
+  }
+}
+
+/** The deadline lists, by timeout length (a worker's jobs have few different ones). */
+const deadlines = new Map<number, Deadlines>();
+
+function deadlinesOf(timeoutMs: number): Deadlines {
+  let list = deadlines.get(timeoutMs);
+  if (!list) {
+    list = new Deadlines(timeoutMs);
+    deadlines.set(timeoutMs, list);
+  }
+  return list;
 }
 
 /**
- * A function handler's run: its timeout, its stop and its outcome in one object, the outcome
+ * A function handler's run: its deadline, its stop and its outcome in one object, the outcome
  * going to the sink rather than through promises of its own: closures, promises and timers
  * made for each job cost a busy worker more CPU than its short jobs did.
  */
@@ -286,15 +344,22 @@ class FunctionRun {
   private settled = false;
   /** The handler's log lines, made at its first line (most jobs write none). */
   private output: Tail | undefined;
-  private readonly timer: NodeJS.Timeout;
+  private readonly deadlines: Deadlines;
+  /** Its place in its deadline list. */
+  deadline = 0;
+  before: FunctionRun | undefined;
+  after: FunctionRun | undefined;
   readonly context: HandlerContext;
 
   constructor(
     private readonly timeoutMs: number,
     private readonly logTailBytes: number | undefined,
     private readonly sink: RunSink,
+    readonly handler: FunctionHandler,
+    readonly job: HandlerJob,
   ) {
-    this.timer = setTimeout(timeUp, timeoutMs, this);
+    this.deadlines = deadlinesOf(timeoutMs);
+    this.deadlines.add(this);
     this.context = contextOf(this);
   }
 
@@ -325,10 +390,41 @@ class FunctionRun {
     );
   }
 
+  /**
+   * Calls the handler, and settles the run with what it returns or throws, or what its promise
+   * settles with (followed as `await` would: a native promise as it is, another thenable adopted).
+   */
+  call(): void {
+    try {
+      const returned = this.handler(this.job, this.context) as unknown;
+      if (typeof (returned as { then?: unknown } | null | undefined)?.then !== "function") {
+        this.returned(returned);
+        return;
+      }
+      Promise.resolve(returned).then(
+        (value) => this.returned(value),
+        (error: unknown) => this.threw(error),
+      );
+    } catch (error) {
+      this.threw(error);
+    }
+  }
+
+  private returned(result: unknown): void {
+    this.settle({ status: "completed", result: result === undefined ? null : result });
+  }
+
+  private threw(error: unknown): void {
+    const err = error as { message?: unknown; code?: unknown; retryable?: unknown };
+    const message = typeof err?.message === "string" ? err.message : String(error);
+    const code = typeof err?.code === "string" ? err.code : "handler_error";
+    this.settle(failure(message, code, err?.retryable !== false));
+  }
+
   settle(outcome: Outcome): void {
     if (this.settled) return;
     this.settled = true;
-    clearTimeout(this.timer);
+    this.deadlines.remove(this);
     this.sink.finished(withTail(outcome, this.output));
   }
 }
@@ -344,18 +440,16 @@ function contextOf(run: FunctionRun): HandlerContext {
   };
 }
 
-/** Calls the handler on the next microtask (as a promise's `then` would) and settles the run with what it returns or throws. */
-async function execute(run: FunctionRun, handler: FunctionHandler, job: HandlerJob): Promise<void> {
-  await undefined;
-  try {
-    const result = await handler(job, run.context);
-    run.settle({ status: "completed", result: result === undefined ? null : result });
-  } catch (error) {
-    const err = error as { message?: unknown; code?: unknown; retryable?: unknown };
-    const message = typeof err?.message === "string" ? err.message : String(error);
-    const code = typeof err?.code === "string" ? err.code : "handler_error";
-    run.settle(failure(message, code, err?.retryable !== false));
-  }
+/**
+ * Runs started and not yet called: handlers are called on a later microtask (as a promise's
+ * `then` would), all the runs started in one go (a claim's jobs) in one microtask.
+ */
+let toCall: FunctionRun[] = [];
+
+function callStarted(): void {
+  const runs = toCall;
+  toCall = [];
+  for (const run of runs) run.call();
 }
 
 /**
@@ -369,8 +463,8 @@ export function startFunction(
   logTailBytes: number | undefined,
   sink: RunSink,
 ): { stop(): void } {
-  const run = new FunctionRun(timeoutMs, logTailBytes, sink);
-  void execute(run, handler, job);
+  const run = new FunctionRun(timeoutMs, logTailBytes, sink, handler, job);
+  if (toCall.push(run) === 1) queueMicrotask(callStarted);
   return run;
 }
 
