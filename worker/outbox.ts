@@ -266,7 +266,6 @@ export class Outbox {
 
   /** Delete the rows of batches with nothing left, write again those that lost only some results. */
   private settleBatches(touched: Iterable<Batch>): void {
-    const mirror = this.mirror;
     const empty: number[] = [];
     for (const batch of touched) {
       if (batch.live === 0) {
