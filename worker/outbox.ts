@@ -229,8 +229,8 @@ export class Outbox {
    */
   private kept(jobId: string, attempt: number): Kept | undefined {
     const kept = this.mirror?.get(jobId);
-    if (kept?.entry.attempt === attempt || this.twoKeyed === 0) return kept;
-    return this.mirror?.get(keyOf(jobId, attempt));
+    if (kept?.entry.attempt === attempt) return kept;
+    return this.twoKeyed === 0 ? undefined : this.mirror?.get(keyOf(jobId, attempt));
   }
 
   /** The key a new result goes under (its old one, if it replaces a result kept before). */
