@@ -270,6 +270,9 @@ export interface RunSink {
   finished(outcome: Outcome): void;
 }
 
+/** The longest wait Node's setTimeout takes (a longer one fires after 1 ms). */
+const TIMER_MAX_MS = 2 ** 31 - 1;
+
 /**
  * The runs of one timeout length, oldest first: they end in the order they started, so one
  * timer for the list, due at its first run's deadline, stands for a timer a run (a Timeout
@@ -308,9 +311,11 @@ class Deadlines {
   }
 
   private arm(at: number): void {
-    this.dueAt = at;
     // Node's timers round down to whole milliseconds: one more, so that it never fires before.
-    this.timer = setTimeout(() => this.fire(), Math.max(1, Math.ceil(at - performance.now()) + 1));
+    // A wait past Node's longest (timeout_s may be 30 days) fires at the longest and waits again.
+    const waitMs = Math.min(TIMER_MAX_MS, Math.max(1, Math.ceil(at - performance.now()) + 1));
+    this.dueAt = waitMs === TIMER_MAX_MS ? 0 : at;
+    this.timer = setTimeout(() => this.fire(), waitMs);
   }
 
   private fire(): void {

@@ -262,6 +262,16 @@ describe("function handlers' deadlines and calls", () => {
     expect(await long).toMatchObject({ status: "failed", error: { code: "canceled" } });
   });
 
+  it("lets a run with a timeout longer than Node's longest timer (timeout_s up to 30 days) go on", async () => {
+    const running = runFunction(() => new Promise(() => undefined), job, params({ timeoutMs: 30 * 86_400_000 }));
+    let ended = false;
+    void running.then(() => (ended = true));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(ended).toBe(false);
+    running.stop();
+    expect(await running).toMatchObject({ status: "failed", error: { code: "canceled" } });
+  });
+
   it("holds one timer while runs go on, and none once they all ended", async () => {
     const before = timers();
     const runs = Array.from({ length: 50 }, (_, i) => runFunction(async () => i, job, params({ timeoutMs: 60_000 })));
