@@ -321,8 +321,12 @@ class Deadlines {
   private fire(): void {
     this.timer = undefined;
     const now = Math.max(performance.now(), this.dueAt);
-    for (let run = this.first; run && run.deadline <= now; run = this.first) run.stop("timeout");
-    if (this.first) this.arm(this.first.deadline);
+    try {
+      for (let run = this.first; run && run.deadline <= now; run = this.first) run.stop("timeout");
+    } finally {
+      // A run's end that threw leaves the runs after it their timer.
+      if (this.first && !this.timer) this.arm(this.first.deadline);
+    }
   }
 }
 
