@@ -120,17 +120,27 @@ function stopper(proc: ChildProcess): () => Promise<void> {
     new Promise((resolve) => {
       if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
       proc.once("exit", () => resolve());
-      if (!process.env.BENCH_PROFILE) return void proc.kill("SIGKILL");
-      // A profile is written only on a clean exit.
+      // A profile (BENCH_PROFILE, or --cpu-prof among the flags) is written only on a clean exit.
+      if (!proc.spawnargs.some((arg) => arg.startsWith("--cpu-prof") || arg === "--prof")) return void proc.kill("SIGKILL");
       proc.kill("SIGTERM");
       setTimeout(() => proc.kill("SIGKILL"), 10_000).unref();
     });
 }
 
-/** BENCH_PROFILE=DIR: every master and worker process writes a CPU profile there when it exits. */
-function nodeArgs(): string[] {
+/**
+ * Node's flags for a process the bench starts. BENCH_PROFILE=DIR: every master and worker
+ * process writes a CPU profile there when it exits. BENCH_NODE_FLAGS (every process) and
+ * BENCH_WORKER_NODE_FLAGS (the `Worker` processes, bench/worker.js, alone): more flags,
+ * separated by spaces, e.g. `--cpu-prof-interval=100` or `--max-semi-space-size=32`.
+ */
+function nodeArgs(script?: string): string[] {
   const profile = process.env.BENCH_PROFILE;
-  return profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [];
+  const words = (flags: string | undefined) => (flags ?? "").split(" ").filter((word) => word !== "");
+  return [
+    ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : []),
+    ...words(process.env.BENCH_NODE_FLAGS),
+    ...(script === "worker.js" ? words(process.env.BENCH_WORKER_NODE_FLAGS) : []),
+  ];
 }
 
 /** Every process the bench started and that has not exited yet. */
@@ -140,8 +150,8 @@ process.on("exit", () => {
   for (const child of children) child.kill("SIGKILL");
 });
 
-function spawnChild(args: string[], env: Record<string, string>, ipc = false): ChildProcess {
-  const proc = spawn(process.execPath, [...nodeArgs(), ...args], {
+function spawnChild(args: string[], env: Record<string, string>, ipc = false, script?: string): ChildProcess {
+  const proc = spawn(process.execPath, [...nodeArgs(script), ...args], {
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ipc ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe"],
   });
@@ -168,7 +178,7 @@ export async function startPgMaster(databaseUrl: string, env: Record<string, str
 }
 
 export async function startNodeScript(script: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Running> {
-  return running(spawnChild([join(here, script), ...args], env, true), ready, script);
+  return running(spawnChild([join(here, script), ...args], env, true, script), ready, script);
 }
 
 export async function token(url: string, who: { id: string; secret: string }): Promise<string> {

@@ -91,6 +91,17 @@ class Execution implements RunSink {
   }
 }
 
+/** A kept result as the master takes it (one literal a shape: no spreads, no objects made to be spread). */
+function reportItem(entry: OutboxEntry): ReportItem {
+  const item: ReportItem =
+    entry.status === "completed"
+      ? { job_id: entry.jobId, attempt: entry.attempt, status: "completed", result: entry.result ?? null }
+      : { job_id: entry.jobId, attempt: entry.attempt, status: "failed" };
+  if (entry.error) item.error = entry.error;
+  if (entry.logTail !== undefined) item.log_tail = entry.logTail;
+  return item;
+}
+
 function isCommand(handler: FunctionHandler | CommandHandler): handler is CommandHandler {
   return typeof handler === "object" && handler !== null && Array.isArray((handler as CommandHandler).command);
 }
@@ -295,7 +306,11 @@ export class Worker {
   }
 
   private wakeClaimLoops(): void {
-    for (const wake of this.capacityWaiters.splice(0)) wake();
+    // Called at every job's end: no array made when no loop waits.
+    if (this.capacityWaiters.length === 0) return;
+    const waiters = this.capacityWaiters;
+    this.capacityWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   private startJob(job: ClaimedJob): void {
@@ -434,14 +449,7 @@ export class Worker {
   }
 
   private async send(outbox: Outbox, nodeId: string, group: OutboxEntry[]): Promise<void> {
-    const items: ReportItem[] = group.map((entry) => ({
-      job_id: entry.jobId,
-      attempt: entry.attempt,
-      status: entry.status,
-      ...(entry.status === "completed" ? { result: entry.result ?? null } : {}),
-      ...(entry.error ? { error: entry.error } : {}),
-      ...(entry.logTail !== undefined ? { log_tail: entry.logTail } : {}),
-    }));
+    const items = group.map((entry) => reportItem(entry));
     let verdicts: { job_id: string; accepted: boolean; reason?: string }[];
     try {
       verdicts = (await this.client.reportResults(nodeId, items)).items;

@@ -64,17 +64,14 @@ interface Kept {
   entry: OutboxEntry;
   /** About what it holds in memory: its share of its batch's JSON. */
   bytes: number;
+  /** Its key in the mirror (see `keep`). */
+  key: string;
 }
 
 /** What a result's JSON adds to the text of its row: its keys, attempt and status. */
 const ENTRY_OVERHEAD = 80;
 
 const keyOf = (jobId: string, attempt: number) => `${attempt} ${jobId}`;
-
-/** A result as a batch row holds it (the entry itself; a completed one always has a result). */
-function stored(entry: OutboxEntry): OutboxEntry {
-  return entry.status === "completed" && entry.result === undefined ? { ...entry, result: null } : entry;
-}
 
 export class Outbox {
   private readonly db: Database.Database;
@@ -87,12 +84,17 @@ export class Outbox {
   private readonly insertBatch: Database.Statement;
   private readonly removeBatches: Database.Statement;
   private readonly rewriteBatch: Database.Statement;
+  /** A tick's batch row written and mirrored (made once: better-sqlite3 builds a transaction's wrappers at each `transaction()`). */
+  private readonly addBatch: (json: string, list: OutboxEntry[]) => void;
+  private readonly settleInTransaction: (touched: Iterable<Batch>) => void;
   /**
    * Every result kept, by job and attempt, in the order written, while they are in `batches`;
    * undefined while the outbox is too large to mirror and they are in `results`.
    */
   private mirror: Map<string, Kept> | undefined;
   private mirroredBytes = 0;
+  /** Results in the mirror under a job id and attempt (another attempt of their job held the job id). */
+  private twoKeyed = 0;
   private readonly mirroredAtMost: number;
   private readonly mirroredBytesAtMost: number;
 
@@ -146,6 +148,14 @@ export class Outbox {
     this.insertBatch = this.db.prepare("INSERT INTO batches (created_at, results) VALUES (?, ?)");
     this.removeBatches = this.db.prepare("DELETE FROM batches WHERE seq IN (SELECT value FROM json_each(?))");
     this.rewriteBatch = this.db.prepare("UPDATE batches SET results = ? WHERE seq = ?");
+    this.addBatch = this.db.transaction((json: string, list: OutboxEntry[]) => {
+      const { lastInsertRowid } = this.insertBatch.run(new Date().toISOString(), json);
+      // A result written again (the same job and attempt) replaces the one kept before: its
+      // batch is deleted if that left it nothing.
+      const emptied = this.mirrorBatch(Number(lastInsertRowid), list, json.length);
+      if (emptied.length > 0) this.settleBatches(emptied);
+    });
+    this.settleInTransaction = this.db.transaction((touched: Iterable<Batch>) => this.settleBatches(touched));
     this.load();
   }
 
@@ -162,6 +172,7 @@ export class Outbox {
     }
     const batches = this.db.prepare("SELECT seq, results FROM batches ORDER BY seq").raw().all() as [number, string][];
     this.mirror = new Map();
+    this.twoKeyed = 0;
     if (rows > 0) {
       this.db.transaction(() => {
         // Older than any batch (a move between the tables empties one of them in its transaction).
@@ -175,7 +186,7 @@ export class Outbox {
     // A batch whose results were all written again since (a crash before it was deleted) goes now.
     const emptied: Batch[] = [];
     for (const [seq, json] of batches) emptied.push(...this.mirrorBatch(seq, JSON.parse(json) as OutboxEntry[], json.length));
-    if (emptied.length > 0) this.db.transaction(() => this.settleBatches(emptied))();
+    if (emptied.length > 0) this.settleInTransaction(emptied);
     if (this.tooLarge()) this.moveBatchesToRows();
   }
 
@@ -190,7 +201,10 @@ export class Outbox {
       this.insertRows(entries);
       return;
     }
-    const list = entries.map((entry) => stored(entry));
+    // A completed result always has one in its row (null for none), set on the entry itself:
+    // the caller hands its entries over.
+    for (const entry of entries) if (entry.status === "completed" && entry.result === undefined) entry.result = null;
+    const list = entries;
     // Each result's JSON alone, then joined (as JSON.stringify of the list would write it) only
     // if the mirror stays within its limits: a tick of big results goes to rows instead.
     const room = this.mirroredBytesAtMost - this.mirroredBytes;
@@ -205,14 +219,24 @@ export class Outbox {
       }
       parts.push(part);
     }
-    const json = `[${parts.join(",")}]`;
-    this.db.transaction(() => {
-      const { lastInsertRowid } = this.insertBatch.run(new Date().toISOString(), json);
-      // A result written again (the same job and attempt) replaces the one kept before: its
-      // batch is deleted if that left it nothing.
-      const emptied = this.mirrorBatch(Number(lastInsertRowid), list, json.length);
-      if (emptied.length > 0) this.settleBatches(emptied);
-    })();
+    this.addBatch(`[${parts.join(",")}]`, list);
+  }
+
+  /**
+   * The mirror's entry of a result. Keyed by its job id alone (a string the mirror hashes
+   * once, not one made for each look-up), or, while another attempt of the same job holds
+   * that key, by job id and attempt.
+   */
+  private kept(jobId: string, attempt: number): Kept | undefined {
+    const kept = this.mirror?.get(jobId);
+    if (kept?.entry.attempt === attempt) return kept;
+    return this.twoKeyed === 0 ? undefined : this.mirror?.get(keyOf(jobId, attempt));
+  }
+
+  /** The key a new result goes under (its old one, if it replaces a result kept before). */
+  private keyFor(jobId: string, attempt: number, old: Kept | undefined): string {
+    if (old) return old.key;
+    return this.mirror?.has(jobId) ? keyOf(jobId, attempt) : jobId;
   }
 
   /** Mirror a batch row's results (later ones replace earlier ones); returns the batches this left empty. */
@@ -224,14 +248,15 @@ export class Outbox {
     const emptied: Batch[] = [];
     for (const entry of entries) {
       if (entry.status === "completed" && entry.result === undefined) entry.result = null;
-      const key = keyOf(entry.jobId, entry.attempt);
-      const old = mirror.get(key);
+      const old = this.kept(entry.jobId, entry.attempt);
+      const key = this.keyFor(entry.jobId, entry.attempt, old);
       if (old) {
         mirror.delete(key);
         this.mirroredBytes -= old.bytes;
         if (--old.batch.live === 0 && old.batch !== batch) emptied.push(old.batch);
       }
-      mirror.set(key, { batch, entry, bytes });
+      if (!old && key !== entry.jobId) this.twoKeyed += 1;
+      mirror.set(key, { batch, entry, bytes, key });
       batch.live += 1;
       this.mirroredBytes += bytes;
     }
@@ -241,14 +266,13 @@ export class Outbox {
 
   /** Delete the rows of batches with nothing left, write again those that lost only some results. */
   private settleBatches(touched: Iterable<Batch>): void {
-    const mirror = this.mirror;
     const empty: number[] = [];
     for (const batch of touched) {
       if (batch.live === 0) {
         empty.push(batch.seq);
         continue;
       }
-      batch.entries = batch.entries.filter((entry) => mirror?.get(keyOf(entry.jobId, entry.attempt))?.batch === batch);
+      batch.entries = batch.entries.filter((entry) => this.kept(entry.jobId, entry.attempt)?.batch === batch);
       this.rewriteBatch.run(JSON.stringify(batch.entries), batch.seq);
     }
     if (empty.length > 0) this.removeBatches.run(JSON.stringify(empty));
@@ -267,6 +291,7 @@ export class Outbox {
     })();
     this.mirror = undefined;
     this.mirroredBytes = 0;
+    this.twoKeyed = 0;
   }
 
   /** Every result in `batches`, oldest first (later copies of a result replace earlier ones). */
@@ -315,20 +340,23 @@ export class Outbox {
         for (const key of keys) this.remove.run(key.jobId, key.attempt);
       })();
       // A large outbox that has been sent: mirror again from here.
-      if (this.countOnDisk() === 0) this.mirror = new Map();
+      if (this.countOnDisk() === 0) {
+        this.mirror = new Map();
+        this.twoKeyed = 0;
+      }
       return;
     }
     const touched = new Set<Batch>();
     for (const key of keys) {
-      const id = keyOf(key.jobId, key.attempt);
-      const kept = mirror.get(id);
+      const kept = this.kept(key.jobId, key.attempt);
       if (!kept) continue;
-      mirror.delete(id);
+      mirror.delete(kept.key);
+      if (kept.key !== kept.entry.jobId) this.twoKeyed -= 1;
       this.mirroredBytes -= kept.bytes;
       kept.batch.live -= 1;
       touched.add(kept.batch);
     }
-    if (touched.size > 0) this.db.transaction(() => this.settleBatches(touched))();
+    if (touched.size > 0) this.settleInTransaction(touched);
   }
 
   /** Jobs whose results wait here: the worker still holds their leases. */

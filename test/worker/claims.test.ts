@@ -29,6 +29,8 @@ function fakeMaster(jobs: number) {
   const claims: Claim[] = [];
   const parked: ServerResponse[] = [];
   const heldResults: { res: ServerResponse; count: number }[] = [];
+  /** The job ids of each results call, as they came. */
+  const received: string[][] = [];
   let outstanding = 0;
   /** Results are answered as they come (the test is over). */
   let answering = false;
@@ -51,7 +53,9 @@ function fakeMaster(jobs: number) {
     if (path.endsWith("/heartbeat")) return reply(res, 200, { status: "online", heartbeat_interval_s: 60, cancel: [] });
     if (path.endsWith("/deregister")) return reply(res, 200, { id: "n1" });
     if (path.endsWith("/results")) {
-      heldResults.push({ res, count: (body.results as unknown[]).length });
+      const results = body.results as { job_id: string }[];
+      received.push(results.map((result) => result.job_id));
+      heldResults.push({ res, count: results.length });
       if (answering) answerResults(200);
       return;
     }
@@ -76,6 +80,7 @@ function fakeMaster(jobs: number) {
   return {
     server,
     claims,
+    received,
     get handedOut() {
       return handedOut;
     },
@@ -167,4 +172,38 @@ describe("worker claim loops", () => {
       for (const claim of master.claims.filter((c) => c.waitS === 0)) expect(claim.max).toBeLessThanOrEqual(CAPACITY - claim.outstanding);
     });
   }
+});
+
+describe("worker outbox", () => {
+  it("sends again, from its next start, the results it wrote and sent but never saw answered (a crash in between)", async () => {
+    const master = fakeMaster(CAPACITY);
+    const url = await master.listen();
+    cleanup.push(() => master.close());
+    const stateDir = tempDir();
+    const options = {
+      masterUrl: url,
+      name: "fake",
+      capacity: CAPACITY,
+      handlers: { work: async () => "done" },
+      stateDir,
+      claimWaitS: 30,
+      graceS: 0,
+      logger: pino({ level: "silent" }),
+    };
+    const crashed = new Worker(options);
+    await crashed.start();
+    // Every result written and sent; the master holds its answer.
+    await eventually(async () => master.resultsWaiting === CAPACITY, 10_000, "the results sent");
+    await crashed.kill();
+    const sent = master.received.flat().sort();
+    expect(sent).toEqual(["j0", "j1", "j2"]);
+    const calls = master.received.length;
+    const next = new Worker(options);
+    await next.start();
+    // Cleaned up in reverse: the master answers, then the worker stops.
+    cleanup.push(() => next.stop());
+    cleanup.push(async () => master.answerFromNowOn());
+    await eventually(async () => master.received.length > calls, 10_000, "the results sent again");
+    expect(master.received.slice(calls).flat().sort()).toEqual(sent);
+  });
 });

@@ -128,6 +128,35 @@ describe("outbox", () => {
     disk.close();
   });
 
+  it("keeps two attempts of one job apart: each written again, handed out and settled on its own, across a restart", () => {
+    const dir = tempDir();
+    const outbox = new Outbox(dir);
+    const result = (jobId: string, attempt: number, value: number) => ({ nodeId: "n", jobId, attempt, status: "completed" as const, result: value });
+    outbox.add([result("a", 1, 1), result("b", 1, 2)]);
+    // The master handed job a out again (a second attempt) before the first one's result was answered for.
+    outbox.add([result("a", 2, 3)]);
+    expect(outbox.size).toBe(3);
+    // Written again, the second attempt replaces its own copy only, and goes to the end.
+    outbox.add([result("a", 2, 30)]);
+    expect(outbox.pending(10)).toEqual([result("a", 1, 1), result("b", 1, 2), result("a", 2, 30)]);
+    expect(outbox.heldJobs()).toEqual([{ jobId: "a", attempt: 1 }, { jobId: "b", attempt: 1 }, { jobId: "a", attempt: 2 }]);
+    // The first attempt answered for: the second stays, found again after its key was freed.
+    outbox.settle([{ jobId: "a", attempt: 1 }]);
+    outbox.add([result("a", 2, 31), result("a", 3, 4)]);
+    expect(outbox.pending(10)).toEqual([result("b", 1, 2), result("a", 2, 31), result("a", 3, 4)]);
+    outbox.close();
+    const again = new Outbox(dir);
+    expect(again.pending(10)).toEqual([result("b", 1, 2), result("a", 2, 31), result("a", 3, 4)]);
+    again.settle([{ jobId: "a", attempt: 2 }, { jobId: "b", attempt: 1 }]);
+    expect(again.pending(10)).toEqual([result("a", 3, 4)]);
+    again.settle([{ jobId: "a", attempt: 3 }]);
+    expect(again.size).toBe(0);
+    again.close();
+    const disk = new Database(join(dir, "outbox.db"), { readonly: true });
+    expect(disk.prepare("SELECT COUNT(*) FROM batches").pluck().get()).toBe(0);
+    disk.close();
+  });
+
   it("keeps the latest copy of a result written twice before a crash, and deletes the batch it replaced on the next start", () => {
     const dir = tempDir();
     const result = (i: number, value: number) => ({ nodeId: "n", jobId: `j${i}`, attempt: 1, status: "completed" as const, result: value });

@@ -231,6 +231,98 @@ describe("function handlers", () => {
   });
 });
 
+describe("function handlers' deadlines and calls", () => {
+  /** Timers that keep the process alive, by Node's own count. */
+  const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length;
+
+  it("times out each run of one timeout length that is still going at its own deadline, and none that ended", async () => {
+    const never: FunctionHandler = () => new Promise(() => undefined);
+    const first = runFunction(never, job, params({ timeoutMs: 40 }));
+    const quick = runFunction(async () => "done", job, params({ timeoutMs: 40 }));
+    await new Promise((resolve) => setTimeout(resolve, 15));
+    // Started later: its deadline is later than the first run's, in the same list.
+    const second = runFunction(never, job, params({ timeoutMs: 40 }));
+    let secondEnded = false;
+    void second.then(() => (secondEnded = true));
+    expect(await quick).toEqual({ status: "completed", result: "done" });
+    expect(await first).toMatchObject({ status: "failed", error: { code: "timeout", message: "timed out after 0.04 s" } });
+    expect(secondEnded).toBe(false);
+    expect(await second).toMatchObject({ status: "failed", error: { code: "timeout" } });
+  });
+
+  it("keeps runs of different timeout lengths apart, and a stopped run out of its list", async () => {
+    const never: FunctionHandler = () => new Promise(() => undefined);
+    const long = runFunction(never, job, params({ timeoutMs: 10_000 }));
+    const short = runFunction(never, job, params({ timeoutMs: 30 }));
+    const stopped = runFunction(never, job, params({ timeoutMs: 30 }));
+    stopped.stop();
+    expect(await stopped).toMatchObject({ status: "failed", error: { code: "canceled" } });
+    expect(await short).toMatchObject({ status: "failed", error: { code: "timeout" } });
+    long.stop();
+    expect(await long).toMatchObject({ status: "failed", error: { code: "canceled" } });
+  });
+
+  it("lets a run with a timeout longer than Node's longest timer (timeout_s up to 30 days) go on", async () => {
+    const running = runFunction(() => new Promise(() => undefined), job, params({ timeoutMs: 30 * 86_400_000 }));
+    let ended = false;
+    void running.then(() => (ended = true));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(ended).toBe(false);
+    running.stop();
+    expect(await running).toMatchObject({ status: "failed", error: { code: "canceled" } });
+  });
+
+  it("holds one timer while runs go on, and none once they all ended", async () => {
+    const before = timers();
+    const runs = Array.from({ length: 50 }, (_, i) => runFunction(async () => i, job, params({ timeoutMs: 60_000 })));
+    expect(timers()).toBe(before + 1);
+    expect((await Promise.all(runs)).map((outcome) => (outcome as { result: unknown }).result)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(timers()).toBe(before);
+  });
+
+  it("calls the handlers of runs started together later, in the order started, and answers a plain value, a throw and a thenable", async () => {
+    const calls: string[] = [];
+    const runs = [
+      runFunction(() => (calls.push("a"), Promise.resolve(1)), job, params()),
+      runFunction((() => (calls.push("b"), 2)) as unknown as FunctionHandler, job, params()),
+      runFunction(() => {
+        calls.push("c");
+        throw new Error("sync throw");
+      }, job, params()),
+      runFunction((() => (calls.push("d"), { then: (ok: (value: unknown) => void) => ok(4) })) as unknown as FunctionHandler, job, params()),
+      runFunction(async () => undefined, job, params()),
+    ];
+    expect(calls).toEqual([]);
+    const outcomes = await Promise.all(runs);
+    expect(calls).toEqual(["a", "b", "c", "d"]);
+    expect(outcomes).toEqual([
+      { status: "completed", result: 1 },
+      { status: "completed", result: 2 },
+      { status: "failed", error: { message: "sync throw", code: "handler_error", retryable: true } },
+      { status: "completed", result: 4 },
+      { status: "completed", result: null },
+    ]);
+  });
+
+  it("gives a context whose signal, progress and log work taken apart from it", async () => {
+    let seen: AbortSignal | undefined;
+    const running = runFunction(
+      (_j, { signal, progress, log }) => {
+        seen = signal;
+        progress(150, "over");
+        log("line");
+        return new Promise(() => undefined);
+      },
+      job,
+      params(),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    running.stop();
+    expect(await running).toMatchObject({ status: "failed", error: { code: "canceled" }, logTail: "line\n" });
+    expect(seen?.aborted).toBe(true);
+  });
+});
+
 describe("log tails", () => {
   it("keeps the end of a command's stdout and stderr, as they came, within the limit", async () => {
     const command = script(
