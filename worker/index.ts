@@ -102,6 +102,9 @@ function reportItem(entry: OutboxEntry): ReportItem {
   return item;
 }
 
+/** The code of a job failed because the master refused its result as it was. */
+const RESULT_REFUSED = "result_refused";
+
 function isCommand(handler: FunctionHandler | CommandHandler): handler is CommandHandler {
   return typeof handler === "object" && handler !== null && Array.isArray((handler as CommandHandler).command);
 }
@@ -338,7 +341,7 @@ export class Worker {
     execution.started(run);
     run.then(
       (outcome) => execution.finished(outcome),
-      (error: unknown) => execution.finished({ status: "failed", error: { message: String(error), code: "worker_error", retryable: true } }),
+      (error: unknown) => execution.finished({ status: "failed", error: { message: String(error).slice(0, 4096), code: "worker_error", retryable: true } }),
     );
   }
 
@@ -454,23 +457,31 @@ export class Worker {
     try {
       verdicts = (await this.client.reportResults(nodeId, items)).items;
     } catch (error) {
-      // Too big for one call (log tails add up): halves, and a single result without its log tail.
-      if (error instanceof ApiError && error.status === 413) {
-        const [only] = group;
-        if (group.length > 1) {
-          const half = Math.ceil(group.length / 2);
-          await this.send(outbox, nodeId, group.slice(0, half));
-          await this.send(outbox, nodeId, group.slice(half));
-          return;
-        }
-        if (only?.logTail !== undefined) {
-          this.log.warn({ event: "outbox.log_tail_dropped", jobId: only.jobId }, `the result of ${only.jobId} is sent without its log tail: too large`);
-          await this.send(outbox, nodeId, [{ ...only, logTail: undefined }]);
-          return;
-        }
+      // Too big for one call (log tails add up), or refused as it is (one result the master
+      // cannot take, as a result nested too deep): halves, until the result at fault is alone.
+      const [only] = group;
+      if (error instanceof ApiError && (error.status === 413 || error.status === 400) && group.length > 1) {
+        const half = Math.ceil(group.length / 2);
+        await this.send(outbox, nodeId, group.slice(0, half));
+        await this.send(outbox, nodeId, group.slice(half));
+        return;
       }
-      // The master will never take these (the node is not ours or no longer exists, or too large): drop them.
-      if (error instanceof ApiError && (error.status === 403 || error.status === 404 || error.status === 413)) {
+      // Alone and too big: sent without its log tail.
+      if (error instanceof ApiError && error.status === 413 && only?.logTail !== undefined) {
+        this.log.warn({ event: "outbox.log_tail_dropped", jobId: only.jobId }, `the result of ${only.jobId} is sent without its log tail: too large`);
+        await this.send(outbox, nodeId, [{ ...only, logTail: undefined }]);
+        return;
+      }
+      // Alone and refused: its job fails, saying why, rather than its result being sent forever
+      // (holding the job's lease and the results behind it) or dropped (the job run again).
+      if (error instanceof ApiError && error.status === 400 && only !== undefined && only.error?.code !== RESULT_REFUSED) {
+        this.log.warn({ event: "outbox.result_refused", jobId: only.jobId, reason: error.message }, `the master refused the result of ${only.jobId}; it is reported failed`);
+        const message = `the master refused this job's result: ${error.message}`.slice(0, 4096);
+        await this.send(outbox, nodeId, [{ nodeId: only.nodeId, jobId: only.jobId, attempt: only.attempt, status: "failed", error: { message, code: RESULT_REFUSED, retryable: false } }]);
+        return;
+      }
+      // The master will never take these (the node is not ours or no longer exists, too large, refused): drop them.
+      if (error instanceof ApiError && (error.status === 403 || error.status === 404 || error.status === 413 || error.status === 400)) {
         this.log.warn({ event: "outbox.refused", nodeId, results: group.length, reason: error.code }, "the master refused these results");
         outbox.settle(group);
         // Settled: they take no capacity here any more.

@@ -156,8 +156,11 @@ class StdoutLines {
   }
 }
 
+/** The longest error code the master keeps (it cuts a longer one). */
+const MAX_CODE_CHARS = 128;
+
 function failure(message: string, code: string, retryable: boolean): Outcome {
-  return { status: "failed", error: { message: message.slice(-TAIL_BYTES) || code, code, retryable } };
+  return { status: "failed", error: { message: message.slice(-TAIL_BYTES) || code, code: code.slice(0, MAX_CODE_CHARS), retryable } };
 }
 
 /** A command's environment: the allow-listed variables of the worker, the handler's `env`, then the job's three. */
@@ -210,7 +213,7 @@ export function runCommand(handler: CommandHandler, job: HandlerJob, params: Run
       signalGroup("SIGTERM");
       killTimer = setTimeout(() => signalGroup("SIGKILL"), params.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
     };
-    const timer = setTimeout(() => stop("timeout"), params.timeoutMs);
+    const timer = longTimeout(() => stop("timeout"), params.timeoutMs);
     onStop(() => stop("canceled"));
 
     child.stdout.on("data", (chunk: Buffer) => {
@@ -229,7 +232,7 @@ export function runCommand(handler: CommandHandler, job: HandlerJob, params: Run
     const finish = (outcome: Outcome) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      timer.clear();
       clearTimeout(killTimer);
       // Whatever the command left behind in its group goes with it.
       signalGroup("SIGKILL");
@@ -272,6 +275,16 @@ export interface RunSink {
 
 /** The longest wait Node's setTimeout takes (a longer one fires after 1 ms). */
 const TIMER_MAX_MS = 2 ** 31 - 1;
+
+/** A timer for any wait (timeout_s may be 30 days): past Node's longest, it waits in steps of the longest. */
+export function longTimeout(fn: () => void, ms: number): { clear(): void } {
+  let timer: NodeJS.Timeout;
+  const wait = (left: number) => {
+    timer = setTimeout(() => (left > TIMER_MAX_MS ? wait(left - TIMER_MAX_MS) : fn()), Math.min(left, TIMER_MAX_MS));
+  };
+  wait(ms);
+  return { clear: () => clearTimeout(timer) };
+}
 
 /**
  * The runs of one timeout length, oldest first: they end in the order they started, so one
@@ -380,7 +393,8 @@ class FunctionRun {
   }
 
   progress(percent: number, message: string | undefined): void {
-    if (!this.stopped) this.sink.onProgress(Math.min(100, Math.max(0, percent)), message);
+    // Not a number (a handler's NaN, a string): no progress to report.
+    if (!this.stopped && Number.isFinite(percent)) this.sink.onProgress(Math.min(100, Math.max(0, percent)), message);
   }
 
   log(line: string): void {

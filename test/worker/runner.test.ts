@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it, vi } from "vitest";
-import { runCommand, runFunction, type FunctionHandler, type Outcome, type RunParams } from "../../worker/runner.js";
+import { longTimeout, runCommand, runFunction, type FunctionHandler, type Outcome, type RunParams } from "../../worker/runner.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
 const dir = tempDir("gaffer-runner-");
@@ -320,6 +320,54 @@ describe("function handlers' deadlines and calls", () => {
     running.stop();
     expect(await running).toMatchObject({ status: "failed", error: { code: "canceled" }, logTail: "line\n" });
     expect(seen?.aborted).toBe(true);
+  });
+});
+
+describe("what a handler gives that the master could not take", () => {
+  it("reports no progress for a percent that is not a number (JSON would send NaN as null)", async () => {
+    const p = params();
+    const result = await runFunction(
+      (_j, { progress }) => {
+        progress(Number.NaN, "nan");
+        progress(Number.POSITIVE_INFINITY);
+        progress(40, "forty");
+        return Promise.resolve("done");
+      },
+      job,
+      p,
+    );
+    expect(result).toMatchObject({ status: "completed", result: "done" });
+    expect(p.progress).toEqual([[40, "forty"]]);
+  });
+
+  it("cuts an error code to the 128 characters the master keeps", async () => {
+    const result = await runFunction(
+      () => Promise.reject(Object.assign(new Error("bad"), { code: "C".repeat(300) })),
+      job,
+      params(),
+    );
+    expect(result).toMatchObject({ status: "failed", error: { message: "bad", code: "C".repeat(128) } });
+  });
+});
+
+describe("longTimeout", () => {
+  it("waits past Node's longest timer in steps (a command's timeout_s may be 30 days), and can be cleared", () => {
+    vi.useFakeTimers();
+    try {
+      const fired: string[] = [];
+      const month = 30 * 24 * 3600 * 1000;
+      longTimeout(() => fired.push("month"), month);
+      const cleared = longTimeout(() => fired.push("cleared"), month);
+      vi.advanceTimersByTime(2 ** 31);
+      cleared.clear();
+      expect(fired).toEqual([]);
+      vi.advanceTimersByTime(month - 2 ** 31 - 1);
+      expect(fired).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(fired).toEqual(["month"]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
