@@ -20,6 +20,8 @@ import {
 import { delayUntil, PeriodicService } from "./service.js";
 
 export const SCHEDULE_BATCH = 100;
+/** How long a tick whose job failed for an unknown reason is tried again (at each run) before it is skipped. */
+export const RETRY_TICK_MS = 10 * 60_000;
 /** The longest skip message kept on a schedule and in its audit row. */
 const MAX_SKIP_MESSAGE_CHARS = 500;
 
@@ -64,6 +66,8 @@ export interface SchedulerParams {
 
 export class Scheduler extends PeriodicService<number> {
   private nextAt: Date | null = null;
+  /** The tick each schedule is retrying (after an unknown error), so that it is logged once. */
+  private readonly retrying = new Map<string, string>();
 
   constructor(private readonly params: SchedulerParams) {
     super("scheduler", params.intervalMs, params.log);
@@ -146,18 +150,24 @@ export class Scheduler extends PeriodicService<number> {
         return this.skip(schedule, { dueAt, nextRunAt, reason: "unstorable_job", message: messageOf(error), error });
       }
       // Anything else may pass (a deadlock past the store's retries, a busy database): the tick
-      // stays due and is tried again at the next run, until the schedule's next tick has come;
-      // then it is skipped, its error's text for the operators (log and audit) only.
+      // stays due and is tried again at each run, for RETRY_TICK_MS at most and until the
+      // schedule's next tick has come; then it is skipped, its error's text for the operators
+      // (log and audit) only, to that next tick if it alone has come (it is tried in turn), or
+      // past every tick missed meanwhile (one catch-up, as a fired tick does).
       const following = nextTick(schedule.cron, schedule.timezone, limited ? new Date(Date.parse(dueAt) + 59_999) : new Date(dueAt));
-      if (following > now) {
-        log.warn(
+      if (following > now && now.getTime() - Date.parse(dueAt) < RETRY_TICK_MS) {
+        // Said once a tick: the later tries' failures are the same story.
+        const first = this.retrying.get(schedule.id) !== dueAt;
+        this.retrying.set(schedule.id, dueAt);
+        log[first ? "warn" : "debug"](
           { event: "schedule.retrying", scheduleId: schedule.id, clientId: schedule.client_id, tick: dueAt, err: error },
-          `schedule ${schedule.name} could not submit its tick ${dueAt} (${messageOf(error)}); it is tried again`,
+          `schedule ${schedule.name} could not submit its tick ${dueAt} (${messageOf(error)}); it is tried again at each run for up to ${RETRY_TICK_MS / 60_000} minutes`,
         );
         return "stuck";
       }
-      // Skipped to the tick that has come, which the next run tries (and skips in turn if it fails as long).
-      return this.skip(schedule, { dueAt, nextRunAt: following, reason: "submit_failed", message: "its job could not be submitted (the master's log says why)", error });
+      this.retrying.delete(schedule.id);
+      const skipTo = following <= now && nextTick(schedule.cron, schedule.timezone, following) > now ? following : nextRunAt;
+      return this.skip(schedule, { dueAt, nextRunAt: skipTo, reason: "submit_failed", message: "its job could not be submitted (the master's log says why)", error });
     }
     if (!outcome.fired) {
       if (!outcome.skipped) return "gone";

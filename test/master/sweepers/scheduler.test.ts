@@ -155,6 +155,40 @@ describe.each(dialects)("scheduler ($name)", (dialect) => {
     expect(await skipsOf(bad.id)).toMatchObject([{ reason: "submit_failed", error: "something internal went wrong" }]);
   });
 
+  it("skips a catch-up tick failing for an unknown reason once, past every tick missed while the master was down", async () => {
+    const schedule = await createSchedule("* * * * *");
+    const s = scheduler(refusing(new Set([schedule.id]), () => new Error("something internal went wrong")), 1000);
+    t.clock.advanceSeconds(24 * 3600);
+    for (let run = 0; run < 20; run++) await s.runOnce();
+    expect(await skipsOf(schedule.id)).toHaveLength(1);
+    expect(Date.parse((await t.store.schedules.get(schedule.id))?.next_run_at ?? "")).toBeGreaterThan(t.clock.now().getTime());
+  });
+
+  it("tries a daily tick failing for an unknown reason for ten minutes, saying so once, then skips it", async () => {
+    const schedule = await createSchedule("0 0 * * *");
+    const lines: string[] = [];
+    const s = new Scheduler({
+      store: refusing(new Set([schedule.id]), () => new Error("something internal went wrong")),
+      clock: t.clock,
+      log: pino({ level: "warn" }, { write: (line: string) => void lines.push(line) }),
+      intervalMs: 10_000,
+      defaults: { maxRetries: 3, jobTimeoutS: 60 },
+    });
+    t.clock.advance(Date.parse(schedule.next_run_at ?? "") - t.clock.now().getTime());
+    const until = t.clock.now().getTime() + 3600_000;
+    let runs = 0;
+    while (t.clock.now().getTime() < until) {
+      await s.runOnce();
+      runs += 1;
+      t.clock.advance(Math.max(1, (s as unknown as { nextDelayMs(): number }).nextDelayMs()));
+    }
+    expect(lines.filter((line) => line.includes('"schedule.retrying"'))).toHaveLength(1);
+    expect(await skipsOf(schedule.id)).toMatchObject([{ tick: schedule.next_run_at, reason: "submit_failed" }]);
+    expect((await t.store.schedules.get(schedule.id))?.next_run_at).toBe("2026-01-03T00:00:00.000Z");
+    // An hour of runs every interval (the tick not due after its skip): no busy loop.
+    expect(runs).toBeLessThan(400);
+  });
+
   it("submits a tick whose first try failed for a passing reason (a deadlock past the store's retries) at the next run, skipping nothing", async () => {
     const schedule = await createSchedule("0 * * * *");
     let failures = 1;
