@@ -64,6 +64,7 @@ describe.runIf(postgres)("PostgreSQL query plans (postgres)", () => {
     await t.query("ANALYZE jobs");
 
     const sent = await recorded(async () => {
+      await t.store.jobs.cancelMatching({ filter: { status: "running" }, max: 100, actor: null, shownFilter: { status: "running" }, dryRun: true });
       await t.store.jobs.list({ limit: 50, status: "running" });
       await t.store.jobs.list({ limit: 50, status: "pending" });
       await t.store.jobs.list({ limit: 50, status: "failed" });
@@ -83,6 +84,11 @@ describe.runIf(postgres)("PostgreSQL query plans (postgres)", () => {
       expect(plan).toMatch(/jobs_running/);
       expect(plan).not.toMatch(/Seq Scan on jobs/);
     }
+    // A bulk action on running jobs: from jobs_running, not a walk of jobs_pkey from the oldest job.
+    const bulk = await planOf(sent, /FROM jobs\s+WHERE status = \$1 AND seq = ANY/);
+    expect(bulk).toMatch(/jobs_running/);
+    expect(bulk).toMatch(/Index Scan using jobs_pkey on jobs\n\s+Index Cond: \(seq = ANY/);
+    expect(bulk).not.toMatch(/Seq Scan on jobs/);
     const count = await planOf(sent, /count\(\*\) FROM jobs j WHERE j\.node_id = n\.id/);
     expect(count).toMatch(/(Index (Only )?Scan using jobs_running on jobs j|Bitmap Index Scan on jobs_running)\n\s+Index Cond: \(node_id = n\.id\)/);
   });

@@ -19,10 +19,17 @@ type Candidate = Pick<JobRow, "seq" | "id" | "status" | "attempt" | "node_id" | 
 const CANDIDATE_SELECT = sql.raw("seq, id, status, attempt, node_id, retry_count, max_retries, cancel_requested, priority, failure_reason");
 
 async function candidates(tx: Tx, params: BulkActionParams): Promise<{ taken: Candidate[]; more: boolean }> {
+  const clauses = filterClauses(params.filter);
+  // Running jobs are all read from jobs_running and the oldest taken (a subquery planned alone:
+  // left to the planner, the LIMIT walked jobs_pkey from the oldest job through every finished
+  // one); the rows are then locked by key, the filter checked again on what is locked.
+  if (params.filter.status === "running") {
+    clauses.push(sql`seq = ANY(ARRAY(SELECT seq FROM (SELECT seq FROM jobs ${where(filterClauses(params.filter))} OFFSET 0) AS running ORDER BY seq LIMIT ${params.max + 1}))`);
+  }
   const rows = await rowsOf(
     tx,
     sql<Candidate>`SELECT ${CANDIDATE_SELECT} FROM jobs
-                   ${where(filterClauses(params.filter))} ORDER BY seq LIMIT ${params.max + 1}
+                   ${where(clauses)} ORDER BY seq LIMIT ${params.max + 1}
                    ${params.dryRun ? sql`` : sql`FOR UPDATE`}`,
   );
   return { taken: rows.slice(0, params.max), more: rows.length > params.max };
