@@ -17,6 +17,26 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
     expect(await t.store.jobs.finalAmong([])).toEqual([]);
   });
 
+  it("counts the jobs in every state in the queue's stats", async () => {
+    const node = await register(t.store, "n1", [], 10);
+    const ran = [await submit(t.store), await submit(t.store), await submit(t.store)];
+    await claim(t.store, node.id, 3);
+    await submit(t.store, { runAt: new Date(t.clock.now().getTime() + 60_000) });
+    await submit(t.store, { dependsOn: [ran[0]?.id ?? ""] });
+    const canceled = await submit(t.store);
+    await t.store.jobs.cancel({ id: canceled.id, actor: null });
+    await submit(t.store);
+    await submit(t.store);
+    await t.store.jobs.report({
+      nodeId: node.id,
+      reports: [
+        { jobId: ran[1]?.id ?? "", attempt: 1, status: "completed", result: 1 },
+        { jobId: ran[2]?.id ?? "", attempt: 1, status: "failed", error: { message: "no", retryable: false } },
+      ],
+    });
+    expect((await t.store.jobs.stats()).jobs).toEqual({ blocked: 1, scheduled: 1, pending: 2, running: 1, completed: 1, failed: 1, canceled: 1 });
+  });
+
   describe("submit", () => {
     it("stores a job as the API shows it", async () => {
       const job = await submit(t.store, {
