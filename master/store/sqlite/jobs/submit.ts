@@ -74,7 +74,7 @@ function check(statements: SubmitStatements, jobs: SubmitJobParams[]): Checked[]
       }
       keysInBatch.set(key, index);
     }
-    const dependsOn = [...new Set(job.dependsOn)];
+    const dependsOn = job.dependsOn.length === 0 ? [] : [...new Set(job.dependsOn)];
     const dependencies: { status: string }[] = [];
     for (const id of dependsOn) {
       const row = statements.dependency.get({ id });
