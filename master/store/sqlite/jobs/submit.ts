@@ -7,9 +7,31 @@ import { param, type Prepared } from "../database.js";
 import { addUnfinished, unfinishedJobs } from "../quotas.js";
 import { submittedColumns } from "../../pages.js";
 import { toJob, type JobRow } from "../rows.js";
+import { sql } from "kysely";
 import { nextAgingAt } from "./lifecycle.js";
 
 type NewJobRow = Omit<JobRow, "seq">;
+
+/**
+ * The columns every new job has alike (submittedColumns and build write these values): in
+ * the INSERT as SQL literals. The test that reads back every shape of job submitted holds
+ * the answer, made from the row, to what was stored.
+ */
+const NEW_JOB_CONSTANTS = {
+  node_id: null,
+  attempt: 0,
+  retry_count: 0,
+  stall_at: null,
+  lease_expires_at: null,
+  progress: null,
+  progress_message: null,
+  progress_logged_at: null,
+  result: null,
+  error: null,
+  lease_end_reason: null,
+  started_at: null,
+  cancel_requested: 0,
+} satisfies Partial<NewJobRow>;
 
 export interface SubmitStatements {
   insert: Prepared<unknown, NewJobRow>;
@@ -27,7 +49,11 @@ export function prepareSubmit(ctx: StoreContext): SubmitStatements {
     "progress_logged_at", "result", "error", "failure_reason", "cancel_requested", "lease_end_reason",
     "created_at", "updated_at", "started_at", "finished_at",
   ];
-  const values = Object.fromEntries(columns.map((column) => [column, param(column)])) as unknown as NewJobRow;
+  // What every new job has written as SQL, not bound at each insert (13 of its 35 values);
+  // a job's answer is made from its row (toJob), so NEW_JOB_CONSTANTS is also what it says.
+  const values = Object.fromEntries(
+    columns.map((column) => [column, column in NEW_JOB_CONSTANTS ? sql.lit(NEW_JOB_CONSTANTS[column as keyof typeof NEW_JOB_CONSTANTS]) : param(column)]),
+  ) as unknown as NewJobRow;
   return {
     insert: db.prepare(db.kysely.insertInto("jobs").values(values)),
     byKey: db.prepare(
