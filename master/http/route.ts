@@ -250,9 +250,13 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
       } else {
         // Straight to the socket: express's send() (negotiation, freshness, ETag) costs a sixth
         // of a submission's time, for answers that never need it.
+        // A long answer (a batch's) is encoded once, not counted by Buffer.byteLength and then
+        // encoded again by end(); a short one stays text, written with its headers in one write.
         const text = JSON.stringify(reply.body);
-        res.writeHead(reply.status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) });
-        res.end(text);
+        const body = text.length > 16_384 ? Buffer.from(text) : text;
+        const length = typeof body === "string" ? Buffer.byteLength(body) : body.length;
+        res.writeHead(reply.status, { "content-type": "application/json; charset=utf-8", "content-length": length });
+        res.end(body);
       }
     });
     router[spec.method](spec.path, ...chain);

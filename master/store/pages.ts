@@ -17,10 +17,16 @@ export function priorityName(weight: number): PriorityName {
  * right-hand edge of the id indexes instead of a random page of them.
  */
 export function timeOrderedId(at: number): string {
-  const random = randomUUID();
-  const time = at.toString(16).padStart(12, "0");
-  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
+  if (at !== idTime.at) {
+    const time = at.toString(16).padStart(12, "0");
+    idTime.at = at;
+    idTime.prefix = `${time.slice(0, 8)}-${time.slice(8, 12)}-7`;
+  }
+  return idTime.prefix + randomUUID().slice(15);
 }
+
+/** The ids' time part of the last millisecond asked for: a batch's ids share it. */
+const idTime = { at: -1, prefix: "" };
 
 /**
  * Opaque list cursors: the sort key of the last item shown (a seq or id, drawn at insert).

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { isFinal } from "../../queue/transitions.js";
 import { whyWaiting } from "../../queue/why.js";
-import { submittedPayload, type JobActionOutcome, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../store/types.js";
+import { submittedPayload, type Job, type JobActionOutcome, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../store/types.js";
 import { visibleJob, type HttpDeps } from "../deps.js";
 import { badRequest, conflict, forbidden, notFound, ProblemError, type FieldError } from "../problem.js";
 import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
@@ -71,12 +71,13 @@ export function checkPayload(deps: HttpDeps, payload: unknown, payloadJson: stri
 /** Check one job's body beyond its schema and turn it into store params. */
 function toSubmitParams(deps: HttpDeps, principal: Principal, body: SubmitJobBody, path: string): SubmitJobParams {
   // Turned into JSON here once: measured, then written by the store as it is.
-  const payload = submittedPayload(body.payload === undefined ? {} : body.payload);
-  checkPayload(deps, payload.payload, payload.payloadJson, path);
+  const { payload, payloadJson } = submittedPayload(body.payload === undefined ? {} : body.payload);
+  checkPayload(deps, payload, payloadJson, path);
   return {
     clientId: principal.clientId,
     type: body.type,
-    ...payload,
+    payload,
+    payloadJson,
     priority: body.priority,
     maxRetries: body.max_retries ?? deps.config.maxRetries,
     timeoutS: body.timeout_s ?? deps.config.jobTimeoutS,
@@ -96,12 +97,23 @@ async function ownNodes(deps: HttpDeps, principal: Principal, nodeIds: readonly 
   return mine;
 }
 
+/**
+ * The submitted counter once per type and priority of the submit, not once per job (a batch
+ * of 1,000 is one or a few label sets), and the debug lines only when they are written.
+ */
 function afterSubmit(deps: HttpDeps, outcome: Extract<SubmitOutcome, { ok: true }>): void {
+  const debug = deps.log.isLevelEnabled("debug");
+  const counts = new Map<string, { type: string; priority: Job["priority"]; count: number }>();
   for (const item of outcome.items) {
     if (!item.created) continue;
-    deps.metrics.jobsSubmitted.inc({ type: item.job.type, priority: item.job.priority });
-    deps.log.debug({ event: "job.submitted", jobId: item.job.id, type: item.job.type });
+    const { type, priority } = item.job;
+    const key = `${priority}\u0000${type}`;
+    const counted = counts.get(key);
+    if (counted) counted.count += 1;
+    else counts.set(key, { type, priority, count: 1 });
+    if (debug) deps.log.debug({ event: "job.submitted", jobId: item.job.id, type });
   }
+  for (const { type, priority, count } of counts.values()) deps.metrics.jobsSubmitted.inc({ type, priority }, count);
 }
 
 /** A refused submit as its problem: an unknown dependency (400) or the client's quota (429). */

@@ -1,6 +1,7 @@
 // Submitting and acting on jobs: batches, idempotency, dependencies, delays, cancel, retry, priority, lists.
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
+import { jobSchema } from "../../../master/http/schemas.js";
 import type { Committed } from "../../../master/store/types.js";
 import { claim, dialects, jobParams, register, submit, type TestStore, storePerTest } from "../../helpers/store.js";
 
@@ -61,6 +62,35 @@ describe.each(dialects)("jobs ($name)", (dialect) => {
         created_at: "2026-01-01T10:00:00.000Z",
       });
       expect(await t.store.jobs.get(job.id)).toEqual(job);
+    });
+
+    it("answers each job of a batch, whatever its shape, with every field of the API and as it reads back", async () => {
+      // The submit's answer is built from the row it writes (not read back): a field left out
+      // of either, or written other than answered, shows here.
+      const gone = await submit(t.store);
+      await t.store.jobs.cancel({ id: gone.id, actor: null });
+      const parent = await submit(t.store);
+      const later = new Date(Date.parse("2026-01-01T10:00:00.000Z") + 3_600_000);
+      const outcome = await t.store.jobs.submit(
+        [
+          jobParams({ type: "plain" }),
+          jobParams({ type: "later", runAt: later, priority: "high", maxRetries: 0, timeoutS: 1.5, tags: { a: "1", b: "2" } }),
+          jobParams({ type: "child", dependsOn: [parent.id, parent.id], requires: ["z", "a"], idempotencyKey: "key-1", payload: null }),
+          jobParams({ type: "orphan", dependsOn: [gone.id], priority: "low", payload: [1, "two", { three: 3 }] }),
+        ],
+        { batch: true },
+      );
+      if (!outcome.ok) throw new Error(`submit failed: ${outcome.reason}`);
+      const jobs = outcome.items.map((item) => item.job);
+      expect(jobs.map((job) => job.status)).toEqual(["pending", "scheduled", "blocked", "failed"]);
+      expect(jobs[1]).toMatchObject({ run_at: later.toISOString(), priority: "high", max_retries: 0, timeout_s: 1.5, tags: { a: "1", b: "2" } });
+      expect(jobs[2]).toMatchObject({ depends_on: [parent.id], requires: ["a", "z"], idempotency_key: "key-1", payload: null });
+      expect(jobs[3]).toMatchObject({ failure_reason: "dependency_failed", payload: [1, "two", { three: 3 }], finished_at: jobs[3]?.created_at });
+      const fields = Object.keys(jobSchema.shape).sort();
+      for (const job of jobs) {
+        expect(Object.keys(job).sort()).toEqual(fields);
+        expect(await t.store.jobs.get(job.id)).toEqual(job);
+      }
     });
 
     it("turns a payload into JSON once, where the submit is made: the store writes that text, single or in a batch", async () => {
