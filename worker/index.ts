@@ -102,6 +102,14 @@ function reportItem(entry: OutboxEntry): ReportItem {
   return item;
 }
 
+/** The longest a job may run (API.md: timeout_s up to 30 days). */
+const MAX_TIMEOUT_S = 30 * 24 * 3600;
+
+/** A job's timeout in ms; one that is not a positive number (a master that sent none) is the longest. */
+function timeoutMsOf(timeoutS: number | undefined): number {
+  return (typeof timeoutS === "number" && timeoutS > 0 && timeoutS <= MAX_TIMEOUT_S ? timeoutS : MAX_TIMEOUT_S) * 1000;
+}
+
 /** The code of a job failed because the master refused its result as it was. */
 const RESULT_REFUSED = "result_refused";
 
@@ -327,13 +335,13 @@ export class Worker {
     }
     const handlerJob: HandlerJob = { id: job.id, type: job.type, payload: job.payload, attempt: job.attempt };
     if (handler && !isCommand(handler)) {
-      execution.started(startFunction(handler, handlerJob, job.timeout_s * 1000, this.options.logTailBytes, execution));
+      execution.started(startFunction(handler, handlerJob, timeoutMsOf(job.timeout_s), this.options.logTailBytes, execution));
       return;
     }
     const run = !handler
       ? refused({ message: `this worker has no handler for type ${job.type}`, code: "no_handler", retryable: false })
       : runCommand(handler, handlerJob, {
-          timeoutMs: (handler.timeout_s ?? job.timeout_s) * 1000,
+          timeoutMs: timeoutMsOf(handler.timeout_s ?? job.timeout_s),
           killGraceMs: this.options.killGraceMs,
           logTailBytes: this.options.logTailBytes,
           onProgress: (percent, message) => execution.onProgress(percent, message),

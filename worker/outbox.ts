@@ -151,7 +151,7 @@ export class Outbox {
     this.addBatch = this.db.transaction((json: string, list: OutboxEntry[]) => {
       const { lastInsertRowid } = this.insertBatch.run(new Date().toISOString(), json);
       // A result written again (the same job and attempt) replaces the one kept before: its
-      // batch is deleted if that left it nothing.
+      // batch is written again without it, or deleted if that left it nothing.
       const emptied = this.mirrorBatch(Number(lastInsertRowid), list, json.length);
       if (emptied.length > 0) this.settleBatches(emptied);
     });
@@ -183,10 +183,11 @@ export class Outbox {
         batches.unshift([Number(lastInsertRowid), json]);
       })();
     }
-    // A batch whose results were all written again since (a crash before it was deleted) goes now.
-    const emptied: Batch[] = [];
-    for (const [seq, json] of batches) emptied.push(...this.mirrorBatch(seq, JSON.parse(json) as OutboxEntry[], json.length));
-    if (emptied.length > 0) this.settleInTransaction(emptied);
+    // A batch some of whose results were written again since (a crash before it was written
+    // again) loses them now, or goes if that left it nothing.
+    const touched = new Set<Batch>();
+    for (const [seq, json] of batches) for (const batch of this.mirrorBatch(seq, JSON.parse(json) as OutboxEntry[], json.length)) touched.add(batch);
+    if (touched.size > 0) this.settleInTransaction(touched);
     if (this.tooLarge()) this.moveBatchesToRows();
   }
 
@@ -239,7 +240,7 @@ export class Outbox {
     return this.mirror?.has(jobId) ? keyOf(jobId, attempt) : jobId;
   }
 
-  /** Mirror a batch row's results (later ones replace earlier ones); returns the batches this left empty. */
+  /** Mirror a batch row's results (later ones replace earlier ones); returns the older batches that lost a result to it (and it, if left empty). */
   private mirrorBatch(seq: number, entries: OutboxEntry[], jsonLength: number): Batch[] {
     const mirror = this.mirror;
     if (!mirror) return [];
@@ -253,7 +254,10 @@ export class Outbox {
       if (old) {
         mirror.delete(key);
         this.mirroredBytes -= old.bytes;
-        if (--old.batch.live === 0 && old.batch !== batch) emptied.push(old.batch);
+        old.batch.live -= 1;
+        // Its row still holds the older copy: written again without it (or deleted if that left
+        // it nothing), or a restart would read that copy back once this one is settled.
+        if (old.batch !== batch && !emptied.includes(old.batch)) emptied.push(old.batch);
       }
       if (!old && key !== entry.jobId) this.twoKeyed += 1;
       mirror.set(key, { batch, entry, bytes, key });

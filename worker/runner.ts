@@ -317,9 +317,11 @@ class Deadlines {
     else this.last = run.before;
     run.before = undefined;
     run.after = undefined;
-    if (!this.first && this.timer) {
-      clearTimeout(this.timer);
+    if (!this.first) {
+      if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;
+      // Timeout lengths come from jobs (any positive number): an empty list is not kept.
+      if (deadlines.get(this.timeoutMs) === this) deadlines.delete(this.timeoutMs);
     }
   }
 
@@ -438,10 +440,18 @@ class FunctionRun {
   }
 
   private threw(error: unknown): void {
-    const err = error as { message?: unknown; code?: unknown; retryable?: unknown };
-    const message = typeof err?.message === "string" ? err.message : String(error);
-    const code = typeof err?.code === "string" ? err.code : "handler_error";
-    this.settle(failure(message, code, err?.retryable !== false));
+    let outcome: Outcome;
+    try {
+      const err = error as { message?: unknown; code?: unknown; retryable?: unknown };
+      const message = typeof err?.message === "string" ? err.message : String(error);
+      const code = typeof err?.code === "string" ? err.code : "handler_error";
+      outcome = failure(message, code, err?.retryable !== false);
+    } catch {
+      // What String() cannot convert (an object without a prototype, a throwing toString or
+      // getter): failed all the same, said as its type.
+      outcome = failure(Object.prototype.toString.call(error), "handler_error", true);
+    }
+    this.settle(outcome);
   }
 
   settle(outcome: Outcome): void {
@@ -483,7 +493,14 @@ let toCall: FunctionRun[] = [];
 function callStarted(): void {
   const runs = toCall;
   toCall = [];
-  for (const run of runs) run.call();
+  for (const run of runs) {
+    // One run's trouble never keeps the others of its claim from being called.
+    try {
+      run.call();
+    } catch (error) {
+      run.settle(failure(`the worker could not run the handler: ${Object.prototype.toString.call(error)}`, "worker_error", true));
+    }
+  }
 }
 
 /**

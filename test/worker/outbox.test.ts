@@ -241,3 +241,19 @@ describe("outbox", () => {
     outbox.close();
   });
 });
+
+it("does not hand out again, after a restart, a result settled after it was written twice (its older row is written again without it)", () => {
+  const dir = tempDir();
+  const first = new Outbox(dir);
+  first.add([
+    { nodeId: "n", jobId: "a", attempt: 1, status: "completed", result: "first copy" },
+    { nodeId: "n", jobId: "b", attempt: 1, status: "completed", result: "b" },
+  ]);
+  first.add([{ nodeId: "n", jobId: "a", attempt: 1, status: "completed", result: "second copy" }]);
+  first.settle([{ jobId: "a", attempt: 1 }]);
+  expect(first.pending(10).map((e) => e.jobId)).toEqual(["b"]);
+  first.close();
+  const second = new Outbox(dir);
+  expect(second.pending(10).map((e) => [e.jobId, e.result])).toEqual([["b", "b"]]);
+  second.close();
+});

@@ -350,6 +350,25 @@ describe("what a handler gives that the master could not take", () => {
   });
 });
 
+describe("handlers that throw what cannot be printed", () => {
+  it("fails a handler that throws an object without a prototype, and still calls the handlers started with it", async () => {
+    const bad = (() => {
+      throw Object.create(null);
+    }) as unknown as FunctionHandler;
+    const first = runFunction(bad, job, params({ timeoutMs: 5_000 }));
+    const second = runFunction(() => Promise.resolve("second ran"), job, params({ timeoutMs: 5_000 }));
+    expect(await second).toMatchObject({ status: "completed", result: "second ran" });
+    expect(await first).toMatchObject({ status: "failed", error: { message: "[object Object]", code: "handler_error" } });
+  });
+
+  it("fails at once a handler whose promise rejects with one", async () => {
+    expect(await runFunction(() => Promise.reject(Object.create(null)), job, params({ timeoutMs: 5_000 }))).toMatchObject({
+      status: "failed",
+      error: { code: "handler_error" },
+    });
+  });
+});
+
 describe("longTimeout", () => {
   it("waits past Node's longest timer in steps (a command's timeout_s may be 30 days), and can be cleared", () => {
     vi.useFakeTimers();

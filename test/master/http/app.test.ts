@@ -78,6 +78,15 @@ function getWithHost(url: string, path: string, host: string): Promise<{ status:
   });
 }
 
+describe("routes", () => {
+  it("answer OPTIONS on an API path with the methods it takes, not 404", async () => {
+    const answer = await fetch(`${master.url}/api/v1/jobs`, { method: "OPTIONS" });
+    await answer.text();
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get("allow")).toBe("GET, HEAD, POST");
+  });
+});
+
 describe("with auth off", () => {
   it("refuses a request addressed to another name (DNS rebinding) with a 403 problem", async () => {
     const port = new URL(master.url).port;
