@@ -480,9 +480,10 @@ export class Worker {
         await this.send(outbox, nodeId, [{ ...only, logTail: undefined }]);
         return;
       }
-      // Alone and refused: its job fails, saying why, rather than its result being sent forever
-      // (holding the job's lease and the results behind it) or dropped (the job run again).
-      if (error instanceof ApiError && error.status === 400 && only !== undefined && only.error?.code !== RESULT_REFUSED) {
+      // Alone and refused (or too big without its log tail): its job fails, saying why, rather
+      // than its result being sent forever (holding the job's lease and the results behind it)
+      // or dropped (the job run again at each lease's end).
+      if (error instanceof ApiError && (error.status === 400 || error.status === 413) && only !== undefined && only.error?.code !== RESULT_REFUSED) {
         this.log.warn({ event: "outbox.result_refused", jobId: only.jobId, reason: error.message }, `the master refused the result of ${only.jobId}; it is reported failed`);
         const message = `the master refused this job's result: ${error.message}`.slice(0, 4096);
         await this.send(outbox, nodeId, [{ nodeId: only.nodeId, jobId: only.jobId, attempt: only.attempt, status: "failed", error: { message, code: RESULT_REFUSED, retryable: false } }]);

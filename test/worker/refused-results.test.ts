@@ -14,7 +14,8 @@ let master: MasterInternals;
 let worker: Worker;
 
 beforeAll(async () => {
-  master = await startTestMaster();
+  // Results batches of at most 256 KiB: a result bigger than that cannot be taken.
+  master = await startTestMaster({ env: { GAFFER_MAX_BATCH_BYTES: String(256 * 1024) } });
   worker = new Worker({
     masterUrl: master.url,
     name: "refused",
@@ -24,6 +25,7 @@ beforeAll(async () => {
         throw Object.assign(new Error("failed"), { code: `E_${"X".repeat(200)}`, retryable: false });
       },
       echo: async (job) => job.payload,
+      huge: async () => "x".repeat(300 * 1024),
       deep: async () => {
         let value: unknown = 1;
         for (let i = 0; i < 70; i++) value = [value];
@@ -63,4 +65,12 @@ it("fails a job whose result the master refuses as it is, saying why; the result
   });
   expect(await final(beside)).toMatchObject({ status: "completed", result: { n: 1 } });
   expect(await final(await submit({ type: "echo", payload: 2 }))).toMatchObject({ status: "completed", result: 2 });
+});
+
+it("fails a job whose result is too big for the master even alone, saying why, instead of running it again", async () => {
+  expect(await final(await submit({ type: "huge" }))).toMatchObject({
+    status: "failed",
+    attempt: 1,
+    error: { code: "result_refused", message: expect.stringContaining("the master refused this job's result"), retryable: false },
+  });
 });
