@@ -1,9 +1,10 @@
-// An in-process master on a temporary database and a random port, and a tiny HTTP client.
+// An in-process master on a temporary database and a random port, a worker for it, and a tiny HTTP client.
 import { join } from "node:path";
 import { pino } from "pino";
 import { createClient } from "../../master/auth/clients.js";
 import { createMaster, type MasterInternals, type MasterOptions, type MasterWiring } from "../../master/index.js";
 import type { Role } from "../../master/store/types.js";
+import { Worker, type WorkerOptions } from "../../worker/index.js";
 import { tempDir } from "./temp.js";
 
 export async function startTestMaster(options: MasterOptions = {}, wiring: MasterWiring = {}): Promise<MasterInternals> {
@@ -58,4 +59,14 @@ export async function signedIn(master: MasterInternals, clients: Record<string, 
     headers[name] = { authorization: `Bearer ${token.body.access_token}` };
   }
   return headers;
+}
+
+/** An in-process worker on `masterUrl` (state in a temp dir, claims long-polling 0.2 s, silent), started. */
+export async function startTestWorker(
+  masterUrl: string,
+  options: Pick<WorkerOptions, "name" | "capacity" | "handlers">,
+): Promise<Worker> {
+  const worker = new Worker({ masterUrl, ...options, stateDir: tempDir(), claimWaitS: 0.2, logger: pino({ level: "silent" }) });
+  await worker.start();
+  return worker;
 }

@@ -1,14 +1,13 @@
 // What a handler produces never jams its node: a result the master refuses as it is (nested past
 // the body's 64 levels) fails its job, saying why, instead of being sent forever; an error code
 // past 128 characters is cut; the results after it still arrive.
-import { pino } from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { MasterInternals } from "../../master/index.js";
 import type { Job } from "../../master/store/types.js";
-import { Worker } from "../../worker/index.js";
-import { http, startTestMaster } from "../helpers/master.js";
+import type { Worker } from "../../worker/index.js";
+import { http, startTestMaster, startTestWorker } from "../helpers/master.js";
 import { eventually } from "../helpers/processes.js";
-import { removeTempDirs, tempDir } from "../helpers/temp.js";
+import { removeTempDirs } from "../helpers/temp.js";
 
 let master: MasterInternals;
 let worker: Worker;
@@ -16,11 +15,7 @@ let worker: Worker;
 beforeAll(async () => {
   // Results batches of at most 256 KiB: a result bigger than that cannot be taken.
   master = await startTestMaster({ env: { GAFFER_MAX_BATCH_BYTES: String(256 * 1024) } });
-  worker = new Worker({
-    masterUrl: master.url,
-    name: "refused",
-    capacity: 4,
-    handlers: {
+  worker = await startTestWorker(master.url, { name: "refused", capacity: 4, handlers: {
       long: async () => {
         throw Object.assign(new Error("failed"), { code: `E_${"X".repeat(200)}`, retryable: false });
       },
@@ -31,12 +26,7 @@ beforeAll(async () => {
         for (let i = 0; i < 70; i++) value = [value];
         return value;
       },
-    },
-    stateDir: tempDir(),
-    claimWaitS: 0.2,
-    logger: pino({ level: "silent" }),
-  });
-  await worker.start();
+    } });
 });
 
 afterAll(async () => {

@@ -1,28 +1,18 @@
 // The Worker class in-process against an in-process master (API.md §10).
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MasterInternals } from "../../master/index.js";
 import type { Job } from "../../master/store/types.js";
-import { Worker } from "../../worker/index.js";
-import { http, startTestMaster } from "../helpers/master.js";
+import type { Worker } from "../../worker/index.js";
+import { http, startTestMaster, startTestWorker } from "../helpers/master.js";
 import { eventually } from "../helpers/processes.js";
-import { removeTempDirs, tempDir } from "../helpers/temp.js";
+import { removeTempDirs } from "../helpers/temp.js";
 
 let master: MasterInternals;
 let worker: Worker;
 
 beforeAll(async () => {
   master = await startTestMaster();
-  worker = new Worker({
-    masterUrl: master.url,
-    name: "proto",
-    capacity: 3,
-    handlers: { echo: async (job) => job.payload },
-    stateDir: tempDir(),
-    claimWaitS: 0.2,
-    logger: pino({ level: "silent" }),
-  });
-  await worker.start();
+  worker = await startTestWorker(master.url, { name: "proto", capacity: 3, handlers: { echo: async (job) => job.payload } });
 });
 afterAll(async () => {
   await worker.stop();
