@@ -22,7 +22,7 @@ import { packageVersion } from "./package-info.js";
 import { Dispatcher } from "./queue/dispatcher.js";
 import { JobWaiters } from "./queue/job-waiters.js";
 import { createQueuePolicy } from "./queue/policy.js";
-import { DEFAULT_LEAD_CHECK_MS, openStore, type OpenStoreParams, type ReaderErrorKind } from "./store/open.js";
+import { openStore, type OpenStoreParams, type ReaderErrorKind } from "./store/open.js";
 import { StorageUnavailableError, systemClock, type Clock, type Store } from "./store/types.js";
 import { AgingSweeper } from "./sweepers/aging.js";
 import { DeadNodeSweeper } from "./sweepers/dead-nodes.js";
@@ -219,7 +219,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     onListenError: throttled(60_000, (message: string) => log.warn({ err: message }, "PostgreSQL: the connection that hears other masters' commits failed; reconnecting")),
     onLeadLost: (message: string) => log.warn({ event: "lead.lost", err: message }, "PostgreSQL: this master no longer runs the sweepers (its lock's connection failed); another takes over"),
     // Checked by the leader itself, at least as often as the sweepers run (API.md §12).
-    leadCheckMs: Math.min(config.sweepIntervalS * 1000, DEFAULT_LEAD_CHECK_MS),
+    leadCheckMs: config.sweepIntervalS * 1000,
     onRateLimitFallback: (error: unknown) => {
       countRateLimitFallback();
       logRateLimitFallback((error as Error | undefined)?.message ?? String(error));

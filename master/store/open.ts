@@ -1,7 +1,6 @@
 // Opening a store from the config: the one door from outside master/store/ to a dialect's
 // folder. The master, the offline commands and `gaffer migrate`/`backup`/`restore` come here.
 import { dirname } from "node:path";
-import { migratePostgres, openPostgresStore, PostgresDatabase, postgresMigrationStatus } from "./postgres/index.js";
 import { SqliteDatabase } from "./sqlite/database.js";
 import { openSqliteStore } from "./sqlite/index.js";
 import { migrate, migrationStatus, type MigrationStatus } from "./sqlite/migrate.js";
@@ -10,7 +9,12 @@ import type { ReaderErrorKind } from "./sqlite/reader.js";
 import type { Clock, QueuePolicy, Store } from "./types.js";
 
 export { backupDatabase, BackupError, restoreDatabase } from "./sqlite/backup.js";
-export { DEFAULT_LEAD_CHECK_MS } from "./postgres/index.js";
+
+/**
+ * The PostgreSQL store, loaded only when a database URL is given: a master on SQLite never
+ * loads it or `pg` (about 4 MB of its heap).
+ */
+const postgres = () => import("./postgres/index.js");
 export type { MigrationStatus } from "./sqlite/migrate.js";
 export type { ReaderErrorKind } from "./sqlite/reader.js";
 
@@ -43,7 +47,7 @@ export interface OpenStoreParams {
   onListenError?: (message: string) => void;
   /** PostgreSQL: this master ran the cluster's sweepers and lost the lock (its connection failed). */
   onLeadLost?: (message: string) => void;
-  /** PostgreSQL: how often the master that runs the sweepers checks its lock by itself (default 5 s). */
+  /** PostgreSQL: how often the master that runs the sweepers checks its lock by itself (the sweep interval; at least every 5 s). */
   leadCheckMs?: number;
   /** PostgreSQL: a shared rate limit's counter failed or was late; this master counted in its memory. */
   onRateLimitFallback?: (error: unknown) => void;
@@ -56,6 +60,7 @@ export interface OpenStoreParams {
 export async function openStore(params: OpenStoreParams): Promise<Store> {
   const { config, serving = false, onCheckpointError: _checkpoint, onReaderError: _reader, onListenError, onLeadLost, leadCheckMs, onRateLimitFallback, ...rest } = params;
   if (config.databaseUrl !== undefined) {
+    const { openPostgresStore } = await postgres();
     return openPostgresStore({ ...rest, url: config.databaseUrl, onListenError, onLeadLost, leadCheckMs, onRateLimitFallback });
   }
   if (config.db !== ":memory:") makePrivateDir(dirname(config.db));
@@ -82,6 +87,7 @@ export interface MigrateStoreResult {
 /** Apply the pending migrations (none with `statusOnly`), then answer each one's state. */
 export async function migrateStore(config: StoreConfig, options: { statusOnly?: boolean } = {}): Promise<MigrateStoreResult> {
   if (config.databaseUrl !== undefined) {
+    const { migratePostgres, PostgresDatabase, postgresMigrationStatus } = await postgres();
     const db = new PostgresDatabase({ url: config.databaseUrl, max: 1, queryTimeoutMs: 0 });
     try {
       if (options.statusOnly) return { applied: [], statuses: await postgresMigrationStatus(db) };

@@ -8,7 +8,7 @@ import type { PgContext } from "./context.js";
 import { PostgresDatabase } from "./database.js";
 import { PostgresJobTypeStore } from "./job-types.js";
 import { PostgresJobStore } from "./jobs/index.js";
-import { Leadership } from "./leader.js";
+import { DEFAULT_LEAD_CHECK_MS, Leadership } from "./leader.js";
 import { CommitListener } from "./listener.js";
 import { migratePostgres, postgresMigrationsDir } from "./migrate.js";
 import { PostgresNodeStore } from "./nodes.js";
@@ -17,7 +17,6 @@ import { PostgresScheduleStore } from "./schedules.js";
 
 export { PostgresDatabase } from "./database.js";
 export { migratePostgres, postgresMigrationStatus } from "./migrate.js";
-export { DEFAULT_LEAD_CHECK_MS } from "./leader.js";
 
 export interface OpenPostgresStoreParams {
   url: string;
@@ -34,7 +33,7 @@ export interface OpenPostgresStoreParams {
   onListenError?: (message: string) => void;
   /** This master held the lead (ran the sweepers) and lost it: its connection failed. */
   onLeadLost?: (message: string) => void;
-  /** How often the master that leads checks its lock by itself (default 5 s). */
+  /** How often the master that leads checks its lock by itself (the sweep interval), at least every 5 s. */
   leadCheckMs?: number;
   /** A shared rate limit's counter failed or was late: this master counted in its memory. */
   onRateLimitFallback?: (error: unknown) => void;
@@ -67,7 +66,7 @@ export async function openPostgresStore(params: OpenPostgresStoreParams): Promis
     throw error;
   }
   const commits = listener;
-  const leadership = new Leadership({ url: params.url, key: `gaffer.lead.${db.schema}`, onLost: params.onLeadLost, checkEveryMs: params.leadCheckMs });
+  const leadership = new Leadership({ url: params.url, key: `gaffer.lead.${db.schema}`, onLost: params.onLeadLost, checkEveryMs: Math.min(params.leadCheckMs ?? DEFAULT_LEAD_CHECK_MS, DEFAULT_LEAD_CHECK_MS) });
   const ctx: PgContext = { db, clock: params.clock, policy: params.policy, lanes: new Map() };
   const jobs = new PostgresJobStore(ctx);
   const rateLimits = new PostgresRateLimitStore(db, { onFallback: params.onRateLimitFallback });
