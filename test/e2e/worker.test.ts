@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Job } from "../../master/store/types.js";
 import { writeHandlers } from "../helpers/handlers.js";
 import { http } from "../helpers/master.js";
-import { eventually, freePort, runGaffer, spawnMaster, spawnWorker, stopAll, type MasterProcess } from "../helpers/processes.js";
+import { eventually, freePort, runGaffer, spawnGaffer, spawnMaster, spawnWorker, stopAll, waitForOutput, type MasterProcess } from "../helpers/processes.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
 /** Short timeouts through the GAFFER_* settings, so nothing waits for real minutes. */
@@ -100,12 +100,16 @@ describe("worker daemon", () => {
 
   it("gaffer jobs get --wait says each change of status, then the finished job", async () => {
     await worker("waitcli", "waitcli");
-    const job = await submit(master.url, { type: "echo", requires: ["waitcli"], payload: { sleep_ms: 2500, result: { slept: true } } });
+    // The job runs until the command line has said it runs (a fixed sleep was sometimes over
+    // before a loaded machine had started the command).
+    const gate = join(dir, "waitcli-gate");
+    const job = await submit(master.url, { type: "echo", requires: ["waitcli"], payload: { gate_file: gate, result: { slept: true } } });
     await until(master.url, job.id, (j) => j.status === "running");
-    const waited = await runGaffer(["jobs", "get", job.id, "--wait", "--master", master.url]);
-    expect(waited.code).toBe(0);
-    expect(waited.output).toMatch(/^ {2}running on [0-9a-f-]+ \(attempt 1\)$/m);
-    expect(waited.output).toMatch(/^status\s+completed$/m);
+    const waiting = spawnGaffer(["jobs", "get", job.id, "--wait", "--master", master.url]);
+    await waitForOutput(waiting, /^ {2}running on [0-9a-f-]+ \(attempt 1\)$/m);
+    writeFileSync(gate, "");
+    expect(await waiting.exited).toBe(0);
+    expect(waiting.output()).toMatch(/^status\s+completed$/m);
     const late = await runGaffer(["jobs", "get", job.id, "--wait", "--wait-timeout-s", "1", "--master", master.url]);
     expect(late.code).toBe(0);
   });

@@ -3,8 +3,9 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /**
- * payload: { sleep_ms?, exit?, stderr?, result?, progress?: [n, message], pid_file?, fail_until_attempt? }
- * It writes its pid to pid_file (if given) before doing anything else.
+ * payload: { sleep_ms?, gate_file?, exit?, stderr?, result?, progress?: [n, message], pid_file?, fail_until_attempt? }
+ * It writes its pid to pid_file (if given) before doing anything else; with gate_file, it
+ * waits until that file exists (a test opens the gate when it has seen what it waits for).
  */
 const SCRIPT = `
 let input = "";
@@ -16,6 +17,7 @@ process.stdin.on("end", async () => {
   if (p.runs_file) require("node:fs").appendFileSync(p.runs_file, job.id + " " + job.attempt + " " + process.env.WORKER_NAME + "\\n");
   if (p.progress) console.log("::progress " + p.progress[0] + " " + p.progress[1]);
   if (p.sleep_ms) await new Promise((r) => setTimeout(r, p.sleep_ms));
+  while (p.gate_file && !require("node:fs").existsSync(p.gate_file)) await new Promise((r) => setTimeout(r, 20));
   if (p.stderr) console.error(p.stderr);
   if (p.fail_until_attempt && job.attempt < p.fail_until_attempt) process.exit(1);
   if (p.exit !== undefined) process.exit(p.exit);
