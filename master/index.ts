@@ -164,7 +164,8 @@ function requestGuards(config: MasterConfig, store: Store, modes: ModeController
   return [
     async (_req, res, principal) => {
       try {
-        for (const [name, value] of Object.entries(await rateLimiter.consume(principal))) res.setHeader(name, value);
+        const headers = await rateLimiter.consume(principal);
+        for (const name in headers) res.setHeader(name, headers[name] as string);
       } catch (error) {
         if (error instanceof RateLimitedError) metrics.rateLimited.inc({ kind: "requests" });
         throw error;

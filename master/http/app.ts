@@ -74,8 +74,10 @@ const DASHBOARD_HEADERS: Record<string, string> = {
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
 };
 
+const SECURITY_HEADER_LIST = Object.entries(SECURITY_HEADERS);
+
 const securityHeaders: RequestHandler = (_req, res, next) => {
-  for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+  for (const [name, value] of SECURITY_HEADER_LIST) res.setHeader(name, value);
   next();
 };
 

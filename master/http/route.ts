@@ -2,7 +2,7 @@
 // declarations mount the express handlers, build /openapi.json, and let a test
 // walk every route for auth: no route can exist outside this list.
 import type { IncomingMessage } from "node:http";
-import express, { type NextFunction, type Request, type RequestHandler, type Response, type Router } from "express";
+import express, { type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response, type Router } from "express";
 import type { z } from "zod";
 import type { Authenticator, Principal } from "../auth/principal.js";
 import type { Role } from "../store/types.js";
@@ -82,6 +82,9 @@ export const created = (body: unknown): Reply => ({ status: 201, body });
 
 /** A principal-less placeholder for public routes; their handlers must not use it. */
 const NOBODY: Principal = Object.freeze({ clientId: "", role: "client" as const });
+
+/** Where the prologue keeps, in res.locals, when it started (performance.now()). */
+const STARTED = "gafferStartedAt";
 
 export type { Principal } from "../auth/principal.js";
 
@@ -169,20 +172,34 @@ function batchParser(large: RequestHandler, clientMaxBatchBytes: number | undefi
   };
 }
 
-/** An abort signal made only if the handler asks for it (most never do). */
-function lazySignal(res: Response): () => AbortSignal {
-  let controller: AbortController | undefined;
-  return () => {
-    if (!controller) {
+/**
+ * A handler's input. Its abort signal is made only if the handler asks for it (most never
+ * do); a class, so that a request makes no closures and no accessor of its own for it.
+ */
+class Input implements RouteInput<unknown, unknown> {
+  private controller: AbortController | undefined;
+
+  constructor(
+    readonly body: undefined,
+    readonly query: undefined,
+    readonly params: Record<string, string>,
+    readonly principal: Principal,
+    readonly req: Request,
+    readonly res: Response,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
       const made = new AbortController();
-      controller = made;
+      this.controller = made;
+      const res = this.res;
       if (res.writableFinished || res.destroyed) made.abort();
       res.on("close", () => {
         if (!res.writableFinished) made.abort();
       });
     }
-    return controller.signal;
-  };
+    return this.controller.signal;
+  }
 }
 
 export function mountRoutes(router: Router, routes: Route[], params: MountParams): void {
@@ -194,13 +211,21 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
   const batch = batchParser(parsers.large, params.clientMaxBatchBytes, params.maxBatchBytes);
   const onResponse = params.onResponse;
   for (const { spec, handler } of hotFirst(routes)) {
-    const chain: RequestHandler[] = [];
+    const chain: (RequestHandler | ErrorRequestHandler)[] = [];
+    // A request is timed from its prologue. A JSON answer is observed as it is written, any
+    // other (a problem, a raw text) once it has gone out: no listener a request on the hot
+    // routes' way. Each request is observed once (its start is taken when it is).
+    const observeOnFinish = (res: Response) => {
+      const started = res.locals[STARTED] as number | undefined;
+      if (!onResponse || started === undefined) return;
+      res.locals[STARTED] = undefined;
+      const observe = () => onResponse(spec, res.statusCode, (performance.now() - started) / 1000);
+      if (res.writableFinished) observe();
+      else res.once("finish", observe);
+    };
     // One prologue: timing, authentication, role, guards, and the body's type, before the body is read.
     chain.push(async (req: Request, res: Response, next: NextFunction) => {
-      if (onResponse) {
-        const started = process.hrtime.bigint();
-        res.once("finish", () => onResponse(spec, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
-      }
+      if (onResponse) res.locals[STARTED] = performance.now();
       if (spec.auth !== "public") {
         const principal = await params.authenticator.authenticate(req);
         if (!spec.auth.includes(principal.role)) throw forbidden();
@@ -229,23 +254,15 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
         body = parse(spec.body, raw, "body");
       }
       const query = spec.query ? parse(spec.query, { ...req.query }, "query") : undefined;
-      const signal = lazySignal(res);
-      const reply = await handler({
-        body: body as undefined,
-        query: query as undefined,
-        params: req.params as Record<string, string>,
-        principal: (res.locals.principal as Principal | undefined) ?? NOBODY,
-        req,
-        res,
-        get signal() {
-          return signal();
-        },
-      });
-      if (res.headersSent || res.destroyed) return;
-      for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
+      const principal = (res.locals.principal as Principal | undefined) ?? NOBODY;
+      const reply = await handler(new Input(body as undefined, query as undefined, req.params as Record<string, string>, principal, req, res));
+      if (res.headersSent || res.destroyed) return observeOnFinish(res);
+      if (reply.headers) for (const name in reply.headers) res.setHeader(name, reply.headers[name] as string);
       if (reply.raw) {
+        observeOnFinish(res);
         res.status(reply.status).type(reply.raw.contentType).send(reply.raw.text);
       } else if (reply.body === undefined) {
+        observeOnFinish(res);
         res.status(reply.status).end();
       } else {
         // Straight to the socket: express's send() (negotiation, freshness, ETag) costs a sixth
@@ -257,7 +274,14 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
         const length = typeof body === "string" ? Buffer.byteLength(body) : body.length;
         res.writeHead(reply.status, { "content-type": "application/json; charset=utf-8", "content-length": length });
         res.end(body);
+        if (onResponse) onResponse(spec, reply.status, (performance.now() - (res.locals[STARTED] as number)) / 1000);
       }
+    });
+    // Whatever failed on the way (the prologue, the body, the handler) is timed too, then
+    // goes on to the problem handler.
+    chain.push((error: unknown, _req: Request, res: Response, next: NextFunction) => {
+      observeOnFinish(res);
+      next(error);
     });
     router[spec.method](spec.path, ...chain);
   }

@@ -56,6 +56,31 @@ describe("GET /metrics", () => {
   });
 });
 
+describe("GET /metrics: HTTP requests answered with a problem", () => {
+  it("times each refusal once, whether the prologue, the body parser or the handler refused it", async () => {
+    const count = async (route: string, status: number) => {
+      const text = await (await fetch(`${master.url}/metrics`)).text();
+      const value = metricValue(text, "gaffer_http_request_duration_seconds_count", `method="POST",route="${route}",status="${status}"`);
+      return Number.isNaN(value) ? 0 : value;
+    };
+    const before = {
+      media: await count("/api/v1/jobs", 415),
+      invalid: await count("/api/v1/jobs", 400),
+      unknown: await count("/api/v1/jobs/:id/cancel", 404),
+    };
+    // Refused by the prologue (not JSON), by body-parser (malformed JSON), by the schema, by the handler.
+    expect((await http(master.url, "POST", "/api/v1/jobs", "type=x", { "content-type": "text/plain" })).status).toBe(415);
+    expect((await call("POST", "/api/v1/jobs", "{not json")).status).toBe(400);
+    expect((await call("POST", "/api/v1/jobs", { type: 42 })).status).toBe(400);
+    expect((await call("POST", "/api/v1/jobs/00000000000000000000000000/cancel")).status).toBe(404);
+    // Observed when the answer has gone out: the client may read it a moment before.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await count("/api/v1/jobs", 415)).toBe(before.media + 1);
+    expect(await count("/api/v1/jobs", 400)).toBe(before.invalid + 2);
+    expect(await count("/api/v1/jobs/:id/cancel", 404)).toBe(before.unknown + 1);
+  });
+});
+
 describe("GET /metrics with clients' job types", () => {
   it("gives the first GAFFER_METRICS_MAX_TYPES types their own series and counts the rest under type=\"other\"", async () => {
     const bounded = await startTestMaster({ metricsMaxTypes: 2 });

@@ -84,9 +84,12 @@ type Checked =
  */
 function check(statements: SubmitStatements, jobs: SubmitJobParams[]): Checked[] | Extract<SubmitOutcome, { ok: false }> {
   const checked: Checked[] = [];
-  const keysInBatch = new Map<string, number>();
-  for (const [index, job] of jobs.entries()) {
+  // Made at the first key: most submits carry none.
+  let keysInBatch: Map<string, number> | undefined;
+  for (let index = 0; index < jobs.length; index++) {
+    const job = jobs[index] as SubmitJobParams;
     if (job.idempotencyKey !== null) {
+      keysInBatch ??= new Map();
       const key = `${job.clientId}\u0000${job.idempotencyKey}`;
       const earlier = keysInBatch.get(key);
       if (earlier !== undefined) {
@@ -124,20 +127,21 @@ interface Built {
 interface BatchTime {
   now: Date;
   at: string;
-  agingAt: Map<number, string | null>;
+  /** By priority weight (a few small integers). */
+  agingAt: (string | null | undefined)[];
 }
 
 function batchTime(ctx: StoreContext): BatchTime {
   const now = ctx.clock.now();
-  return { now, at: now.toISOString(), agingAt: new Map() };
+  return { now, at: now.toISOString(), agingAt: [] };
 }
 
 /** A pending job of `weight` made now first ages then (the same for the whole batch). */
 function agingAtOf(ctx: StoreContext, time: BatchTime, weight: number): string | null {
-  let agingAt = time.agingAt.get(weight);
+  let agingAt = time.agingAt[weight];
   if (agingAt === undefined) {
     agingAt = nextAgingAt(weight, time.now, ctx.policy.agingMs);
-    time.agingAt.set(weight, agingAt);
+    time.agingAt[weight] = agingAt;
   }
   return agingAt;
 }
