@@ -108,7 +108,7 @@ export async function drain(settings: Settings): Promise<Metrics> {
   // (their code compiled by V8's optimizing tiers) are what an operator runs, and what
   // the CPU a job on a bigger machine carries over from. plainjob gets the same round.
   // As many as are counted: after a round of 5,000 the CPU a job still fell by a sixth
-  // (bench/README.md, 7 December 2026, 13:14).
+  // (bench/README.md, "7 December 2026, 12:55–13:40").
   const warmup = settings.size === "full" ? 20_000 : 100;
   const { master, credentials, dir, db } = await cluster(settings);
   const completed = () => readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed'").n;

@@ -215,13 +215,16 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
     // A request is timed from its prologue. A JSON answer is observed as it is written, any
     // other (a problem, a raw text) once it has gone out: no listener a request on the hot
     // routes' way. Each request is observed once (its start is taken when it is).
-    const observeOnFinish = (res: Response) => {
+    const observe = (res: Response, status: number) => {
       const started = res.locals[STARTED] as number | undefined;
       if (!onResponse || started === undefined) return;
       res.locals[STARTED] = undefined;
-      const observe = () => onResponse(spec, res.statusCode, (performance.now() - started) / 1000);
-      if (res.writableFinished) observe();
-      else res.once("finish", observe);
+      onResponse(spec, status, (performance.now() - started) / 1000);
+    };
+    const observeOnFinish = (res: Response) => {
+      if (!onResponse || res.locals[STARTED] === undefined) return;
+      if (res.writableFinished) observe(res, res.statusCode);
+      else res.once("finish", () => observe(res, res.statusCode));
     };
     // One prologue: timing, authentication, role, guards, and the body's type, before the body is read.
     chain.push(async (req: Request, res: Response, next: NextFunction) => {
@@ -274,7 +277,7 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
         const length = typeof body === "string" ? Buffer.byteLength(body) : body.length;
         res.writeHead(reply.status, { "content-type": "application/json; charset=utf-8", "content-length": length });
         res.end(body);
-        if (onResponse) onResponse(spec, reply.status, (performance.now() - (res.locals[STARTED] as number)) / 1000);
+        observe(res, reply.status);
       }
     });
     // Whatever failed on the way (the prologue, the body, the handler) is timed too, then

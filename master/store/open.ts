@@ -9,14 +9,14 @@ import type { ReaderErrorKind } from "./sqlite/reader.js";
 import type { Clock, QueuePolicy, Store } from "./types.js";
 
 export { backupDatabase, BackupError, restoreDatabase } from "./sqlite/backup.js";
+export type { MigrationStatus } from "./sqlite/migrate.js";
+export type { ReaderErrorKind } from "./sqlite/reader.js";
 
 /**
  * The PostgreSQL store, loaded only when a database URL is given: a master on SQLite never
  * loads it or `pg` (about 4 MB of its heap).
  */
 const postgres = () => import("./postgres/index.js");
-export type { MigrationStatus } from "./sqlite/migrate.js";
-export type { ReaderErrorKind } from "./sqlite/reader.js";
 
 /** The part of the config that says where the database is and what a commit is worth. */
 export interface StoreConfig {

@@ -103,14 +103,6 @@ async function ownNodes(deps: HttpDeps, principal: Principal, nodeIds: readonly 
  */
 function afterSubmit(deps: HttpDeps, outcome: Extract<SubmitOutcome, { ok: true }>): void {
   const debug = deps.log.isLevelEnabled("debug");
-  const [only] = outcome.items;
-  if (outcome.items.length === 1 && only !== undefined) {
-    // A single submit: its one label set, without the map.
-    if (!only.created) return;
-    deps.metrics.jobsSubmitted.inc({ type: only.job.type, priority: only.job.priority }, 1);
-    if (debug) deps.log.debug({ event: "job.submitted", jobId: only.job.id, type: only.job.type });
-    return;
-  }
   const counts = new Map<string, { type: string; priority: Job["priority"]; count: number }>();
   for (const item of outcome.items) {
     if (!item.created) continue;
