@@ -102,6 +102,19 @@ export async function submission(settings: Settings): Promise<Metrics> {
   }
 }
 
+/** How many claim and results requests the master has answered (its /metrics, public). */
+async function nodeRequests(url: string): Promise<{ claim: number; results: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const count = (path: string) => {
+    let sum = 0;
+    for (const line of text.split("\n")) {
+      if (line.startsWith("gaffer_http_request_duration_seconds_count{") && line.includes(`route="${path}"`)) sum += Number(line.split(" ").pop());
+    }
+    return sum;
+  };
+  return { claim: count("/api/v1/nodes/:id/claim"), results: count("/api/v1/nodes/:id/results") };
+}
+
 export async function drain(settings: Settings): Promise<Metrics> {
   const jobs = settings.size === "full" ? 20_000 : 500;
   // A round of jobs first, not counted: a master and workers that have run for a while
@@ -119,7 +132,7 @@ export async function drain(settings: Settings): Promise<Metrics> {
       await sleep(100);
     }
   };
-  let measured: { rate: number; recorded: number; masterUs: number; workerUs: number };
+  let measured: { rate: number; recorded: number; masterUs: number; workerUs: number; perClaim: number; perResults: number };
   try {
     const client = await token(master.url, credentials.client);
     await fill(master.url, client, warmup);
@@ -136,10 +149,12 @@ export async function drain(settings: Settings): Promise<Metrics> {
     await fill(master.url, client, jobs);
     await sleep(200);
     const pids = [master.proc.pid ?? 0, ...workers.map((worker) => worker.proc.pid ?? 0)];
+    const requestsBefore = await nodeRequests(master.url);
     const before = cpuOf(pids);
     await call(master.url, admin, "PUT", "/api/v1/state/mode", { mode: "normal" });
     await until(warmup + jobs);
     const used = cpuOf(pids).map((seconds, i) => seconds - (before[i] ?? 0));
+    const requestsAfter = await nodeRequests(master.url);
     const span = readDb<{ first: string; last: string }>(
       db,
       `SELECT (SELECT MIN(started_at) FROM job_attempts WHERE started_at > '${warmed}') AS first, (SELECT MAX(finished_at) FROM jobs) AS last`,
@@ -154,6 +169,8 @@ export async function drain(settings: Settings): Promise<Metrics> {
       masterUs: ((used[0] ?? 0) * 1e6) / jobs,
       // Each worker's CPU a job it ran; the dearer of the two.
       workerUs: Math.max(...ran.map((n, i) => ((used[i + 1] ?? 0) * 1e6) / Math.max(1, n))),
+      perClaim: jobs / Math.max(1, requestsAfter.claim - requestsBefore.claim),
+      perResults: jobs / Math.max(1, requestsAfter.results - requestsBefore.results),
     };
   } finally {
     await master.stop();
@@ -167,6 +184,8 @@ export async function drain(settings: Settings): Promise<Metrics> {
     "drain: completions recorded": measured.recorded / jobs,
     "drain: master CPU a job (µs)": measured.masterUs,
     "drain: worker CPU a job it ran (µs, the dearer of 2)": measured.workerUs,
+    "drain: jobs a claim request": measured.perClaim,
+    "drain: jobs a results request": measured.perResults,
     "plainjob drain (jobs/s, 2 worker processes)": peer.rate,
     "plainjob: worker CPU a job (µs)": peer.cpuUsPerJob,
     "drain / plainjob's in the same run": measured.rate / peer.rate,
