@@ -13,6 +13,7 @@ import { TokenService } from "./auth/tokens.js";
 import { ConfigError, loadConfig, type ConfigValues, type MasterConfig } from "./config.js";
 import { createApp, type AppParams } from "./http/app.js";
 import { NodeOwners, type HttpDeps } from "./http/deps.js";
+import { addAnswerHeaders } from "./http/headers.js";
 import { unavailable } from "./http/problem.js";
 import { isWrite, type Route } from "./http/route.js";
 import { createLogger, type Logger } from "./log.js";
@@ -164,8 +165,7 @@ function requestGuards(config: MasterConfig, store: Store, modes: ModeController
   return [
     async (_req, res, principal) => {
       try {
-        const headers = await rateLimiter.consume(principal);
-        for (const name in headers) res.setHeader(name, headers[name] as string);
+        addAnswerHeaders(res, await rateLimiter.consume(principal));
       } catch (error) {
         if (error instanceof RateLimitedError) metrics.rateLimited.inc({ kind: "requests" });
         throw error;

@@ -6,6 +6,7 @@ import { isLoopbackHostHeader } from "../auth/loopback.js";
 import { packageRoot } from "../package-info.js";
 import type { Authenticator } from "../auth/principal.js";
 import type { HttpDeps } from "./deps.js";
+import { secureAnswers } from "./headers.js";
 import { buildOpenApi } from "./openapi.js";
 import { forbidden, notFound, problemHandler } from "./problem.js";
 import { mountRoutes, type MountParams, type Route } from "./route.js";
@@ -52,33 +53,11 @@ export function allRoutes(params: AppParams): Route[] {
   return routes;
 }
 
-/**
- * Every answer (JSON, problems, /metrics, the dashboard's files): never sniffed into
- * another type, framed, loaded by another site's page, cached or sent on as a referrer.
- * An answer that is not the dashboard may load nothing at all. (Strict-Transport-Security
- * belongs to the TLS proxy in front: the master speaks plain HTTP.)
- */
-const SECURITY_HEADERS: Record<string, string> = {
-  "X-Content-Type-Options": "nosniff",
-  "Referrer-Policy": "no-referrer",
-  "X-Frame-Options": "DENY",
-  "Content-Security-Policy": "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-  "Cross-Origin-Resource-Policy": "same-origin",
-  "Cache-Control": "no-store",
-};
-
 /** Nothing the dashboard loads may come from another host (its files set their own caching). */
 const DASHBOARD_HEADERS: Record<string, string> = {
   "Content-Security-Policy":
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-};
-
-const SECURITY_HEADER_LIST = Object.entries(SECURITY_HEADERS);
-
-const securityHeaders: RequestHandler = (_req, res, next) => {
-  for (const [name, value] of SECURITY_HEADER_LIST) res.setHeader(name, value);
-  next();
 };
 
 /** Auth off: a request addressed to any other name is refused, whatever its path (see auth/loopback.ts). */
@@ -118,7 +97,7 @@ export function createApp(params: AppParams): { app: Express; routes: Route[] } 
   app.disable("x-powered-by");
   app.set("etag", false);
   app.set("trust proxy", "loopback");
-  app.use(securityHeaders);
+  secureAnswers(app);
   if (params.deps.config.auth === "off") app.use(loopbackHostOnly);
   const routes = allRoutes(params);
   // On a Router of their own, mounted in the application: its automatic OPTIONS answer (the

@@ -6,6 +6,7 @@ import express, { type ErrorRequestHandler, type NextFunction, type Request, typ
 import type { z } from "zod";
 import type { Authenticator, Principal } from "../auth/principal.js";
 import type { Role } from "../store/types.js";
+import { writeJsonHead } from "./headers.js";
 import { badRequest, fieldErrors, forbidden, ProblemError } from "./problem.js";
 
 export type Method = "get" | "post" | "put" | "patch" | "delete";
@@ -274,8 +275,7 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
         // encoded again by end(); a short one stays text, written with its headers in one write.
         const text = JSON.stringify(reply.body);
         const body = text.length > 16_384 ? Buffer.from(text) : text;
-        const length = typeof body === "string" ? Buffer.byteLength(body) : body.length;
-        res.writeHead(reply.status, { "content-type": "application/json; charset=utf-8", "content-length": length });
+        writeJsonHead(res, reply.status, typeof body === "string" ? Buffer.byteLength(body) : body.length);
         res.end(body);
         observe(res, reply.status);
       }
