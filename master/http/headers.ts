@@ -20,11 +20,15 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 
 const SECURITY_LIST = Object.entries(SECURITY_HEADERS);
 const SECURITY_FLAT = SECURITY_LIST.flat();
+const SECURITY_NAMES = new Set(SECURITY_LIST.map(([name]) => name.toLowerCase()));
 
 /** Where a request's guards leave headers for its answer (the rate limit's), in res.locals. */
 const LATER = "gafferAnswerHeaders";
 
-/** Headers for this request's answer, whichever way it is written (success or problem). */
+/**
+ * Headers for this request's answer, whichever way it is written (success or problem). The
+ * security headers' names are theirs alone: a header left here under one of them is not sent.
+ */
 export function addAnswerHeaders(res: Response, headers: Record<string, string>): void {
   const earlier = res.locals[LATER] as Record<string, string> | undefined;
   res.locals[LATER] = earlier ? { ...earlier, ...headers } : headers;
@@ -40,7 +44,7 @@ export function secureAnswers(app: Express): void {
   function writeHead(this: Response, ...args: Parameters<ServerResponse["writeHead"]>): Response {
     for (const [name, value] of SECURITY_LIST) if (!this.hasHeader(name)) this.setHeader(name, value);
     const later = this.locals[LATER] as Record<string, string> | undefined;
-    if (later) for (const name in later) if (!this.hasHeader(name)) this.setHeader(name, later[name] as string);
+    if (later) for (const name in later) if (!SECURITY_NAMES.has(name.toLowerCase()) && !this.hasHeader(name)) this.setHeader(name, later[name] as string);
     nodeWriteHead.apply(this, args);
     return this;
   }
@@ -49,7 +53,9 @@ export function secureAnswers(app: Express): void {
 
 /**
  * A JSON answer's head in one write: nothing set before (the usual case), every header goes
- * to Node in one list; otherwise through writeHead above.
+ * to Node in one list; otherwise through writeHead above. Headers given to Node this way are
+ * not kept on the response: res.getHeaders() is empty after it (nothing of ours reads them
+ * once the answer is written; a middleware that wraps writeHead would not see them).
  */
 export function writeJsonHead(res: Response, status: number, length: number): void {
   if (res.getHeaderNames().length > 0) {
@@ -58,7 +64,7 @@ export function writeJsonHead(res: Response, status: number, length: number): vo
   }
   const head = SECURITY_FLAT.slice();
   const later = res.locals[LATER] as Record<string, string> | undefined;
-  if (later) for (const name in later) head.push(name, later[name] as string);
+  if (later) for (const name in later) if (!SECURITY_NAMES.has(name.toLowerCase())) head.push(name, later[name] as string);
   head.push("content-type", "application/json; charset=utf-8", "content-length", String(length));
   nodeWriteHead.call(res, status, head);
 }

@@ -71,6 +71,10 @@ export function fieldErrors(error: z.ZodError, prefix: (string | number)[] = [])
 
 export function sendProblem(res: Response, problem: ProblemError): void {
   const spec = PROBLEM_CODES[problem.code];
+  // Nothing set for the answer that failed goes with the problem (a dashboard file's year of
+  // caching, its ETag or Content-Range on a refused range): the problem's own headers, and the
+  // security and rate-limit headers every answer gets when it is written (headers.ts).
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
   for (const [name, value] of Object.entries(problem.headers ?? {})) res.setHeader(name, value);
   res
     .status(spec.status)

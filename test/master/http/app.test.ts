@@ -1,7 +1,10 @@
 // Every answer of the master carries the security headers, not only the dashboard's files;
 // with auth off, it answers only requests addressed to localhost or a loopback address.
 import { request } from "node:http";
+import type { AddressInfo } from "node:net";
+import express from "express";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { addAnswerHeaders, secureAnswers, writeJsonHead } from "../../../master/http/headers.js";
 import type { MasterInternals } from "../../../master/index.js";
 import { http, startTestMaster } from "../../helpers/master.js";
 import { removeTempDirs } from "../../helpers/temp.js";
@@ -60,8 +63,74 @@ describe("security headers", () => {
     expect(asset.status).toBe(200);
     expectSecurityHeaders(asset.headers, script);
     expect(asset.headers.get("cache-control")).toMatch(/immutable/);
+    // A range past its end is refused with a problem, which no cache may keep in the asset's place.
+    const refused = await fetch(`${master.url}/${script}`, { headers: { range: "bytes=999999999-" } });
+    expect(refused.status).toBeGreaterThanOrEqual(400);
+    expect(refused.headers.get("content-type")).toMatch(/problem\+json/);
+    expectSecurityHeaders(refused.headers, "refused range");
+    expect(refused.headers.get("cache-control")).toBe("no-store");
+    expect(refused.headers.get("content-range")).toBeNull();
+    expect(refused.headers.get("etag")).toBeNull();
+  });
+
+  it("come with Express's own answers to OPTIONS and HEAD", async () => {
+    for (const method of ["OPTIONS", "HEAD"]) {
+      const answer = await fetch(`${master.url}/api/v1/jobs`, { method });
+      await answer.text();
+      expect(answer.status, method).toBe(200);
+      expectSecurityHeaders(answer.headers, method);
+      expect(answer.headers.get("cache-control"), method).toBe("no-store");
+    }
+  });
+
+  it("go with a JSON answer once each, beside the guard's and the answer's own headers", async () => {
+    const app = express();
+    app.disable("x-powered-by"); // as the master: no header set before the answer's, its one-write path
+    secureAnswers(app);
+    app.get("/fast", (_req, res) => {
+      addAnswerHeaders(res, { "RateLimit-Limit": "5", "Cache-Control": "max-age=60" });
+      writeJsonHead(res, 200, 2);
+      res.end("{}");
+    });
+    app.get("/own", (_req, res) => {
+      addAnswerHeaders(res, { "RateLimit-Limit": "5" });
+      res.setHeader("Location", "/elsewhere");
+      writeJsonHead(res, 201, 2);
+      res.end("{}");
+    });
+    const server = app.listen(0, "127.0.0.1");
+    await new Promise((resolve) => server.once("listening", resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      for (const [path, status] of [["/fast", 200], ["/own", 201]] as const) {
+        const answer = await rawGet(`http://127.0.0.1:${port}${path}`);
+        expect(answer.status, path).toBe(status);
+        const names = answer.rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
+        expect(new Set(names).size, `${path}: ${names.join(", ")}`).toBe(names.length);
+        expect(answer.headers["ratelimit-limit"], path).toBe("5");
+        // The security headers' names are theirs: the guard cannot make an answer cacheable.
+        expect(answer.headers["cache-control"], path).toBe("no-store");
+        expect(answer.headers["content-security-policy"], path).toMatch(/default-src 'none'/);
+        expect(answer.headers["content-type"], path).toBe("application/json; charset=utf-8");
+      }
+      expect((await rawGet(`http://127.0.0.1:${port}/own`)).headers.location).toBe("/elsewhere");
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
+
+/** A GET that keeps the answer's raw header list (fetch joins repeated headers into one). */
+function rawGet(url: string): Promise<{ status: number; rawHeaders: string[]; headers: Record<string, string | string[] | undefined> }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, (res) => {
+      res.resume();
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, rawHeaders: res.rawHeaders, headers: res.headers }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
 
 /** A GET with a Host header of our choosing (fetch would not send one). */
 function getWithHost(url: string, path: string, host: string): Promise<{ status: number; type: string; body: string }> {
