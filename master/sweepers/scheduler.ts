@@ -169,6 +169,8 @@ export class Scheduler extends PeriodicService<number> {
       const skipTo = following <= now && nextTick(schedule.cron, schedule.timezone, following) > now ? following : nextRunAt;
       return this.skip(schedule, { dueAt, nextRunAt: skipTo, reason: "submit_failed", message: "its job could not be submitted (the master's log says why)", error });
     }
+    // The tick went through (fired, or skipped for the quota): no longer one being retried.
+    this.retrying.delete(schedule.id);
     if (!outcome.fired) {
       if (!outcome.skipped) return "gone";
       log.warn(
