@@ -9,7 +9,7 @@ import type { Express, Response } from "express";
  * An answer that is not the dashboard may load nothing at all. (Strict-Transport-Security
  * belongs to the TLS proxy in front: the master speaks plain HTTP.)
  */
-export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "X-Content-Type-Options": "nosniff",
   "Referrer-Policy": "no-referrer",
   "X-Frame-Options": "DENY",
