@@ -18,9 +18,8 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "Cache-Control": "no-store",
 };
 
-const SECURITY_LIST = Object.entries(SECURITY_HEADERS);
-const SECURITY_FLAT = SECURITY_LIST.flat();
-const SECURITY_NAMES = new Set(SECURITY_LIST.map(([name]) => name.toLowerCase()));
+const SECURITY_FLAT = Object.entries(SECURITY_HEADERS).flat();
+const SECURITY_NAMES = new Set(Object.keys(SECURITY_HEADERS).map((name) => name.toLowerCase()));
 
 /** Where a request's guards leave headers for its answer (the rate limit's), in res.locals. */
 const LATER = "gafferAnswerHeaders";
@@ -37,14 +36,27 @@ export function addAnswerHeaders(res: Response, headers: Record<string, string>)
 const nodeWriteHead = ServerResponse.prototype.writeHead;
 
 /**
- * Every answer's writeHead adds the security headers and the ones left for it, unless the
- * answer set one of those names itself (the dashboard's files set their own policy and caching).
+ * What every answer carries beside its own headers, as Node's flat list of names and values:
+ * the security headers, then those left for it (never under a security header's name).
+ */
+function answerHeaders(res: Response): string[] {
+  const head = SECURITY_FLAT.slice();
+  const later = res.locals[LATER] as Record<string, string> | undefined;
+  if (later) for (const name in later) if (!SECURITY_NAMES.has(name.toLowerCase())) head.push(name, later[name] as string);
+  return head;
+}
+
+/**
+ * Every answer's writeHead adds the headers every answer carries, unless the answer set one
+ * of those names itself (the dashboard's files set their own policy and caching).
  */
 export function secureAnswers(app: Express): void {
   function writeHead(this: Response, ...args: Parameters<ServerResponse["writeHead"]>): Response {
-    for (const [name, value] of SECURITY_LIST) if (!this.hasHeader(name)) this.setHeader(name, value);
-    const later = this.locals[LATER] as Record<string, string> | undefined;
-    if (later) for (const name in later) if (!SECURITY_NAMES.has(name.toLowerCase()) && !this.hasHeader(name)) this.setHeader(name, later[name] as string);
+    const head = answerHeaders(this);
+    for (let i = 0; i < head.length; i += 2) {
+      const name = head[i] as string;
+      if (!this.hasHeader(name)) this.setHeader(name, head[i + 1] as string);
+    }
     nodeWriteHead.apply(this, args);
     return this;
   }
@@ -62,9 +74,7 @@ export function writeJsonHead(res: Response, status: number, length: number): vo
     res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": length });
     return;
   }
-  const head = SECURITY_FLAT.slice();
-  const later = res.locals[LATER] as Record<string, string> | undefined;
-  if (later) for (const name in later) if (!SECURITY_NAMES.has(name.toLowerCase())) head.push(name, later[name] as string);
+  const head = answerHeaders(res);
   head.push("content-type", "application/json; charset=utf-8", "content-length", String(length));
   nodeWriteHead.call(res, status, head);
 }
