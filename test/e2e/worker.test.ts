@@ -60,10 +60,10 @@ describe("worker daemon", () => {
   });
 
   // Each worker's handlers say its name in their environment (a handler sees no other variable of the worker's).
-  const worker = (name: string, labels: string, extra: Partial<Parameters<typeof spawnWorker>[1]> = {}) => {
+  const worker = (name: string, labels: string, extra: Partial<Parameters<typeof spawnWorker>[1]> = {}, url = master.url) => {
     const own = join(dir, `handlers-${name}`);
     mkdirSync(own, { recursive: true });
-    return spawnWorker(master.url, {
+    return spawnWorker(url, {
       name,
       labels,
       handlers: writeHandlers(own, undefined, { WORKER_NAME: name }),
@@ -255,9 +255,7 @@ describe("worker daemon", () => {
     // heartbeat held up by the load could let the lease run out mid-job, and the result would
     // then be refused (the job back to pending): not what this test is about.
     const own = await spawnMaster(join(dir, "graceful.db"), { ...FAST, GAFFER_NODE_TIMEOUT_S: "30" });
-    const handlers = join(dir, "handlers-leaving");
-    mkdirSync(handlers, { recursive: true });
-    const leaving = await spawnWorker(own.url, { name: "leaving", labels: "graceful", handlers: writeHandlers(handlers), stateDir: join(dir, "state-leaving") });
+    const leaving = await worker("leaving", "graceful", {}, own.url);
     const job = await submit(own.url, { type: "slow", requires: ["graceful"], payload: { sleep_ms: 1000, result: "finished" } });
     await until(own.url, job.id, (j) => j.status === "running");
     leaving.proc.kill("SIGTERM");

@@ -103,7 +103,7 @@ describe("security headers", () => {
     try {
       const { port } = server.address() as AddressInfo;
       for (const [path, status] of [["/fast", 200], ["/own", 201]] as const) {
-        const answer = await rawGet(`http://127.0.0.1:${port}${path}`);
+        const answer = await rawGet(`http://127.0.0.1:${port}`, path);
         expect(answer.status, path).toBe(status);
         const names = answer.rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
         expect(new Set(names).size, `${path}: ${names.join(", ")}`).toBe(names.length);
@@ -113,34 +113,33 @@ describe("security headers", () => {
         expect(answer.headers["content-security-policy"], path).toMatch(/default-src 'none'/);
         expect(answer.headers["content-type"], path).toBe("application/json; charset=utf-8");
       }
-      expect((await rawGet(`http://127.0.0.1:${port}/own`)).headers.location).toBe("/elsewhere");
+      expect((await rawGet(`http://127.0.0.1:${port}`, "/own")).headers.location).toBe("/elsewhere");
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
   });
 });
 
-/** A GET that keeps the answer's raw header list (fetch joins repeated headers into one). */
-function rawGet(url: string): Promise<{ status: number; rawHeaders: string[]; headers: Record<string, string | string[] | undefined> }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, (res) => {
-      res.resume();
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, rawHeaders: res.rawHeaders, headers: res.headers }));
-    });
-    req.on("error", reject);
-    req.end();
-  });
+interface RawAnswer {
+  status: number;
+  type: string;
+  body: string;
+  /** Names and values as sent, repeats kept (fetch joins repeated headers into one). */
+  rawHeaders: string[];
+  headers: Record<string, string | string[] | undefined>;
 }
 
-/** A GET with a Host header of our choosing (fetch would not send one). */
-function getWithHost(url: string, path: string, host: string): Promise<{ status: number; type: string; body: string }> {
+/** A GET through node:http: the answer's raw header list, and a Host header of our choosing (fetch would not send one). */
+function rawGet(url: string, path = "/", host?: string): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const { hostname, port } = new URL(url);
-    const req = request({ hostname, port, path, headers: { host } }, (res) => {
+    const req = request({ hostname, port, path, headers: host === undefined ? {} : { host } }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]), body }));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]), body, rawHeaders: res.rawHeaders, headers: res.headers }),
+      );
     });
     req.on("error", reject);
     req.end();
@@ -160,17 +159,17 @@ describe("with auth off", () => {
   it("refuses a request addressed to another name (DNS rebinding) with a 403 problem", async () => {
     const port = new URL(master.url).port;
     for (const path of ["/health", "/api/v1/jobs", "/"]) {
-      const refused = await getWithHost(master.url, path, `rebind.example:${port}`);
+      const refused = await rawGet(master.url, path, `rebind.example:${port}`);
       expect(refused.status, path).toBe(403);
       expect(refused.type).toMatch(/^application\/problem\+json/);
       expect(JSON.parse(refused.body)).toMatchObject({ status: 403, code: "forbidden" });
     }
     for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, "localhost"]) {
-      expect((await getWithHost(master.url, "/api/v1/jobs", host)).status, host).toBe(200);
+      expect((await rawGet(master.url, "/api/v1/jobs", host)).status, host).toBe(200);
     }
   });
 
   it("is the only case: with auth on, any Host is answered (tokens guard the API)", async () => {
-    expect((await getWithHost(guarded.url, "/health", "gaffer.example.com")).status).toBe(200);
+    expect((await rawGet(guarded.url, "/health", "gaffer.example.com")).status).toBe(200);
   });
 });
