@@ -48,6 +48,8 @@ const configSchema = z
       .regex(/^postgres(ql)?:\/\/\S+$/, "must be a PostgreSQL URL: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
       .optional(),
     dbSynchronous: z.enum(["full", "normal"]),
+    // A serving master's SQLite store on a thread of its own, HTTP on the event loop (store/thread/).
+    storeThread: z.enum(["on", "off"]),
     host: z.string().min(1),
     port: z.coerce.number().int().min(0).max(65535),
     auth: z.enum(["on", "off"]),
@@ -90,6 +92,7 @@ export const ENVIRONMENT: Record<Exclude<ConfigKey, "profile">, string> = {
   db: "GAFFER_DB",
   databaseUrl: "GAFFER_DATABASE_URL",
   dbSynchronous: "GAFFER_DB_SYNCHRONOUS",
+  storeThread: "GAFFER_STORE_THREAD",
   host: "GAFFER_HOST",
   port: "GAFFER_PORT",
   auth: "GAFFER_AUTH",
@@ -122,6 +125,7 @@ export const ENVIRONMENT: Record<Exclude<ConfigKey, "profile">, string> = {
 const DEFAULTS: ConfigValues = {
   db: DEFAULT_DB_PATH,
   dbSynchronous: "full",
+  storeThread: "off",
   host: DEFAULT_HOST,
   port: DEFAULT_PORT,
   auth: "on",

@@ -205,10 +205,19 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   const logRateLimitFallback = throttled(60_000, (message: string) =>
     log.warn({ event: "rate_limits.fallback", err: message }, "PostgreSQL: sharing a rate limit failed or was late; this master counts in its own memory (gaffer_rate_limit_fallbacks_total)"),
   );
+  // The store's thread stopping leaves the master nothing to serve with: it stops, exit code 1.
+  let closeForStore = (): void => undefined;
   const store = await (wiring.openStore ?? openStore)({
     config,
     clock,
     policy: createQueuePolicy(config, random),
+    // Its own thread makes its policy with the system's clock and Math.random: a test's are kept here.
+    policyParams: clock === systemClock && random === undefined ? config : undefined,
+    onStoreThreadExit: (error) => {
+      log.fatal({ event: "store.thread_exit", err: error.message }, "the store's thread stopped: the master stops (exit code 1)");
+      process.exitCode = 1;
+      closeForStore();
+    },
     serving: true,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
     onReaderError: throttled(
@@ -363,6 +372,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
       await store.close();
       log.info({ event: "master.stopped" }, "stopped");
     })());
+  closeForStore = () => void close();
 
   return { url, port: address.port, config, close, store, dispatcher, waiters, routes, services, log, tokens: auth.tokens, modes, metrics };
 }

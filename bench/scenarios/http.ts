@@ -18,12 +18,12 @@ async function load(options: autocannon.Options): Promise<autocannon.Result> {
   return autocannon({ ...options, setupClient: undefined });
 }
 
-async function cluster(settings: Settings) {
+async function cluster(settings: Settings, env: Record<string, string> = {}) {
   void settings;
   const dir = tempDir();
   const db = join(dir, "bench.db");
   const credentials = await makeClients(db);
-  const master = await startMaster(db);
+  const master = await startMaster(db, env);
   return { dir, db, credentials, master };
 }
 
@@ -115,15 +115,18 @@ async function nodeRequests(url: string): Promise<{ claim: number; results: numb
   return { claim: count("/api/v1/nodes/:id/claim"), results: count("/api/v1/nodes/:id/results") };
 }
 
-export async function drain(settings: Settings): Promise<Metrics> {
-  const jobs = settings.size === "full" ? 20_000 : 500;
-  // A round of jobs first, not counted: a master and workers that have run for a while
-  // (their code compiled by V8's optimizing tiers) are what an operator runs, and what
-  // the CPU a job on a bigger machine carries over from. plainjob gets the same round.
-  // As many as are counted: after a round of 5,000 the CPU a job still fell by a sixth
-  // (bench/README.md, "7 December 2026, 12:55–13:40").
-  const warmup = settings.size === "full" ? 20_000 : 100;
-  const { master, credentials, dir, db } = await cluster(settings);
+interface DrainMeasure {
+  rate: number;
+  recorded: number;
+  masterUs: number;
+  workerUs: number;
+  perClaim: number;
+  perResults: number;
+}
+
+/** One drain of `jobs` after a round of `warmup`, on a master started with `env`. */
+async function drainOnce(settings: Settings, jobs: number, warmup: number, env: Record<string, string> = {}): Promise<DrainMeasure> {
+  const { master, credentials, dir, db } = await cluster(settings, env);
   const completed = () => readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed'").n;
   const until = async (count: number) => {
     const deadline = Date.now() + 300_000;
@@ -132,7 +135,6 @@ export async function drain(settings: Settings): Promise<Metrics> {
       await sleep(100);
     }
   };
-  let measured: { rate: number; recorded: number; masterUs: number; workerUs: number; perClaim: number; perResults: number };
   try {
     const client = await token(master.url, credentials.client);
     await fill(master.url, client, warmup);
@@ -163,7 +165,7 @@ export async function drain(settings: Settings): Promise<Metrics> {
     const ran = workers.map((_, i) => ranBy(db, `w${i}`) - (ranBefore[i] ?? 0));
     await Promise.all(workers.map((worker) => worker.stop()));
     const seconds = (new Date(span.last).getTime() - new Date(span.first).getTime()) / 1000;
-    measured = {
+    return {
       rate: jobs / seconds,
       recorded,
       masterUs: ((used[0] ?? 0) * 1e6) / jobs,
@@ -175,6 +177,19 @@ export async function drain(settings: Settings): Promise<Metrics> {
   } finally {
     await master.stop();
   }
+}
+
+export async function drain(settings: Settings): Promise<Metrics> {
+  const jobs = settings.size === "full" ? 20_000 : 500;
+  // A round of jobs first, not counted: a master and workers that have run for a while
+  // (their code compiled by V8's optimizing tiers) are what an operator runs, and what
+  // the CPU a job on a bigger machine carries over from. plainjob gets the same round.
+  // As many as are counted: after a round of 5,000 the CPU a job still fell by a sixth
+  // (bench/README.md, "7 December 2026, 12:55–13:40").
+  const warmup = settings.size === "full" ? 20_000 : 100;
+  const measured = await drainOnce(settings, jobs, warmup);
+  // The store on a thread of its own (GAFFER_STORE_THREAD=on), right after, the same way.
+  const threaded = await drainOnce(settings, jobs, warmup, { GAFFER_STORE_THREAD: "on" });
   // The floor and the peer right after, on the same machine in the same minute.
   const floor = sqlFloor("gaffer", jobs);
   const peer = await plainjobDrain(jobs, 2, warmup);
@@ -186,6 +201,10 @@ export async function drain(settings: Settings): Promise<Metrics> {
     "drain: worker CPU a job it ran (µs, the dearer of 2)": measured.workerUs,
     "drain: jobs a claim request": measured.perClaim,
     "drain: jobs a results request": measured.perResults,
+    "drain, store on its own thread (jobs/s)": threaded.rate,
+    "drain, store on its own thread / the default's in the same run": threaded.rate / measured.rate,
+    "drain, store on its own thread: master CPU a job (µs)": threaded.masterUs,
+    "drain, store on its own thread: completions recorded": threaded.recorded / jobs,
     "plainjob drain (jobs/s, 2 worker processes)": peer.rate,
     "plainjob: worker CPU a job (µs)": peer.cpuUsPerJob,
     "drain / plainjob's in the same run": measured.rate / peer.rate,

@@ -1,12 +1,15 @@
 // Opening a store from the config: the one door from outside master/store/ to a dialect's
 // folder. The master, the offline commands and `gaffer migrate`/`backup`/`restore` come here.
 import { dirname } from "node:path";
+import type { Worker } from "node:worker_threads";
 import { SqliteDatabase } from "./sqlite/database.js";
 import { openSqliteStore } from "./sqlite/index.js";
 import { migrate, migrationStatus, type MigrationStatus } from "./sqlite/migrate.js";
 import { makePrivateDir } from "./sqlite/private-files.js";
 import type { ReaderErrorKind } from "./sqlite/reader.js";
 import type { Clock, QueuePolicy, Store } from "./types.js";
+import type { PolicyParams } from "../queue/policy.js";
+import { openThreadStore } from "./thread/client.js";
 
 export { backupDatabase, BackupError, restoreDatabase } from "./sqlite/backup.js";
 export type { MigrationStatus } from "./sqlite/migrate.js";
@@ -26,12 +29,24 @@ export interface StoreConfig {
   databaseUrl?: string | undefined;
   /** GAFFER_DB_SYNCHRONOUS (default "full"). */
   dbSynchronous?: "full" | "normal";
+  /** GAFFER_STORE_THREAD (default "off"): "on", a serving master's SQLite store runs on a thread of its own. */
+  storeThread?: "on" | "off";
 }
 
 export interface OpenStoreParams {
   config: StoreConfig;
   clock: Clock;
   policy: QueuePolicy;
+  /**
+   * What `policy` was made from, with the system's clock and Math.random: given to a serving
+   * master with storeThread on, its SQLite store runs on a thread of its own, which makes its
+   * policy from these (a test's clock or random cannot cross to a thread: it leaves this out).
+   */
+  policyParams?: PolicyParams;
+  /** The store's thread stopped: every verb is refused from then on (the master exits). */
+  onStoreThreadExit?: (error: Error) => void;
+  /** Tests: the store's thread, once started. */
+  onStoreThreadStarted?: (thread: Worker) => void;
   /**
    * A long-running master: WAL checkpoints and long reads in worker threads, group
    * commits flushed off the event loop. Short-lived tools and tests leave it off.
@@ -58,12 +73,24 @@ export interface OpenStoreParams {
  * database URL, else the SQLite file (its folder made 0700 and the file 0600 if need be).
  */
 export async function openStore(params: OpenStoreParams): Promise<Store> {
-  const { config, serving = false, onCheckpointError: _checkpoint, onReaderError: _reader, onListenError, onLeadLost, leadCheckMs, onRateLimitFallback, ...rest } = params;
+  const { config, serving = false, policyParams: _policyParams, onStoreThreadExit: _threadExit, onStoreThreadStarted: _threadStarted, onCheckpointError: _checkpoint, onReaderError: _reader, onListenError, onLeadLost, leadCheckMs, onRateLimitFallback, ...rest } = params;
   if (config.databaseUrl !== undefined) {
     const { openPostgresStore } = await postgres();
     return openPostgresStore({ ...rest, url: config.databaseUrl, onListenError, onLeadLost, leadCheckMs, onRateLimitFallback });
   }
   if (config.db !== ":memory:") makePrivateDir(dirname(config.db));
+  if (serving && params.policyParams && config.db !== ":memory:" && config.storeThread === "on") {
+    return openThreadStore({
+      path: config.db,
+      synchronous: config.dbSynchronous ?? "full",
+      policy: params.policyParams,
+      onCheckpointError: params.onCheckpointError,
+      onReaderError: params.onReaderError,
+      onListenerError: params.onListenerError,
+      onThreadExit: params.onStoreThreadExit,
+      onThreadStarted: params.onStoreThreadStarted,
+    });
+  }
   return openSqliteStore({
     ...rest,
     onCheckpointError: params.onCheckpointError,

@@ -29,6 +29,9 @@ const FIGURES = [
   "drain: worker CPU a job it ran",
   "drain: jobs a claim request",
   "drain: jobs a results request",
+  "drain, store on its own thread (jobs/s)",
+  "drain, store on its own thread / the default's",
+  "drain, store on its own thread: master CPU a job",
   "plainjob drain (jobs/s, 2 worker processes)",
   "plainjob: worker CPU a job",
   "drain / plainjob's in the same run",
@@ -77,6 +80,7 @@ describe("npm run bench", () => {
       else expect(figure?.[1].median, name).toBeGreaterThan(0);
     }
     expect(report.figures["drain: completions recorded"]?.median).toBe(1);
+    expect(report.figures["drain, store on its own thread: completions recorded"]?.median).toBe(1);
     // Targeted figures carry their verdict, so the table says what was missed.
     expect(Object.values(report.figures).filter((f) => /ok|MISSED/.test(f.target)).length).toBeGreaterThanOrEqual(8);
     expect(output).toMatch(/medians of 1 run\(s\), size tiny/);

@@ -14,8 +14,9 @@ afterEach(async () => {
 });
 
 describe("master crash", () => {
-  it(`completes all ${JOBS} acknowledged jobs exactly once across ${CRASHES} kill -9 of the master`, async () => {
-    cluster = await Cluster.create();
+  // The store in process (the default) and on a thread of its own (GAFFER_STORE_THREAD=on).
+  it.each(["off", "on"])(`completes all ${JOBS} acknowledged jobs exactly once across ${CRASHES} kill -9 of the master (store thread %s)`, async (storeThread) => {
+    cluster = await Cluster.create({ GAFFER_STORE_THREAD: storeThread });
     await cluster.startMaster();
     await cluster.startWorker("w1", { capacity: 8, minMs: 1, maxMs: 10 });
     await cluster.startWorker("w2", { capacity: 8, minMs: 1, maxMs: 10 });
@@ -50,7 +51,7 @@ describe("master crash", () => {
     // they run once, under a later attempt, after the lease ends.
     const lateFirstRuns = [...runs.values()].filter((executions) => executions.length === 1 && (executions[0]?.attempt ?? 1) > 1).length;
     console.log(
-      `[faults] master crash: ${JOBS} jobs, ${CRASHES} kill -9, ${repeats} repeated executions (${repeated.length} jobs), ` +
+      `[faults] master crash (store thread ${storeThread}): ${JOBS} jobs, ${CRASHES} kill -9, ${repeats} repeated executions (${repeated.length} jobs), ` +
         `${lateFirstRuns} jobs first run under a later attempt (lost claim answers)`,
     );
     expect(ids.every((id) => runs.has(id))).toBe(true);

@@ -51,6 +51,12 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ env: { GAFFER_FAIR_SHARE: "fair" } })).toThrow(/fairShare \(GAFFER_FAIR_SHARE\): must be off .* or clients/);
   });
 
+  it("takes GAFFER_STORE_THREAD off (the default) or on, and refuses anything else by name", () => {
+    expect(loadConfig({ env: {} }).storeThread).toBe("off");
+    expect(loadConfig({ env: { GAFFER_STORE_THREAD: "on" } }).storeThread).toBe("on");
+    expect(() => loadConfig({ env: { GAFFER_STORE_THREAD: "yes" } })).toThrow(/GAFFER_STORE_THREAD/);
+  });
+
   it("layers profile < file < environment < flags", () => {
     const file = join(tempDir(), "gaffer.json");
     writeFileSync(file, JSON.stringify({ nodeTimeoutS: 90, GAFFER_PORT: 9000, maxRetries: 7 }));

@@ -160,6 +160,8 @@ export function createSqliteStore(db: SqliteDatabase, params: SqliteStoreParams)
           synchronous: db.durability,
           commit_flush: db.flushesOffThread ? "thread pool" : "in COMMIT",
           sqlite_version: (db.sqlite.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v,
+          // On a thread of its own (store/thread/), HTTP on the event loop: the thread's client says true.
+          store_thread: false,
         };
       },
       async ping() {},
