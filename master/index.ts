@@ -60,6 +60,8 @@ export interface RunningMaster {
   port: number;
   config: MasterConfig;
   close(): Promise<void>;
+  /** Settles once the master has stopped, whoever stopped it (close(), or its store's thread stopping: exit code 1). */
+  stopped: Promise<void>;
 }
 
 /** The pieces of a running master, for tests that reach inside. */
@@ -205,7 +207,9 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   const logRateLimitFallback = throttled(60_000, (message: string) =>
     log.warn({ event: "rate_limits.fallback", err: message }, "PostgreSQL: sharing a rate limit failed or was late; this master counts in its own memory (gaffer_rate_limit_fallbacks_total)"),
   );
-  // The store's thread stopping leaves the master nothing to serve with: it stops, exit code 1.
+  // The store's thread stopping leaves the master nothing to serve with: it stops, exit code 1
+  // (during the start, once it has started).
+  let storeGone = false;
   let closeForStore = (): void => undefined;
   const store = await (wiring.openStore ?? openStore)({
     config,
@@ -216,6 +220,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     onStoreThreadExit: (error) => {
       log.fatal({ event: "store.thread_exit", err: error.message }, "the store's thread stopped: the master stops (exit code 1)");
       process.exitCode = 1;
+      storeGone = true;
       closeForStore();
     },
     serving: true,
@@ -352,6 +357,8 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   log.info({ event: "master.started", url, ...database, version: packageVersion(), mode: modes.current.mode }, `listening on ${url}`);
 
   let closing: Promise<void> | undefined;
+  let markStopped = (): void => undefined;
+  const stopped = new Promise<void>((resolve) => (markStopped = resolve));
   const close = () =>
     (closing ??= (async () => {
       ready = false;
@@ -371,10 +378,12 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
       await auth.failedLogins.stop();
       await store.close();
       log.info({ event: "master.stopped" }, "stopped");
+      markStopped();
     })());
   closeForStore = () => void close();
+  if (storeGone) closeForStore();
 
-  return { url, port: address.port, config, close, store, dispatcher, waiters, routes, services, log, tokens: auth.tokens, modes, metrics };
+  return { url, port: address.port, config, close, stopped, store, dispatcher, waiters, routes, services, log, tokens: auth.tokens, modes, metrics };
 }
 
 /** A database URL without its password, for logs. */
@@ -392,5 +401,5 @@ export function redactUrl(url: string): string {
 /** Start a master in-process with the same options as `gaffer master start`. */
 export async function startMaster(options: MasterOptions = {}): Promise<RunningMaster> {
   const master = await createMaster(options);
-  return { url: master.url, port: master.port, config: master.config, close: master.close };
+  return { url: master.url, port: master.port, config: master.config, close: master.close, stopped: master.stopped };
 }

@@ -119,6 +119,10 @@ export function devCommand(): Command {
         };
         process.on("SIGINT", stop);
         process.on("SIGTERM", stop);
+        // Stopped by itself (its store's thread stopped, exit code 1): the local worker stops too.
+        void master.stopped.then(() => {
+          if (signals === 0) void worker.stop().finally(() => resolve(1));
+        });
       });
       process.exit(code);
     });

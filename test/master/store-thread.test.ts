@@ -46,6 +46,7 @@ describe("a master with its store on a thread of its own", () => {
     master = await startTestMaster({ env: { GAFFER_STORE_THREAD: "on" } }, { openStore: (params) => openStore({ ...params, onStoreThreadStarted: (t) => (thread = t) }) });
     const url = master.url;
     await thread?.terminate();
+    await master.stopped;
     await eventually(async () => (await fetch(`${url}/health`).then(() => false, () => true)) || undefined, 10_000, "the master to stop listening");
     expect(process.exitCode).toBe(1);
   });

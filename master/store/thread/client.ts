@@ -10,12 +10,18 @@ import type { Synchronous } from "../sqlite/database.js";
 import type { ReaderErrorKind } from "../sqlite/reader.js";
 import { memoryRateLimits } from "../rate-limits.js";
 import { StorageUnreachableError, type Committed, type Store, type StoreDescription } from "../types.js";
-import { AGGREGATES, receiveError, type Aggregate, type Call, type HostData, type HostMessage } from "./wire.js";
+import { AGGREGATES, receiveError, VERBS, type Aggregate, type Call, type HostData, type HostMessage } from "./wire.js";
 
-/** The thread's code: beside this file once built; from the build when this runs from source (tests). */
+/**
+ * The thread's code: beside this file once built. Run from source (vitest), the thread still
+ * runs the build's host.js (Node 20 cannot start a thread from TypeScript): `npm test` builds first.
+ */
 function hostFile(): string {
   const beside = fileURLToPath(new URL("./host.js", import.meta.url));
-  return existsSync(beside) ? beside : fileURLToPath(new URL("../../../dist/master/store/thread/host.js", import.meta.url));
+  if (existsSync(beside)) return beside;
+  const built = fileURLToPath(new URL("../../../dist/master/store/thread/host.js", import.meta.url));
+  if (!existsSync(built)) throw new Error(`the store's thread runs ${built}, which is not built yet: npm run build`);
+  return built;
 }
 
 export interface ThreadStoreParams {
@@ -42,6 +48,8 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
   const { retryDelayS, retryMaxDelayS, stallGraceS, agingS, nodeTimeoutS } = params.policy;
   const data: HostData = { path: params.path, synchronous: params.synchronous, policy: { retryDelayS, retryMaxDelayS, stallGraceS, agingS, nodeTimeoutS } };
   const thread = new Worker(hostFile(), { workerData: data });
+  // Held only while a call waits: an idle store never keeps the process from exiting.
+  thread.unref();
   params.onThreadStarted?.(thread);
   const waiting = new Map<number, Waiting>();
   const listeners = new Set<(change: Committed) => void>();
@@ -54,13 +62,24 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
     if (gone) return Promise.reject(gone);
     const id = nextId++;
     return new Promise((resolve, reject) => {
+      try {
+        thread.postMessage({ id, target, method, args } satisfies Call);
+      } catch (error) {
+        reject(error as Error);
+        return;
+      }
+      if (waiting.size === 0) thread.ref();
       waiting.set(id, { resolve, reject });
-      thread.postMessage({ id, target, method, args } satisfies Call);
     });
   };
+  const settle = (id: number): Waiting | undefined => {
+    const waiter = waiting.get(id);
+    waiting.delete(id);
+    if (waiting.size === 0 && !gone) thread.unref();
+    return waiter;
+  };
   /** An aggregate whose every verb is a message to the thread. */
-  const aggregate = (target: Aggregate, verbs: string[]): unknown =>
-    Object.fromEntries(verbs.map((verb) => [verb, (...args: unknown[]) => call(target, verb, args)]));
+  const aggregate = (target: Aggregate): unknown => Object.fromEntries(VERBS[target].map((verb) => [verb, (...args: unknown[]) => call(target, verb, args)]));
   const committed = (change: Committed) => {
     for (const listener of listeners) {
       try {
@@ -72,7 +91,7 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
   };
 
   return new Promise<Store>((resolve, reject) => {
-    const open = (verbs: Record<Aggregate, string[]>): Store => ({
+    const store: Store = {
       dialect: "sqlite" as const,
       onCommitted(listener: (change: Committed) => void) {
         listeners.add(listener);
@@ -81,26 +100,27 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
       durable: () => call("", "durable", []) as Promise<void>,
       describe: async () => ({ ...((await call("", "describe", [])) as StoreDescription), store_thread: true }),
       probeWrite: () => call("", "probeWrite", []) as Promise<void>,
-      ping: async () => {
-        if (gone) throw gone;
-      },
+      // Through the thread: a thread that no longer answers fails /ready as a stuck event loop would.
+      ping: () => call("", "ping", []) as Promise<void>,
       leads: async () => true,
       rateLimits: memoryRateLimits,
       async close() {
         if (gone) return;
         closing = true;
-        await call("", "close", []);
-        await thread.terminate();
+        try {
+          await call("", "close", []);
+        } finally {
+          await thread.terminate();
+        }
       },
-      ...(Object.fromEntries(AGGREGATES.map((name) => [name, aggregate(name, verbs[name])])) as Pick<Store, Aggregate>),
-    });
+      ...(Object.fromEntries(AGGREGATES.map((name) => [name, aggregate(name)])) as Pick<Store, Aggregate>),
+    };
 
     thread.on("message", (message: HostMessage) => {
       switch (message.kind) {
         case "answer":
         case "refusal": {
-          const waiter = waiting.get(message.id);
-          waiting.delete(message.id);
+          const waiter = settle(message.id);
           if (message.kind === "answer") waiter?.resolve(message.value);
           else waiter?.reject(receiveError(message.error));
           return;
@@ -109,9 +129,11 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
           return committed(message.change);
         case "opened":
           opened = true;
-          return resolve(open(message.verbs));
+          return resolve(store);
         case "open_failed":
-          return reject(receiveError(message.error));
+          reject(receiveError(message.error));
+          void thread.terminate();
+          return;
         case "checkpoint_error":
           return params.onCheckpointError?.(message.message);
         case "reader_error":
@@ -130,6 +152,11 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
     };
     // Refused as a database out of reach: a 503 for the requests in flight while the master stops.
     thread.on("error", (error) => stop(new StorageUnreachableError(`the store's thread failed: ${error.message}`, "STORE_THREAD_FAILED")));
+    // An answer this side cannot read (nested too deep): its caller would wait for ever.
+    thread.on("messageerror", (error) => {
+      stop(new StorageUnreachableError(`an answer of the store's thread could not be read: ${error.message}`, "STORE_THREAD_FAILED"));
+      void thread.terminate();
+    });
     thread.on("exit", (code) => stop(new StorageUnreachableError(`the store's thread stopped (exit code ${code})`, "STORE_THREAD_EXIT")));
   });
 }

@@ -6,6 +6,7 @@ import {
   StorageUnreachableError,
   UnstorableValueError,
   type Committed,
+  type Store,
 } from "../types.js";
 import type { ReaderErrorKind } from "../sqlite/reader.js";
 import type { PolicyParams } from "../../queue/policy.js";
@@ -18,9 +19,47 @@ export interface HostData {
   policy: PolicyParams;
 }
 
-/** The store's parts whose verbs cross to the thread. */
-export const AGGREGATES = ["jobs", "nodes", "audit", "settings", "clients", "tokens", "schedules", "types"] as const;
-export type Aggregate = (typeof AGGREGATES)[number];
+/**
+ * The verbs that cross to the thread: each aggregate's, as its interface in types.ts names them
+ * (checked below to be all of them), and the store's own. The thread runs no other method.
+ */
+export const VERBS = {
+  jobs: [
+    "submit", "get", "finalAmong", "list", "events", "attempts", "whyFacts", "fairShare", "setFairShare", "claim", "claimEach",
+    "report", "cancel", "retry", "setPriority", "cancelMatching", "retryMatching", "promoteScheduled", "age", "rescueStalled",
+    "expireLeases", "stats", "purgeFinished", "throughput",
+  ],
+  nodes: ["register", "get", "list", "heartbeat", "deregister", "drain", "resume", "markDead"],
+  audit: ["list", "record", "purge"],
+  settings: ["get", "set", "setIfAbsent"],
+  clients: ["create", "get", "list", "disable", "countByRole"],
+  tokens: ["issue", "findByHash", "touch", "revoke", "list", "deleteExpired"],
+  schedules: ["create", "get", "list", "update", "delete", "due", "nextDueAt", "fire", "skip"],
+  types: ["list", "set"],
+} as const satisfies { [A in Aggregate]: readonly (keyof Store[A])[] };
+export const STORE_VERBS = ["durable", "describe", "probeWrite", "ping", "close"] as const satisfies readonly (keyof Store)[];
+
+export type Aggregate = "jobs" | "nodes" | "audit" | "settings" | "clients" | "tokens" | "schedules" | "types";
+export const AGGREGATES = Object.keys(VERBS) as Aggregate[];
+/** An aggregate's methods that VERBS leaves out: none, or this does not compile. */
+type Missing<A extends Aggregate> = Exclude<keyof Store[A], (typeof VERBS)[A][number]>;
+const complete: { [A in Aggregate]: [Missing<A>] extends [never] ? true : Missing<A> } = {
+  jobs: true,
+  nodes: true,
+  audit: true,
+  settings: true,
+  clients: true,
+  tokens: true,
+  schedules: true,
+  types: true,
+};
+void complete;
+
+/** Whether the thread runs this call: one of VERBS (an aggregate's) or STORE_VERBS (target ""). */
+export function isVerb(target: string, method: string): boolean {
+  if (target === "") return (STORE_VERBS as readonly string[]).includes(method);
+  return Object.hasOwn(VERBS, target) && (VERBS[target as Aggregate] as readonly string[]).includes(method);
+}
 
 /** A verb: `target` is an aggregate (jobs, nodes, ...) or "" for the store's own. */
 export interface Call {
@@ -31,8 +70,8 @@ export interface Call {
 }
 
 export type HostMessage =
-  /** Open, checked and migrated: each aggregate's verbs, by name. */
-  | { kind: "opened"; verbs: Record<Aggregate, string[]> }
+  /** Open, checked and migrated. */
+  | { kind: "opened" }
   | { kind: "open_failed"; error: SentError }
   | { kind: "answer"; id: number; value: unknown }
   | { kind: "refusal"; id: number; error: SentError }
