@@ -7,7 +7,8 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
-const RUN = join(fileURLToPath(new URL("../..", import.meta.url)), "dist", "bench", "run.js");
+const BENCH = join(fileURLToPath(new URL("../..", import.meta.url)), "dist", "bench");
+const RUN = join(BENCH, "run.js");
 
 /** Every figure the harness prints, at any size. */
 const FIGURES = [
@@ -85,4 +86,18 @@ describe("npm run bench", () => {
     expect(Object.values(report.figures).filter((f) => /ok|MISSED/.test(f.target)).length).toBeGreaterThanOrEqual(8);
     expect(output).toMatch(/medians of 1 run\(s\), size tiny/);
   }, 240_000);
+
+  it("measures the store in process and on its thread in turns (store-thread.js, small)", async () => {
+    let output = "";
+    bench = spawn(process.execPath, [join(BENCH, "store-thread.js"), "--jobs", "300", "--rounds", "1", "--spin", "0", "--loops", "2"], {
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    bench.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    bench.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => bench?.on("exit", resolve));
+    expect(code, output).toBe(0);
+    expect(output).toMatch(/round 1, in process {2}: \d+ jobs\/s, [\d.]+ µs of CPU a job/);
+    expect(output).toMatch(/round 1, on its thread: \d+ jobs\/s, [\d.]+ µs of CPU a job/);
+  }, 60_000);
 });
