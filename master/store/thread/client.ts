@@ -1,7 +1,9 @@
 // The SQLite store on a thread of its own: the master's event loop keeps HTTP (parsing,
 // validation, encoding, auth) and each verb goes to the thread that owns the database as one
 // message, answered in the order it came. A drained job costs the one thread of a master
-// about 40 µs, two thirds of it SQLite: split, the two halves run on two cores.
+// about 40 µs, two thirds of it SQLite: split, the two halves run on two cores. Measured on
+// 2 cores (bench/README, "17:15–18:25"), the crossings cost about as much as the split
+// gains there, and the store's thread is the bottleneck: GAFFER_STORE_THREAD is off by default.
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
@@ -42,14 +44,12 @@ interface Waiting {
   reject(error: Error): void;
 }
 
-
 /** Opens the store in its thread; resolves once it is open, checked and migrated (or rejects as openSqliteStore would throw). */
 export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
   const { retryDelayS, retryMaxDelayS, stallGraceS, agingS, nodeTimeoutS } = params.policy;
   const data: HostData = { path: params.path, synchronous: params.synchronous, policy: { retryDelayS, retryMaxDelayS, stallGraceS, agingS, nodeTimeoutS } };
+  // Held while it opens and while a call waits: an idle store never keeps the process from exiting.
   const thread = new Worker(hostFile(), { workerData: data });
-  // Held only while a call waits: an idle store never keeps the process from exiting.
-  thread.unref();
   params.onThreadStarted?.(thread);
   const waiting = new Map<number, Waiting>();
   const listeners = new Set<(change: Committed) => void>();
@@ -129,6 +129,7 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
           return committed(message.change);
         case "opened":
           opened = true;
+          if (waiting.size === 0) thread.unref();
           return resolve(store);
         case "open_failed":
           reject(receiveError(message.error));

@@ -1,8 +1,10 @@
 // The SQLite store on a thread of its own (a serving master's, GAFFER_STORE_THREAD=on): every
 // verb a message to the thread and back, its answers and its refusals as the store in process
 // gives them, its commits heard on the event loop, and a thread that stops refuses what waits.
+import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
 import { openThreadStore, type ThreadStoreParams } from "../../../master/store/thread/client.js";
@@ -118,6 +120,23 @@ describe("the store on its own thread", () => {
     await ended;
     expect(exits).toBe(0);
     await expect(store.jobs.get("01J00000000000000000000000")).rejects.toBeInstanceOf(StorageUnreachableError);
+  });
+
+  it("keeps the process alive while it opens and while a call waits, and never once idle", async () => {
+    const dir = tempDir();
+    const client = pathToFileURL(join(fileURLToPath(new URL("../../..", import.meta.url)), "dist", "master", "store", "thread", "client.js")).href;
+    const script = join(dir, "idle.mjs");
+    // No close(): the process must end by itself once nothing waits.
+    writeFileSync(
+      script,
+      `const { openThreadStore } = await import(${JSON.stringify(client)});
+const store = await openThreadStore({ path: ${JSON.stringify(join(dir, "gaffer.db"))}, synchronous: "full", policy: ${JSON.stringify(POLICY)} });
+console.log("opened");
+console.log("answered", JSON.stringify((await store.jobs.stats()).jobs.pending));`,
+    );
+    const child = spawnSync(process.execPath, [script], { encoding: "utf8", timeout: 20_000 });
+    expect(child.status, child.stderr).toBe(0);
+    expect(child.stdout).toBe("opened\nanswered 0\n");
   });
 
   it("offers each aggregate's verbs as its interface names them, each one the store in process has, and runs no other method", async () => {
