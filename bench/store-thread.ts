@@ -9,8 +9,9 @@ import { join } from "node:path";
 import { createQueuePolicy } from "../master/queue/policy.js";
 import { openSqliteStore } from "../master/store/sqlite/index.js";
 import { openThreadStore } from "../master/store/thread/client.js";
-import { submittedPayload, systemClock, type ClaimedJob, type Store, type SubmitJobParams } from "../master/store/types.js";
+import { systemClock, type ClaimedJob, type Store } from "../master/store/types.js";
 import { cleanTempDirs, tempDir } from "./lib.js";
+import { benchJob } from "./scenarios/store.js";
 
 const arg = (flag: string, fallback: number) => {
   const at = process.argv.indexOf(flag);
@@ -36,22 +37,6 @@ async function open(thread: boolean): Promise<Store> {
   });
 }
 
-function job(): SubmitJobParams {
-  return {
-    clientId: "bench",
-    type: "noop",
-    ...submittedPayload({ n: 1 }),
-    priority: "medium",
-    maxRetries: 3,
-    timeoutS: 60,
-    runAt: null,
-    requires: [],
-    dependsOn: [],
-    idempotencyKey: null,
-    tags: {},
-  };
-}
-
 /** The rest of a request's cost on the event loop. */
 function spin(us: number): void {
   const end = performance.now() + us / 1000;
@@ -60,7 +45,7 @@ function spin(us: number): void {
 
 /** One drain of JOBS: jobs a second and the process's CPU a job (all its threads). */
 async function drain(store: Store): Promise<{ rate: number; cpuUs: number }> {
-  for (let i = 0; i < JOBS; i += 1000) await store.jobs.submit(Array.from({ length: Math.min(1000, JOBS - i) }, job), { batch: true });
+  for (let i = 0; i < JOBS; i += 1000) await store.jobs.submit(Array.from({ length: Math.min(1000, JOBS - i) }, () => benchJob()), { batch: true });
   await store.durable();
   const nodes = [];
   for (let i = 0; i < LOOPS; i++) {

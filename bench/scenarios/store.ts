@@ -21,7 +21,8 @@ class ManualClock implements Clock {
 
 const policy = defaultQueuePolicy();
 
-function job(overrides: Partial<SubmitJobParams> = {}): SubmitJobParams {
+/** A no-op job as the bench submits it straight to a store. */
+export function benchJob(overrides: Partial<SubmitJobParams> = {}): SubmitJobParams {
   return {
     clientId: "bench",
     type: "noop",
@@ -44,7 +45,7 @@ export function openStore(path: string, clock: Clock = new ManualClock()): Store
 
 export async function fillStore(store: Store, count: number, overrides: Partial<SubmitJobParams> = {}): Promise<void> {
   for (let done = 0; done < count; done += 1000) {
-    const outcome = await store.jobs.submit(Array.from({ length: Math.min(1000, count - done) }, () => job(overrides)));
+    const outcome = await store.jobs.submit(Array.from({ length: Math.min(1000, count - done) }, () => benchJob(overrides)));
     if (!outcome.ok) throw new Error("fill failed");
   }
 }
@@ -58,7 +59,7 @@ export async function claimCost(store: Store, nodeId: string, rounds: number): P
     costs.push((performance.now() - started) * 1000);
     if (!outcome.ok) throw new Error("claim failed");
     await store.jobs.report({ nodeId, reports: outcome.items.map((item) => ({ jobId: item.id, attempt: item.attempt, status: "completed" as const })) });
-    await store.jobs.submit(outcome.items.map(() => job()));
+    await store.jobs.submit(outcome.items.map(() => benchJob()));
   }
   return median(costs);
 }
