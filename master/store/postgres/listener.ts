@@ -6,6 +6,7 @@
 // that goes silent without closing (a network partition) is found by a check on a timer, as
 // the leader checks its lock's, and made again the same way.
 import pg from "pg";
+import { CommitListeners } from "../commit-listeners.js";
 import type { Committed } from "../types.js";
 import { endClient, parseNotice, quoteIdent, SERVER_KEEPALIVES } from "./database.js";
 
@@ -13,8 +14,6 @@ import { endClient, parseNotice, quoteIdent, SERVER_KEEPALIVES } from "./databas
 export const DEFAULT_LISTEN_CHECK_MS = 5_000;
 /** How long a check, or making the connection, may take before the connection is given up. */
 const CHECK_TIMEOUT_MS = 5_000;
-
-type Listener = (change: Committed) => void;
 
 const EVERYTHING: Committed = Object.freeze({ claimable: true, scheduled: true, schedules: true, finished: [], revoked: true, settings: true, missed: true });
 
@@ -33,7 +32,7 @@ export interface CommitListenerParams {
 }
 
 export class CommitListener {
-  private readonly listeners = new Set<Listener>();
+  private readonly listeners: CommitListeners;
   private client: pg.Client | undefined;
   private closed = false;
   private retryMs = 100;
@@ -41,7 +40,9 @@ export class CommitListener {
   private checkTimer: NodeJS.Timeout | undefined;
   private checking = false;
 
-  constructor(private readonly params: CommitListenerParams) {}
+  constructor(private readonly params: CommitListenerParams) {
+    this.listeners = new CommitListeners(params.onListenerError);
+  }
 
   /** Connect and LISTEN; resolves once listening (throws if the first connection fails). */
   async start(): Promise<void> {
@@ -64,24 +65,13 @@ export class CommitListener {
     }
   }
 
-  subscribe(listener: Listener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  subscribe(listener: (change: Committed) => void): () => void {
+    return this.listeners.subscribe(listener);
   }
 
   /** Tell the listeners of a commit of this master's own. */
   tell(change: Committed): void {
-    this.emit(change);
-  }
-
-  private emit(change: Committed): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(change);
-      } catch (error) {
-        this.params.onListenerError?.(error);
-      }
-    }
+    this.listeners.tell(change);
   }
 
   private async connect(): Promise<void> {
@@ -98,7 +88,7 @@ export class CommitListener {
       const notice = parseNotice(message.payload);
       if (!notice || notice.origin === this.params.origin) return;
       const { origin: _origin, ...change } = notice;
-      this.emit(change);
+      this.listeners.tell(change);
     });
     client.on("error", (error) => this.lost(client, error.message));
     client.on("end", () => this.lost(client, "connection ended"));
@@ -132,7 +122,7 @@ export class CommitListener {
       this.timer = undefined;
       this.connect().then(
         () => {
-          if (!this.closed) this.emit(EVERYTHING);
+          if (!this.closed) this.listeners.tell(EVERYTHING);
         },
         (error: unknown) => {
           this.params.onConnectionError?.((error as Error).message);

@@ -1,25 +1,25 @@
 // The store's commit signal: the writes of a transaction mark what they changed, and once
 // the transaction commits the listeners hear it, once, with everything it changed. A write
 // that is undone (a group commit rolled back to replay its items one by one) is never told.
+import { CommitListeners } from "../commit-listeners.js";
 import type { Committed } from "../types.js";
 import type { SqliteDatabase } from "./database.js";
 
-type Listener = (change: Committed) => void;
-
 export class CommitSignal {
-  private readonly listeners = new Set<Listener>();
+  private readonly listeners: CommitListeners;
   /** What the transaction running now changed so far; undefined until its first mark. */
   private pending: (Omit<Committed, "finished"> & { finished: string[] }) | undefined;
 
   constructor(
     private readonly db: SqliteDatabase,
     /** A listener threw: said, and the others still hear the change. */
-    private readonly onListenerError: (error: unknown) => void = () => undefined,
-  ) {}
+    onListenerError?: (error: unknown) => void,
+  ) {
+    this.listeners = new CommitListeners(onListenerError);
+  }
 
-  subscribe(listener: Listener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  subscribe(listener: (change: Committed) => void): () => void {
+    return this.listeners.subscribe(listener);
   }
 
   /** A write in the transaction running now changed this (outside a transaction: told at once). */
@@ -39,12 +39,6 @@ export class CommitSignal {
     const change = this.pending;
     this.pending = undefined;
     if (change === undefined || !(change.claimable || change.scheduled || change.schedules || change.revoked || change.settings || change.finished.length > 0)) return;
-    for (const listener of this.listeners) {
-      try {
-        listener(change);
-      } catch (error) {
-        this.onListenerError(error);
-      }
-    }
+    this.listeners.tell(change);
   }
 }

@@ -11,7 +11,8 @@ import type { PolicyParams } from "../../queue/policy.js";
 import type { Synchronous } from "../sqlite/database.js";
 import type { ReaderErrorKind } from "../sqlite/reader.js";
 import { memoryRateLimits } from "../rate-limits.js";
-import { StorageUnreachableError, type Committed, type Store, type StoreDescription } from "../types.js";
+import { CommitListeners } from "../commit-listeners.js";
+import { StorageUnreachableError, type Store, type StoreDescription } from "../types.js";
 import { AGGREGATES, receiveError, VERBS, type Aggregate, type Call, type HostData, type HostMessage } from "./wire.js";
 
 /**
@@ -52,7 +53,7 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
   const thread = new Worker(hostFile(), { workerData: data });
   params.onThreadStarted?.(thread);
   const waiting = new Map<number, Waiting>();
-  const listeners = new Set<(change: Committed) => void>();
+  const listeners = new CommitListeners(params.onListenerError);
   let nextId = 1;
   let gone: Error | undefined;
   let closing = false;
@@ -80,23 +81,11 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
   };
   /** An aggregate whose every verb is a message to the thread. */
   const aggregate = (target: Aggregate): unknown => Object.fromEntries(VERBS[target].map((verb) => [verb, (...args: unknown[]) => call(target, verb, args)]));
-  const committed = (change: Committed) => {
-    for (const listener of listeners) {
-      try {
-        listener(change);
-      } catch (error) {
-        params.onListenerError?.(error);
-      }
-    }
-  };
 
   return new Promise<Store>((resolve, reject) => {
     const store: Store = {
       dialect: "sqlite" as const,
-      onCommitted(listener: (change: Committed) => void) {
-        listeners.add(listener);
-        return () => void listeners.delete(listener);
-      },
+      onCommitted: (listener) => listeners.subscribe(listener),
       durable: () => call("", "durable", []) as Promise<void>,
       describe: async () => ({ ...((await call("", "describe", [])) as StoreDescription), store_thread: true }),
       probeWrite: () => call("", "probeWrite", []) as Promise<void>,
@@ -126,7 +115,7 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
           return;
         }
         case "committed":
-          return committed(message.change);
+          return listeners.tell(message.change);
         case "opened":
           opened = true;
           if (waiting.size === 0) thread.unref();
