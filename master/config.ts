@@ -3,6 +3,7 @@
 // In master/, only this file reads process.env (the CLI and the worker read their own variables).
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { ConfigError } from "./config-error.js";
 import { isLoopbackName } from "./auth/loopback.js";
 import { FAIR_SHARE_MODES } from "./queue/fair-share.js";
 
@@ -158,11 +159,7 @@ export const PROFILES: Record<"dev" | "prod", ConfigValues> = {
   prod: { auth: "on", nodeTimeoutS: 60, sweepIntervalS: 10, maxRetries: 3 },
 };
 
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
-  }
-}
+export { ConfigError };
 
 export interface LoadConfigParams {
   /** Command-line flags (and startMaster options): the highest precedence. */

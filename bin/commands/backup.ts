@@ -2,8 +2,7 @@
 // (--database-url, or GAFFER_DATABASE_URL with no --db) is refused with a pointer to
 // PostgreSQL's own tools (API.md §12).
 import { Command } from "commander";
-import { loadConfig } from "../../master/config.js";
-import { backupDatabase, BackupError, restoreDatabase } from "../../master/store/open.js";
+import type * as StoreModule from "../../master/store/open.js";
 import { CliError, EXIT, printJson } from "./output.js";
 
 interface DatabaseFlags {
@@ -22,18 +21,21 @@ const POSTGRES_RESTORE =
   "or a base backup and its archived WAL for the whole server.";
 
 /** The SQLite file these commands work on, or a refusal when the database named is PostgreSQL. */
-function sqliteFile(opts: DatabaseFlags, refusal: string): string {
+async function sqliteFile(opts: DatabaseFlags, refusal: string): Promise<string> {
+  const { loadConfig } = await import("../../master/config.js");
   // An explicit --db names a SQLite file, whatever the environment says.
   const config = loadConfig({ flags: { db: opts.db, databaseUrl: opts.databaseUrl } });
   if (opts.databaseUrl !== undefined || (opts.db === undefined && config.databaseUrl !== undefined)) throw new CliError(refusal, EXIT.usage);
   return config.db;
 }
 
-async function explained<T>(work: () => Promise<T>): Promise<T> {
+/** Run a backup or restore with the store's module, loaded only now; its refusals become the CLI's. */
+async function explained<T>(work: (store: typeof StoreModule) => Promise<T>): Promise<T> {
+  const store = await import("../../master/store/open.js");
   try {
-    return await work();
+    return await work(store);
   } catch (error) {
-    if (error instanceof BackupError) throw new CliError(error.message, EXIT.failed);
+    if (error instanceof store.BackupError) throw new CliError(error.message, EXIT.failed);
     throw error;
   }
 }
@@ -46,8 +48,8 @@ export function backupCommand(): Command {
     .option("--database-url <url>", "a PostgreSQL database: refused, with the PostgreSQL tools to use instead")
     .option("--json", "machine-readable output")
     .action(async (out: string, opts: DatabaseFlags & { json?: boolean }) => {
-      const db = sqliteFile(opts, POSTGRES_BACKUP);
-      const result = await explained(() => backupDatabase(db, out));
+      const db = await sqliteFile(opts, POSTGRES_BACKUP);
+      const result = await explained((store) => store.backupDatabase(db, out));
       if (opts.json) printJson({ file: out, ...result });
       else process.stdout.write(`backed up ${db} to ${out} (${result.bytes} bytes, sha256 ${result.sha256})\n`);
     });
@@ -61,9 +63,9 @@ export function restoreCommand(): Command {
     .option("--database-url <url>", "a PostgreSQL database: refused, with the PostgreSQL tools to use instead")
     .option("--json", "machine-readable output")
     .action(async (backup: string, opts: DatabaseFlags & { json?: boolean }) => {
-      const db = sqliteFile(opts, POSTGRES_RESTORE);
+      const db = await sqliteFile(opts, POSTGRES_RESTORE);
       if (opts.db === undefined) throw new CliError("required option '--db <path>' not specified: the database to replace", EXIT.usage);
-      const result = await explained(() => restoreDatabase(backup, db));
+      const result = await explained((store) => store.restoreDatabase(backup, db));
       if (opts.json) printJson({ file: db, ...result });
       else process.stdout.write(`restored ${backup} to ${db}\n`);
     });

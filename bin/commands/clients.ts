@@ -1,8 +1,5 @@
 // gaffer clients create | list | disable: API credentials.
 import { Command, Option } from "commander";
-import { createClient } from "../../master/auth/clients.js";
-import { loadConfig } from "../../master/config.js";
-import { withStore } from "../../master/offline.js";
 import { ROLES, type Role } from "../../master/store/types.js";
 import { printJson, printTable } from "./output.js";
 import { call, connect, withRemoteOptions, type RemoteFlags } from "./remote.js";
@@ -32,6 +29,11 @@ export function clientsCommand(): Command {
   ).action(async (opts: RemoteFlags & { name: string; role: Role; db?: string; databaseUrl?: string }) => {
     const remote = Boolean(opts.master || process.env.GAFFER_MASTER_URL);
     if (opts.db !== undefined || opts.databaseUrl !== undefined || (!remote && (process.env.GAFFER_DB || process.env.GAFFER_DATABASE_URL))) {
+      const [{ createClient }, { loadConfig }, { withStore }] = await Promise.all([
+        import("../../master/auth/clients.js"),
+        import("../../master/config.js"),
+        import("../../master/offline.js"),
+      ]);
       const config = loadConfig({ flags: { db: opts.db, databaseUrl: opts.databaseUrl } });
       const client = await withStore(config, (store) => createClient(store, { name: opts.name, role: opts.role, actor: null }));
       return printNewClient(client, opts.json);

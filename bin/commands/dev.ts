@@ -4,12 +4,8 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Command } from "commander";
-import { createClient } from "../../master/auth/clients.js";
-import { verifySecret } from "../../master/auth/secrets.js";
-import { createMaster, type MasterInternals } from "../../master/index.js";
+import type { MasterInternals } from "../../master/index.js";
 import type { Role } from "../../master/store/types.js";
-import { exampleHandlers } from "../../worker/examples/handlers.js";
-import { Worker } from "../../worker/index.js";
 
 interface Credentials {
   GAFFER_MASTER_URL: string;
@@ -30,6 +26,7 @@ function readCredentials(path: string): Partial<Credentials> {
 
 /** The saved client if it still exists, is enabled and its secret still matches; else a new one. */
 async function ensureClient(master: MasterInternals, id: string | undefined, secret: string | undefined, name: string, role: Role) {
+  const [{ createClient }, { verifySecret }] = await Promise.all([import("../../master/auth/clients.js"), import("../../master/auth/secrets.js")]);
   if (id && secret) {
     const client = await master.store.clients.get(id);
     if (client && client.disabled_at === null && client.role === role && (await verifySecret(secret, client.secret_hash))) {
@@ -72,6 +69,11 @@ export function devCommand(): Command {
     .option("--db <path>", "SQLite database file", "./data/gaffer.db")
     .option("--port <port>", "port to listen on (GAFFER_PORT, default 8080)")
     .action(async (opts: { db: string; port?: string }) => {
+      const [{ createMaster }, { Worker }, { exampleHandlers }] = await Promise.all([
+        import("../../master/index.js"),
+        import("../../worker/index.js"),
+        import("../../worker/examples/handlers.js"),
+      ]);
       const master = await createMaster({ profile: "dev", auth: "on", db: opts.db, port: opts.port });
       const credentialsFile = join(dirname(opts.db), "credentials.env");
       const credentials = await ensureCredentials(master, credentialsFile);

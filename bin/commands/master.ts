@@ -1,6 +1,5 @@
 // gaffer master start: run a master until SIGINT or SIGTERM.
 import { Command } from "commander";
-import { createMaster } from "../../master/index.js";
 
 export function masterCommand(): Command {
   const master = new Command("master").description("Run the master");
@@ -15,6 +14,7 @@ export function masterCommand(): Command {
     .option("--config <file>", "a JSON file of settings")
     .option("--rotate-jwt-secret", "this master's GAFFER_JWT_SECRET replaces the key the database's masters sign tokens with (GAFFER_ROTATE_JWT_SECRET=on)")
     .action(async (opts: { db?: string; databaseUrl?: string; host?: string; port?: string; profile?: string; config?: string; rotateJwtSecret?: boolean }) => {
+      const { createMaster } = await import("../../master/index.js");
       const running = await createMaster({
         db: opts.db,
         databaseUrl: opts.databaseUrl,

@@ -1,7 +1,5 @@
 // gaffer migrate: apply the schema migrations to a database file, or show their status.
 import { Command } from "commander";
-import { loadConfig } from "../../master/config.js";
-import { migrateStore } from "../../master/store/open.js";
 import { CliError, EXIT, printJson, printTable } from "./output.js";
 
 export function migrateCommand(): Command {
@@ -12,6 +10,7 @@ export function migrateCommand(): Command {
     .option("--status", "show each migration's state and change nothing")
     .option("--json", "machine-readable output")
     .action(async (opts: { db?: string; databaseUrl?: string; status?: boolean; json?: boolean }) => {
+      const [{ loadConfig }, { migrateStore }] = await Promise.all([import("../../master/config.js"), import("../../master/store/open.js")]);
       const config = loadConfig({ flags: { db: opts.db, databaseUrl: opts.databaseUrl } });
       const result = await migrateStore(config, { statusOnly: opts.status });
       if (result.error) throw new CliError(result.error.message, EXIT.failed);

@@ -1,6 +1,6 @@
 // How the CLI prints and fails: tables for people, --json for scripts, exit codes that mean something.
 import type { Command } from "commander";
-import { ConfigError } from "../../master/config.js";
+import { ConfigError } from "../../master/config-error.js";
 
 /**
  * Exit codes: 0 ok; 1 failed (or the awaited job failed); 2 bad usage, configuration or credentials;

@@ -1,8 +1,6 @@
 // gaffer worker start: run a worker daemon until SIGINT or SIGTERM (a second signal stops at once).
 import { Command } from "commander";
-import { createLogger } from "../../master/log.js";
-import { loadHandlers, loadWorkerConfig, WorkerConfigError, type WorkerFlags } from "../../worker/config.js";
-import { Worker } from "../../worker/index.js";
+import type { WorkerFlags } from "../../worker/config.js";
 import { CliError, EXIT } from "./output.js";
 
 export function workerCommand(): Command {
@@ -22,6 +20,11 @@ export function workerCommand(): Command {
     .option("--grace-s <seconds>", "on stop, how long running jobs may take to finish (default 30)")
     .option("--max-connect-attempts <n>", "give up after this many attempts to reach the master at start (default: keep trying)")
     .action(async (flags: WorkerFlags) => {
+      const [{ createLogger }, { loadHandlers, loadWorkerConfig, WorkerConfigError }, { Worker }] = await Promise.all([
+        import("../../master/log.js"),
+        import("../../worker/config.js"),
+        import("../../worker/index.js"),
+      ]);
       let config;
       let handlers;
       try {
