@@ -1,6 +1,6 @@
 // npm run bench: real master and worker processes on this machine; every figure is the
 // median of several runs; prints a table and writes bench/results/latest.json.
-// usage: node dist/bench/run.js [--db sqlite|postgres] [--size tiny|full] [--runs N] [--only name,name] [--out FILE]
+// usage: node dist/bench/run.js [--db sqlite|postgres] [--size tiny|full] [--runs N] [--only name,name] [--out FILE] [--payload-bytes N]
 // --db postgres: gaffer on PostgreSQL (fresh databases on GAFFER_BENCH_DATABASE_URL's server,
 // else GAFFER_TEST_DATABASE_URL's, else 127.0.0.1:5432 as postgres), graphile-worker beside it.
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -73,7 +73,7 @@ function parseArgs(argv: string[]) {
   if (db !== "sqlite" && db !== "postgres") throw new Error(`--db must be sqlite or postgres, not ${db}`);
   return {
     db,
-    settings: { size, runs: Number(value("--runs") ?? (size === "tiny" ? 1 : 3)) } as Settings,
+    settings: { size, runs: Number(value("--runs") ?? (size === "tiny" ? 1 : 3)), payloadBytes: Number(value("--payload-bytes") ?? 0) } as Settings,
     only: value("--only")?.split(","),
     out: value("--out"),
   };
@@ -146,7 +146,9 @@ async function main(): Promise<void> {
   save();
   const width = Math.max(...Object.keys(figures).map((k) => k.length));
   const on = server ? `PostgreSQL at ${server.host}` : "SQLite";
-  process.stdout.write(`\ngaffer ${packageVersion()} on ${on} — medians of ${settings.runs} run(s), size ${settings.size}; load average now ${loadavg().map((n) => n.toFixed(2)).join(" ")}\n\n`);
+  process.stdout.write(`\ngaffer ${packageVersion()} on ${on} — medians of ${settings.runs} run(s), size ${settings.size}${
+    settings.payloadBytes ? `, drained payloads of ${settings.payloadBytes} bytes` : ""
+  }; load average now ${loadavg().map((n) => n.toFixed(2)).join(" ")}\n\n`);
   for (const [name, figure] of Object.entries(figures)) {
     process.stdout.write(`${name.padEnd(width)}  ${format(figure.median).padStart(12)}  ${figure.target}\n`);
   }

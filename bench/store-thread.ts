@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { createQueuePolicy } from "../master/queue/policy.js";
 import { openSqliteStore } from "../master/store/sqlite/index.js";
 import { openThreadStore } from "../master/store/thread/client.js";
-import { systemClock, type ClaimedJob, type Store } from "../master/store/types.js";
+import { systemClock, type Store, type TakenJob } from "../master/store/types.js";
+import { claimAnswer } from "../master/http/routes/nodes.js";
 import { cleanTempDirs, tempDir } from "./lib.js";
 import { benchJob } from "./scenarios/store.js";
 
@@ -57,14 +58,14 @@ async function drain(store: Store): Promise<{ rate: number; cpuUs: number }> {
   let left = JOBS;
   await Promise.all(
     nodes.map(async (node) => {
-      let held: ClaimedJob[] = [];
+      let held: TakenJob[] = [];
       while (left > 0 || held.length > 0) {
         JSON.parse('{"max":100}');
         spin(SPIN_US);
         const claimed = await store.jobs.claim({ nodeId: node.id, max: 100 });
         await store.durable();
         if (!claimed.ok) throw new Error(`claim refused: ${claimed.reason}`);
-        JSON.stringify({ items: claimed.items });
+        claimAnswer(claimed.items);
         held.push(...claimed.items);
         if (held.length >= 200 || (claimed.items.length === 0 && held.length > 0)) {
           const body = JSON.stringify({ results: held.map((j) => ({ job_id: j.id, attempt: j.attempt, status: "completed", result: { ok: true } })) });

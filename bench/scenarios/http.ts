@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import autocannon from "autocannon";
 import Database from "better-sqlite3";
-import { call, fill, makeClients, nowMs, percentile, sleep, startMaster, startNodeScript, tempDir, token, type Running, type Settings } from "../lib.js";
+import { benchPayload, call, fill, makeClients, nowMs, percentile, sleep, startMaster, startNodeScript, tempDir, token, type Running, type Settings } from "../lib.js";
 import { cpuOf, cpuSeconds } from "../cpu.js";
 import { floorJobs, sqlFloor } from "./floor.js";
 import { plainjobDrain } from "./plainjob.js";
@@ -127,6 +127,7 @@ interface DrainMeasure {
 /** One drain of `jobs` after a round of `warmup`, on a master started with `env`. */
 async function drainOnce(settings: Settings, jobs: number, warmup: number, env: Record<string, string> = {}): Promise<DrainMeasure> {
   const { master, credentials, dir, db } = await cluster(settings, env);
+  const job = { type: "noop", payload: benchPayload(settings.payloadBytes ?? 0) };
   const completed = () => readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed'").n;
   const until = async (count: number) => {
     const deadline = Date.now() + 300_000;
@@ -137,7 +138,7 @@ async function drainOnce(settings: Settings, jobs: number, warmup: number, env: 
   };
   try {
     const client = await token(master.url, credentials.client);
-    await fill(master.url, client, warmup);
+    await fill(master.url, client, warmup, job);
     // The workers start on a paused master, so that their start (loading, registering) is
     // not counted in their CPU time a job: each round starts when the master is resumed.
     const admin = await token(master.url, credentials.admin);
@@ -148,7 +149,7 @@ async function drainOnce(settings: Settings, jobs: number, warmup: number, env: 
     await call(master.url, admin, "PUT", "/api/v1/state/mode", { mode: "paused" });
     const warmed = readDb<{ at: string }>(db, "SELECT MAX(finished_at) AS at FROM jobs").at;
     const ranBefore = workers.map((_, i) => ranBy(db, `w${i}`));
-    await fill(master.url, client, jobs);
+    await fill(master.url, client, jobs, job);
     await sleep(200);
     const pids = [master.proc.pid ?? 0, ...workers.map((worker) => worker.proc.pid ?? 0)];
     const requestsBefore = await nodeRequests(master.url);
@@ -192,7 +193,7 @@ export async function drain(settings: Settings): Promise<Metrics> {
   const threaded = await drainOnce(settings, jobs, warmup, { GAFFER_STORE_THREAD: "on" });
   // The floor and the peer right after, on the same machine in the same minute.
   const floor = sqlFloor("gaffer", jobs);
-  const peer = await plainjobDrain(jobs, 2, warmup);
+  const peer = await plainjobDrain(jobs, 2, warmup, benchPayload(settings.payloadBytes ?? 0) ?? {});
   return {
     "drain (jobs/s, 2 workers)": measured.rate,
     "drain / its SQL floor in the same run": measured.rate / floor.drain,

@@ -18,10 +18,10 @@ export interface PlainjobDrain {
 const silent = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
 
 /** `warmup` jobs are drained first, not counted (as gaffer's drain does). */
-export async function plainjobDrain(jobs: number, processes = 2, warmup = 0): Promise<PlainjobDrain> {
+export async function plainjobDrain(jobs: number, processes = 2, warmup = 0, payload: unknown = {}): Promise<PlainjobDrain> {
   const db = join(tempDir(), "plainjob.db");
   const queue = defineQueue({ connection: better(new Database(db)), logger: silent });
-  queue.addMany("noop", Array.from({ length: warmup > 0 ? warmup : jobs }, () => ({})));
+  queue.addMany("noop", Array.from({ length: warmup > 0 ? warmup : jobs }, () => payload));
   const workers: Running[] = [];
   try {
     for (let i = 0; i < processes; i++) workers.push(await startNodeScript("plainjob-worker.js", [db], {}, /plainjob worker ready/));
@@ -41,7 +41,7 @@ export async function plainjobDrain(jobs: number, processes = 2, warmup = 0): Pr
       // Each worker counts its CPU from here; the jobs go in as one transaction, seen at its commit.
       for (const worker of workers) worker.proc.send("mark");
       started = nowMs();
-      queue.addMany("noop", Array.from({ length: jobs }, () => ({})));
+      queue.addMany("noop", Array.from({ length: jobs }, () => payload));
     }
     const deadline = Date.now() + 300_000;
     while ((done.get()?.n ?? 0) < warmup + jobs) {

@@ -64,6 +64,8 @@ export interface Reply {
   headers?: Record<string, string>;
   /** Sent as is with this content type (for non-JSON answers). */
   raw?: { contentType: string; text: string };
+  /** A JSON answer already encoded (its parts kept as JSON text: okJson), sent as `body` would be. */
+  json?: string;
 }
 
 export interface Route {
@@ -79,6 +81,8 @@ export function route<B extends z.ZodType | undefined = undefined, Q extends z.Z
 }
 
 export const ok = (body: unknown): Reply => ({ status: 200, body });
+/** A 200 whose JSON text is made already (the claim's answer, its payloads as they are kept). */
+export const okJson = (json: string): Reply => ({ status: 200, json });
 export const created = (body: unknown): Reply => ({ status: 201, body });
 
 /** A principal-less placeholder for public routes; their handlers must not use it. */
@@ -265,7 +269,7 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
       if (reply.raw) {
         observeOnFinish(res);
         res.status(reply.status).type(reply.raw.contentType).send(reply.raw.text);
-      } else if (reply.body === undefined) {
+      } else if (reply.body === undefined && reply.json === undefined) {
         observeOnFinish(res);
         res.status(reply.status).end();
       } else {
@@ -273,7 +277,7 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
         // of a submission's time, for answers that never need it.
         // A long answer (a batch's) is encoded once, not counted by Buffer.byteLength and then
         // encoded again by end(); a short one stays text, written with its headers in one write.
-        const text = JSON.stringify(reply.body);
+        const text = reply.json ?? JSON.stringify(reply.body);
         const body = text.length > 16_384 ? Buffer.from(text) : text;
         writeJsonHead(res, reply.status, typeof body === "string" ? Buffer.byteLength(body) : body.length);
         res.end(body);

@@ -71,6 +71,15 @@ export interface ClaimedJob {
   created_at: string;
 }
 
+/**
+ * A job a claim took, as a store answers it: a ClaimedJob whose payload is the JSON text kept
+ * at its submission, which the claim's answer carries as it is. A payload is encoded once, when
+ * it is submitted, and never parsed and encoded again on its way to a node (at 1 KB, 9 µs a job).
+ */
+export interface TakenJob extends Omit<ClaimedJob, "payload"> {
+  payloadJson: string;
+}
+
 /** The node object of API.md §6. */
 export interface Node {
   id: string;
@@ -239,7 +248,7 @@ export interface BulkActionOutcome {
 }
 
 export type ClaimOutcome =
-  | { ok: true; items: ClaimedJob[]; /** How long each item waited since it became ready, aligned with items. */ waitedMs?: number[] }
+  | { ok: true; items: TakenJob[]; /** How long each item waited since it became ready, aligned with items. */ waitedMs?: number[] }
   | { ok: false; reason: "not_found" | "offline" };
 
 export interface JobReport {

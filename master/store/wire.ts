@@ -3,7 +3,7 @@
 // brings its own rows to that shape (SQLite parses its JSON text; PostgreSQL's pool already
 // gives it) and calls here.
 import { priorityName } from "./pages.js";
-import type { ClaimedJob, Job, JobError, JobStatus, Node, NodeStatus } from "./types.js";
+import type { Job, TakenJob, JobError, JobStatus, Node, NodeStatus } from "./types.js";
 
 export interface ParsedJobRow {
   id: string;
@@ -67,11 +67,12 @@ export function jobOf(row: ParsedJobRow): Job {
   };
 }
 
-export function claimedJobOf(row: Pick<ParsedJobRow, "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at">): ClaimedJob {
+/** A job a claim took; `payload`: its JSON text as stored, valid JSON (each dialect makes sure). */
+export function takenJobOf(row: Pick<ParsedJobRow, "id" | "type" | "attempt" | "priority" | "timeout_s" | "created_at"> & { payload: string }): TakenJob {
   return {
     id: row.id,
     type: row.type,
-    payload: row.payload ?? null,
+    payloadJson: row.payload,
     attempt: row.attempt,
     priority: priorityName(row.priority),
     timeout_s: row.timeout_s,

@@ -142,6 +142,43 @@ describe.each(dialects.map((dialect) => dialect.name))("values a store cannot ke
       nodeId = (await http<{ id: string }>(master.url, "POST", "/api/v1/nodes", { name: "reporter", capacity: 10 })).body.id;
     });
 
+    it("hands the node each payload as the client sent it, in the claim's answer made from the text kept", async () => {
+      const payloads: unknown[] = [
+        { zeta: 1, alpha: { y: [2, { z: 1, a: 0 }] }, mid: "x" },
+        { emoji: "😀", quote: 'say "hi"\\', line: "a\u2028b\n", escaped: "\\u0000", control: "\u0001" },
+        [1.7976931348623157e308, 5e-324, -0.5, 1e21, 123456789012345680000],
+        "just text",
+        42,
+        null,
+        {},
+      ];
+      const sent: (JobBody & { created_at: string })[] = [];
+      for (const payload of payloads) {
+        const answer = await http<JobBody & { created_at: string }>(master.url, "POST", "/api/v1/jobs", { type: "payloads", payload, priority: "high" });
+        expect(answer.status).toBe(201);
+        sent.push(answer.body);
+      }
+      const claimed = await http<{ items: { id: string; type: string; payload: unknown; attempt: number; priority: string; timeout_s: number; created_at: string }[] }>(
+        master.url,
+        "POST",
+        `/api/v1/nodes/${nodeId}/claim`,
+        { max: 10 },
+      );
+      expect(claimed.status).toBe(200);
+      const items = claimed.body.items.filter((job) => job.type === "payloads");
+      expect(items.map((job) => job.id)).toEqual(sent.map((job) => job.id));
+      items.forEach((job, index) => {
+        expect(JSON.stringify(job.payload)).toBe(JSON.stringify(payloads[index]));
+        const submitted = sent[index] as JobBody & { created_at: string };
+        expect(job).toEqual({ id: submitted.id, type: "payloads", payload: payloads[index], attempt: 1, priority: "high", timeout_s: expect.any(Number), created_at: submitted.created_at });
+        expect(Object.keys(job)).toEqual(["id", "type", "payload", "attempt", "priority", "timeout_s", "created_at"]);
+      });
+      for (const job of items) {
+        const done = await post(`/api/v1/nodes/${nodeId}/results`, { results: [{ job_id: job.id, attempt: 1, status: "completed", result: null }] });
+        expect(done.status).toBe(200);
+      }
+    });
+
     it("takes results whose error and log tail hold one, cleaned, with the rest of the batch; a job id no store holds is not found", async () => {
       const [failed, completed, tail] = await running("reported", 3);
       const results = [

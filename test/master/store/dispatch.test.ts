@@ -27,7 +27,7 @@ describe.each(dialects)("dispatch ($name)", (dialect) => {
     if (!outcome.ok) throw new Error("batch failed");
     const node = await register(t.store, "busy", [], 25);
     const answers = await Promise.all([4, 10, 10, 10, 4].map((max) => t.store.jobs.claim({ nodeId: node.id, max })));
-    const taken = answers.map((answer) => (answer.ok ? answer.items.map((job) => (job.payload as { i: number }).i) : []));
+    const taken = answers.map((answer) => (answer.ok ? answer.items.map((job) => (JSON.parse(job.payloadJson) as { i: number }).i) : []));
     // The capacity of 25 is filled by the claims in the order they were made, the last gets nothing.
     expect(taken.map((items) => items.length)).toEqual([4, 10, 10, 1, 0]);
     expect(taken.flat()).toEqual(Array.from({ length: 25 }, (_, i) => i));
@@ -55,7 +55,7 @@ describe.each(dialects)("dispatch ($name)", (dialect) => {
     const node = await register(t.store, "big", [], 100);
     const claimed = [];
     for (let i = 0; i < 5; i++) claimed.push(...(await claim(t.store, node.id, 10)));
-    expect(claimed.map((j) => (j.payload as { i: number }).i)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(claimed.map((j) => (JSON.parse(j.payloadJson) as { i: number }).i)).toEqual(Array.from({ length: 50 }, (_, i) => i));
   });
 
   it("hands a job out only to a node whose labels cover its requires", async () => {

@@ -2,7 +2,7 @@
 // the same schema at once, driven with the real verbs at the same moment, agree on one answer.
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { ClaimedJob, Node, Schedule, Store } from "../../../master/store/types.js";
+import type { Node, Schedule, Store, TakenJob } from "../../../master/store/types.js";
 import { claim, dialects, jobParams, register, submit, TEST_DATABASE_URL, type TestStore } from "../../helpers/store.js";
 
 const postgres = dialects.find((dialect) => dialect.name === "postgres");
@@ -154,9 +154,9 @@ describe.skipIf(postgres === undefined)("several masters on one PostgreSQL datab
       return nodes;
     }
 
-    async function drain(stores: Store[], nodes: { id: string }[], jobs: number, finish: number, check: (held: Map<string, ClaimedJob[]>) => Promise<void>) {
+    async function drain(stores: Store[], nodes: { id: string }[], jobs: number, finish: number, check: (held: Map<string, TakenJob[]>) => Promise<void>) {
       const handed: string[] = [];
-      const held = new Map<string, ClaimedJob[]>(nodes.map((node) => [node.id, []]));
+      const held = new Map<string, TakenJob[]>(nodes.map((node) => [node.id, []]));
       let completed = 0;
       for (let round = 0; completed < jobs; round++) {
         expect(round).toBeLessThan(10 * jobs);

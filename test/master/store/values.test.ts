@@ -14,13 +14,25 @@ describe.each(dialects)("stored values ($name)", (dialect) => {
     const job = await submit(t.store, { payload, tags: { zone: "b", app: "a" } });
     const node = await register(t.store);
     const [taken] = await claim(t.store, node.id);
-    expect(JSON.stringify(taken?.payload)).toBe(JSON.stringify(payload));
+    expect(taken?.payloadJson).toBe(JSON.stringify(payload));
     const result = { z: true, a: false };
     await t.store.jobs.report({ nodeId: node.id, reports: [{ jobId: job.id, attempt: 1, status: "completed", result }] });
     const stored = await t.store.jobs.get(job.id);
     expect(JSON.stringify(stored?.payload)).toBe(JSON.stringify(payload));
     expect(JSON.stringify(stored?.result)).toBe(JSON.stringify(result));
     expect(Object.keys(stored?.tags ?? {})).toEqual(["zone", "app"]);
+  });
+
+  it.runIf(dialect.name === "sqlite")("hands a payload that is not JSON (its row edited by hand) to its node as null, and the rest as kept", async () => {
+    const edited = await submit(t.store, { payload: { n: 1 } });
+    const kept = await submit(t.store, { payload: { n: 2 } });
+    await t.query("UPDATE jobs SET payload = ? WHERE id = ?", ["{not json", edited.id]);
+    const node = await register(t.store);
+    const taken = await claim(t.store, node.id);
+    expect(taken.map((job) => [job.id, job.payloadJson])).toEqual([
+      [edited.id, "null"],
+      [kept.id, '{"n":2}'],
+    ]);
   });
 
   it("accepts a result whose log tail and error hold NUL characters", async () => {

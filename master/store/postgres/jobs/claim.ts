@@ -14,12 +14,13 @@ import type { ClaimOutcome } from "../../types.js";
 import { rowsOf, type PgContext } from "../context.js";
 import { PREPARED, type Tx } from "../database.js";
 import { typeGatesLock } from "../job-types.js";
-import { toClaimedJob, type JobRow } from "../rows.js";
+import { toTakenJob, type JobRow } from "../rows.js";
 import { reviveNode } from "./lifecycle.js";
 import { FAIR_SHARE_SETTING } from "../../../queue/fair-share.js";
 import { chooseFair, parseFairShareMode } from "../fair-share.js";
 
-type Taken = Pick<JobRow, "seq" | "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at" | "effective_priority" | "ready_at">;
+/** A taken row; `payload` as the text the `json` column keeps (valid JSON: the type checks it), not parsed. */
+type Taken = Pick<JobRow, "seq" | "id" | "type" | "attempt" | "priority" | "timeout_s" | "created_at" | "effective_priority" | "ready_at"> & { payload: string };
 type Head = Pick<JobRow, "seq" | "effective_priority" | "type">;
 
 const NOTHING: ClaimOutcome = Object.freeze({ ok: true, items: [] });
@@ -93,7 +94,7 @@ async function gatedLanes(tx: Tx, covered: CoveredLane[]): Promise<{ lanes: numb
 }
 
 /** The columns a claim returns of each job it took. */
-const TAKEN = sql.raw("seq, id, type, payload, attempt, priority, timeout_s, created_at, effective_priority, ready_at");
+const TAKEN = sql.raw("seq, id, type, payload::text AS payload, attempt, priority, timeout_s, created_at, effective_priority, ready_at");
 
 /** What taking a job writes on its row (the job is `jobs`; its lease ends at `leaseExpiresAt`). */
 function takeSet(ctx: PgContext, nodeId: string, at: string, leaseExpiresAt: string) {
@@ -230,7 +231,7 @@ export async function claimJobs(ctx: PgContext, tx: Tx, params: { nodeId: string
         : await takeChosen(ctx, tx, node.id, await chooseWithinRoom(tx, lanes, room, limit), at, leaseExpiresAt);
   if (taken.length === 0) return NOTHING;
   taken.sort(byDispatchOrder);
-  const items = taken.map((row) => toClaimedJob(row));
+  const items = taken.map((row) => toTakenJob(row));
   const waitedMs = taken.map((row) => Math.max(0, now.getTime() - new Date(row.ready_at).getTime()));
   return { ok: true, items, waitedMs };
 }

@@ -6,7 +6,7 @@ import type { ClaimOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { limitParam, param, type Bindable, type Prepared } from "../database.js";
 import { ATTEMPT_COLUMNS } from "./attempts.js";
-import { toClaimedJob, type JobRow } from "../rows.js";
+import { toTakenJob, type JobRow } from "../rows.js";
 import { reviveNode } from "../node-lifecycle.js";
 import { chooseFair } from "../fair-share.js";
 
@@ -23,6 +23,9 @@ const LEASE_SET = sql`status = 'running', node_id = ${param("nodeId")}, attempt 
   stall_at = strftime('%Y-%m-%dT%H:%M:%fZ',
     CAST(${param("nowMs")} + 2 * timeout_s * 1000 + ${param("graceMs")} AS INTEGER) / 1000.0, 'unixepoch'),
   aging_at = NULL, progress = NULL, progress_message = NULL, lease_end_reason = NULL`;
+
+/** A taken job's payload as JSON text for its node: as stored, or null where that is not JSON. */
+const PAYLOAD_JSON = sql.raw("iif(json_valid(jobs.payload), jobs.payload, 'null')");
 
 interface LeaseParams {
   nodeId: string;
@@ -71,12 +74,14 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
     // All the chosen jobs in one statement (a statement per job cost twice as much per
     // job). NOT INDEXED: rows are found by seq, the primary key; without it SQLite
     // would rather walk every pending job through jobs_by_status.
+    // The payload goes to the node as the text kept (TakenJob), so it must be JSON: text that
+    // is not (a row edited by hand) goes as null rather than break the whole answer.
     take: db.prepareSql(sql<Taken>`
       UPDATE jobs NOT INDEXED
       SET ${LEASE_SET}
       FROM json_each(${param("chosen")}) AS chosen
       WHERE jobs.seq = chosen.value AND jobs.status = 'pending'
-      RETURNING jobs.seq, jobs.id, jobs.type, jobs.payload, jobs.attempt, jobs.priority, jobs.timeout_s, jobs.created_at,
+      RETURNING jobs.seq, jobs.id, jobs.type, ${PAYLOAD_JSON} AS payload, jobs.attempt, jobs.priority, jobs.timeout_s, jobs.created_at,
                 jobs.effective_priority, jobs.ready_at`),
     // A node that covers one lane (one job type, no labels: the usual case) takes its
     // head in one statement: 15–25 % less time than the head read, the JSON list of
@@ -87,7 +92,7 @@ export function prepareClaim(ctx: StoreContext): ClaimStatements {
       WHERE seq IN (
         SELECT seq FROM jobs WHERE status = 'pending' AND lane = ${param("lane")}
         ORDER BY effective_priority DESC, seq LIMIT ${limitParam("limit")})
-      RETURNING seq, id, type, payload, attempt, priority, timeout_s, created_at, effective_priority, ready_at`),
+      RETURNING seq, id, type, ${PAYLOAD_JSON} AS payload, attempt, priority, timeout_s, created_at, effective_priority, ready_at`),
     startAttempts: db.rowInserter("job_attempts", ATTEMPT_COLUMNS),
   };
 }
@@ -196,7 +201,7 @@ export function claimJobs(
     if (taken.length === 0) return NOTHING;
     // RETURNING gives no order: put them back in dispatch order.
     taken.sort(byDispatchOrder);
-    const items = taken.map((row) => toClaimedJob(row));
+    const items = taken.map((row) => toTakenJob(row));
     const waitedMs = taken.map((row) => Math.max(0, now.getTime() - new Date(row.ready_at).getTime()));
     statements.startAttempts(items.map((item) => [item.id, item.attempt, node.id, at]));
     return { ok: true, items, waitedMs };
