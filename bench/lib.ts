@@ -16,16 +16,12 @@ export type Size = "tiny" | "full";
 export interface Settings {
   size: Size;
   runs: number;
-  /** `--payload-bytes`: the drained jobs' payload, about this long as JSON (0: none, the no-op job). */
+  /** `--payload-bytes`: the drained jobs' payload, about this long as JSON (0: none given, the no-op job). */
   payloadBytes?: number;
 }
 
-/**
- * A job payload of about `bytes` of JSON, shaped as a real one (a list of records), or null for 0.
- * The same for every job, as plainjob gets it too.
- */
+/** A job payload of about `bytes` of JSON, shaped as a real one (a list of records); the same for every job. */
 export function benchPayload(bytes: number): unknown {
-  if (bytes <= 0) return null;
   const record = (i: number) => ({ name: `file-${i}.csv`, bytes: i * 1000, ok: true });
   const one = JSON.stringify(record(0)).length + 1;
   return { items: Array.from({ length: Math.max(1, Math.round(bytes / one)) }, (_, i) => record(i)) };

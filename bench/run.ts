@@ -71,9 +71,12 @@ function parseArgs(argv: string[]) {
   const size = value("--size") === "tiny" ? "tiny" : "full";
   const db = value("--db") ?? "sqlite";
   if (db !== "sqlite" && db !== "postgres") throw new Error(`--db must be sqlite or postgres, not ${db}`);
+  const payloadBytes = Number(value("--payload-bytes") ?? 0);
+  if (!Number.isInteger(payloadBytes) || payloadBytes < 0) throw new Error(`--payload-bytes must be a whole number of bytes, not ${value("--payload-bytes")}`);
+  if (payloadBytes > 0 && db === "postgres") throw new Error("--payload-bytes is for the SQLite drain (gaffer's and plainjob's); PostgreSQL's scenarios do not take it");
   return {
     db,
-    settings: { size, runs: Number(value("--runs") ?? (size === "tiny" ? 1 : 3)), payloadBytes: Number(value("--payload-bytes") ?? 0) } as Settings,
+    settings: { size, runs: Number(value("--runs") ?? (size === "tiny" ? 1 : 3)), payloadBytes } as Settings,
     only: value("--only")?.split(","),
     out: value("--out"),
   };
@@ -110,7 +113,7 @@ async function main(): Promise<void> {
       version: packageVersion(),
       at: new Date().toISOString(),
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version },
-      settings: { ...settings, db, ...(server ? { server: server.toString() } : {}), master_env: MASTER_ENV },
+      settings: { size: settings.size, runs: settings.runs, payload_bytes: settings.payloadBytes ?? 0, db, ...(server ? { server: server.toString() } : {}), master_env: MASTER_ENV },
       figures,
       failed,
     };

@@ -2,7 +2,7 @@
 // cores to itself: no workers and no load generator on them. `--loops` callers each claim 100
 // jobs and report them by 200 through the store (in process, or on its thread), and pay for
 // each request on the event loop what HTTP costs it: the body's JSON.parse, the answer's
-// JSON.stringify and `--spin` µs of other work (Node's HTTP, Express, auth, zod, metrics:
+// JSON (a claim's made as the route makes it: claimAnswer) and `--spin` µs of other work (Node's HTTP, Express, auth, zod, metrics:
 // about 1 ms a drain request, bench/README "15:25–15:54"). In turns, `--rounds` of each.
 // Run: node dist/bench/store-thread.js [--spin US] [--loops N] [--rounds N] [--jobs N]
 import { join } from "node:path";
@@ -10,7 +10,7 @@ import { createQueuePolicy } from "../master/queue/policy.js";
 import { openSqliteStore } from "../master/store/sqlite/index.js";
 import { openThreadStore } from "../master/store/thread/client.js";
 import { systemClock, type Store, type TakenJob } from "../master/store/types.js";
-import { claimAnswer } from "../master/http/routes/nodes.js";
+import { claimAnswer } from "../master/http/claim-answer.js";
 import { cleanTempDirs, tempDir } from "./lib.js";
 import { benchJob } from "./scenarios/store.js";
 

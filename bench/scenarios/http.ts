@@ -127,7 +127,7 @@ interface DrainMeasure {
 /** One drain of `jobs` after a round of `warmup`, on a master started with `env`. */
 async function drainOnce(settings: Settings, jobs: number, warmup: number, env: Record<string, string> = {}): Promise<DrainMeasure> {
   const { master, credentials, dir, db } = await cluster(settings, env);
-  const job = { type: "noop", payload: benchPayload(settings.payloadBytes ?? 0) };
+  const job = settings.payloadBytes ? { type: "noop", payload: benchPayload(settings.payloadBytes) } : { type: "noop" };
   const completed = () => readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed'").n;
   const until = async (count: number) => {
     const deadline = Date.now() + 300_000;
@@ -193,7 +193,7 @@ export async function drain(settings: Settings): Promise<Metrics> {
   const threaded = await drainOnce(settings, jobs, warmup, { GAFFER_STORE_THREAD: "on" });
   // The floor and the peer right after, on the same machine in the same minute.
   const floor = sqlFloor("gaffer", jobs);
-  const peer = await plainjobDrain(jobs, 2, warmup, benchPayload(settings.payloadBytes ?? 0) ?? {});
+  const peer = await plainjobDrain(jobs, 2, warmup, settings.payloadBytes ? benchPayload(settings.payloadBytes) : {});
   return {
     "drain (jobs/s, 2 workers)": measured.rate,
     "drain / its SQL floor in the same run": measured.rate / floor.drain,

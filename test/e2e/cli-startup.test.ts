@@ -1,16 +1,19 @@
 // The command line loads what a command needs and no more: a command that talks to a master
 // over HTTP (most of them) starts without the master's code (Express, the stores, zod, pino),
-// which took it from about 0.6 s to 0.1 s a command. Packages are traced with a module hook.
+// whose loading took most of each command's time. Packages are traced with a module hook.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { runGaffer } from "../helpers/processes.js";
+import { runGaffer, stopAll } from "../helpers/processes.js";
 import { removeTempDirs, tempDir } from "../helpers/temp.js";
 
 const HOOK = pathToFileURL(join(import.meta.dirname, "..", "helpers", "trace-imports.mjs")).href;
 
-afterAll(() => removeTempDirs());
+afterAll(async () => {
+  await stopAll();
+  removeTempDirs();
+});
 
 /** The packages a gaffer command imported, sorted, each once. */
 async function packagesOf(args: string[], env: Record<string, string> = {}): Promise<{ code: number | string; packages: string[] }> {
@@ -30,6 +33,11 @@ describe("the command line's start", () => {
 
   it.each([
     [["--version"]],
+    [["--help"]],
+    [["master", "start", "--help"]],
+    [["dev", "--help"]],
+    [["migrate", "--help"]],
+    [["backup", "--help"]],
     [["jobs", "list"]],
     [["jobs", "submit", "--type", "x"]],
     [["nodes", "list"]],

@@ -1,9 +1,10 @@
 // /api/v1/nodes: what workers do (register, heartbeat, claim, report, leave) and
 // what admins do to nodes (list, drain, resume). Single-job reports live under
 // /api/v1/jobs/:id/complete|fail but are node verbs, so they are here too.
-import type { JobError, JobReport, NodeActionOutcome, ReportOutcome, ReportVerdict, TakenJob } from "../../store/types.js";
+import type { JobError, JobReport, NodeActionOutcome, ReportOutcome, ReportVerdict } from "../../store/types.js";
 import { utf8Tail } from "../../log-tail.js";
 import type { HttpDeps } from "../deps.js";
+import { claimAnswer } from "../claim-answer.js";
 import { badRequest, conflict, notFound, ProblemError } from "../problem.js";
 import { created, ok, okJson, route, type Principal, type Reply, type Route } from "../route.js";
 import {
@@ -79,24 +80,6 @@ function keptError(error: { message: string; code?: string | undefined; retryabl
   const kept: JobError = { message: cleanText(error.message.slice(0, MAX_ERROR_MESSAGE_CHARS)), retryable: error.retryable !== false };
   if (error.code !== undefined) kept.code = cleanText(error.code.slice(0, MAX_ERROR_CODE_CHARS));
   return kept;
-}
-
-/**
- * A claim's answer, `{"items": [ClaimedJob…]}` (API.md §6), as JSON text: each payload goes in
- * as the text kept since its submission (TakenJob), not parsed and encoded again; the other
- * fields are encoded here as JSON.stringify would (test/master/http/values.test.ts).
- */
-export function claimAnswer(items: readonly TakenJob[]): string {
-  let text = '{"items":[';
-  for (let index = 0; index < items.length; index++) {
-    const job = items[index] as TakenJob;
-    if (index > 0) text += ",";
-    text +=
-      `{"id":${JSON.stringify(job.id)},"type":${JSON.stringify(job.type)},"payload":${job.payloadJson},` +
-      `"attempt":${JSON.stringify(job.attempt)},"priority":${JSON.stringify(job.priority)},` +
-      `"timeout_s":${JSON.stringify(job.timeout_s)},"created_at":${JSON.stringify(job.created_at)}}`;
-  }
-  return `${text}]}`;
 }
 
 /** Count what accepted reports did (metrics) and say it in the log. */

@@ -25,13 +25,17 @@ describe.each(dialects)("stored values ($name)", (dialect) => {
 
   it.runIf(dialect.name === "sqlite")("hands a payload that is not JSON (its row edited by hand) to its node as null, and the rest as kept", async () => {
     const edited = await submit(t.store, { payload: { n: 1 } });
-    const kept = await submit(t.store, { payload: { n: 2 } });
+    // JSON up to a NUL, and more after it: SQLite's json_valid stops reading at the NUL.
+    const cut = await submit(t.store, { payload: { n: 2 } });
+    const kept = await submit(t.store, { payload: { n: 3 } });
     await t.query("UPDATE jobs SET payload = ? WHERE id = ?", ["{not json", edited.id]);
+    await t.query("UPDATE jobs SET payload = '{\"n\":2}' || char(0) || 'junk' WHERE id = ?", [cut.id]);
     const node = await register(t.store);
     const taken = await claim(t.store, node.id);
     expect(taken.map((job) => [job.id, job.payloadJson])).toEqual([
       [edited.id, "null"],
-      [kept.id, '{"n":2}'],
+      [cut.id, "null"],
+      [kept.id, '{"n":3}'],
     ]);
   });
 

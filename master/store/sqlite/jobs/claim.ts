@@ -24,8 +24,11 @@ const LEASE_SET = sql`status = 'running', node_id = ${param("nodeId")}, attempt 
     CAST(${param("nowMs")} + 2 * timeout_s * 1000 + ${param("graceMs")} AS INTEGER) / 1000.0, 'unixepoch'),
   aging_at = NULL, progress = NULL, progress_message = NULL, lease_end_reason = NULL`;
 
-/** A taken job's payload as JSON text for its node: as stored, or null where that is not JSON. */
-const PAYLOAD_JSON = sql.raw("iif(json_valid(jobs.payload), jobs.payload, 'null')");
+/**
+ * A taken job's payload as JSON text for its node: as stored, or null where that is not JSON.
+ * json_valid reads text only up to a NUL, which better-sqlite3 would then hand over whole.
+ */
+const PAYLOAD_JSON = sql.raw("iif(json_valid(jobs.payload) AND instr(jobs.payload, char(0)) = 0, jobs.payload, 'null')");
 
 interface LeaseParams {
   nodeId: string;
