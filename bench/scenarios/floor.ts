@@ -103,7 +103,13 @@ function attemptStarter(db: Database.Database): (ids: string[], at: string) => v
  * their share of it, which moves less with the machine's hour than the figure (it still moves:
  * this is one process's CPU and fsync, theirs three processes and loopback HTTP).
  */
-export function sqlFloor(schema: Schema, jobs: number, shape: { claim: number; complete: number } = { claim: 500, complete: 500 }): { batch: number; drain: number } {
+export function sqlFloor(
+  schema: Schema,
+  jobs: number,
+  shape: { claim: number; complete: number } = { claim: 500, complete: 500 },
+  /** Every job's payload as JSON text (a drain with --payload-bytes); by default a small one a job. */
+  payloadJson?: string,
+): { batch: number; drain: number } {
   const db = open(schema);
   try {
     const sql = SQL[schema];
@@ -121,7 +127,7 @@ export function sqlFloor(schema: Schema, jobs: number, shape: { claim: number; c
       const ids: string[] = [];
       for (let i = 0; i < count; i++) {
         const id = `${prefix}-${(made++).toString(36).padStart(10, "0")}`;
-        insert.run({ id, payload: `{"i":${i}}`, at });
+        insert.run({ id, payload: payloadJson ?? `{"i":${i}}`, at });
         ids.push(id);
       }
       audit.run(ids[0], JSON.stringify({ count: ids.length, ids }), at);

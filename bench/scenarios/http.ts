@@ -125,9 +125,14 @@ interface DrainMeasure {
 }
 
 /** One drain of `jobs` after a round of `warmup`, on a master started with `env`. */
+/** The drain's job: the no-op, with about --payload-bytes of payload when given. */
+function drainedJob(settings: Settings): { type: string; payload?: unknown } {
+  return settings.payloadBytes ? { type: "noop", payload: benchPayload(settings.payloadBytes) } : { type: "noop" };
+}
+
 async function drainOnce(settings: Settings, jobs: number, warmup: number, env: Record<string, string> = {}): Promise<DrainMeasure> {
   const { master, credentials, dir, db } = await cluster(settings, env);
-  const job = settings.payloadBytes ? { type: "noop", payload: benchPayload(settings.payloadBytes) } : { type: "noop" };
+  const job = drainedJob(settings);
   const completed = () => readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed'").n;
   const until = async (count: number) => {
     const deadline = Date.now() + 300_000;
@@ -192,8 +197,10 @@ export async function drain(settings: Settings): Promise<Metrics> {
   // The store on a thread of its own (GAFFER_STORE_THREAD=on), right after, the same way.
   const threaded = await drainOnce(settings, jobs, warmup, { GAFFER_STORE_THREAD: "on" });
   // The floor and the peer right after, on the same machine in the same minute.
-  const floor = sqlFloor("gaffer", jobs);
-  const peer = await plainjobDrain(jobs, 2, warmup, settings.payloadBytes ? benchPayload(settings.payloadBytes) : {});
+  // With --payload-bytes, the floor's jobs carry the same payload.
+  const { payload } = drainedJob(settings);
+  const floor = sqlFloor("gaffer", jobs, undefined, payload === undefined ? undefined : JSON.stringify(payload));
+  const peer = await plainjobDrain(jobs, 2, warmup, payload ?? {});
   return {
     "drain (jobs/s, 2 workers)": measured.rate,
     "drain / its SQL floor in the same run": measured.rate / floor.drain,
