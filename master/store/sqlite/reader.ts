@@ -9,6 +9,7 @@ import { Worker } from "node:worker_threads";
 import type { CompiledQuery } from "kysely";
 import type { SqliteDatabase } from "./database.js";
 import { toBindable, type Compiled } from "./statements.js";
+import { ThreadCalls } from "../thread-calls.js";
 
 export interface ThreadReader {
   /** The rows of each statement, read in one transaction on the thread's connection. */
@@ -88,11 +89,6 @@ export async function readQuery<Row>(db: SqliteDatabase, reader: ThreadReader | 
   return rows as Row[];
 }
 
-interface Pending {
-  resolve: (rows: Record<string, unknown>[][]) => void;
-  reject: (error: Error) => void;
-}
-
 /** A statement failed in the thread (the thread itself still runs). */
 class ReadFailed extends Error {}
 
@@ -111,15 +107,9 @@ function startThread(path: string, onGone: (error: Error) => void, onStarted?: (
   // process instead of only itself (nodejs/node#47224; an answer of 100 MB did so here).
   const thread = new Worker(THREAD, { eval: true, workerData: { driver, path }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
   onStarted?.(thread);
-  const pending = new Map<number, Pending>();
-  let nextId = 0;
-  let gone: Error | undefined;
+  const calls = new ThreadCalls<Record<string, unknown>[][]>(thread);
   const fail = (error: Error) => {
-    if (gone) return;
-    gone = error;
-    for (const waiting of pending.values()) waiting.reject(error);
-    pending.clear();
-    onGone(error);
+    if (calls.fail(error)) onGone(error);
   };
   const exited = new Promise<void>((resolve) => {
     thread.once("exit", (code) => {
@@ -129,32 +119,23 @@ function startThread(path: string, onGone: (error: Error) => void, onStarted?: (
   });
   thread.on("error", (error) => fail(error));
   thread.on("message", (message: { id: number; rows?: Record<string, unknown>[][]; error?: string }) => {
-    const waiting = pending.get(message.id);
+    const waiting = calls.settle(message.id);
     if (!waiting) return;
-    pending.delete(message.id);
     if (message.error !== undefined) waiting.reject(new ReadFailed(message.error));
     else waiting.resolve(message.rows ?? []);
   });
   // Idle, the thread must not keep a master that is done from exiting; a read keeps it.
-  thread.unref();
+  calls.release();
   return {
     threadId: thread.threadId,
     get gone() {
-      return gone;
+      return calls.gone;
     },
     read(statements) {
-      if (gone) return Promise.reject(gone);
-      const id = nextId++;
-      if (pending.size === 0) thread.ref();
-      return new Promise<Record<string, unknown>[][]>((resolve, reject) => {
-        pending.set(id, { resolve, reject });
-        thread.postMessage({ id, statements });
-      }).finally(() => {
-        if (pending.size === 0 && !gone) thread.unref();
-      });
+      return calls.call((id) => thread.postMessage({ id, statements }));
     },
     async stop() {
-      if (gone) return;
+      if (calls.gone) return;
       thread.ref();
       thread.postMessage("stop");
       await exited;

@@ -12,6 +12,7 @@ import type { Synchronous } from "../sqlite/database.js";
 import type { ReaderErrorKind } from "../sqlite/reader.js";
 import { memoryRateLimits } from "../rate-limits.js";
 import { CommitListeners } from "../commit-listeners.js";
+import { ThreadCalls } from "../thread-calls.js";
 import { StorageUnreachableError, type Store, type StoreDescription } from "../types.js";
 import { AGGREGATES, receiveError, VERBS, type Aggregate, type Call, type HostData, type HostMessage } from "./wire.js";
 
@@ -40,11 +41,6 @@ export interface ThreadStoreParams {
   onThreadStarted?: ((thread: Worker) => void) | undefined;
 }
 
-interface Waiting {
-  resolve(value: unknown): void;
-  reject(error: Error): void;
-}
-
 /** Opens the store in its thread; resolves once it is open, checked and migrated (or rejects as openSqliteStore would throw). */
 export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
   const { retryDelayS, retryMaxDelayS, stallGraceS, agingS, nodeTimeoutS } = params.policy;
@@ -52,33 +48,13 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
   // Held while it opens and while a call waits: an idle store never keeps the process from exiting.
   const thread = new Worker(hostFile(), { workerData: data });
   params.onThreadStarted?.(thread);
-  const waiting = new Map<number, Waiting>();
+  const calls = new ThreadCalls<unknown>(thread);
   const listeners = new CommitListeners(params.onListenerError);
-  let nextId = 1;
-  let gone: Error | undefined;
   let closing = false;
   let opened = false;
 
-  const call = (target: string, method: string, args: unknown[]): Promise<unknown> => {
-    if (gone) return Promise.reject(gone);
-    const id = nextId++;
-    return new Promise((resolve, reject) => {
-      try {
-        thread.postMessage({ id, target, method, args } satisfies Call);
-      } catch (error) {
-        reject(error as Error);
-        return;
-      }
-      if (waiting.size === 0) thread.ref();
-      waiting.set(id, { resolve, reject });
-    });
-  };
-  const settle = (id: number): Waiting | undefined => {
-    const waiter = waiting.get(id);
-    waiting.delete(id);
-    if (waiting.size === 0 && !gone) thread.unref();
-    return waiter;
-  };
+  const call = (target: string, method: string, args: unknown[]): Promise<unknown> =>
+    calls.call((id) => thread.postMessage({ id, target, method, args } satisfies Call));
   /** An aggregate whose every verb is a message to the thread. */
   const aggregate = (target: Aggregate): unknown => Object.fromEntries(VERBS[target].map((verb) => [verb, (...args: unknown[]) => call(target, verb, args)]));
 
@@ -94,7 +70,7 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
       leads: async () => true,
       rateLimits: memoryRateLimits,
       async close() {
-        if (gone) return;
+        if (calls.gone) return;
         closing = true;
         try {
           await call("", "close", []);
@@ -109,7 +85,7 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
       switch (message.kind) {
         case "answer":
         case "refusal": {
-          const waiter = settle(message.id);
+          const waiter = calls.settle(message.id);
           if (message.kind === "answer") waiter?.resolve(message.value);
           else waiter?.reject(receiveError(message.error));
           return;
@@ -118,7 +94,7 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
           return listeners.tell(message.change);
         case "opened":
           opened = true;
-          if (waiting.size === 0) thread.unref();
+          calls.release();
           return resolve(store);
         case "open_failed":
           reject(receiveError(message.error));
@@ -133,10 +109,7 @@ export function openThreadStore(params: ThreadStoreParams): Promise<Store> {
       }
     });
     const stop = (error: Error) => {
-      if (gone) return;
-      gone = error;
-      for (const waiter of waiting.values()) waiter.reject(error);
-      waiting.clear();
+      if (!calls.fail(error)) return;
       reject(error);
       if (opened && !closing) params.onThreadExit?.(error);
     };
