@@ -209,8 +209,8 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
   );
   // The store's thread stopping leaves the master nothing to serve with: it stops, exit code 1
   // (during the start, once it has started).
-  let storeGone = false;
-  let closeForStore = (): void => undefined;
+  let storeThreadStopped = (): void => undefined;
+  const storeThreadGone = new Promise<void>((resolve) => (storeThreadStopped = resolve));
   const store = await (wiring.openStore ?? openStore)({
     config,
     clock,
@@ -220,8 +220,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
     onStoreThreadExit: (error) => {
       log.fatal({ event: "store.thread_exit", err: error.message }, "the store's thread stopped: the master stops (exit code 1)");
       process.exitCode = 1;
-      storeGone = true;
-      closeForStore();
+      storeThreadStopped();
     },
     serving: true,
     onCheckpointError: throttled(60_000, (message: string) => log.warn({ err: message }, "WAL checkpoint failed; retrying")),
@@ -380,8 +379,7 @@ export async function createMaster(options: MasterOptions = {}, wiring: MasterWi
       log.info({ event: "master.stopped" }, "stopped");
       markStopped();
     })());
-  closeForStore = () => void close();
-  if (storeGone) closeForStore();
+  void storeThreadGone.then(close);
 
   return { url, port: address.port, config, close, stopped, store, dispatcher, waiters, routes, services, log, tokens: auth.tokens, modes, metrics };
 }
