@@ -1,7 +1,7 @@
 // PostgreSQL rows ↔ the objects the API shows. The pool reads timestamps back as ISO text
 // and parses JSON (see database.ts), so most columns pass through as they are.
-import type { AuditEntry, Job, Node, TakenJob } from "../types.js";
-import { jobOf, nodeOf, takenJobOf, type ParsedJobRow, type ParsedNodeRow } from "../wire.js";
+import type { AuditEntry, Job, Node } from "../types.js";
+import { jobOf, nodeOf, type ParsedJobRow, type ParsedNodeRow } from "../wire.js";
 
 /** A jobs row: the wire's columns and the dispatch's own. */
 export interface JobRow extends ParsedJobRow {
@@ -17,10 +17,6 @@ export interface JobRow extends ParsedJobRow {
 
 /** The pool gives rows in the wire module's shape already (JSON parsed, timestamps as ISO text). */
 export const toJob = (row: JobRow): Job => jobOf(row);
-
-/** A taken job's row, its payload as the `json` column's text (claim.ts reads it so, unparsed). */
-export const toTakenJob = (row: Pick<JobRow, "id" | "type" | "attempt" | "priority" | "timeout_s" | "created_at"> & { payload: string }): TakenJob =>
-  takenJobOf(row);
 
 export interface NodeRow extends ParsedNodeRow {
   updated_at: string;

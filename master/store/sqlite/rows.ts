@@ -2,8 +2,8 @@
 // beside their verbs): their JSON parsed, then shaped by ../wire.ts as every dialect's are.
 // Priority names, ids, cursors and pages are the dialects' common ../pages.ts.
 import type { JobsTable, NodesTable, AuditLogTable } from "../schema.js";
-import type { AuditEntry, Job, JobError, Node, TakenJob } from "../types.js";
-import { jobOf, nodeOf, takenJobOf } from "../wire.js";
+import type { AuditEntry, Job, JobError, Node } from "../types.js";
+import { jobOf, nodeOf } from "../wire.js";
 
 export { decodeCursor, encodeCursor, pageOf, priorityName, timeOrderedId } from "../pages.js";
 
@@ -60,10 +60,6 @@ export function toJob(row: Omit<JobRow, "seq">, parsed?: ParsedJobColumns): Job 
   });
 }
 
-/** A taken job's row, its payload as the claim read it (valid JSON text: claim.ts). */
-export function toTakenJob(row: Pick<JobRow, "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at">): TakenJob {
-  return takenJobOf(row);
-}
 
 export function toNode(row: NodeRow): Node {
   return nodeOf({

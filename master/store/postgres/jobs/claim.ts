@@ -14,7 +14,8 @@ import type { ClaimOutcome } from "../../types.js";
 import { rowsOf, type PgContext } from "../context.js";
 import { PREPARED, type Tx } from "../database.js";
 import { typeGatesLock } from "../job-types.js";
-import { toTakenJob, type JobRow } from "../rows.js";
+import type { JobRow } from "../rows.js";
+import { takenJobOf } from "../../wire.js";
 import { reviveNode } from "./lifecycle.js";
 import { FAIR_SHARE_SETTING } from "../../../queue/fair-share.js";
 import { chooseFair, parseFairShareMode } from "../fair-share.js";
@@ -231,7 +232,7 @@ export async function claimJobs(ctx: PgContext, tx: Tx, params: { nodeId: string
         : await takeChosen(ctx, tx, node.id, await chooseWithinRoom(tx, lanes, room, limit), at, leaseExpiresAt);
   if (taken.length === 0) return NOTHING;
   taken.sort(byDispatchOrder);
-  const items = taken.map((row) => toTakenJob(row));
+  const items = taken.map((row) => takenJobOf(row));
   const waitedMs = taken.map((row) => Math.max(0, now.getTime() - new Date(row.ready_at).getTime()));
   return { ok: true, items, waitedMs };
 }

@@ -6,7 +6,8 @@ import type { ClaimOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { limitParam, param, type Bindable, type Prepared } from "../database.js";
 import { ATTEMPT_COLUMNS } from "./attempts.js";
-import { toTakenJob, type JobRow } from "../rows.js";
+import type { JobRow } from "../rows.js";
+import { takenJobOf } from "../../wire.js";
 import { reviveNode } from "../node-lifecycle.js";
 import { chooseFair } from "../fair-share.js";
 
@@ -204,7 +205,7 @@ export function claimJobs(
     if (taken.length === 0) return NOTHING;
     // RETURNING gives no order: put them back in dispatch order.
     taken.sort(byDispatchOrder);
-    const items = taken.map((row) => toTakenJob(row));
+    const items = taken.map((row) => takenJobOf(row));
     const waitedMs = taken.map((row) => Math.max(0, now.getTime() - new Date(row.ready_at).getTime()));
     statements.startAttempts(items.map((item) => [item.id, item.attempt, node.id, at]));
     return { ok: true, items, waitedMs };
