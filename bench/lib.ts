@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type autocannon from "autocannon";
 import pg from "pg";
 import { createClient } from "../master/auth/clients.js";
 import { withStore } from "../master/offline.js";
@@ -16,7 +17,7 @@ export type Size = "tiny" | "full";
 export interface Settings {
   size: Size;
   runs: number;
-  /** `--payload-bytes`: the drained jobs' payload, about this long as JSON (0: none given, the no-op job). */
+  /** `--payload-bytes`: the submitted and drained jobs' payload, about this long as JSON (0: none given, each scenario's own). */
   payloadBytes?: number;
 }
 
@@ -291,4 +292,13 @@ export async function dropPgDatabases(): Promise<void> {
 export async function pgRow<T>(pool: pg.Pool, text: string, params: unknown[] = []): Promise<T> {
   const result = await pool.query(text, params);
   return result.rows[0] as T;
+}
+
+/** The statuses of a load's answers that were not 2xx, and its errors, on stderr: the figures only count them. */
+export function sayOddAnswers(what: string, result: autocannon.Result): void {
+  const odd = Object.entries(result.statusCodeStats ?? {})
+    .filter(([code]) => !code.startsWith("2"))
+    .map(([code, stats]) => `${code}: ${stats.count}`);
+  if (result.errors > 0) odd.push(`errors: ${result.errors}`, `timeouts: ${result.timeouts}`);
+  if (odd.length > 0) process.stderr.write(`bench: ${what}: answers not 2xx (${odd.join(", ")})\n`);
 }

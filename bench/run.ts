@@ -73,7 +73,7 @@ function parseArgs(argv: string[]) {
   if (db !== "sqlite" && db !== "postgres") throw new Error(`--db must be sqlite or postgres, not ${db}`);
   const payloadBytes = Number(value("--payload-bytes") ?? 0);
   if (!Number.isInteger(payloadBytes) || payloadBytes < 0) throw new Error(`--payload-bytes must be a whole number of bytes, not ${value("--payload-bytes")}`);
-  if (payloadBytes > 0 && db === "postgres") throw new Error("--payload-bytes is for the SQLite drain (gaffer's and plainjob's); PostgreSQL's scenarios do not take it");
+  if (payloadBytes > 0 && db === "postgres") throw new Error("--payload-bytes is for the SQLite submission and drain (and plainjob's); PostgreSQL's scenarios do not take it");
   return {
     db,
     settings: { size, runs: Number(value("--runs") ?? (size === "tiny" ? 1 : 3)), payloadBytes } as Settings,
@@ -150,7 +150,7 @@ async function main(): Promise<void> {
   const width = Math.max(...Object.keys(figures).map((k) => k.length));
   const on = server ? `PostgreSQL at ${server.host}` : "SQLite";
   process.stdout.write(`\ngaffer ${packageVersion()} on ${on} — medians of ${settings.runs} run(s), size ${settings.size}${
-    settings.payloadBytes ? `, drained payloads of ${settings.payloadBytes} bytes` : ""
+    settings.payloadBytes ? `, submitted and drained payloads of ${settings.payloadBytes} bytes` : ""
   }; load average now ${loadavg().map((n) => n.toFixed(2)).join(" ")}\n\n`);
   for (const [name, figure] of Object.entries(figures)) {
     process.stdout.write(`${name.padEnd(width)}  ${format(figure.median).padStart(12)}  ${figure.target}\n`);

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import autocannon from "autocannon";
 import Database from "better-sqlite3";
-import { benchPayload, call, fill, makeClients, nowMs, percentile, sleep, startMaster, startNodeScript, tempDir, token, type Running, type Settings } from "../lib.js";
+import { benchPayload, call, sayOddAnswers, fill, makeClients, nowMs, percentile, sleep, startMaster, startNodeScript, tempDir, token, type Running, type Settings } from "../lib.js";
 import { cpuOf, cpuSeconds } from "../cpu.js";
 import { floorJobs, sqlFloor } from "./floor.js";
 import { plainjobDrain } from "./plainjob.js";
@@ -15,7 +15,9 @@ import { plainjobDrain } from "./plainjob.js";
 type Metrics = Record<string, number>;
 
 async function load(options: autocannon.Options): Promise<autocannon.Result> {
-  return autocannon({ ...options, setupClient: undefined });
+  const result = await autocannon({ ...options, setupClient: undefined });
+  sayOddAnswers(`${options.method ?? "GET"} ${new URL(options.url).pathname}`, result);
+  return result;
 }
 
 async function cluster(settings: Settings, env: Record<string, string> = {}) {
@@ -56,7 +58,9 @@ export async function submission(settings: Settings): Promise<Metrics> {
   const echo = await startNodeScript("echo-server.js", [], {}, /listening on (http:\/\/[0-9.:]+)/);
   try {
     const auth = `Bearer ${await token(master.url, credentials.client)}`;
-    const body = JSON.stringify({ type: "noop", payload: { order: 42, customer: "acme" } });
+    // With --payload-bytes, every job submitted (and the echo's body, and the floor's jobs) carries that payload.
+    const given = settings.payloadBytes ? benchPayload(settings.payloadBytes) : undefined;
+    const body = JSON.stringify({ type: "noop", payload: given ?? { order: 42, customer: "acme" } });
     const headers = { authorization: auth, "content-type": "application/json" };
     // gaffer and the echo in turns, a slice each, so that both meet the machine in the same
     // state: run one after the other, 10 s each, their ratio moved with the VM's speed
@@ -77,14 +81,14 @@ export async function submission(settings: Settings): Promise<Metrics> {
       const express = await load({ url: `${echo.url}/echo`, method: "POST", headers: { "content-type": "application/json" }, body, connections: 32, duration: sliceS });
       echoed += express["2xx"];
     }
-    const batchBody = JSON.stringify({ jobs: Array.from({ length: 1000 }, (_, i) => ({ type: "noop", payload: { i } })) });
+    const batchBody = JSON.stringify({ jobs: Array.from({ length: 1000 }, (_, i) => ({ type: "noop", payload: given ?? { i } })) });
     const batchCpuBefore = cpuSeconds(masterPid);
     const batch = await load({ url: `${master.url}/api/v1/jobs/batch`, method: "POST", headers, body: batchBody, connections: 4, duration: durationS });
     const batchCpuS = cpuSeconds(masterPid) - batchCpuBefore;
     const singleRate = single.ok / durationS;
     const expressRate = echoed / durationS;
     const batchRate = (batch["2xx"] * 1000) / durationS;
-    const floor = sqlFloor("gaffer", floorJobs(settings));
+    const floor = sqlFloor("gaffer", floorJobs(settings), undefined, given === undefined ? undefined : JSON.stringify(given));
     return {
       "submit single (jobs/s, 32 connections)": singleRate,
       "express echo (req/s, 32 connections)": expressRate,

@@ -20,6 +20,7 @@ import {
   nowMs,
   percentile,
   pgRow,
+  sayOddAnswers,
   sleep,
   startNodeScript,
   startPgMaster,
@@ -91,6 +92,7 @@ async function loadAll(targets: string[], options: Omit<autocannon.Options, "url
   const results = await Promise.all(
     targets.map((url) => autocannon({ ...options, url, connections: Math.max(1, Math.round(connections / targets.length)), setupClient: undefined })),
   );
+  results.forEach((result, i) => sayOddAnswers(`${options.method ?? "GET"} ${targets[i] ?? ""}`, result));
   return {
     ok: results.reduce((sum, r) => sum + r["2xx"], 0),
     non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),

@@ -56,7 +56,7 @@ afterEach(() => {
 });
 
 describe("npm run bench", () => {
-  it("runs every scenario at --size tiny and writes the figures with their targets (the drains with payloads)", async () => {
+  it("runs every scenario at --size tiny and writes the figures with their targets (the jobs with payloads)", async () => {
     const out = join(tempDir(), "bench.json");
     let output = "";
     bench = spawn(process.execPath, [RUN, "--size", "tiny", "--payload-bytes", "256", "--out", out], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
@@ -82,10 +82,13 @@ describe("npm run bench", () => {
       else expect(figure?.[1].median, name).toBeGreaterThan(0);
     }
     expect(report.figures["drain: completions recorded"]?.median).toBe(1);
+    // Every submit answered 2xx; a load that met others would say which on stderr.
+    expect(report.figures["non-2xx answers"]?.median).toBe(0);
+    expect(output).not.toContain("answers not 2xx");
     expect(report.figures["drain, store on its own thread: completions recorded"]?.median).toBe(1);
     // Targeted figures carry their verdict, so the table says what was missed.
     expect(Object.values(report.figures).filter((f) => /ok|MISSED/.test(f.target)).length).toBeGreaterThanOrEqual(8);
-    expect(output).toMatch(/medians of 1 run\(s\), size tiny, drained payloads of 256 bytes/);
+    expect(output).toMatch(/medians of 1 run\(s\), size tiny, submitted and drained payloads of 256 bytes/);
   }, 240_000);
 
   it("measures the store in process and on its thread in turns (store-thread.js, small)", async () => {
