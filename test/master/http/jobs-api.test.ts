@@ -119,6 +119,18 @@ describe("POST /api/v1/jobs", () => {
     expect((await call("GET", "/health")).status).toBe(200);
   });
 
+  it("takes a body nested 64 levels deep and refuses one of 65", async () => {
+    // The body is level 0, its payload level 1: 63 more arrays, or objects, reach level 64.
+    const nested = (levels: number, open: string, close: string) => `{"type":"a","payload":${open.repeat(levels)}1${close.repeat(levels)}}`;
+    expect((await call("POST", "/api/v1/jobs", nested(63, "[", "]"))).status).toBe(201);
+    expect((await call("POST", "/api/v1/jobs", nested(63, '{"__proto__":', "}"))).status).toBe(201);
+    const deep = await call("POST", "/api/v1/jobs", nested(64, "[", "]"));
+    expectProblem(deep, 400, "invalid_request");
+    expect(deep.body.detail).toContain("nested deeper than 64 levels");
+    expectProblem(await call("POST", "/api/v1/jobs", nested(64, '{"__proto__":', "}")), 400, "invalid_request");
+    expectProblem(await call("POST", "/api/v1/jobs/batch", `{"jobs":[{"type":"a"},${nested(63, "[", "]")}]}`), 400, "invalid_request");
+  });
+
   it("answers 400 for an unknown dependency", async () => {
     const result = await call("POST", "/api/v1/jobs", { type: "a", depends_on: ["no-such-job"] });
     expectProblem(result, 400, "invalid_request");
