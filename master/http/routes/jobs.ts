@@ -5,7 +5,7 @@ import { whyWaiting } from "../../queue/why.js";
 import { submittedPayload, type Job, type JobActionOutcome, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../store/types.js";
 import { visibleJob, type HttpDeps } from "../deps.js";
 import { badRequest, conflict, forbidden, notFound, ProblemError, type FieldError } from "../problem.js";
-import { created, ok, route, type Principal, type Reply, type Route } from "../route.js";
+import { created, createdJson, ok, route, type Principal, type Reply, type Route } from "../route.js";
 import {
   auditEntrySchema,
   getJobQuery,
@@ -26,6 +26,7 @@ import {
   whySchema,
   type SubmitJobBody,
 } from "../schemas.js";
+import { submittedJobJson, submittedJobsJson } from "../job-answer.js";
 import { unstorableJson } from "../storable.js";
 import { problemResponses } from "./common.js";
 
@@ -162,12 +163,15 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         },
       },
       async ({ body, principal }) => {
-        const outcome = await deps.store.jobs.submit([toSubmitParams(deps, principal, body, "")], submitOptions(deps, principal, false));
+        const params = toSubmitParams(deps, principal, body, "");
+        const outcome = await deps.store.jobs.submit([params], submitOptions(deps, principal, false));
         if (!outcome.ok) throw submitRefused(outcome, () => "");
         afterSubmit(deps, outcome);
         const item = outcome.items[0];
         if (!item) throw new Error("submit answered no job");
-        return item.created ? created(item.job) : ok(item.job);
+        if (!item.created) return ok(item.job);
+        const json = submittedJobJson({ job: item.job, payloadJson: params.payloadJson });
+        return json === undefined ? created(item.job) : createdJson(json);
       },
     ),
     route(
@@ -186,7 +190,9 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         const outcome = await deps.store.jobs.submit(params, submitOptions(deps, principal, true));
         if (!outcome.ok) throw submitRefused(outcome, (index) => `jobs.${index}.`);
         afterSubmit(deps, outcome);
-        return created({ items: outcome.items.map((item) => item.job) });
+        // A new job's payload is the one this batch sent (the store answers in the batch's order).
+        const json = submittedJobsJson(outcome.items.map((item, index) => ({ job: item.job, payloadJson: item.created ? params[index]?.payloadJson : undefined })));
+        return json === undefined ? created({ items: outcome.items.map((item) => item.job) }) : createdJson(json);
       },
     ),
     route(
