@@ -11,9 +11,19 @@ export type JobRow = Omit<JobsTable, "seq"> & { seq: number };
 export type NodeRow = NodesTable & { running: number | null };
 export type AuditRow = Omit<AuditLogTable, "id"> & { id: number };
 
-function parseJson<T>(text: string | null, fallback: T): T {
+/**
+ * A JSON column's value; `fallback` for NULL, and for text that is not JSON: a row edited by
+ * hand (with the sqlite3 shell, say) shows, with that column as its fallback, rather than
+ * failing the whole answer or list page it is part of. A claim hands such a payload over as
+ * null too (jobs/claim.ts).
+ */
+export function parseJson<T>(text: string | null, fallback: T): T {
   if (text === null) return fallback;
-  return JSON.parse(text) as T;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return fallback;
+  }
 }
 
 /** JSON columns already parsed (a job just submitted): converting need not parse what it just wrote. */

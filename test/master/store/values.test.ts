@@ -39,6 +39,22 @@ describe.each(dialects)("stored values ($name)", (dialect) => {
     ]);
   });
 
+  it.runIf(dialect.name === "sqlite")("shows a job whose JSON columns were edited by hand into text that is not JSON, those columns as their defaults", async () => {
+    const job = await submit(t.store, { payload: { n: 1 }, tags: { k: "v" }, requires: ["gpu"], maxRetries: 1 });
+    const node = await register(t.store, "node-1", ["gpu"]);
+    await claim(t.store, node.id);
+    const failed = { jobId: job.id, attempt: 1, status: "failed" as const, error: { message: "boom", retryable: true } };
+    expect((await t.store.jobs.report({ nodeId: node.id, reports: [failed] })).items[0]?.verdict).toBe("accepted");
+    await t.query("UPDATE jobs SET payload = '{not json', tags = '{', requires = '[', depends_on = 'x', result = 'nope', error = '{' WHERE id = ?", [job.id]);
+    await t.query("UPDATE job_attempts SET error = '{' WHERE job_id = ?", [job.id]);
+    await t.query("UPDATE audit_log SET details = '{' WHERE entity_id = ?", [job.id]);
+    const shown = await t.store.jobs.get(job.id);
+    expect(shown).toMatchObject({ id: job.id, payload: null, tags: {}, requires: [], depends_on: [], result: null, error: null, status: "scheduled" });
+    expect((await t.store.jobs.list({ limit: 10 })).items.map((item) => item.id)).toEqual([job.id]);
+    expect((await t.store.jobs.attempts(job.id)).map((attempt) => [attempt.outcome, attempt.error])).toEqual([["failed", null]]);
+    expect((await t.store.jobs.events({ jobId: job.id, limit: 50 })).items.length).toBeGreaterThan(0);
+  });
+
   it("accepts a result whose log tail and error hold NUL characters", async () => {
     const job = await submit(t.store, { maxRetries: 0 });
     const node = await register(t.store);

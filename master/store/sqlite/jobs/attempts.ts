@@ -6,6 +6,7 @@ import { sql } from "kysely";
 import type { AttemptOutcome, JobAttempt, JobError } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { param } from "../database.js";
+import { parseJson } from "../rows.js";
 
 /** What a claim writes of each attempt it starts (the rest starts as the table's defaults). */
 export const ATTEMPT_COLUMNS = ["job_id", "attempt", "node_id", "started_at"] as const;
@@ -82,7 +83,7 @@ export function listAttempts(ctx: StoreContext, jobId: string): (JobAttempt & { 
     finished_at: row.finished_at,
     outcome: row.outcome as JobAttempt["outcome"],
     reported: row.reported,
-    error: row.error === null ? null : (JSON.parse(row.error) as JobError),
+    error: parseJson<JobError | null>(row.error, null),
     log_tail: row.log_tail,
   }));
 }

@@ -16,7 +16,7 @@ import {
 } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { readQuery, readRows, type ThreadReader } from "../reader.js";
-import { decodeCursor, pageOf, priorityName, toAuditEntry, toJob } from "../rows.js";
+import { decodeCursor, pageOf, parseJson, priorityName, toAuditEntry, toJob } from "../rows.js";
 import { jobHistory } from "../../history.js";
 import { listAttempts } from "./attempts.js";
 import { compileFiltered, filtersGiven, whereFilter } from "./filter.js";
@@ -74,8 +74,8 @@ export async function listJobs(ctx: StoreContext, params: ListJobsParams, reader
 const NODE_EVENTS = ["job.submitted", "job.assigned", "job.completed", "job.retry_scheduled"];
 
 function isNodeReported(details: string): boolean {
-  const parsed = JSON.parse(details) as { node_id?: unknown; reason?: unknown };
-  return parsed.node_id !== undefined && parsed.reason === undefined;
+  const parsed = parseJson<{ node_id?: unknown; reason?: unknown } | null>(details, null);
+  return parsed?.node_id !== undefined && parsed?.reason === undefined;
 }
 
 /**
