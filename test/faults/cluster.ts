@@ -10,7 +10,7 @@ import Database from "better-sqlite3";
 import pg from "pg";
 import { createClient } from "../../master/auth/clients.js";
 import { withStore } from "../../master/offline.js";
-import { freePort, spawnMaster, waitForOutput, type GafferProcess, type MasterProcess } from "../helpers/processes.js";
+import { freePort, spawnMaster, stopAll as stopStarted, waitForOutput, type GafferProcess, type MasterProcess } from "../helpers/processes.js";
 import { tempDir } from "../helpers/temp.js";
 
 /** `npm run test:faults` runs the full sizes; `npm test` a small, fast variant. */
@@ -163,6 +163,8 @@ export class Cluster {
     this.stopped = true;
     for (const name of [...this.workers.keys()]) await this.killWorker(name);
     for (let index = 0; index < this.masters.length; index++) await this.killMaster(index);
+    // And the tokens the masters' CLI processes kept (a folder of their own in the temp dir).
+    await stopStarted();
   }
 
   /**
