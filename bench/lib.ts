@@ -17,7 +17,7 @@ export type Size = "tiny" | "full";
 export interface Settings {
   size: Size;
   runs: number;
-  /** `--payload-bytes`: the submitted and drained jobs' payload, about this long as JSON (0: none given, each scenario's own). */
+  /** `--payload-bytes`: the payload of the submission's and the drain's jobs, about this long as JSON (0: none given, each scenario's own). */
   payloadBytes?: number;
 }
 
@@ -36,6 +36,10 @@ export const MASTER_ENV: Record<string, string> = {
   GAFFER_RATE_LIMIT_PER_MINUTE: "100000000",
   GAFFER_WORKER_RATE_LIMIT_PER_MINUTE: "100000000",
   GAFFER_MAX_BATCH_BYTES: "268435456",
+  // The bench submits as a `client`: its own limits too. A full run submits about a million
+  // jobs to one master, the default quota of jobs not yet finished (a quick hour passed it).
+  GAFFER_CLIENT_MAX_BATCH_BYTES: "268435456",
+  GAFFER_CLIENT_MAX_QUEUED: "100000000",
 };
 
 export function median(values: number[]): number {

@@ -107,7 +107,7 @@ export function sqlFloor(
   schema: Schema,
   jobs: number,
   shape: { claim: number; complete: number } = { claim: 500, complete: 500 },
-  /** Every job's payload as JSON text (a drain with --payload-bytes); by default a small one a job. */
+  /** Every job's payload as JSON text (--payload-bytes); by default a small one a job. */
   payloadJson?: string,
 ): { batch: number; drain: number } {
   const db = open(schema);
