@@ -12,18 +12,27 @@ export type NodeRow = NodesTable & { running: number | null };
 export type AuditRow = Omit<AuditLogTable, "id"> & { id: number };
 
 /**
- * A JSON column's value; `fallback` for NULL, and for text that is not JSON: a row edited by
- * hand (with the sqlite3 shell, say) shows, with that column as its fallback, rather than
- * failing the whole answer or list page it is part of. A claim hands such a payload over as
- * null too (jobs/claim.ts).
+ * A job's, an attempt's or an audit row's JSON column; `fallback` for NULL, and for text that is
+ * not JSON: a row edited by hand (with the sqlite3 shell, say) shows with that column as its
+ * fallback, rather than failing the whole answer or list page it is part of. A claim hands such
+ * a payload over as null too (jobs/claim.ts). A node's columns stay strict (nodeJson).
  */
 export function parseJson<T>(text: string | null, fallback: T): T {
   if (text === null) return fallback;
   try {
     return JSON.parse(text) as T;
-  } catch {
-    return fallback;
+  } catch (error) {
+    if (error instanceof SyntaxError) return fallback;
+    throw error;
   }
+}
+
+/**
+ * A node's JSON column, which must be JSON: a fallback there would change what the node runs
+ * (types NULL means every type), so a hand-edited one fails loudly, as its claims do.
+ */
+function nodeJson<T>(text: string | null, fallback: T): T {
+  return text === null ? fallback : (JSON.parse(text) as T);
 }
 
 /** JSON columns already parsed (a job just submitted): converting need not parse what it just wrote. */
@@ -74,9 +83,9 @@ export function toJob(row: Omit<JobRow, "seq">, parsed?: ParsedJobColumns): Job 
 export function toNode(row: NodeRow): Node {
   return nodeOf({
     ...row,
-    labels: parseJson<string[]>(row.labels, []),
-    types: parseJson<string[] | null>(row.types, null),
-    hardware: parseJson<Record<string, unknown>>(row.hardware, {}),
+    labels: nodeJson<string[]>(row.labels, []),
+    types: nodeJson<string[] | null>(row.types, null),
+    hardware: nodeJson<Record<string, unknown>>(row.hardware, {}),
   });
 }
 

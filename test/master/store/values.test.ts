@@ -47,12 +47,24 @@ describe.each(dialects)("stored values ($name)", (dialect) => {
     expect((await t.store.jobs.report({ nodeId: node.id, reports: [failed] })).items[0]?.verdict).toBe("accepted");
     await t.query("UPDATE jobs SET payload = '{not json', tags = '{', requires = '[', depends_on = 'x', result = 'nope', error = '{' WHERE id = ?", [job.id]);
     await t.query("UPDATE job_attempts SET error = '{' WHERE job_id = ?", [job.id]);
-    await t.query("UPDATE audit_log SET details = '{' WHERE entity_id = ?", [job.id]);
+    // Audit rows about the job that its history shows: a job.failed (read for its node) and a cancel asked.
+    for (const event of ["job.failed", "job.cancel_requested"]) {
+      await t.query("INSERT INTO audit_log (event_type, entity_type, entity_id, client_id, details, created_at) VALUES (?, 'job', ?, NULL, '{', ?)", [
+        event,
+        job.id,
+        new Date().toISOString(),
+      ]);
+    }
     const shown = await t.store.jobs.get(job.id);
     expect(shown).toMatchObject({ id: job.id, payload: null, tags: {}, requires: [], depends_on: [], result: null, error: null, status: "scheduled" });
     expect((await t.store.jobs.list({ limit: 10 })).items.map((item) => item.id)).toEqual([job.id]);
     expect((await t.store.jobs.attempts(job.id)).map((attempt) => [attempt.outcome, attempt.error])).toEqual([["failed", null]]);
-    expect((await t.store.jobs.events({ jobId: job.id, limit: 50 })).items.length).toBeGreaterThan(0);
+    const events = (await t.store.jobs.events({ jobId: job.id, limit: 50 })).items;
+    expect(events.filter((event) => event.event_type === "job.failed" || event.event_type === "job.cancel_requested")).toEqual([
+      expect.objectContaining({ event_type: "job.failed", details: {} }),
+      expect.objectContaining({ event_type: "job.cancel_requested", details: {} }),
+    ]);
+    expect((await t.store.jobs.whyFacts(job.id))?.requires).toEqual([]);
   });
 
   it("accepts a result whose log tail and error hold NUL characters", async () => {

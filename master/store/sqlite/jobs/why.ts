@@ -6,7 +6,7 @@ import { canRun, type WhyFacts } from "../../../queue/why.js";
 import type { JobStatus } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { selectNodes } from "../nodes.js";
-import { toNode } from "../rows.js";
+import { parseJson, toNode } from "../rows.js";
 
 /** Past this many jobs ahead, in all its lanes together, `jobs_ahead` is null: counting further costs too much. */
 export const JOBS_AHEAD_CAP = 10_000;
@@ -21,7 +21,7 @@ export function whyFacts(ctx: StoreContext, id: string): Omit<WhyFacts, "paused"
   );
   if (!job) return undefined;
   const status = job.status as JobStatus;
-  const requires = JSON.parse(job.requires) as string[];
+  const requires = parseJson<string[]>(job.requires, []);
   const waitingOn =
     status === "blocked"
       ? db.all(
