@@ -1,14 +1,14 @@
-// A submit's answer as JSON text, each new job's payload written as the text it was submitted
-// as (SubmitJobParams.payloadJson, made once for the store) rather than encoded again.
+// A submit's answer as JSON text, each new job's payload written as the text made from it for
+// the store (SubmitJobParams.payloadJson: JSON.stringify of the parsed payload, the text
+// JSON.stringify of the job would write there) rather than encoded a second time.
 import type { Job } from "../store/types.js";
 
 /**
- * Payloads at least this long (as JSON text, on average over the answer) are spliced in.
- * Below it one JSON.stringify of the whole answer is cheaper: for a batch of 1,000, encoded and
- * made a Buffer, µs a job, JSON.stringify / spliced: 1.7 / 1.9 at 30 B, 2.5 / 2.1 at 256 B,
- * 5.2 / 3.0 at 1 KB, 17 / 7 at 4 KB.
+ * Payloads at least this long (JSON text, counted in UTF-16 units as `.length` does, on average
+ * over the answer) are spliced in. Below it one JSON.stringify of the whole answer is cheaper
+ * (bench/README.md, "21:05–22:10").
  */
-export const SPLICE_FROM_BYTES = 128;
+export const SPLICE_FROM_CHARS = 128;
 
 /**
  * The copy's payload, as JSON writes it. In JSON text every `"` inside a string is escaped, so
@@ -26,7 +26,7 @@ export function jobJson(job: Job, payloadJson: string): string {
   return `${text.slice(0, at + VALUE_AT)}${payloadJson}${text.slice(at + VALUE_AT + 1)}`;
 }
 
-/** A submit's answer item: the job, and its payload's JSON text where this submit made it. */
+/** A submit's answer item: the job, and its payload's JSON text where this submit made the job. */
 export interface Answered {
   job: Job;
   payloadJson: string | undefined;
@@ -34,18 +34,18 @@ export interface Answered {
 
 /** Whether the answer's payloads are long enough to be spliced in rather than encoded again. */
 function worthSplicing(items: readonly Answered[]): boolean {
-  let bytes = 0;
-  for (const item of items) bytes += item.payloadJson?.length ?? 0;
-  return items.length > 0 && bytes >= SPLICE_FROM_BYTES * items.length;
+  let chars = 0;
+  for (const item of items) chars += item.payloadJson?.length ?? 0;
+  return items.length > 0 && chars >= SPLICE_FROM_CHARS * items.length;
 }
 
-/** One job's answer (POST /jobs) as JSON text, or undefined where JSON.stringify of it is cheaper. */
-export function submittedJobJson(item: Answered): string | undefined {
+/** POST /jobs's answer, one job, as JSON text; undefined where JSON.stringify of the job is cheaper. */
+export function jobAnswerJson(item: Answered): string | undefined {
   return item.payloadJson !== undefined && worthSplicing([item]) ? jobJson(item.job, item.payloadJson) : undefined;
 }
 
-/** A batch's answer, `{"items": [Job…]}` (POST /jobs/batch), as JSON text, or undefined where JSON.stringify of it is cheaper. */
-export function submittedJobsJson(items: readonly Answered[]): string | undefined {
+/** POST /jobs/batch's answer, `{"items": [Job…]}`, as JSON text; undefined where JSON.stringify of it is cheaper. */
+export function batchAnswerJson(items: readonly Answered[]): string | undefined {
   if (!worthSplicing(items)) return undefined;
   let text = '{"items":[';
   for (let index = 0; index < items.length; index++) {

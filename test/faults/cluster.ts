@@ -163,7 +163,7 @@ export class Cluster {
     this.stopped = true;
     for (const name of [...this.workers.keys()]) await this.killWorker(name);
     for (let index = 0; index < this.masters.length; index++) await this.killMaster(index);
-    // And the tokens the masters' CLI processes kept (a folder of their own in the temp dir).
+    // And the folder the helper made for the CLI processes' tokens (GAFFER_CACHE_DIR) at the first one.
     await stopStarted();
   }
 

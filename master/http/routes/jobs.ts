@@ -26,7 +26,7 @@ import {
   whySchema,
   type SubmitJobBody,
 } from "../schemas.js";
-import { submittedJobJson, submittedJobsJson } from "../job-answer.js";
+import { batchAnswerJson, jobAnswerJson } from "../job-answer.js";
 import { unstorableJson } from "../storable.js";
 import { problemResponses } from "./common.js";
 
@@ -170,7 +170,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         const item = outcome.items[0];
         if (!item) throw new Error("submit answered no job");
         if (!item.created) return ok(item.job);
-        const json = submittedJobJson({ job: item.job, payloadJson: params.payloadJson });
+        const json = jobAnswerJson({ job: item.job, payloadJson: params.payloadJson });
         return json === undefined ? created(item.job) : createdJson(json);
       },
     ),
@@ -190,8 +190,8 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         const outcome = await deps.store.jobs.submit(params, submitOptions(deps, principal, true));
         if (!outcome.ok) throw submitRefused(outcome, (index) => `jobs.${index}.`);
         afterSubmit(deps, outcome);
-        // A new job's payload is the one this batch sent (the store answers in the batch's order).
-        const json = submittedJobsJson(outcome.items.map((item, index) => ({ job: item.job, payloadJson: item.created ? params[index]?.payloadJson : undefined })));
+        // A job this batch made answers its own item (the store answers in the batch's order): its payload's text is that item's.
+        const json = batchAnswerJson(outcome.items.map((item, index) => ({ job: item.job, payloadJson: item.created ? params[index]?.payloadJson : undefined })));
         return json === undefined ? created({ items: outcome.items.map((item) => item.job) }) : createdJson(json);
       },
     ),

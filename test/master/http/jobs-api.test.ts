@@ -120,7 +120,7 @@ describe("POST /api/v1/jobs", () => {
   });
 
   it("takes a body nested 64 levels deep and refuses one of 65", async () => {
-    // The body is level 0, its payload level 1: 63 more arrays, or objects, reach level 64.
+    // The body is level 0: a payload of 63 nested arrays (or objects) reaches level 63; of 64, level 64.
     const nested = (levels: number, open: string, close: string) => `{"type":"a","payload":${open.repeat(levels)}1${close.repeat(levels)}}`;
     expect((await call("POST", "/api/v1/jobs", nested(63, "[", "]"))).status).toBe(201);
     expect((await call("POST", "/api/v1/jobs", nested(63, '{"__proto__":', "}"))).status).toBe(201);

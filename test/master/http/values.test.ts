@@ -3,7 +3,7 @@
 // field; a worker's error texts, log tails and progress messages are cleaned, never refusing its batch.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MasterInternals } from "../../../master/index.js";
-import { SPLICE_FROM_BYTES } from "../../../master/http/job-answer.js";
+import { SPLICE_FROM_CHARS } from "../../../master/http/job-answer.js";
 import { NUMBER_OUT_OF_RANGE, UNSTORABLE_TEXT } from "../../../master/http/storable.js";
 import { http, startTestMaster, type HttpResult } from "../../helpers/master.js";
 import { createTestDatabase, dropTestDatabase } from "../../helpers/postgres.js";
@@ -92,8 +92,8 @@ describe.each(dialects.map((dialect) => dialect.name))("values a store cannot ke
     expect((await get<JobBody>(`/api/v1/jobs/${answer.body.id}`)).body.payload).toEqual(payload);
   });
 
-  it("answers a submit with each payload as sent: long ones spliced in as the text submitted, the job as JSON.stringify writes it", async () => {
-    const long = "x".repeat(SPLICE_FROM_BYTES);
+  it("answers a submit with each payload as sent, long ones spliced in as their text: the job as JSON.stringify writes it, and as read back", async () => {
+    const long = "x".repeat(2 * SPLICE_FROM_CHARS);
     const payloads: unknown[] = [
       { zeta: 1, alpha: { y: [2, { z: 1, a: 0 }] }, pad: long },
       { emoji: "😀", quote: 'say "hi"\\', line: "a\u2028b\n", escaped: "\\u0000", control: "\u0001", mark: ',"payload":0,', pad: long },
@@ -104,23 +104,26 @@ describe.each(dialects.map((dialect) => dialect.name))("values a store cannot ke
     const tags = { payload: "0", mark: ',"payload":0,' };
     // Scheduled far ahead: the worker's tests below claim whatever is pending.
     const later = "2099-01-01T00:00:00Z";
-    const post = async (path: string, body: unknown) => {
-      const response = await fetch(`${master.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const send = async (method: string, path: string, body?: unknown) => {
+      const init: RequestInit = body === undefined ? { method } : { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) };
+      const response = await fetch(`${master.url}${path}`, init);
       return { status: response.status, text: await response.text() };
     };
-    /** The answer's text is what JSON.stringify writes for what it says, and that is the job as read back. */
-    const expectWritten = async (text: string, job: JobBody, payload: unknown) => {
-      expect(text).toBe(JSON.stringify(JSON.parse(text)));
+    /** A job's text in a submit's answer: what JSON.stringify writes for it, byte for byte GET's answer, with the payload sent. */
+    const expectWritten = async (text: string, payload: unknown) => {
+      const job = JSON.parse(text) as JobBody;
+      expect(text).toBe(JSON.stringify(job));
       expect(JSON.stringify(job.payload)).toBe(JSON.stringify(payload));
-      expect(job).toEqual((await get<JobBody>(`/api/v1/jobs/${job.id}`)).body);
+      expect(text).toBe((await send("GET", `/api/v1/jobs/${job.id}`)).text);
     };
     for (const payload of payloads) {
-      const answer = await post("/api/v1/jobs", { type: "spliced", payload, tags, run_at: later });
+      const answer = await send("POST", "/api/v1/jobs", { type: "spliced", payload, tags, run_at: later });
       expect(answer.status).toBe(201);
-      await expectWritten(answer.text, JSON.parse(answer.text) as JobBody, payload);
+      await expectWritten(answer.text, payload);
     }
-    // A batch: new jobs, one repeated within it and one stored before under its key.
-    const before = await post("/api/v1/jobs", { type: "spliced", payload: { first: long }, idempotency_key: "spliced-before", run_at: later });
+    // A batch: new jobs, one repeated within it and one stored before under its key. Its new
+    // payloads are long enough on average to be spliced in (job-answer.ts).
+    const before = await send("POST", "/api/v1/jobs", { type: "spliced", payload: { first: long }, idempotency_key: "spliced-before", run_at: later });
     expect(before.status).toBe(201);
     const jobs = [
       ...payloads.map((payload) => ({ type: "spliced", payload, tags, run_at: later })),
@@ -128,12 +131,14 @@ describe.each(dialects.map((dialect) => dialect.name))("values a store cannot ke
       { type: "spliced", payload: { again: long }, idempotency_key: "spliced-twice", run_at: later },
       { type: "spliced", payload: { ignored: long }, idempotency_key: "spliced-twice", run_at: later },
     ];
-    const batch = await post("/api/v1/jobs/batch", { jobs });
+    const made = [...payloads, { again: long }];
+    expect(made.reduce((chars: number, payload) => chars + JSON.stringify(payload).length, 0) / jobs.length).toBeGreaterThanOrEqual(SPLICE_FROM_CHARS);
+    const batch = await send("POST", "/api/v1/jobs/batch", { jobs });
     expect(batch.status).toBe(201);
     const items = (JSON.parse(batch.text) as { items: JobBody[] }).items;
     expect(batch.text).toBe(JSON.stringify({ items }));
     const kept = [...payloads, { first: long }, { again: long }, { again: long }];
-    for (const [index, job] of items.entries()) await expectWritten(JSON.stringify(job), job, kept[index]);
+    for (const [index, job] of items.entries()) await expectWritten(JSON.stringify(job), kept[index]);
     expect(items[jobs.length - 3]?.id).toBe((JSON.parse(before.text) as JobBody).id);
     expect(items[jobs.length - 1]?.id).toBe(items[jobs.length - 2]?.id);
   });
