@@ -78,6 +78,8 @@ export interface ClaimedJob {
  */
 export interface TakenJob extends Omit<ClaimedJob, "payload"> {
   payloadJson: string;
+  /** Its stored payload was not JSON (its row edited by hand): `payloadJson` is null instead. */
+  payloadUnreadable?: true;
 }
 
 /** The node object of API.md §6. */

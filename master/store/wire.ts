@@ -67,17 +67,22 @@ export function jobOf(row: ParsedJobRow): Job {
   };
 }
 
-/** A job a claim took; `payload`: its JSON text as stored, valid JSON (each dialect makes sure). */
-export function takenJobOf(row: Pick<ParsedJobRow, "id" | "type" | "attempt" | "priority" | "timeout_s" | "created_at"> & { payload: string }): TakenJob {
-  return {
+/**
+ * A job a claim took; `payload`: its JSON text as stored, or null where the dialect found the
+ * stored text not to be JSON (a row edited by hand): then it goes to its node as null, marked.
+ */
+export function takenJobOf(row: Pick<ParsedJobRow, "id" | "type" | "attempt" | "priority" | "timeout_s" | "created_at"> & { payload: string | null }): TakenJob {
+  const taken: TakenJob = {
     id: row.id,
     type: row.type,
-    payloadJson: row.payload,
+    payloadJson: row.payload ?? "null",
     attempt: row.attempt,
     priority: priorityName(row.priority),
     timeout_s: row.timeout_s,
     created_at: row.created_at,
   };
+  if (row.payload === null) taken.payloadUnreadable = true;
+  return taken;
 }
 
 export interface ParsedNodeRow {

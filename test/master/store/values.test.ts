@@ -32,10 +32,10 @@ describe.each(dialects)("stored values ($name)", (dialect) => {
     await t.query("UPDATE jobs SET payload = '{\"n\":2}' || char(0) || 'junk' WHERE id = ?", [cut.id]);
     const node = await register(t.store);
     const taken = await claim(t.store, node.id);
-    expect(taken.map((job) => [job.id, job.payloadJson])).toEqual([
-      [edited.id, "null"],
-      [cut.id, "null"],
-      [kept.id, '{"n":3}'],
+    expect(taken.map((job) => [job.id, job.payloadJson, job.payloadUnreadable])).toEqual([
+      [edited.id, "null", true],
+      [cut.id, "null", true],
+      [kept.id, '{"n":3}', undefined],
     ]);
   });
 

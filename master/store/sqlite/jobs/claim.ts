@@ -12,7 +12,10 @@ import { reviveNode } from "../node-lifecycle.js";
 import { chooseFair } from "../fair-share.js";
 
 type Head = Pick<JobRow, "seq" | "effective_priority">;
-type Taken = Pick<JobRow, "seq" | "id" | "type" | "payload" | "attempt" | "priority" | "timeout_s" | "created_at" | "effective_priority" | "ready_at">;
+type Taken = Pick<JobRow, "seq" | "id" | "type" | "attempt" | "priority" | "timeout_s" | "created_at" | "effective_priority" | "ready_at"> & {
+  /** NULL where the stored text is not JSON (PAYLOAD_JSON). */
+  payload: string | null;
+};
 
 /**
  * What both ways of taking jobs set on each: running on the node, a new lease, and the
@@ -26,10 +29,11 @@ const LEASE_SET = sql`status = 'running', node_id = ${param("nodeId")}, attempt 
   aging_at = NULL, progress = NULL, progress_message = NULL, lease_end_reason = NULL`;
 
 /**
- * A taken job's payload as JSON text for its node: as stored, or null where that is not JSON.
- * json_valid reads text only up to a NUL, which better-sqlite3 would then hand over whole.
+ * A taken job's payload as JSON text for its node: as stored, or NULL where that is not JSON
+ * (takenJobOf hands it over as null, marked). json_valid reads text only up to a NUL, which
+ * better-sqlite3 would then hand over whole.
  */
-const PAYLOAD_JSON = sql.raw("iif(json_valid(jobs.payload) AND instr(jobs.payload, char(0)) = 0, jobs.payload, 'null')");
+const PAYLOAD_JSON = sql.raw("CASE WHEN json_valid(jobs.payload) AND instr(jobs.payload, char(0)) = 0 THEN jobs.payload END");
 
 interface LeaseParams {
   nodeId: string;
