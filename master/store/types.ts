@@ -78,7 +78,7 @@ export interface ClaimedJob {
  */
 export interface TakenJob extends Omit<ClaimedJob, "payload"> {
   payloadJson: string;
-  /** Its stored payload was not JSON (its row edited by hand): `payloadJson` is null instead. */
+  /** Its stored payload was not JSON (its row edited by hand): `payloadJson` is the text `null` instead. */
   payloadUnreadable?: true;
 }
 
