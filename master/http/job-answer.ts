@@ -41,7 +41,7 @@ function worthSplicing(items: readonly Answered[]): boolean {
 
 /** POST /jobs's answer, one job, as JSON text; undefined where JSON.stringify of the job is cheaper. */
 export function jobAnswerJson(item: Answered): string | undefined {
-  return item.payloadJson !== undefined && worthSplicing([item]) ? jobJson(item.job, item.payloadJson) : undefined;
+  return item.payloadJson !== undefined && item.payloadJson.length >= SPLICE_FROM_CHARS ? jobJson(item.job, item.payloadJson) : undefined;
 }
 
 /** POST /jobs/batch's answer, `{"items": [Job…]}`, as JSON text; undefined where JSON.stringify of it is cheaper. */

@@ -190,7 +190,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         const outcome = await deps.store.jobs.submit(params, submitOptions(deps, principal, true));
         if (!outcome.ok) throw submitRefused(outcome, (index) => `jobs.${index}.`);
         afterSubmit(deps, outcome);
-        // A job this batch made answers its own item (the store answers in the batch's order): its payload's text is that item's.
+        // The store answers in the batch's order: a job it made is that item's, with that item's payload text.
         const json = batchAnswerJson(outcome.items.map((item, index) => ({ job: item.job, payloadJson: item.created ? params[index]?.payloadJson : undefined })));
         return json === undefined ? created({ items: outcome.items.map((item) => item.job) }) : createdJson(json);
       },

@@ -245,18 +245,16 @@ export function nodeRoutes(deps: HttpDeps): Route[] {
           offlineConflict();
         }
         if (outcome.items.length > 0) {
-          outcome.items.forEach((job, index) =>
-            deps.metrics.jobWait.observe({ priority: job.priority }, (outcome.waitedMs?.[index] ?? 0) / 1000),
-          );
-          deps.log.debug({ event: "job.assigned", nodeId: id, jobs: outcome.items.map((job) => job.id) });
-          for (const job of outcome.items) {
+          outcome.items.forEach((job, index) => {
+            deps.metrics.jobWait.observe({ priority: job.priority }, (outcome.waitedMs?.[index] ?? 0) / 1000);
             if (job.payloadUnreadable) {
               deps.log.warn(
                 { event: "job.payload_unreadable", jobId: job.id, nodeId: id },
                 `job ${job.id}'s stored payload is not JSON (its row edited by hand?): handed to node ${id} as null`,
               );
             }
-          }
+          });
+          deps.log.debug({ event: "job.assigned", nodeId: id, jobs: outcome.items.map((job) => job.id) });
         }
         return okJson(claimAnswer(outcome.items));
       },
