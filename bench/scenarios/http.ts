@@ -59,7 +59,7 @@ export async function submission(settings: Settings): Promise<Metrics> {
   try {
     const auth = `Bearer ${await token(master.url, credentials.client)}`;
     // With --payload-bytes, every job submitted (and the echo's body, and the floor's jobs) carries that payload.
-    const given = settings.payloadBytes ? benchPayload(settings.payloadBytes) : undefined;
+    const given = givenPayload(settings);
     const body = JSON.stringify({ type: "noop", payload: given ?? { order: 42, customer: "acme" } });
     const headers = { authorization: auth, "content-type": "application/json" };
     // gaffer and the echo in turns, a slice each, so that both meet the machine in the same
@@ -88,7 +88,7 @@ export async function submission(settings: Settings): Promise<Metrics> {
     const singleRate = single.ok / durationS;
     const expressRate = echoed / durationS;
     const batchRate = (batch["2xx"] * 1000) / durationS;
-    const floor = sqlFloor("gaffer", floorJobs(settings), undefined, given === undefined ? undefined : JSON.stringify(given));
+    const floor = floorWith(floorJobs(settings), given);
     return {
       "submit single (jobs/s, 32 connections)": singleRate,
       "express echo (req/s, 32 connections)": expressRate,
@@ -128,12 +128,23 @@ interface DrainMeasure {
   perResults: number;
 }
 
-/** One drain of `jobs` after a round of `warmup`, on a master started with `env`. */
-/** The drain's job: the no-op, with about --payload-bytes of payload when given. */
-function drainedJob(settings: Settings): { type: string; payload?: unknown } {
-  return settings.payloadBytes ? { type: "noop", payload: benchPayload(settings.payloadBytes) } : { type: "noop" };
+/** The --payload-bytes payload; undefined when none is given (each scenario keeps its own). */
+function givenPayload(settings: Settings): unknown {
+  return settings.payloadBytes ? benchPayload(settings.payloadBytes) : undefined;
 }
 
+/** The SQL floor on gaffer's schema, its jobs carrying `payload` (when given) as the jobs measured do. */
+function floorWith(jobs: number, payload: unknown): ReturnType<typeof sqlFloor> {
+  return sqlFloor("gaffer", jobs, undefined, payload === undefined ? undefined : JSON.stringify(payload));
+}
+
+/** The drain's job: the no-op, with about --payload-bytes of payload when given. */
+function drainedJob(settings: Settings): { type: string; payload?: unknown } {
+  const payload = givenPayload(settings);
+  return payload === undefined ? { type: "noop" } : { type: "noop", payload };
+}
+
+/** One drain of `jobs` after a round of `warmup`, on a master started with `env`. */
 async function drainOnce(settings: Settings, jobs: number, warmup: number, env: Record<string, string> = {}): Promise<DrainMeasure> {
   const { master, credentials, dir, db } = await cluster(settings, env);
   const job = drainedJob(settings);
@@ -203,7 +214,7 @@ export async function drain(settings: Settings): Promise<Metrics> {
   // The floor and the peer right after, on the same machine in the same minute.
   // With --payload-bytes, the floor's jobs carry the same payload.
   const { payload } = drainedJob(settings);
-  const floor = sqlFloor("gaffer", jobs, undefined, payload === undefined ? undefined : JSON.stringify(payload));
+  const floor = floorWith(jobs, payload);
   const peer = await plainjobDrain(jobs, 2, warmup, payload ?? {});
   return {
     "drain (jobs/s, 2 workers)": measured.rate,
