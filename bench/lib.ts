@@ -19,6 +19,8 @@ export interface Settings {
   runs: number;
   /** `--payload-bytes`: the payload of the submission's and the drain's jobs, about this long as JSON (0: none given, each scenario's own). */
   payloadBytes?: number;
+  /** `--result-bytes`: the result each drained job's handler returns, about this long as JSON (0: null). */
+  resultBytes?: number;
 }
 
 /** A job payload of about `bytes` of JSON, shaped as a real one (a list of records); the same for every job. */

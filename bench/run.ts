@@ -1,6 +1,6 @@
 // npm run bench: real master and worker processes on this machine; every figure is the
 // median of several runs; prints a table and writes bench/results/latest.json.
-// usage: node dist/bench/run.js [--db sqlite|postgres] [--size tiny|full] [--runs N] [--only name,name] [--out FILE] [--payload-bytes N]
+// usage: node dist/bench/run.js [--db sqlite|postgres] [--size tiny|full] [--runs N] [--only name,name] [--out FILE] [--payload-bytes N] [--result-bytes N]
 // --db postgres: gaffer on PostgreSQL (fresh databases on GAFFER_BENCH_DATABASE_URL's server,
 // else GAFFER_TEST_DATABASE_URL's, else 127.0.0.1:5432 as postgres), graphile-worker beside it.
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -71,12 +71,17 @@ function parseArgs(argv: string[]) {
   const size = value("--size") === "tiny" ? "tiny" : "full";
   const db = value("--db") ?? "sqlite";
   if (db !== "sqlite" && db !== "postgres") throw new Error(`--db must be sqlite or postgres, not ${db}`);
-  const payloadBytes = Number(value("--payload-bytes") ?? 0);
-  if (!Number.isInteger(payloadBytes) || payloadBytes < 0) throw new Error(`--payload-bytes must be a whole number of bytes, not ${value("--payload-bytes")}`);
-  if (payloadBytes > 0 && db === "postgres") throw new Error("--payload-bytes is for the SQLite submission and drain (and plainjob's); PostgreSQL's scenarios do not take it");
+  const bytes = (flag: string, forWhat: string) => {
+    const n = Number(value(flag) ?? 0);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} must be a whole number of bytes, not ${value(flag)}`);
+    if (n > 0 && db === "postgres") throw new Error(`${flag} is for ${forWhat}; PostgreSQL's scenarios do not take it`);
+    return n;
+  };
+  const payloadBytes = bytes("--payload-bytes", "the SQLite submission and drain (and plainjob's)");
+  const resultBytes = bytes("--result-bytes", "the SQLite drain");
   return {
     db,
-    settings: { size, runs: Number(value("--runs") ?? (size === "tiny" ? 1 : 3)), payloadBytes } as Settings,
+    settings: { size, runs: Number(value("--runs") ?? (size === "tiny" ? 1 : 3)), payloadBytes, resultBytes } as Settings,
     only: value("--only")?.split(","),
     out: value("--out"),
   };
@@ -113,7 +118,7 @@ async function main(): Promise<void> {
       version: packageVersion(),
       at: new Date().toISOString(),
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version },
-      settings: { size: settings.size, runs: settings.runs, payload_bytes: settings.payloadBytes ?? 0, db, ...(server ? { server: server.toString() } : {}), master_env: MASTER_ENV },
+      settings: { size: settings.size, runs: settings.runs, payload_bytes: settings.payloadBytes ?? 0, result_bytes: settings.resultBytes ?? 0, db, ...(server ? { server: server.toString() } : {}), master_env: MASTER_ENV },
       figures,
       failed,
     };
@@ -151,7 +156,7 @@ async function main(): Promise<void> {
   const on = server ? `PostgreSQL at ${server.host}` : "SQLite";
   process.stdout.write(`\ngaffer ${packageVersion()} on ${on} — medians of ${settings.runs} run(s), size ${settings.size}${
     settings.payloadBytes ? `, submitted and drained payloads of ${settings.payloadBytes} bytes` : ""
-  }; load average now ${loadavg().map((n) => n.toFixed(2)).join(" ")}\n\n`);
+  }${settings.resultBytes ? `, drained results of ${settings.resultBytes} bytes` : ""}; load average now ${loadavg().map((n) => n.toFixed(2)).join(" ")}\n\n`);
   for (const [name, figure] of Object.entries(figures)) {
     process.stdout.write(`${name.padEnd(width)}  ${format(figure.median).padStart(12)}  ${figure.target}\n`);
   }

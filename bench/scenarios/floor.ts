@@ -42,7 +42,7 @@ const SQL: Record<Schema, { insert: string; claim: string; complete: string }> =
             WHERE seq IN (SELECT seq FROM jobs WHERE status = 'pending' AND lane = 0
                           ORDER BY effective_priority DESC, seq LIMIT @limit)
             RETURNING id, type, payload, attempt`,
-    complete: `UPDATE jobs SET status = 'completed', result = 'null', finished_at = @at, updated_at = @at, stall_at = NULL,
+    complete: `UPDATE jobs SET status = 'completed', result = @result, finished_at = @at, updated_at = @at, stall_at = NULL,
                  lease_expires_at = NULL
                WHERE id IN (SELECT value FROM json_each(@ids))`,
   },
@@ -52,7 +52,7 @@ const SQL: Record<Schema, { insert: string; claim: string; complete: string }> =
     claim: `UPDATE jobs SET status = 'running', node_id = @node, attempt = attempt + 1, started_at = @at
             WHERE seq IN (SELECT seq FROM jobs WHERE status = 'pending' ORDER BY priority DESC, seq LIMIT @limit)
             RETURNING id, type, payload, attempt`,
-    complete: `UPDATE jobs SET status = 'completed', result = 'null', finished_at = @at WHERE id IN (SELECT value FROM json_each(@ids))`,
+    complete: `UPDATE jobs SET status = 'completed', result = @result, finished_at = @at WHERE id IN (SELECT value FROM json_each(@ids))`,
   },
 };
 
@@ -107,9 +107,14 @@ export function sqlFloor(
   schema: Schema,
   jobs: number,
   shape: { claim: number; complete: number } = { claim: 500, complete: 500 },
-  /** Every job's payload as JSON text (--payload-bytes); by default a small one a job. */
-  payloadJson?: string,
+  jobText: {
+    /** Every job's payload as JSON text (--payload-bytes); by default a small one a job. */
+    payloadJson?: string;
+    /** Every job's result as JSON text (--result-bytes); by default null. */
+    resultJson?: string;
+  } = {},
 ): { batch: number; drain: number } {
+  const { payloadJson, resultJson = "null" } = jobText;
   const db = open(schema);
   try {
     const sql = SQL[schema];
@@ -141,7 +146,7 @@ export function sqlFloor(
     const finish = db.transaction((ids: string[]) => {
       const at = new Date().toISOString();
       const list = JSON.stringify(ids);
-      complete.run({ at, ids: list });
+      complete.run({ at, ids: list, result: resultJson });
       endAttempts.run({ at, ids: list });
     });
 

@@ -29,8 +29,16 @@ async function cluster(settings: Settings, env: Record<string, string> = {}) {
   return { dir, db, credentials, master };
 }
 
-async function startWorkers(master: Running, dir: string, credentials: Awaited<ReturnType<typeof makeClients>>, count: number, capacity: number, ipc = false) {
-  const env = { GAFFER_CLIENT_ID: credentials.worker.id, GAFFER_CLIENT_SECRET: credentials.worker.secret };
+/** Bench worker processes; `resultBytes`: each job's result, about that many bytes of JSON (0: null). */
+async function startWorkers(
+  master: Running,
+  dir: string,
+  credentials: Awaited<ReturnType<typeof makeClients>>,
+  count: number,
+  capacity: number,
+  { ipc = false, resultBytes = 0 }: { ipc?: boolean; resultBytes?: number } = {},
+) {
+  const env = { GAFFER_CLIENT_ID: credentials.worker.id, GAFFER_CLIENT_SECRET: credentials.worker.secret, BENCH_RESULT_BYTES: String(resultBytes) };
   return Promise.all(
     Array.from({ length: count }, (_, i) =>
       startNodeScript("worker.js", [master.url, `w${i}`, join(dir, `w${i}`), String(capacity), ...(ipc ? ["--ipc"] : [])], env, /listening on worker/),
@@ -133,9 +141,15 @@ function givenPayload(settings: Settings): unknown {
   return settings.payloadBytes ? benchPayload(settings.payloadBytes) : undefined;
 }
 
-/** The SQL floor on gaffer's schema, its jobs carrying `payload` (when given) as the jobs measured do. */
-function floorWith(jobs: number, payload: unknown): ReturnType<typeof sqlFloor> {
-  return sqlFloor("gaffer", jobs, undefined, payload === undefined ? undefined : JSON.stringify(payload));
+/**
+ * The SQL floor on gaffer's schema, its jobs carrying `payload` (when given) and completed
+ * with `result` (when given) as the jobs measured are.
+ */
+function floorWith(jobs: number, payload: unknown, result?: unknown): ReturnType<typeof sqlFloor> {
+  return sqlFloor("gaffer", jobs, undefined, {
+    payloadJson: payload === undefined ? undefined : JSON.stringify(payload),
+    resultJson: result === undefined ? undefined : JSON.stringify(result),
+  });
 }
 
 /** The drain's job: the no-op, with about --payload-bytes of payload when given. */
@@ -163,7 +177,7 @@ async function drainOnce(settings: Settings, jobs: number, warmup: number, env: 
     // not counted in their CPU time a job: each round starts when the master is resumed.
     const admin = await token(master.url, credentials.admin);
     await call(master.url, admin, "PUT", "/api/v1/state/mode", { mode: "paused" });
-    const workers = await startWorkers(master, dir, credentials, 2, 500);
+    const workers = await startWorkers(master, dir, credentials, 2, 500, { resultBytes: settings.resultBytes ?? 0 });
     await call(master.url, admin, "PUT", "/api/v1/state/mode", { mode: "normal" });
     await until(warmup);
     await call(master.url, admin, "PUT", "/api/v1/state/mode", { mode: "paused" });
@@ -184,6 +198,10 @@ async function drainOnce(settings: Settings, jobs: number, warmup: number, env: 
     );
     const recorded = readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM job_attempts WHERE outcome = 'completed'").n - warmup;
     const ran = workers.map((_, i) => ranBy(db, `w${i}`) - (ranBefore[i] ?? 0));
+    // The results written are the handlers' (--result-bytes), so that the figure is of writing them.
+    const expected = JSON.stringify(settings.resultBytes ? benchPayload(settings.resultBytes) : null);
+    const wrong = readDb<{ n: number }>(db, `SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed' AND result IS NOT '${expected}'`).n;
+    if (wrong > 0) throw new Error(`drain: ${wrong} completed jobs without the handler's result`);
     await Promise.all(workers.map((worker) => worker.stop()));
     const seconds = (new Date(span.last).getTime() - new Date(span.first).getTime()) / 1000;
     return {
@@ -212,9 +230,10 @@ export async function drain(settings: Settings): Promise<Metrics> {
   // The store on a thread of its own (GAFFER_STORE_THREAD=on), right after, the same way.
   const threaded = await drainOnce(settings, jobs, warmup, { GAFFER_STORE_THREAD: "on" });
   // The floor and the peer right after, on the same machine in the same minute.
-  // With --payload-bytes, the floor's jobs carry the same payload.
+  // With --payload-bytes and --result-bytes, the floor's jobs carry the same payload and
+  // result (plainjob keeps no result: its handler's is dropped).
   const { payload } = drainedJob(settings);
-  const floor = floorWith(jobs, payload);
+  const floor = floorWith(jobs, payload, settings.resultBytes ? benchPayload(settings.resultBytes) : undefined);
   const peer = await plainjobDrain(jobs, 2, warmup, payload ?? {});
   return {
     "drain (jobs/s, 2 workers)": measured.rate,
@@ -276,7 +295,7 @@ export async function latency(settings: Settings): Promise<Metrics> {
   const count = settings.size === "full" ? 500 : 30;
   const { master, credentials, dir } = await cluster(settings);
   try {
-    const [worker] = await startWorkers(master, dir, credentials, 1, 1, true);
+    const [worker] = await startWorkers(master, dir, credentials, 1, 1, { ipc: true });
     if (!worker) throw new Error("no worker");
     const started = new Map<string, number>();
     const waiters = new Map<string, (at: number) => void>();

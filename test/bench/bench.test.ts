@@ -56,21 +56,23 @@ afterEach(() => {
 });
 
 describe("npm run bench", () => {
-  it("runs every scenario at --size tiny and writes the figures with their targets (the jobs with payloads)", async () => {
+  it("runs every scenario at --size tiny and writes the figures with their targets (the jobs with payloads and results)", async () => {
     const out = join(tempDir(), "bench.json");
     let output = "";
-    bench = spawn(process.execPath, [RUN, "--size", "tiny", "--payload-bytes", "256", "--out", out], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    bench = spawn(process.execPath, [RUN, "--size", "tiny", "--payload-bytes", "256", "--result-bytes", "512", "--out", out], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
     bench.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
     bench.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
     const code = await new Promise<number | null>((resolve) => bench?.on("exit", resolve));
     expect(code, output).toBe(0);
 
     const report = JSON.parse(readFileSync(out, "utf8")) as {
-      settings: { size: string; payload_bytes: number; master_env: Record<string, string> };
+      settings: { size: string; payload_bytes: number; result_bytes: number; master_env: Record<string, string> };
       figures: Record<string, { median: number; runs: number[]; target: string }>;
     };
     expect(report.settings.size).toBe("tiny");
     expect(report.settings.payload_bytes).toBe(256);
+    // The drain checks that each completed job holds its handler's 512-byte result.
+    expect(report.settings.result_bytes).toBe(512);
     // Measured with the shipped durability, never a weaker setting.
     expect(report.settings.master_env.GAFFER_DB_SYNCHRONOUS).toBe("full");
     for (const name of FIGURES) {
@@ -88,7 +90,7 @@ describe("npm run bench", () => {
     expect(report.figures["drain, store on its own thread: completions recorded"]?.median).toBe(1);
     // Targeted figures carry their verdict, so the table says what was missed.
     expect(Object.values(report.figures).filter((f) => /ok|MISSED/.test(f.target)).length).toBeGreaterThanOrEqual(8);
-    expect(output).toMatch(/medians of 1 run\(s\), size tiny, submitted and drained payloads of 256 bytes/);
+    expect(output).toMatch(/medians of 1 run\(s\), size tiny, submitted and drained payloads of 256 bytes, drained results of 512 bytes/);
   }, 240_000);
 
   it("measures the store in process and on its thread in turns (store-thread.js, small)", async () => {
