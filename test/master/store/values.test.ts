@@ -67,6 +67,41 @@ describe.each(dialects)("stored values ($name)", (dialect) => {
     expect((await t.store.jobs.whyFacts(job.id))?.requires).toEqual([]);
   });
 
+  // A batch's completions go to SQLite with their texts inside a JSON list when they are short
+  // on average, and packed into one BLOB when they are long (packed-texts.ts): both ways keep
+  // every byte, and each text on its own job, past a report refused in the middle.
+  it.each([
+    ["short", 1],
+    ["long", 60],
+  ])("keeps a batch's %s results and log tails byte for byte, each on its own job", async (_, repeat) => {
+    const jobs = [];
+    for (let i = 0; i < 5; i++) jobs.push(await submit(t.store));
+    const node = await register(t.store);
+    await claim(t.store, node.id);
+    const texts = ['quote " back \\ slash', "line\nfeed\ttab", "é, 雪, 😀", "\u2028\u2029 and \u007f", "plain"];
+    const results = texts.map((text, i) => ({ i, text: text.repeat(repeat), list: [i, -0.5, 1e21, null, true] }));
+    const tails = texts.map((text, i) => (i === 1 ? null : `${text}\n`.repeat(repeat)));
+    const reports = jobs.map((job, i) => ({
+      jobId: job.id,
+      // The third names an attempt never handed out, refused: the ones after it still get their own texts.
+      attempt: i === 2 ? 7 : 1,
+      status: "completed" as const,
+      result: results[i],
+      ...(tails[i] === null ? {} : { logTail: tails[i] }),
+    }));
+    const outcome = await t.store.jobs.report({ nodeId: node.id, reports });
+    expect(outcome.items.map((item) => item.verdict)).toEqual(["accepted", "accepted", "not_found", "accepted", "accepted"]);
+    for (const [i, job] of jobs.entries()) {
+      if (i === 2) continue;
+      expect(JSON.stringify((await t.store.jobs.get(job.id))?.result)).toBe(JSON.stringify(results[i]));
+      expect((await t.store.jobs.attempts(job.id))[0]?.log_tail ?? null).toBe(tails[i]);
+      if (dialect.name !== "sqlite") continue;
+      const [row] = await t.query("SELECT j.result, typeof(j.result) AS kind, a.log_tail, typeof(a.log_tail) AS tail_kind FROM jobs j JOIN job_attempts a ON a.job_id = j.id WHERE j.id = ?", [job.id]);
+      expect(row).toEqual({ result: JSON.stringify(results[i]), kind: "text", log_tail: tails[i], tail_kind: tails[i] === null ? "null" : "text" });
+    }
+    expect((await t.store.jobs.get(jobs[2]?.id ?? ""))?.status).toBe("running");
+  });
+
   it("accepts a result whose log tail and error hold NUL characters", async () => {
     const job = await submit(t.store, { maxRetries: 0 });
     const node = await register(t.store);

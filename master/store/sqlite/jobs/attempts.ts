@@ -2,10 +2,11 @@
 // transaction and ended in the transaction that ends the lease (the node's report, or
 // the master: the node died or left, the job stalled or was canceled). The record of a
 // job's normal way, where the audit log keeps the decisions of people and the master.
-import { sql } from "kysely";
+import { sql, type RawBuilder } from "kysely";
 import type { AttemptOutcome, JobAttempt, JobError } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { param } from "../database.js";
+import { packTexts, unpackedText, worthPacking } from "../packed-texts.js";
 import { parseJson } from "../rows.js";
 
 /** What a claim writes of each attempt it starts (the rest starts as the table's defaults). */
@@ -37,17 +38,33 @@ export function endAttempt(ctx: StoreContext, end: AttemptEnd): void {
   ).run({ ...end, error: end.error === null ? null : JSON.stringify(end.error) });
 }
 
-/** End the attempts of many plain completions at once: `done`, a JSON array of {id, attempt, log_tail}. */
-export function endCompletedAttempts(ctx: StoreContext, done: string, at: string): void {
+/** The SQL that ends many plain completions' attempts; `logTail`: the tail's text, from a `done` row. */
+function endCompletedSql(logTail: RawBuilder<unknown>) {
+  return sql`
+    UPDATE job_attempts
+    SET outcome = 'completed', reported = 'completed', finished_at = ${param("at")}, log_tail = ${logTail}
+    FROM json_each(${param("done")}) AS done
+    WHERE job_attempts.job_id = done.value ->> 'id' AND job_attempts.attempt = done.value ->> 'attempt'
+      AND job_attempts.outcome = 'running'`;
+}
+
+/** End the attempts of many plain completions at once, each with its log tail (packed when they are long: packed-texts.ts). */
+export function endCompletedAttempts(ctx: StoreContext, ended: readonly { id: string; attempt: number; logTail: string | null }[], at: string): void {
   const { db } = ctx;
-  db.preparedSql<{ done: string; at: string }>("end-completed-attempts", () =>
-    sql`
-      UPDATE job_attempts
-      SET outcome = 'completed', reported = 'completed', finished_at = ${param("at")}, log_tail = done.value ->> 'log_tail'
-      FROM json_each(${param("done")}) AS done
-      WHERE job_attempts.job_id = done.value ->> 'id' AND job_attempts.attempt = done.value ->> 'attempt'
-        AND job_attempts.outcome = 'running'`,
-  ).run({ done, at });
+  const tails = ended.map((attempt) => attempt.logTail);
+  if (worthPacking(tails)) {
+    const packed = packTexts(tails);
+    const done = ended.map((attempt, index) => ({ id: attempt.id, attempt: attempt.attempt, at: packed.at[index], bytes: packed.bytes[index] }));
+    db.preparedSql<{ done: string; tails: Buffer; at: string }>("end-completed-attempts-packed", () =>
+      endCompletedSql(unpackedText("tails", sql`done.value ->> 'at'`, sql`done.value ->> 'bytes'`)),
+    ).run({ done: JSON.stringify(done), tails: packed.blob, at });
+    return;
+  }
+  const done = ended.map((attempt) => ({ id: attempt.id, attempt: attempt.attempt, log_tail: attempt.logTail }));
+  db.preparedSql<{ done: string; at: string }>("end-completed-attempts", () => endCompletedSql(sql`done.value ->> 'log_tail'`)).run({
+    done: JSON.stringify(done),
+    at,
+  });
 }
 
 /** Who was handed attempt `attempt` of a job, and what it reported; undefined: nobody. */

@@ -2,10 +2,11 @@
 // (status running, same node, same attempt), as the job's rules decide (onReport).
 // Each accepted report ends its attempt in job_attempts, with the handler's log tail;
 // the audit log is for the master's and people's decisions, not a node's results.
-import { sql } from "kysely";
+import { sql, type RawBuilder } from "kysely";
 import type { JobError, JobReport, JobStatus, ReportManyResult, ReportOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { inJsonArray, param, type Prepared } from "../database.js";
+import { packTexts, unpackedText, worthPacking } from "../packed-texts.js";
 import { priorityName, type JobRow } from "../rows.js";
 import { isCurrentLease, isFinal, onReport, type HandOut, type Transition } from "../../../queue/transitions.js";
 import { endAttempt, endCompletedAttempts, handOut } from "./attempts.js";
@@ -43,11 +44,32 @@ export interface ReportStatements {
    * asked, and answers those. `done`: a JSON array of {id, attempt, result} (result as JSON text).
    */
   complete: Prepared<Completed, { done: string; nodeId: string; at: string }>;
+  /** `complete` with the results packed (packed-texts.ts): `done`'s items {id, attempt, at, bytes} in `results`. */
+  completePacked: Prepared<Completed, { done: string; results: Buffer; nodeId: string; at: string }>;
   finish: Prepared<unknown, Finish>;
   retryLater: Prepared<
     unknown,
     { seq: number; status: string; error: string; retryCount: number; readyAt: string; attempt: number; at: string; agingAt: string | null }
   >;
+}
+
+/**
+ * Many completions in one statement, each checked against its lease in the same pass (no
+ * read before): the rules' answer to a completion of the current lease with no cancel asked
+ * is `completed` (onReport), and this applies it where exactly that holds; every other
+ * report goes through onReport one by one. Found by id: the unary + keeps SQLite from
+ * walking the node's running jobs (jobs_running) and the whole list for each. `result`: the
+ * result's text, from a `done` row.
+ */
+function completeSql(result: RawBuilder<unknown>): RawBuilder<Completed> {
+  return sql<Completed>`
+    UPDATE jobs
+    SET status = 'completed', result = ${result}, error = NULL, failure_reason = NULL,
+        progress = 100, progress_message = NULL, stall_at = NULL, lease_expires_at = NULL, finished_at = ${param("at")}, updated_at = ${param("at")}
+    FROM json_each(${param("done")}) AS done
+    WHERE jobs.id = done.value ->> 'id' AND +jobs.status = 'running' AND +jobs.node_id = ${param("nodeId")}
+      AND jobs.attempt = done.value ->> 'attempt' AND jobs.cancel_requested = 0
+    RETURNING jobs.id, jobs.attempt, jobs.type, jobs.priority, jobs.started_at`;
 }
 
 export function prepareReport(ctx: StoreContext): ReportStatements {
@@ -58,20 +80,8 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
       k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "=", param("id")),
     ),
     leases: db.prepare(k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "in", inJsonArray<string>("ids"))),
-    // Many completions in one statement, each checked against its lease in the same
-    // pass (no read before): the rules' answer to a completion of the current lease with
-    // no cancel asked is `completed` (onReport), and this applies it where exactly that
-    // holds; every other report goes through onReport one by one. Found by id: the unary
-    // + keeps SQLite from walking the node's running jobs (jobs_running)
-    // and the whole list for each.
-    complete: db.prepareSql(sql<Completed>`
-      UPDATE jobs
-      SET status = 'completed', result = done.value ->> 'result', error = NULL, failure_reason = NULL,
-          progress = 100, progress_message = NULL, stall_at = NULL, lease_expires_at = NULL, finished_at = ${param("at")}, updated_at = ${param("at")}
-      FROM json_each(${param("done")}) AS done
-      WHERE jobs.id = done.value ->> 'id' AND +jobs.status = 'running' AND +jobs.node_id = ${param("nodeId")}
-        AND jobs.attempt = done.value ->> 'attempt' AND jobs.cancel_requested = 0
-      RETURNING jobs.id, jobs.attempt, jobs.type, jobs.priority, jobs.started_at`),
+    complete: db.prepareSql(completeSql(sql`done.value ->> 'result'`)),
+    completePacked: db.prepareSql(completeSql(unpackedText("results", sql`done.value ->> 'at'`, sql`done.value ->> 'bytes'`))),
     finish: db.prepare(
       k
         .updateTable("jobs")
@@ -176,16 +186,23 @@ function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, re
  */
 function completeMany(ctx: StoreContext, statements: ReportStatements, reports: JobReport[], nodeId: string) {
   const at = ctx.clock.now().toISOString();
-  const completed = statements.complete.all({
-    done: JSON.stringify(
-      reports.map((report) => ({ id: report.jobId, attempt: report.attempt, result: JSON.stringify(report.result ?? null) })),
-    ),
-    nodeId,
-    at,
-  });
+  const results = reports.map((report) => JSON.stringify(report.result ?? null));
+  let completed: Completed[];
+  if (worthPacking(results)) {
+    const packed = packTexts(results);
+    const done = reports.map((report, index) => ({ id: report.jobId, attempt: report.attempt, at: packed.at[index], bytes: packed.bytes[index] }));
+    completed = statements.completePacked.all({ done: JSON.stringify(done), results: packed.blob, nodeId, at });
+  } else {
+    const done = reports.map((report, index) => ({ id: report.jobId, attempt: report.attempt, result: results[index] }));
+    completed = statements.complete.all({ done: JSON.stringify(done), nodeId, at });
+  }
   if (completed.length > 0) {
     const tails = new Map(reports.map((report) => [report.jobId, report.logTail ?? null]));
-    endCompletedAttempts(ctx, JSON.stringify(completed.map((job) => ({ id: job.id, attempt: job.attempt, log_tail: tails.get(job.id) ?? null }))), at);
+    endCompletedAttempts(
+      ctx,
+      completed.map((job) => ({ id: job.id, attempt: job.attempt, logTail: tails.get(job.id) ?? null })),
+      at,
+    );
   }
   releaseDependents(
     ctx,
