@@ -6,6 +6,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Worker } from "node:worker_threads";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { openThreadStore, type ThreadStoreParams } from "../../../master/store/thread/client.js";
 import {
@@ -52,6 +53,32 @@ describe("the store on its own thread", () => {
     expect(await store.jobs.get(job.id)).toMatchObject({ status: "completed", result: { ok: true } });
     expect(await store.describe()).toMatchObject({ dialect: "sqlite", store_thread: true, journal_mode: "wal" });
     await expect(store.leads()).resolves.toBe(true);
+  });
+
+  it("hands a payload edited by hand into text that is not JSON as null with its flag, by claim and by claimEach", async () => {
+    const path = join(tempDir(), "gaffer.db");
+    const store = await start({ path });
+    const jobs = [];
+    for (let n = 0; n < 3; n++) jobs.push(await submit(store, { payload: { n } }));
+    await store.durable();
+    const editor = new Database(path);
+    try {
+      editor.prepare("UPDATE jobs SET payload = '{not json' WHERE id IN (?, ?)").run(jobs[0]?.id, jobs[2]?.id);
+    } finally {
+      editor.close();
+    }
+    const first = await register(store, "node-1");
+    const second = await register(store, "node-2");
+    const [taken] = await claim(store, first.id, 1);
+    expect([taken?.id, taken?.payloadJson, taken?.payloadUnreadable]).toEqual([jobs[0]?.id, "null", true]);
+    const outcomes = await store.jobs.claimEach([
+      { nodeId: first.id, max: 1 },
+      { nodeId: second.id, max: 1 },
+    ]);
+    expect(outcomes.map((outcome) => (outcome.ok ? outcome.items.map((job) => [job.id, job.payloadJson, job.payloadUnreadable]) : outcome.reason))).toEqual([
+      [[jobs[1]?.id, '{"n":1}', undefined]],
+      [[jobs[2]?.id, "null", true]],
+    ]);
   });
 
   it("keeps the store's own errors: their class and fields", async () => {
