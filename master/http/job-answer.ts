@@ -2,6 +2,7 @@
 // the store (SubmitJobParams.payloadJson: JSON.stringify of the parsed payload, the text
 // JSON.stringify of the job would write there) rather than encoded a second time.
 import type { Job } from "../store/types.js";
+import { jsonList } from "./json-list.js";
 
 /**
  * Payloads at least this long (JSON text, counted in UTF-16 units as `.length` does, on average
@@ -44,14 +45,17 @@ export function jobAnswerJson(item: Answered): string | undefined {
   return item.payloadJson !== undefined && item.payloadJson.length >= SPLICE_FROM_CHARS ? jobJson(item.job, item.payloadJson) : undefined;
 }
 
-/** POST /jobs/batch's answer, `{"items": [Job…]}`, as JSON text; undefined where JSON.stringify of it is cheaper. */
-export function batchAnswerJson(items: readonly Answered[]): string | undefined {
-  if (!worthSplicing(items)) return undefined;
-  let text = '{"items":[';
+/**
+ * POST /jobs/batch's answer, `{"items": [Job…]}`: each job's JSON text (its payload spliced in
+ * where the answer's payloads are long on average), joined as text when short and as UTF-8
+ * bytes when long (json-list.ts).
+ */
+export function batchAnswer(items: readonly Answered[]): string | Buffer {
+  const splice = worthSplicing(items);
+  const parts = new Array<string>(items.length);
   for (let index = 0; index < items.length; index++) {
     const { job, payloadJson } = items[index] as Answered;
-    if (index > 0) text += ",";
-    text += payloadJson === undefined ? JSON.stringify(job) : jobJson(job, payloadJson);
+    parts[index] = splice && payloadJson !== undefined ? jobJson(job, payloadJson) : JSON.stringify(job);
   }
-  return `${text}]}`;
+  return jsonList('{"items":[', parts, "]}");
 }

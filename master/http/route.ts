@@ -7,6 +7,7 @@ import type { z } from "zod";
 import type { Authenticator, Principal } from "../auth/principal.js";
 import type { Role } from "../store/types.js";
 import { writeJsonHead } from "./headers.js";
+import { LONG_ANSWER_CHARS } from "./json-list.js";
 import { badRequest, fieldErrors, forbidden, ProblemError } from "./problem.js";
 
 export type Method = "get" | "post" | "put" | "patch" | "delete";
@@ -64,8 +65,8 @@ export interface Reply {
   headers?: Record<string, string>;
   /** Sent as is with this content type (for non-JSON answers). */
   raw?: { contentType: string; text: string };
-  /** A JSON answer already encoded (its parts kept as JSON text: okJson), sent as `body` would be. */
-  json?: string;
+  /** A JSON answer already encoded (its parts kept as JSON text: okJson), as text or as UTF-8 bytes, sent as `body` would be. */
+  json?: string | Buffer;
 }
 
 export interface Route {
@@ -82,10 +83,10 @@ export function route<B extends z.ZodType | undefined = undefined, Q extends z.Z
 
 export const ok = (body: unknown): Reply => ({ status: 200, body });
 /** A 200 whose JSON text is made already (the claim's answer, its payloads as they are kept). */
-export const okJson = (json: string): Reply => ({ status: 200, json });
+export const okJson = (json: string | Buffer): Reply => ({ status: 200, json });
 export const created = (body: unknown): Reply => ({ status: 201, body });
 /** A 201 whose JSON text is made already (a submit's answer, its payloads' text the one made for the store). */
-export const createdJson = (json: string): Reply => ({ status: 201, json });
+export const createdJson = (json: string | Buffer): Reply => ({ status: 201, json });
 
 /** A principal-less placeholder for public routes; their handlers must not use it. */
 const NOBODY: Principal = Object.freeze({ clientId: "", role: "client" as const });
@@ -291,10 +292,10 @@ export function mountRoutes(router: Router, routes: Route[], params: MountParams
       } else {
         // Straight to the socket: express's send() (negotiation, freshness, ETag) costs a sixth
         // of a submission's time, for answers that never need it.
-        // A long answer (a batch's) is encoded once, not counted by Buffer.byteLength and then
-        // encoded again by end(); a short one stays text, written with its headers in one write.
-        const text = reply.json ?? JSON.stringify(reply.body);
-        const body = text.length > 16_384 ? Buffer.from(text) : text;
+        // A long answer is encoded once, not counted by Buffer.byteLength and then encoded
+        // again by end(); a short one stays text, written with its headers in one write.
+        const json = reply.json ?? JSON.stringify(reply.body);
+        const body = typeof json === "string" && json.length > LONG_ANSWER_CHARS ? Buffer.from(json) : json;
         writeJsonHead(res, reply.status, typeof body === "string" ? Buffer.byteLength(body) : body.length);
         res.end(body);
         observe(res, reply.status);

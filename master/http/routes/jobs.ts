@@ -26,7 +26,7 @@ import {
   whySchema,
   type SubmitJobBody,
 } from "../schemas.js";
-import { batchAnswerJson, jobAnswerJson } from "../job-answer.js";
+import { batchAnswer, jobAnswerJson } from "../job-answer.js";
 import { unstorableJson } from "../storable.js";
 import { problemResponses } from "./common.js";
 
@@ -191,8 +191,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         if (!outcome.ok) throw submitRefused(outcome, (index) => `jobs.${index}.`);
         afterSubmit(deps, outcome);
         // The store answers in the batch's order: a job it made is that item's, with that item's payload text.
-        const json = batchAnswerJson(outcome.items.map((item, index) => ({ job: item.job, payloadJson: item.created ? params[index]?.payloadJson : undefined })));
-        return json === undefined ? created({ items: outcome.items.map((item) => item.job) }) : createdJson(json);
+        return createdJson(batchAnswer(outcome.items.map((item, index) => ({ job: item.job, payloadJson: item.created ? params[index]?.payloadJson : undefined }))));
       },
     ),
     route(
