@@ -51,10 +51,10 @@ function ranBy(db: string, name: string): number {
   return readDb<{ n: number }>(db, `SELECT COUNT(*) AS n FROM job_attempts a JOIN nodes n ON n.id = a.node_id WHERE n.name = '${name}'`).n;
 }
 
-function readDb<T>(db: string, sql: string): T {
+function readDb<T>(db: string, sql: string, ...params: string[]): T {
   const connection = new Database(db, { readonly: true });
   try {
-    return connection.prepare(sql).get() as T;
+    return connection.prepare(sql).get(...params) as T;
   } finally {
     connection.close();
   }
@@ -200,7 +200,7 @@ async function drainOnce(settings: Settings, jobs: number, warmup: number, env: 
     const ran = workers.map((_, i) => ranBy(db, `w${i}`) - (ranBefore[i] ?? 0));
     // The results written are the handlers' (--result-bytes), so that the figure is of writing them.
     const expected = JSON.stringify(settings.resultBytes ? benchPayload(settings.resultBytes) : null);
-    const wrong = readDb<{ n: number }>(db, `SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed' AND result IS NOT '${expected}'`).n;
+    const wrong = readDb<{ n: number }>(db, "SELECT COUNT(*) AS n FROM jobs WHERE status = 'completed' AND result IS NOT ?", expected).n;
     if (wrong > 0) throw new Error(`drain: ${wrong} completed jobs without the handler's result`);
     await Promise.all(workers.map((worker) => worker.stop()));
     const seconds = (new Date(span.last).getTime() - new Date(span.first).getTime()) / 1000;

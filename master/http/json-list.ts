@@ -24,7 +24,9 @@ export function jsonListBytes(open: string, parts: readonly string[], close: str
     if (index > 0) bytes[at++] = COMMA;
     at += bytes.write(parts[index] as string, at);
   }
-  bytes.write(close, at);
+  at += bytes.write(close, at);
+  // The buffer is not cleared: every byte of it must be the answer's.
+  if (at !== size) throw new Error(`wrote ${at} bytes of an answer counted as ${size}`);
   return bytes;
 }
 

@@ -2,52 +2,72 @@
 // bound as one BLOB beside the statement's JSON list instead of inside it. Inside the list
 // each text is escaped by JSON.stringify, parsed by json_each and unescaped by `->>`;
 // packed, it is copied as its UTF-8 bytes and read back with substr(), which counts a
-// BLOB's bytes. The row holds exactly the bytes of the text either way.
+// BLOB's bytes. The row holds the same bytes either way for well-formed text, which is what
+// reaches here: results are JSON.stringify's (it escapes a lone surrogate), and log tails are
+// made well-formed by the HTTP layer (cleanText). Packed, a lone surrogate would become U+FFFD.
 import { sql, type RawBuilder } from "kysely";
 import { param } from "./database.js";
 
 /**
- * From this many characters a text on average, a list's texts are packed. Below it the
- * BLOB's substr() and CAST cost more than the escaping they save (a batch of 200 results
- * in better-sqlite3: null results 2.1 µs a job inside the list, 2.5 packed; 1 KB results
- * 20–21 inside, 12–15 packed; 4 KB 66–72 inside, 38–41 packed).
+ * From this many characters a text on average, a list's texts are packed; below it the
+ * BLOB's substr() and CAST cost more than the escaping they save (bench/README.md,
+ * "22:58–00:10").
  */
 export const PACK_FROM_CHARS = 128;
 
-/** Whether `texts` are long enough on average to be packed. */
+/** A row of such a statement's list: a job's id and attempt. */
+export interface TextRow {
+  id: string;
+  attempt: number;
+}
+
+/**
+ * The JSON list of `rows` for the statement's json_each, with each row's text of `texts`
+ * (aligned with `rows`; null for none): inside the list under `key` while they are short on
+ * average, else packed into `blob` with each row's place in it as `from` (counted from 1, as
+ * substr() counts) and `bytes` (both null for a null text).
+ */
+export function textList(rows: readonly TextRow[], texts: readonly (string | null)[], key: string): { list: string; blob: Buffer | null } {
+  if (!worthPacking(texts)) {
+    return { list: JSON.stringify(rows.map((row, index) => ({ id: row.id, attempt: row.attempt, [key]: texts[index] ?? null }))), blob: null };
+  }
+  const { blob, from, bytes } = packTexts(texts);
+  return { list: JSON.stringify(rows.map((row, index) => ({ id: row.id, attempt: row.attempt, from: from[index], bytes: bytes[index] }))), blob };
+}
+
+/** Whether `texts` are long enough on average to be packed (a null counts as the 4 characters of `null` in the list). */
 export function worthPacking(texts: readonly (string | null)[]): boolean {
   let chars = 0;
   for (const text of texts) chars += text === null ? 4 : text.length;
-  return chars >= PACK_FROM_CHARS * texts.length;
+  return texts.length > 0 && chars >= PACK_FROM_CHARS * texts.length;
 }
 
-/** `texts` in one BLOB, and where each is in it: `at` (from 1, as substr() counts) and `bytes`; null for a null text. */
-export function packTexts(texts: readonly (string | null)[]): { blob: Buffer; at: (number | null)[]; bytes: (number | null)[] } {
+/** `texts` in one BLOB, and where each is in it: `from` (counted from 1) and `bytes`; null for a null text. */
+export function packTexts(texts: readonly (string | null)[]): { blob: Buffer; from: (number | null)[]; bytes: (number | null)[] } {
   let size = 0;
   for (const text of texts) if (text !== null) size += Buffer.byteLength(text);
   const blob = Buffer.allocUnsafe(size);
-  const at = new Array<number | null>(texts.length);
+  const from = new Array<number | null>(texts.length);
   const bytes = new Array<number | null>(texts.length);
   let offset = 0;
   for (let index = 0; index < texts.length; index++) {
     const text = texts[index] ?? null;
     if (text === null) {
-      at[index] = null;
+      from[index] = null;
       bytes[index] = null;
       continue;
     }
     const written = blob.write(text, offset);
-    at[index] = offset + 1;
+    from[index] = offset + 1;
     bytes[index] = written;
     offset += written;
   }
-  return { blob, at, bytes };
+  // The buffer is not cleared: every byte of it must be a text's.
+  if (offset !== size) throw new Error(`packed ${offset} bytes of texts counted as ${size}`);
+  return { blob, from, bytes };
 }
 
-/**
- * The text at `at` for `bytes` in the BLOB bound as `blob` (SQL expressions of a
- * json_each row, say), as TEXT; NULL where `at` is NULL.
- */
-export function unpackedText(blob: string, at: RawBuilder<unknown>, bytes: RawBuilder<unknown>): RawBuilder<string | null> {
-  return sql<string | null>`CAST(substr(${param(blob)}, ${at}, ${bytes}) AS TEXT)`;
+/** A packed row's text, as TEXT: its bytes in the BLOB bound as `blob`, at the `from` and `bytes` of its json_each row `done`; NULL for a null text. */
+export function unpackedText(blob: string): RawBuilder<string | null> {
+  return sql<string | null>`CAST(substr(${param(blob)}, done.value ->> 'from', done.value ->> 'bytes') AS TEXT)`;
 }

@@ -80,26 +80,27 @@ describe.each(dialects)("stored values ($name)", (dialect) => {
     await claim(t.store, node.id);
     const texts = ['quote " back \\ slash', "line\nfeed\ttab", "é, 雪, 😀", "\u2028\u2029 and \u007f", "plain"];
     const results = texts.map((text, i) => ({ i, text: text.repeat(repeat), list: [i, -0.5, 1e21, null, true] }));
-    const tails = texts.map((text, i) => (i === 1 ? null : `${text}\n`.repeat(repeat)));
+    // A null tail and an empty one beside the others.
+    const tails = texts.map((text, i) => (i === 1 ? null : i === 3 ? "" : `${text}\n`.repeat(repeat)));
     const reports = jobs.map((job, i) => ({
       jobId: job.id,
-      // The third names an attempt never handed out, refused: the ones after it still get their own texts.
-      attempt: i === 2 ? 7 : 1,
+      // The last names an attempt never handed out, refused: the ones before it still get their own texts.
+      attempt: i === 4 ? 7 : 1,
       status: "completed" as const,
       result: results[i],
       ...(tails[i] === null ? {} : { logTail: tails[i] }),
     }));
     const outcome = await t.store.jobs.report({ nodeId: node.id, reports });
-    expect(outcome.items.map((item) => item.verdict)).toEqual(["accepted", "accepted", "not_found", "accepted", "accepted"]);
+    expect(outcome.items.map((item) => item.verdict)).toEqual(["accepted", "accepted", "accepted", "accepted", "not_found"]);
     for (const [i, job] of jobs.entries()) {
-      if (i === 2) continue;
+      if (i === 4) continue;
       expect(JSON.stringify((await t.store.jobs.get(job.id))?.result)).toBe(JSON.stringify(results[i]));
       expect((await t.store.jobs.attempts(job.id))[0]?.log_tail ?? null).toBe(tails[i]);
       if (dialect.name !== "sqlite") continue;
       const [row] = await t.query("SELECT j.result, typeof(j.result) AS kind, a.log_tail, typeof(a.log_tail) AS tail_kind FROM jobs j JOIN job_attempts a ON a.job_id = j.id WHERE j.id = ?", [job.id]);
       expect(row).toEqual({ result: JSON.stringify(results[i]), kind: "text", log_tail: tails[i], tail_kind: tails[i] === null ? "null" : "text" });
     }
-    expect((await t.store.jobs.get(jobs[2]?.id ?? ""))?.status).toBe("running");
+    expect((await t.store.jobs.get(jobs[4]?.id ?? ""))?.status).toBe("running");
   });
 
   it("accepts a result whose log tail and error hold NUL characters", async () => {

@@ -6,7 +6,7 @@ import { sql, type RawBuilder } from "kysely";
 import type { AttemptOutcome, JobAttempt, JobError } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { param } from "../database.js";
-import { packTexts, unpackedText, worthPacking } from "../packed-texts.js";
+import { textList, unpackedText } from "../packed-texts.js";
 import { parseJson } from "../rows.js";
 
 /** What a claim writes of each attempt it starts (the rest starts as the table's defaults). */
@@ -51,20 +51,20 @@ function endCompletedSql(logTail: RawBuilder<unknown>) {
 /** End the attempts of many plain completions at once, each with its log tail (packed when they are long: packed-texts.ts). */
 export function endCompletedAttempts(ctx: StoreContext, ended: readonly { id: string; attempt: number; logTail: string | null }[], at: string): void {
   const { db } = ctx;
-  const tails = ended.map((attempt) => attempt.logTail);
-  if (worthPacking(tails)) {
-    const packed = packTexts(tails);
-    const done = ended.map((attempt, index) => ({ id: attempt.id, attempt: attempt.attempt, at: packed.at[index], bytes: packed.bytes[index] }));
-    db.preparedSql<{ done: string; tails: Buffer; at: string }>("end-completed-attempts-packed", () =>
-      endCompletedSql(unpackedText("tails", sql`done.value ->> 'at'`, sql`done.value ->> 'bytes'`)),
-    ).run({ done: JSON.stringify(done), tails: packed.blob, at });
-    return;
+  const { list, blob } = textList(
+    ended,
+    ended.map((attempt) => attempt.logTail),
+    "log_tail",
+  );
+  if (blob === null) {
+    db.preparedSql<{ done: string; at: string }>("end-completed-attempts", () => endCompletedSql(sql`done.value ->> 'log_tail'`)).run({ done: list, at });
+  } else {
+    db.preparedSql<{ done: string; tails: Buffer; at: string }>("end-completed-attempts-packed", () => endCompletedSql(unpackedText("tails"))).run({
+      done: list,
+      tails: blob,
+      at,
+    });
   }
-  const done = ended.map((attempt) => ({ id: attempt.id, attempt: attempt.attempt, log_tail: attempt.logTail }));
-  db.preparedSql<{ done: string; at: string }>("end-completed-attempts", () => endCompletedSql(sql`done.value ->> 'log_tail'`)).run({
-    done: JSON.stringify(done),
-    at,
-  });
 }
 
 /** Who was handed attempt `attempt` of a job, and what it reported; undefined: nobody. */

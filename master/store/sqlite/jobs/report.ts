@@ -6,7 +6,7 @@ import { sql, type RawBuilder } from "kysely";
 import type { JobError, JobReport, JobStatus, ReportManyResult, ReportOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { inJsonArray, param, type Prepared } from "../database.js";
-import { packTexts, unpackedText, worthPacking } from "../packed-texts.js";
+import { textList, unpackedText } from "../packed-texts.js";
 import { priorityName, type JobRow } from "../rows.js";
 import { isCurrentLease, isFinal, onReport, type HandOut, type Transition } from "../../../queue/transitions.js";
 import { endAttempt, endCompletedAttempts, handOut } from "./attempts.js";
@@ -44,7 +44,7 @@ export interface ReportStatements {
    * asked, and answers those. `done`: a JSON array of {id, attempt, result} (result as JSON text).
    */
   complete: Prepared<Completed, { done: string; nodeId: string; at: string }>;
-  /** `complete` with the results packed (packed-texts.ts): `done`'s items {id, attempt, at, bytes} in `results`. */
+  /** `complete` with the results packed (packed-texts.ts): `done`'s items {id, attempt, from, bytes} in `results`. */
   completePacked: Prepared<Completed, { done: string; results: Buffer; nodeId: string; at: string }>;
   finish: Prepared<unknown, Finish>;
   retryLater: Prepared<
@@ -81,7 +81,7 @@ export function prepareReport(ctx: StoreContext): ReportStatements {
     ),
     leases: db.prepare(k.selectFrom("jobs").select(LEASE_COLUMNS).where("id", "in", inJsonArray<string>("ids"))),
     complete: db.prepareSql(completeSql(sql`done.value ->> 'result'`)),
-    completePacked: db.prepareSql(completeSql(unpackedText("results", sql`done.value ->> 'at'`, sql`done.value ->> 'bytes'`))),
+    completePacked: db.prepareSql(completeSql(unpackedText("results"))),
     finish: db.prepare(
       k
         .updateTable("jobs")
@@ -186,16 +186,13 @@ function apply(ctx: StoreContext, statements: ReportStatements, lease: Lease, re
  */
 function completeMany(ctx: StoreContext, statements: ReportStatements, reports: JobReport[], nodeId: string) {
   const at = ctx.clock.now().toISOString();
-  const results = reports.map((report) => JSON.stringify(report.result ?? null));
-  let completed: Completed[];
-  if (worthPacking(results)) {
-    const packed = packTexts(results);
-    const done = reports.map((report, index) => ({ id: report.jobId, attempt: report.attempt, at: packed.at[index], bytes: packed.bytes[index] }));
-    completed = statements.completePacked.all({ done: JSON.stringify(done), results: packed.blob, nodeId, at });
-  } else {
-    const done = reports.map((report, index) => ({ id: report.jobId, attempt: report.attempt, result: results[index] }));
-    completed = statements.complete.all({ done: JSON.stringify(done), nodeId, at });
-  }
+  const { list, blob } = textList(
+    reports.map((report) => ({ id: report.jobId, attempt: report.attempt })),
+    reports.map((report) => JSON.stringify(report.result ?? null)),
+    "result",
+  );
+  const completed =
+    blob === null ? statements.complete.all({ done: list, nodeId, at }) : statements.completePacked.all({ done: list, results: blob, nodeId, at });
   if (completed.length > 0) {
     const tails = new Map(reports.map((report) => [report.jobId, report.logTail ?? null]));
     endCompletedAttempts(
