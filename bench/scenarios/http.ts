@@ -231,7 +231,7 @@ export async function drain(settings: Settings): Promise<Metrics> {
   const threaded = await drainOnce(settings, jobs, warmup, { GAFFER_STORE_THREAD: "on" });
   // The floor and the peer right after, on the same machine in the same minute.
   // With --payload-bytes and --result-bytes, the floor's jobs carry the same payload and
-  // result (plainjob keeps no result: its handler's is dropped).
+  // result (plainjob keeps no results: its workers' handler returns none, whatever the flag).
   const { payload } = drainedJob(settings);
   const floor = floorWith(jobs, payload, settings.resultBytes ? benchPayload(settings.resultBytes) : undefined);
   const peer = await plainjobDrain(jobs, 2, warmup, payload ?? {});
