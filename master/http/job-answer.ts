@@ -1,13 +1,13 @@
-// A submit's answer as JSON text, each new job's payload written as the text made from it for
-// the store (SubmitJobParams.payloadJson: JSON.stringify of the parsed payload, the text
-// JSON.stringify of the job would write there) rather than encoded a second time.
+// A submit's answer, each new job's payload written as the text made from it for the store
+// (SubmitJobParams.payloadJson: JSON.stringify of the parsed payload, the text JSON.stringify
+// of the job would write there) rather than encoded a second time where payloads are long.
 import type { Job } from "../store/types.js";
 import { jsonList } from "./json-list.js";
 
 /**
  * Payloads at least this long (JSON text, counted in UTF-16 units as `.length` does, on average
- * over the answer) are spliced in. Below it one JSON.stringify of the whole answer is cheaper
- * (bench/README.md, "21:05–22:10").
+ * over the answer) are spliced in. Below it JSON.stringify of each job, payload and all, is
+ * cheaper (bench/README.md, "21:05–22:10").
  */
 export const SPLICE_FROM_CHARS = 128;
 
