@@ -1,30 +1,48 @@
-// A submit's answer, each new job's payload written as the text made from it for the store
-// (SubmitJobParams.payloadJson: JSON.stringify of the parsed payload, the text JSON.stringify
-// of the job would write there) rather than encoded a second time where payloads are long.
+// A submit's answer. A job the submit made is written field by field from what the submit
+// already holds: its payload as the text made from it for the store (SubmitJobParams.payloadJson:
+// JSON.stringify of the parsed payload, the text JSON.stringify of the job would write there),
+// and the fields the master itself made (ids, timestamps, status and priority words) as they
+// are, with no escaping to look for. JSON.stringify of the whole job walks every field and
+// escapes every string: in a batch of 1,000 that was the largest part of the answer's cost
+// (bench/README.md, "8 December 2026"). Any other job (one stored earlier under its
+// idempotency key) is JSON.stringify's.
 import type { Job } from "../store/types.js";
 import { jsonList } from "./json-list.js";
 
 /**
- * Payloads at least this long (JSON text, counted in UTF-16 units as `.length` does, on average
- * over the answer) are spliced in. Below it JSON.stringify of each job, payload and all, is
- * cheaper (bench/README.md, "21:05–22:10").
+ * A job type that JSON writes as it is, quotes around it (the API's job types: 1–64 of
+ * A-Z a-z 0-9 _ . : -). A job made with any other type is written by JSON.stringify.
  */
-export const SPLICE_FROM_CHARS = 128;
+const PLAIN_TYPE = /^[A-Za-z0-9_.:-]+$/;
+
+const text = JSON.stringify;
+const orNull = (value: unknown): string => (value === null ? "null" : (JSON.stringify(value) as string));
 
 /**
- * The copy's payload, as JSON writes it. In JSON text every `"` inside a string is escaped, so
- * `,"payload":0,` can only be a key and its value; the keys before `payload` (id, type) hold
- * strings, so the first one found is the job's own.
+ * A job this submit made, as JSON.stringify writes it, with `payloadJson`, its payload's JSON
+ * text, written where the payload goes. Written as they are, without JSON.stringify:
+ * - `id`, `created_at` and `updated_at`, which the store made (hex digits and dashes; ISO
+ *   timestamps from toISOString);
+ * - `priority`, `effective_priority` and `status`, words of the API's own lists;
+ * - `type`, when PLAIN_TYPE (else the whole job is JSON.stringify's, its payload encoded again);
+ * - the integers and the flag.
+ * Every other field goes through JSON.stringify as it would in the whole job. The fields and
+ * their order are Job's (store/wire.ts jobOf); test/master/http/job-answer.test.ts holds this
+ * to JSON.stringify for jobs made by each store, so a field added to Job fails it until added here.
  */
-const MARK = ',"payload":0,';
-const VALUE_AT = MARK.length - 2;
-
-/** A job's JSON text with `payloadJson`, the JSON text of its payload, in place of its payload. */
-export function jobJson(job: Job, payloadJson: string): string {
-  const text = JSON.stringify({ ...job, payload: 0 });
-  const at = text.indexOf(MARK);
-  if (at === -1) return JSON.stringify(job);
-  return `${text.slice(0, at + VALUE_AT)}${payloadJson}${text.slice(at + VALUE_AT + 1)}`;
+export function newJobJson(job: Job, payloadJson: string): string {
+  if (!PLAIN_TYPE.test(job.type)) return JSON.stringify(job);
+  return (
+    `{"id":"${job.id}","type":"${job.type}","payload":${payloadJson},"client_id":${text(job.client_id)},` +
+    `"priority":"${job.priority}","effective_priority":"${job.effective_priority}","status":"${job.status}",` +
+    `"attempt":${job.attempt},"retry_count":${job.retry_count},"max_retries":${job.max_retries},` +
+    `"node_id":${orNull(job.node_id)},"timeout_s":${job.timeout_s},"run_at":${orNull(job.run_at)},` +
+    `"requires":${text(job.requires)},"depends_on":${text(job.depends_on)},"idempotency_key":${orNull(job.idempotency_key)},` +
+    `"tags":${text(job.tags)},"progress":${orNull(job.progress)},"progress_message":${orNull(job.progress_message)},` +
+    `"result":${text(job.result)},"error":${orNull(job.error)},"failure_reason":${orNull(job.failure_reason)},` +
+    `"cancel_requested":${job.cancel_requested},"created_at":"${job.created_at}","updated_at":"${job.updated_at}",` +
+    `"started_at":${orNull(job.started_at)},"finished_at":${orNull(job.finished_at)}}`
+  );
 }
 
 /** A submit's answer item: the job, and its payload's JSON text where this submit made the job. */
@@ -33,29 +51,17 @@ export interface Answered {
   payloadJson: string | undefined;
 }
 
-/** Whether the answer's payloads are long enough to be spliced in rather than encoded again. */
-function worthSplicing(items: readonly Answered[]): boolean {
-  let chars = 0;
-  for (const item of items) chars += item.payloadJson?.length ?? 0;
-  return items.length > 0 && chars >= SPLICE_FROM_CHARS * items.length;
-}
-
-/** POST /jobs's answer, one job, as JSON text; undefined where JSON.stringify of the job is cheaper. */
-export function jobAnswerJson(item: Answered): string | undefined {
-  return item.payloadJson !== undefined && item.payloadJson.length >= SPLICE_FROM_CHARS ? jobJson(item.job, item.payloadJson) : undefined;
+/** One answered job's JSON text. */
+function answeredJson({ job, payloadJson }: Answered): string {
+  return payloadJson === undefined ? JSON.stringify(job) : newJobJson(job, payloadJson);
 }
 
 /**
- * POST /jobs/batch's answer, `{"items": [Job…]}`: each job's JSON text (its payload spliced in
- * where the answer's payloads are long on average), joined as text when short and as UTF-8
- * bytes when long (json-list.ts).
+ * POST /jobs/batch's answer, `{"items": [Job…]}`: each job's JSON text (answeredJson), joined
+ * as text when short and as UTF-8 bytes when long (json-list.ts).
  */
 export function batchAnswer(items: readonly Answered[]): string | Buffer {
-  const splice = worthSplicing(items);
   const parts = new Array<string>(items.length);
-  for (let index = 0; index < items.length; index++) {
-    const { job, payloadJson } = items[index] as Answered;
-    parts[index] = splice && payloadJson !== undefined ? jobJson(job, payloadJson) : JSON.stringify(job);
-  }
+  for (let index = 0; index < items.length; index++) parts[index] = answeredJson(items[index] as Answered);
   return jsonList('{"items":[', parts, "]}");
 }

@@ -5,7 +5,7 @@ import { whyWaiting } from "../../queue/why.js";
 import { submittedPayload, type Job, type JobActionOutcome, type SubmitJobParams, type SubmitOptions, type SubmitOutcome } from "../../store/types.js";
 import { visibleJob, type HttpDeps } from "../deps.js";
 import { badRequest, conflict, forbidden, notFound, ProblemError, type FieldError } from "../problem.js";
-import { created, createdJson, ok, route, type Principal, type Reply, type Route } from "../route.js";
+import { createdJson, ok, route, type Principal, type Reply, type Route } from "../route.js";
 import {
   auditEntrySchema,
   getJobQuery,
@@ -26,7 +26,7 @@ import {
   whySchema,
   type SubmitJobBody,
 } from "../schemas.js";
-import { batchAnswer, jobAnswerJson } from "../job-answer.js";
+import { batchAnswer, newJobJson } from "../job-answer.js";
 import { unstorableJson } from "../storable.js";
 import { problemResponses } from "./common.js";
 
@@ -170,8 +170,7 @@ export function jobRoutes(deps: HttpDeps): Route[] {
         const item = outcome.items[0];
         if (!item) throw new Error("submit answered no job");
         if (!item.created) return ok(item.job);
-        const json = jobAnswerJson({ job: item.job, payloadJson: params.payloadJson });
-        return json === undefined ? created(item.job) : createdJson(json);
+        return createdJson(newJobJson(item.job, params.payloadJson));
       },
     ),
     route(

@@ -1,51 +1,66 @@
-// A submit's answer with its payloads spliced in as their text: the same text JSON.stringify
-// writes, and only where the payloads are long enough for that to be cheaper.
+// A submit's answer: each job the submit made written from its fields with its payload's text,
+// the same text JSON.stringify writes for the job; any other job as JSON.stringify writes it.
 import { describe, expect, it } from "vitest";
 import { claimAnswer } from "../../../master/http/claim-answer.js";
-import { batchAnswer, jobAnswerJson, jobJson, SPLICE_FROM_CHARS } from "../../../master/http/job-answer.js";
+import { batchAnswer, newJobJson } from "../../../master/http/job-answer.js";
 import { jsonList, jsonListBytes, LONG_ANSWER_CHARS } from "../../../master/http/json-list.js";
 import type { Job } from "../../../master/store/types.js";
+import { jobOf, type ParsedJobRow } from "../../../master/store/wire.js";
 
-function job(id: string, payload: unknown, tags: Record<string, string> = {}): Job {
-  return {
-    id, type: "spliced", payload, client_id: "client-a", priority: "medium", effective_priority: "medium", status: "pending",
-    attempt: 0, retry_count: 0, max_retries: 3, node_id: null, timeout_s: 60, run_at: null, requires: [], depends_on: [],
-    idempotency_key: null, tags, progress: null, progress_message: null, result: null, error: null, failure_reason: null,
-    cancel_requested: false, created_at: "2026-12-07T00:00:00.000Z", updated_at: "2026-12-07T00:00:00.000Z", started_at: null, finished_at: null,
-  };
+/** A job as the stores make one (jobOf: Job's fields in their order), `changes` over a new pending job's. */
+function job(id: string, payload: unknown, changes: Partial<ParsedJobRow> = {}): Job {
+  return jobOf({
+    id, client_id: "client-a", type: "written", payload, priority: 2, effective_priority: 2, status: "pending", node_id: null,
+    attempt: 0, retry_count: 0, max_retries: 3, timeout_s: 60, run_at: null, requires: [], depends_on: [], idempotency_key: null,
+    tags: {}, progress: null, progress_message: null, result: null, error: null, failure_reason: null, cancel_requested: false,
+    created_at: "2026-12-07T00:00:00.000Z", updated_at: "2026-12-07T00:00:00.000Z", started_at: null, finished_at: null,
+    ...changes,
+  });
 }
 
-const long = "y".repeat(2 * SPLICE_FROM_CHARS);
+const long = "y".repeat(300);
 
 describe("a submit's answer", () => {
-  it("writes a job with its payload's text where JSON.stringify writes the payload", () => {
-    for (const payload of [null, 0, 'a\\","payload":0,"b', [1e21, -0.5], { mark: ',"payload":0,', nested: { payload: 0 } }, long]) {
-      const made = job("j1", payload, { payload: "0" });
-      expect(jobJson(made, JSON.stringify(payload))).toBe(JSON.stringify(made));
+  it("writes a job it made as JSON.stringify writes the job, whatever its payload and its other fields hold", () => {
+    const payloads = [null, 0, -0, 1e21, 'a\\","payload":0,"b', [1e21, -0.5, 5e-324], { mark: ',"payload":0,', nested: { payload: 0 } }, long, "é, 雪, 😀 \u2028"];
+    const variants: Partial<ParsedJobRow>[] = [
+      {},
+      { tags: { payload: "0", quote: 'say "hi"\\', zone: "\u2028", emoji: "😀" }, idempotency_key: 'key "1" \\ é', client_id: 'client "b"' },
+      { status: "blocked", depends_on: ["0193a-1", "0193a-2"], requires: ["gpu", "x86_64"], priority: 3, effective_priority: 3 },
+      { status: "scheduled", run_at: "2099-01-01T00:00:00.000Z", max_retries: 0, timeout_s: 86_400 },
+      { status: "failed", failure_reason: "dependency_failed", finished_at: "2026-12-07T00:00:01.000Z", priority: 0, effective_priority: 1 },
+      { type: "a.b:c-d_E9", cancel_requested: true, progress: 0, progress_message: "", result: { r: [1] }, error: { message: "m", retryable: false } },
+    ];
+    for (const payload of payloads) {
+      for (const changes of variants) {
+        const made = job("0193a2b4-0c1d-7e2f-8a3b-4c5d6e7f8091", payload, changes);
+        expect(newJobJson(made, JSON.stringify(payload))).toBe(JSON.stringify(made));
+      }
     }
   });
 
-  it("splices one job's payload in only when it is long enough", () => {
-    const small = job("j1", { n: 1 });
-    expect(jobAnswerJson({ job: small, payloadJson: '{"n":1}' })).toBeUndefined();
-    expect(jobAnswerJson({ job: small, payloadJson: undefined })).toBeUndefined();
-    const big = job("j2", { pad: long });
-    expect(jobAnswerJson({ job: big, payloadJson: JSON.stringify({ pad: long }) })).toBe(JSON.stringify(big));
+  it("writes the payload's text it is given, not the payload encoded again", () => {
+    const made = job("j1", { pad: long });
+    expect(newJobJson(made, JSON.stringify({ pad: long.toUpperCase() }))).toBe(JSON.stringify({ ...made, payload: { pad: long.toUpperCase() } }));
   });
 
-  it("writes a batch's answer as JSON.stringify's, its payloads spliced in when they are long on average", () => {
-    const made = [job("j1", { pad: long }), job("j2", [long, "é, 雪, 😀"]), job("j3", null, { zone: "\u2028" })];
+  it("leaves a job whose type JSON would escape to JSON.stringify", () => {
+    for (const type of ['a"b', "a\\b", "é", "", "a\nb"]) {
+      const made = job("j1", { n: 1 }, { type });
+      expect(newJobJson(made, '{"n":1}')).toBe(JSON.stringify(made));
+    }
+  });
+
+  it("writes a batch's answer as JSON.stringify's: the jobs it made with their payloads' text, the others encoded", () => {
+    const made = [job("j1", { pad: long }), job("j2", [long, "é, 雪, 😀"]), job("j3", null, { tags: { zone: "\u2028" } })];
     const earlier = job("j0", { pad: long, earlier: true });
     const items = [...made.map((one) => ({ job: one, payloadJson: JSON.stringify(one.payload) })), { job: earlier, payloadJson: undefined }];
-    // The spliced payloads' text is what is written: a marker in it shows they were spliced, not encoded again.
-    const marked = items.map((item) => (item.payloadJson === undefined ? item : { ...item, payloadJson: item.payloadJson.replace("y", "Y") }));
-    const spliced = batchAnswer(marked).toString();
-    expect(spliced).not.toBe(JSON.stringify({ items: [...made, earlier] }));
-    expect(spliced.replaceAll("Y", "y")).toBe(JSON.stringify({ items: [...made, earlier] }));
     expect(batchAnswer(items)).toBe(JSON.stringify({ items: [...made, earlier] }));
-    // Short on average (the earlier job's payload counts as none): each job's JSON.stringify.
-    const short = [...marked, { job: earlier, payloadJson: undefined }, { job: earlier, payloadJson: undefined }];
-    expect(batchAnswer(short)).toBe(JSON.stringify({ items: [...made, earlier, earlier, earlier] }));
+    // The made jobs' payload text is what is written: a marker in it shows it was not encoded again.
+    const marked = items.map((item) => (item.payloadJson === undefined ? item : { ...item, payloadJson: item.payloadJson.replace("y", "Y") }));
+    const written = batchAnswer(marked) as string;
+    expect(written).not.toBe(JSON.stringify({ items: [...made, earlier] }));
+    expect(written.replaceAll("Y", "y")).toBe(JSON.stringify({ items: [...made, earlier] }));
     expect(batchAnswer([])).toBe('{"items":[]}');
   });
 
