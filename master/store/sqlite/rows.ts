@@ -29,9 +29,9 @@ export function parseJson<T>(text: string | null, fallback: T): T {
 
 /**
  * A node's JSON column, which must be JSON: a fallback there would change what the node runs
- * (types NULL means every type), so a hand-edited one fails loudly, as its claims do.
+ * (types NULL means every type), so a hand-edited one fails loudly, in its answers and its claims.
  */
-function nodeJson<T>(text: string | null, fallback: T): T {
+export function nodeJson<T>(text: string | null, fallback: T): T {
   return text === null ? fallback : (JSON.parse(text) as T);
 }
 

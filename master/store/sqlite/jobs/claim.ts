@@ -6,7 +6,7 @@ import type { ClaimOutcome } from "../../types.js";
 import type { StoreContext } from "../context.js";
 import { limitParam, param, type Bindable, type Prepared } from "../database.js";
 import { ATTEMPT_COLUMNS } from "./attempts.js";
-import type { JobRow } from "../rows.js";
+import { nodeJson, type JobRow } from "../rows.js";
 import { takenJobOf } from "../../wire.js";
 import { reviveNode } from "../node-lifecycle.js";
 import { chooseFair } from "../fair-share.js";
@@ -181,7 +181,7 @@ export function claimJobs(
     const at = now.toISOString();
     // A claim is a sign of life: a node declared dead that asks for work is back.
     if (node.status === "dead") reviveNode(ctx, node.id, at);
-    const covered = ctx.lanes.coveredBy(JSON.parse(node.labels) as string[], node.types === null ? null : (JSON.parse(node.types) as string[]));
+    const covered = ctx.lanes.coveredBy(nodeJson<string[]>(node.labels, []), nodeJson<string[] | null>(node.types, null));
     if (emptied && covered.every((lane) => emptied.has(lane))) return NOTHING;
     const running = statements.running.get({ nodeId: node.id })?.n ?? 0;
     const limit = Math.min(params.max, node.capacity - running);
