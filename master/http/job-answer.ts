@@ -4,8 +4,8 @@
 // and the fields the master itself made (ids, timestamps, status and priority words) as they
 // are, with no escaping to look for. JSON.stringify of the whole job walks every field and
 // escapes every string: in a batch of 1,000 that was the largest part of the answer's cost
-// (bench/README.md, "8 December 2026"). Any other job (one stored earlier under its
-// idempotency key) is JSON.stringify's.
+// (bench/README.md, "8 December 2026, 01:30–02:40"). Any other job (one stored earlier under
+// its idempotency key) is JSON.stringify's.
 import type { Job } from "../store/types.js";
 import { jsonList } from "./json-list.js";
 
@@ -25,10 +25,12 @@ const orNull = (value: unknown): string => (value === null ? "null" : (JSON.stri
  *   timestamps from toISOString);
  * - `priority`, `effective_priority` and `status`, words of the API's own lists;
  * - `type`, when PLAIN_TYPE (else the whole job is JSON.stringify's, its payload encoded again);
- * - the integers and the flag.
+ * - the numbers (finite: the schemas refuse NaN and Infinity, and a finite number's text is
+ *   JSON.stringify's) and the flag.
  * Every other field goes through JSON.stringify as it would in the whole job. The fields and
- * their order are Job's (store/wire.ts jobOf); test/master/http/job-answer.test.ts holds this
- * to JSON.stringify for jobs made by each store, so a field added to Job fails it until added here.
+ * their order are Job's (store/wire.ts jobOf). test/master/http/job-answer.test.ts holds this to
+ * JSON.stringify for jobs made through jobOf, and test/master/http/values.test.ts for each store's
+ * through HTTP (byte for byte GET's answer): a field added to Job fails both until added here.
  */
 export function newJobJson(job: Job, payloadJson: string): string {
   if (!PLAIN_TYPE.test(job.type)) return JSON.stringify(job);
