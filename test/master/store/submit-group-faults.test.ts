@@ -65,8 +65,9 @@ describe("a group of single submits", () => {
 async function startCommitDropper(targetUrl: string) {
   const target = new URL(targetUrl);
   const sockets = new Set<net.Socket>();
-  // A simple-protocol Query message: 'Q', its length (4 + "commit" + NUL), the text.
-  const commit = Buffer.from([0x51, 0, 0, 0, 11, ...Buffer.from("commit"), 0]);
+  // The end of a simple-protocol Query message whose text ends with "commit" (the store sends
+  // a transaction's NOTIFY, if any, in the same query, before it): the text's last word, then NUL.
+  const commit = Buffer.from("commit\u0000", "latin1");
   const state = { dropped: 0, armed: true };
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(target.port || 5432), target.hostname);
