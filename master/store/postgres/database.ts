@@ -235,7 +235,7 @@ export class PostgresDatabase {
    * that others must hear of. A loop of such transactions on this machine (BEGIN, an INSERT,
    * the NOTIFY, COMMIT): 568–594 µs and 311–502 µs of the client's CPU each with the NOTIFY a
    * round trip of its own, 428–456 µs and 196–321 µs so (bench/README.md, "8 December 2026,
-   * 02:40–03:30").
+   * 02:40–03:00").
    */
   async transaction<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
