@@ -199,6 +199,9 @@ export class PostgresDatabase {
       // the server ends such a session after a minute idle in it, or once its keepalives fail.
       options: `-c timezone=UTC -c search_path=${quoteIdent(this.schema)} -c idle_in_transaction_session_timeout=60000 ${SERVER_KEEPALIVES}${timeoutMs > 0 ? ` -c statement_timeout=${timeoutMs}` : ""}`,
       keepAlive: true,
+      // What pg assumes. Said, so that no PGCLIENTENCODING or role setting picks an encoding in
+      // which a multibyte character could swallow a backslash of a literal (transaction()'s NOTIFYs).
+      client_encoding: "UTF8",
       types: PG_TYPES,
       connectionTimeoutMillis: 10_000,
       ...(timeoutMs > 0 ? { query_timeout: timeoutMs + CLIENT_TIMEOUT_MARGIN_MS } : {}),

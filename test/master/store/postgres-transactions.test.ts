@@ -69,6 +69,23 @@ describe.skipIf(postgres === undefined)("PostgreSQL transactions", () => {
     expect(sent).toEqual(["begin", expect.stringContaining("INSERT INTO t"), "commit"]);
   });
 
+  it("undoes a transaction whose NOTIFY fails (a payload past PostgreSQL's 8000 bytes): nothing written, nothing heard", async () => {
+    await expect(
+      db.transaction(async (tx) => {
+        await sql`INSERT INTO t VALUES (1)`.execute(tx.db);
+        tx.mark({ finished: ["x".repeat(9000)] });
+      }),
+    ).rejects.toThrow(/payload string too long/);
+    expect(sent.slice(-2)).toEqual([expect.stringMatching(/^SELECT pg_notify\(.*; commit$/s), "rollback"]);
+    await db.transaction(async (tx) => {
+      await sql`INSERT INTO t VALUES (2)`.execute(tx.db);
+      tx.mark({ finished: ["after"] });
+    });
+    await vi.waitFor(() => expect(heard).toHaveLength(1), { timeout: 5_000 });
+    expect(parseNotice(heard[0] ?? "")?.finished).toEqual(["after"]);
+    expect((await db.run(sql<{ n: number }>`SELECT n FROM t ORDER BY n`)).map((row) => row.n)).toEqual([2]);
+  });
+
   it("sends nothing for a transaction undone, and its connection serves the next one", async () => {
     await expect(
       db.transaction(async (tx) => {

@@ -67,7 +67,8 @@ async function startCommitDropper(targetUrl: string) {
   const sockets = new Set<net.Socket>();
   // The end of a simple-protocol Query message whose text ends with "commit" (the store sends
   // a transaction's NOTIFY, if any, in the same query, before it): the text's last word, then NUL.
-  const commit = Buffer.from("commit\u0000", "latin1");
+  // Looked for in the text seen so far, so that one split over two chunks is found too.
+  const commit = "commit\u0000";
   const state = { dropped: 0, armed: true };
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(target.port || 5432), target.hostname);
@@ -84,9 +85,12 @@ async function startCommitDropper(targetUrl: string) {
     let tail = "";
     client.on("data", (chunk: Buffer) => {
       const text = tail + chunk.toString("latin1");
+      // A commit that ends in this chunk (one whose end came in an earlier chunk was let through).
+      const at = text.lastIndexOf(commit);
+      const committing = at !== -1 && at + commit.length > tail.length;
       tail = text.slice(-32);
       inserted ||= text.includes("INSERT INTO jobs");
-      if (state.armed && inserted && chunk.includes(commit)) {
+      if (state.armed && inserted && committing) {
         state.armed = false;
         state.dropped++;
         upstream.removeAllListeners("data");
