@@ -45,6 +45,21 @@ describe.skipIf(postgres === undefined)("PostgreSQL transactions", () => {
     await dropTestDatabase(url);
   });
 
+  /**
+   * A transaction that writes row 2 and marks a job finished, on the connection the ones
+   * before it left: it alone is heard (notices arrive in commit order, so one sent before it
+   * would come first), and its row is the only one.
+   */
+  async function expectOnlyTheNextHeard(): Promise<void> {
+    await db.transaction(async (tx) => {
+      await sql`INSERT INTO t VALUES (2)`.execute(tx.db);
+      tx.mark({ finished: ["after"] });
+    });
+    await vi.waitFor(() => expect(heard).toHaveLength(1), { timeout: 5_000 });
+    expect(parseNotice(heard[0] ?? "")?.finished).toEqual(["after"]);
+    expect((await db.run(sql<{ n: number }>`SELECT n FROM t ORDER BY n`)).map((row) => row.n)).toEqual([2]);
+  }
+
   it("sends what a transaction marked in the query that commits it, literals escaped", async () => {
     const finished = ["it's", "back\\slash", "é😀", ...Array.from({ length: 150 }, (_, i) => `job-${i}`)];
     await db.transaction(async (tx) => {
@@ -77,13 +92,7 @@ describe.skipIf(postgres === undefined)("PostgreSQL transactions", () => {
       }),
     ).rejects.toThrow(/payload string too long/);
     expect(sent.slice(-2)).toEqual([expect.stringMatching(/^SELECT pg_notify\(.*; commit$/s), "rollback"]);
-    await db.transaction(async (tx) => {
-      await sql`INSERT INTO t VALUES (2)`.execute(tx.db);
-      tx.mark({ finished: ["after"] });
-    });
-    await vi.waitFor(() => expect(heard).toHaveLength(1), { timeout: 5_000 });
-    expect(parseNotice(heard[0] ?? "")?.finished).toEqual(["after"]);
-    expect((await db.run(sql<{ n: number }>`SELECT n FROM t ORDER BY n`)).map((row) => row.n)).toEqual([2]);
+    await expectOnlyTheNextHeard();
   });
 
   it("sends nothing for a transaction undone, and its connection serves the next one", async () => {
@@ -101,13 +110,6 @@ describe.skipIf(postgres === undefined)("PostgreSQL transactions", () => {
         throw new Error("undone by the caller");
       }),
     ).rejects.toThrow("undone by the caller");
-    // Notices arrive in commit order: had either sent one, it would come before this one's.
-    await db.transaction(async (tx) => {
-      await sql`INSERT INTO t VALUES (2)`.execute(tx.db);
-      tx.mark({ finished: ["after"] });
-    });
-    await vi.waitFor(() => expect(heard).toHaveLength(1), { timeout: 5_000 });
-    expect(parseNotice(heard[0] ?? "")?.finished).toEqual(["after"]);
-    expect((await db.run(sql<{ n: number }>`SELECT n FROM t ORDER BY n`)).map((row) => row.n)).toEqual([2]);
+    await expectOnlyTheNextHeard();
   });
 });
