@@ -4,7 +4,21 @@
 // signal with NOTIFY, so that every master hears what any of them committed.
 import { createHash, randomUUID } from "node:crypto";
 import pg from "pg";
-import { Kysely, PostgresDialect, sql, type PostgresPool, type PostgresPoolClient, type RawBuilder, type Transaction } from "kysely";
+import {
+  Kysely,
+  PostgresDialect,
+  sql,
+  type KyselyPlugin,
+  type PluginTransformQueryArgs,
+  type PluginTransformResultArgs,
+  type PostgresPool,
+  type PostgresPoolClient,
+  type QueryResult,
+  type RawBuilder,
+  type RootOperationNode,
+  type Transaction,
+  type UnknownRow,
+} from "kysely";
 import { StorageUnavailableError, StorageUnreachableError, UnstorableValueError, type Committed } from "../types.js";
 
 /** Kysely over a schema it is not told about: the store writes its SQL with sql``. */
@@ -167,9 +181,27 @@ export function parseNotice(payload: string): (Committed & { origin: string | un
   }
 }
 
+/**
+ * Refuses every query started once its transaction has ended, as Kysely's own transactions
+ * do: a query on `tx.db` after COMMIT or ROLLBACK would run on a connection back in the pool,
+ * perhaps inside another caller's transaction.
+ */
+class EndedGuard implements KyselyPlugin {
+  ended = false;
+
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    if (this.ended) throw new Error("a query on a transaction that has ended (one not awaited inside it)");
+    return args.node;
+  }
+
+  transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return Promise.resolve(args.result);
+  }
+}
+
 /** A transaction's handle: the executor and the change set NOTIFY sends at its end. */
 export interface Tx {
-  /** The transaction's connection (PostgresDatabase.transaction opens and ends it). */
+  /** The transaction's connection (PostgresDatabase.transaction opens and ends it; no query once it has). */
   db: Kysely<Record<string, never>>;
   mark(change: Change): void;
   /** Run `fn` once the transaction has committed (caches follow commits, never precede them). */
@@ -247,11 +279,14 @@ export class PostgresDatabase {
         const changes = new ChangeSet();
         const result = await this.kysely.connection().execute(async (db) => {
           await sql`begin`.execute(db);
+          const guard = new EndedGuard();
           try {
-            const result = await work({ db, mark: (change) => changes.mark(change), afterCommit: (fn) => committed.push(fn) });
+            const result = await work({ db: db.withPlugin(guard), mark: (change) => changes.mark(change), afterCommit: (fn) => committed.push(fn) });
+            guard.ended = true;
             await sql.raw(`${changes.empty ? "" : this.notices(changes)}commit`).execute(db);
             return result;
           } catch (error) {
+            guard.ended = true;
             await sql`rollback`.execute(db);
             throw error;
           }

@@ -4,7 +4,7 @@
 import { sql } from "kysely";
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { parseNotice, PostgresDatabase } from "../../../master/store/postgres/database.js";
+import { parseNotice, PostgresDatabase, type Tx } from "../../../master/store/postgres/database.js";
 import { createTestDatabase, dropTestDatabase } from "../../helpers/postgres.js";
 import { dialects } from "../../helpers/store.js";
 
@@ -93,6 +93,23 @@ describe.skipIf(postgres === undefined)("PostgreSQL transactions", () => {
     ).rejects.toThrow(/payload string too long/);
     expect(sent.slice(-2)).toEqual([expect.stringMatching(/^SELECT pg_notify\(.*; commit$/s), "rollback"]);
     await expectOnlyTheNextHeard();
+  });
+
+  it("refuses a query on a transaction that has ended, committed or undone", async () => {
+    let kept: Tx | undefined;
+    await db.transaction(async (tx) => {
+      kept = tx;
+      await sql`INSERT INTO t VALUES (1)`.execute(tx.db);
+    });
+    await expect(sql`INSERT INTO t VALUES (3)`.execute((kept as Tx).db)).rejects.toThrow(/transaction that has ended/);
+    await expect(
+      db.transaction(async (tx) => {
+        kept = tx;
+        throw new Error("undone");
+      }),
+    ).rejects.toThrow("undone");
+    await expect(sql`INSERT INTO t VALUES (4)`.execute((kept as Tx).db)).rejects.toThrow(/transaction that has ended/);
+    expect((await db.run(sql<{ n: number }>`SELECT n FROM t ORDER BY n`)).map((row) => row.n)).toEqual([1]);
   });
 
   it("sends nothing for a transaction undone, and its connection serves the next one", async () => {
