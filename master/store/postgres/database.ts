@@ -16,13 +16,12 @@ import {
   type QueryResult,
   type RawBuilder,
   type RootOperationNode,
-  type Transaction,
   type UnknownRow,
 } from "kysely";
 import { StorageUnavailableError, StorageUnreachableError, UnstorableValueError, type Committed } from "../types.js";
 
-/** Kysely over a schema it is not told about: the store writes its SQL with sql``. */
-export type Executor = Kysely<Record<string, never>> | Transaction<Record<string, never>>;
+/** Kysely over a schema it is not told about: the store writes its SQL with sql``. A Transaction is one too. */
+export type Executor = Kysely<Record<string, never>>;
 
 const TIMESTAMPTZ = 1184;
 const TIMESTAMP = 1114;
@@ -202,7 +201,7 @@ class EndedGuard implements KyselyPlugin {
 /** A transaction's handle: the executor and the change set NOTIFY sends at its end. */
 export interface Tx {
   /** The transaction's connection (PostgresDatabase.transaction opens and ends it; no query once it has). */
-  db: Kysely<Record<string, never>>;
+  db: Executor;
   mark(change: Change): void;
   /** Run `fn` once the transaction has committed (caches follow commits, never precede them). */
   afterCommit(fn: () => void): void;
